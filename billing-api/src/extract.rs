@@ -1,0 +1,149 @@
+//! Request extractors: tenant and operator authentication, strict JSON bodies and
+//! the `Idempotency-Key` header.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::web::{Bytes, Data};
+use actix_web::{FromRequest, HttpRequest};
+use billing_shared::services::idempotency::IdempotentRequest;
+use billing_shared::services::tenants::{self, Tenant};
+use billing_shared::signing::sha256;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+type LocalFuture<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+fn state_of(req: &HttpRequest) -> Result<Data<AppState>, ApiError> {
+    req.app_data::<Data<AppState>>().cloned().ok_or_else(ApiError::internal)
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// The tenant whose API key is in `Authorization: Bearer <key>`.
+pub struct TenantAuth(pub Tenant);
+
+impl FromRequest for TenantAuth {
+    type Error = ApiError;
+    type Future = LocalFuture<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state_of(req);
+        let token = bearer(req);
+        Box::pin(async move {
+            let state = state?;
+            let token = token.ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer <api key>)"))?;
+            let mut conn = state.conn().await?;
+            tenants::authenticate(&mut conn, &token)
+                .await?
+                .map(TenantAuth)
+                .ok_or_else(|| ApiError::unauthorized("unknown or expired API key"))
+        })
+    }
+}
+
+/// An operator call: `Authorization: Bearer <BILLING_ADMIN_TOKEN>`.
+pub struct AdminAuth;
+
+impl FromRequest for AdminAuth {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = (|| {
+            let state = state_of(req)?;
+            let Some(expected) = &state.admin_token else {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "operator_api_disabled",
+                    "operator endpoints are disabled: BILLING_ADMIN_TOKEN is not set",
+                ));
+            };
+            let given = bearer(req).ok_or_else(|| ApiError::unauthorized("missing operator bearer token"))?;
+            // Compare digests: constant time regardless of where the strings differ.
+            if sha256(given.as_bytes()) == sha256(expected.expose().as_bytes()) {
+                Ok(AdminAuth)
+            } else {
+                Err(ApiError::unauthorized("wrong operator token"))
+            }
+        })();
+        std::future::ready(result)
+    }
+}
+
+/// A JSON body parsed strictly: malformed JSON is 400 `malformed_json`, a document
+/// of the wrong shape is 422 `validation_failed` naming the offending field. The raw
+/// bytes are kept for the idempotency fingerprint.
+pub struct JsonBody<T> {
+    pub value: T,
+    pub raw: Bytes,
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let raw = bytes.await.map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()))?;
+            let value = parse_json(&raw)?;
+            Ok(JsonBody { value, raw })
+        })
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(raw).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("body is not valid JSON: {e}"))
+            }
+            Category::Data => ApiError::validation(e.to_string()),
+        }
+    })
+}
+
+/// The `Idempotency-Key` header with what identifies the request.
+pub struct Idempotency {
+    key: Option<String>,
+    method: String,
+    path: String,
+}
+
+impl Idempotency {
+    /// The request to deduplicate, if a key was sent.
+    pub fn request(&self, scope: impl Into<String>, body: &[u8]) -> Result<Option<IdempotentRequest>, ApiError> {
+        self.key
+            .as_deref()
+            .map(|key| IdempotentRequest::new(scope.into(), key, &self.method, &self.path, body))
+            .transpose()
+            .map_err(ApiError::from)
+    }
+}
+
+impl FromRequest for Idempotency {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let key = req.headers().get("Idempotency-Key").map(|v| v.to_str().map(str::to_owned));
+        std::future::ready(match key {
+            Some(Err(_)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_idempotency_key", "Idempotency-Key must be ASCII")),
+            other => Ok(Idempotency {
+                key: other.and_then(Result::ok),
+                method: req.method().to_string(),
+                path: req.path().to_owned(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! `billing-api`: the HTTP API of the billing service (actix-web).
+//!
+//! [`Application::build`] binds the listener and returns the port, so tests run the
+//! real server on port 0.
+
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::net::TcpListener;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpServer, ResponseError};
+use billing_shared::clock::Clock;
+use billing_shared::config::Config;
+use billing_shared::db::{PgPool, build_pool};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Builds the server from configuration (migrations are the caller's job).
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let pool = build_pool(&config.database_url, config.db_pool_size)?;
+        Self::build_with_pool(config, pool)
+    }
+
+    pub fn build_with_pool(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.api_addr)?;
+        let port = listener.local_addr()?.port();
+        let state = AppState {
+            pool,
+            clock: Clock::from_test_flag(config.test_clock),
+            admin_token: config.admin_token.clone(),
+            amqp_url: config.amqp_url.clone(),
+        };
+        let _ = billing_shared::telemetry::prometheus();
+        let openapi = openapi::ApiDoc::openapi();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(Data::new(state.clone()))
+                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::validation(format!("query: {e}")).into()))
+                .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::not_found(e.to_string()).into()))
+                .wrap(from_fn(observe))
+                .configure(routes::configure)
+                .service(web::redirect("/docs", "/docs/"))
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+                .default_service(web::to(|| async { ApiError::not_found("no such route").error_response() }))
+        })
+        .shutdown_timeout(30)
+        .listen(listener)?
+        .run();
+        Ok(Application { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped; actix stops gracefully on SIGTERM/SIGINT, finishing
+    /// in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Logs every request and counts it by route pattern and status.
+async fn observe(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    let res = next.call(req).await?;
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let status = res.status();
+    let elapsed = started.elapsed();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.as_u16().to_string()).increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method.clone(), "route" => route).record(elapsed.as_secs_f64());
+    if status.is_server_error() {
+        tracing::error!(%method, %path, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request");
+    } else {
+        tracing::info!(%method, %path, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request");
+    }
+    Ok(res)
+}

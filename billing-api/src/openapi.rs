@@ -1,0 +1,51 @@
+//! The served OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{admin, customers, payments, plans, service, subscriptions, webhooks};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Billing service",
+        description = "Subscriptions, recurring payments, entitlements, refunds and 54-FZ receipts for SaaS products. \
+Money is `{\"value\": \"690.00\", \"currency\": \"RUB\"}`; errors are RFC 9457 problem details with a stable `code`; \
+every POST that creates something or moves money accepts `Idempotency-Key`.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        admin::create_tenant, admin::patch_tenant, admin::rotate_keys, admin::get_clock, admin::set_clock,
+        plans::create_plan, plans::list_plans, plans::get_plan, plans::add_price, plans::cancel_price, plans::archive_plan,
+        customers::create_customer, customers::list_customers, customers::get_customer, customers::patch_customer,
+        customers::get_entitlements,
+        subscriptions::create_subscription, subscriptions::list_subscriptions, subscriptions::get_subscription,
+        payments::list_payments, payments::get_payment,
+        webhooks::cloudpayments_notification,
+        service::healthz, service::readyz, service::metrics,
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "operator", description = "Operators of the billing service (BILLING_ADMIN_TOKEN)"),
+        (name = "catalog", description = "Plans and versioned prices"),
+        (name = "customers", description = "Customers and entitlements"),
+        (name = "subscriptions", description = "Purchases and the subscription lifecycle"),
+        (name = "payments", description = "Payments"),
+        (name = "webhooks", description = "Provider callbacks, authenticated by the provider's scheme"),
+        (name = "service", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |desc: &str| {
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(desc)).build())
+        };
+        components.add_security_scheme("tenant_key", bearer("A tenant's API key"));
+        components.add_security_scheme("operator_token", bearer("BILLING_ADMIN_TOKEN"));
+    }
+}

@@ -1,0 +1,47 @@
+//! HTTP routes, one module per resource. Handlers are thin: extract, call a
+//! service inside [`AppState::run`](crate::state::AppState::run), answer.
+
+pub mod admin;
+pub mod customers;
+pub mod payments;
+pub mod plans;
+pub mod service;
+pub mod subscriptions;
+pub mod webhooks;
+
+use actix_web::web;
+use billing_shared::services::PageRequest;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    admin::configure(cfg);
+    plans::configure(cfg);
+    customers::configure(cfg);
+    subscriptions::configure(cfg);
+    payments::configure(cfg);
+    webhooks::configure(cfg);
+    service::configure(cfg);
+}
+
+/// Ids in paths: anything that is not a UUID cannot exist, so it is a 404.
+pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::new(actix_web::http::StatusCode::NOT_FOUND, format!("{what}_not_found"), format!("no such {what}")))
+}
+
+/// Cursor pagination: `limit` (1..100, default 20) and `starting_after` (an id).
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<i64>,
+    pub starting_after: Option<Uuid>,
+}
+
+impl ListQuery {
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::new(self.limit, self.starting_after)?)
+    }
+}

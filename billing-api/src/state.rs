@@ -1,0 +1,84 @@
+//! Shared state of the HTTP handlers and the one way they run a use case: in one
+//! database transaction, with the clock read inside it, and with `Idempotency-Key`
+//! replay handled in that same transaction.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use billing_shared::clock::Clock;
+use billing_shared::config::Secret;
+use billing_shared::db::{PgPool, PooledConn, in_transaction};
+use billing_shared::error::ServiceError;
+use billing_shared::services::idempotency::{self, Claim, IdempotentRequest};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub clock: Clock,
+    pub admin_token: Option<Secret>,
+    pub amqp_url: Secret,
+}
+
+/// How an answer may be stored for `Idempotency-Key` replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replayable {
+    Yes,
+    /// The answer carries secrets: never stored; a replay answers 409.
+    Secret,
+}
+
+impl AppState {
+    pub async fn conn(&self) -> Result<PooledConn, ApiError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Runs `f` in one transaction and answers `status` with its JSON result.
+    pub async fn run<T: Serialize>(
+        &self,
+        status: StatusCode,
+        idem: Option<IdempotentRequest>,
+        f: impl AsyncFnOnce(&mut AsyncPgConnection, DateTime<Utc>) -> Result<T, ServiceError>,
+    ) -> Result<HttpResponse, ApiError> {
+        self.run_with(status, idem, Replayable::Yes, f).await
+    }
+
+    pub async fn run_with<T: Serialize>(
+        &self,
+        status: StatusCode,
+        idem: Option<IdempotentRequest>,
+        replayable: Replayable,
+        f: impl AsyncFnOnce(&mut AsyncPgConnection, DateTime<Utc>) -> Result<T, ServiceError>,
+    ) -> Result<HttpResponse, ApiError> {
+        let mut conn = self.conn().await?;
+        let clock = self.clock;
+        let (status, body) = in_transaction(&mut conn, async |conn| {
+            let now = clock.now(conn).await?;
+            if let Some(req) = &idem
+                && let Claim::Replay { status, body } = idempotency::claim(conn, req).await?
+            {
+                return Ok::<_, ServiceError>((StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body));
+            }
+            let value = f(conn, now).await?;
+            let body = serde_json::to_value(value).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if let Some(req) = &idem {
+                let stored = (replayable == Replayable::Yes).then_some(&body);
+                idempotency::complete(conn, req, status.as_u16(), stored).await?;
+            }
+            Ok((status, body))
+        })
+        .await?;
+        Ok(HttpResponse::build(status).json(body))
+    }
+
+    /// Runs `f` in one transaction (without idempotency) and answers 200.
+    pub async fn ok<T: Serialize>(
+        &self,
+        f: impl AsyncFnOnce(&mut AsyncPgConnection, DateTime<Utc>) -> Result<T, ServiceError>,
+    ) -> Result<HttpResponse, ApiError> {
+        self.run(StatusCode::OK, None, f).await
+    }
+}

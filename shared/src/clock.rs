@@ -1,0 +1,60 @@
+//! The one clock of the service.
+//!
+//! In production it is the system clock. With `BILLING_TEST_CLOCK=1` it is a shared
+//! test clock stored in PostgreSQL (table `test_clock`), so the API and every worker
+//! replica read the same instant; it stays frozen until an operator sets it again and
+//! reads as real time until first set. Business times (periods, due times, captures)
+//! come from here; protocol timestamps (webhook signatures, provider tokens) use real
+//! time.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::schema::test_clock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    System,
+    Shared,
+}
+
+/// Real time, truncated to the database's microsecond precision.
+pub fn real_now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+impl Clock {
+    pub fn from_test_flag(test_clock: bool) -> Self {
+        if test_clock { Clock::Shared } else { Clock::System }
+    }
+
+    pub fn is_test(&self) -> bool {
+        matches!(self, Clock::Shared)
+    }
+
+    /// The current business instant.
+    pub async fn now(&self, conn: &mut AsyncPgConnection) -> QueryResult<DateTime<Utc>> {
+        match self {
+            Clock::System => Ok(real_now()),
+            Clock::Shared => {
+                let stored: Option<DateTime<Utc>> =
+                    test_clock::table.select(test_clock::now).first(conn).await.optional()?;
+                Ok(stored.unwrap_or_else(real_now))
+            }
+        }
+    }
+
+    /// Sets the shared test clock (operators only, test mode only).
+    pub async fn set(conn: &mut AsyncPgConnection, at: DateTime<Utc>) -> QueryResult<DateTime<Utc>> {
+        let at = at.trunc_subsecs(6);
+        diesel::insert_into(test_clock::table)
+            .values((test_clock::singleton.eq(true), test_clock::now.eq(at)))
+            .on_conflict(test_clock::singleton)
+            .do_update()
+            .set((test_clock::now.eq(at), test_clock::updated_at.eq(diesel::dsl::now)))
+            .execute(conn)
+            .await?;
+        Ok(at)
+    }
+}

@@ -1,0 +1,155 @@
+//! Typed settings from the environment, validated at start-up.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `DATABASE_URL` | PostgreSQL | `postgres://postgres@127.0.0.1:5432/billing` |
+//! | `AMQP_URL` | RabbitMQ | `amqp://guest:guest@127.0.0.1:5672/%2f` |
+//! | `BILLING_API_ADDR` | API listen address | `127.0.0.1:8080` |
+//! | `BILLING_ADMIN_TOKEN` | operator bearer token | none: operator endpoints disabled |
+//! | `BILLING_TEST_CLOCK` | `1` enables the shared test clock | off |
+//! | `BILLING_DB_POOL_SIZE` | connections per process | `10` |
+//! | `BILLING_WORKER_METRICS_ADDR` | worker `/metrics` and `/healthz` | `127.0.0.1:9090` |
+//! | `BILLING_LOG_FORMAT` | `json` or `text` | `json` |
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A secret value that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: Secret,
+    pub amqp_url: Secret,
+    pub api_addr: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub test_clock: bool,
+    pub db_pool_size: usize,
+    pub worker_metrics_addr: SocketAddr,
+    pub log_format: LogFormat,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/billing";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError("DATABASE_URL must be a postgres:// URL".into()));
+        }
+        let amqp_url = var("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
+        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+            return Err(ConfigError("AMQP_URL must be an amqp:// or amqps:// URL".into()));
+        }
+        let addr = |k: &str, default: &str| -> Result<SocketAddr, ConfigError> {
+            let raw = var(k).unwrap_or_else(|| default.to_owned());
+            raw.parse().map_err(|_| ConfigError(format!("{k}={raw:?} is not a host:port socket address")))
+        };
+        let admin_token = var("BILLING_ADMIN_TOKEN").map(Secret::new);
+        if let Some(t) = &admin_token
+            && t.expose().len() < 16
+        {
+            return Err(ConfigError("BILLING_ADMIN_TOKEN must be at least 16 characters".into()));
+        }
+        let test_clock = match var("BILLING_TEST_CLOCK").as_deref() {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => return Err(ConfigError(format!("BILLING_TEST_CLOCK={other:?}: use 1 or 0"))),
+        };
+        let db_pool_size = match var("BILLING_DB_POOL_SIZE") {
+            None => 10,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=200).contains(n))
+                .ok_or_else(|| ConfigError(format!("BILLING_DB_POOL_SIZE={v:?}: use 1..200")))?,
+        };
+        let log_format = match var("BILLING_LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => return Err(ConfigError(format!("BILLING_LOG_FORMAT={other:?}: use json or text"))),
+        };
+        Ok(Config {
+            database_url: Secret::new(database_url),
+            amqp_url: Secret::new(amqp_url),
+            api_addr: addr("BILLING_API_ADDR", "127.0.0.1:8080")?,
+            admin_token,
+            test_clock,
+            db_pool_size,
+            worker_metrics_addr: addr("BILLING_WORKER_METRICS_ADDR", "127.0.0.1:9090")?,
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_deployment_contract() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.amqp_url.expose(), DEFAULT_AMQP_URL);
+        assert_eq!(c.api_addr.to_string(), "127.0.0.1:8080");
+        assert!(c.admin_token.is_none());
+        assert!(!c.test_clock);
+    }
+
+    #[test]
+    fn rejects_bad_values_with_a_clear_message() {
+        let err = cfg(&[("BILLING_API_ADDR", "localhost")]).unwrap_err().to_string();
+        assert!(err.contains("BILLING_API_ADDR"), "{err}");
+        assert!(cfg(&[("BILLING_TEST_CLOCK", "yes")]).is_err());
+        assert!(cfg(&[("DATABASE_URL", "mysql://x")]).is_err());
+        assert!(cfg(&[("BILLING_ADMIN_TOKEN", "short")]).is_err());
+        assert!(cfg(&[("BILLING_TEST_CLOCK", "1")]).unwrap().test_clock);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = cfg(&[("BILLING_ADMIN_TOKEN", "super-secret-admin-token")]).unwrap();
+        assert!(!format!("{c:?}").contains("super-secret"));
+    }
+}

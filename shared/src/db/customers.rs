@@ -1,0 +1,80 @@
+//! Customers of a tenant.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::customers;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = customers, check_for_backend(diesel::pg::Pg))]
+pub struct CustomerRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub external_id: String,
+    pub email: String,
+    pub time_zone: String,
+    pub partner_code: Option<String>,
+    pub legal_entity: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, row: &CustomerRow) -> QueryResult<()> {
+    diesel::insert_into(customers::table).values(row).execute(conn).await.map(|_| ())
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<CustomerRow>> {
+    customers::table
+        .filter(customers::tenant_id.eq(tenant_id))
+        .filter(customers::id.eq(id))
+        .select(CustomerRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the customer row: purchases of one customer are serialised.
+pub async fn find_for_update(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<CustomerRow>> {
+    customers::table
+        .filter(customers::tenant_id.eq(tenant_id))
+        .filter(customers::id.eq(id))
+        .select(CustomerRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    external_id: Option<&str>,
+    starting_after: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<CustomerRow>> {
+    let mut q = customers::table.filter(customers::tenant_id.eq(tenant_id)).into_boxed();
+    if let Some(ext) = external_id {
+        q = q.filter(customers::external_id.eq(ext.to_owned()));
+    }
+    if let Some(after) = starting_after {
+        q = q.filter(customers::id.gt(after));
+    }
+    q.order(customers::id.asc()).limit(limit).select(CustomerRow::as_select()).load(conn).await
+}
+
+pub async fn update_contact(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    email: &str,
+    time_zone: &str,
+) -> QueryResult<usize> {
+    diesel::update(customers::table.find(id))
+        .set((
+            customers::email.eq(email),
+            customers::time_zone.eq(time_zone),
+            customers::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}

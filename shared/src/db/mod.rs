@@ -1,0 +1,109 @@
+//! Database access: connection pool, migrations, and query functions that take
+//! `&mut AsyncPgConnection` so services can compose them inside one transaction.
+
+pub mod customers;
+pub mod ledger;
+pub mod outbox;
+pub mod payments;
+pub mod plans;
+pub mod schema;
+pub mod subscriptions;
+pub mod tenants;
+
+use diesel::Connection;
+use diesel::RunQueryDsl as _;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::AsyncPgConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::Secret;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+
+/// Key of the advisory lock that serialises migrations between replicas.
+const MIGRATION_LOCK_KEY: i64 = 0x6269_6c6c_696e_6731; // "billing1"
+
+pub type PgPool = Pool<AsyncPgConnection>;
+pub type PooledConn = Object<AsyncPgConnection>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot build the connection pool: {0}")]
+    Pool(String),
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+pub fn build_pool(url: &Secret, size: usize) -> Result<PgPool, DbError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.expose());
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| DbError::Pool(e.to_string()))
+}
+
+/// Applies pending migrations under a PostgreSQL advisory lock, so replicas that
+/// start together migrate once. Runs the blocking migration harness on a blocking
+/// thread; the lock is held on the same connection the migrations use.
+pub async fn run_migrations(url: &Secret) -> Result<Vec<String>, DbError> {
+    let url = url.expose().to_owned();
+    tokio::task::spawn_blocking(move || -> Result<Vec<String>, DbError> {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)?;
+        diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")).execute(&mut conn)?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+            .map_err(|e| DbError::Migration(e.to_string()));
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(&mut conn)?;
+        applied
+    })
+    .await
+    .map_err(|e| DbError::Migration(format!("migration task failed: {e}")))?
+}
+
+/// Names of the migrations this binary embeds that the database has not applied:
+/// a binary refuses to start only when this is not empty after migrating.
+pub async fn missing_migrations(url: &Secret) -> Result<Vec<String>, DbError> {
+    let url = url.expose().to_owned();
+    tokio::task::spawn_blocking(move || -> Result<Vec<String>, DbError> {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)?;
+        let pending = conn
+            .pending_migrations(MIGRATIONS)
+            .map_err(|e| DbError::Migration(e.to_string()))?;
+        Ok(pending.iter().map(|m| m.name().to_string()).collect())
+    })
+    .await
+    .map_err(|e| DbError::Migration(format!("migration task failed: {e}")))?
+}
+
+/// Runs `f` inside one database transaction: committed when it returns `Ok`,
+/// rolled back when it returns `Err`. (A plain begin/commit pair rather than
+/// `AsyncConnection::transaction`, so callers need no `Send` futures.)
+pub async fn in_transaction<T, E>(
+    conn: &mut AsyncPgConnection,
+    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    use diesel_async::{AnsiTransactionManager, TransactionManager};
+    AnsiTransactionManager::begin_transaction(conn).await?;
+    match f(conn).await {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = AnsiTransactionManager::rollback_transaction(conn).await {
+                tracing::error!(error = %rollback, "rollback failed");
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Payments, their collection attempts, and saved payment methods.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::schema::{payment_attempts, payment_methods, payments};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_null = true)]
+pub struct PaymentRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub customer_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    pub kind: String,
+    pub status: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub refunded_amount: Decimal,
+    pub description: String,
+    pub plan_id: Option<Uuid>,
+    pub price_id: Option<Uuid>,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub gateway: String,
+    pub gateway_transaction_id: Option<String>,
+    pub failure_reason: Option<String>,
+    pub failure_code: Option<String>,
+    pub duplicate_of: Option<Uuid>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub captured_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = payment_attempts, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_null = true)]
+pub struct AttemptRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub payment_id: Uuid,
+    pub attempt_no: i32,
+    pub invoice_id: String,
+    pub channel: String,
+    pub status: String,
+    pub gateway_transaction_id: Option<String>,
+    pub failure_reason: Option<String>,
+    pub failure_code: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payment_methods, check_for_backend(diesel::pg::Pg))]
+pub struct PaymentMethodRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub customer_id: Uuid,
+    pub gateway: String,
+    pub token: String,
+    pub card_first_six: Option<String>,
+    pub card_last_four: Option<String>,
+    pub card_type: Option<String>,
+    pub card_exp: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResult<()> {
+    diesel::insert_into(payments::table).values(row).execute(conn).await.map(|_| ())
+}
+
+pub async fn save(conn: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResult<()> {
+    diesel::update(payments::table.find(row.id))
+        .set((row, payments::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<PaymentRow>> {
+    payments::table
+        .filter(payments::tenant_id.eq(tenant_id))
+        .filter(payments::id.eq(id))
+        .select(PaymentRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<PaymentRow>> {
+    payments::table.find(id).select(PaymentRow::as_select()).for_update().first(conn).await.optional()
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    customer_id: Option<Uuid>,
+    starting_after: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<PaymentRow>> {
+    let mut q = payments::table.filter(payments::tenant_id.eq(tenant_id)).into_boxed();
+    if let Some(c) = customer_id {
+        q = q.filter(payments::customer_id.eq(c));
+    }
+    if let Some(after) = starting_after {
+        q = q.filter(payments::id.gt(after));
+    }
+    q.order(payments::id.asc()).limit(limit).select(PaymentRow::as_select()).load(conn).await
+}
+
+/// Pending payments of a subscription (a superseded purchase is failed with them).
+pub async fn pending_of_subscription(conn: &mut AsyncPgConnection, subscription_id: Uuid) -> QueryResult<Vec<PaymentRow>> {
+    payments::table
+        .filter(payments::subscription_id.eq(subscription_id))
+        .filter(payments::status.eq("pending"))
+        .select(PaymentRow::as_select())
+        .for_update()
+        .load(conn)
+        .await
+}
+
+pub async fn insert_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
+    diesel::insert_into(payment_attempts::table).values(row).execute(conn).await.map(|_| ())
+}
+
+pub async fn save_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
+    diesel::update(payment_attempts::table.find(row.id))
+        .set((row, payment_attempts::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The attempt a gateway knows by `invoice_id` (CloudPayments InvoiceId).
+pub async fn find_attempt_by_invoice(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    invoice_id: &str,
+) -> QueryResult<Option<AttemptRow>> {
+    payment_attempts::table
+        .filter(payment_attempts::tenant_id.eq(tenant_id))
+        .filter(payment_attempts::invoice_id.eq(invoice_id))
+        .select(AttemptRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn attempts_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<Vec<AttemptRow>> {
+    payment_attempts::table
+        .filter(payment_attempts::payment_id.eq(payment_id))
+        .order(payment_attempts::attempt_no.asc())
+        .select(AttemptRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Saves a card token; the same token arriving again is a no-op.
+pub async fn save_payment_method(conn: &mut AsyncPgConnection, row: &PaymentMethodRow) -> QueryResult<()> {
+    diesel::insert_into(payment_methods::table)
+        .values(row)
+        .on_conflict((payment_methods::tenant_id, payment_methods::gateway, payment_methods::token))
+        .do_nothing()
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The customer's newest usable saved card.
+pub async fn default_payment_method(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Option<PaymentMethodRow>> {
+    payment_methods::table
+        .filter(payment_methods::customer_id.eq(customer_id))
+        .filter(payment_methods::revoked_at.is_null())
+        .order(payment_methods::created_at.desc())
+        .select(PaymentMethodRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

@@ -1,0 +1,104 @@
+//! Plans and their price versions.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::schema::{plan_prices, plans};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = plans, check_for_backend(diesel::pg::Pg))]
+pub struct PlanRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub period_unit: String,
+    pub period_count: i32,
+    pub auto_renew: bool,
+    pub trial_days: Option<i32>,
+    pub once_per_customer: bool,
+    pub quotas: serde_json::Value,
+    pub quota_reset: String,
+    pub cashback_rate: Option<Decimal>,
+    pub fiscal: Option<serde_json::Value>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = plan_prices, check_for_backend(diesel::pg::Pg))]
+pub struct PriceRow {
+    pub id: Uuid,
+    pub plan_id: Uuid,
+    pub amount: Decimal,
+    pub currency: String,
+    pub effective_from: Option<DateTime<Utc>>,
+    pub announced_at: DateTime<Utc>,
+    pub canceled_at: Option<DateTime<Utc>>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, plan: &PlanRow) -> QueryResult<()> {
+    diesel::insert_into(plans::table).values(plan).execute(conn).await.map(|_| ())
+}
+
+pub async fn insert_price(conn: &mut AsyncPgConnection, price: &PriceRow) -> QueryResult<()> {
+    diesel::insert_into(plan_prices::table).values(price).execute(conn).await.map(|_| ())
+}
+
+pub async fn find_by_code(conn: &mut AsyncPgConnection, tenant_id: Uuid, code: &str) -> QueryResult<Option<PlanRow>> {
+    plans::table
+        .filter(plans::tenant_id.eq(tenant_id))
+        .filter(plans::code.eq(code))
+        .select(PlanRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<PlanRow>> {
+    plans::table.find(id).select(PlanRow::as_select()).first(conn).await.optional()
+}
+
+/// Locks the plan row: price changes of one plan are serialised.
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    plans::table.find(id).select(plans::id).for_update().first::<Uuid>(conn).await.map(|_| ())
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    starting_after: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<PlanRow>> {
+    let mut q = plans::table.filter(plans::tenant_id.eq(tenant_id)).into_boxed();
+    if let Some(after) = starting_after {
+        q = q.filter(plans::id.gt(after));
+    }
+    q.order(plans::id.asc()).limit(limit).select(PlanRow::as_select()).load(conn).await
+}
+
+pub async fn prices_of(conn: &mut AsyncPgConnection, plan_ids: &[Uuid]) -> QueryResult<Vec<PriceRow>> {
+    plan_prices::table
+        .filter(plan_prices::plan_id.eq_any(plan_ids))
+        .order((plan_prices::effective_from.asc().nulls_first(), plan_prices::announced_at.asc()))
+        .select(PriceRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn cancel_price(conn: &mut AsyncPgConnection, price_id: Uuid, at: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(plan_prices::table.find(price_id).filter(plan_prices::canceled_at.is_null()))
+        .set(plan_prices::canceled_at.eq(at))
+        .execute(conn)
+        .await
+}
+
+pub async fn archive(conn: &mut AsyncPgConnection, plan_id: Uuid, at: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(plans::table.find(plan_id).filter(plans::archived_at.is_null()))
+        .set(plans::archived_at.eq(at))
+        .execute(conn)
+        .await
+}

@@ -1,0 +1,291 @@
+//! Diesel table definitions, written by hand to match `migrations/` (the diesel CLI
+//! would need libpq). `tests` in this crate's integration suite check every table
+//! here against the migrated database.
+
+diesel::table! {
+    tenants (id) {
+        id -> Uuid,
+        name -> Text,
+        time_zone -> Text,
+        gateway -> Jsonb,
+        fiscal -> Nullable<Jsonb>,
+        policy -> Jsonb,
+        webhook_url -> Nullable<Text>,
+        webhook_secret -> Text,
+        webhook_secret_prev -> Nullable<Text>,
+        webhook_secret_prev_until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        key_hash -> Bytea,
+        key_prefix -> Text,
+        expires_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    plans (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        code -> Text,
+        name -> Text,
+        period_unit -> Text,
+        period_count -> Int4,
+        auto_renew -> Bool,
+        trial_days -> Nullable<Int4>,
+        once_per_customer -> Bool,
+        quotas -> Jsonb,
+        quota_reset -> Text,
+        cashback_rate -> Nullable<Numeric>,
+        fiscal -> Nullable<Jsonb>,
+        archived_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    plan_prices (id) {
+        id -> Uuid,
+        plan_id -> Uuid,
+        amount -> Numeric,
+        currency -> Text,
+        effective_from -> Nullable<Timestamptz>,
+        announced_at -> Timestamptz,
+        canceled_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    price_notices (price_id, subscription_id) {
+        price_id -> Uuid,
+        subscription_id -> Uuid,
+        sent_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    customers (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        external_id -> Text,
+        email -> Text,
+        time_zone -> Text,
+        partner_code -> Nullable<Text>,
+        legal_entity -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payment_methods (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        customer_id -> Uuid,
+        gateway -> Text,
+        token -> Text,
+        card_first_six -> Nullable<Text>,
+        card_last_four -> Nullable<Text>,
+        card_type -> Nullable<Text>,
+        card_exp -> Nullable<Text>,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        customer_id -> Uuid,
+        plan_id -> Uuid,
+        status -> Text,
+        auto_renew -> Bool,
+        current_period_start -> Nullable<Timestamptz>,
+        current_period_end -> Nullable<Timestamptz>,
+        anchor_at -> Nullable<Timestamptz>,
+        paid_amount -> Nullable<Numeric>,
+        price_id -> Nullable<Uuid>,
+        next_charge_at -> Nullable<Timestamptz>,
+        grace_until -> Nullable<Timestamptz>,
+        scheduled_plan_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    subscription_transitions (id) {
+        id -> Int8,
+        subscription_id -> Uuid,
+        from_status -> Nullable<Text>,
+        to_status -> Text,
+        cause -> Text,
+        at -> Timestamptz,
+        details -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        customer_id -> Uuid,
+        subscription_id -> Nullable<Uuid>,
+        kind -> Text,
+        status -> Text,
+        amount -> Numeric,
+        currency -> Text,
+        refunded_amount -> Numeric,
+        description -> Text,
+        plan_id -> Nullable<Uuid>,
+        price_id -> Nullable<Uuid>,
+        period_start -> Nullable<Timestamptz>,
+        period_end -> Nullable<Timestamptz>,
+        gateway -> Text,
+        gateway_transaction_id -> Nullable<Text>,
+        failure_reason -> Nullable<Text>,
+        failure_code -> Nullable<Text>,
+        duplicate_of -> Nullable<Uuid>,
+        expires_at -> Nullable<Timestamptz>,
+        captured_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payment_attempts (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        payment_id -> Uuid,
+        attempt_no -> Int4,
+        invoice_id -> Text,
+        channel -> Text,
+        status -> Text,
+        gateway_transaction_id -> Nullable<Text>,
+        failure_reason -> Nullable<Text>,
+        failure_code -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ledger_accounts (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        code -> Text,
+        customer_id -> Nullable<Uuid>,
+        currency -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ledger_transactions (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        kind -> Text,
+        payment_id -> Nullable<Uuid>,
+        description -> Text,
+        occurred_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ledger_entries (id) {
+        id -> Int8,
+        transaction_id -> Uuid,
+        account_id -> Uuid,
+        amount -> Numeric,
+        currency -> Text,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope, key) {
+        scope -> Text,
+        key -> Text,
+        method -> Text,
+        path -> Text,
+        request_hash -> Bytea,
+        response_status -> Int4,
+        response_body -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gateway_events (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        provider -> Text,
+        kind -> Text,
+        transaction_id -> Text,
+        content_type -> Nullable<Text>,
+        raw_body -> Bytea,
+        outcome -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox_events (seq) {
+        seq -> Int8,
+        id -> Uuid,
+        tenant_id -> Uuid,
+        event_type -> Text,
+        ordering_key -> Uuid,
+        payload -> Jsonb,
+        created_at -> Timestamptz,
+        published_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    test_clock (singleton) {
+        singleton -> Bool,
+        now -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::joinable!(plan_prices -> plans (plan_id));
+diesel::joinable!(subscriptions -> customers (customer_id));
+diesel::joinable!(payment_attempts -> payments (payment_id));
+diesel::joinable!(ledger_entries -> ledger_transactions (transaction_id));
+diesel::joinable!(ledger_entries -> ledger_accounts (account_id));
+diesel::joinable!(subscription_transitions -> subscriptions (subscription_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants,
+    api_keys,
+    plans,
+    plan_prices,
+    price_notices,
+    customers,
+    payment_methods,
+    subscriptions,
+    subscription_transitions,
+    payments,
+    payment_attempts,
+    ledger_accounts,
+    ledger_transactions,
+    ledger_entries,
+    idempotency_keys,
+    gateway_events,
+    outbox_events,
+    test_clock,
+);

@@ -1,0 +1,79 @@
+//! Tenants and their API keys.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::{api_keys, tenants};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_null = true)]
+pub struct TenantRow {
+    pub id: Uuid,
+    pub name: String,
+    pub time_zone: String,
+    pub gateway: serde_json::Value,
+    pub fiscal: Option<serde_json::Value>,
+    pub policy: serde_json::Value,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: String,
+    pub webhook_secret_prev: Option<String>,
+    pub webhook_secret_prev_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct NewApiKey {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub key_hash: Vec<u8>,
+    pub key_prefix: String,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, row: &TenantRow) -> QueryResult<()> {
+    diesel::insert_into(tenants::table).values(row).execute(conn).await.map(|_| ())
+}
+
+pub async fn update(conn: &mut AsyncPgConnection, row: &TenantRow) -> QueryResult<()> {
+    diesel::update(tenants::table.find(row.id)).set(row).execute(conn).await.map(|_| ())
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<TenantRow>> {
+    tenants::table.find(id).select(TenantRow::as_select()).first(conn).await.optional()
+}
+
+pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<TenantRow>> {
+    tenants::table.find(id).select(TenantRow::as_select()).for_update().first(conn).await.optional()
+}
+
+pub async fn insert_api_key(conn: &mut AsyncPgConnection, key: &NewApiKey) -> QueryResult<()> {
+    diesel::insert_into(api_keys::table).values(key).execute(conn).await.map(|_| ())
+}
+
+/// Expires every key of the tenant that has no expiry yet, at `until`.
+pub async fn expire_api_keys(conn: &mut AsyncPgConnection, tenant_id: Uuid, until: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(api_keys::table.filter(api_keys::tenant_id.eq(tenant_id)).filter(api_keys::expires_at.is_null()))
+        .set(api_keys::expires_at.eq(until))
+        .execute(conn)
+        .await
+}
+
+/// The tenant owning a key hash, if the key has not expired at `real_now`.
+pub async fn find_by_key_hash(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+    real_now: DateTime<Utc>,
+) -> QueryResult<Option<TenantRow>> {
+    api_keys::table
+        .inner_join(tenants::table)
+        .filter(api_keys::key_hash.eq(hash))
+        .filter(api_keys::expires_at.is_null().or(api_keys::expires_at.gt(real_now)))
+        .select(TenantRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

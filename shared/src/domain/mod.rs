@@ -1,0 +1,40 @@
+//! Pure business rules: no database, no HTTP, no broker, no clock reads (`now` is
+//! always an argument).
+
+pub mod ledger;
+pub mod money;
+pub mod period;
+pub mod plan;
+pub mod subscription;
+pub mod tenant;
+
+/// A deliberately loose e-mail check: one `@`, something on both sides, a dot in
+/// the domain, no spaces. Deliverability is the mail system's business.
+pub fn is_plausible_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && s.len() <= 254
+        && !s.chars().any(char::is_whitespace)
+}
+
+/// Parses an IANA time zone name.
+pub fn parse_time_zone(name: &str) -> Option<chrono_tz::Tz> {
+    name.parse::<chrono_tz::Tz>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn emails() {
+        assert!(super::is_plausible_email("a@b.ru"));
+        for bad in ["", "a", "a@b", "@b.ru", "a@.ru", "a b@c.ru", "a@b.ru.", "a@@b.ru"] {
+            assert!(!super::is_plausible_email(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Tenant configuration: payment gateway account, fiscal settings and policy.
+//!
+//! Everything an offer says about money and time is configuration here, not code:
+//! notice days, upgrade mode, dunning, grace, refund rules, holidays, commission.
+//! Stored as JSON on the tenant row and parsed strictly (unknown fields refused).
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Payment gateway account of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GatewayConfig {
+    Cloudpayments {
+        public_id: String,
+        api_secret: String,
+        /// Overrides `https://api.cloudpayments.ru/` (sandboxes, simulators).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api_url: Option<String>,
+    },
+    Yookassa {
+        shop_id: String,
+        api_secret: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api_url: Option<String>,
+    },
+}
+
+impl GatewayConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayConfig::Cloudpayments { .. } => "cloudpayments",
+            GatewayConfig::Yookassa { .. } => "yookassa",
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let (id, secret, url) = match self {
+            GatewayConfig::Cloudpayments { public_id, api_secret, api_url } => (public_id, api_secret, api_url),
+            GatewayConfig::Yookassa { shop_id, api_secret, api_url } => (shop_id, api_secret, api_url),
+        };
+        if id.trim().is_empty() || secret.trim().is_empty() {
+            return Err("gateway account id and api_secret must not be empty".into());
+        }
+        if let Some(u) = url {
+            validate_http_url(u).map_err(|e| format!("gateway.api_url: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The configuration without its secret, for responses.
+    pub fn public_view(&self) -> serde_json::Value {
+        match self {
+            GatewayConfig::Cloudpayments { public_id, api_url, .. } => {
+                serde_json::json!({"kind": "cloudpayments", "public_id": public_id, "api_url": api_url})
+            }
+            GatewayConfig::Yookassa { shop_id, api_url, .. } => {
+                serde_json::json!({"kind": "yookassa", "shop_id": shop_id, "api_url": api_url})
+            }
+        }
+    }
+}
+
+pub fn validate_http_url(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{raw:?} must be an http(s) URL with a host"));
+    }
+    Ok(())
+}
+
+/// Taxation system (ATOL `sno`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaxationSystem {
+    Osn,
+    UsnIncome,
+    UsnIncomeOutcome,
+    Envd,
+    Esn,
+    Patent,
+}
+
+/// VAT type of a receipt item (ATOL v5 `vat.type`); `none` is "без НДС" (art. 149).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VatType {
+    None,
+    Vat0,
+    Vat5,
+    Vat7,
+    Vat10,
+    Vat20,
+    Vat22,
+    Vat105,
+    Vat107,
+    Vat110,
+    Vat120,
+    Vat122,
+}
+
+/// Settlement sign (tag 1214, ATOL `payment_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettlementSign {
+    FullPrepayment,
+    Prepayment,
+    Advance,
+    FullPayment,
+    PartialPayment,
+    Credit,
+    CreditPayment,
+}
+
+/// Fiscal provider (ATOL Online) credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FiscalProvider {
+    pub login: String,
+    pub password: String,
+    pub group_code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+}
+
+/// 54-FZ settings of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FiscalSettings {
+    pub inn: String,
+    pub sno: TaxationSystem,
+    pub vat: VatType,
+    pub settlement_sign: SettlementSign,
+    /// ATOL v5 payment object: 4 = service, 9 = licence (intellectual activity), ...
+    pub payment_object: u8,
+    pub payment_address: String,
+    pub email: String,
+    pub provider: FiscalProvider,
+}
+
+impl FiscalSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.inn.len() == 10 || self.inn.len() == 12) || !self.inn.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("fiscal.inn must be 10 or 12 digits".into());
+        }
+        if !(1..=26).contains(&self.payment_object) {
+            return Err("fiscal.payment_object must be an ATOL v5 code 1..26".into());
+        }
+        if self.payment_address.trim().is_empty() {
+            return Err("fiscal.payment_address must not be empty".into());
+        }
+        if !crate::domain::is_plausible_email(&self.email) {
+            return Err("fiscal.email must be an e-mail address".into());
+        }
+        if self.provider.login.is_empty() || self.provider.password.is_empty() || self.provider.group_code.is_empty() {
+            return Err("fiscal.provider needs login, password and group_code".into());
+        }
+        if let Some(u) = &self.provider.api_url {
+            validate_http_url(u).map_err(|e| format!("fiscal.provider.api_url: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The settings without the provider password, for responses.
+    pub fn public_view(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(p) = v.get_mut("provider").and_then(|p| p.as_object_mut()) {
+            p.remove("password");
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpgradeMode {
+    #[default]
+    Prorate,
+    RestartWithCredit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterLastRetry {
+    #[default]
+    Expire,
+    StaySuspended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundReason {
+    Unused,
+    Outage,
+    DoubleCharge,
+    ProviderTermination,
+    Goodwill,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowUnit {
+    Hours,
+    Days,
+    BusinessDays,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowFrom {
+    #[default]
+    Payment,
+    Access,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundWindow {
+    pub count: u32,
+    pub unit: WindowUnit,
+    #[serde(default)]
+    pub from: WindowFrom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundDecision {
+    Approve,
+    Review,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundAmountRule {
+    Full,
+    Prorata,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRule {
+    pub reasons: Vec<RefundReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<RefundWindow>,
+    #[serde(default)]
+    pub requires_no_usage: bool,
+    pub decision: RefundDecision,
+    pub amount: RefundAmountRule,
+}
+
+fn default_renewal_notice_days() -> u32 {
+    3
+}
+
+fn default_review_deadline() -> u32 {
+    10
+}
+
+/// A tenant's policy (API.md "Tenant policy"); absent fields take the documented
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub price_change_notice_days: u32,
+    #[serde(default)]
+    pub upgrade_mode: UpgradeMode,
+    #[serde(default)]
+    pub grace_period_hours: u32,
+    #[serde(default)]
+    pub dunning_retry_days: Vec<u32>,
+    #[serde(default)]
+    pub after_last_retry: AfterLastRetry,
+    #[serde(default = "default_renewal_notice_days")]
+    pub renewal_notice_days: u32,
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub holidays: Vec<NaiveDate>,
+    #[serde(default = "default_review_deadline")]
+    pub review_deadline_business_days: u32,
+    #[serde(default)]
+    pub refund_rules: Vec<RefundRule>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[schema(value_type = Option<String>)]
+    pub partner_commission_rate: Option<Decimal>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            price_change_notice_days: 0,
+            upgrade_mode: UpgradeMode::Prorate,
+            grace_period_hours: 0,
+            dunning_retry_days: Vec::new(),
+            after_last_retry: AfterLastRetry::Expire,
+            renewal_notice_days: default_renewal_notice_days(),
+            holidays: Vec::new(),
+            review_deadline_business_days: default_review_deadline(),
+            refund_rules: Vec::new(),
+            partner_commission_rate: None,
+        }
+    }
+}
+
+impl Policy {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.price_change_notice_days > 365 {
+            return Err("policy.price_change_notice_days must be at most 365".into());
+        }
+        if self.grace_period_hours > 24 * 90 {
+            return Err("policy.grace_period_hours must be at most 2160 (90 days)".into());
+        }
+        if self.dunning_retry_days.len() > 20 {
+            return Err("policy.dunning_retry_days: at most 20 retries".into());
+        }
+        let mut last = 0;
+        for d in &self.dunning_retry_days {
+            if *d == 0 || *d <= last || *d > 90 {
+                return Err("policy.dunning_retry_days must be increasing day offsets in 1..90".into());
+            }
+            last = *d;
+        }
+        if self.renewal_notice_days > 60 {
+            return Err("policy.renewal_notice_days must be at most 60".into());
+        }
+        if self.review_deadline_business_days == 0 || self.review_deadline_business_days > 120 {
+            return Err("policy.review_deadline_business_days must be in 1..120".into());
+        }
+        for (i, rule) in self.refund_rules.iter().enumerate() {
+            if rule.reasons.is_empty() {
+                return Err(format!("policy.refund_rules[{i}].reasons must not be empty"));
+            }
+            if let Some(w) = rule.window
+                && (w.count == 0 || w.count > 3660)
+            {
+                return Err(format!("policy.refund_rules[{i}].window.count must be in 1..3660"));
+            }
+        }
+        if let Some(rate) = self.partner_commission_rate
+            && (rate.is_sign_negative() || rate > Decimal::ONE)
+        {
+            return Err("policy.partner_commission_rate must be between 0 and 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_policy_takes_documented_defaults() {
+        let p: Policy = serde_json::from_str("{}").unwrap();
+        assert_eq!(p, Policy::default());
+        assert_eq!(p.renewal_notice_days, 3);
+        assert_eq!(p.review_deadline_business_days, 10);
+        assert_eq!(p.upgrade_mode, UpgradeMode::Prorate);
+        assert_eq!(p.after_last_retry, AfterLastRetry::Expire);
+    }
+
+    #[test]
+    fn api_md_example_policy_parses() {
+        let p: Policy = serde_json::from_value(serde_json::json!({
+            "price_change_notice_days": 14, "upgrade_mode": "prorate", "grace_period_hours": 0,
+            "dunning_retry_days": [1, 3, 5], "after_last_retry": "expire", "renewal_notice_days": 3,
+            "holidays": ["2026-12-30"], "review_deadline_business_days": 10,
+            "refund_rules": [
+              {"reasons": ["unused"], "window": {"count": 5, "unit": "business_days", "from": "access"},
+               "requires_no_usage": true, "decision": "approve", "amount": "full"},
+              {"reasons": ["outage", "double_charge"], "decision": "review", "amount": "full"}],
+            "partner_commission_rate": "0.20"
+        }))
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.refund_rules[1].window, None);
+        assert_eq!(p.partner_commission_rate, Some(Decimal::new(20, 2)));
+    }
+
+    #[test]
+    fn strict_about_unknown_fields_and_ranges() {
+        assert!(serde_json::from_str::<Policy>(r#"{"grace_hours": 3}"#).is_err());
+        let p: Policy = serde_json::from_str(r#"{"dunning_retry_days": [3, 1]}"#).unwrap();
+        assert!(p.validate().is_err());
+        let p: Policy = serde_json::from_str(r#"{"partner_commission_rate": "1.5"}"#).unwrap();
+        assert!(p.validate().is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! Payment gateway adapters. Each provider lives in its own folder with a `wire`
+//! module holding the provider's own request/response/notification shapes and their
+//! conversion to domain outcomes. Webhook verification never passes by default: a
+//! missing secret or signature is a refusal.
+
+pub mod cloudpayments;
+
+/// A call to a payment provider that did not give a usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request may or may not have reached the provider (timeout, 5xx, broken
+    /// connection): the outcome is unknown and must be reconciled, never retried blindly.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// The provider refused the request itself (bad credentials, bad request).
+    #[error("request refused: {0}")]
+    Refused(String),
+    /// The provider answered with something we cannot read.
+    #[error("unreadable answer: {0}")]
+    Protocol(String),
+}

@@ -1,0 +1,14 @@
+//! `billing-shared`: everything the billing API and worker share — pure domain
+//! rules, database access, use-case services, payment gateway adapters, the clock
+//! and configuration.
+
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod queue;
+pub mod gateways;
+pub mod services;
+pub mod signing;
+pub mod telemetry;

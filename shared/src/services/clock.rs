@@ -1,0 +1,33 @@
+//! The operator's view of the shared test clock: `settled` tells a test that no
+//! work is due at or before the clock's instant, so it can assert instead of sleep.
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::{exists, select};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::schema::outbox_events;
+use crate::error::ServiceResult;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClockView {
+    pub now: DateTime<Utc>,
+    /// True when nothing is due at or before `now` and every event is published.
+    pub settled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetClock {
+    pub now: DateTime<Utc>,
+}
+
+/// True when no work is due at or before `now`.
+pub async fn settled(conn: &mut AsyncPgConnection, _now: DateTime<Utc>) -> ServiceResult<bool> {
+    let unpublished: bool = select(exists(outbox_events::table.filter(outbox_events::published_at.is_null())))
+        .get_result(conn)
+        .await?;
+    Ok(!unpublished)
+}

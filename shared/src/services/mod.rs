@@ -1,0 +1,67 @@
+//! Use cases. A service function takes `&mut AsyncPgConnection` (already inside the
+//! caller's transaction: `conn.transaction(async |conn| ...)`), the business instant `now`, and the
+//! authenticated tenant; it calls domain rules and db queries and writes outbox
+//! events in the same transaction as the state change.
+
+pub mod clock;
+pub mod cloudpayments;
+pub mod customers;
+pub mod entitlements;
+pub mod idempotency;
+pub mod payments;
+pub mod plans;
+pub mod purchase;
+pub mod subscriptions;
+pub mod tenants;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ServiceError, ServiceResult};
+
+/// Cursor pagination parameters (`limit`, `starting_after`).
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub limit: i64,
+    pub starting_after: Option<Uuid>,
+}
+
+impl PageRequest {
+    pub const DEFAULT_LIMIT: i64 = 20;
+    pub const MAX_LIMIT: i64 = 100;
+
+    pub fn new(limit: Option<i64>, starting_after: Option<Uuid>) -> ServiceResult<Self> {
+        let limit = limit.unwrap_or(Self::DEFAULT_LIMIT);
+        if !(1..=Self::MAX_LIMIT).contains(&limit) {
+            return Err(ServiceError::validation(format!("limit must be between 1 and {}", Self::MAX_LIMIT)));
+        }
+        Ok(PageRequest { limit, starting_after })
+    }
+
+    /// Rows to fetch: one more than the page, to know whether there is more.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+}
+
+/// A page of a list, oldest first; pass the last `id` as `starting_after` for more.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+}
+
+impl<T> Page<T> {
+    pub fn from_rows<R>(mut rows: Vec<R>, req: PageRequest, f: impl FnMut(R) -> T) -> Self {
+        let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        Page { data: rows.into_iter().map(f).collect(), has_more }
+    }
+}
+
+/// Data stored by us that no longer parses is a bug, not bad input.
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Internal(format!("stored {what} does not parse: {e}"))
+}

@@ -1,0 +1,149 @@
+//! Payments: views and the events that describe them.
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::tenants::Tenant;
+use super::{Page, PageRequest, corrupt};
+use crate::db::customers as customers_db;
+use crate::db::payments::{self as db, PaymentRow};
+use crate::domain::money::{Currency, Money, MoneyView};
+use crate::domain::tenant::GatewayConfig;
+use crate::error::{ServiceError, ServiceResult};
+use crate::gateways::cloudpayments::wire::WidgetParams;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentView {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    /// `purchase`, `renewal`, `upgrade`, `extension`, `top_up`, `overage`.
+    pub kind: String,
+    /// `pending`, `succeeded`, `failed`, `refunded`, `partially_refunded`.
+    pub status: String,
+    pub amount: MoneyView,
+    pub refunded_amount: MoneyView,
+    pub description: String,
+    pub gateway: String,
+    pub gateway_transaction_id: Option<String>,
+    pub failure_reason: Option<String>,
+    pub failure_code: Option<String>,
+    /// Set on a second capture of an already paid invoice.
+    pub duplicate_of: Option<Uuid>,
+    /// The period this payment pays for, when it pays for one.
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    /// A pending payment can no longer be paid after this instant.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub captured_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// How to collect a pending payment: the CloudPayments widget parameters.
+    pub confirmation: Option<WidgetParams>,
+}
+
+pub fn money_of(p: &PaymentRow) -> ServiceResult<Money> {
+    let currency = Currency::parse(&p.currency).map_err(|e| corrupt("payment currency", e))?;
+    Money::new(p.amount, currency).map_err(|e| corrupt("payment amount", e))
+}
+
+fn refunded_of(p: &PaymentRow) -> ServiceResult<Money> {
+    let currency = Currency::parse(&p.currency).map_err(|e| corrupt("payment currency", e))?;
+    Money::new(p.refunded_amount, currency).map_err(|e| corrupt("payment refunded amount", e))
+}
+
+/// Widget parameters for collecting `p` through CloudPayments.
+pub fn widget_params(tenant: &Tenant, p: &PaymentRow, email: &str) -> ServiceResult<Option<WidgetParams>> {
+    let GatewayConfig::Cloudpayments { public_id, .. } = &tenant.gateway else {
+        return Ok(None);
+    };
+    Ok(Some(WidgetParams {
+        kind: "cloudpayments_widget".into(),
+        public_id: public_id.clone(),
+        invoice_id: p.id.to_string(),
+        account_id: p.customer_id.to_string(),
+        amount: money_of(p)?.value_string(),
+        currency: p.currency.clone(),
+        description: p.description.clone(),
+        email: email.to_owned(),
+    }))
+}
+
+pub fn view(p: &PaymentRow, confirmation: Option<WidgetParams>) -> ServiceResult<PaymentView> {
+    Ok(PaymentView {
+        id: p.id,
+        customer_id: p.customer_id,
+        subscription_id: p.subscription_id,
+        kind: p.kind.clone(),
+        status: p.status.clone(),
+        amount: money_of(p)?.into(),
+        refunded_amount: refunded_of(p)?.into(),
+        description: p.description.clone(),
+        gateway: p.gateway.clone(),
+        gateway_transaction_id: p.gateway_transaction_id.clone(),
+        failure_reason: p.failure_reason.clone(),
+        failure_code: p.failure_code.clone(),
+        duplicate_of: p.duplicate_of,
+        period_start: p.period_start,
+        period_end: p.period_end,
+        expires_at: p.expires_at,
+        captured_at: p.captured_at,
+        created_at: p.created_at,
+        confirmation,
+    })
+}
+
+/// A pending payment collected through the widget shows how to collect it.
+async fn view_with_confirmation(conn: &mut AsyncPgConnection, tenant: &Tenant, p: &PaymentRow) -> ServiceResult<PaymentView> {
+    let attempts = db::attempts_of(conn, p.id).await?;
+    let by_widget = attempts.last().is_some_and(|a| a.channel == "widget");
+    let confirmation = if p.status == "pending" && by_widget {
+        let customer = customers_db::find(conn, tenant.id, p.customer_id).await?;
+        match customer {
+            Some(c) => widget_params(tenant, p, &c.email)?,
+            None => None,
+        }
+    } else {
+        None
+    };
+    view(p, confirmation)
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<PaymentView> {
+    let p = db::find(conn, tenant.id, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("payment_not_found", "no such payment"))?;
+    view_with_confirmation(conn, tenant, &p).await
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    customer_id: Option<Uuid>,
+    page: PageRequest,
+) -> ServiceResult<Page<PaymentView>> {
+    let rows = db::list(conn, tenant.id, customer_id, page.starting_after, page.fetch()).await?;
+    let views = rows.iter().map(|p| view(p, None)).collect::<ServiceResult<Vec<_>>>()?;
+    Ok(Page::from_rows(views, page, |v| v))
+}
+
+/// `data` of `payment.succeeded` / `payment.failed`.
+pub fn event_data(p: &PaymentRow) -> ServiceResult<Value> {
+    Ok(json!({
+        "payment_id": p.id,
+        "customer_id": p.customer_id,
+        "subscription_id": p.subscription_id,
+        "kind": p.kind,
+        "status": p.status,
+        "amount": MoneyView::from(money_of(p)?),
+        "gateway_transaction_id": p.gateway_transaction_id,
+        "failure_reason": p.failure_reason,
+        "failure_code": p.failure_code,
+        "duplicate_of": p.duplicate_of,
+        "period_start": p.period_start,
+        "period_end": p.period_end,
+    }))
+}

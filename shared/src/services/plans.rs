@@ -1,0 +1,494 @@
+//! Catalog: plans and versioned prices (SPEC §3).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::tenants::Tenant;
+use super::{Page, PageRequest, corrupt};
+use crate::db::outbox::{self, NewEvent};
+use crate::db::plans::{self as db, PlanRow, PriceRow};
+use crate::db::schema::{price_notices, subscriptions};
+use crate::domain::money::{Currency, Money, MoneyInput, MoneyView};
+use crate::domain::period::{Period, PeriodUnit};
+use crate::domain::plan::{
+    MetricKind, PlanFiscal, PriceVersion, Quota, QuotaMode, QuotaReset, Quotas, check_price_change, price_at, scheduled_after,
+};
+use crate::error::{ServiceError, ServiceResult};
+
+/// A plan with its price versions, parsed.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub period: Period,
+    pub auto_renew: bool,
+    pub trial_days: Option<u32>,
+    pub once_per_customer: bool,
+    pub quotas: Quotas,
+    pub quota_reset: QuotaReset,
+    pub cashback_rate: Option<Decimal>,
+    pub fiscal: Option<PlanFiscal>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub prices: Vec<PriceVersion>,
+}
+
+impl Plan {
+    fn from_rows(row: PlanRow, prices: Vec<PriceRow>) -> ServiceResult<Plan> {
+        let unit = PeriodUnit::parse(&row.period_unit).ok_or_else(|| corrupt("plan period", &row.period_unit))?;
+        let quota_reset = match row.quota_reset.as_str() {
+            "period_start" => QuotaReset::PeriodStart,
+            "last_day_local_midnight" => QuotaReset::LastDayLocalMidnight,
+            other => return Err(corrupt("plan quota_reset", other)),
+        };
+        let prices = prices
+            .into_iter()
+            .map(|p| {
+                let currency = Currency::parse(&p.currency).map_err(|e| corrupt("price currency", e))?;
+                Ok(PriceVersion {
+                    id: p.id,
+                    price: Money::new(p.amount, currency).map_err(|e| corrupt("price", e))?,
+                    effective_from: p.effective_from,
+                    announced_at: p.announced_at,
+                    canceled_at: p.canceled_at,
+                })
+            })
+            .collect::<ServiceResult<Vec<_>>>()?;
+        Ok(Plan {
+            id: row.id,
+            period: Period { unit, count: u32::try_from(row.period_count).map_err(|e| corrupt("plan period", e))? },
+            quotas: serde_json::from_value(row.quotas).map_err(|e| corrupt("plan quotas", e))?,
+            fiscal: row.fiscal.map(serde_json::from_value).transpose().map_err(|e| corrupt("plan fiscal", e))?,
+            trial_days: row.trial_days.and_then(|d| u32::try_from(d).ok()),
+            code: row.code,
+            name: row.name,
+            auto_renew: row.auto_renew,
+            once_per_customer: row.once_per_customer,
+            quota_reset,
+            cashback_rate: row.cashback_rate,
+            archived_at: row.archived_at,
+            created_at: row.created_at,
+            prices,
+        })
+    }
+
+    /// The price version in effect at `at`.
+    pub fn price_at(&self, at: DateTime<Utc>) -> ServiceResult<&PriceVersion> {
+        price_at(&self.prices, at).ok_or_else(|| ServiceError::Internal(format!("plan {} has no price at {at}", self.code)))
+    }
+
+    pub fn is_free(&self, at: DateTime<Utc>) -> ServiceResult<bool> {
+        Ok(self.price_at(at)?.price.is_zero())
+    }
+}
+
+/// Loads a plan of the tenant by code.
+pub async fn load_by_code(conn: &mut AsyncPgConnection, tenant: &Tenant, code: &str) -> ServiceResult<Plan> {
+    let row = db::find_by_code(conn, tenant.id, code)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("plan_not_found", format!("no plan with code {code:?}")))?;
+    let prices = db::prices_of(conn, &[row.id]).await?;
+    Plan::from_rows(row, prices)
+}
+
+/// Loads a plan by id (the caller knows it belongs to the tenant).
+pub async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Plan> {
+    let row = db::find(conn, id).await?.ok_or_else(|| ServiceError::Internal(format!("plan {id} vanished")))?;
+    let prices = db::prices_of(conn, &[row.id]).await?;
+    Plan::from_rows(row, prices)
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaInput {
+    pub limit: i64,
+    pub mode: QuotaMode,
+    /// Required for `overage`: money whose value may carry up to 6 decimals.
+    #[serde(default)]
+    pub unit_price: Option<MoneyInput>,
+    #[serde(default)]
+    pub kind: MetricKind,
+}
+
+/// `POST /v1/plans` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSpec {
+    pub code: String,
+    pub name: String,
+    pub price: MoneyInput,
+    pub period: Period,
+    /// Renew automatically by charging the saved card (default true). WhatsMonster-style
+    /// plans set false: customers extend by hand.
+    #[serde(default = "yes")]
+    pub auto_renew: bool,
+    #[serde(default)]
+    pub trial_days: Option<u32>,
+    #[serde(default)]
+    pub once_per_customer: bool,
+    #[serde(default)]
+    pub quotas: BTreeMap<String, QuotaInput>,
+    #[serde(default)]
+    pub quota_reset: QuotaReset,
+    /// Decimal string in 0..1, e.g. `"0.05"`.
+    #[serde(default)]
+    pub cashback_rate: Option<String>,
+    #[serde(default)]
+    pub fiscal: Option<PlanFiscal>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn valid_code(code: &str) -> bool {
+    !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+fn valid_metric(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+fn parse_quotas(input: &BTreeMap<String, QuotaInput>) -> ServiceResult<Quotas> {
+    let mut quotas = Quotas::new();
+    for (metric, q) in input {
+        if !valid_metric(metric) {
+            return Err(ServiceError::validation(format!("quota metric {metric:?}: use letters, digits, _ - .")));
+        }
+        if q.limit < 0 {
+            return Err(ServiceError::validation(format!("quotas.{metric}.limit must not be negative")));
+        }
+        let unit_price = match (q.mode, &q.unit_price) {
+            (QuotaMode::Overage, Some(p)) => Some(p.unit_price()?.view()),
+            (QuotaMode::Overage, None) => {
+                return Err(ServiceError::validation(format!("quotas.{metric}: overage needs a unit_price")));
+            }
+            (QuotaMode::Block, Some(_)) => {
+                return Err(ServiceError::validation(format!("quotas.{metric}: unit_price only applies to overage")));
+            }
+            (QuotaMode::Block, None) => None,
+        };
+        quotas.insert(metric.clone(), Quota { limit: q.limit, mode: q.mode, unit_price, kind: q.kind });
+    }
+    Ok(quotas)
+}
+
+/// A price version as shown in a plan.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PriceView {
+    pub id: Uuid,
+    pub price: MoneyView,
+    /// `null` for the plan's initial price.
+    pub effective_from: Option<DateTime<Utc>>,
+    pub announced_at: DateTime<Utc>,
+    pub canceled_at: Option<DateTime<Utc>>,
+    /// `current`, `scheduled`, `superseded` or `canceled` at the time of the answer.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotaView {
+    pub limit: i64,
+    pub mode: QuotaMode,
+    pub unit_price: Option<MoneyView>,
+    pub kind: MetricKind,
+}
+
+/// A plan with its current and scheduled prices.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlanView {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    /// The price in effect now.
+    pub price: MoneyView,
+    pub period: Period,
+    pub auto_renew: bool,
+    pub trial_days: Option<u32>,
+    pub once_per_customer: bool,
+    pub quotas: BTreeMap<String, QuotaView>,
+    pub quota_reset: QuotaReset,
+    pub cashback_rate: Option<String>,
+    pub fiscal: Option<PlanFiscal>,
+    pub archived: bool,
+    pub created_at: DateTime<Utc>,
+    /// Announced prices not yet in effect, earliest first.
+    pub scheduled_prices: Vec<PriceView>,
+    /// Every version, initial first.
+    pub prices: Vec<PriceView>,
+}
+
+fn price_view(p: &PriceVersion, status: &str) -> PriceView {
+    PriceView {
+        id: p.id,
+        price: p.price.into(),
+        effective_from: p.effective_from,
+        announced_at: p.announced_at,
+        canceled_at: p.canceled_at,
+        status: status.to_owned(),
+    }
+}
+
+impl Plan {
+    pub fn view(&self, now: DateTime<Utc>) -> ServiceResult<PlanView> {
+        let current = self.price_at(now)?;
+        let scheduled: Vec<&PriceVersion> = scheduled_after(&self.prices, now);
+        let status = |p: &PriceVersion| {
+            if p.canceled_at.is_some() {
+                "canceled"
+            } else if p.id == current.id {
+                "current"
+            } else if scheduled.iter().any(|s| s.id == p.id) {
+                "scheduled"
+            } else {
+                "superseded"
+            }
+        };
+        Ok(PlanView {
+            id: self.id,
+            code: self.code.clone(),
+            name: self.name.clone(),
+            price: current.price.into(),
+            period: self.period,
+            auto_renew: self.auto_renew,
+            trial_days: self.trial_days,
+            once_per_customer: self.once_per_customer,
+            quotas: self
+                .quotas
+                .iter()
+                .map(|(k, q)| (k.clone(), QuotaView { limit: q.limit, mode: q.mode, unit_price: q.unit_price.clone(), kind: q.kind }))
+                .collect(),
+            quota_reset: self.quota_reset,
+            cashback_rate: self.cashback_rate.map(|r| r.normalize().to_string()),
+            fiscal: self.fiscal,
+            archived: self.archived_at.is_some(),
+            created_at: self.created_at,
+            scheduled_prices: scheduled.iter().map(|p| price_view(p, "scheduled")).collect(),
+            prices: self.prices.iter().map(|p| price_view(p, status(p))).collect(),
+        })
+    }
+}
+
+pub async fn create(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, spec: PlanSpec) -> ServiceResult<PlanView> {
+    if !valid_code(&spec.code) {
+        return Err(ServiceError::validation("code must be 1..64 letters, digits, _ - ."));
+    }
+    if spec.name.trim().is_empty() || spec.name.len() > 200 {
+        return Err(ServiceError::validation("name must be 1..200 characters"));
+    }
+    let price = spec.price.money()?;
+    if !spec.period.is_reasonable() {
+        return Err(ServiceError::validation("period.count must be 1..3660 days, 1..120 months or 1..10 years"));
+    }
+    if spec.trial_days.is_some_and(|d| d == 0 || d > 366) {
+        return Err(ServiceError::validation("trial_days must be 1..366"));
+    }
+    let quotas = parse_quotas(&spec.quotas)?;
+    let cashback_rate = spec
+        .cashback_rate
+        .as_deref()
+        .map(|r| {
+            r.parse::<Decimal>()
+                .ok()
+                .filter(|d| !d.is_sign_negative() && *d <= Decimal::ONE && d.scale() <= 6)
+                .ok_or_else(|| ServiceError::validation("cashback_rate must be a decimal string between 0 and 1"))
+        })
+        .transpose()?;
+    if let Some(f) = spec.fiscal
+        && f.payment_object.is_some_and(|o| !(1..=26).contains(&o))
+    {
+        return Err(ServiceError::validation("fiscal.payment_object must be an ATOL v5 code 1..26"));
+    }
+    let row = PlanRow {
+        id: Uuid::now_v7(),
+        tenant_id: tenant.id,
+        code: spec.code.clone(),
+        name: spec.name.trim().to_owned(),
+        period_unit: spec.period.unit.as_str().to_owned(),
+        period_count: i32::try_from(spec.period.count).map_err(|_| ServiceError::validation("period.count too large"))?,
+        auto_renew: spec.auto_renew,
+        trial_days: spec.trial_days.and_then(|d| i32::try_from(d).ok()),
+        once_per_customer: spec.once_per_customer,
+        quotas: serde_json::to_value(&quotas).map_err(|e| ServiceError::Internal(e.to_string()))?,
+        quota_reset: spec.quota_reset.as_str().to_owned(),
+        cashback_rate,
+        fiscal: spec.fiscal.map(|f| serde_json::to_value(f).unwrap_or_default()),
+        archived_at: None,
+        created_at: now,
+    };
+    db::insert(conn, &row).await.map_err(|e| {
+        let e = ServiceError::from(e);
+        if e.is_unique_violation() { ServiceError::conflict("plan_exists", format!("a plan with code {:?} exists", row.code)) } else { e }
+    })?;
+    let price_row = PriceRow {
+        id: Uuid::now_v7(),
+        plan_id: row.id,
+        amount: price.amount(),
+        currency: price.currency().code().to_owned(),
+        effective_from: None,
+        announced_at: now,
+        canceled_at: None,
+    };
+    db::insert_price(conn, &price_row).await?;
+    Plan::from_rows(row, vec![price_row])?.view(now)
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, code: &str) -> ServiceResult<PlanView> {
+    load_by_code(conn, tenant, code).await?.view(now)
+}
+
+pub async fn list(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, page: PageRequest) -> ServiceResult<Page<PlanView>> {
+    let rows = db::list(conn, tenant.id, page.starting_after, page.fetch()).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut prices = db::prices_of(conn, &ids).await?;
+    let mut plans = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (mine, rest): (Vec<PriceRow>, Vec<PriceRow>) = prices.into_iter().partition(|p| p.plan_id == row.id);
+        prices = rest;
+        plans.push(Plan::from_rows(row, mine)?.view(now)?);
+    }
+    Ok(Page::from_rows(plans, page, |p| p))
+}
+
+/// `POST /v1/plans/{code}/prices` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPriceSpec {
+    pub price: MoneyInput,
+    pub effective_from: DateTime<Utc>,
+}
+
+/// Statuses whose subscribers are affected by a price change of their plan.
+const AFFECTED: [&str; 5] = ["pending_payment", "trialing", "active", "past_due", "suspended"];
+
+/// Announces a new price version. Increases need the tenant's notice; every
+/// affected subscriber gets one `price_change.notice`.
+pub async fn add_price(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    code: &str,
+    spec: NewPriceSpec,
+) -> ServiceResult<PriceView> {
+    let price = spec.price.money()?;
+    let plan = load_by_code(conn, tenant, code).await?;
+    db::lock(conn, plan.id).await?;
+    if plan.archived_at.is_some() {
+        return Err(ServiceError::conflict("plan_archived", "the plan is archived"));
+    }
+    let effective_from = spec.effective_from;
+    let increase = check_price_change(&plan.prices, price, effective_from, now, tenant.policy.price_change_notice_days)
+        .map_err(|e| ServiceError::invalid(e.code(), e.to_string()))?;
+    let previous = price_at(&plan.prices, effective_from - chrono::TimeDelta::microseconds(1)).map(|p| p.price);
+    let row = PriceRow {
+        id: Uuid::now_v7(),
+        plan_id: plan.id,
+        amount: price.amount(),
+        currency: price.currency().code().to_owned(),
+        effective_from: Some(effective_from),
+        announced_at: now,
+        canceled_at: None,
+    };
+    db::insert_price(conn, &row).await?;
+    let version = PriceVersion { id: row.id, price, effective_from: Some(effective_from), announced_at: now, canceled_at: None };
+    let affected: Vec<(Uuid, Uuid)> = subscriptions::table
+        .filter(subscriptions::plan_id.eq(plan.id).or(subscriptions::scheduled_plan_id.eq(plan.id)))
+        .filter(subscriptions::status.eq_any(AFFECTED))
+        .select((subscriptions::id, subscriptions::customer_id))
+        .load(conn)
+        .await?;
+    let change = PriceChange { plan: &plan, version: &version, previous, increase };
+    notify_price_change(conn, now, tenant, &change, &affected).await?;
+    Ok(price_view(&version, "scheduled"))
+}
+
+/// A price version announced for a plan, with what it replaces.
+pub struct PriceChange<'a> {
+    pub plan: &'a Plan,
+    pub version: &'a PriceVersion,
+    pub previous: Option<Money>,
+    pub increase: bool,
+}
+
+/// Sends `price_change.notice` once per (price version, subscription): the unique
+/// key of `price_notices` makes a second send of the same notice a no-op.
+pub async fn notify_price_change(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    change: &PriceChange<'_>,
+    subscribers: &[(Uuid, Uuid)],
+) -> ServiceResult<usize> {
+    let mut sent = 0;
+    for chunk in subscribers.chunks(1000) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|(sub, _)| {
+                (price_notices::price_id.eq(change.version.id), price_notices::subscription_id.eq(*sub), price_notices::sent_at.eq(now))
+            })
+            .collect();
+        let inserted: Vec<Uuid> = diesel::insert_into(price_notices::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .returning(price_notices::subscription_id)
+            .get_results(conn)
+            .await?;
+        let events: Vec<NewEvent> = chunk
+            .iter()
+            .filter(|(sub, _)| inserted.contains(sub))
+            .map(|(sub, customer)| NewEvent {
+                tenant_id: tenant.id,
+                ordering_key: *sub,
+                event_type: "price_change.notice",
+                data: json!({
+                    "subscription_id": sub,
+                    "customer_id": customer,
+                    "plan": change.plan.code,
+                    "price_id": change.version.id,
+                    "old_price": change.previous.map(MoneyView::from),
+                    "new_price": MoneyView::from(change.version.price),
+                    "effective_from": change.version.effective_from,
+                    "direction": if change.increase { "increase" } else { "decrease" },
+                }),
+            })
+            .collect();
+        sent += events.len();
+        outbox::emit_many(conn, now, events).await?;
+    }
+    Ok(sent)
+}
+
+/// Cancels a scheduled price before it takes effect.
+pub async fn cancel_price(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, code: &str, price_id: Uuid) -> ServiceResult<PlanView> {
+    let plan = load_by_code(conn, tenant, code).await?;
+    db::lock(conn, plan.id).await?;
+    let version = plan
+        .prices
+        .iter()
+        .find(|p| p.id == price_id)
+        .ok_or_else(|| ServiceError::not_found("price_not_found", "no such price version of this plan"))?;
+    if version.canceled_at.is_some() {
+        return Err(ServiceError::conflict("price_already_canceled", "the price version is already cancelled"));
+    }
+    if version.effective_from.is_none_or(|from| from <= now) {
+        return Err(ServiceError::conflict("price_already_effective", "the price version is already in effect"));
+    }
+    db::cancel_price(conn, price_id, now).await?;
+    load_by_code(conn, tenant, code).await?.view(now)
+}
+
+/// Archives a plan: no new purchases; existing subscriptions continue.
+pub async fn archive(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, code: &str) -> ServiceResult<PlanView> {
+    let plan = load_by_code(conn, tenant, code).await?;
+    db::archive(conn, plan.id, now).await?;
+    load_by_code(conn, tenant, code).await?.view(now)
+}

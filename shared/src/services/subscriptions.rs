@@ -1,0 +1,216 @@
+//! Subscriptions: views, state transitions and activation.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::plans::Plan;
+use super::tenants::Tenant;
+use super::{Page, PageRequest, corrupt};
+use crate::db::outbox::{self, NewEvent};
+use crate::db::payments::PaymentRow;
+use crate::db::schema::plans;
+use crate::db::subscriptions::{self as db, SubscriptionRow};
+use crate::domain::money::{Currency, Money, MoneyView};
+use crate::domain::period::period_end;
+use crate::domain::subscription::{AccessFacts, SubscriptionStatus, has_access};
+use crate::error::{ServiceError, ServiceResult};
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TransitionView {
+    pub from: Option<String>,
+    pub to: String,
+    pub cause: String,
+    pub at: DateTime<Utc>,
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub status: SubscriptionStatus,
+    /// Plan code.
+    pub plan: String,
+    pub auto_renew: bool,
+    pub current_period_start: Option<DateTime<Utc>>,
+    pub current_period_end: Option<DateTime<Utc>>,
+    pub next_charge_at: Option<DateTime<Utc>>,
+    /// Plan code that takes over at the next period (a scheduled downgrade).
+    pub scheduled_plan: Option<String>,
+    /// Access after a failed renewal lasts until this instant.
+    pub grace_until: Option<DateTime<Utc>>,
+    /// What was paid for the current period's tariff.
+    pub paid_amount: Option<MoneyView>,
+    pub created_at: DateTime<Utc>,
+    /// Every transition with its cause and time, oldest first.
+    pub history: Vec<TransitionView>,
+}
+
+pub fn status_of(row: &SubscriptionRow) -> ServiceResult<SubscriptionStatus> {
+    SubscriptionStatus::parse(&row.status).ok_or_else(|| corrupt("subscription status", &row.status))
+}
+
+pub fn access_facts(row: &SubscriptionRow) -> ServiceResult<AccessFacts> {
+    Ok(AccessFacts {
+        status: status_of(row)?,
+        auto_renew: row.auto_renew,
+        period_end: row.current_period_end,
+        grace_until: row.grace_until,
+    })
+}
+
+pub fn has_access_now(row: &SubscriptionRow, now: DateTime<Utc>) -> ServiceResult<bool> {
+    Ok(has_access(access_facts(row)?, now))
+}
+
+async fn plan_code(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<String> {
+    Ok(plans::table.find(id).select(plans::code).first(conn).await?)
+}
+
+pub async fn view(conn: &mut AsyncPgConnection, row: &SubscriptionRow) -> ServiceResult<SubscriptionView> {
+    let plan = plan_code(conn, row.plan_id).await?;
+    let scheduled_plan = match row.scheduled_plan_id {
+        Some(id) => Some(plan_code(conn, id).await?),
+        None => None,
+    };
+    let history = db::history(conn, row.id)
+        .await?
+        .into_iter()
+        .map(|t| TransitionView { from: t.from_status, to: t.to_status, cause: t.cause, at: t.at, details: t.details })
+        .collect();
+    Ok(SubscriptionView {
+        id: row.id,
+        customer_id: row.customer_id,
+        status: status_of(row)?,
+        plan,
+        auto_renew: row.auto_renew,
+        current_period_start: row.current_period_start,
+        current_period_end: row.current_period_end,
+        next_charge_at: row.next_charge_at,
+        scheduled_plan,
+        grace_until: row.grace_until,
+        paid_amount: row.paid_amount.and_then(|a| Money::new(a, Currency::Rub).ok()).map(Into::into),
+        created_at: row.created_at,
+        history,
+    })
+}
+
+pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<SubscriptionRow> {
+    db::find(conn, tenant.id, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("subscription_not_found", "no such subscription"))
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<SubscriptionView> {
+    let row = load(conn, tenant, id).await?;
+    view(conn, &row).await
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    customer_id: Option<Uuid>,
+    page: PageRequest,
+) -> ServiceResult<Page<SubscriptionView>> {
+    let rows = db::list_for_customer(conn, tenant.id, customer_id, page.starting_after, page.fetch()).await?;
+    let mut views = Vec::with_capacity(rows.len());
+    for r in &rows {
+        views.push(view(conn, r).await?);
+    }
+    Ok(Page::from_rows(views, page, |v| v))
+}
+
+/// Moves the row to `to` and records the transition (the caller saves the row).
+pub async fn transition(
+    conn: &mut AsyncPgConnection,
+    row: &mut SubscriptionRow,
+    to: SubscriptionStatus,
+    cause: &str,
+    at: DateTime<Utc>,
+    details: Option<Value>,
+) -> ServiceResult<()> {
+    let from = row.status.clone();
+    row.status = to.as_str().to_owned();
+    db::record_transition(conn, row.id, Some(&from), to.as_str(), cause, at, details).await?;
+    Ok(())
+}
+
+/// `data` of subscription events.
+pub fn event_data(row: &SubscriptionRow, plan_code: &str, extra: Value) -> Value {
+    let mut data = json!({
+        "subscription_id": row.id,
+        "customer_id": row.customer_id,
+        "plan": plan_code,
+        "status": row.status,
+        "auto_renew": row.auto_renew,
+        "current_period_start": row.current_period_start,
+        "current_period_end": row.current_period_end,
+        "next_charge_at": row.next_charge_at,
+    });
+    if let (Some(d), Value::Object(e)) = (data.as_object_mut(), extra) {
+        d.extend(e);
+    }
+    data
+}
+
+/// Emits a subscription event ordered by the subscription.
+pub async fn emit(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    row: &SubscriptionRow,
+    plan_code: &str,
+    event_type: &'static str,
+    extra: Value,
+) -> ServiceResult<Uuid> {
+    Ok(outbox::emit(
+        conn,
+        now,
+        NewEvent { tenant_id: tenant.id, ordering_key: row.id, event_type, data: event_data(row, plan_code, extra) },
+    )
+    .await?)
+}
+
+/// Starts the first paid period at `now` (SPEC §4: the period starts when the
+/// payment is confirmed): anchor = start, next charge at the end for auto-renew plans.
+/// The caller emits the events (payment first, then [`emit_activated`]).
+pub async fn activate(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    row: &mut SubscriptionRow,
+    plan: &Plan,
+    payment: &PaymentRow,
+) -> ServiceResult<()> {
+    let end = period_end(now, now, plan.period, tenant.tz);
+    row.current_period_start = Some(now);
+    row.current_period_end = Some(end);
+    row.anchor_at = Some(now);
+    row.paid_amount = Some(payment.amount);
+    row.price_id = payment.price_id;
+    row.next_charge_at = if row.auto_renew { Some(end) } else { None };
+    row.grace_until = None;
+    transition(conn, row, SubscriptionStatus::Active, "payment_succeeded", now, Some(json!({"payment_id": payment.id}))).await?;
+    db::save(conn, row).await?;
+    Ok(())
+}
+
+/// Emits `subscription.activated` for a subscription `activate`d by `payment`.
+pub async fn emit_activated(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    row: &SubscriptionRow,
+    plan: &Plan,
+    payment: &PaymentRow,
+) -> ServiceResult<()> {
+    let amount = MoneyView::from(super::payments::money_of(payment)?);
+    emit(conn, now, tenant, row, &plan.code, "subscription.activated", json!({"payment_id": payment.id, "amount": amount})).await?;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! Tenants: creation and patching by operators, authentication by API key.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+use diesel_async::AsyncPgConnection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::corrupt;
+use crate::clock::real_now;
+use crate::db::tenants::{self as db, NewApiKey, TenantRow};
+use crate::domain::parse_time_zone;
+use crate::domain::tenant::{FiscalSettings, GatewayConfig, Policy, validate_http_url};
+use crate::error::{ServiceError, ServiceResult};
+use crate::signing::{random_bytes, sha256};
+
+/// A tenant with its configuration parsed.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    pub time_zone: String,
+    pub tz: Tz,
+    pub gateway: GatewayConfig,
+    pub fiscal: Option<FiscalSettings>,
+    pub policy: Policy,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: String,
+    pub webhook_secret_prev: Option<(String, DateTime<Utc>)>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = ServiceError;
+
+    fn try_from(r: TenantRow) -> ServiceResult<Self> {
+        Ok(Tenant {
+            tz: parse_time_zone(&r.time_zone).ok_or_else(|| corrupt("tenant time zone", &r.time_zone))?,
+            gateway: serde_json::from_value(r.gateway).map_err(|e| corrupt("tenant gateway", e))?,
+            fiscal: r.fiscal.map(serde_json::from_value).transpose().map_err(|e| corrupt("tenant fiscal", e))?,
+            policy: serde_json::from_value(r.policy).map_err(|e| corrupt("tenant policy", e))?,
+            id: r.id,
+            name: r.name,
+            time_zone: r.time_zone,
+            webhook_url: r.webhook_url,
+            webhook_secret: r.webhook_secret,
+            webhook_secret_prev: r.webhook_secret_prev.zip(r.webhook_secret_prev_until),
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// The operator's description of a tenant (create body, and the document PATCH
+/// merges into).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub name: String,
+    /// IANA time zone, e.g. `Europe/Moscow`.
+    pub time_zone: String,
+    pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub fiscal: Option<FiscalSettings>,
+    #[serde(default)]
+    pub policy: Option<Policy>,
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+}
+
+impl TenantSpec {
+    fn validate(&self) -> ServiceResult<Tz> {
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return Err(ServiceError::validation("name must be 1..200 characters"));
+        }
+        let tz = parse_time_zone(&self.time_zone)
+            .ok_or_else(|| ServiceError::invalid("invalid_time_zone", format!("unknown time zone {:?}", self.time_zone)))?;
+        self.gateway.validate().map_err(ServiceError::validation)?;
+        if matches!(self.gateway, GatewayConfig::Yookassa { .. }) {
+            return Err(ServiceError::not_supported("YooKassa tenants are not supported yet; use cloudpayments"));
+        }
+        if let Some(f) = &self.fiscal {
+            f.validate().map_err(ServiceError::validation)?;
+        }
+        if let Some(p) = &self.policy {
+            p.validate().map_err(ServiceError::validation)?;
+        }
+        if let Some(u) = &self.webhook_url {
+            validate_http_url(u).map_err(|e| ServiceError::validation(format!("webhook_url: {e}")))?;
+        }
+        Ok(tz)
+    }
+
+    fn from_tenant(t: &Tenant) -> TenantSpec {
+        TenantSpec {
+            name: t.name.clone(),
+            time_zone: t.time_zone.clone(),
+            gateway: t.gateway.clone(),
+            fiscal: t.fiscal.clone(),
+            policy: Some(t.policy.clone()),
+            webhook_url: t.webhook_url.clone(),
+        }
+    }
+}
+
+/// A tenant as shown to operators: configuration without secrets.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TenantView {
+    pub id: Uuid,
+    pub name: String,
+    pub time_zone: String,
+    #[schema(value_type = Object)]
+    pub gateway: Value,
+    #[schema(value_type = Option<Object>)]
+    pub fiscal: Option<Value>,
+    pub policy: Policy,
+    pub webhook_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Tenant> for TenantView {
+    fn from(t: &Tenant) -> Self {
+        TenantView {
+            id: t.id,
+            name: t.name.clone(),
+            time_zone: t.time_zone.clone(),
+            gateway: t.gateway.public_view(),
+            fiscal: t.fiscal.as_ref().map(FiscalSettings::public_view),
+            policy: t.policy.clone(),
+            webhook_url: t.webhook_url.clone(),
+            created_at: t.created_at,
+        }
+    }
+}
+
+/// Answer to tenant creation: the only time the secrets are shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TenantCreated {
+    pub id: Uuid,
+    pub api_key: String,
+    pub webhook_secret: String,
+    pub tenant: TenantView,
+}
+
+/// Answer to key rotation: the new secrets, shown once.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KeysRotated {
+    pub api_key: Option<String>,
+    pub webhook_secret: Option<String>,
+    /// Until when the previous key/secret keep working.
+    pub previous_valid_until: DateTime<Utc>,
+}
+
+fn random_token(prefix: &str) -> ServiceResult<String> {
+    let bytes = random_bytes::<32>().map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
+    Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+async fn issue_api_key(conn: &mut AsyncPgConnection, tenant_id: Uuid) -> ServiceResult<String> {
+    let key = random_token("bk_")?;
+    db::insert_api_key(
+        conn,
+        &NewApiKey {
+            id: Uuid::now_v7(),
+            tenant_id,
+            key_hash: sha256(key.as_bytes()).to_vec(),
+            key_prefix: key.chars().take(10).collect(),
+        },
+    )
+    .await?;
+    Ok(key)
+}
+
+fn to_json<T: Serialize>(v: &T) -> ServiceResult<Value> {
+    serde_json::to_value(v).map_err(|e| ServiceError::Internal(e.to_string()))
+}
+
+fn to_row(id: Uuid, spec: &TenantSpec, webhook_secret: String, created_at: DateTime<Utc>) -> ServiceResult<TenantRow> {
+    Ok(TenantRow {
+        id,
+        name: spec.name.trim().to_owned(),
+        time_zone: spec.time_zone.clone(),
+        gateway: to_json(&spec.gateway)?,
+        fiscal: spec.fiscal.as_ref().map(to_json).transpose()?,
+        policy: to_json(&spec.policy.clone().unwrap_or_default())?,
+        webhook_url: spec.webhook_url.clone(),
+        webhook_secret,
+        webhook_secret_prev: None,
+        webhook_secret_prev_until: None,
+        created_at,
+        updated_at: real_now(),
+    })
+}
+
+pub async fn create(conn: &mut AsyncPgConnection, spec: TenantSpec) -> ServiceResult<TenantCreated> {
+    spec.validate()?;
+    let id = Uuid::now_v7();
+    let webhook_secret = random_token("whsec_")?;
+    let row = to_row(id, &spec, webhook_secret.clone(), real_now())?;
+    db::insert(conn, &row).await?;
+    let api_key = issue_api_key(conn, id).await?;
+    let tenant = Tenant::try_from(row)?;
+    Ok(TenantCreated { id, api_key, webhook_secret, tenant: TenantView::from(&tenant) })
+}
+
+pub async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Tenant> {
+    db::find(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("tenant_not_found", "no such tenant"))
+        .and_then(Tenant::try_from)
+}
+
+/// Applies an RFC 7396 JSON merge patch to the tenant's document and validates the
+/// result as a whole: `{"gateway": {"api_url": null}}` removes the override and
+/// keeps the secret.
+pub async fn patch(conn: &mut AsyncPgConnection, id: Uuid, patch: Value) -> ServiceResult<TenantView> {
+    if !patch.is_object() {
+        return Err(ServiceError::validation("body must be a JSON object"));
+    }
+    let row = db::find_for_update(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("tenant_not_found", "no such tenant"))?;
+    let current = Tenant::try_from(row.clone())?;
+    let mut doc = to_json(&TenantSpec::from_tenant(&current))?;
+    merge_patch(&mut doc, &patch);
+    let spec: TenantSpec = serde_json::from_value(doc).map_err(|e| ServiceError::validation(e.to_string()))?;
+    spec.validate()?;
+    let mut new_row = to_row(id, &spec, row.webhook_secret.clone(), row.created_at)?;
+    new_row.webhook_secret_prev = row.webhook_secret_prev;
+    new_row.webhook_secret_prev_until = row.webhook_secret_prev_until;
+    db::update(conn, &new_row).await?;
+    Ok(TenantView::from(&Tenant::try_from(new_row)?))
+}
+
+/// Issues a new API key and/or webhook secret; the previous ones stay valid for an hour.
+pub async fn rotate_keys(conn: &mut AsyncPgConnection, id: Uuid, api_key: bool, webhook_secret: bool) -> ServiceResult<KeysRotated> {
+    if !api_key && !webhook_secret {
+        return Err(ServiceError::validation("rotate at least one of api_key and webhook_secret"));
+    }
+    let mut row = db::find_for_update(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("tenant_not_found", "no such tenant"))?;
+    let until = real_now() + TimeDelta::hours(1);
+    let new_key = if api_key {
+        db::expire_api_keys(conn, id, until).await?;
+        Some(issue_api_key(conn, id).await?)
+    } else {
+        None
+    };
+    let new_secret = if webhook_secret {
+        let secret = random_token("whsec_")?;
+        row.webhook_secret_prev = Some(std::mem::replace(&mut row.webhook_secret, secret.clone()));
+        row.webhook_secret_prev_until = Some(until);
+        row.updated_at = real_now();
+        db::update(conn, &row).await?;
+        Some(secret)
+    } else {
+        None
+    };
+    Ok(KeysRotated { api_key: new_key, webhook_secret: new_secret, previous_valid_until: until })
+}
+
+/// RFC 7396 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// The tenant holding this API key, if any (expired keys do not authenticate).
+pub async fn authenticate(conn: &mut AsyncPgConnection, api_key: &str) -> ServiceResult<Option<Tenant>> {
+    let hash = sha256(api_key.as_bytes());
+    match db::find_by_key_hash(conn, &hash, real_now()).await? {
+        Some(row) => Ok(Some(Tenant::try_from(row)?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut doc = json!({"a": {"b": 1, "c": 2}, "d": [1, 2], "e": "x"});
+        merge_patch(&mut doc, &json!({"a": {"b": null, "z": 3}, "d": [3], "e": null}));
+        assert_eq!(doc, json!({"a": {"c": 2, "z": 3}, "d": [3]}));
+    }
+}

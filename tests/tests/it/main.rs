@@ -1,0 +1,12 @@
+//! Black-box tests of the billing service over HTTP against real PostgreSQL (and
+//! RabbitMQ for the worker), with providers replaced only by the simulators.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the assertion
+
+mod support;
+
+mod catalog;
+mod conventions;
+mod ledger;
+mod purchase;
+mod tenants;
+mod webhooks;

@@ -1,0 +1,258 @@
+//! `TestApp`: the real API on port 0 over a test database, with the CloudPayments
+//! simulator, and a method per common call.
+
+use billing_api::Application;
+use billing_shared::config::Config;
+use billing_tests::cloudpayments::{CloudPaymentsSim, Site, WidgetOutcome, WidgetParams};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::db::TestDb;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub sim: CloudPaymentsSim,
+    pub db: TestDb,
+    server: actix_web::dev::ServerHandle,
+}
+
+/// An HTTP answer: status and JSON body (Null when the body is not JSON).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub content_type: String,
+}
+
+impl Answer {
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts a problem+json answer with this status and code.
+    #[track_caller]
+    pub fn problem(self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        assert_eq!(self.content_type, "application/problem+json", "{}", self.body);
+        assert_eq!(self.body["code"], code, "{}", self.body);
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        self.body
+    }
+}
+
+/// A tenant created through the operator API.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub api_key: String,
+    pub webhook_secret: String,
+    pub public_id: String,
+    pub api_secret: String,
+}
+
+/// Default test start: a Thursday morning in Moscow.
+pub const T0: &str = "2026-03-05T09:00:00Z";
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Spawns with some settings overridden (e.g. the test clock off).
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
+        billing_shared::telemetry::install_crypto_provider();
+        if std::env::var("TEST_LOG").is_ok() {
+            billing_shared::telemetry::init_logs(billing_shared::config::LogFormat::Text);
+        }
+        let db = TestDb::create().await;
+        let vars = [
+            ("DATABASE_URL", db.url.clone()),
+            ("BILLING_API_ADDR", "127.0.0.1:0".to_owned()),
+            ("BILLING_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            ("BILLING_TEST_CLOCK", "1".to_owned()),
+            ("BILLING_DB_POOL_SIZE", "4".to_owned()),
+        ];
+        let lookup = |k: &str| {
+            overrides
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+                .or_else(|| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        };
+        let config = Config::from_lookup(lookup).expect("config");
+        let settable_clock = config.test_clock && config.admin_token.is_some();
+        let app = Application::build(&config).await.expect("build app");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let server = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        let sim = CloudPaymentsSim::start("127.0.0.1:0").expect("start simulator");
+        let http = reqwest::Client::builder().no_proxy().build().expect("http client");
+        let app = TestApp { base, http, sim, db, server };
+        if settable_clock {
+            app.set_clock(T0).await;
+        }
+        app
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, idem: Option<&str>, body: Option<&Value>) -> Answer {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = idem {
+            req = req.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let text = res.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_ne!(status.as_u16(), 500, "500 for {path}: {text}");
+        Answer { status, body, content_type }
+    }
+
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Answer {
+        self.send(method, path, Some(ADMIN_TOKEN), None, body).await
+    }
+
+    pub async fn set_clock(&self, at: &str) -> Value {
+        self.admin(reqwest::Method::POST, "/v1/admin/clock", Some(&json!({"now": at}))).await.expect(200)
+    }
+
+    /// A CloudPayments tenant registered with the simulator.
+    pub async fn tenant(&self, name: &str, time_zone: &str, policy: Value) -> Tenant {
+        let public_id = format!("pk_{}", uuid::Uuid::new_v4().simple());
+        let api_secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
+        let body = json!({
+            "name": name,
+            "time_zone": time_zone,
+            "gateway": {"kind": "cloudpayments", "public_id": public_id, "api_secret": api_secret, "api_url": self.sim.base_url},
+            "policy": policy,
+        });
+        let created = self.admin(reqwest::Method::POST, "/v1/admin/tenants", Some(&body)).await.expect(201);
+        let id = created["id"].as_str().expect("id").to_owned();
+        self.sim.register_site(Site {
+            public_id: public_id.clone(),
+            api_secret: api_secret.clone(),
+            notify_base: format!("{}/v1/webhooks/cloudpayments/{id}", self.base),
+            format: Default::default(),
+        });
+        Tenant {
+            id,
+            api_key: created["api_key"].as_str().expect("api_key").to_owned(),
+            webhook_secret: created["webhook_secret"].as_str().expect("secret").to_owned(),
+            public_id,
+            api_secret,
+        }
+    }
+
+    pub async fn get(&self, t: &Tenant, path: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, Some(&t.api_key), None, None).await
+    }
+
+    pub async fn post(&self, t: &Tenant, path: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(&t.api_key), None, Some(&body)).await
+    }
+
+    pub async fn post_idem(&self, t: &Tenant, path: &str, key: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(&t.api_key), Some(key), Some(&body)).await
+    }
+
+    /// WhatsMonster's PRO tariff (seed 004, 7.3): 1390 RUB, 30 days, manual renewal.
+    pub async fn plan_pro(&self, t: &Tenant) -> Value {
+        self.post(t, "/v1/plans", json!({
+            "code": "PRO", "name": "PRO", "price": {"value": "1390.00", "currency": "RUB"},
+            "period": {"unit": "day", "count": 30}, "auto_renew": false,
+            "quotas": {"messages": {"limit": 100000, "mode": "overage", "unit_price": {"value": "0.05", "currency": "RUB"}},
+                       "accounts": {"limit": 10, "mode": "block", "kind": "gauge"}},
+            "quota_reset": "last_day_local_midnight"
+        }))
+        .await
+        .expect(201)
+    }
+
+    /// A monthly auto-renewing plan.
+    pub async fn plan_monthly(&self, t: &Tenant, code: &str, price: &str) -> Value {
+        self.post(t, "/v1/plans", json!({
+            "code": code, "name": code, "price": {"value": price, "currency": "RUB"},
+            "period": {"unit": "month", "count": 1}, "auto_renew": true
+        }))
+        .await
+        .expect(201)
+    }
+
+    pub async fn customer(&self, t: &Tenant, external_id: &str) -> String {
+        let c = self.post(t, "/v1/customers", json!({"external_id": external_id, "email": format!("{external_id}@example.ru")})).await.expect(201);
+        c["id"].as_str().expect("customer id").to_owned()
+    }
+
+    /// Starts a purchase; returns the answer body (subscription + payment).
+    pub async fn purchase(&self, t: &Tenant, customer: &str, plan: &str) -> Value {
+        self.post(t, "/v1/subscriptions", json!({"customer_id": customer, "plan": plan, "pay_with": "card"})).await.expect(201)
+    }
+
+    /// Pays a purchase's widget in the simulator with `card`.
+    pub async fn pay(&self, purchase: &Value, card: &str) -> WidgetOutcome {
+        let params: WidgetParams = serde_json::from_value(purchase["payment"]["confirmation"].clone()).expect("widget params");
+        self.sim.pay_widget(&params, card).await.expect("widget flow")
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        use diesel::sql_types::BigInt;
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.db.conn().await;
+        let row: N = diesel::sql_query(sql).get_result(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        row.n
+    }
+
+    /// Every ledger transaction sums to zero (the invariant, re-checked from outside).
+    pub async fn assert_ledger_balanced(&self) {
+        let unbalanced = self
+            .count("SELECT count(*) AS n FROM (SELECT transaction_id FROM ledger_entries GROUP BY transaction_id, currency HAVING sum(amount) <> 0) s")
+            .await;
+        assert_eq!(unbalanced, 0, "unbalanced ledger transactions");
+    }
+
+    /// Event types in the outbox, oldest first, optionally of one tenant.
+    pub async fn events(&self, tenant: &Tenant) -> Vec<Value> {
+        use diesel::sql_types::Jsonb;
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct E {
+            #[diesel(sql_type = Jsonb)]
+            payload: Value,
+        }
+        let mut conn = self.db.conn().await;
+        let rows: Vec<E> = diesel::sql_query(format!("SELECT payload FROM outbox_events WHERE tenant_id = '{}' ORDER BY seq", tenant.id))
+            .load(&mut conn)
+            .await
+            .expect("events");
+        rows.into_iter().map(|r| r.payload).collect()
+    }
+
+    pub async fn event_types(&self, tenant: &Tenant) -> Vec<String> {
+        self.events(tenant).await.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        drop(server.stop(false));
+    }
+}

@@ -1,0 +1,6 @@
+//! Test support: databases, the app under test, and simulators.
+
+pub mod app;
+pub mod db;
+
+pub use app::{T0, TestApp, Tenant};

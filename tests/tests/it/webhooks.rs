@@ -1,0 +1,130 @@
+//! CloudPayments notifications: authenticated by HMAC over the raw body, both
+//! encodings, refusals write nothing.
+
+use billing_tests::cloudpayments::{CARD_OK, Format, Site, base_fields, hmac_sha256};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, Tenant};
+
+async fn setup(app: &TestApp) -> (Tenant, Value) {
+    let t = app.tenant("WhatsMonster", "Europe/Moscow", json!({})).await;
+    app.plan_pro(&t).await;
+    let customer = app.customer(&t, "hook-1").await;
+    let bought = app.purchase(&t, &customer, "PRO").await;
+    (t, bought)
+}
+
+fn pay_body(bought: &Value, tx: i64) -> String {
+    let params = serde_json::from_value(bought["payment"]["confirmation"].clone()).unwrap();
+    let mut fields = base_fields(tx, &params, "1390.00".parse().unwrap(), CARD_OK);
+    fields.push(("Status".into(), "Completed".into()));
+    fields.push(("Token".into(), "tk_forged".into()));
+    serde_urlencoded::to_string(&fields).unwrap()
+}
+
+async fn post_raw(app: &TestApp, t: &Tenant, kind: &str, body: &str, headers: &[(&str, String)]) -> reqwest::Response {
+    let mut req = app
+        .http
+        .post(format!("{}/v1/webhooks/cloudpayments/{}/{kind}", app.base, t.id))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.to_owned());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    req.send().await.unwrap()
+}
+
+fn sign(secret: &str, body: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(hmac_sha256(secret.as_bytes(), body.as_bytes()))
+}
+
+#[tokio::test]
+async fn unsigned_or_missigned_notifications_are_refused_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let (t, bought) = setup(&app).await;
+    let body = pay_body(&bought, 9001);
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("no signature", vec![]),
+        ("wrong secret", vec![("Content-HMAC", sign("not-the-secret", &body))]),
+        ("signature of another body", vec![("Content-HMAC", sign(&t.api_secret, &body.replace("1390.00", "1.00")))]),
+        ("garbage", vec![("Content-HMAC", "!!!not base64".into()), ("X-Content-HMAC", String::new())]),
+        ("other tenant's secret", vec![("X-Content-HMAC", sign("secret-of-someone-else", &body))]),
+    ];
+    for (case, headers) in cases {
+        let res = post_raw(&app, &t, "pay", &body, &headers).await;
+        assert_eq!(res.status().as_u16(), 401, "{case}");
+        let problem: Value = res.json().await.unwrap();
+        assert_eq!(problem["code"], "invalid_signature", "{case}");
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM gateway_events").await, 0);
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments WHERE status = 'succeeded'").await, 0);
+    assert_eq!(app.count("SELECT count(*) AS n FROM ledger_transactions").await, 0);
+    assert_eq!(app.count("SELECT count(*) AS n FROM outbox_events").await, 0);
+    assert_eq!(app.count("SELECT count(*) AS n FROM payment_methods").await, 0);
+
+    // The same body correctly signed (either header) is accepted.
+    let res = post_raw(&app, &t, "pay", &body, &[("X-Content-HMAC", sign(&t.api_secret, &body))]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"code": 0}));
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments WHERE status = 'succeeded'").await, 1);
+}
+
+#[tokio::test]
+async fn signed_but_malformed_notifications_are_refused_without_writes() {
+    let app = TestApp::spawn().await;
+    let (t, _) = setup(&app).await;
+    for body in ["Amount=1390.00&InvoiceId=x", "TransactionId=5&Amount=lots", "%ZZ=1"] {
+        let res = post_raw(&app, &t, "pay", body, &[("Content-HMAC", sign(&t.api_secret, body))]).await;
+        assert_eq!(res.status().as_u16(), 422, "{body}");
+        assert_eq!(res.json::<Value>().await.unwrap()["code"], "invalid_notification");
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM gateway_events").await, 0);
+}
+
+#[tokio::test]
+async fn unknown_tenant_or_kind_is_404() {
+    let app = TestApp::spawn().await;
+    let (t, bought) = setup(&app).await;
+    let body = pay_body(&bought, 1);
+    let sig = sign(&t.api_secret, &body);
+    let res = app
+        .http
+        .post(format!("{}/v1/webhooks/cloudpayments/{}/pay", app.base, uuid::Uuid::new_v4()))
+        .header("Content-HMAC", &sig)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    let res = post_raw(&app, &t, "teleport", &body, &[("Content-HMAC", sig)]).await;
+    assert_eq!(res.status().as_u16(), 404);
+    let res = app.http.post(format!("{}/v1/webhooks/cloudpayments/not-a-uuid/pay", app.base)).body("x").send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn json_notifications_are_read_exactly() {
+    let app = TestApp::spawn().await;
+    let (t, bought) = setup(&app).await;
+    app.sim.set_format(&t.public_id, Format::Json);
+    assert_eq!(app.sim.site(&t.public_id).map(|s: Site| s.format), Some(Format::Json));
+    let outcome = app.pay(&bought, CARD_OK).await;
+    assert_eq!(outcome.status, "Completed");
+    assert_eq!(outcome.deliveries.iter().map(|d| d.code).collect::<Vec<_>>(), vec![Some(0), Some(0)]);
+    let payment = app.get(&t, &format!("/v1/payments/{}", bought["payment"]["id"].as_str().unwrap())).await.expect(200);
+    assert_eq!(payment["status"], "succeeded");
+    assert_eq!(app.count("SELECT count(*) AS n FROM gateway_events WHERE content_type = 'application/json'").await, 2);
+}
+
+#[tokio::test]
+async fn recurrent_notifications_are_stored_once_and_acknowledged() {
+    let app = TestApp::spawn().await;
+    let (t, _) = setup(&app).await;
+    let body = "Id=sc_123&AccountId=a&Status=Active&SuccessfulTransactionsNumber=1&FailedTransactionsNumber=0";
+    let res = post_raw(&app, &t, "recurrent", body, &[("Content-HMAC", sign(&t.api_secret, body))]).await;
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"code": 0}));
+    let res = post_raw(&app, &t, "recurrent", body, &[("Content-HMAC", sign(&t.api_secret, body))]).await;
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"code": 0}));
+    assert_eq!(app.count("SELECT count(*) AS n FROM gateway_events WHERE kind = 'recurrent'").await, 1, "deduplicated");
+}
