@@ -49,7 +49,11 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the service failed to handle the request; it has been logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the service failed to handle the request; it has been logged",
+        )
     }
 
     pub fn problem(&self) -> Problem {
@@ -90,10 +94,16 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound { code, detail } => ApiError::new(StatusCode::NOT_FOUND, code, detail),
             ServiceError::Conflict { code, detail } => ApiError::new(StatusCode::CONFLICT, code, detail),
             ServiceError::Invalid { code, detail } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail),
-            ServiceError::NotSupported { detail } => ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", detail),
+            ServiceError::NotSupported { detail } => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", detail)
+            }
             ServiceError::Gateway(g) => {
                 tracing::error!(error = %g, "payment provider call failed");
-                ApiError::new(StatusCode::BAD_GATEWAY, "gateway_error", "the payment provider could not be reached or refused the call")
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "gateway_error",
+                    "the payment provider could not be reached or refused the call",
+                )
             }
             other => {
                 tracing::error!(error = %other, error_debug = ?other, "request failed");
@@ -112,6 +122,10 @@ impl From<diesel::result::Error> for ApiError {
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for ApiError {
     fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
         tracing::error!(error = %e, "no database connection");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is not reachable; retry later")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is not reachable; retry later",
+        )
     }
 }

@@ -40,7 +40,8 @@ impl FromRequest for TenantAuth {
         let token = bearer(req);
         Box::pin(async move {
             let state = state?;
-            let token = token.ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer <api key>)"))?;
+            let token = token
+                .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer <api key>)"))?;
             let mut conn = state.conn().await?;
             tenants::authenticate(&mut conn, &token)
                 .await?
@@ -94,7 +95,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
-            let raw = bytes.await.map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()))?;
+            let raw = bytes
+                .await
+                .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()))?;
             let value = parse_json(&raw)?;
             Ok(JsonBody { value, raw })
         })
@@ -138,7 +141,11 @@ impl FromRequest for Idempotency {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let key = req.headers().get("Idempotency-Key").map(|v| v.to_str().map(str::to_owned));
         std::future::ready(match key {
-            Some(Err(_)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_idempotency_key", "Idempotency-Key must be ASCII")),
+            Some(Err(_)) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be ASCII",
+            )),
             other => Ok(Idempotency {
                 key: other.and_then(Result::ok),
                 method: req.method().to_string(),

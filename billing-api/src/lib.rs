@@ -53,7 +53,10 @@ impl Application {
             App::new()
                 .app_data(Data::new(state.clone()))
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::validation(format!("query: {e}")).into()))
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|e, _| ApiError::validation(format!("query: {e}")).into()),
+                )
                 .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::not_found(e.to_string()).into()))
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
@@ -83,7 +86,10 @@ impl Application {
 }
 
 /// Logs every request and counts it by route pattern and status.
-async fn observe(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().to_string();
     let path = req.path().to_owned();
@@ -92,7 +98,8 @@ async fn observe(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<Se
     let status = res.status();
     let elapsed = started.elapsed();
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.as_u16().to_string()).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method.clone(), "route" => route).record(elapsed.as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", "method" => method.clone(), "route" => route)
+        .record(elapsed.as_secs_f64());
     if status.is_server_error() {
         tracing::error!(%method, %path, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request");
     } else {

@@ -75,8 +75,7 @@ impl ServiceError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ServiceError::Database(DieselError::DatabaseError(kind, info)) => {
-                matches!(kind, DatabaseErrorKind::SerializationFailure)
-                    || info.message().contains("deadlock detected")
+                matches!(kind, DatabaseErrorKind::SerializationFailure) || info.message().contains("deadlock detected")
             }
             _ => false,
         }

@@ -230,7 +230,13 @@ impl CloudPaymentsSim {
         let check_code = check.code;
         deliveries.push(check);
         if check_code != Some(0) {
-            return Ok(WidgetOutcome { transaction_id: tx_id, status: "Rejected".into(), check_code, deliveries, fields });
+            return Ok(WidgetOutcome {
+                transaction_id: tx_id,
+                status: "Rejected".into(),
+                check_code,
+                deliveries,
+                fields,
+            });
         }
         let (status, reason_code, token) = match behaviour {
             CardBehaviour::Approve => {

@@ -7,3 +7,4 @@
 //! the service cannot hide behind a matching bug in the simulator.
 
 pub mod cloudpayments;
+pub mod demo;

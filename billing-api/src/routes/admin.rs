@@ -24,10 +24,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     params(("Idempotency-Key" = Option<String>, Header, description = "replays of an answer with secrets are refused (409)")),
     responses((status = 201, body = TenantCreated), (status = 422, body = Problem), (status = 501, body = Problem)))]
 #[post("/v1/admin/tenants")]
-async fn create_tenant(state: Data<AppState>, _: AdminAuth, idem: Idempotency, body: JsonBody<TenantSpec>) -> Result<HttpResponse, ApiError> {
+async fn create_tenant(
+    state: Data<AppState>,
+    _: AdminAuth,
+    idem: Idempotency,
+    body: JsonBody<TenantSpec>,
+) -> Result<HttpResponse, ApiError> {
     let req = idem.request("admin", &body.raw)?;
     state
-        .run_with(StatusCode::CREATED, req, Replayable::Secret, async |conn, _now| tenants::create(conn, body.value).await)
+        .run_with(StatusCode::CREATED, req, Replayable::Secret, async |conn, _now| {
+            tenants::create(conn, body.value).await
+        })
         .await
 }
 
@@ -36,7 +43,12 @@ async fn create_tenant(state: Data<AppState>, _: AdminAuth, idem: Idempotency, b
     request_body(content = Object, description = "any of the tenant fields; nested objects merge"),
     responses((status = 200, body = TenantView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 #[patch("/v1/admin/tenants/{id}")]
-async fn patch_tenant(state: Data<AppState>, _: AdminAuth, id: Path<String>, body: JsonBody<serde_json::Value>) -> Result<HttpResponse, ApiError> {
+async fn patch_tenant(
+    state: Data<AppState>,
+    _: AdminAuth,
+    id: Path<String>,
+    body: JsonBody<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "tenant")?;
     state.ok(async |conn, _now| tenants::patch(conn, id, body.value).await).await
 }
@@ -59,12 +71,20 @@ fn yes() -> bool {
     request_body = RotateKeys,
     responses((status = 200, body = KeysRotated), (status = 404, body = Problem)))]
 #[post("/v1/admin/tenants/{id}/keys/rotate")]
-async fn rotate_keys(state: Data<AppState>, _: AdminAuth, idem: Idempotency, id: Path<String>, body: JsonBody<RotateKeys>) -> Result<HttpResponse, ApiError> {
+async fn rotate_keys(
+    state: Data<AppState>,
+    _: AdminAuth,
+    idem: Idempotency,
+    id: Path<String>,
+    body: JsonBody<RotateKeys>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "tenant")?;
     let req = idem.request("admin", &body.raw)?;
     let RotateKeys { api_key, webhook_secret } = body.value;
     state
-        .run_with(StatusCode::OK, req, Replayable::Secret, async |conn, _now| tenants::rotate_keys(conn, id, api_key, webhook_secret).await)
+        .run_with(StatusCode::OK, req, Replayable::Secret, async |conn, _now| {
+            tenants::rotate_keys(conn, id, api_key, webhook_secret).await
+        })
         .await
 }
 
@@ -72,7 +92,11 @@ fn test_clock_only(state: &AppState) -> Result<(), ApiError> {
     if state.clock.is_test() {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "the test clock is only available with BILLING_TEST_CLOCK=1"))
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the test clock is only available with BILLING_TEST_CLOCK=1",
+        ))
     }
 }
 

@@ -16,7 +16,11 @@ use crate::extract::{Idempotency, JsonBody, TenantAuth};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_customer).service(list_customers).service(get_customer).service(patch_customer).service(get_entitlements);
+    cfg.service(create_customer)
+        .service(list_customers)
+        .service(get_customer)
+        .service(patch_customer)
+        .service(get_entitlements);
 }
 
 /// Create a customer (`external_id` is the product's own id, unique per tenant).
@@ -24,7 +28,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = CustomerView), (status = 409, body = Problem), (status = 422, body = Problem)))]
 #[post("/v1/customers")]
-async fn create_customer(state: Data<AppState>, TenantAuth(tenant): TenantAuth, idem: Idempotency, body: JsonBody<CustomerSpec>) -> Result<HttpResponse, ApiError> {
+async fn create_customer(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    idem: Idempotency,
+    body: JsonBody<CustomerSpec>,
+) -> Result<HttpResponse, ApiError> {
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
     state.run(StatusCode::CREATED, req, async |conn, now| customers::create(conn, now, &tenant, body.value).await).await
 }
@@ -42,7 +51,11 @@ pub struct CustomerQuery {
 #[utoipa::path(get, path = "/v1/customers", tag = "customers", security(("tenant_key" = [])), params(CustomerQuery),
     responses((status = 200, body = Page<CustomerView>)))]
 #[get("/v1/customers")]
-async fn list_customers(state: Data<AppState>, TenantAuth(tenant): TenantAuth, q: Query<CustomerQuery>) -> Result<HttpResponse, ApiError> {
+async fn list_customers(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    q: Query<CustomerQuery>,
+) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = billing_shared::services::PageRequest::new(q.limit, q.starting_after)?;
     state.ok(async |conn, _| customers::list(conn, &tenant, q.external_id.as_deref(), page).await).await
@@ -51,7 +64,11 @@ async fn list_customers(state: Data<AppState>, TenantAuth(tenant): TenantAuth, q
 #[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", security(("tenant_key" = [])),
     responses((status = 200, body = CustomerView), (status = 404, body = Problem)))]
 #[get("/v1/customers/{id}")]
-async fn get_customer(state: Data<AppState>, TenantAuth(tenant): TenantAuth, id: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_customer(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "customer")?;
     state.ok(async |conn, _| customers::get(conn, &tenant, id).await).await
 }
@@ -60,7 +77,12 @@ async fn get_customer(state: Data<AppState>, TenantAuth(tenant): TenantAuth, id:
 #[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", security(("tenant_key" = [])), request_body = CustomerPatch,
     responses((status = 200, body = CustomerView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 #[patch("/v1/customers/{id}")]
-async fn patch_customer(state: Data<AppState>, TenantAuth(tenant): TenantAuth, id: Path<String>, body: JsonBody<CustomerPatch>) -> Result<HttpResponse, ApiError> {
+async fn patch_customer(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    id: Path<String>,
+    body: JsonBody<CustomerPatch>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "customer")?;
     state.ok(async |conn, _| customers::patch(conn, &tenant, id, body.value).await).await
 }
@@ -69,7 +91,11 @@ async fn patch_customer(state: Data<AppState>, TenantAuth(tenant): TenantAuth, i
 #[utoipa::path(get, path = "/v1/customers/{id}/entitlements", tag = "customers", security(("tenant_key" = [])),
     responses((status = 200, body = Entitlements), (status = 404, body = Problem)))]
 #[get("/v1/customers/{id}/entitlements")]
-async fn get_entitlements(state: Data<AppState>, TenantAuth(tenant): TenantAuth, id: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_entitlements(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "customer")?;
     state.ok(async |conn, now| entitlements::get(conn, now, &tenant, id).await).await
 }

@@ -29,7 +29,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Ids in paths: anything that is not a UUID cannot exist, so it is a 404.
 pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::new(actix_web::http::StatusCode::NOT_FOUND, format!("{what}_not_found"), format!("no such {what}")))
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::new(actix_web::http::StatusCode::NOT_FOUND, format!("{what}_not_found"), format!("no such {what}"))
+    })
 }
 
 /// Cursor pagination: `limit` (1..100, default 20) and `starting_after` (an id).

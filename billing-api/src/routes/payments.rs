@@ -28,7 +28,11 @@ pub struct PaymentQuery {
 #[utoipa::path(get, path = "/v1/payments", tag = "payments", security(("tenant_key" = [])), params(PaymentQuery),
     responses((status = 200, body = Page<PaymentView>)))]
 #[get("/v1/payments")]
-async fn list_payments(state: Data<AppState>, TenantAuth(tenant): TenantAuth, q: Query<PaymentQuery>) -> Result<HttpResponse, ApiError> {
+async fn list_payments(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    q: Query<PaymentQuery>,
+) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = billing_shared::services::PageRequest::new(q.limit, q.starting_after)?;
     state.ok(async |conn, _| payments::list(conn, &tenant, q.customer_id, page).await).await
@@ -38,7 +42,11 @@ async fn list_payments(state: Data<AppState>, TenantAuth(tenant): TenantAuth, q:
 #[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments", security(("tenant_key" = [])),
     responses((status = 200, body = PaymentView), (status = 404, body = Problem)))]
 #[get("/v1/payments/{id}")]
-async fn get_payment(state: Data<AppState>, TenantAuth(tenant): TenantAuth, id: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_payment(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "payment")?;
     state.ok(async |conn, _| payments::get(conn, &tenant, id).await).await
 }

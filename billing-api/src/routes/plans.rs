@@ -12,7 +12,12 @@ use crate::extract::{Idempotency, JsonBody, TenantAuth};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_plan).service(list_plans).service(get_plan).service(add_price).service(cancel_price).service(archive_plan);
+    cfg.service(create_plan)
+        .service(list_plans)
+        .service(get_plan)
+        .service(add_price)
+        .service(cancel_price)
+        .service(archive_plan);
 }
 
 /// Create a plan (tariff) with its initial price.
@@ -20,7 +25,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = PlanView), (status = 409, body = Problem), (status = 422, body = Problem)))]
 #[post("/v1/plans")]
-async fn create_plan(state: Data<AppState>, TenantAuth(tenant): TenantAuth, idem: Idempotency, body: JsonBody<PlanSpec>) -> Result<HttpResponse, ApiError> {
+async fn create_plan(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    idem: Idempotency,
+    body: JsonBody<PlanSpec>,
+) -> Result<HttpResponse, ApiError> {
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
     state.run(StatusCode::CREATED, req, async |conn, now| plans::create(conn, now, &tenant, body.value).await).await
 }
@@ -29,7 +39,11 @@ async fn create_plan(state: Data<AppState>, TenantAuth(tenant): TenantAuth, idem
 #[utoipa::path(get, path = "/v1/plans", tag = "catalog", security(("tenant_key" = [])), params(ListQuery),
     responses((status = 200, body = Page<PlanView>)))]
 #[get("/v1/plans")]
-async fn list_plans(state: Data<AppState>, TenantAuth(tenant): TenantAuth, q: Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+async fn list_plans(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    q: Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let page = q.page()?;
     state.ok(async |conn, now| plans::list(conn, now, &tenant, page).await).await
 }
@@ -38,7 +52,11 @@ async fn list_plans(state: Data<AppState>, TenantAuth(tenant): TenantAuth, q: Qu
 #[utoipa::path(get, path = "/v1/plans/{code}", tag = "catalog", security(("tenant_key" = [])),
     responses((status = 200, body = PlanView), (status = 404, body = Problem)))]
 #[get("/v1/plans/{code}")]
-async fn get_plan(state: Data<AppState>, TenantAuth(tenant): TenantAuth, code: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_plan(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    code: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     state.ok(async |conn, now| plans::get(conn, now, &tenant, &code).await).await
 }
 
@@ -56,14 +74,20 @@ async fn add_price(
     body: JsonBody<NewPriceSpec>,
 ) -> Result<HttpResponse, ApiError> {
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
-    state.run(StatusCode::CREATED, req, async |conn, now| plans::add_price(conn, now, &tenant, &code, body.value).await).await
+    state
+        .run(StatusCode::CREATED, req, async |conn, now| plans::add_price(conn, now, &tenant, &code, body.value).await)
+        .await
 }
 
 /// Cancel a scheduled price before it takes effect.
 #[utoipa::path(delete, path = "/v1/plans/{code}/prices/{id}", tag = "catalog", security(("tenant_key" = [])),
     responses((status = 200, body = PlanView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[delete("/v1/plans/{code}/prices/{id}")]
-async fn cancel_price(state: Data<AppState>, TenantAuth(tenant): TenantAuth, path: Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+async fn cancel_price(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    path: Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (code, id) = path.into_inner();
     let id = parse_id(&id, "price")?;
     state.run(StatusCode::OK, None, async |conn, now| plans::cancel_price(conn, now, &tenant, &code, id).await).await
@@ -73,6 +97,10 @@ async fn cancel_price(state: Data<AppState>, TenantAuth(tenant): TenantAuth, pat
 #[utoipa::path(post, path = "/v1/plans/{code}/archive", tag = "catalog", security(("tenant_key" = [])),
     responses((status = 200, body = PlanView), (status = 404, body = Problem)))]
 #[post("/v1/plans/{code}/archive")]
-async fn archive_plan(state: Data<AppState>, TenantAuth(tenant): TenantAuth, code: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn archive_plan(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    code: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     state.run(StatusCode::OK, None, async |conn, now| plans::archive(conn, now, &tenant, &code).await).await
 }

@@ -26,9 +26,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses((status = 201, body = PurchaseView), (status = 404, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 501, body = Problem)))]
 #[post("/v1/subscriptions")]
-async fn create_subscription(state: Data<AppState>, TenantAuth(tenant): TenantAuth, idem: Idempotency, body: JsonBody<PurchaseSpec>) -> Result<HttpResponse, ApiError> {
+async fn create_subscription(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    idem: Idempotency,
+    body: JsonBody<PurchaseSpec>,
+) -> Result<HttpResponse, ApiError> {
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
-    state.run(StatusCode::CREATED, req, async |conn, now| purchase::purchase(conn, now, &tenant, body.value).await).await
+    state
+        .run(StatusCode::CREATED, req, async |conn, now| purchase::purchase(conn, now, &tenant, body.value).await)
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -42,7 +49,11 @@ pub struct SubscriptionQuery {
 #[utoipa::path(get, path = "/v1/subscriptions", tag = "subscriptions", security(("tenant_key" = [])), params(SubscriptionQuery),
     responses((status = 200, body = Page<SubscriptionView>)))]
 #[get("/v1/subscriptions")]
-async fn list_subscriptions(state: Data<AppState>, TenantAuth(tenant): TenantAuth, q: Query<SubscriptionQuery>) -> Result<HttpResponse, ApiError> {
+async fn list_subscriptions(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    q: Query<SubscriptionQuery>,
+) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = billing_shared::services::PageRequest::new(q.limit, q.starting_after)?;
     state.ok(async |conn, _| subscriptions::list(conn, &tenant, q.customer_id, page).await).await
@@ -51,7 +62,11 @@ async fn list_subscriptions(state: Data<AppState>, TenantAuth(tenant): TenantAut
 #[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = "subscriptions", security(("tenant_key" = [])),
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem)))]
 #[get("/v1/subscriptions/{id}")]
-async fn get_subscription(state: Data<AppState>, TenantAuth(tenant): TenantAuth, id: Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_subscription(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "subscription")?;
     state.ok(async |conn, _| subscriptions::get(conn, &tenant, id).await).await
 }

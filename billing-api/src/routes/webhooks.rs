@@ -47,7 +47,11 @@ async fn cloudpayments_notification(
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     if !verify_notification(api_secret, &body, &[header("Content-HMAC"), header("X-Content-HMAC")]) {
         tracing::warn!(tenant = %tenant.id, kind = kind.as_str(), "refused a CloudPayments notification with a missing or wrong signature");
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", "missing or wrong Content-HMAC signature"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "missing or wrong Content-HMAC signature",
+        ));
     }
     let content_type = header("Content-Type").map(str::to_owned);
     state

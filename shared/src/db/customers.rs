@@ -35,7 +35,11 @@ pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> Qu
 }
 
 /// Locks the customer row: purchases of one customer are serialised.
-pub async fn find_for_update(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<CustomerRow>> {
+pub async fn find_for_update(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<CustomerRow>> {
     customers::table
         .filter(customers::tenant_id.eq(tenant_id))
         .filter(customers::id.eq(id))

@@ -38,11 +38,7 @@ pub async fn post(
             )
         })
         .collect();
-    diesel::insert_into(ledger_accounts::table)
-        .values(&account_rows)
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    diesel::insert_into(ledger_accounts::table).values(&account_rows).on_conflict_do_nothing().execute(conn).await?;
     let txn_id = Uuid::now_v7();
     diesel::insert_into(ledger_transactions::table)
         .values((
@@ -72,7 +68,12 @@ pub async fn post(
 }
 
 /// Sum of an account's entries.
-pub async fn balance(conn: &mut AsyncPgConnection, tenant_id: Uuid, account: Account, currency: Currency) -> QueryResult<Decimal> {
+pub async fn balance(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    account: Account,
+    currency: Currency,
+) -> QueryResult<Decimal> {
     let sum: Option<Decimal> = ledger_entries::table
         .filter(ledger_entries::account_id.eq(account.id(tenant_id, currency)))
         .select(diesel::dsl::sum(ledger_entries::amount))

@@ -12,10 +12,10 @@ pub mod tenants;
 
 use diesel::Connection;
 use diesel::RunQueryDsl as _;
+use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::AsyncPgConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::config::Secret;
@@ -42,10 +42,7 @@ pub enum DbError {
 
 pub fn build_pool(url: &Secret, size: usize) -> Result<PgPool, DbError> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.expose());
-    Pool::builder(manager)
-        .max_size(size)
-        .build()
-        .map_err(|e| DbError::Pool(e.to_string()))
+    Pool::builder(manager).max_size(size).build().map_err(|e| DbError::Pool(e.to_string()))
 }
 
 /// Applies pending migrations under a PostgreSQL advisory lock, so replicas that
@@ -73,9 +70,7 @@ pub async fn missing_migrations(url: &Secret) -> Result<Vec<String>, DbError> {
     let url = url.expose().to_owned();
     tokio::task::spawn_blocking(move || -> Result<Vec<String>, DbError> {
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)?;
-        let pending = conn
-            .pending_migrations(MIGRATIONS)
-            .map_err(|e| DbError::Migration(e.to_string()))?;
+        let pending = conn.pending_migrations(MIGRATIONS).map_err(|e| DbError::Migration(e.to_string()))?;
         Ok(pending.iter().map(|m| m.name().to_string()).collect())
     })
     .await

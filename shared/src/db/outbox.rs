@@ -23,7 +23,11 @@ pub struct NewEvent {
 const CHUNK: usize = 1000;
 
 /// Appends events `{id, type, created_at, tenant_id, data}`; returns their ids.
-pub async fn emit_many(conn: &mut AsyncPgConnection, created_at: DateTime<Utc>, events: Vec<NewEvent>) -> QueryResult<Vec<Uuid>> {
+pub async fn emit_many(
+    conn: &mut AsyncPgConnection,
+    created_at: DateTime<Utc>,
+    events: Vec<NewEvent>,
+) -> QueryResult<Vec<Uuid>> {
     let mut ids = Vec::with_capacity(events.len());
     for chunk in events.chunks(CHUNK) {
         let rows: Vec<_> = chunk

@@ -114,7 +114,10 @@ pub async fn list(
 }
 
 /// Pending payments of a subscription (a superseded purchase is failed with them).
-pub async fn pending_of_subscription(conn: &mut AsyncPgConnection, subscription_id: Uuid) -> QueryResult<Vec<PaymentRow>> {
+pub async fn pending_of_subscription(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+) -> QueryResult<Vec<PaymentRow>> {
     payments::table
         .filter(payments::subscription_id.eq(subscription_id))
         .filter(payments::status.eq("pending"))
@@ -172,7 +175,10 @@ pub async fn save_payment_method(conn: &mut AsyncPgConnection, row: &PaymentMeth
 }
 
 /// The customer's newest usable saved card.
-pub async fn default_payment_method(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Option<PaymentMethodRow>> {
+pub async fn default_payment_method(
+    conn: &mut AsyncPgConnection,
+    customer_id: Uuid,
+) -> QueryResult<Option<PaymentMethodRow>> {
     payment_methods::table
         .filter(payment_methods::customer_id.eq(customer_id))
         .filter(payment_methods::revoked_at.is_null())

@@ -63,13 +63,7 @@ pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> Qu
 }
 
 pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<SubscriptionRow>> {
-    subscriptions::table
-        .find(id)
-        .select(SubscriptionRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
+    subscriptions::table.find(id).select(SubscriptionRow::as_select()).for_update().first(conn).await.optional()
 }
 
 /// The customer's live subscription (at most one exists, by a unique index).

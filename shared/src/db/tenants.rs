@@ -55,7 +55,11 @@ pub async fn insert_api_key(conn: &mut AsyncPgConnection, key: &NewApiKey) -> Qu
 }
 
 /// Expires every key of the tenant that has no expiry yet, at `until`.
-pub async fn expire_api_keys(conn: &mut AsyncPgConnection, tenant_id: Uuid, until: DateTime<Utc>) -> QueryResult<usize> {
+pub async fn expire_api_keys(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    until: DateTime<Utc>,
+) -> QueryResult<usize> {
     diesel::update(api_keys::table.filter(api_keys::tenant_id.eq(tenant_id)).filter(api_keys::expires_at.is_null()))
         .set(api_keys::expires_at.eq(until))
         .execute(conn)

@@ -40,7 +40,12 @@ impl Account {
 
     /// Deterministic account id, so accounts are created idempotently without a read.
     pub fn id(&self, tenant_id: Uuid, currency: Currency) -> Uuid {
-        let name = format!("{tenant_id}/{}/{}/{}", self.code(), self.customer_id().map(|c| c.to_string()).unwrap_or_default(), currency.code());
+        let name = format!(
+            "{tenant_id}/{}/{}/{}",
+            self.code(),
+            self.customer_id().map(|c| c.to_string()).unwrap_or_default(),
+            currency.code()
+        );
         Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())
     }
 }

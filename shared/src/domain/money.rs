@@ -139,9 +139,7 @@ impl Money {
     /// Parses the API form: `value` a string with exactly two decimals, non-negative.
     pub fn parse(value: &serde_json::Value, currency: &serde_json::Value) -> Result<Self, MoneyError> {
         let text = value.as_str().ok_or(MoneyError::NotAString)?;
-        let code = currency
-            .as_str()
-            .ok_or_else(|| MoneyError::UnsupportedCurrency(currency.to_string()))?;
+        let code = currency.as_str().ok_or_else(|| MoneyError::UnsupportedCurrency(currency.to_string()))?;
         let currency = Currency::parse(code)?;
         let amount = parse_decimal(text, 2, true)?;
         Ok(Money { amount, currency })
@@ -234,9 +232,7 @@ impl UnitPrice {
 
     pub fn parse(value: &serde_json::Value, currency: &serde_json::Value) -> Result<Self, MoneyError> {
         let text = value.as_str().ok_or(MoneyError::NotAString)?;
-        let code = currency
-            .as_str()
-            .ok_or_else(|| MoneyError::UnsupportedCurrency(currency.to_string()))?;
+        let code = currency.as_str().ok_or_else(|| MoneyError::UnsupportedCurrency(currency.to_string()))?;
         let currency = Currency::parse(code)?;
         let amount = parse_decimal(text, Self::MAX_DECIMALS, false)?;
         Ok(UnitPrice { amount, currency })

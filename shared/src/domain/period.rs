@@ -78,9 +78,7 @@ pub fn resolve_local(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
             chrono::LocalResult::Single(t) => return t.with_timezone(&Utc),
             chrono::LocalResult::Ambiguous(a, b) => return a.min(b).with_timezone(&Utc),
             chrono::LocalResult::None => {
-                probe = probe
-                    .checked_add_signed(chrono::TimeDelta::minutes(1))
-                    .unwrap_or(probe);
+                probe = probe.checked_add_signed(chrono::TimeDelta::minutes(1)).unwrap_or(probe);
             }
         }
     }
@@ -95,11 +93,8 @@ pub fn local_date(tz: Tz, at: DateTime<Utc>) -> NaiveDate {
 
 fn days_in_month(year: i32, month: u32) -> u32 {
     let first = NaiveDate::from_ymd_opt(year, month, 1);
-    let next = if month == 12 {
-        NaiveDate::from_ymd_opt(year + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(year, month + 1, 1)
-    };
+    let next =
+        if month == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) };
     match (first, next) {
         (Some(a), Some(b)) => u32::try_from((b - a).num_days()).unwrap_or(28),
         _ => 28,
@@ -115,9 +110,7 @@ pub fn period_end(start: DateTime<Utc>, anchor: DateTime<Utc>, period: Period, t
     let start_local = start.with_timezone(&tz).naive_local();
     match period.unit {
         PeriodUnit::Day => {
-            let end = start_local
-                .checked_add_days(Days::new(u64::from(period.count)))
-                .unwrap_or(start_local);
+            let end = start_local.checked_add_days(Days::new(u64::from(period.count))).unwrap_or(start_local);
             resolve_local(tz, end)
         }
         PeriodUnit::Month | PeriodUnit::Year => {
@@ -127,9 +120,7 @@ pub fn period_end(start: DateTime<Utc>, anchor: DateTime<Utc>, period: Period, t
             };
             let anchor_local = anchor.with_timezone(&tz).naive_local();
             let first_of_month = start_local.date().with_day(1).unwrap_or(start_local.date());
-            let target = first_of_month
-                .checked_add_months(Months::new(months))
-                .unwrap_or(first_of_month);
+            let target = first_of_month.checked_add_months(Months::new(months)).unwrap_or(first_of_month);
             let day = anchor_local.day().min(days_in_month(target.year(), target.month()));
             let date = target.with_day(day).unwrap_or(target);
             resolve_local(tz, date.and_time(anchor_local.time()))

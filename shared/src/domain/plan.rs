@@ -66,7 +66,8 @@ pub struct Quota {
 impl Quota {
     pub fn unit_price(&self) -> Option<UnitPrice> {
         self.unit_price.as_ref().and_then(|p| {
-            UnitPrice::parse(&serde_json::Value::from(p.value.clone()), &serde_json::Value::from(p.currency.clone())).ok()
+            UnitPrice::parse(&serde_json::Value::from(p.value.clone()), &serde_json::Value::from(p.currency.clone()))
+                .ok()
         })
     }
 }
@@ -111,10 +112,8 @@ pub fn price_at(versions: &[PriceVersion], at: DateTime<Utc>) -> Option<&PriceVe
 
 /// Versions announced but not yet in effect at `at`, earliest first.
 pub fn scheduled_after(versions: &[PriceVersion], at: DateTime<Utc>) -> Vec<&PriceVersion> {
-    let mut v: Vec<&PriceVersion> = versions
-        .iter()
-        .filter(|v| v.canceled_at.is_none() && !v.starts_at_or_before(at))
-        .collect();
+    let mut v: Vec<&PriceVersion> =
+        versions.iter().filter(|v| v.canceled_at.is_none() && !v.starts_at_or_before(at)).collect();
     v.sort_by_key(|v| (v.effective_from, v.announced_at));
     v
 }
@@ -123,7 +122,9 @@ pub fn scheduled_after(versions: &[PriceVersion], at: DateTime<Utc>) -> Vec<&Pri
 pub enum PriceChangeError {
     #[error("effective_from must not be in the past")]
     InThePast,
-    #[error("a price increase from {from} to {to} needs {notice_days} days' notice: effective_from must be at or after {earliest}")]
+    #[error(
+        "a price increase from {from} to {to} needs {notice_days} days' notice: effective_from must be at or after {earliest}"
+    )]
     NoticeTooShort { from: String, to: String, notice_days: u32, earliest: DateTime<Utc> },
     #[error("the plan has no price in effect before {0}")]
     NoPreviousPrice(DateTime<Utc>),
@@ -195,7 +196,8 @@ mod tests {
 
     #[test]
     fn picks_the_latest_started_version() {
-        let versions = vec![v(1000, None), v(1200, Some("2026-03-01T00:00:00Z")), v(1500, Some("2026-06-01T00:00:00Z"))];
+        let versions =
+            vec![v(1000, None), v(1200, Some("2026-03-01T00:00:00Z")), v(1500, Some("2026-06-01T00:00:00Z"))];
         let amount = |at: &str| price_at(&versions, t(at)).unwrap().price.amount();
         assert_eq!(amount("2026-02-28T23:59:59Z"), Decimal::new(100000, 2));
         assert_eq!(amount("2026-03-01T00:00:00Z"), Decimal::new(120000, 2));
@@ -222,6 +224,9 @@ mod tests {
         let err = check_price_change(&versions, up, t("2026-01-24T11:59:59Z"), now, 14).unwrap_err();
         assert_eq!(err.code(), "notice_period_too_short");
         assert!(!check_price_change(&versions, down, now, now, 14).unwrap());
-        assert_eq!(check_price_change(&versions, down, t("2026-01-01T00:00:00Z"), now, 14).unwrap_err(), PriceChangeError::InThePast);
+        assert_eq!(
+            check_price_change(&versions, down, t("2026-01-01T00:00:00Z"), now, 14).unwrap_err(),
+            PriceChangeError::InThePast
+        );
     }
 }

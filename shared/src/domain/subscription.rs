@@ -97,7 +97,8 @@ mod tests {
         let now = Utc::now();
         let end = Some(now + TimeDelta::days(1));
         let past = Some(now - TimeDelta::seconds(1));
-        let facts = |status, auto_renew, period_end, grace_until| AccessFacts { status, auto_renew, period_end, grace_until };
+        let facts =
+            |status, auto_renew, period_end, grace_until| AccessFacts { status, auto_renew, period_end, grace_until };
         use SubscriptionStatus::*;
         assert!(has_access(facts(Active, true, end, None), now));
         assert!(has_access(facts(Active, true, past, None), now), "renewal pending keeps access");

@@ -26,8 +26,7 @@ pub struct SetClock {
 
 /// True when no work is due at or before `now`.
 pub async fn settled(conn: &mut AsyncPgConnection, _now: DateTime<Utc>) -> ServiceResult<bool> {
-    let unpublished: bool = select(exists(outbox_events::table.filter(outbox_events::published_at.is_null())))
-        .get_result(conn)
-        .await?;
+    let unpublished: bool =
+        select(exists(outbox_events::table.filter(outbox_events::published_at.is_null()))).get_result(conn).await?;
     Ok(!unpublished)
 }

@@ -17,11 +17,11 @@ use super::payments::{self, money_of};
 use super::plans::{self, Plan};
 use super::subscriptions::{self, status_of};
 use super::tenants::Tenant;
+use crate::db::ledger;
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, AttemptRow, PaymentMethodRow, PaymentRow};
 use crate::db::schema::gateway_events;
 use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
-use crate::db::ledger;
 use crate::domain::ledger::Posting;
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
@@ -62,7 +62,13 @@ async fn store_raw(
     Ok(inserted == 1)
 }
 
-async fn set_outcome(conn: &mut AsyncPgConnection, tenant: &Tenant, kind: NotificationKind, key: &str, outcome: &str) -> ServiceResult<()> {
+async fn set_outcome(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    kind: NotificationKind,
+    key: &str,
+    outcome: &str,
+) -> ServiceResult<()> {
     diesel::update(
         gateway_events::table
             .filter(gateway_events::tenant_id.eq(tenant.id))
@@ -137,7 +143,12 @@ fn amount_matches(n: &PaymentNotification, p: &PaymentRow) -> bool {
 }
 
 /// Check: may CloudPayments accept this payment?
-async fn check(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, n: &PaymentNotification) -> ServiceResult<CheckCode> {
+async fn check(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    n: &PaymentNotification,
+) -> ServiceResult<CheckCode> {
     let Some((attempt, payment)) = find_invoice(conn, tenant, n).await? else {
         return Ok(CheckCode::WrongInvoice);
     };
@@ -153,7 +164,8 @@ async fn check(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant
     // A declined widget attempt may be retried with another card: `failed` by a
     // decline stays acceptable; superseded or paid invoices do not.
     let acceptable = attempt.channel == "widget"
-        && (payment.status == "pending" || (payment.status == "failed" && payment.failure_reason.as_deref() != Some("superseded")));
+        && (payment.status == "pending"
+            || (payment.status == "failed" && payment.failure_reason.as_deref() != Some("superseded")));
     if !acceptable {
         return Ok(CheckCode::NotAcceptable);
     }
@@ -166,7 +178,13 @@ async fn check(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant
     Ok(CheckCode::Ok)
 }
 
-async fn save_card(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, customer_id: Uuid, n: &PaymentNotification) -> ServiceResult<()> {
+async fn save_card(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    customer_id: Uuid,
+    n: &PaymentNotification,
+) -> ServiceResult<()> {
     if let Some(token) = &n.token {
         payments_db::save_payment_method(
             conn,
@@ -190,7 +208,13 @@ async fn save_card(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Te
     Ok(())
 }
 
-async fn emit_payment(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, p: &PaymentRow, event_type: &'static str) -> ServiceResult<()> {
+async fn emit_payment(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    p: &PaymentRow,
+    event_type: &'static str,
+) -> ServiceResult<()> {
     let data = payments::event_data(p)?;
     let ordering_key = p.subscription_id.unwrap_or(p.customer_id);
     outbox::emit(conn, now, NewEvent { tenant_id: tenant.id, ordering_key, event_type, data }).await?;
@@ -198,7 +222,12 @@ async fn emit_payment(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: 
 }
 
 /// Pay: the issuer authorised and the money is captured.
-async fn pay(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, n: &PaymentNotification) -> ServiceResult<String> {
+async fn pay(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    n: &PaymentNotification,
+) -> ServiceResult<String> {
     let Some((mut attempt, mut payment)) = find_invoice(conn, tenant, n).await? else {
         warn!(tenant = %tenant.id, transaction = %n.transaction_id, invoice = ?n.invoice_id, "Pay for an unknown invoice");
         return Ok("unmatched_invoice".into());
@@ -224,7 +253,9 @@ async fn pay(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, 
     save_card(conn, now, tenant, payment.customer_id, n).await?;
 
     let activated = match payment.subscription_id {
-        Some(sub_id) if payment.kind == "purchase" => activate_purchase(conn, now, tenant, sub_id, &mut payment).await?,
+        Some(sub_id) if payment.kind == "purchase" => {
+            activate_purchase(conn, now, tenant, sub_id, &mut payment).await?
+        }
         _ => None,
     };
     payments_db::save(conn, &payment).await?;
@@ -235,7 +266,12 @@ async fn pay(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, 
     } else {
         // Paid, but what it paid for is gone (superseded purchase): the money waits
         // on the customer's balance for a refund.
-        Posting::captured_to_balance("payment_captured_unapplied", payment.description.clone(), payment.customer_id, money)
+        Posting::captured_to_balance(
+            "payment_captured_unapplied",
+            payment.description.clone(),
+            payment.customer_id,
+            money,
+        )
     };
     ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
     emit_payment(conn, now, tenant, &payment, "payment.succeeded").await?;
@@ -297,14 +333,24 @@ async fn record_duplicate_capture(
     };
     payments_db::insert(conn, &dup).await?;
     warn!(payment = %original.id, duplicate = %dup.id, transaction = %n.transaction_id, "second capture of a paid invoice");
-    let posting = Posting::captured_to_balance("duplicate_capture", format!("duplicate of {}", original.id), dup.customer_id, money_of(&dup)?);
+    let posting = Posting::captured_to_balance(
+        "duplicate_capture",
+        format!("duplicate of {}", original.id),
+        dup.customer_id,
+        money_of(&dup)?,
+    );
     ledger::post(conn, tenant.id, Some(dup.id), now, &posting).await?;
     emit_payment(conn, now, tenant, &dup, "payment.succeeded").await
 }
 
 /// Fail: the issuer declined. The purchase stays pending (the widget lets the
 /// customer try another card until the payment expires).
-async fn fail(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, n: &PaymentNotification) -> ServiceResult<String> {
+async fn fail(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    n: &PaymentNotification,
+) -> ServiceResult<String> {
     let Some((mut attempt, mut payment)) = find_invoice(conn, tenant, n).await? else {
         warn!(tenant = %tenant.id, transaction = %n.transaction_id, "Fail for an unknown invoice");
         return Ok("unmatched_invoice".into());

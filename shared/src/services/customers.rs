@@ -76,7 +76,11 @@ impl From<CustomerRow> for CustomerView {
 }
 
 fn check_email(email: &str) -> ServiceResult<()> {
-    if is_plausible_email(email) { Ok(()) } else { Err(ServiceError::invalid("invalid_email", format!("{email:?} is not an e-mail address"))) }
+    if is_plausible_email(email) {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid("invalid_email", format!("{email:?} is not an e-mail address")))
+    }
 }
 
 fn check_zone(zone: &str) -> ServiceResult<()> {
@@ -85,7 +89,12 @@ fn check_zone(zone: &str) -> ServiceResult<()> {
         .ok_or_else(|| ServiceError::invalid("invalid_time_zone", format!("unknown time zone {zone:?}")))
 }
 
-pub async fn create(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, spec: CustomerSpec) -> ServiceResult<CustomerView> {
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    spec: CustomerSpec,
+) -> ServiceResult<CustomerView> {
     if spec.external_id.trim().is_empty() || spec.external_id.len() > 200 {
         return Err(ServiceError::validation("external_id must be 1..200 characters"));
     }
@@ -96,7 +105,9 @@ pub async fn create(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &T
         return Err(ServiceError::validation("partner_code must be 1..64 characters"));
     }
     if let Some(le) = &spec.legal_entity
-        && (le.name.trim().is_empty() || !(le.inn.len() == 10 || le.inn.len() == 12) || !le.inn.bytes().all(|b| b.is_ascii_digit()))
+        && (le.name.trim().is_empty()
+            || !(le.inn.len() == 10 || le.inn.len() == 12)
+            || !le.inn.bytes().all(|b| b.is_ascii_digit()))
     {
         return Err(ServiceError::validation("legal_entity needs a name and a 10- or 12-digit INN"));
     }
@@ -113,7 +124,10 @@ pub async fn create(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &T
     db::insert(conn, &row).await.map_err(|e| {
         let e = ServiceError::from(e);
         if e.is_unique_violation() {
-            ServiceError::conflict("customer_exists", format!("a customer with external_id {:?} exists", row.external_id))
+            ServiceError::conflict(
+                "customer_exists",
+                format!("a customer with external_id {:?} exists", row.external_id),
+            )
         } else {
             e
         }
@@ -141,7 +155,12 @@ pub async fn list(
     Ok(Page::from_rows(rows, page, Into::into))
 }
 
-pub async fn patch(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid, patch: CustomerPatch) -> ServiceResult<CustomerView> {
+pub async fn patch(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    id: Uuid,
+    patch: CustomerPatch,
+) -> ServiceResult<CustomerView> {
     let mut row = db::find_for_update(conn, tenant.id, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("customer_not_found", "no such customer"))?;

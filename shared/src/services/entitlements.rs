@@ -40,9 +40,21 @@ pub struct Entitlements {
     pub metrics: BTreeMap<String, MetricEntitlement>,
 }
 
-pub async fn get(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, customer_id: Uuid) -> ServiceResult<Entitlements> {
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    customer_id: Uuid,
+) -> ServiceResult<Entitlements> {
     let customer = customers::load(conn, tenant, customer_id).await?;
-    let none = Entitlements { access: false, subscription_id: None, plan: None, status: None, period_end: None, metrics: BTreeMap::new() };
+    let none = Entitlements {
+        access: false,
+        subscription_id: None,
+        plan: None,
+        status: None,
+        period_end: None,
+        metrics: BTreeMap::new(),
+    };
     let Some(sub) = subs_db::find_live(conn, customer.id).await? else {
         return Ok(none);
     };

@@ -33,7 +33,10 @@ impl IdempotentRequest {
     /// re-serialising the same document is the same body.
     pub fn new(scope: String, key: &str, method: &str, path: &str, body: &[u8]) -> ServiceResult<Self> {
         if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ServiceError::invalid("invalid_idempotency_key", "Idempotency-Key must be 1..255 visible ASCII characters"));
+            return Err(ServiceError::invalid(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1..255 visible ASCII characters",
+            ));
         }
         let canonical = match serde_json::from_slice::<Value>(body) {
             Ok(v) => serde_json::to_vec(&canonical_json(v)).unwrap_or_else(|_| body.to_vec()),
@@ -114,7 +117,12 @@ pub async fn claim(conn: &mut AsyncPgConnection, req: &IdempotentRequest) -> Ser
 }
 
 /// Stores the answer of a fresh request (`None`: carries secrets, not stored).
-pub async fn complete(conn: &mut AsyncPgConnection, req: &IdempotentRequest, status: u16, body: Option<&Value>) -> ServiceResult<()> {
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    req: &IdempotentRequest,
+    status: u16,
+    body: Option<&Value>,
+) -> ServiceResult<()> {
     diesel::update(idempotency_keys::table.find((&req.scope, &req.key)))
         .set((idempotency_keys::response_status.eq(i32::from(status)), idempotency_keys::response_body.eq(body)))
         .execute(conn)

@@ -97,7 +97,11 @@ pub fn view(p: &PaymentRow, confirmation: Option<WidgetParams>) -> ServiceResult
 }
 
 /// A pending payment collected through the widget shows how to collect it.
-async fn view_with_confirmation(conn: &mut AsyncPgConnection, tenant: &Tenant, p: &PaymentRow) -> ServiceResult<PaymentView> {
+async fn view_with_confirmation(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    p: &PaymentRow,
+) -> ServiceResult<PaymentView> {
     let attempts = db::attempts_of(conn, p.id).await?;
     let by_widget = attempts.last().is_some_and(|a| a.channel == "widget");
     let confirmation = if p.status == "pending" && by_widget {

@@ -19,7 +19,8 @@ use crate::db::schema::{price_notices, subscriptions};
 use crate::domain::money::{Currency, Money, MoneyInput, MoneyView};
 use crate::domain::period::{Period, PeriodUnit};
 use crate::domain::plan::{
-    MetricKind, PlanFiscal, PriceVersion, Quota, QuotaMode, QuotaReset, Quotas, check_price_change, price_at, scheduled_after,
+    MetricKind, PlanFiscal, PriceVersion, Quota, QuotaMode, QuotaReset, Quotas, check_price_change, price_at,
+    scheduled_after,
 };
 use crate::error::{ServiceError, ServiceResult};
 
@@ -83,7 +84,8 @@ impl Plan {
 
     /// The price version in effect at `at`.
     pub fn price_at(&self, at: DateTime<Utc>) -> ServiceResult<&PriceVersion> {
-        price_at(&self.prices, at).ok_or_else(|| ServiceError::Internal(format!("plan {} has no price at {at}", self.code)))
+        price_at(&self.prices, at)
+            .ok_or_else(|| ServiceError::Internal(format!("plan {} has no price at {at}", self.code)))
     }
 
     pub fn is_free(&self, at: DateTime<Utc>) -> ServiceResult<bool> {
@@ -265,7 +267,12 @@ impl Plan {
             quotas: self
                 .quotas
                 .iter()
-                .map(|(k, q)| (k.clone(), QuotaView { limit: q.limit, mode: q.mode, unit_price: q.unit_price.clone(), kind: q.kind }))
+                .map(|(k, q)| {
+                    (
+                        k.clone(),
+                        QuotaView { limit: q.limit, mode: q.mode, unit_price: q.unit_price.clone(), kind: q.kind },
+                    )
+                })
                 .collect(),
             quota_reset: self.quota_reset,
             cashback_rate: self.cashback_rate.map(|r| r.normalize().to_string()),
@@ -278,7 +285,12 @@ impl Plan {
     }
 }
 
-pub async fn create(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, spec: PlanSpec) -> ServiceResult<PlanView> {
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    spec: PlanSpec,
+) -> ServiceResult<PlanView> {
     if !valid_code(&spec.code) {
         return Err(ServiceError::validation("code must be 1..64 letters, digits, _ - ."));
     }
@@ -314,7 +326,8 @@ pub async fn create(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &T
         code: spec.code.clone(),
         name: spec.name.trim().to_owned(),
         period_unit: spec.period.unit.as_str().to_owned(),
-        period_count: i32::try_from(spec.period.count).map_err(|_| ServiceError::validation("period.count too large"))?,
+        period_count: i32::try_from(spec.period.count)
+            .map_err(|_| ServiceError::validation("period.count too large"))?,
         auto_renew: spec.auto_renew,
         trial_days: spec.trial_days.and_then(|d| i32::try_from(d).ok()),
         once_per_customer: spec.once_per_customer,
@@ -327,7 +340,11 @@ pub async fn create(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &T
     };
     db::insert(conn, &row).await.map_err(|e| {
         let e = ServiceError::from(e);
-        if e.is_unique_violation() { ServiceError::conflict("plan_exists", format!("a plan with code {:?} exists", row.code)) } else { e }
+        if e.is_unique_violation() {
+            ServiceError::conflict("plan_exists", format!("a plan with code {:?} exists", row.code))
+        } else {
+            e
+        }
     })?;
     let price_row = PriceRow {
         id: Uuid::now_v7(),
@@ -342,11 +359,21 @@ pub async fn create(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &T
     Plan::from_rows(row, vec![price_row])?.view(now)
 }
 
-pub async fn get(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, code: &str) -> ServiceResult<PlanView> {
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    code: &str,
+) -> ServiceResult<PlanView> {
     load_by_code(conn, tenant, code).await?.view(now)
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, page: PageRequest) -> ServiceResult<Page<PlanView>> {
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    page: PageRequest,
+) -> ServiceResult<Page<PlanView>> {
     let rows = db::list(conn, tenant.id, page.starting_after, page.fetch()).await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let mut prices = db::prices_of(conn, &ids).await?;
@@ -399,7 +426,8 @@ pub async fn add_price(
         canceled_at: None,
     };
     db::insert_price(conn, &row).await?;
-    let version = PriceVersion { id: row.id, price, effective_from: Some(effective_from), announced_at: now, canceled_at: None };
+    let version =
+        PriceVersion { id: row.id, price, effective_from: Some(effective_from), announced_at: now, canceled_at: None };
     let affected: Vec<(Uuid, Uuid)> = subscriptions::table
         .filter(subscriptions::plan_id.eq(plan.id).or(subscriptions::scheduled_plan_id.eq(plan.id)))
         .filter(subscriptions::status.eq_any(AFFECTED))
@@ -433,7 +461,11 @@ pub async fn notify_price_change(
         let rows: Vec<_> = chunk
             .iter()
             .map(|(sub, _)| {
-                (price_notices::price_id.eq(change.version.id), price_notices::subscription_id.eq(*sub), price_notices::sent_at.eq(now))
+                (
+                    price_notices::price_id.eq(change.version.id),
+                    price_notices::subscription_id.eq(*sub),
+                    price_notices::sent_at.eq(now),
+                )
             })
             .collect();
         let inserted: Vec<Uuid> = diesel::insert_into(price_notices::table)
@@ -468,7 +500,13 @@ pub async fn notify_price_change(
 }
 
 /// Cancels a scheduled price before it takes effect.
-pub async fn cancel_price(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, code: &str, price_id: Uuid) -> ServiceResult<PlanView> {
+pub async fn cancel_price(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    code: &str,
+    price_id: Uuid,
+) -> ServiceResult<PlanView> {
     let plan = load_by_code(conn, tenant, code).await?;
     db::lock(conn, plan.id).await?;
     let version = plan
@@ -487,7 +525,12 @@ pub async fn cancel_price(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tena
 }
 
 /// Archives a plan: no new purchases; existing subscriptions continue.
-pub async fn archive(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, code: &str) -> ServiceResult<PlanView> {
+pub async fn archive(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    code: &str,
+) -> ServiceResult<PlanView> {
     let plan = load_by_code(conn, tenant, code).await?;
     db::archive(conn, plan.id, now).await?;
     load_by_code(conn, tenant, code).await?.view(now)

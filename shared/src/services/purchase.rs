@@ -91,7 +91,12 @@ async fn retire_if_stale(
         p.failure_reason = Some(if expired { "expired" } else { "superseded" }.into());
         payments_db::save(conn, &p).await?;
         let data = payments::event_data(&p)?;
-        outbox::emit(conn, now, NewEvent { tenant_id: tenant.id, ordering_key: row.id, event_type: "payment.failed", data }).await?;
+        outbox::emit(
+            conn,
+            now,
+            NewEvent { tenant_id: tenant.id, ordering_key: row.id, event_type: "payment.failed", data },
+        )
+        .await?;
     }
     subscriptions::transition(conn, row, SubscriptionStatus::Expired, cause, now, None).await?;
     row.next_charge_at = None;
@@ -100,17 +105,27 @@ async fn retire_if_stale(
     Ok(true)
 }
 
-pub async fn purchase(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, spec: PurchaseSpec) -> ServiceResult<PurchaseView> {
+pub async fn purchase(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    spec: PurchaseSpec,
+) -> ServiceResult<PurchaseView> {
     let customer: CustomerRow = customers_db::find_for_update(conn, tenant.id, spec.customer_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("customer_not_found", "no such customer"))?;
     let plan = plans::load_by_code(conn, tenant, &spec.plan).await?;
     if plan.archived_at.is_some() {
-        return Err(ServiceError::conflict("plan_archived", format!("plan {} is archived: no new purchases", plan.code)));
+        return Err(ServiceError::conflict(
+            "plan_archived",
+            format!("plan {} is archived: no new purchases", plan.code),
+        ));
     }
     match spec.pay_with {
         PayWith::Card => {}
-        PayWith::SavedCard => return Err(ServiceError::not_supported("pay_with saved_card is not supported for purchases yet")),
+        PayWith::SavedCard => {
+            return Err(ServiceError::not_supported("pay_with saved_card is not supported for purchases yet"));
+        }
         PayWith::Balance => return Err(ServiceError::not_supported("pay_with balance is not supported yet")),
         PayWith::Invoice => return Err(ServiceError::not_supported("pay_with invoice is not supported yet")),
     }
@@ -152,8 +167,16 @@ pub async fn purchase(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: 
             e
         }
     })?;
-    crate::db::subscriptions::record_transition(conn, sub.id, None, &sub.status, "purchase", now, Some(json!({"plan": plan.code})))
-        .await?;
+    crate::db::subscriptions::record_transition(
+        conn,
+        sub.id,
+        None,
+        &sub.status,
+        "purchase",
+        now,
+        Some(json!({"plan": plan.code})),
+    )
+    .await?;
 
     let payment = PaymentRow {
         id: Uuid::now_v7(),

@@ -196,7 +196,15 @@ pub async fn activate(
     row.price_id = payment.price_id;
     row.next_charge_at = if row.auto_renew { Some(end) } else { None };
     row.grace_until = None;
-    transition(conn, row, SubscriptionStatus::Active, "payment_succeeded", now, Some(json!({"payment_id": payment.id}))).await?;
+    transition(
+        conn,
+        row,
+        SubscriptionStatus::Active,
+        "payment_succeeded",
+        now,
+        Some(json!({"payment_id": payment.id})),
+    )
+    .await?;
     db::save(conn, row).await?;
     Ok(())
 }
@@ -211,6 +219,15 @@ pub async fn emit_activated(
     payment: &PaymentRow,
 ) -> ServiceResult<()> {
     let amount = MoneyView::from(super::payments::money_of(payment)?);
-    emit(conn, now, tenant, row, &plan.code, "subscription.activated", json!({"payment_id": payment.id, "amount": amount})).await?;
+    emit(
+        conn,
+        now,
+        tenant,
+        row,
+        &plan.code,
+        "subscription.activated",
+        json!({"payment_id": payment.id, "amount": amount}),
+    )
+    .await?;
     Ok(())
 }

@@ -76,8 +76,9 @@ impl TenantSpec {
         if self.name.trim().is_empty() || self.name.len() > 200 {
             return Err(ServiceError::validation("name must be 1..200 characters"));
         }
-        let tz = parse_time_zone(&self.time_zone)
-            .ok_or_else(|| ServiceError::invalid("invalid_time_zone", format!("unknown time zone {:?}", self.time_zone)))?;
+        let tz = parse_time_zone(&self.time_zone).ok_or_else(|| {
+            ServiceError::invalid("invalid_time_zone", format!("unknown time zone {:?}", self.time_zone))
+        })?;
         self.gateway.validate().map_err(ServiceError::validation)?;
         if matches!(self.gateway, GatewayConfig::Yookassa { .. }) {
             return Err(ServiceError::not_supported("YooKassa tenants are not supported yet; use cloudpayments"));
@@ -236,7 +237,12 @@ pub async fn patch(conn: &mut AsyncPgConnection, id: Uuid, patch: Value) -> Serv
 }
 
 /// Issues a new API key and/or webhook secret; the previous ones stay valid for an hour.
-pub async fn rotate_keys(conn: &mut AsyncPgConnection, id: Uuid, api_key: bool, webhook_secret: bool) -> ServiceResult<KeysRotated> {
+pub async fn rotate_keys(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    api_key: bool,
+    webhook_secret: bool,
+) -> ServiceResult<KeysRotated> {
     if !api_key && !webhook_secret {
         return Err(ServiceError::validation("rotate at least one of api_key and webhook_secret"));
     }

@@ -1,13 +1,35 @@
-//! `provider-sim`: the provider simulators as a process, for the local demo.
-//! Listens on `SIM_ADDR` (default `127.0.0.1:8091`).
+//! `provider-sim`: the provider simulators as a process (CloudPayments on `SIM_ADDR`,
+//! default `127.0.0.1:8091`).
+//!
+//! With `--demo`, also seeds the demo tenants into the running billing API
+//! (`BILLING_API_URL`, `BILLING_ADMIN_TOKEN`) and prints a walkthrough.
+
+use std::path::PathBuf;
 
 use billing_tests::cloudpayments::CloudPaymentsSim;
+use billing_tests::demo::{DemoConfig, seed, walkthrough};
 
 #[tokio::main]
+#[allow(clippy::print_stdout)] // the walkthrough is the program's output
 async fn main() -> anyhow::Result<()> {
-    let addr = std::env::var("SIM_ADDR").unwrap_or_else(|_| "127.0.0.1:8091".into());
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+    let addr = env("SIM_ADDR", "127.0.0.1:8091");
     let sim = CloudPaymentsSim::start(&addr)?;
     eprintln!("provider-sim: CloudPayments simulator on {}", sim.base_url);
-    tokio::signal::ctrl_c().await?;
+    if std::env::args().any(|a| a == "--demo") {
+        let api = env("BILLING_API_URL", "http://127.0.0.1:8080");
+        let admin_token = env("BILLING_ADMIN_TOKEN", "");
+        let tenants_file = PathBuf::from(env("DEMO_TENANTS", "deploy/demo/tenants.json"));
+        let state_file = PathBuf::from(env("DEMO_STATE", ".run/demo-state.json"));
+        let cfg =
+            DemoConfig { api: &api, admin_token: &admin_token, tenants_file: &tenants_file, state_file: &state_file };
+        let state = seed(&sim, &cfg).await?;
+        println!("{}", walkthrough(&api, &sim.base_url, &admin_token, &state));
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
     Ok(())
 }

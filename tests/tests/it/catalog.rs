@@ -39,12 +39,25 @@ async fn plans_are_created_listed_and_validated() {
     };
     app.post(&t, "/v1/plans", with("code", json!("PRO"))).await.problem(409, "plan_exists");
     app.post(&t, "/v1/plans", with("code", json!("has space"))).await.problem(422, "validation_failed");
-    app.post(&t, "/v1/plans", with("period", json!({"unit": "week", "count": 1}))).await.problem(422, "validation_failed");
-    app.post(&t, "/v1/plans", with("period", json!({"unit": "day", "count": 0}))).await.problem(422, "validation_failed");
-    app.post(&t, "/v1/plans", with("quotas", json!({"m": {"limit": 5, "mode": "overage"}}))).await.problem(422, "validation_failed");
-    app.post(&t, "/v1/plans", with("quotas", json!({"m": {"limit": 5, "mode": "overage", "unit_price": {"value": "0.1234567", "currency": "RUB"}}})))
+    app.post(&t, "/v1/plans", with("period", json!({"unit": "week", "count": 1})))
         .await
-        .problem(422, "invalid_money");
+        .problem(422, "validation_failed");
+    app.post(&t, "/v1/plans", with("period", json!({"unit": "day", "count": 0})))
+        .await
+        .problem(422, "validation_failed");
+    app.post(&t, "/v1/plans", with("quotas", json!({"m": {"limit": 5, "mode": "overage"}})))
+        .await
+        .problem(422, "validation_failed");
+    app.post(
+        &t,
+        "/v1/plans",
+        with(
+            "quotas",
+            json!({"m": {"limit": 5, "mode": "overage", "unit_price": {"value": "0.1234567", "currency": "RUB"}}}),
+        ),
+    )
+    .await
+    .problem(422, "invalid_money");
     app.post(&t, "/v1/plans", with("cashback_rate", json!("1.5"))).await.problem(422, "validation_failed");
     assert_eq!(app.count("SELECT count(*) AS n FROM plans").await, 3);
 }
@@ -57,12 +70,20 @@ async fn price_increases_need_the_tenants_notice_decreases_do_not() {
     app.plan_monthly(&t, "START", "1990.00").await;
     // T0 = 2026-03-05T09:00Z; 14 days later is 2026-03-19T09:00Z.
     let too_soon = app
-        .post(&t, "/v1/plans/START/prices", json!({"price": {"value": "2490.00", "currency": "RUB"}, "effective_from": "2026-03-19T08:59:59Z"}))
+        .post(
+            &t,
+            "/v1/plans/START/prices",
+            json!({"price": {"value": "2490.00", "currency": "RUB"}, "effective_from": "2026-03-19T08:59:59Z"}),
+        )
         .await
         .problem(422, "notice_period_too_short");
     assert!(too_soon["detail"].as_str().unwrap().contains("14 days"));
     let ok = app
-        .post(&t, "/v1/plans/START/prices", json!({"price": {"value": "2490.00", "currency": "RUB"}, "effective_from": "2026-03-19T09:00:00Z"}))
+        .post(
+            &t,
+            "/v1/plans/START/prices",
+            json!({"price": {"value": "2490.00", "currency": "RUB"}, "effective_from": "2026-03-19T09:00:00Z"}),
+        )
         .await
         .expect(201);
     assert_eq!(ok["status"], "scheduled");
@@ -70,18 +91,26 @@ async fn price_increases_need_the_tenants_notice_decreases_do_not() {
     assert_eq!(plan["price"]["value"], "1990.00");
     assert_eq!(plan["scheduled_prices"][0]["price"]["value"], "2490.00");
     // A decrease applies at once, without notice.
-    app.post(&t, "/v1/plans/START/prices", json!({"price": {"value": "1790.00", "currency": "RUB"}, "effective_from": "2026-03-05T09:00:00Z"}))
-        .await
-        .expect(201);
+    app.post(
+        &t,
+        "/v1/plans/START/prices",
+        json!({"price": {"value": "1790.00", "currency": "RUB"}, "effective_from": "2026-03-05T09:00:00Z"}),
+    )
+    .await
+    .expect(201);
     let plan = app.get(&t, "/v1/plans/START").await.expect(200);
     assert_eq!(plan["price"]["value"], "1790.00");
     // The scheduled increase now raises 1790 -> 2490 and was announced 14 days ahead: still valid.
     app.set_clock("2026-03-19T09:00:00Z").await;
     assert_eq!(app.get(&t, "/v1/plans/START").await.expect(200)["price"]["value"], "2490.00");
     // Past instants are refused.
-    app.post(&t, "/v1/plans/START/prices", json!({"price": {"value": "1.00", "currency": "RUB"}, "effective_from": "2026-03-01T00:00:00Z"}))
-        .await
-        .problem(422, "validation_failed");
+    app.post(
+        &t,
+        "/v1/plans/START/prices",
+        json!({"price": {"value": "1.00", "currency": "RUB"}, "effective_from": "2026-03-01T00:00:00Z"}),
+    )
+    .await
+    .problem(422, "validation_failed");
 }
 
 #[tokio::test]
@@ -94,7 +123,11 @@ async fn subscribers_get_one_notice_and_keep_their_paid_price() {
     app.pay(&bought, CARD_OK).await;
 
     let price = app
-        .post(&t, "/v1/plans/START/prices", json!({"price": {"value": "2490.00", "currency": "RUB"}, "effective_from": "2026-03-25T00:00:00Z"}))
+        .post(
+            &t,
+            "/v1/plans/START/prices",
+            json!({"price": {"value": "2490.00", "currency": "RUB"}, "effective_from": "2026-03-25T00:00:00Z"}),
+        )
         .await
         .expect(201);
     let notices: Vec<_> = app.events(&t).await.into_iter().filter(|e| e["type"] == "price_change.notice").collect();
@@ -120,7 +153,8 @@ async fn subscribers_get_one_notice_and_keep_their_paid_price() {
     assert_eq!(notices[1]["data"]["subscription_id"], late_buy["subscription"]["id"]);
 
     // The paid period is never recalculated.
-    let sub = app.get(&t, &format!("/v1/subscriptions/{}", bought["subscription"]["id"].as_str().unwrap())).await.expect(200);
+    let sub =
+        app.get(&t, &format!("/v1/subscriptions/{}", bought["subscription"]["id"].as_str().unwrap())).await.expect(200);
     assert_eq!(sub["paid_amount"]["value"], "1990.00");
     // A purchase after the effective date pays the new price.
     app.set_clock("2026-03-25T00:00:00Z").await;
@@ -134,20 +168,36 @@ async fn scheduled_prices_can_be_cancelled_before_they_take_effect() {
     let t = app.tenant("Orbita", "Europe/Moscow", json!({"price_change_notice_days": 14})).await;
     let plan = app.plan_monthly(&t, "START", "1990.00").await;
     let price = app
-        .post(&t, "/v1/plans/START/prices", json!({"price": {"value": "2490.00", "currency": "RUB"}, "effective_from": "2026-04-01T00:00:00Z"}))
+        .post(
+            &t,
+            "/v1/plans/START/prices",
+            json!({"price": {"value": "2490.00", "currency": "RUB"}, "effective_from": "2026-04-01T00:00:00Z"}),
+        )
         .await
         .expect(201);
     let id = price["id"].as_str().unwrap();
-    let del = app.send(reqwest::Method::DELETE, &format!("/v1/plans/START/prices/{id}"), Some(&t.api_key), None, None).await.expect(200);
+    let del = app
+        .send(reqwest::Method::DELETE, &format!("/v1/plans/START/prices/{id}"), Some(&t.api_key), None, None)
+        .await
+        .expect(200);
     assert_eq!(del["scheduled_prices"], json!([]));
     assert_eq!(del["prices"][1]["status"], "canceled");
     app.set_clock("2026-04-02T00:00:00Z").await;
     assert_eq!(app.get(&t, "/v1/plans/START").await.expect(200)["price"]["value"], "1990.00");
-    app.send(reqwest::Method::DELETE, &format!("/v1/plans/START/prices/{id}"), Some(&t.api_key), None, None).await
+    app.send(reqwest::Method::DELETE, &format!("/v1/plans/START/prices/{id}"), Some(&t.api_key), None, None)
+        .await
         .problem(409, "price_already_canceled");
     let initial = plan["prices"][0]["id"].as_str().unwrap();
-    app.send(reqwest::Method::DELETE, &format!("/v1/plans/START/prices/{initial}"), Some(&t.api_key), None, None).await
+    app.send(reqwest::Method::DELETE, &format!("/v1/plans/START/prices/{initial}"), Some(&t.api_key), None, None)
+        .await
         .problem(409, "price_already_effective");
-    app.send(reqwest::Method::DELETE, &format!("/v1/plans/START/prices/{}", uuid::Uuid::new_v4()), Some(&t.api_key), None, None).await
-        .problem(404, "price_not_found");
+    app.send(
+        reqwest::Method::DELETE,
+        &format!("/v1/plans/START/prices/{}", uuid::Uuid::new_v4()),
+        Some(&t.api_key),
+        None,
+        None,
+    )
+    .await
+    .problem(404, "price_not_found");
 }

@@ -54,7 +54,8 @@ async fn idempotency_replays_the_first_answer_and_refuses_reuse() {
     let other = json!({"customer_id": c, "plan": "PRO", "pay_with": "invoice"});
     app.post_idem(&t, "/v1/subscriptions", "purchase-1", other).await.problem(422, "idempotency_key_reused");
     // The same key on another endpoint is another request too.
-    app.post_idem(&t, "/v1/customers", "purchase-1", json!({"external_id": "z", "email": "z@z.ru"})).await
+    app.post_idem(&t, "/v1/customers", "purchase-1", json!({"external_id": "z", "email": "z@z.ru"}))
+        .await
         .problem(422, "idempotency_key_reused");
     // Keys are per tenant.
     let t2 = app.tenant("B", "Europe/Moscow", json!({})).await;
@@ -64,7 +65,9 @@ async fn idempotency_replays_the_first_answer_and_refuses_reuse() {
     app.post_idem(&t, "/v1/subscriptions", "purchase-2", missing.clone()).await.problem(404, "customer_not_found");
     app.post_idem(&t, "/v1/subscriptions", "purchase-2", missing).await.problem(404, "customer_not_found");
     let long = "k".repeat(256);
-    app.post_idem(&t, "/v1/customers", &long, json!({"external_id": "q", "email": "q@z.ru"})).await.problem(422, "invalid_idempotency_key");
+    app.post_idem(&t, "/v1/customers", &long, json!({"external_id": "q", "email": "q@z.ru"}))
+        .await
+        .problem(422, "invalid_idempotency_key");
 }
 
 #[tokio::test]
@@ -83,14 +86,17 @@ async fn another_tenants_ids_are_not_found() {
     app.get(&b, &format!("/v1/subscriptions/{sub}")).await.problem(404, "subscription_not_found");
     app.get(&b, &format!("/v1/payments/{pay}")).await.problem(404, "payment_not_found");
     app.get(&b, "/v1/plans/PRO").await.problem(404, "plan_not_found");
-    app.post(&b, "/v1/subscriptions", json!({"customer_id": c, "plan": "PRO"})).await.problem(404, "customer_not_found");
-    app.send(Method::PATCH, &format!("/v1/customers/{c}"), Some(&b.api_key), None, Some(&json!({"email": "x@y.ru"}))).await
+    app.post(&b, "/v1/subscriptions", json!({"customer_id": c, "plan": "PRO"}))
+        .await
+        .problem(404, "customer_not_found");
+    app.send(Method::PATCH, &format!("/v1/customers/{c}"), Some(&b.api_key), None, Some(&json!({"email": "x@y.ru"})))
+        .await
         .problem(404, "customer_not_found");
     assert_eq!(app.get(&b, &format!("/v1/payments?customer_id={c}")).await.expect(200)["data"], json!([]));
     assert_eq!(app.get(&b, &format!("/v1/subscriptions?customer_id={c}")).await.expect(200)["data"], json!([]));
-    assert_eq!(app.get(&b, &format!("/v1/customers?external_id=a-1")).await.expect(200)["data"], json!([]));
+    assert_eq!(app.get(&b, "/v1/customers?external_id=a-1").await.expect(200)["data"], json!([]));
     // ...and the owner sees them.
-    assert_eq!(app.get(&a, &format!("/v1/customers?external_id=a-1")).await.expect(200)["data"][0]["id"], c.as_str());
+    assert_eq!(app.get(&a, "/v1/customers?external_id=a-1").await.expect(200)["data"][0]["id"], c.as_str());
 }
 
 #[tokio::test]
@@ -101,7 +107,8 @@ async fn bad_input_is_a_clear_4xx_never_a_500() {
         let app = &app;
         let key = t.api_key.clone();
         async move {
-            let res = app.http.post(format!("{}/v1/customers", app.base)).bearer_auth(key).body(body).send().await.unwrap();
+            let res =
+                app.http.post(format!("{}/v1/customers", app.base)).bearer_auth(key).body(body).send().await.unwrap();
             let status = res.status().as_u16();
             let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
             let v: serde_json::Value = res.json().await.unwrap();
@@ -114,10 +121,15 @@ async fn bad_input_is_a_clear_4xx_never_a_500() {
     assert_eq!(raw(r#"{"external_id": 5, "email": "a@b.ru"}"#).await.2, "validation_failed");
     assert_eq!(raw(r#"{"external_id": "a", "email": "a@b.ru", "nick": "x"}"#).await.2, "validation_failed");
     assert_eq!(raw(r#"{"external_id": "a", "email": "not-an-email"}"#).await.2, "invalid_email");
-    assert_eq!(raw(r#"{"external_id": "a", "email": "a@b.ru", "time_zone": "Europe/Nowhere"}"#).await.2, "invalid_time_zone");
+    assert_eq!(
+        raw(r#"{"external_id": "a", "email": "a@b.ru", "time_zone": "Europe/Nowhere"}"#).await.2,
+        "invalid_time_zone"
+    );
     assert_eq!(raw(r#"{"external_id": "", "email": "a@b.ru"}"#).await.2, "validation_failed");
     app.post(&t, "/v1/customers", json!({"external_id": "dup", "email": "a@b.ru"})).await.expect(201);
-    app.post(&t, "/v1/customers", json!({"external_id": "dup", "email": "a@b.ru"})).await.problem(409, "customer_exists");
+    app.post(&t, "/v1/customers", json!({"external_id": "dup", "email": "a@b.ru"}))
+        .await
+        .problem(409, "customer_exists");
     app.get(&t, "/v1/customers/not-a-uuid").await.problem(404, "customer_not_found");
     app.get(&t, "/v1/subscriptions/12").await.problem(404, "subscription_not_found");
     app.get(&t, "/v1/customers?starting_after=xyz").await.problem(422, "validation_failed");
@@ -132,13 +144,28 @@ async fn bad_input_is_a_clear_4xx_never_a_500() {
 async fn customers_can_be_found_and_patched() {
     let app = TestApp::spawn().await;
     let t = app.tenant("A", "Asia/Yekaterinburg", json!({})).await;
-    let c = app.post(&t, "/v1/customers", json!({"external_id": "e-1", "email": "e@x.ru", "partner_code": "P1",
-        "legal_entity": {"name": "ООО Ромашка", "inn": "7700000000"}})).await.expect(201);
+    let c = app
+        .post(
+            &t,
+            "/v1/customers",
+            json!({"external_id": "e-1", "email": "e@x.ru", "partner_code": "P1",
+        "legal_entity": {"name": "ООО Ромашка", "inn": "7700000000"}}),
+        )
+        .await
+        .expect(201);
     assert_eq!(c["time_zone"], "Asia/Yekaterinburg", "defaults to the tenant's zone");
     assert_eq!(c["legal_entity"]["name"], "ООО Ромашка");
     let id = c["id"].as_str().unwrap();
-    let patched = app.send(Method::PATCH, &format!("/v1/customers/{id}"), Some(&t.api_key), None,
-        Some(&json!({"email": "new@x.ru", "time_zone": "Europe/Berlin"}))).await.expect(200);
+    let patched = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/customers/{id}"),
+            Some(&t.api_key),
+            None,
+            Some(&json!({"email": "new@x.ru", "time_zone": "Europe/Berlin"})),
+        )
+        .await
+        .expect(200);
     assert_eq!((patched["email"].as_str(), patched["time_zone"].as_str()), (Some("new@x.ru"), Some("Europe/Berlin")));
     assert_eq!(app.get(&t, &format!("/v1/customers/{id}")).await.expect(200)["email"], "new@x.ru");
 }
@@ -152,8 +179,16 @@ async fn service_endpoints() {
     assert_eq!(r, json!({"postgres": true, "rabbitmq": true}));
     let doc = app.send(Method::GET, "/openapi.json", None, None, None).await.expect(200);
     let paths = doc["paths"].as_object().unwrap();
-    for p in ["/v1/admin/tenants", "/v1/admin/clock", "/v1/plans", "/v1/plans/{code}/prices/{id}", "/v1/subscriptions",
-        "/v1/customers/{id}/entitlements", "/v1/payments/{id}", "/v1/webhooks/cloudpayments/{tenant_id}/{kind}"] {
+    for p in [
+        "/v1/admin/tenants",
+        "/v1/admin/clock",
+        "/v1/plans",
+        "/v1/plans/{code}/prices/{id}",
+        "/v1/subscriptions",
+        "/v1/customers/{id}/entitlements",
+        "/v1/payments/{id}",
+        "/v1/webhooks/cloudpayments/{tenant_id}/{kind}",
+    ] {
         assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
     }
     assert!(doc["components"]["schemas"]["PurchaseView"].is_object());

@@ -38,8 +38,10 @@ async fn purchase_then_pay_gives_access_for_thirty_days() {
     let outcome = app.pay(&bought, CARD_OK).await;
     assert_eq!(outcome.status, "Completed");
     assert_eq!(outcome.check_code, Some(0));
-    assert_eq!(outcome.deliveries.iter().map(|d| (d.kind.as_str(), d.http_status, d.code)).collect::<Vec<_>>(),
-        vec![("check", 200, Some(0)), ("pay", 200, Some(0))]);
+    assert_eq!(
+        outcome.deliveries.iter().map(|d| (d.kind.as_str(), d.http_status, d.code)).collect::<Vec<_>>(),
+        vec![("check", 200, Some(0)), ("pay", 200, Some(0))]
+    );
 
     let sub = app.get(&t, &format!("/v1/subscriptions/{sub_id}")).await.expect(200);
     assert_eq!(sub["status"], "active");
@@ -49,7 +51,12 @@ async fn purchase_then_pay_gives_access_for_thirty_days() {
     assert_eq!(sub["current_period_end"], "2026-04-04T09:10:00Z");
     assert_eq!(sub["next_charge_at"], serde_json::Value::Null, "manual plans are never charged automatically");
     assert_eq!(sub["paid_amount"]["value"], "1390.00");
-    let history: Vec<_> = sub["history"].as_array().unwrap().iter().map(|h| (h["to"].as_str().unwrap(), h["cause"].as_str().unwrap())).collect();
+    let history: Vec<_> = sub["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["to"].as_str().unwrap(), h["cause"].as_str().unwrap()))
+        .collect();
     assert_eq!(history, vec![("pending_payment", "purchase"), ("active", "payment_succeeded")]);
 
     let payment = app.get(&t, &format!("/v1/payments/{payment_id}")).await.expect(200);
@@ -66,7 +73,10 @@ async fn purchase_then_pay_gives_access_for_thirty_days() {
     assert_eq!(ent["plan"], "PRO");
     assert_eq!(ent["status"], "active");
     assert_eq!(ent["period_end"], "2026-04-04T09:10:00Z");
-    assert_eq!(ent["metrics"]["messages"], json!({"limit": 100000, "used": 0, "remaining": 100000, "mode": "overage", "access": true}));
+    assert_eq!(
+        ent["metrics"]["messages"],
+        json!({"limit": 100000, "used": 0, "remaining": 100000, "mode": "overage", "access": true})
+    );
     assert_eq!(ent["metrics"]["accounts"]["limit"], 10);
 
     // Access ends with the period (a manual plan: nothing renews it).
@@ -97,7 +107,8 @@ async fn monthly_period_from_the_31st_ends_on_the_last_day_of_february() {
     app.set_clock("2026-01-31T10:00:00Z").await;
     let bought = app.purchase(&t, &customer, "START").await;
     app.pay(&bought, CARD_OK).await;
-    let sub = app.get(&t, &format!("/v1/subscriptions/{}", bought["subscription"]["id"].as_str().unwrap())).await.expect(200);
+    let sub =
+        app.get(&t, &format!("/v1/subscriptions/{}", bought["subscription"]["id"].as_str().unwrap())).await.expect(200);
     assert_eq!(sub["current_period_start"], "2026-01-31T10:00:00Z");
     assert_eq!(sub["current_period_end"], "2026-02-28T10:00:00Z");
     assert_eq!(sub["next_charge_at"], "2026-02-28T10:00:00Z", "auto-renew plans are charged at the period end");
@@ -153,7 +164,8 @@ async fn a_repeated_pay_notification_changes_nothing() {
     assert_eq!(app.count("SELECT count(*) AS n FROM ledger_transactions").await, 1);
     assert_eq!(app.count("SELECT count(*) AS n FROM gateway_events WHERE kind = 'pay'").await, 1);
     assert_eq!(app.event_types(&t).await, events_before);
-    let sub = app.get(&t, &format!("/v1/subscriptions/{}", bought["subscription"]["id"].as_str().unwrap())).await.expect(200);
+    let sub =
+        app.get(&t, &format!("/v1/subscriptions/{}", bought["subscription"]["id"].as_str().unwrap())).await.expect(200);
     assert_eq!(sub["history"].as_array().unwrap().len(), 2);
 }
 
@@ -197,11 +209,16 @@ async fn one_live_subscription_per_customer() {
     let first = app.purchase(&t, &customer, "PRO").await;
     // An abandoned checkout is superseded by a new purchase...
     let second = app.purchase(&t, &customer, "PRO").await;
-    let old = app.get(&t, &format!("/v1/subscriptions/{}", first["subscription"]["id"].as_str().unwrap())).await.expect(200);
+    let old =
+        app.get(&t, &format!("/v1/subscriptions/{}", first["subscription"]["id"].as_str().unwrap())).await.expect(200);
     assert_eq!(old["status"], "expired");
     assert_eq!(old["history"][1]["cause"], "superseded");
-    let old_payment = app.get(&t, &format!("/v1/payments/{}", first["payment"]["id"].as_str().unwrap())).await.expect(200);
-    assert_eq!((old_payment["status"].as_str(), old_payment["failure_reason"].as_str()), (Some("failed"), Some("superseded")));
+    let old_payment =
+        app.get(&t, &format!("/v1/payments/{}", first["payment"]["id"].as_str().unwrap())).await.expect(200);
+    assert_eq!(
+        (old_payment["status"].as_str(), old_payment["failure_reason"].as_str()),
+        (Some("failed"), Some("superseded"))
+    );
     // ...and its widget can no longer be paid: Check answers 13.
     let outcome = app.pay(&first, CARD_OK).await;
     assert_eq!((outcome.status.as_str(), outcome.check_code), ("Rejected", Some(13)));
@@ -224,7 +241,8 @@ async fn a_purchase_after_a_manual_period_ended_is_allowed() {
     app.set_clock("2026-04-04T09:00:01Z").await;
     let second = app.purchase(&t, &customer, "PRO").await;
     assert_eq!(second["subscription"]["status"], "pending_payment");
-    let old = app.get(&t, &format!("/v1/subscriptions/{}", first["subscription"]["id"].as_str().unwrap())).await.expect(200);
+    let old =
+        app.get(&t, &format!("/v1/subscriptions/{}", first["subscription"]["id"].as_str().unwrap())).await.expect(200);
     assert_eq!(old["status"], "expired");
     assert_eq!(old["history"].as_array().unwrap().last().unwrap()["cause"], "period_ended");
     assert!(app.event_types(&t).await.contains(&"subscription.expired".to_owned()));
@@ -254,10 +272,16 @@ async fn archived_plans_cannot_be_bought() {
     let customer = app.customer(&t, "wm-8").await;
     let archived = app.post(&t, "/v1/plans/PRO/archive", json!({})).await.expect(200);
     assert_eq!(archived["archived"], true);
-    app.post(&t, "/v1/subscriptions", json!({"customer_id": customer, "plan": "PRO"})).await.problem(409, "plan_archived");
-    app.post(&t, "/v1/subscriptions", json!({"customer_id": customer, "plan": "NOPE"})).await.problem(404, "plan_not_found");
+    app.post(&t, "/v1/subscriptions", json!({"customer_id": customer, "plan": "PRO"}))
+        .await
+        .problem(409, "plan_archived");
+    app.post(&t, "/v1/subscriptions", json!({"customer_id": customer, "plan": "NOPE"}))
+        .await
+        .problem(404, "plan_not_found");
     let other = uuid::Uuid::new_v4();
-    app.post(&t, "/v1/subscriptions", json!({"customer_id": other, "plan": "PRO"})).await.problem(404, "customer_not_found");
+    app.post(&t, "/v1/subscriptions", json!({"customer_id": other, "plan": "PRO"}))
+        .await
+        .problem(404, "customer_not_found");
 }
 
 #[tokio::test]
@@ -286,5 +310,9 @@ async fn check_refuses_wrong_amount_account_invoice_and_expired_payments() {
     let expired = app.pay(&bought, CARD_OK).await;
     assert_eq!((expired.status.as_str(), expired.check_code), ("Rejected", Some(20)));
     assert_eq!(app.count("SELECT count(*) AS n FROM payments WHERE status = 'succeeded'").await, 0);
-    assert_eq!(app.count("SELECT count(*) AS n FROM gateway_events WHERE kind = 'check'").await, 5, "every Check is stored raw");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway_events WHERE kind = 'check'").await,
+        5,
+        "every Check is stored raw"
+    );
 }

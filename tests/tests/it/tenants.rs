@@ -24,7 +24,10 @@ async fn create_tenant_shows_secrets_once_and_never_echoes_provider_passwords() 
     assert!(created["api_key"].as_str().unwrap().starts_with("bk_"));
     assert!(created["webhook_secret"].as_str().unwrap().starts_with("whsec_"));
     let tenant = &created["tenant"];
-    assert_eq!(tenant["gateway"], json!({"kind": "cloudpayments", "public_id": "pk_orbita", "api_url": "http://127.0.0.1:1"}));
+    assert_eq!(
+        tenant["gateway"],
+        json!({"kind": "cloudpayments", "public_id": "pk_orbita", "api_url": "http://127.0.0.1:1"})
+    );
     assert_eq!(tenant["fiscal"]["provider"].get("password"), None);
     assert_eq!(tenant["policy"]["price_change_notice_days"], 14);
     assert_eq!(tenant["policy"]["renewal_notice_days"], 3, "defaults filled in");
@@ -32,7 +35,14 @@ async fn create_tenant_shows_secrets_once_and_never_echoes_provider_passwords() 
     // Only the hash of the key is stored.
     let key = created["api_key"].as_str().unwrap();
     assert_eq!(app.count(&format!("SELECT count(*) AS n FROM api_keys WHERE key_prefix = '{}'", &key[..10])).await, 1);
-    assert_eq!(app.count(&format!("SELECT count(*) AS n FROM api_keys WHERE encode(key_hash, 'escape') LIKE '%{}%'", &key[3..])).await, 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM api_keys WHERE encode(key_hash, 'escape') LIKE '%{}%'",
+            &key[3..]
+        ))
+        .await,
+        0
+    );
     // The key authenticates the tenant's calls.
     let res = app.send(Method::GET, "/v1/plans", Some(key), None, None).await.expect(200);
     assert_eq!(res["data"], json!([]));
@@ -42,9 +52,13 @@ async fn create_tenant_shows_secrets_once_and_never_echoes_provider_passwords() 
 async fn operator_calls_need_the_operator_token() {
     let app = TestApp::spawn().await;
     app.send(Method::POST, "/v1/admin/tenants", None, None, Some(&spec())).await.problem(401, "unauthorized");
-    app.send(Method::POST, "/v1/admin/tenants", Some("wrong-token-wrong-token"), None, Some(&spec())).await.problem(401, "unauthorized");
+    app.send(Method::POST, "/v1/admin/tenants", Some("wrong-token-wrong-token"), None, Some(&spec()))
+        .await
+        .problem(401, "unauthorized");
     let t = app.tenant("X", "Europe/Moscow", json!({})).await;
-    app.send(Method::POST, "/v1/admin/tenants", Some(&t.api_key), None, Some(&spec())).await.problem(401, "unauthorized");
+    app.send(Method::POST, "/v1/admin/tenants", Some(&t.api_key), None, Some(&spec()))
+        .await
+        .problem(401, "unauthorized");
     assert_eq!(app.count("SELECT count(*) AS n FROM tenants").await, 1);
 }
 
@@ -70,13 +84,18 @@ async fn invalid_tenant_specs_are_422_and_write_nothing() {
 #[tokio::test]
 async fn tenant_creation_is_never_replayed_with_its_secrets() {
     let app = TestApp::spawn().await;
-    let first = app.send(Method::POST, "/v1/admin/tenants", Some(ADMIN_TOKEN), Some("tenant-1"), Some(&spec())).await.expect(201);
+    let first = app
+        .send(Method::POST, "/v1/admin/tenants", Some(ADMIN_TOKEN), Some("tenant-1"), Some(&spec()))
+        .await
+        .expect(201);
     assert!(first["api_key"].is_string());
-    app.send(Method::POST, "/v1/admin/tenants", Some(ADMIN_TOKEN), Some("tenant-1"), Some(&spec())).await
+    app.send(Method::POST, "/v1/admin/tenants", Some(ADMIN_TOKEN), Some("tenant-1"), Some(&spec()))
+        .await
         .problem(409, "idempotent_replay_unavailable");
     let mut other = spec();
     other["name"] = json!("Other");
-    app.send(Method::POST, "/v1/admin/tenants", Some(ADMIN_TOKEN), Some("tenant-1"), Some(&other)).await
+    app.send(Method::POST, "/v1/admin/tenants", Some(ADMIN_TOKEN), Some("tenant-1"), Some(&other))
+        .await
         .problem(422, "idempotency_key_reused");
     assert_eq!(app.count("SELECT count(*) AS n FROM tenants").await, 1);
 }
@@ -84,11 +103,17 @@ async fn tenant_creation_is_never_replayed_with_its_secrets() {
 #[tokio::test]
 async fn patch_merges_and_keeps_secrets() {
     let app = TestApp::spawn().await;
-    let t = app.tenant("WhatsMonster", "Europe/Moscow", json!({"price_change_notice_days": 14, "grace_period_hours": 24})).await;
+    let t = app
+        .tenant("WhatsMonster", "Europe/Moscow", json!({"price_change_notice_days": 14, "grace_period_hours": 24}))
+        .await;
     let patched = app
-        .admin(Method::PATCH, &format!("/v1/admin/tenants/{}", t.id), Some(&json!({
-            "name": "WhatsMonster Ltd", "policy": {"grace_period_hours": 72}, "gateway": {"api_url": null}
-        })))
+        .admin(
+            Method::PATCH,
+            &format!("/v1/admin/tenants/{}", t.id),
+            Some(&json!({
+                "name": "WhatsMonster Ltd", "policy": {"grace_period_hours": 72}, "gateway": {"api_url": null}
+            })),
+        )
         .await
         .expect(200);
     assert_eq!(patched["name"], "WhatsMonster Ltd");
@@ -102,9 +127,11 @@ async fn patch_merges_and_keeps_secrets() {
     let bought = app.purchase(&t, &c, "PRO").await;
     assert_eq!(app.pay(&bought, billing_tests::cloudpayments::CARD_OK).await.status, "Completed");
     // An invalid patch changes nothing.
-    app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", t.id), Some(&json!({"time_zone": "Nowhere/Land"}))).await
+    app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", t.id), Some(&json!({"time_zone": "Nowhere/Land"})))
+        .await
         .problem(422, "invalid_time_zone");
-    app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", uuid::Uuid::new_v4()), Some(&json!({"name": "x"}))).await
+    app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", uuid::Uuid::new_v4()), Some(&json!({"name": "x"})))
+        .await
         .problem(404, "tenant_not_found");
 }
 
@@ -113,19 +140,27 @@ async fn rotated_keys_work_and_old_ones_keep_working_for_the_grace_hour() {
     let app = TestApp::spawn().await;
     let t = app.tenant("A", "Europe/Moscow", json!({})).await;
     let rotated = app
-        .admin(Method::POST, &format!("/v1/admin/tenants/{}/keys/rotate", t.id), Some(&json!({"api_key": true, "webhook_secret": true})))
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/{}/keys/rotate", t.id),
+            Some(&json!({"api_key": true, "webhook_secret": true})),
+        )
         .await
         .expect(200);
     let new_key = rotated["api_key"].as_str().unwrap();
     assert_ne!(new_key, t.api_key);
     assert!(rotated["webhook_secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_ne!(rotated["webhook_secret"], t.webhook_secret.as_str());
     app.send(Method::GET, "/v1/plans", Some(new_key), None, None).await.expect(200);
     app.send(Method::GET, "/v1/plans", Some(&t.api_key), None, None).await.expect(200);
     // After the grace hour the old key stops working.
     let mut conn = app.db.conn().await;
-    diesel_async::RunQueryDsl::execute(diesel::sql_query("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE expires_at IS NOT NULL"), &mut conn)
-        .await
-        .unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE expires_at IS NOT NULL"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
     app.send(Method::GET, "/v1/plans", Some(&t.api_key), None, None).await.problem(401, "unauthorized");
     app.send(Method::GET, "/v1/plans", Some(new_key), None, None).await.expect(200);
 }
@@ -144,18 +179,24 @@ async fn the_test_clock_is_shared_frozen_and_settable_into_the_past() {
     let t = app.tenant("A", "Europe/Moscow", json!({})).await;
     let c = app.post(&t, "/v1/customers", json!({"external_id": "x", "email": "x@y.ru"})).await.expect(201);
     assert_eq!(c["created_at"], "2020-02-29T23:59:59.123456Z");
-    app.admin(Method::POST, "/v1/admin/clock", Some(&json!({"now": "yesterday"}))).await.problem(422, "validation_failed");
+    app.admin(Method::POST, "/v1/admin/clock", Some(&json!({"now": "yesterday"})))
+        .await
+        .problem(422, "validation_failed");
 }
 
 #[tokio::test]
 async fn without_test_mode_the_clock_endpoint_does_not_exist() {
     let app = TestApp::spawn_with(&[("BILLING_TEST_CLOCK", "0")]).await;
     app.admin(Method::GET, "/v1/admin/clock", None).await.problem(404, "not_found");
-    app.admin(Method::POST, "/v1/admin/clock", Some(&json!({"now": "2026-01-01T00:00:00Z"}))).await.problem(404, "not_found");
+    app.admin(Method::POST, "/v1/admin/clock", Some(&json!({"now": "2026-01-01T00:00:00Z"})))
+        .await
+        .problem(404, "not_found");
 }
 
 #[tokio::test]
 async fn without_an_admin_token_operator_endpoints_are_disabled() {
     let app = TestApp::spawn_with(&[("BILLING_ADMIN_TOKEN", "")]).await;
-    app.send(Method::POST, "/v1/admin/tenants", Some("anything-anything"), None, Some(&spec())).await.problem(403, "operator_api_disabled");
+    app.send(Method::POST, "/v1/admin/tenants", Some("anything-anything"), None, Some(&spec()))
+        .await
+        .problem(403, "operator_api_disabled");
 }

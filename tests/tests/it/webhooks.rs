@@ -1,11 +1,11 @@
 //! CloudPayments notifications: authenticated by HMAC over the raw body, both
 //! encodings, refusals write nothing.
 
-use billing_tests::cloudpayments::{CARD_OK, Format, Site, base_fields, hmac_sha256};
 use base64::Engine as _;
+use billing_tests::cloudpayments::{CARD_OK, Format, Site, base_fields, hmac_sha256};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, Tenant};
+use crate::support::{Tenant, TestApp};
 
 async fn setup(app: &TestApp) -> (Tenant, Value) {
     let t = app.tenant("WhatsMonster", "Europe/Moscow", json!({})).await;
@@ -99,7 +99,8 @@ async fn unknown_tenant_or_kind_is_404() {
     assert_eq!(res.status().as_u16(), 404);
     let res = post_raw(&app, &t, "teleport", &body, &[("Content-HMAC", sig)]).await;
     assert_eq!(res.status().as_u16(), 404);
-    let res = app.http.post(format!("{}/v1/webhooks/cloudpayments/not-a-uuid/pay", app.base)).body("x").send().await.unwrap();
+    let res =
+        app.http.post(format!("{}/v1/webhooks/cloudpayments/not-a-uuid/pay", app.base)).body("x").send().await.unwrap();
     assert_eq!(res.status().as_u16(), 404);
 }
 

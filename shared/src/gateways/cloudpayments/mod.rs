@@ -21,9 +21,7 @@ pub fn verify_notification(api_secret: &str, raw_body: &[u8], signatures: &[Opti
         return false;
     }
     signatures.iter().flatten().any(|sig| {
-        STANDARD
-            .decode(sig.trim())
-            .is_ok_and(|tag| verify_hmac_sha256(api_secret.as_bytes(), raw_body, &tag))
+        STANDARD.decode(sig.trim()).is_ok_and(|tag| verify_hmac_sha256(api_secret.as_bytes(), raw_body, &tag))
     })
 }
 

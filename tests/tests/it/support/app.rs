@@ -101,7 +101,14 @@ impl TestApp {
         app
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, idem: Option<&str>, body: Option<&Value>) -> Answer {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        idem: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -183,27 +190,37 @@ impl TestApp {
 
     /// A monthly auto-renewing plan.
     pub async fn plan_monthly(&self, t: &Tenant, code: &str, price: &str) -> Value {
-        self.post(t, "/v1/plans", json!({
-            "code": code, "name": code, "price": {"value": price, "currency": "RUB"},
-            "period": {"unit": "month", "count": 1}, "auto_renew": true
-        }))
+        self.post(
+            t,
+            "/v1/plans",
+            json!({
+                "code": code, "name": code, "price": {"value": price, "currency": "RUB"},
+                "period": {"unit": "month", "count": 1}, "auto_renew": true
+            }),
+        )
         .await
         .expect(201)
     }
 
     pub async fn customer(&self, t: &Tenant, external_id: &str) -> String {
-        let c = self.post(t, "/v1/customers", json!({"external_id": external_id, "email": format!("{external_id}@example.ru")})).await.expect(201);
+        let c = self
+            .post(t, "/v1/customers", json!({"external_id": external_id, "email": format!("{external_id}@example.ru")}))
+            .await
+            .expect(201);
         c["id"].as_str().expect("customer id").to_owned()
     }
 
     /// Starts a purchase; returns the answer body (subscription + payment).
     pub async fn purchase(&self, t: &Tenant, customer: &str, plan: &str) -> Value {
-        self.post(t, "/v1/subscriptions", json!({"customer_id": customer, "plan": plan, "pay_with": "card"})).await.expect(201)
+        self.post(t, "/v1/subscriptions", json!({"customer_id": customer, "plan": plan, "pay_with": "card"}))
+            .await
+            .expect(201)
     }
 
     /// Pays a purchase's widget in the simulator with `card`.
     pub async fn pay(&self, purchase: &Value, card: &str) -> WidgetOutcome {
-        let params: WidgetParams = serde_json::from_value(purchase["payment"]["confirmation"].clone()).expect("widget params");
+        let params: WidgetParams =
+            serde_json::from_value(purchase["payment"]["confirmation"].clone()).expect("widget params");
         self.sim.pay_widget(&params, card).await.expect("widget flow")
     }
 
@@ -238,10 +255,13 @@ impl TestApp {
             payload: Value,
         }
         let mut conn = self.db.conn().await;
-        let rows: Vec<E> = diesel::sql_query(format!("SELECT payload FROM outbox_events WHERE tenant_id = '{}' ORDER BY seq", tenant.id))
-            .load(&mut conn)
-            .await
-            .expect("events");
+        let rows: Vec<E> = diesel::sql_query(format!(
+            "SELECT payload FROM outbox_events WHERE tenant_id = '{}' ORDER BY seq",
+            tenant.id
+        ))
+        .load(&mut conn)
+        .await
+        .expect("events");
         rows.into_iter().map(|r| r.payload).collect()
     }
 

@@ -86,7 +86,10 @@ async fn template() -> String {
             let name = format!("{prefix}{}", unix_now());
             sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create template");
             billing_shared::db::run_migrations(&Secret::new(url_for(&name))).await.expect("migrate template");
-            sql_query(format!("COMMENT ON DATABASE {name} IS 'ready'")).execute(&mut conn).await.expect("mark template");
+            sql_query(format!("COMMENT ON DATABASE {name} IS 'ready'"))
+                .execute(&mut conn)
+                .await
+                .expect("mark template");
             name
         }
     };
@@ -160,7 +163,8 @@ impl Drop for TestDb {
             if let Ok(rt) = rt {
                 rt.block_on(async {
                     if let Ok(mut conn) = AsyncPgConnection::establish(&server_url()).await {
-                        let _ = sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                        let _ =
+                            sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
                     }
                 });
             }

@@ -3,4 +3,4 @@
 pub mod app;
 pub mod db;
 
-pub use app::{T0, TestApp, Tenant};
+pub use app::{T0, Tenant, TestApp};

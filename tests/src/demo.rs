@@ -1,0 +1,124 @@
+//! The local demo: seeds the demo tenants (built from the five offers) into a
+//! running billing API through its operator and tenant endpoints, registers their
+//! CloudPayments sites with the simulator, and prints how to try a purchase.
+//!
+//! Keys are shown only once by the API, so they are kept in a state file; on a
+//! later run the stored keys are reused when they still authenticate.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::cloudpayments::{CloudPaymentsSim, Site};
+
+pub struct DemoConfig<'a> {
+    pub api: &'a str,
+    pub admin_token: &'a str,
+    pub tenants_file: &'a Path,
+    pub state_file: &'a Path,
+}
+
+async fn wait_for_api(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        if http.get(format!("{api}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("the billing API at {api} did not come up")
+}
+
+/// Seeds (or re-attaches) every demo tenant; returns the state (keys per tenant).
+pub async fn seed(sim: &CloudPaymentsSim, cfg: &DemoConfig<'_>) -> anyhow::Result<Value> {
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    wait_for_api(&http, cfg.api).await?;
+    let tenants: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(cfg.tenants_file).context("reading demo tenants")?)?;
+    let mut state: Value =
+        std::fs::read_to_string(cfg.state_file).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!({}));
+    for t in &tenants {
+        let key = t["key"].as_str().context("tenant key")?;
+        let stored = state.get(key).cloned();
+        let alive = match stored.as_ref().and_then(|s| s["api_key"].as_str()) {
+            Some(api_key) => {
+                http.get(format!("{}/v1/plans", cfg.api)).bearer_auth(api_key).send().await?.status().is_success()
+            }
+            None => false,
+        };
+        let entry = if alive {
+            stored.unwrap_or_default()
+        } else {
+            let mut body = t.clone();
+            if let Some(obj) = body.as_object_mut() {
+                for k in ["key", "plans", "sources"] {
+                    obj.remove(k);
+                }
+            }
+            body["gateway"]["api_url"] = json!(sim.base_url);
+            let res = http
+                .post(format!("{}/v1/admin/tenants", cfg.api))
+                .bearer_auth(cfg.admin_token)
+                .json(&body)
+                .send()
+                .await?;
+            let status = res.status();
+            let created: Value = res.json().await?;
+            anyhow::ensure!(status.as_u16() == 201, "creating demo tenant {key}: {created}");
+            json!({"tenant_id": created["id"], "api_key": created["api_key"], "webhook_secret": created["webhook_secret"], "name": t["name"]})
+        };
+        let api_key = entry["api_key"].as_str().context("api_key")?.to_owned();
+        for plan in t["plans"].as_array().into_iter().flatten() {
+            let res = http.post(format!("{}/v1/plans", cfg.api)).bearer_auth(&api_key).json(plan).send().await?;
+            anyhow::ensure!(
+                matches!(res.status().as_u16(), 201 | 409),
+                "creating plan {}: {}",
+                plan["code"],
+                res.text().await?
+            );
+        }
+        let tenant_id = entry["tenant_id"].as_str().context("tenant_id")?;
+        sim.register_site(Site {
+            public_id: t["gateway"]["public_id"].as_str().context("public_id")?.to_owned(),
+            api_secret: t["gateway"]["api_secret"].as_str().context("api_secret")?.to_owned(),
+            notify_base: format!("{}/v1/webhooks/cloudpayments/{tenant_id}", cfg.api),
+            format: Default::default(),
+        });
+        state[key] = entry;
+    }
+    if let Some(dir) = cfg.state_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(cfg.state_file, serde_json::to_string_pretty(&state)?)?;
+    Ok(state)
+}
+
+/// The walkthrough printed once the demo is up.
+pub fn walkthrough(api: &str, sim: &str, admin_token: &str, state: &Value) -> String {
+    let wm = &state["whatsmonster"];
+    let key = wm["api_key"].as_str().unwrap_or("<key>");
+    format!(
+        r#"
+Billing demo is running.
+  API        {api}   (docs: {api}/docs/)
+  simulator  {sim}   (CloudPayments)
+  RabbitMQ   http://127.0.0.1:15672  (guest / guest)
+  operator   Authorization: Bearer {admin_token}
+  tenant keys are in .run/demo-state.json
+
+Buy WhatsMonster PRO (1390 RUB / 30 days) against the simulator:
+
+  KEY={key}
+  CUSTOMER=$(curl -s {api}/v1/customers -H "Authorization: Bearer $KEY" \
+      -d '{{"external_id":"user-1","email":"user-1@example.ru"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+  curl -s {api}/v1/subscriptions -H "Authorization: Bearer $KEY" \
+      -d "{{\"customer_id\":\"$CUSTOMER\",\"plan\":\"PRO\",\"pay_with\":\"card\"}}" > /tmp/purchase.json
+  # pay it in the simulated CloudPayments widget (Check + Pay notifications, signed):
+  python3 -c 'import json;print(json.dumps(json.load(open("/tmp/purchase.json"))["payment"]["confirmation"]))' \
+      | curl -s {sim}/sim/widget/pay -H 'content-type: application/json' -d @-
+  curl -s {api}/v1/customers/$CUSTOMER/entitlements -H "Authorization: Bearer $KEY"
+
+(card 4012888888881881 in the widget call declines with InsufficientFunds.)
+"#
+    )
+}
