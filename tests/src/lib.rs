@@ -8,3 +8,5 @@
 
 pub mod cloudpayments;
 pub mod demo;
+pub mod process;
+pub mod testdb;

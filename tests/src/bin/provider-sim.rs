@@ -13,6 +13,7 @@ use billing_tests::demo::{DemoConfig, seed, walkthrough};
 #[allow(clippy::print_stdout)] // the walkthrough is the program's output
 async fn main() -> anyhow::Result<()> {
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+    billing_shared::telemetry::install_crypto_provider();
     let addr = env("SIM_ADDR", "127.0.0.1:8091");
     let sim = CloudPaymentsSim::start(&addr)?;
     eprintln!("provider-sim: CloudPayments simulator on {}", sim.base_url);

@@ -7,7 +7,7 @@ use billing_tests::cloudpayments::{CloudPaymentsSim, Site, WidgetOutcome, Widget
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::db::TestDb;
+use billing_tests::testdb::TestDb;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 

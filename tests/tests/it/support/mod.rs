@@ -1,6 +1,5 @@
 //! Test support: databases, the app under test, and simulators.
 
 pub mod app;
-pub mod db;
 
 pub use app::{T0, Tenant, TestApp};

@@ -1,5 +1,6 @@
 //! A PostgreSQL database per test, cloned from a template migrated once per
 //! migration set. Names carry a timestamp so leftovers of killed runs are swept.
+#![allow(clippy::expect_used, clippy::panic)] // test support: failing loudly is the point
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -140,6 +141,14 @@ impl TestDb {
                 Err(e) => panic!("cannot create test database: {e}"),
             }
         }
+        TestDb { url: url_for(&name), name }
+    }
+
+    /// An empty database (no migrations), for tests of the binaries' own migrating.
+    pub async fn empty() -> TestDb {
+        let name = format!("billing_t_{}_{}", uuid::Uuid::new_v4().simple(), unix_now());
+        let mut conn = admin().await;
+        sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
         TestDb { url: url_for(&name), name }
     }
 
