@@ -1,13 +1,24 @@
-//! `billing-worker [migrate]`: runs the worker (applying pending migrations first),
-//! or with `migrate` only applies migrations and exits.
+//! `billing-worker [migrate | definitions]`: runs the worker (applying pending
+//! migrations first); `migrate` only applies migrations; `definitions` prints the
+//! RabbitMQ topology as definitions JSON (deploy/rabbitmq/definitions.json).
 
 use anyhow::Context;
 use billing_shared::config::Config;
 use billing_shared::db::{missing_migrations, run_migrations};
+use billing_shared::queue::topology;
 use billing_shared::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let command = std::env::args().nth(1);
+    if command.as_deref() == Some("definitions") {
+        let json = serde_json::to_string_pretty(&topology::definitions())?;
+        #[allow(clippy::print_stdout)] // the definitions are the command's output
+        {
+            println!("{json}");
+        }
+        return Ok(());
+    }
     let config = Config::from_env()?;
     telemetry::init_logs(config.log_format);
     telemetry::install_crypto_provider();
@@ -16,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     if !missing.is_empty() {
         anyhow::bail!("the database lacks migrations this binary needs: {missing:?}");
     }
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
+    if command.as_deref() == Some("migrate") {
         return Ok(());
     }
     billing_worker::run(config, billing_worker::shutdown_signal()).await

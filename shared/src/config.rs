@@ -10,9 +10,17 @@
 //! | `BILLING_DB_POOL_SIZE` | connections per process | `10` |
 //! | `BILLING_WORKER_METRICS_ADDR` | worker `/metrics` and `/healthz` | `127.0.0.1:9090` |
 //! | `BILLING_LOG_FORMAT` | `json` or `text` | `json` |
+//! | `BILLING_WORKER_PREFETCH` | messages in flight per worker queue | `32` |
+//! | `BILLING_SCHEDULER_INTERVAL_MS` | pause between scheduler ticks when idle | `1000` |
+//! | `BILLING_SCHEDULER_BATCH` | subscriptions claimed per tick | `500` |
+//! | `BILLING_RELAY_INTERVAL_MS` | pause of the outbox relay when idle | `100` |
+//! | `BILLING_RETRY_DELAY_DIVISOR` | divides retry-queue delays (tests) | `1` |
+//! | `BILLING_GATEWAY_TIMEOUT_MS` | payment provider call timeout | `30000` |
+//! | `BILLING_WEBHOOK_TIMEOUT_MS` | outgoing webhook timeout | `10000` |
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// A secret value that never prints.
 #[derive(Clone, PartialEq, Eq)]
@@ -54,6 +62,13 @@ pub struct Config {
     pub db_pool_size: usize,
     pub worker_metrics_addr: SocketAddr,
     pub log_format: LogFormat,
+    pub worker_prefetch: u16,
+    pub scheduler_interval: Duration,
+    pub scheduler_batch: i64,
+    pub relay_interval: Duration,
+    pub retry_delay_divisor: u64,
+    pub gateway_timeout: Duration,
+    pub webhook_timeout: Duration,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/billing";
@@ -104,7 +119,23 @@ impl Config {
             Some("text") => LogFormat::Text,
             Some(other) => return Err(ConfigError(format!("BILLING_LOG_FORMAT={other:?}: use json or text"))),
         };
+        let number = |k: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64, ConfigError> {
+            match var(k) {
+                None => Ok(default),
+                Some(v) => v.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                    ConfigError(format!("{k}={v:?}: use a number in {}..={}", range.start(), range.end()))
+                }),
+            }
+        };
+        let millis = |k: &str, default: u64| number(k, default, 1..=3_600_000).map(Duration::from_millis);
         Ok(Config {
+            worker_prefetch: u16::try_from(number("BILLING_WORKER_PREFETCH", 32, 1..=1000)?).unwrap_or(32),
+            scheduler_interval: millis("BILLING_SCHEDULER_INTERVAL_MS", 1000)?,
+            scheduler_batch: i64::try_from(number("BILLING_SCHEDULER_BATCH", 500, 1..=10_000)?).unwrap_or(500),
+            relay_interval: millis("BILLING_RELAY_INTERVAL_MS", 100)?,
+            retry_delay_divisor: number("BILLING_RETRY_DELAY_DIVISOR", 1, 1..=1_000_000)?,
+            gateway_timeout: millis("BILLING_GATEWAY_TIMEOUT_MS", 30_000)?,
+            webhook_timeout: millis("BILLING_WEBHOOK_TIMEOUT_MS", 10_000)?,
             database_url: Secret::new(database_url),
             amqp_url: Secret::new(amqp_url),
             api_addr: addr("BILLING_API_ADDR", "127.0.0.1:8080")?,

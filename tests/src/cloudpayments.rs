@@ -6,8 +6,15 @@
 //!   with `ReasonCode`), each signed with `Content-HMAC` and `X-Content-HMAC`
 //!   (base64 HMAC-SHA256 of the exact raw body bytes with the site's API secret).
 //! * Notifications are form-urlencoded by default (the CloudPayments default) or JSON.
+//! * The API: `POST /payments/tokens/charge` (HTTP Basic auth with the public id and
+//!   API secret; `X-Request-ID` de-duplication, which tests can switch off so that a
+//!   blind retry shows up as a double charge) with outcomes scriptable per card
+//!   token — approve, decline with a code, time out or fail with a 5xx after (or
+//!   before) charging — and `POST /payments/find` by `InvoiceId`. Token charges are
+//!   followed by Pay/Fail notifications, as CloudPayments sends them.
 //! * HTTP: `POST /sim/sites` registers a site (public id, API secret, notification
-//!   base URL); `POST /sim/widget/pay` runs the widget flow for the demo.
+//!   base URL); `POST /sim/widget/pay` runs the widget flow for the demo;
+//!   `POST /sim/tokens/script` scripts a token; `GET /sim/transactions` lists.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -89,6 +96,28 @@ pub struct Transaction {
     pub reason_code: Option<u32>,
     pub token: Option<String>,
     pub card_last_four: String,
+    /// Token charges: how the merchant flagged them.
+    pub tr_initiator_code: Option<u8>,
+    pub payment_scheduled: Option<u8>,
+    pub request_id: Option<String>,
+}
+
+/// What the simulated processing does with the next charge of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum TokenScript {
+    Approve,
+    Decline {
+        reason_code: u32,
+    },
+    /// Charges, then answers too late: the client times out, the money is taken.
+    TimeoutAfterCharge,
+    /// Answers too late without charging.
+    TimeoutBeforeCharge,
+    /// Charges, then answers HTTP 500.
+    ErrorAfterCharge,
+    /// Answers HTTP 500 without charging.
+    ErrorBeforeCharge,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +126,13 @@ struct State {
     cards: HashMap<String, CardBehaviour>,
     transactions: Vec<Transaction>,
     next_id: i64,
+    token_scripts: HashMap<String, std::collections::VecDeque<TokenScript>>,
+    /// X-Request-ID -> the answer given to it.
+    answered: HashMap<String, serde_json::Value>,
+    dedup_off: bool,
+    quiet_token_charges: bool,
+    slow_ms: u64,
+    charge_requests: u64,
 }
 
 /// Widget parameters as the billing service returns them in `payment.confirmation`.
@@ -151,7 +187,7 @@ impl CloudPaymentsSim {
         let port = listener.local_addr()?.port();
         let sim = CloudPaymentsSim {
             base_url: format!("http://127.0.0.1:{port}"),
-            state: Arc::new(Mutex::new(State { next_id: 100_000, ..State::default() })),
+            state: Arc::new(Mutex::new(State { next_id: 100_000, slow_ms: 3000, ..State::default() })),
             http: reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?,
         };
         sim.script_card(CARD_INSUFFICIENT_FUNDS, CardBehaviour::Decline { reason_code: 5051 });
@@ -162,6 +198,9 @@ impl CloudPaymentsSim {
                 .route("/sim/sites", web::post().to(http_register_site))
                 .route("/sim/widget/pay", web::post().to(http_pay_widget))
                 .route("/sim/transactions", web::get().to(http_transactions))
+                .route("/sim/tokens/script", web::post().to(http_script_token))
+                .route("/payments/tokens/charge", web::post().to(http_token_charge))
+                .route("/payments/find", web::post().to(http_find))
         })
         .workers(1)
         .listen(listener)?
@@ -196,6 +235,49 @@ impl CloudPaymentsSim {
 
     pub fn transactions(&self) -> Vec<Transaction> {
         self.state().transactions.clone()
+    }
+
+    /// Scripts the next charges of `token` (later charges approve).
+    pub fn script_token(&self, token: &str, script: &[TokenScript]) {
+        self.state().token_scripts.entry(token.to_owned()).or_default().extend(script.iter().copied());
+    }
+
+    /// Switches `X-Request-ID` de-duplication off: every request charges.
+    pub fn set_request_dedup(&self, on: bool) {
+        self.state().dedup_off = !on;
+    }
+
+    /// Stops the Pay/Fail notifications that follow token charges.
+    pub fn set_token_charge_notifications(&self, on: bool) {
+        self.state().quiet_token_charges = !on;
+    }
+
+    /// How long a "slow" answer takes (must exceed the client's timeout).
+    pub fn set_slow_ms(&self, ms: u64) {
+        self.state().slow_ms = ms;
+    }
+
+    /// Completed charges with this InvoiceId (a double charge shows as 2).
+    pub fn captures_for_invoice(&self, invoice_id: &str) -> usize {
+        self.state()
+            .transactions
+            .iter()
+            .filter(|t| t.status == "Completed" && t.invoice_id.as_deref() == Some(invoice_id))
+            .count()
+    }
+
+    /// Completed charges per account (customer).
+    pub fn captures_for_account(&self, account_id: &str) -> usize {
+        self.state()
+            .transactions
+            .iter()
+            .filter(|t| t.status == "Completed" && t.account_id.as_deref() == Some(account_id))
+            .count()
+    }
+
+    /// Token charge requests received (including de-duplicated repeats).
+    pub fn charge_requests(&self) -> u64 {
+        self.state().charge_requests
     }
 
     fn next_transaction_id(&self) -> i64 {
@@ -264,6 +346,9 @@ impl CloudPaymentsSim {
             reason_code,
             token,
             card_last_four: card.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect(),
+            tr_initiator_code: None,
+            payment_scheduled: None,
+            request_id: None,
         });
         let kind = if status == "Completed" { "pay" } else { "fail" };
         deliveries.push(self.notify(&site, kind, &fields).await?);
@@ -387,4 +472,189 @@ async fn http_pay_widget(sim: Data<CloudPaymentsSim>, req: Json<PayRequest>) -> 
 
 async fn http_transactions(sim: Data<CloudPaymentsSim>) -> HttpResponse {
     HttpResponse::Ok().json(sim.transactions())
+}
+
+#[derive(Deserialize)]
+struct ScriptRequest {
+    token: String,
+    script: Vec<TokenScript>,
+}
+
+async fn http_script_token(sim: Data<CloudPaymentsSim>, req: Json<ScriptRequest>) -> HttpResponse {
+    sim.script_token(&req.token, &req.script);
+    HttpResponse::NoContent().finish()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TokenChargeRequest {
+    token: String,
+    account_id: String,
+    amount: Box<serde_json::value::RawValue>,
+    currency: String,
+    #[serde(default)]
+    invoice_id: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    tr_initiator_code: u8,
+    #[serde(default)]
+    payment_scheduled: Option<u8>,
+}
+
+/// The site whose Basic credentials the request carries.
+fn authenticate(sim: &CloudPaymentsSim, req: &actix_web::HttpRequest) -> Option<Site> {
+    let header = req.headers().get("Authorization")?.to_str().ok()?;
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded).ok()?).ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    sim.site(user).filter(|s| s.api_secret == pass)
+}
+
+async fn http_token_charge(sim: Data<CloudPaymentsSim>, req: actix_web::HttpRequest, body: web::Bytes) -> HttpResponse {
+    let Some(site) = authenticate(&sim, &req) else {
+        return HttpResponse::Unauthorized().finish();
+    };
+    // Amounts are JSON numbers: read them exactly.
+    let Ok(charge) = serde_json::from_slice::<TokenChargeRequest>(&body) else {
+        return HttpResponse::Ok().json(serde_json::json!({"Success": false, "Message": "Invalid request"}));
+    };
+    let Ok(amount) = charge.amount.get().parse::<Decimal>() else {
+        return HttpResponse::Ok().json(serde_json::json!({"Success": false, "Message": "Invalid Amount"}));
+    };
+    if charge.tr_initiator_code > 1 {
+        return HttpResponse::Ok()
+            .json(serde_json::json!({"Success": false, "Message": "TrInitiatorCode is required"}));
+    }
+    let request_id = req.headers().get("X-Request-ID").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (script, slow, known_token) = {
+        let mut st = sim.state();
+        st.charge_requests += 1;
+        if let Some(id) = &request_id
+            && !st.dedup_off
+            && let Some(previous) = st.answered.get(id)
+        {
+            return HttpResponse::Ok().json(previous.clone());
+        }
+        let known = st.transactions.iter().any(|t| t.token.as_deref() == Some(charge.token.as_str()));
+        let script =
+            st.token_scripts.get_mut(&charge.token).and_then(|q| q.pop_front()).unwrap_or(TokenScript::Approve);
+        (script, st.slow_ms, known)
+    };
+    if !known_token {
+        return HttpResponse::Ok().json(serde_json::json!({"Success": false, "Message": "Token not found"}));
+    }
+    let charges = !matches!(script, TokenScript::TimeoutBeforeCharge | TokenScript::ErrorBeforeCharge);
+    let mut answer = serde_json::json!({"Success": false, "Message": null});
+    if charges {
+        let tx_id = sim.next_transaction_id();
+        let decline = match script {
+            TokenScript::Decline { reason_code } => Some(reason_code),
+            _ => None,
+        };
+        let status = if decline.is_some() { "Declined" } else { "Completed" };
+        sim.state().transactions.push(Transaction {
+            id: tx_id,
+            public_id: site.public_id.clone(),
+            invoice_id: charge.invoice_id.clone(),
+            account_id: Some(charge.account_id.clone()),
+            amount,
+            currency: charge.currency.clone(),
+            status: status.into(),
+            reason_code: decline,
+            token: Some(charge.token.clone()),
+            card_last_four: "4444".into(),
+            tr_initiator_code: Some(charge.tr_initiator_code),
+            payment_scheduled: charge.payment_scheduled,
+            request_id: request_id.clone(),
+        });
+        let mut model = serde_json::json!({
+            "TransactionId": tx_id, "Amount": json_number(amount), "Currency": charge.currency, "InvoiceId": charge.invoice_id,
+            "AccountId": charge.account_id, "Status": status, "Token": charge.token, "TestMode": true,
+        });
+        if let Some(code) = decline {
+            model["ReasonCode"] = serde_json::json!(code);
+            model["Reason"] = serde_json::json!(reason_name(code));
+            model["CardHolderMessage"] = serde_json::json!("Операция отклонена");
+        }
+        answer = serde_json::json!({"Success": decline.is_none(), "Message": null, "Model": model});
+        if let Some(id) = &request_id {
+            sim.state().answered.insert(id.clone(), answer.clone());
+        }
+        if !sim.state().quiet_token_charges {
+            let sim = sim.get_ref().clone();
+            let params = WidgetParams {
+                public_id: site.public_id.clone(),
+                invoice_id: charge.invoice_id.clone().unwrap_or_default(),
+                account_id: charge.account_id.clone(),
+                amount: format!("{amount:.2}"),
+                currency: charge.currency.clone(),
+                description: charge.description.clone().unwrap_or_default(),
+                email: charge.email.clone().unwrap_or_default(),
+            };
+            let token = charge.token.clone();
+            tokio::spawn(async move {
+                let mut fields = base_fields(tx_id, &params, amount, "5555555555554444");
+                fields.push(("Token".into(), token));
+                let kind = match decline {
+                    None => {
+                        fields.push(("Status".into(), "Completed".into()));
+                        "pay"
+                    }
+                    Some(code) => {
+                        fields.push(("Status".into(), "Declined".into()));
+                        fields.push(("Reason".into(), reason_name(code).into()));
+                        fields.push(("ReasonCode".into(), code.to_string()));
+                        "fail"
+                    }
+                };
+                let _ = sim.notify(&site, kind, &fields).await;
+            });
+        }
+    }
+    match script {
+        TokenScript::TimeoutAfterCharge | TokenScript::TimeoutBeforeCharge => {
+            tokio::time::sleep(std::time::Duration::from_millis(slow)).await;
+            HttpResponse::Ok().json(answer)
+        }
+        TokenScript::ErrorAfterCharge | TokenScript::ErrorBeforeCharge => HttpResponse::InternalServerError().finish(),
+        _ => HttpResponse::Ok().json(answer),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct FindRequest {
+    invoice_id: String,
+}
+
+async fn http_find(sim: Data<CloudPaymentsSim>, req: actix_web::HttpRequest, body: Json<FindRequest>) -> HttpResponse {
+    if authenticate(&sim, &req).is_none() {
+        return HttpResponse::Unauthorized().finish();
+    }
+    let found = sim
+        .state()
+        .transactions
+        .iter()
+        .rev()
+        .find(|t| t.invoice_id.as_deref() == Some(body.invoice_id.as_str()))
+        .cloned();
+    match found {
+        None => HttpResponse::Ok().json(serde_json::json!({"Success": false, "Message": "Not found"})),
+        Some(t) => {
+            let mut model = serde_json::json!({"TransactionId": t.id, "Amount": json_number(t.amount), "Currency": t.currency,
+                "InvoiceId": t.invoice_id, "AccountId": t.account_id, "Status": t.status});
+            if let Some(code) = t.reason_code {
+                model["ReasonCode"] = serde_json::json!(code);
+                model["Reason"] = serde_json::json!(reason_name(code));
+            }
+            HttpResponse::Ok().json(serde_json::json!({"Success": true, "Message": null, "Model": model}))
+        }
+    }
+}
+
+/// An amount as a JSON number, the way CloudPayments writes it.
+fn json_number(amount: Decimal) -> serde_json::Value {
+    serde_json::from_str(&format!("{amount:.2}")).unwrap_or(serde_json::Value::Null)
 }

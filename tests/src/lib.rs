@@ -10,3 +10,5 @@ pub mod cloudpayments;
 pub mod demo;
 pub mod process;
 pub mod testdb;
+pub mod testmq;
+pub mod webhook_sink;

@@ -1,12 +1,15 @@
 //! Operator endpoints under `/v1/admin` (bearer `BILLING_ADMIN_TOKEN`).
 
 use actix_web::http::StatusCode;
-use actix_web::web::{self, Data, Path};
+use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpResponse, get, patch, post};
 use billing_shared::clock::Clock;
+use billing_shared::queue::topology;
 use billing_shared::services::clock::{self as clock_service, ClockView, SetClock};
+use billing_shared::services::dead_letters::{self, DeadLetter};
 use billing_shared::services::tenants::{self, KeysRotated, TenantCreated, TenantSpec, TenantView};
-use serde::Deserialize;
+use billing_shared::services::{Page, PageRequest};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::parse_id;
@@ -15,7 +18,13 @@ use crate::extract::{AdminAuth, Idempotency, JsonBody};
 use crate::state::{AppState, Replayable};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_tenant).service(patch_tenant).service(rotate_keys).service(get_clock).service(set_clock);
+    cfg.service(create_tenant)
+        .service(patch_tenant)
+        .service(rotate_keys)
+        .service(get_clock)
+        .service(set_clock)
+        .service(list_dead_letters)
+        .service(replay_dead_letters);
 }
 
 /// Create a tenant. The API key and webhook secret are shown only in this answer.
@@ -121,6 +130,63 @@ async fn set_clock(state: Data<AppState>, _: AdminAuth, body: JsonBody<SetClock>
         .ok(async |conn, _| {
             let now = Clock::set(conn, at).await?;
             Ok(ClockView { now, settled: clock_service::settled(conn, now).await? })
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    /// Only this work queue (e.g. `billing.webhooks`).
+    pub queue: Option<String>,
+    /// Also list dead letters already replayed.
+    #[serde(default)]
+    pub include_replayed: bool,
+    pub limit: Option<i64>,
+    pub starting_after: Option<uuid::Uuid>,
+}
+
+/// What the worker dead-lettered: queue, reason, attempts, payload.
+#[utoipa::path(get, path = "/v1/admin/dead-letters", tag = "operator", security(("operator_token" = [])), params(DeadLetterQuery),
+    responses((status = 200, body = Page<DeadLetter>)))]
+#[get("/v1/admin/dead-letters")]
+async fn list_dead_letters(
+    state: Data<AppState>,
+    _: AdminAuth,
+    q: Query<DeadLetterQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let page = PageRequest::new(q.limit, q.starting_after)?;
+    state.ok(async |conn, _| dead_letters::list(conn, q.queue.as_deref(), q.include_replayed, page).await).await
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    pub queue: String,
+    /// Messages moved back from `<queue>.dead` to the queue.
+    pub replayed: usize,
+}
+
+/// Put a queue's dead letters back to work (attempt count reset).
+#[utoipa::path(post, path = "/v1/admin/dead-letters/{queue}/replay", tag = "operator", security(("operator_token" = [])),
+    responses((status = 200, body = Replayed), (status = 404, body = Problem), (status = 503, body = Problem)))]
+#[post("/v1/admin/dead-letters/{queue}/replay")]
+async fn replay_dead_letters(
+    state: Data<AppState>,
+    _: AdminAuth,
+    queue: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let queue = topology::by_name(&queue)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "queue_not_found", "no such work queue"))?;
+    let ids = billing_shared::queue::replay_dead_letters(&state.amqp_url, queue).await.map_err(|e| {
+        tracing::error!(error = %e, "replaying dead letters failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "RabbitMQ is not reachable; retry later")
+    })?;
+    let count = ids.len();
+    state
+        .ok(async |conn, _| {
+            dead_letters::mark_replayed(conn, &ids).await?;
+            Ok(Replayed { queue: queue.name.to_owned(), replayed: count })
         })
         .await
 }

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpResponse, get, post};
 use billing_shared::services::Page;
+use billing_shared::services::lifecycle::{self, PayRequest, PaymentAnswer};
 use billing_shared::services::purchase::{self, PurchaseSpec, PurchaseView};
 use billing_shared::services::subscriptions::{self, SubscriptionView};
 use serde::Deserialize;
@@ -16,7 +17,13 @@ use crate::extract::{Idempotency, JsonBody, TenantAuth};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_subscription).service(list_subscriptions).service(get_subscription);
+    cfg.service(create_subscription)
+        .service(list_subscriptions)
+        .service(get_subscription)
+        .service(cancel_subscription)
+        .service(resume_subscription)
+        .service(pay_subscription)
+        .service(extend_subscription);
 }
 
 /// Buy a plan. With `pay_with: "card"` the answer's `payment.confirmation` carries the
@@ -69,4 +76,69 @@ async fn get_subscription(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "subscription")?;
     state.ok(async |conn, _| subscriptions::get(conn, &tenant, id).await).await
+}
+
+/// Cancel: auto-renew off, access to the end of the paid period (a subscription in
+/// dunning ends at once).
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/cancel", tag = "subscriptions", security(("tenant_key" = [])),
+    responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[post("/v1/subscriptions/{id}/cancel")]
+async fn cancel_subscription(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "subscription")?;
+    state.ok(async |conn, now| lifecycle::cancel(conn, now, &tenant, id).await).await
+}
+
+/// Resume: auto-renew back on, before the period ends.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/resume", tag = "subscriptions", security(("tenant_key" = [])),
+    responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[post("/v1/subscriptions/{id}/resume")]
+async fn resume_subscription(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "subscription")?;
+    state.ok(async |conn, now| lifecycle::resume(conn, now, &tenant, id).await).await
+}
+
+/// "Pay now" for a `past_due` or `suspended` subscription: `saved_card` queues a
+/// charge of the saved card; `card` answers widget parameters in
+/// `payment.confirmation`. Recovery within grace keeps the period's anchor; after a
+/// suspension the new period starts at the payment.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/pay", tag = "subscriptions", security(("tenant_key" = [])), request_body = PayRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = PaymentAnswer), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 501, body = Problem)))]
+#[post("/v1/subscriptions/{id}/pay")]
+async fn pay_subscription(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    idem: Idempotency,
+    id: Path<String>,
+    body: JsonBody<PayRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "subscription")?;
+    let req = idem.request(tenant.id.to_string(), &body.raw)?;
+    state.run(StatusCode::OK, req, async |conn, now| lifecycle::pay_now(conn, now, &tenant, id, body.value).await).await
+}
+
+/// Manual renewal: pay the next period now at today's price; it starts when the
+/// current period (and any extension already paid) ends.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/extend", tag = "subscriptions", security(("tenant_key" = [])), request_body = PayRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = PaymentAnswer), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 501, body = Problem)))]
+#[post("/v1/subscriptions/{id}/extend")]
+async fn extend_subscription(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    idem: Idempotency,
+    id: Path<String>,
+    body: JsonBody<PayRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "subscription")?;
+    let req = idem.request(tenant.id.to_string(), &body.raw)?;
+    state.run(StatusCode::OK, req, async |conn, now| lifecycle::extend(conn, now, &tenant, id, body.value).await).await
 }

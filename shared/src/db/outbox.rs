@@ -1,5 +1,8 @@
-//! The transactional outbox: events are inserted in the same database transaction
-//! as the state change that causes them and published later by the worker's relay.
+//! The transactional outbox: messages are inserted in the same database
+//! transaction as the state change that causes them and published later by the
+//! worker's relay. Events go to the topic exchange `billing.events` (routing key
+//! `<tenant_id>.<type>`); work messages go to `billing.work` (routing key = queue).
+//! Both use the envelope `{id, type, created_at, tenant_id, data}`.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -8,21 +11,52 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::schema::outbox_events;
+use crate::queue::topology::{EVENTS_EXCHANGE, RETRY_EXCHANGE, WORK_EXCHANGE, retry_queue};
 
-/// An event to append. `ordering_key` (the subscription, or the customer when there
-/// is none) keeps the events of one aggregate in order through the relay.
+/// Number of relay lanes; messages of one ordering key always share a lane.
+pub const LANES: i16 = 16;
+
+pub fn lane_of(ordering_key: Uuid) -> i16 {
+    i16::try_from(ordering_key.as_u128() % LANES as u128).unwrap_or(0)
+}
+
+/// A message to append. `ordering_key` (the subscription, or the customer when
+/// there is none) keeps the messages of one aggregate in order through the relay;
+/// writers of a key's messages hold that aggregate's row lock, so insertion order
+/// is commit order per key.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub tenant_id: Uuid,
     pub ordering_key: Uuid,
     pub event_type: &'static str,
     pub data: Value,
+    /// `None`: an event for product backends; `Some(queue)`: a work message.
+    pub queue: Option<&'static str>,
+    /// For work messages: enter the queue's retry ladder at this step instead of
+    /// the queue itself (a delayed job).
+    pub delay_step: Option<usize>,
 }
 
-/// Rows per INSERT statement when appending many events.
+impl NewEvent {
+    pub fn event(tenant_id: Uuid, ordering_key: Uuid, event_type: &'static str, data: Value) -> Self {
+        NewEvent { tenant_id, ordering_key, event_type, data, queue: None, delay_step: None }
+    }
+
+    pub fn job(tenant_id: Uuid, ordering_key: Uuid, queue: &'static str, job_type: &'static str, data: Value) -> Self {
+        NewEvent { tenant_id, ordering_key, event_type: job_type, data, queue: Some(queue), delay_step: None }
+    }
+
+    /// Delivers the job after the delay of its queue's retry step `step`.
+    pub fn delayed(mut self, step: usize) -> Self {
+        self.delay_step = Some(step);
+        self
+    }
+}
+
+/// Rows per INSERT statement when appending many messages.
 const CHUNK: usize = 1000;
 
-/// Appends events `{id, type, created_at, tenant_id, data}`; returns their ids.
+/// Appends messages; returns their ids.
 pub async fn emit_many(
     conn: &mut AsyncPgConnection,
     created_at: DateTime<Utc>,
@@ -42,6 +76,11 @@ pub async fn emit_many(
                     "tenant_id": e.tenant_id,
                     "data": e.data,
                 });
+                let (exchange, routing_key) = match (e.queue, e.delay_step) {
+                    (None, _) => (EVENTS_EXCHANGE, format!("{}.{}", e.tenant_id, e.event_type)),
+                    (Some(queue), None) => (WORK_EXCHANGE, queue.to_owned()),
+                    (Some(queue), Some(step)) => (RETRY_EXCHANGE, retry_queue(queue, step)),
+                };
                 (
                     outbox_events::id.eq(id),
                     outbox_events::tenant_id.eq(e.tenant_id),
@@ -49,6 +88,9 @@ pub async fn emit_many(
                     outbox_events::ordering_key.eq(e.ordering_key),
                     outbox_events::payload.eq(payload),
                     outbox_events::created_at.eq(created_at),
+                    outbox_events::exchange.eq(exchange),
+                    outbox_events::routing_key.eq(routing_key),
+                    outbox_events::lane.eq(lane_of(e.ordering_key)),
                 )
             })
             .collect();
@@ -57,8 +99,53 @@ pub async fn emit_many(
     Ok(ids)
 }
 
-/// Appends one event; returns its id.
+/// Appends one message; returns its id.
 pub async fn emit(conn: &mut AsyncPgConnection, created_at: DateTime<Utc>, event: NewEvent) -> QueryResult<Uuid> {
     let ids = emit_many(conn, created_at, vec![event]).await?;
     ids.into_iter().next().ok_or(diesel::result::Error::NotFound)
+}
+
+/// An unpublished message, as the relay reads it.
+#[derive(Debug, Clone, Queryable)]
+pub struct Pending {
+    pub seq: i64,
+    pub id: Uuid,
+    pub exchange: String,
+    pub routing_key: Option<String>,
+    pub payload: Value,
+}
+
+/// The oldest unpublished messages of a lane, in order.
+pub async fn pending(conn: &mut AsyncPgConnection, lane: i16, limit: i64) -> QueryResult<Vec<Pending>> {
+    outbox_events::table
+        .filter(outbox_events::lane.eq(lane))
+        .filter(outbox_events::published_at.is_null())
+        .order(outbox_events::seq.asc())
+        .limit(limit)
+        .select((
+            outbox_events::seq,
+            outbox_events::id,
+            outbox_events::exchange,
+            outbox_events::routing_key,
+            outbox_events::payload,
+        ))
+        .load(conn)
+        .await
+}
+
+pub async fn mark_published(conn: &mut AsyncPgConnection, seqs: &[i64]) -> QueryResult<usize> {
+    diesel::update(outbox_events::table.filter(outbox_events::seq.eq_any(seqs)))
+        .set(outbox_events::published_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+}
+
+/// Seconds since the oldest unpublished message was written (real time).
+pub async fn lag_seconds(conn: &mut AsyncPgConnection) -> QueryResult<f64> {
+    let oldest: Option<DateTime<Utc>> = outbox_events::table
+        .filter(outbox_events::published_at.is_null())
+        .select(diesel::dsl::min(outbox_events::inserted_at))
+        .first(conn)
+        .await?;
+    Ok(oldest.map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0))
 }

@@ -51,6 +51,8 @@ pub struct AttemptRow {
     pub failure_reason: Option<String>,
     pub failure_code: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub payment_method_id: Option<Uuid>,
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -120,6 +120,13 @@ diesel::table! {
         scheduled_plan_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        due_at -> Nullable<Timestamptz>,
+        renewal_payment_id -> Nullable<Uuid>,
+        next_retry_at -> Nullable<Timestamptz>,
+        dunning_ends_at -> Nullable<Timestamptz>,
+        retries_stopped -> Bool,
+        paid_through -> Nullable<Timestamptz>,
+        canceled_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -177,6 +184,8 @@ diesel::table! {
         failure_code -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        payment_method_id -> Nullable<Uuid>,
+        sent_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -250,6 +259,44 @@ diesel::table! {
         payload -> Jsonb,
         created_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
+        exchange -> Text,
+        routing_key -> Nullable<Text>,
+        lane -> Int2,
+        inserted_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    subscription_notices (subscription_id, kind, period_end) {
+        subscription_id -> Uuid,
+        kind -> Text,
+        period_end -> Timestamptz,
+        sent_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (event_id) {
+        event_id -> Uuid,
+        tenant_id -> Uuid,
+        url -> Nullable<Text>,
+        status -> Text,
+        attempts -> Int4,
+        last_status -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    dead_letters (id) {
+        id -> Uuid,
+        queue -> Text,
+        reason -> Text,
+        attempts -> Int4,
+        payload -> Nullable<Jsonb>,
+        dead_at -> Timestamptz,
+        replayed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -288,4 +335,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     gateway_events,
     outbox_events,
     test_clock,
+    subscription_notices,
+    webhook_deliveries,
+    dead_letters,
 );

@@ -27,6 +27,13 @@ pub struct SubscriptionRow {
     pub grace_until: Option<DateTime<Utc>>,
     pub scheduled_plan_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub renewal_payment_id: Option<Uuid>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub dunning_ends_at: Option<DateTime<Utc>>,
+    pub retries_stopped: bool,
+    pub paid_through: Option<DateTime<Utc>>,
+    pub canceled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

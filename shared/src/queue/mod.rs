@@ -1,5 +1,6 @@
-//! RabbitMQ: connection helpers (the topology, relay and job plumbing live here as
-//! the worker grows).
+//! RabbitMQ: connections and the topology every process agrees on.
+
+pub mod topology;
 
 use std::time::Duration;
 
@@ -22,4 +23,52 @@ pub async fn ping(url: &Secret) -> bool {
         }
         _ => false,
     }
+}
+
+/// Moves every message of `queue`'s dead-letter queue back to the queue itself,
+/// with its attempt count reset. Each message is acknowledged only after the
+/// broker confirmed its copy. Returns the dead-letter ids of the replayed messages.
+pub async fn replay_dead_letters(url: &Secret, queue: &topology::WorkQueue) -> Result<Vec<uuid::Uuid>, lapin::Error> {
+    use lapin::BasicProperties;
+    use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let conn = connect(url, "billing-api-replay").await?;
+    let channel = conn.create_channel().await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    let dead = topology::dead_queue(queue.name);
+    let mut replayed = Vec::new();
+    while let Some(msg) = channel.basic_get(dead.as_str().into(), BasicGetOptions::default()).await? {
+        let delivery = msg.delivery;
+        let mut headers: FieldTable = delivery.properties.headers().clone().unwrap_or_default();
+        let id = match headers.inner().get(topology::DEAD_LETTER_ID_HEADER) {
+            Some(AMQPValue::LongString(s)) => uuid::Uuid::parse_str(&String::from_utf8_lossy(s.as_bytes())).ok(),
+            _ => None,
+        };
+        let mut fresh = FieldTable::default();
+        for (k, v) in headers.inner() {
+            if k.as_str() != topology::ATTEMPT_HEADER {
+                fresh.insert(k.clone(), v.clone());
+            }
+        }
+        headers = fresh;
+        let props: BasicProperties = delivery.properties.clone().with_headers(headers);
+        let confirm = channel
+            .basic_publish(
+                topology::WORK_EXCHANGE.into(),
+                queue.name.into(),
+                BasicPublishOptions::default(),
+                &delivery.data,
+                props,
+            )
+            .await?
+            .await?;
+        if !confirm.is_ack() {
+            break;
+        }
+        delivery.ack(BasicAckOptions::default()).await?;
+        replayed.extend(id);
+    }
+    let _ = conn.close(200, "replayed".into()).await;
+    Ok(replayed)
 }

@@ -8,13 +8,14 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::schema::outbox_events;
+use crate::db::schema::{outbox_events, payment_attempts, subscriptions};
 use crate::error::ServiceResult;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ClockView {
     pub now: DateTime<Utc>,
-    /// True when nothing is due at or before `now` and every event is published.
+    /// True when nothing is due at or before `now`: no due renewals, retries,
+    /// notices or period ends, no charge in flight, every event published.
     pub settled: bool,
 }
 
@@ -25,8 +26,23 @@ pub struct SetClock {
 }
 
 /// True when no work is due at or before `now`.
-pub async fn settled(conn: &mut AsyncPgConnection, _now: DateTime<Utc>) -> ServiceResult<bool> {
+pub async fn settled(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> ServiceResult<bool> {
+    let due: bool = select(exists(subscriptions::table.filter(subscriptions::due_at.le(now)))).get_result(conn).await?;
+    if due {
+        return Ok(false);
+    }
     let unpublished: bool =
         select(exists(outbox_events::table.filter(outbox_events::published_at.is_null()))).get_result(conn).await?;
-    Ok(!unpublished)
+    if unpublished {
+        return Ok(false);
+    }
+    // Token charges not yet resolved (widget attempts wait for the customer).
+    let charging: bool = select(exists(
+        payment_attempts::table
+            .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown"]))
+            .filter(payment_attempts::channel.ne("widget")),
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(!charging)
 }

@@ -13,16 +13,11 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracing::warn;
 use uuid::Uuid;
 
-use super::payments::{self, money_of};
-use super::plans::{self, Plan};
-use super::subscriptions::{self, status_of};
+use super::charges::{self, CHANNEL_WIDGET, Card};
 use super::tenants::Tenant;
-use crate::db::ledger;
-use crate::db::outbox::{self, NewEvent};
-use crate::db::payments::{self as payments_db, AttemptRow, PaymentMethodRow, PaymentRow};
+use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
 use crate::db::schema::gateway_events;
-use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
-use crate::domain::ledger::Posting;
+use crate::db::subscriptions as subs_db;
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::cloudpayments::wire::{
@@ -162,66 +157,29 @@ async fn check(
         return Ok(CheckCode::Expired);
     }
     // A declined widget attempt may be retried with another card: `failed` by a
-    // decline stays acceptable; superseded or paid invoices do not.
-    let acceptable = attempt.channel == "widget"
-        && (payment.status == "pending"
-            || (payment.status == "failed" && payment.failure_reason.as_deref() != Some("superseded")));
-    if !acceptable {
+    // decline stays acceptable; superseded, expired or paid payments do not.
+    let open = payment.status == "pending"
+        || (payment.status == "failed"
+            && !matches!(payment.failure_reason.as_deref(), Some("superseded") | Some("expired")));
+    if attempt.channel != CHANNEL_WIDGET || !open {
         return Ok(CheckCode::NotAcceptable);
     }
     if let Some(sub_id) = payment.subscription_id {
         let sub = subs_db::find(conn, tenant.id, sub_id).await?;
-        if sub.is_none_or(|s| s.status != SubscriptionStatus::PendingPayment.as_str()) {
+        let still_wanted = sub.is_some_and(|s| match payment.kind.as_str() {
+            "purchase" => s.status == SubscriptionStatus::PendingPayment.as_str(),
+            "renewal" => s.renewal_payment_id == Some(payment.id),
+            _ => SubscriptionStatus::parse(&s.status).is_some_and(SubscriptionStatus::is_live),
+        });
+        if !still_wanted {
             return Ok(CheckCode::NotAcceptable);
         }
     }
     Ok(CheckCode::Ok)
 }
 
-async fn save_card(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    tenant: &Tenant,
-    customer_id: Uuid,
-    n: &PaymentNotification,
-) -> ServiceResult<()> {
-    if let Some(token) = &n.token {
-        payments_db::save_payment_method(
-            conn,
-            &PaymentMethodRow {
-                id: Uuid::now_v7(),
-                tenant_id: tenant.id,
-                customer_id,
-                gateway: PROVIDER.into(),
-                token: token.clone(),
-                card_first_six: n.card_first_six.clone(),
-                card_last_four: n.card_last_four.clone(),
-                card_type: n.card_type.clone(),
-                card_exp: n.card_exp_date.clone(),
-                created_at: now,
-                revoked_at: None,
-                revoked_reason: None,
-            },
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-async fn emit_payment(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    tenant: &Tenant,
-    p: &PaymentRow,
-    event_type: &'static str,
-) -> ServiceResult<()> {
-    let data = payments::event_data(p)?;
-    let ordering_key = p.subscription_id.unwrap_or(p.customer_id);
-    outbox::emit(conn, now, NewEvent { tenant_id: tenant.id, ordering_key, event_type, data }).await?;
-    Ok(())
-}
-
-/// Pay: the issuer authorised and the money is captured.
+/// Pay: the issuer authorised and the money is captured — for a widget payment, or
+/// for one of our own token charges (matched to the attempt by InvoiceId).
 async fn pay(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -236,115 +194,21 @@ async fn pay(
         warn!(payment = %payment.id, amount = ?n.amount, "Pay amount differs from the payment");
         return Ok("amount_mismatch".into());
     }
-    if payment.status == "succeeded" || payment.status.ends_with("refunded") {
-        if payment.gateway_transaction_id.as_deref() == Some(n.transaction_id.as_str()) {
-            return Ok("already_applied".into());
-        }
-        record_duplicate_capture(conn, now, tenant, &payment, n).await?;
-        return Ok("duplicate_capture".into());
-    }
-    payment.status = "succeeded".into();
-    payment.gateway_transaction_id = Some(n.transaction_id.clone());
-    payment.failure_reason = None;
-    payment.failure_code = None;
-    payment.captured_at = Some(now);
-    attempt.status = "succeeded".into();
-    attempt.gateway_transaction_id = Some(n.transaction_id.clone());
-    save_card(conn, now, tenant, payment.customer_id, n).await?;
-
-    let activated = match payment.subscription_id {
-        Some(sub_id) if payment.kind == "purchase" => {
-            activate_purchase(conn, now, tenant, sub_id, &mut payment).await?
-        }
-        _ => None,
+    let card = Card {
+        token: n.token.clone(),
+        first_six: n.card_first_six.clone(),
+        last_four: n.card_last_four.clone(),
+        card_type: n.card_type.clone(),
+        exp: n.card_exp_date.clone(),
     };
-    payments_db::save(conn, &payment).await?;
-    payments_db::save_attempt(conn, &attempt).await?;
-    let money = money_of(&payment)?;
-    let posting = if activated.is_some() {
-        Posting::captured_charge("payment_captured", payment.description.clone(), payment.customer_id, money)
-    } else {
-        // Paid, but what it paid for is gone (superseded purchase): the money waits
-        // on the customer's balance for a refund.
-        Posting::captured_to_balance(
-            "payment_captured_unapplied",
-            payment.description.clone(),
-            payment.customer_id,
-            money,
-        )
-    };
-    ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
-    emit_payment(conn, now, tenant, &payment, "payment.succeeded").await?;
-    match activated {
-        Some((sub, plan)) => {
-            subscriptions::emit_activated(conn, now, tenant, &sub, &plan, &payment).await?;
-            Ok("applied".into())
-        }
-        None => Ok("captured_unapplied".into()),
-    }
-}
-
-/// Activates the purchase a captured payment paid for, if it still can be.
-async fn activate_purchase(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    tenant: &Tenant,
-    sub_id: Uuid,
-    payment: &mut PaymentRow,
-) -> ServiceResult<Option<(SubscriptionRow, Plan)>> {
-    let mut sub = subs_db::find_for_update(conn, sub_id)
+    Ok(charges::apply_capture(conn, now, tenant, &mut payment, &mut attempt, &n.transaction_id, &card)
         .await?
-        .ok_or_else(|| ServiceError::Internal(format!("payment {} names a missing subscription", payment.id)))?;
-    let status = status_of(&sub)?;
-    let revivable = status == SubscriptionStatus::Expired
-        && sub.current_period_start.is_none()
-        && subs_db::find_live(conn, sub.customer_id).await?.is_none();
-    if status != SubscriptionStatus::PendingPayment && !revivable {
-        return Ok(None);
-    }
-    let plan = plans::load(conn, sub.plan_id).await?;
-    subscriptions::activate(conn, now, tenant, &mut sub, &plan, payment).await?;
-    payment.period_start = sub.current_period_start;
-    payment.period_end = sub.current_period_end;
-    Ok(Some((sub, plan)))
+        .to_owned())
 }
 
-/// A second capture of an invoice that is already paid: its own payment, money on
-/// the customer's balance until refunded.
-async fn record_duplicate_capture(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    tenant: &Tenant,
-    original: &PaymentRow,
-    n: &PaymentNotification,
-) -> ServiceResult<()> {
-    let dup = PaymentRow {
-        id: Uuid::now_v7(),
-        status: "succeeded".into(),
-        gateway_transaction_id: Some(n.transaction_id.clone()),
-        duplicate_of: Some(original.id),
-        refunded_amount: rust_decimal::Decimal::ZERO,
-        failure_reason: None,
-        failure_code: None,
-        expires_at: None,
-        captured_at: Some(now),
-        created_at: now,
-        ..original.clone()
-    };
-    payments_db::insert(conn, &dup).await?;
-    warn!(payment = %original.id, duplicate = %dup.id, transaction = %n.transaction_id, "second capture of a paid invoice");
-    let posting = Posting::captured_to_balance(
-        "duplicate_capture",
-        format!("duplicate of {}", original.id),
-        dup.customer_id,
-        money_of(&dup)?,
-    );
-    ledger::post(conn, tenant.id, Some(dup.id), now, &posting).await?;
-    emit_payment(conn, now, tenant, &dup, "payment.succeeded").await
-}
-
-/// Fail: the issuer declined. The purchase stays pending (the widget lets the
-/// customer try another card until the payment expires).
+/// Fail: the issuer declined. A purchase stays pending (the widget lets the
+/// customer try another card until the payment expires); a scheduled renewal
+/// attempt drives dunning.
 async fn fail(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -355,18 +219,16 @@ async fn fail(
         warn!(tenant = %tenant.id, transaction = %n.transaction_id, "Fail for an unknown invoice");
         return Ok("unmatched_invoice".into());
     };
-    if payment.status != "pending" && payment.status != "failed" {
-        return Ok("ignored_after_success".into());
-    }
-    payment.status = "failed".into();
-    payment.failure_reason = Some(n.reason.clone().unwrap_or_else(|| "declined".into()));
-    payment.failure_code = n.reason_code.clone();
-    attempt.status = "failed".into();
-    attempt.gateway_transaction_id = Some(n.transaction_id.clone());
-    attempt.failure_reason = payment.failure_reason.clone();
-    attempt.failure_code = n.reason_code.clone();
-    payments_db::save(conn, &payment).await?;
-    payments_db::save_attempt(conn, &attempt).await?;
-    emit_payment(conn, now, tenant, &payment, "payment.failed").await?;
-    Ok("declined".into())
+    let outcome = charges::apply_decline(
+        conn,
+        now,
+        tenant,
+        &mut payment,
+        &mut attempt,
+        Some(&n.transaction_id),
+        n.reason_code.as_deref(),
+        n.reason.as_deref(),
+    )
+    .await?;
+    Ok(outcome.to_owned())
 }

@@ -3,16 +3,21 @@
 //! authenticated tenant; it calls domain rules and db queries and writes outbox
 //! events in the same transaction as the state change.
 
+pub mod charges;
 pub mod clock;
 pub mod cloudpayments;
 pub mod customers;
+pub mod dead_letters;
 pub mod entitlements;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod payments;
 pub mod plans;
 pub mod purchase;
+pub mod scheduler;
 pub mod subscriptions;
 pub mod tenants;
+pub mod webhooks;
 
 use serde::Serialize;
 use utoipa::ToSchema;

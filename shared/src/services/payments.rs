@@ -56,14 +56,21 @@ fn refunded_of(p: &PaymentRow) -> ServiceResult<Money> {
 }
 
 /// Widget parameters for collecting `p` through CloudPayments.
-pub fn widget_params(tenant: &Tenant, p: &PaymentRow, email: &str) -> ServiceResult<Option<WidgetParams>> {
+/// Widget parameters for collecting `p` through CloudPayments under `invoice_id`
+/// (the id of the widget attempt: the payment id for a purchase).
+pub fn widget_params(
+    tenant: &Tenant,
+    p: &PaymentRow,
+    invoice_id: &str,
+    email: &str,
+) -> ServiceResult<Option<WidgetParams>> {
     let GatewayConfig::Cloudpayments { public_id, .. } = &tenant.gateway else {
         return Ok(None);
     };
     Ok(Some(WidgetParams {
         kind: "cloudpayments_widget".into(),
         public_id: public_id.clone(),
-        invoice_id: p.id.to_string(),
+        invoice_id: invoice_id.to_owned(),
         account_id: p.customer_id.to_string(),
         amount: money_of(p)?.value_string(),
         currency: p.currency.clone(),
@@ -96,22 +103,18 @@ pub fn view(p: &PaymentRow, confirmation: Option<WidgetParams>) -> ServiceResult
     })
 }
 
-/// A pending payment collected through the widget shows how to collect it.
-async fn view_with_confirmation(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    p: &PaymentRow,
-) -> ServiceResult<PaymentView> {
+/// A payment with, while a widget attempt is open, how to collect it.
+pub async fn view_of(conn: &mut AsyncPgConnection, tenant: &Tenant, p: &PaymentRow) -> ServiceResult<PaymentView> {
     let attempts = db::attempts_of(conn, p.id).await?;
-    let by_widget = attempts.last().is_some_and(|a| a.channel == "widget");
-    let confirmation = if p.status == "pending" && by_widget {
-        let customer = customers_db::find(conn, tenant.id, p.customer_id).await?;
-        match customer {
-            Some(c) => widget_params(tenant, p, &c.email)?,
+    let open_widget = attempts.last().filter(|a| {
+        a.channel == "widget" && a.status == "pending" && matches!(p.status.as_str(), "pending" | "failed")
+    });
+    let confirmation = match open_widget {
+        Some(a) => match customers_db::find(conn, tenant.id, p.customer_id).await? {
+            Some(c) => widget_params(tenant, p, &a.invoice_id, &c.email)?,
             None => None,
-        }
-    } else {
-        None
+        },
+        None => None,
     };
     view(p, confirmation)
 }
@@ -120,7 +123,7 @@ pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> Ser
     let p = db::find(conn, tenant.id, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("payment_not_found", "no such payment"))?;
-    view_with_confirmation(conn, tenant, &p).await
+    view_of(conn, tenant, &p).await
 }
 
 pub async fn list(

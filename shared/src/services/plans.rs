@@ -477,11 +477,8 @@ pub async fn notify_price_change(
         let events: Vec<NewEvent> = chunk
             .iter()
             .filter(|(sub, _)| inserted.contains(sub))
-            .map(|(sub, customer)| NewEvent {
-                tenant_id: tenant.id,
-                ordering_key: *sub,
-                event_type: "price_change.notice",
-                data: json!({
+            .map(|(sub, customer)| {
+                let data = json!({
                     "subscription_id": sub,
                     "customer_id": customer,
                     "plan": change.plan.code,
@@ -490,7 +487,8 @@ pub async fn notify_price_change(
                     "new_price": MoneyView::from(change.version.price),
                     "effective_from": change.version.effective_from,
                     "direction": if change.increase { "increase" } else { "decrease" },
-                }),
+                });
+                NewEvent::event(tenant.id, *sub, "price_change.notice", data)
             })
             .collect();
         sent += events.len();

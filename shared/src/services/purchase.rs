@@ -17,7 +17,6 @@ use super::plans::{self, Plan, PriceChange, PriceView};
 use super::subscriptions::{self, SubscriptionView, status_of};
 use super::tenants::Tenant;
 use crate::db::customers::{self as customers_db, CustomerRow};
-use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
 use crate::db::subscriptions::{self as db, SubscriptionRow};
 use crate::domain::plan::{price_at, scheduled_after};
@@ -75,33 +74,16 @@ async fn retire_if_stale(
     row: &mut SubscriptionRow,
 ) -> ServiceResult<bool> {
     let status = status_of(row)?;
+    let ended = row.current_period_end.is_some_and(|end| end <= now) && row.paid_through.is_none_or(|p| p <= now);
     let cause = match status {
         SubscriptionStatus::PendingPayment => "superseded",
-        SubscriptionStatus::Canceled | SubscriptionStatus::Active | SubscriptionStatus::Trialing
-            if !row.auto_renew && row.current_period_end.is_some_and(|end| end <= now) =>
-        {
-            "period_ended"
-        }
+        SubscriptionStatus::Canceled | SubscriptionStatus::Trialing if ended => "period_ended",
+        SubscriptionStatus::Active if !row.auto_renew && ended => "period_ended",
         _ => return Ok(false),
     };
     let plan_code = plans::load(conn, row.plan_id).await?.code;
-    for mut p in payments_db::pending_of_subscription(conn, row.id).await? {
-        let expired = p.expires_at.is_some_and(|e| e <= now);
-        p.status = "failed".into();
-        p.failure_reason = Some(if expired { "expired" } else { "superseded" }.into());
-        payments_db::save(conn, &p).await?;
-        let data = payments::event_data(&p)?;
-        outbox::emit(
-            conn,
-            now,
-            NewEvent { tenant_id: tenant.id, ordering_key: row.id, event_type: "payment.failed", data },
-        )
-        .await?;
-    }
-    subscriptions::transition(conn, row, SubscriptionStatus::Expired, cause, now, None).await?;
-    row.next_charge_at = None;
+    subscriptions::expire(conn, now, tenant, row, &plan_code, cause).await?;
     db::save(conn, row).await?;
-    subscriptions::emit(conn, now, tenant, row, &plan_code, "subscription.expired", json!({"cause": cause})).await?;
     Ok(true)
 }
 
@@ -142,7 +124,7 @@ pub async fn purchase(
         ));
     }
 
-    let sub = SubscriptionRow {
+    let mut sub = SubscriptionRow {
         id: Uuid::now_v7(),
         tenant_id: tenant.id,
         customer_id: customer.id,
@@ -158,6 +140,13 @@ pub async fn purchase(
         grace_until: None,
         scheduled_plan_id: None,
         created_at: now,
+        due_at: None,
+        renewal_payment_id: None,
+        next_retry_at: None,
+        dunning_ends_at: None,
+        retries_stopped: false,
+        paid_through: None,
+        canceled_at: None,
     };
     db::insert(conn, &sub).await.map_err(|e| {
         let e = ServiceError::from(e);
@@ -217,9 +206,14 @@ pub async fn purchase(
             failure_reason: None,
             failure_code: None,
             created_at: now,
+            payment_method_id: None,
+            sent_at: None,
         },
     )
     .await?;
+
+    // Pending purchases expire after 24 h: the scheduler needs to know when.
+    super::scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
 
     // Customers who buy between an announcement and its effective date get the notice too.
     let scheduled: Vec<_> = scheduled_after(&plan.prices, now).into_iter().cloned().collect();
@@ -231,7 +225,7 @@ pub async fn purchase(
         plans::notify_price_change(conn, now, tenant, &change, &[(sub.id, customer.id)]).await?;
     }
 
-    let confirmation = payments::widget_params(tenant, &payment, &customer.email)?;
+    let confirmation = payments::widget_params(tenant, &payment, &payment.id.to_string(), &customer.email)?;
     Ok(PurchaseView {
         subscription: subscriptions::view(conn, &sub).await?,
         payment: payments::view(&payment, confirmation)?,

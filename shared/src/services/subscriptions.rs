@@ -12,7 +12,7 @@ use super::plans::Plan;
 use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt};
 use crate::db::outbox::{self, NewEvent};
-use crate::db::payments::PaymentRow;
+use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::schema::plans;
 use crate::db::subscriptions::{self as db, SubscriptionRow};
 use crate::domain::money::{Currency, Money, MoneyView};
@@ -47,6 +47,14 @@ pub struct SubscriptionView {
     pub grace_until: Option<DateTime<Utc>>,
     /// What was paid for the current period's tariff.
     pub paid_amount: Option<MoneyView>,
+    /// End of the last paid extension queued after the current period.
+    pub paid_through: Option<DateTime<Utc>>,
+    pub canceled_at: Option<DateTime<Utc>>,
+    /// The renewal payment being collected (dunning), if any.
+    pub renewal_payment_id: Option<Uuid>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// When dunning gives up unless paid.
+    pub dunning_ends_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     /// Every transition with its cause and time, oldest first.
     pub history: Vec<TransitionView>,
@@ -96,6 +104,11 @@ pub async fn view(conn: &mut AsyncPgConnection, row: &SubscriptionRow) -> Servic
         scheduled_plan,
         grace_until: row.grace_until,
         paid_amount: row.paid_amount.and_then(|a| Money::new(a, Currency::Rub).ok()).map(Into::into),
+        paid_through: row.paid_through,
+        canceled_at: row.canceled_at,
+        renewal_payment_id: row.renewal_payment_id,
+        next_retry_at: row.next_retry_at,
+        dunning_ends_at: row.dunning_ends_at,
         created_at: row.created_at,
         history,
     })
@@ -169,17 +182,14 @@ pub async fn emit(
     event_type: &'static str,
     extra: Value,
 ) -> ServiceResult<Uuid> {
-    Ok(outbox::emit(
-        conn,
-        now,
-        NewEvent { tenant_id: tenant.id, ordering_key: row.id, event_type, data: event_data(row, plan_code, extra) },
-    )
-    .await?)
+    Ok(outbox::emit(conn, now, NewEvent::event(tenant.id, row.id, event_type, event_data(row, plan_code, extra)))
+        .await?)
 }
 
 /// Starts the first paid period at `now` (SPEC §4: the period starts when the
-/// payment is confirmed): anchor = start, next charge at the end for auto-renew plans.
-/// The caller emits the events (payment first, then [`emit_activated`]).
+/// payment is confirmed): anchor = start, next charge at the end for auto-renew
+/// plans. The caller saves the row (through the scheduler's `advance`) and emits
+/// the events.
 pub async fn activate(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -196,38 +206,34 @@ pub async fn activate(
     row.price_id = payment.price_id;
     row.next_charge_at = if row.auto_renew { Some(end) } else { None };
     row.grace_until = None;
-    transition(
-        conn,
-        row,
-        SubscriptionStatus::Active,
-        "payment_succeeded",
-        now,
-        Some(json!({"payment_id": payment.id})),
-    )
-    .await?;
-    db::save(conn, row).await?;
-    Ok(())
+    transition(conn, row, SubscriptionStatus::Active, "payment_succeeded", now, Some(json!({"payment_id": payment.id})))
+        .await
 }
 
-/// Emits `subscription.activated` for a subscription `activate`d by `payment`.
-pub async fn emit_activated(
+/// Ends a subscription: its pending payments fail, nothing stays scheduled, and
+/// `subscription.expired` is emitted. The caller saves the row.
+pub async fn expire(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    row: &SubscriptionRow,
-    plan: &Plan,
-    payment: &PaymentRow,
+    row: &mut SubscriptionRow,
+    plan_code: &str,
+    cause: &str,
 ) -> ServiceResult<()> {
-    let amount = MoneyView::from(super::payments::money_of(payment)?);
-    emit(
-        conn,
-        now,
-        tenant,
-        row,
-        &plan.code,
-        "subscription.activated",
-        json!({"payment_id": payment.id, "amount": amount}),
-    )
-    .await?;
+    for mut p in payments_db::pending_of_subscription(conn, row.id).await? {
+        let expired = p.expires_at.is_some_and(|e| e <= now);
+        p.status = "failed".into();
+        p.failure_reason = Some(if expired { "expired" } else { cause }.into());
+        payments_db::save(conn, &p).await?;
+        let data = super::payments::event_data(&p)?;
+        outbox::emit(conn, now, NewEvent::event(tenant.id, row.id, "payment.failed", data)).await?;
+    }
+    transition(conn, row, SubscriptionStatus::Expired, cause, now, None).await?;
+    row.next_charge_at = None;
+    row.next_retry_at = None;
+    row.dunning_ends_at = None;
+    row.grace_until = None;
+    row.due_at = None;
+    emit(conn, now, tenant, row, plan_code, "subscription.expired", json!({"cause": cause})).await?;
     Ok(())
 }

@@ -8,5 +8,6 @@ mod catalog;
 mod conventions;
 mod ledger;
 mod purchase;
+mod renewals;
 mod tenants;
 mod webhooks;

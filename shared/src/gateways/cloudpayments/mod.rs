@@ -5,6 +5,7 @@
 //! the raw bytes before parsing anything, accept either header, compare in constant
 //! time, and refuse when the header or the secret is missing.
 
+pub mod api;
 pub mod wire;
 
 use base64::Engine as _;

@@ -1,9 +1,13 @@
 //! `TestApp`: the real API on port 0 over a test database, with the CloudPayments
 //! simulator, and a method per common call.
 
+use std::time::Duration;
+
 use billing_api::Application;
 use billing_shared::config::Config;
 use billing_tests::cloudpayments::{CloudPaymentsSim, Site, WidgetOutcome, WidgetParams};
+use billing_tests::process::{Proc, binary, free_port};
+use billing_tests::testmq::TestVhost;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -16,7 +20,26 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub sim: CloudPaymentsSim,
     pub db: TestDb,
+    pub mq: TestVhost,
     server: actix_web::dev::ServerHandle,
+    worker: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+/// Worker settings for tests: fast loops, retry ladders in milliseconds, a short
+/// gateway timeout (the simulator's slow answers exceed it).
+pub fn worker_env(db_url: &str, amqp_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", db_url.to_owned()),
+        ("AMQP_URL", amqp_url.to_owned()),
+        ("BILLING_TEST_CLOCK", "1".to_owned()),
+        ("BILLING_WORKER_METRICS_ADDR", format!("127.0.0.1:{}", free_port())),
+        ("BILLING_SCHEDULER_INTERVAL_MS", "20".to_owned()),
+        ("BILLING_RELAY_INTERVAL_MS", "10".to_owned()),
+        ("BILLING_RETRY_DELAY_DIVISOR", "1000".to_owned()),
+        ("BILLING_GATEWAY_TIMEOUT_MS", "1000".to_owned()),
+        ("BILLING_WEBHOOK_TIMEOUT_MS", "2000".to_owned()),
+        ("BILLING_DB_POOL_SIZE", "6".to_owned()),
+    ]
 }
 
 /// An HTTP answer: status and JSON body (Null when the body is not JSON).
@@ -72,7 +95,9 @@ impl TestApp {
             billing_shared::telemetry::init_logs(billing_shared::config::LogFormat::Text);
         }
         let db = TestDb::create().await;
+        let mq = TestVhost::create().await;
         let vars = [
+            ("AMQP_URL", mq.amqp_url.clone()),
             ("DATABASE_URL", db.url.clone()),
             ("BILLING_API_ADDR", "127.0.0.1:0".to_owned()),
             ("BILLING_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
@@ -94,11 +119,68 @@ impl TestApp {
         tokio::spawn(app.run_until_stopped());
         let sim = CloudPaymentsSim::start("127.0.0.1:0").expect("start simulator");
         let http = reqwest::Client::builder().no_proxy().build().expect("http client");
-        let app = TestApp { base, http, sim, db, server };
+        let app = TestApp { base, http, sim, db, mq, server, worker: None };
         if settable_clock {
             app.set_clock(T0).await;
         }
         app
+    }
+
+    /// Spawns with the worker running in-process.
+    pub async fn with_worker() -> TestApp {
+        let mut app = Self::spawn().await;
+        app.start_worker();
+        app
+    }
+
+    pub fn worker_config(&self) -> Config {
+        let vars = worker_env(&self.db.url, &self.mq.amqp_url);
+        Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).expect("worker config")
+    }
+
+    /// Starts the worker in this process (stopped when the app is dropped).
+    pub fn start_worker(&mut self) {
+        let config = self.worker_config();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let _ = billing_worker::run(config, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        self.worker = Some((tx, handle));
+    }
+
+    /// Stops the in-process worker gracefully.
+    pub async fn stop_worker(&mut self) {
+        if let Some((tx, handle)) = self.worker.take() {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(40), handle).await;
+        }
+    }
+
+    /// Runs the real worker binary against this app's database and vhost.
+    pub fn worker_process(&self) -> Proc {
+        Proc::spawn(&binary("billing-worker"), &[], &worker_env(&self.db.url, &self.mq.amqp_url))
+    }
+
+    /// Waits until nothing is due at the clock's instant (the clock's `settled`).
+    pub async fn settle(&self) {
+        let start = std::time::Instant::now();
+        loop {
+            let c = self.admin(reqwest::Method::GET, "/v1/admin/clock", None).await.expect(200);
+            if c["settled"] == true {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(90), "the worker did not settle at {}", c["now"]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Moves the shared clock and waits for the worker to catch up.
+    pub async fn advance_to(&self, at: &str) {
+        self.set_clock(at).await;
+        self.settle().await;
     }
 
     pub async fn send(
@@ -272,6 +354,12 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if let Some((tx, _)) = self.worker.take() {
+            let _ = tx.send(());
+        }
+        if let Some((tx, _)) = self.worker.take() {
+            let _ = tx.send(());
+        }
         let server = self.server.clone();
         drop(server.stop(false));
     }

@@ -1,0 +1,80 @@
+//! Message handlers per queue: decode, call a service, report the outcome.
+
+use std::time::Duration;
+
+use billing_shared::clock::Clock;
+use billing_shared::db::PgPool;
+use billing_shared::error::{ServiceError, ServiceResult};
+use billing_shared::gateways::cloudpayments::api::CloudPaymentsApi;
+use billing_shared::queue::topology::{GATEWAY_FOLLOWUPS, RENEWALS, WEBHOOKS, WorkQueue};
+use billing_shared::services::charges::{self, JobResult};
+use billing_shared::services::{dead_letters, webhooks};
+use serde::Deserialize;
+use uuid::Uuid;
+
+pub struct Handlers {
+    pub pool: PgPool,
+    pub clock: Clock,
+    pub gateway: CloudPaymentsApi,
+    pub webhook_http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct Job {
+    #[serde(rename = "type")]
+    kind: String,
+    data: AttemptRef,
+}
+
+#[derive(Deserialize)]
+struct AttemptRef {
+    attempt_id: Uuid,
+}
+
+impl Handlers {
+    pub fn new(
+        pool: PgPool,
+        clock: Clock,
+        gateway_timeout: Duration,
+        webhook_timeout: Duration,
+    ) -> ServiceResult<Self> {
+        Ok(Handlers {
+            pool,
+            clock,
+            gateway: CloudPaymentsApi::new(gateway_timeout)?,
+            webhook_http: webhooks::client(webhook_timeout)?,
+        })
+    }
+
+    /// Handles one message of `queue` (try number `attempt`, `last` before
+    /// dead-lettering).
+    pub async fn handle(&self, queue: WorkQueue, body: &[u8], attempt: u32, last: bool) -> ServiceResult<JobResult> {
+        if queue.name == WEBHOOKS.name {
+            return webhooks::deliver(&self.pool, &self.webhook_http, body, attempt, last).await;
+        }
+        if queue.name == RENEWALS.name || queue.name == GATEWAY_FOLLOWUPS.name {
+            let job: Job = serde_json::from_slice(body)
+                .map_err(|e| ServiceError::invalid("invalid_job", format!("undecodable job: {e}")))?;
+            return match job.kind.as_str() {
+                "charge_attempt" | "reconcile_attempt" => {
+                    charges::process_attempt(&self.pool, self.clock, &self.gateway, job.data.attempt_id).await
+                }
+                other => Err(ServiceError::invalid("invalid_job", format!("unknown job type {other}"))),
+            };
+        }
+        Err(ServiceError::invalid("invalid_job", format!("no handler for queue {}", queue.name)))
+    }
+
+    pub async fn record_dead_letter(
+        &self,
+        id: Uuid,
+        queue: WorkQueue,
+        reason: &str,
+        attempts: u32,
+        payload: Option<serde_json::Value>,
+    ) -> ServiceResult<()> {
+        let mut conn = self.pool.get().await?;
+        dead_letters::record(&mut conn, id, queue.name, reason, i32::try_from(attempts).unwrap_or(i32::MAX), payload)
+            .await
+    }
+}

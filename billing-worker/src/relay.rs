@@ -1,0 +1,121 @@
+//! The outbox relay: publishes committed messages to RabbitMQ at least once and in
+//! order per ordering key, safely with several worker replicas.
+//!
+//! Messages are spread over lanes by ordering key. A relay pass takes a lane with a
+//! transaction-scoped advisory lock (another replica skips it), publishes the
+//! lane's oldest messages in sequence order on one confirm-mode channel, waits for
+//! the broker's confirms, then marks them published and commits. A crash before
+//! the commit republishes them (consumers deduplicate by message id); nothing is
+//! marked published that the broker did not confirm.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use billing_shared::db::outbox::{self, LANES};
+use billing_shared::db::{PgPool, in_transaction};
+use billing_shared::error::{ServiceError, ServiceResult};
+use diesel::sql_types::{Bool, Integer};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::RunQueryDsl;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection};
+use tokio::sync::watch;
+
+/// Advisory-lock namespace of relay lanes.
+const RELAY_LOCK: i32 = 0x7265_6c61;
+const BATCH: i64 = 500;
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceResult<usize> {
+    let mut conn = pool.get().await?;
+    in_transaction(&mut conn, async |c| {
+        let got: Locked = sql_query("SELECT pg_try_advisory_xact_lock($1, $2) AS locked")
+            .bind::<Integer, _>(RELAY_LOCK)
+            .bind::<Integer, _>(i32::from(lane))
+            .get_result(c)
+            .await?;
+        if !got.locked {
+            return Ok(0);
+        }
+        let rows = outbox::pending(c, lane, BATCH).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut confirms = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let body = serde_json::to_vec(&row.payload).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let props = BasicProperties::default()
+                .with_message_id(row.id.to_string().as_str().into())
+                .with_content_type("application/json".into())
+                .with_delivery_mode(2);
+            let confirm = channel
+                .basic_publish(
+                    row.exchange.as_str().into(),
+                    row.routing_key.clone().unwrap_or_default().as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
+                .await
+                .map_err(|e| ServiceError::Internal(format!("publish: {e}")))?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            let c = confirm.await.map_err(|e| ServiceError::Internal(format!("confirm: {e}")))?;
+            if !c.is_ack() {
+                return Err(ServiceError::Internal("the broker refused a message".into()));
+            }
+        }
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        outbox::mark_published(c, &seqs).await?;
+        metrics::counter!("billing_outbox_published_total").increment(rows.len() as u64);
+        Ok(rows.len())
+    })
+    .await
+}
+
+/// Relays until `stop` flips or the connection fails.
+pub async fn run(
+    conn: Arc<Connection>,
+    pool: PgPool,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), lapin::Error> {
+    let channel = conn.create_channel().await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let mut published = 0;
+        for lane in 0..LANES {
+            match publish_lane(&pool, &channel, lane).await {
+                Ok(n) => published += n,
+                Err(e) => {
+                    tracing::warn!(lane, error = %e, "relay pass failed");
+                    if !channel.status().connected() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if let Ok(mut c) = pool.get().await
+            && let Ok(lag) = outbox::lag_seconds(&mut c).await
+        {
+            metrics::gauge!("billing_outbox_lag_seconds").set(lag);
+        }
+        if published == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+    let _ = channel.close(200, "relay stopping".into()).await;
+    Ok(())
+}

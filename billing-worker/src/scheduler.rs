@@ -1,0 +1,44 @@
+//! The scheduler loop: claims due subscriptions (see
+//! `billing_shared::services::scheduler`) until none are due, then waits.
+//! Needs only PostgreSQL: the work it creates goes through the outbox.
+
+use std::time::Duration;
+
+use billing_shared::clock::Clock;
+use billing_shared::db::{PgPool, in_transaction};
+use billing_shared::error::ServiceResult;
+use billing_shared::services::scheduler;
+use tokio::sync::watch;
+
+async fn tick(pool: &PgPool, clock: Clock, batch: i64) -> ServiceResult<usize> {
+    let mut conn = pool.get().await?;
+    in_transaction(&mut conn, async |c| {
+        let now = clock.now(c).await?;
+        scheduler::tick(c, now, batch).await
+    })
+    .await
+}
+
+pub async fn run(pool: PgPool, clock: Clock, interval: Duration, batch: i64, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let claimed = match tick(&pool, clock, batch).await {
+            Ok(n) => {
+                metrics::counter!("billing_scheduler_claimed_total").increment(n as u64);
+                n
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler tick failed");
+                0
+            }
+        };
+        if i64::try_from(claimed).unwrap_or(i64::MAX) < batch {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,688 @@
+//! Charges: applying a gateway outcome to the payment it collects — whichever path
+//! reported it (the token charge's own answer, a Pay/Fail notification, or a
+//! reconciliation through `payments/find`) — and processing charge attempts.
+//!
+//! Every path locks the payment row first, so an outcome is applied once: a second
+//! report of the same transaction is a no-op, a capture under another transaction
+//! id of an already paid payment is recorded as a duplicate.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+use tracing::warn;
+use uuid::Uuid;
+
+use super::payments::{self, money_of};
+use super::plans;
+use super::scheduler;
+use super::subscriptions::{self, status_of};
+use super::tenants::{self, Tenant};
+use crate::clock::{Clock, real_now};
+use crate::db::outbox::{self, NewEvent};
+use crate::db::payments::{self as payments_db, AttemptRow, PaymentMethodRow, PaymentRow};
+use crate::db::schema::{customers, payment_attempts, payment_methods};
+use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
+use crate::db::{PgPool, in_transaction, ledger};
+use crate::domain::dunning::{self, REQUEST_REFUSED};
+use crate::domain::ledger::Posting;
+use crate::domain::period::period_end;
+use crate::domain::subscription::SubscriptionStatus;
+use crate::error::{ServiceError, ServiceResult};
+use crate::gateways::GatewayError;
+use crate::gateways::cloudpayments::api::{Account, ChargeOutcome, CloudPaymentsApi, Found, TokenCharge};
+use crate::queue::topology::GATEWAY_FOLLOWUPS;
+
+/// Card details reported with a capture (Pay notification).
+#[derive(Debug, Clone, Default)]
+pub struct Card {
+    pub token: Option<String>,
+    pub first_six: Option<String>,
+    pub last_four: Option<String>,
+    pub card_type: Option<String>,
+    pub exp: Option<String>,
+}
+
+/// Attempt channels: the widget, a scheduled token charge (the automatic renewal
+/// and its dunning retries), or a token charge the customer asked for.
+pub const CHANNEL_WIDGET: &str = "widget";
+pub const CHANNEL_SCHEDULED: &str = "token";
+pub const CHANNEL_MANUAL: &str = "token_manual";
+
+/// What a captured payment did to its subscription, for the events that follow
+/// `payment.succeeded`.
+struct Applied {
+    sub: SubscriptionRow,
+    plan: String,
+    event: Option<(&'static str, Value)>,
+}
+
+pub(crate) async fn emit_payment(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    p: &PaymentRow,
+    event_type: &'static str,
+) -> ServiceResult<()> {
+    let data = payments::event_data(p)?;
+    outbox::emit(conn, now, NewEvent::event(tenant.id, p.subscription_id.unwrap_or(p.customer_id), event_type, data))
+        .await?;
+    Ok(())
+}
+
+async fn save_card(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    customer_id: Uuid,
+    card: &Card,
+) -> ServiceResult<()> {
+    let Some(token) = &card.token else { return Ok(()) };
+    payments_db::save_payment_method(
+        conn,
+        &PaymentMethodRow {
+            id: Uuid::now_v7(),
+            tenant_id: tenant.id,
+            customer_id,
+            gateway: tenant.gateway.kind().into(),
+            token: token.clone(),
+            card_first_six: card.first_six.clone(),
+            card_last_four: card.last_four.clone(),
+            card_type: card.card_type.clone(),
+            card_exp: card.exp.clone(),
+            created_at: now,
+            revoked_at: None,
+            revoked_reason: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Money captured for `payment` (locked by the caller) in `transaction_id`.
+/// Returns what happened, for the raw event's outcome.
+pub async fn apply_capture(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &mut PaymentRow,
+    attempt: &mut AttemptRow,
+    transaction_id: &str,
+    card: &Card,
+) -> ServiceResult<&'static str> {
+    if payment.status == "succeeded" || payment.status.ends_with("refunded") {
+        if payment.gateway_transaction_id.as_deref() == Some(transaction_id) {
+            return Ok("already_applied");
+        }
+        record_duplicate_capture(conn, now, tenant, payment, transaction_id).await?;
+        return Ok("duplicate_capture");
+    }
+    payment.status = "succeeded".into();
+    payment.gateway_transaction_id = Some(transaction_id.to_owned());
+    payment.failure_reason = None;
+    payment.failure_code = None;
+    payment.captured_at = Some(now);
+    attempt.status = "succeeded".into();
+    attempt.gateway_transaction_id = Some(transaction_id.to_owned());
+    save_card(conn, now, tenant, payment.customer_id, card).await?;
+
+    let applied = match (payment.kind.as_str(), payment.subscription_id) {
+        ("purchase", Some(sub)) => activate_purchase(conn, now, tenant, sub, payment).await?,
+        ("renewal", Some(sub)) => renew(conn, now, tenant, sub, payment).await?,
+        ("extension", Some(sub)) => extend(conn, now, tenant, sub, payment).await?,
+        _ => None,
+    };
+    payments_db::save(conn, payment).await?;
+    payments_db::save_attempt(conn, attempt).await?;
+    let money = money_of(payment)?;
+    let posting = if applied.is_some() {
+        Posting::captured_charge("payment_captured", payment.description.clone(), payment.customer_id, money)
+    } else {
+        // Paid, but what it paid for is gone: the money waits on the customer's
+        // balance (to be refunded).
+        Posting::captured_to_balance(
+            "payment_captured_unapplied",
+            payment.description.clone(),
+            payment.customer_id,
+            money,
+        )
+    };
+    ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
+    emit_payment(conn, now, tenant, payment, "payment.succeeded").await?;
+    match applied {
+        Some(a) => {
+            if let Some((event_type, extra)) = a.event {
+                subscriptions::emit(conn, now, tenant, &a.sub, &a.plan, event_type, extra).await?;
+            }
+            Ok("applied")
+        }
+        None => Ok("captured_unapplied"),
+    }
+}
+
+/// A second capture of a payment that is already paid: its own payment, with the
+/// money on the customer's balance until refunded.
+async fn record_duplicate_capture(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    original: &PaymentRow,
+    transaction_id: &str,
+) -> ServiceResult<()> {
+    let dup = PaymentRow {
+        id: Uuid::now_v7(),
+        status: "succeeded".into(),
+        gateway_transaction_id: Some(transaction_id.to_owned()),
+        duplicate_of: Some(original.id),
+        refunded_amount: rust_decimal::Decimal::ZERO,
+        failure_reason: None,
+        failure_code: None,
+        expires_at: None,
+        captured_at: Some(now),
+        created_at: now,
+        ..original.clone()
+    };
+    payments_db::insert(conn, &dup).await?;
+    warn!(payment = %original.id, duplicate = %dup.id, transaction = %transaction_id, "second capture of a paid payment");
+    let posting = Posting::captured_to_balance(
+        "duplicate_capture",
+        format!("duplicate of {}", original.id),
+        dup.customer_id,
+        money_of(&dup)?,
+    );
+    ledger::post(conn, tenant.id, Some(dup.id), now, &posting).await?;
+    emit_payment(conn, now, tenant, &dup, "payment.succeeded").await
+}
+
+/// A purchase's first period starts at the payment.
+async fn activate_purchase(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub_id: Uuid,
+    payment: &mut PaymentRow,
+) -> ServiceResult<Option<Applied>> {
+    let mut sub = lock_sub(conn, sub_id).await?;
+    let status = status_of(&sub)?;
+    let revivable = status == SubscriptionStatus::Expired
+        && sub.current_period_start.is_none()
+        && subs_db::find_live(conn, sub.customer_id).await?.is_none();
+    if status != SubscriptionStatus::PendingPayment && !revivable {
+        return Ok(None);
+    }
+    let plan = plans::load(conn, sub.plan_id).await?;
+    subscriptions::activate(conn, now, tenant, &mut sub, &plan, payment).await?;
+    scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
+    payment.period_start = sub.current_period_start;
+    payment.period_end = sub.current_period_end;
+    let extra = json!({"payment_id": payment.id, "amount": crate::domain::money::MoneyView::from(money_of(payment)?)});
+    Ok(Some(Applied { sub, plan: plan.code, event: Some(("subscription.activated", extra)) }))
+}
+
+async fn lock_sub(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<SubscriptionRow> {
+    subs_db::find_for_update(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("subscription {id} vanished")))
+}
+
+/// A renewal (scheduled, retried, or paid by hand) starts the next period: from the
+/// old period end while access lasted (anchor kept), from the payment after a
+/// suspension (new anchor).
+async fn renew(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub_id: Uuid,
+    payment: &mut PaymentRow,
+) -> ServiceResult<Option<Applied>> {
+    let mut sub = lock_sub(conn, sub_id).await?;
+    let status = status_of(&sub)?;
+    let outstanding = sub.renewal_payment_id == Some(payment.id);
+    let (start, anchor, event) = match status {
+        // A renewal charged before a cancellation still pays for its period.
+        SubscriptionStatus::Active | SubscriptionStatus::PastDue | SubscriptionStatus::Canceled if outstanding => {
+            let start = sub.current_period_end.unwrap_or(now);
+            let event =
+                if status == SubscriptionStatus::PastDue { "subscription.reactivated" } else { "subscription.renewed" };
+            (start, sub.anchor_at.unwrap_or(start), event)
+        }
+        SubscriptionStatus::Suspended if outstanding => (now, now, "subscription.reactivated"),
+        SubscriptionStatus::Expired if outstanding && subs_db::find_live(conn, sub.customer_id).await?.is_none() => {
+            (now, now, "subscription.reactivated")
+        }
+        _ => return Ok(None),
+    };
+    if let Some(plan_id) = payment.plan_id {
+        sub.plan_id = plan_id;
+    }
+    let plan = plans::load(conn, sub.plan_id).await?;
+    let end = period_end(start, anchor, plan.period, tenant.tz);
+    sub.current_period_start = Some(start);
+    sub.current_period_end = Some(end);
+    sub.anchor_at = Some(anchor);
+    sub.paid_amount = Some(payment.amount);
+    sub.price_id = payment.price_id;
+    sub.next_charge_at = sub.auto_renew.then_some(end);
+    sub.renewal_payment_id = None;
+    sub.next_retry_at = None;
+    sub.dunning_ends_at = None;
+    sub.retries_stopped = false;
+    sub.grace_until = None;
+    let (to, cause) = match status {
+        SubscriptionStatus::Active => (SubscriptionStatus::Active, "renewed"),
+        SubscriptionStatus::Canceled => (SubscriptionStatus::Canceled, "renewed"),
+        _ => (SubscriptionStatus::Active, "payment_succeeded"),
+    };
+    subscriptions::transition(conn, &mut sub, to, cause, now, Some(json!({"payment_id": payment.id}))).await?;
+    payment.period_start = Some(start);
+    payment.period_end = Some(end);
+    scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
+    let extra = json!({"payment_id": payment.id, "amount": crate::domain::money::MoneyView::from(money_of(payment)?)});
+    Ok(Some(Applied { sub, plan: plan.code, event: Some((event, extra)) }))
+}
+
+/// A paid manual extension starts when the current period (and any extension
+/// already queued) ends.
+async fn extend(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub_id: Uuid,
+    payment: &mut PaymentRow,
+) -> ServiceResult<Option<Applied>> {
+    let mut sub = lock_sub(conn, sub_id).await?;
+    let status = status_of(&sub)?;
+    if !matches!(status, SubscriptionStatus::Active | SubscriptionStatus::Canceled | SubscriptionStatus::Trialing) {
+        return Ok(None);
+    }
+    let plan = plans::load(conn, sub.plan_id).await?;
+    let Some(current_end) = sub.current_period_end else { return Ok(None) };
+    let start = sub.paid_through.map_or(current_end, |p| p.max(current_end));
+    let end = period_end(start, sub.anchor_at.unwrap_or(start), plan.period, tenant.tz);
+    payment.period_start = Some(start);
+    payment.period_end = Some(end);
+    sub.paid_through = Some(end);
+    if sub.auto_renew {
+        sub.next_charge_at = Some(end);
+    }
+    subs_db::record_transition(
+        conn,
+        sub.id,
+        Some(&sub.status),
+        &sub.status,
+        "extension_paid",
+        now,
+        Some(json!({"payment_id": payment.id, "period_start": start, "period_end": end})),
+    )
+    .await?;
+    scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
+    Ok(Some(Applied { sub, plan: plan.code, event: None }))
+}
+
+/// A decline of `attempt`. Scheduled renewal attempts drive dunning.
+pub async fn apply_decline(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &mut PaymentRow,
+    attempt: &mut AttemptRow,
+    transaction_id: Option<&str>,
+    code: Option<&str>,
+    reason: Option<&str>,
+) -> ServiceResult<&'static str> {
+    if payment.status != "pending" && payment.status != "failed" {
+        return Ok("ignored_after_success");
+    }
+    if matches!(attempt.status.as_str(), "succeeded" | "failed")
+        && attempt.gateway_transaction_id.as_deref() == transaction_id
+    {
+        return Ok("already_applied");
+    }
+    let reason = reason.map(str::to_owned).unwrap_or_else(|| "declined".into());
+    payment.status = "failed".into();
+    payment.failure_reason = Some(reason.clone());
+    payment.failure_code = code.map(str::to_owned);
+    attempt.status = "failed".into();
+    attempt.gateway_transaction_id = transaction_id.map(str::to_owned);
+    attempt.failure_reason = Some(reason);
+    attempt.failure_code = code.map(str::to_owned);
+    payments_db::save(conn, payment).await?;
+    payments_db::save_attempt(conn, attempt).await?;
+    let hard = dunning::is_hard_decline(code);
+    if hard && let Some(pm) = attempt.payment_method_id {
+        diesel::update(payment_methods::table.find(pm).filter(payment_methods::revoked_at.is_null()))
+            .set((payment_methods::revoked_at.eq(now), payment_methods::revoked_reason.eq(code)))
+            .execute(conn)
+            .await?;
+    }
+    emit_payment(conn, now, tenant, payment, "payment.failed").await?;
+    if payment.kind == "renewal"
+        && attempt.channel == CHANNEL_SCHEDULED
+        && let Some(sub_id) = payment.subscription_id
+    {
+        dun(conn, now, tenant, sub_id, payment, hard).await?;
+    }
+    Ok("declined")
+}
+
+/// After a scheduled renewal attempt failed: `past_due`, grace, next retry.
+async fn dun(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub_id: Uuid,
+    payment: &PaymentRow,
+    hard: bool,
+) -> ServiceResult<()> {
+    let mut sub = lock_sub(conn, sub_id).await?;
+    if sub.renewal_payment_id != Some(payment.id) {
+        return Ok(());
+    }
+    let failed: i64 = payment_attempts::table
+        .filter(payment_attempts::payment_id.eq(payment.id))
+        .filter(payment_attempts::channel.eq(CHANNEL_SCHEDULED))
+        .filter(payment_attempts::status.eq("failed"))
+        .count()
+        .get_result(conn)
+        .await?;
+    let due = payment.period_start.unwrap_or(now);
+    sub.retries_stopped |= hard;
+    let s = dunning::schedule(&tenant.policy, due, u32::try_from(failed).unwrap_or(u32::MAX), sub.retries_stopped);
+    sub.grace_until = Some(s.grace_until);
+    sub.next_retry_at = s.next_retry_at;
+    sub.dunning_ends_at = Some(s.ends_at);
+    let plan = plans::load(conn, sub.plan_id).await?;
+    if status_of(&sub)? == SubscriptionStatus::Active {
+        subscriptions::transition(
+            conn,
+            &mut sub,
+            SubscriptionStatus::PastDue,
+            "renewal_declined",
+            now,
+            Some(json!({"payment_id": payment.id, "failure_code": payment.failure_code})),
+        )
+        .await?;
+        let extra = json!({"payment_id": payment.id, "failure_code": payment.failure_code, "failure_reason": payment.failure_reason,
+            "grace_until": s.grace_until, "next_retry_at": s.next_retry_at});
+        subscriptions::emit(conn, now, tenant, &sub, &plan.code, "subscription.past_due", extra).await?;
+    }
+    // Boxed: advance -> start_attempt -> apply_decline -> dun -> advance is recursive.
+    Box::pin(scheduler::advance(conn, now, tenant, &plan, &mut sub)).await
+}
+
+/// Creates the next attempt of `payment` (a scheduled renewal attempt or one the
+/// customer asked for) and queues its charge. Without a usable saved card the
+/// attempt fails at once.
+pub async fn start_attempt(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &mut PaymentRow,
+    channel: &'static str,
+) -> ServiceResult<AttemptRow> {
+    let next_no: Option<i32> = payment_attempts::table
+        .filter(payment_attempts::payment_id.eq(payment.id))
+        .select(diesel::dsl::max(payment_attempts::attempt_no))
+        .first(conn)
+        .await?;
+    let method = payments_db::default_payment_method(conn, payment.customer_id).await?;
+    let id = Uuid::now_v7();
+    let mut attempt = AttemptRow {
+        id,
+        tenant_id: tenant.id,
+        payment_id: payment.id,
+        attempt_no: next_no.unwrap_or(0) + 1,
+        invoice_id: id.to_string(),
+        channel: channel.into(),
+        status: "pending".into(),
+        gateway_transaction_id: None,
+        failure_reason: None,
+        failure_code: None,
+        created_at: now,
+        payment_method_id: method.as_ref().map(|m| m.id),
+        sent_at: None,
+    };
+    payments_db::insert_attempt(conn, &attempt).await?;
+    if method.is_none() {
+        apply_decline(
+            conn,
+            now,
+            tenant,
+            payment,
+            &mut attempt,
+            None,
+            Some(dunning::NO_PAYMENT_METHOD),
+            Some("no saved card"),
+        )
+        .await?;
+        return Ok(attempt);
+    }
+    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    outbox::emit(
+        conn,
+        now,
+        NewEvent::job(
+            tenant.id,
+            ordering,
+            crate::queue::topology::RENEWALS.name,
+            "charge_attempt",
+            json!({"attempt_id": id}),
+        ),
+    )
+    .await?;
+    Ok(attempt)
+}
+
+/// What a charge job ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    Done,
+    /// A technical failure: try the job again later (retry ladder).
+    RetryLater(String),
+}
+
+/// Everything needed to talk to the gateway about an attempt, read in one go.
+struct AttemptCall {
+    tenant: Tenant,
+    account: Account,
+    token: Option<String>,
+    amount: rust_decimal::Decimal,
+    currency: String,
+    invoice_id: String,
+    description: String,
+    customer_id: Uuid,
+    email: Option<String>,
+}
+
+enum Step {
+    Done,
+    Send(Box<AttemptCall>),
+    Reconcile(Box<AttemptCall>),
+}
+
+/// Gateway outcome to apply.
+enum Outcome {
+    Charge(ChargeOutcome),
+    Unknown(String),
+}
+
+/// Processes a charge attempt: send it once; if an earlier try may have reached the
+/// provider (status `sent` or `unknown`), reconcile through `payments/find` first
+/// and only re-send the same attempt (same InvoiceId and X-Request-ID) when the
+/// provider does not know it. One attempt never produces two charges.
+pub async fn process_attempt(
+    pool: &PgPool,
+    clock: Clock,
+    api: &CloudPaymentsApi,
+    attempt_id: Uuid,
+) -> ServiceResult<JobResult> {
+    let mut conn = pool.get().await?;
+    let step = in_transaction(&mut conn, async |c| claim(c, attempt_id).await).await?;
+    drop(conn);
+    let (call, reconcile) = match step {
+        Step::Done => return Ok(JobResult::Done),
+        Step::Send(call) => (call, false),
+        Step::Reconcile(call) => (call, true),
+    };
+    let Some(token) = call.token.clone() else {
+        let outcome = Outcome::Charge(ChargeOutcome::Declined {
+            transaction_id: None,
+            reason_code: Some(dunning::NO_PAYMENT_METHOD.into()),
+            reason: Some("saved card revoked".into()),
+        });
+        return finish(pool, clock, attempt_id, &call, outcome).await;
+    };
+    if reconcile {
+        match api.find(&call.account, &call.invoice_id).await {
+            Ok(Found::Done(outcome)) => return finish(pool, clock, attempt_id, &call, Outcome::Charge(outcome)).await,
+            Ok(Found::InProgress) => {
+                return Ok(JobResult::RetryLater("the provider is still processing the attempt".into()));
+            }
+            Ok(Found::NotFound) => {}
+            Err(e) => return Ok(JobResult::RetryLater(format!("reconciliation failed: {e}"))),
+        }
+    }
+    let charge = TokenCharge {
+        token: &token,
+        account_id: &call.customer_id.to_string(),
+        amount: call.amount,
+        currency: &call.currency,
+        invoice_id: &call.invoice_id,
+        description: &call.description,
+        email: call.email.as_deref(),
+        request_id: &call.invoice_id,
+    };
+    let outcome = match api.charge_token(&call.account, &charge).await {
+        Ok(o) => Outcome::Charge(o),
+        Err(GatewayError::Refused(msg)) => Outcome::Charge(ChargeOutcome::Declined {
+            transaction_id: None,
+            reason_code: Some(REQUEST_REFUSED.into()),
+            reason: Some(msg),
+        }),
+        Err(e) => Outcome::Unknown(e.to_string()),
+    };
+    finish(pool, clock, attempt_id, &call, outcome).await
+}
+
+/// Claims a pending attempt (`sent`, committed before the call) or finds one to
+/// reconcile.
+async fn claim(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> ServiceResult<Step> {
+    let Some(attempt) =
+        payment_attempts::table.find(attempt_id).select(AttemptRow::as_select()).first(conn).await.optional()?
+    else {
+        warn!(%attempt_id, "charge job for an unknown attempt");
+        return Ok(Step::Done);
+    };
+    let payment = payments_db::find_for_update(conn, attempt.payment_id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("attempt {attempt_id} without payment")))?;
+    let mut attempt = payment_attempts::table.find(attempt_id).select(AttemptRow::as_select()).first(conn).await?;
+    let reconcile = match attempt.status.as_str() {
+        "pending" => false,
+        "sent" | "unknown" => true,
+        _ => return Ok(Step::Done),
+    };
+    let tenant = tenants::load(conn, payment.tenant_id).await?;
+    let account = Account::from_config(&tenant.gateway)
+        .ok_or_else(|| ServiceError::Internal(format!("tenant {} has no CloudPayments account", tenant.id)))?;
+    let token: Option<String> = match attempt.payment_method_id {
+        Some(pm) => payment_methods::table
+            .find(pm)
+            .filter(payment_methods::revoked_at.is_null())
+            .select(payment_methods::token)
+            .first(conn)
+            .await
+            .optional()?,
+        None => None,
+    };
+    let email: Option<String> =
+        customers::table.find(payment.customer_id).select(customers::email).first(conn).await.optional()?;
+    if !reconcile {
+        attempt.status = "sent".into();
+        attempt.sent_at = Some(real_now());
+        payments_db::save_attempt(conn, &attempt).await?;
+    }
+    let call = Box::new(AttemptCall {
+        tenant,
+        account,
+        token,
+        amount: payment.amount,
+        currency: payment.currency.clone(),
+        invoice_id: attempt.invoice_id.clone(),
+        description: payment.description.clone(),
+        customer_id: payment.customer_id,
+        email,
+    });
+    Ok(if reconcile { Step::Reconcile(call) } else { Step::Send(call) })
+}
+
+/// Applies a gateway outcome in its own transaction.
+async fn finish(
+    pool: &PgPool,
+    clock: Clock,
+    attempt_id: Uuid,
+    call: &AttemptCall,
+    outcome: Outcome,
+) -> ServiceResult<JobResult> {
+    let label = match &outcome {
+        Outcome::Charge(ChargeOutcome::Captured { .. }) => "captured",
+        Outcome::Charge(ChargeOutcome::Declined { .. }) => "declined",
+        Outcome::Unknown(_) => "unknown",
+    };
+    metrics::counter!("billing_charges_total", "outcome" => label).increment(1);
+    let mut conn = pool.get().await?;
+    let tenant = &call.tenant;
+    in_transaction(&mut conn, async |c| {
+        let now = clock.now(c).await?;
+        let attempt_row = payment_attempts::table.find(attempt_id).select(AttemptRow::as_select()).first(c).await?;
+        let mut payment = payments_db::find_for_update(c, attempt_row.payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let mut attempt = payment_attempts::table.find(attempt_id).select(AttemptRow::as_select()).first(c).await?;
+        if matches!(attempt.status.as_str(), "succeeded" | "failed") {
+            // A Pay/Fail notification got here first.
+            return Ok(JobResult::Done);
+        }
+        match outcome {
+            Outcome::Charge(ChargeOutcome::Captured { transaction_id }) => {
+                apply_capture(c, now, tenant, &mut payment, &mut attempt, &transaction_id, &Card::default()).await?;
+                Ok(JobResult::Done)
+            }
+            Outcome::Charge(ChargeOutcome::Declined { transaction_id, reason_code, reason }) => {
+                apply_decline(
+                    c,
+                    now,
+                    tenant,
+                    &mut payment,
+                    &mut attempt,
+                    transaction_id.as_deref(),
+                    reason_code.as_deref(),
+                    reason.as_deref(),
+                )
+                .await?;
+                Ok(JobResult::Done)
+            }
+            Outcome::Unknown(why) => {
+                warn!(%attempt_id, %why, "charge outcome unknown: reconciling later");
+                if attempt.status != "unknown" {
+                    attempt.status = "unknown".into();
+                    payments_db::save_attempt(c, &attempt).await?;
+                    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+                    let job = NewEvent::job(
+                        tenant.id,
+                        ordering,
+                        GATEWAY_FOLLOWUPS.name,
+                        "reconcile_attempt",
+                        json!({"attempt_id": attempt_id}),
+                    )
+                    .delayed(0);
+                    outbox::emit(c, now, job).await?;
+                    Ok(JobResult::Done)
+                } else {
+                    Ok(JobResult::RetryLater(why))
+                }
+            }
+        }
+    })
+    .await
+}

@@ -1,0 +1,448 @@
+//! The scheduler: every business due time (renewal charge, dunning retry, grace
+//! end, notice, period end, pending-payment expiry) lives in PostgreSQL and is
+//! compared with the clock.
+//!
+//! Each subscription carries `due_at`, the earliest instant anything is due for it,
+//! kept up to date by [`advance`] whenever the subscription changes. A tick claims
+//! rows with `due_at <= now` through a partial index (`FOR UPDATE SKIP LOCKED`, so
+//! replicas share the work and the cost grows with what is due, not with what is
+//! stored) and advances each one: it performs every step that is due, in order,
+//! and stops where an outcome has to wait (a charge in flight) or in the future.
+//! After a clock jump a subscription catches up period by period: each renewal's
+//! success makes the next one due.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel::dsl::{exists, select};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+use tracing::error;
+use uuid::Uuid;
+
+use super::charges::{self, CHANNEL_SCHEDULED};
+use super::plans::{self, Plan};
+use super::purchase::PENDING_PAYMENT_TTL;
+use super::subscriptions::{self, status_of};
+use super::tenants::{self, Tenant};
+use crate::db::in_transaction;
+use crate::db::payments::{self as payments_db, PaymentRow};
+use crate::db::schema::{payment_attempts, payments, subscription_notices, subscriptions as subs};
+use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
+use crate::domain::money::MoneyView;
+use crate::domain::period::period_end;
+use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::tenant::AfterLastRetry;
+use crate::error::{ServiceError, ServiceResult};
+
+/// Steps performed for one subscription in one go before yielding to the next tick.
+const MAX_STEPS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notice {
+    RenewalUpcoming,
+    ExpiringSoon,
+}
+
+impl Notice {
+    fn kind(self) -> &'static str {
+        match self {
+            Notice::RenewalUpcoming => "subscription.renewal_upcoming",
+            Notice::ExpiringSoon => "subscription.expiring_soon",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    ExpirePending,
+    Notice(Notice),
+    StartRenewal,
+    RollExtension,
+    Expire,
+    Suspend,
+    Retry,
+    GiveUp,
+}
+
+enum Next {
+    Act(Action),
+    Wait(Option<DateTime<Utc>>),
+}
+
+async fn notice_sent(
+    conn: &mut AsyncPgConnection,
+    sub: Uuid,
+    kind: &str,
+    period_end: DateTime<Utc>,
+) -> ServiceResult<bool> {
+    Ok(select(exists(
+        subscription_notices::table
+            .filter(subscription_notices::subscription_id.eq(sub))
+            .filter(subscription_notices::kind.eq(kind))
+            .filter(subscription_notices::period_end.eq(period_end)),
+    ))
+    .get_result(conn)
+    .await?)
+}
+
+async fn has_open_attempt(conn: &mut AsyncPgConnection, payment: Option<Uuid>) -> ServiceResult<bool> {
+    let Some(payment) = payment else { return Ok(false) };
+    Ok(select(exists(
+        payment_attempts::table
+            .filter(payment_attempts::payment_id.eq(payment))
+            .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown"])),
+    ))
+    .get_result(conn)
+    .await?)
+}
+
+/// What is due next for the subscription.
+async fn next_step(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub: &SubscriptionRow,
+) -> ServiceResult<Next> {
+    let status = status_of(sub)?;
+    let notice_days = tenant.policy.renewal_notice_days;
+    let lead = TimeDelta::days(i64::from(notice_days));
+    let mut candidates: Vec<(DateTime<Utc>, Action)> = Vec::new();
+    match status {
+        SubscriptionStatus::PendingPayment => {
+            candidates.push((sub.created_at + PENDING_PAYMENT_TTL, Action::ExpirePending))
+        }
+        SubscriptionStatus::Active | SubscriptionStatus::Canceled | SubscriptionStatus::Trialing => {
+            let Some(end) = sub.current_period_end else { return Ok(Next::Wait(None)) };
+            let renews = status == SubscriptionStatus::Active && sub.auto_renew;
+            if renews && sub.renewal_payment_id.is_some() {
+                // The renewal charge is in flight: its outcome moves things on.
+                return Ok(Next::Wait(None));
+            }
+            if sub.paid_through.is_some_and(|p| p > end) {
+                candidates.push((end, Action::RollExtension));
+            } else if renews {
+                let charge_at = sub.next_charge_at.unwrap_or(end);
+                if notice_days > 0 && !notice_sent(conn, sub.id, Notice::RenewalUpcoming.kind(), end).await? {
+                    candidates.push((charge_at - lead, Action::Notice(Notice::RenewalUpcoming)));
+                }
+                candidates.push((charge_at, Action::StartRenewal));
+            } else {
+                if notice_days > 0 && !notice_sent(conn, sub.id, Notice::ExpiringSoon.kind(), end).await? {
+                    candidates.push((end - lead, Action::Notice(Notice::ExpiringSoon)));
+                }
+                candidates.push((end, Action::Expire));
+            }
+        }
+        SubscriptionStatus::PastDue | SubscriptionStatus::Suspended => {
+            if status == SubscriptionStatus::PastDue
+                && let Some(g) = sub.grace_until
+            {
+                candidates.push((g, Action::Suspend));
+            }
+            if !has_open_attempt(conn, sub.renewal_payment_id).await? {
+                match (sub.next_retry_at, sub.dunning_ends_at) {
+                    (Some(r), _) => candidates.push((r, Action::Retry)),
+                    (None, Some(e)) => candidates.push((e, Action::GiveUp)),
+                    (None, None) => {}
+                }
+            }
+        }
+        SubscriptionStatus::Expired | SubscriptionStatus::Terminated => return Ok(Next::Wait(None)),
+    }
+    Ok(match candidates.into_iter().min_by_key(|(t, _)| *t) {
+        Some((t, action)) if t <= now => Next::Act(action),
+        Some((t, _)) => Next::Wait(Some(t)),
+        None => Next::Wait(None),
+    })
+}
+
+/// Performs everything due for `sub` (locked by the caller) at `now`, then stores
+/// it with its next `due_at`.
+pub async fn advance(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    plan: &Plan,
+    sub: &mut SubscriptionRow,
+) -> ServiceResult<()> {
+    for _ in 0..MAX_STEPS {
+        match next_step(conn, now, tenant, sub).await? {
+            Next::Wait(due) => {
+                sub.due_at = due;
+                subs_db::save(conn, sub).await?;
+                return Ok(());
+            }
+            Next::Act(action) => perform(conn, now, tenant, plan, sub, action).await?,
+        }
+    }
+    sub.due_at = Some(now);
+    subs_db::save(conn, sub).await?;
+    Ok(())
+}
+
+async fn reload(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<SubscriptionRow> {
+    subs_db::find_for_update(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("subscription {id} vanished")))
+}
+
+async fn perform(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    plan: &Plan,
+    sub: &mut SubscriptionRow,
+    action: Action,
+) -> ServiceResult<()> {
+    match action {
+        Action::ExpirePending => subscriptions::expire(conn, now, tenant, sub, &plan.code, "payment_expired").await,
+        Action::Expire => subscriptions::expire(conn, now, tenant, sub, &plan.code, "period_ended").await,
+        Action::Notice(notice) => send_notice(conn, now, tenant, plan, sub, notice).await,
+        Action::StartRenewal => {
+            start_renewal(conn, now, tenant, plan, sub).await?;
+            *sub = reload(conn, sub.id).await?;
+            Ok(())
+        }
+        Action::RollExtension => roll_extension(conn, now, tenant, plan, sub).await,
+        Action::Suspend => {
+            subscriptions::transition(conn, sub, SubscriptionStatus::Suspended, "grace_ended", now, None).await?;
+            subscriptions::emit(
+                conn,
+                now,
+                tenant,
+                sub,
+                &plan.code,
+                "subscription.suspended",
+                json!({"renewal_payment_id": sub.renewal_payment_id}),
+            )
+            .await?;
+            Ok(())
+        }
+        Action::Retry => {
+            sub.next_retry_at = None;
+            subs_db::save(conn, sub).await?;
+            if let Some(payment_id) = sub.renewal_payment_id {
+                let mut payment = payments_db::find_for_update(conn, payment_id)
+                    .await?
+                    .ok_or_else(|| ServiceError::Internal(format!("renewal payment {payment_id} vanished")))?;
+                metrics::counter!("billing_dunning_retries_total").increment(1);
+                charges::start_attempt(conn, now, tenant, &mut payment, CHANNEL_SCHEDULED).await?;
+            }
+            *sub = reload(conn, sub.id).await?;
+            Ok(())
+        }
+        Action::GiveUp => match tenant.policy.after_last_retry {
+            AfterLastRetry::Expire => {
+                subscriptions::expire(conn, now, tenant, sub, &plan.code, "dunning_exhausted").await
+            }
+            AfterLastRetry::StaySuspended => {
+                sub.dunning_ends_at = None;
+                if status_of(sub)? == SubscriptionStatus::PastDue {
+                    subscriptions::transition(conn, sub, SubscriptionStatus::Suspended, "dunning_exhausted", now, None)
+                        .await?;
+                    subscriptions::emit(
+                        conn,
+                        now,
+                        tenant,
+                        sub,
+                        &plan.code,
+                        "subscription.suspended",
+                        json!({"renewal_payment_id": sub.renewal_payment_id}),
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+        },
+    }
+}
+
+async fn send_notice(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    plan: &Plan,
+    sub: &SubscriptionRow,
+    notice: Notice,
+) -> ServiceResult<()> {
+    let Some(end) = sub.current_period_end else { return Ok(()) };
+    let inserted = diesel::insert_into(subscription_notices::table)
+        .values((
+            subscription_notices::subscription_id.eq(sub.id),
+            subscription_notices::kind.eq(notice.kind()),
+            subscription_notices::period_end.eq(end),
+            subscription_notices::sent_at.eq(now),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    if inserted == 0 {
+        return Ok(());
+    }
+    let extra = match notice {
+        Notice::RenewalUpcoming => {
+            let charge_at = sub.next_charge_at.unwrap_or(end);
+            let price = plan.price_at(charge_at)?.price;
+            json!({"charge_at": charge_at, "amount": MoneyView::from(price)})
+        }
+        Notice::ExpiringSoon => json!({"ends_at": end}),
+    };
+    subscriptions::emit(conn, now, tenant, sub, &plan.code, notice.kind(), extra).await?;
+    Ok(())
+}
+
+/// Creates the renewal payment for the period starting at the charge time, priced
+/// at that instant (the price in effect at the renewal, SPEC §3), and its first
+/// scheduled attempt. The unique (subscription, period) index makes a second
+/// creation impossible.
+async fn start_renewal(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    plan: &Plan,
+    sub: &mut SubscriptionRow,
+) -> ServiceResult<()> {
+    let (Some(end), Some(anchor)) = (sub.current_period_end, sub.anchor_at) else { return Ok(()) };
+    let due = sub.next_charge_at.unwrap_or(end);
+    let renewal_plan = match sub.scheduled_plan_id {
+        Some(id) if id != plan.id => plans::load(conn, id).await?,
+        _ => plan.clone(),
+    };
+    let version = renewal_plan.price_at(due)?.clone();
+    let mut payment = PaymentRow {
+        id: Uuid::now_v7(),
+        tenant_id: tenant.id,
+        customer_id: sub.customer_id,
+        subscription_id: Some(sub.id),
+        kind: "renewal".into(),
+        status: "pending".into(),
+        amount: version.price.amount(),
+        currency: version.price.currency().code().into(),
+        refunded_amount: rust_decimal::Decimal::ZERO,
+        description: format!("{}: тариф {}, продление", tenant.name, renewal_plan.name),
+        plan_id: Some(renewal_plan.id),
+        price_id: Some(version.id),
+        period_start: Some(end),
+        period_end: Some(period_end(end, anchor, renewal_plan.period, tenant.tz)),
+        gateway: tenant.gateway.kind().into(),
+        gateway_transaction_id: None,
+        failure_reason: None,
+        failure_code: None,
+        duplicate_of: None,
+        expires_at: None,
+        captured_at: None,
+        created_at: now,
+    };
+    if version.price.is_zero() {
+        return Err(ServiceError::Internal(format!(
+            "renewal of free plan {} reached the charge path",
+            renewal_plan.code
+        )));
+    }
+    payments_db::insert(conn, &payment).await?;
+    sub.renewal_payment_id = Some(payment.id);
+    sub.due_at = None;
+    subs_db::save(conn, sub).await?;
+    charges::start_attempt(conn, now, tenant, &mut payment, CHANNEL_SCHEDULED).await?;
+    Ok(())
+}
+
+/// The current period ended and a paid extension is queued: the next period starts.
+async fn roll_extension(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    plan: &Plan,
+    sub: &mut SubscriptionRow,
+) -> ServiceResult<()> {
+    let (Some(end), Some(anchor)) = (sub.current_period_end, sub.anchor_at) else { return Ok(()) };
+    let extension: Option<PaymentRow> = payments::table
+        .filter(payments::subscription_id.eq(sub.id))
+        .filter(payments::kind.eq("extension"))
+        .filter(payments::status.eq("succeeded"))
+        .filter(payments::period_start.eq(end))
+        .select(PaymentRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    let next_end = extension
+        .as_ref()
+        .and_then(|p| p.period_end)
+        .unwrap_or_else(|| period_end(end, anchor, plan.period, tenant.tz));
+    sub.current_period_start = Some(end);
+    sub.current_period_end = Some(next_end);
+    if let Some(p) = &extension {
+        sub.paid_amount = Some(p.amount);
+        sub.price_id = p.price_id;
+    }
+    if sub.paid_through.is_some_and(|p| p <= next_end) {
+        sub.paid_through = None;
+    }
+    if sub.auto_renew {
+        sub.next_charge_at = Some(sub.paid_through.unwrap_or(next_end));
+    }
+    let payment_id = extension.map(|p| p.id);
+    subscriptions::transition(
+        conn,
+        sub,
+        status_of(sub)?,
+        "extension_started",
+        now,
+        Some(json!({"payment_id": payment_id})),
+    )
+    .await?;
+    subscriptions::emit(
+        conn,
+        now,
+        tenant,
+        sub,
+        &plan.code,
+        "subscription.renewed",
+        json!({"payment_id": payment_id, "extension": true}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` subscriptions due at `now` and advances each one inside its
+/// own savepoint (a failure postpones that subscription, not the others). Runs in
+/// the caller's transaction; returns how many were claimed.
+pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) -> ServiceResult<usize> {
+    let due: Vec<SubscriptionRow> = subs::table
+        .filter(subs::due_at.le(now))
+        .order(subs::due_at.asc())
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select(SubscriptionRow::as_select())
+        .load(conn)
+        .await?;
+    let claimed = due.len();
+    let mut tenants_cache: HashMap<Uuid, Tenant> = HashMap::new();
+    let mut plans_cache: HashMap<Uuid, Plan> = HashMap::new();
+    for mut sub in due {
+        if !tenants_cache.contains_key(&sub.tenant_id) {
+            let t = tenants::load(conn, sub.tenant_id).await?;
+            tenants_cache.insert(sub.tenant_id, t);
+        }
+        if !plans_cache.contains_key(&sub.plan_id) {
+            let p = plans::load(conn, sub.plan_id).await?;
+            plans_cache.insert(sub.plan_id, p);
+        }
+        let (Some(tenant), Some(plan)) = (tenants_cache.get(&sub.tenant_id), plans_cache.get(&sub.plan_id)) else {
+            continue;
+        };
+        let id = sub.id;
+        let result = in_transaction(conn, async |c| advance(c, now, tenant, plan, &mut sub).await).await;
+        if let Err(e) = result {
+            error!(subscription = %id, error = %e, "advancing a due subscription failed; postponed");
+            diesel::update(subs::table.find(id))
+                .set(subs::due_at.eq(now + TimeDelta::minutes(5)))
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(claimed)
+}

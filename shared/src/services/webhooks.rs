@@ -1,0 +1,146 @@
+//! Outgoing webhooks: every event is POSTed to the tenant's `webhook_url`, signed
+//! `Billing-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
+//! (`t` is real time). While a rotated secret is in its grace hour, a second `v1`
+//! signed with the previous secret is added. Deliveries are recorded per event id,
+//! so a redelivered message is not POSTed again once delivered.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::charges::JobResult;
+use super::tenants::{self, Tenant};
+use crate::clock::real_now;
+use crate::db::PgPool;
+use crate::db::schema::webhook_deliveries;
+use crate::error::{ServiceError, ServiceResult};
+use crate::signing::hmac_sha256;
+
+/// The header value for `body` signed at unix time `t`.
+pub fn signature_header(tenant: &Tenant, t: i64, body: &[u8]) -> String {
+    let sign = |secret: &str| {
+        let mut message = format!("{t}.").into_bytes();
+        message.extend_from_slice(body);
+        hex::encode(hmac_sha256(secret.as_bytes(), &message))
+    };
+    let mut header = format!("t={t},v1={}", sign(&tenant.webhook_secret));
+    if let Some((prev, until)) = &tenant.webhook_secret_prev
+        && *until > real_now()
+    {
+        header.push_str(&format!(",v1={}", sign(prev)));
+    }
+    header
+}
+
+#[derive(Deserialize)]
+struct EnvelopeHead {
+    id: Uuid,
+    tenant_id: Uuid,
+}
+
+async fn record(
+    conn: &mut AsyncPgConnection,
+    head: &EnvelopeHead,
+    url: Option<&str>,
+    status: &str,
+    attempts: i32,
+    last_status: Option<i32>,
+    last_error: Option<&str>,
+) -> ServiceResult<()> {
+    diesel::insert_into(webhook_deliveries::table)
+        .values((
+            webhook_deliveries::event_id.eq(head.id),
+            webhook_deliveries::tenant_id.eq(head.tenant_id),
+            webhook_deliveries::url.eq(url),
+            webhook_deliveries::status.eq(status),
+            webhook_deliveries::attempts.eq(attempts),
+            webhook_deliveries::last_status.eq(last_status),
+            webhook_deliveries::last_error.eq(last_error),
+        ))
+        .on_conflict(webhook_deliveries::event_id)
+        .do_update()
+        .set((
+            webhook_deliveries::url.eq(excluded(webhook_deliveries::url)),
+            webhook_deliveries::status.eq(excluded(webhook_deliveries::status)),
+            webhook_deliveries::attempts.eq(excluded(webhook_deliveries::attempts)),
+            webhook_deliveries::last_status.eq(excluded(webhook_deliveries::last_status)),
+            webhook_deliveries::last_error.eq(excluded(webhook_deliveries::last_error)),
+            webhook_deliveries::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Delivers one event (the exact bytes published) to its tenant's webhook URL.
+/// `attempt` counts from 1; `last` is true on the final try before dead-lettering.
+pub async fn deliver(
+    pool: &PgPool,
+    http: &reqwest::Client,
+    body: &[u8],
+    attempt: u32,
+    last: bool,
+) -> ServiceResult<JobResult> {
+    let Ok(head) = serde_json::from_slice::<EnvelopeHead>(body) else {
+        return Err(ServiceError::invalid("invalid_event", "the message is not an event envelope"));
+    };
+    let mut conn = pool.get().await?;
+    let done: Option<String> =
+        webhook_deliveries::table.find(head.id).select(webhook_deliveries::status).first(&mut conn).await.optional()?;
+    if matches!(done.as_deref(), Some("delivered") | Some("skipped")) {
+        return Ok(JobResult::Done);
+    }
+    let tenant = match tenants::load(&mut conn, head.tenant_id).await {
+        Ok(t) => t,
+        Err(ServiceError::NotFound { .. }) => return Ok(JobResult::Done),
+        Err(e) => return Err(e),
+    };
+    let attempts = i32::try_from(attempt).unwrap_or(i32::MAX);
+    let Some(url) = tenant.webhook_url.clone() else {
+        record(&mut conn, &head, None, "skipped", attempts, None, None).await?;
+        return Ok(JobResult::Done);
+    };
+    drop(conn);
+    let signature = signature_header(&tenant, real_now().timestamp(), body);
+    let sent = http
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .header("Billing-Signature", signature)
+        .header("Billing-Event-Id", head.id.to_string())
+        .body(body.to_vec())
+        .send()
+        .await;
+    let (ok, status, error) = match sent {
+        Ok(res) if res.status().is_success() => (true, Some(i32::from(res.status().as_u16())), None),
+        Ok(res) => (false, Some(i32::from(res.status().as_u16())), Some(format!("HTTP {}", res.status()))),
+        Err(e) => (false, None, Some(e.to_string())),
+    };
+    let mut conn = pool.get().await?;
+    let state = if ok {
+        "delivered"
+    } else if last {
+        "dead"
+    } else {
+        "failing"
+    };
+    record(&mut conn, &head, Some(&url), state, attempts, status, error.as_deref()).await?;
+    metrics::counter!("billing_webhook_deliveries_total", "outcome" => state).increment(1);
+    Ok(if ok {
+        JobResult::Done
+    } else {
+        JobResult::RetryLater(format!("webhook {url}: {}", error.unwrap_or_default()))
+    })
+}
+
+/// HTTP client for webhook deliveries.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, ServiceError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ServiceError::Internal(format!("http client: {e}")))
+}
