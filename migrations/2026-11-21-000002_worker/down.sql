@@ -1,3 +1,7 @@
+ALTER TABLE payment_methods DROP CONSTRAINT payment_methods_customer_token_key;
+ALTER TABLE payment_methods ADD CONSTRAINT payment_methods_tenant_id_gateway_token_key UNIQUE (tenant_id, gateway, token);
+ALTER TABLE payment_attempts DROP CONSTRAINT payment_attempts_channel_check;
+ALTER TABLE payment_attempts ADD CONSTRAINT payment_attempts_channel_check CHECK (channel IN ('widget', 'token'));
 DROP TABLE dead_letters, webhook_deliveries, subscription_notices;
 DROP INDEX outbox_events_pending;
 ALTER TABLE outbox_events DROP COLUMN exchange, DROP COLUMN routing_key, DROP COLUMN lane, DROP COLUMN inserted_at;

@@ -75,3 +75,14 @@ CREATE TABLE dead_letters (
     replayed_at timestamptz
 );
 CREATE INDEX dead_letters_open ON dead_letters (queue, dead_at) WHERE replayed_at IS NULL;
+
+-- Attempts a customer asked for (pay now, extension by saved card) are told apart
+-- from scheduled renewal attempts: only the latter drive dunning.
+ALTER TABLE payment_attempts DROP CONSTRAINT payment_attempts_channel_check;
+ALTER TABLE payment_attempts ADD CONSTRAINT payment_attempts_channel_check
+    CHECK (channel IN ('widget', 'token', 'token_manual'));
+
+-- One card can belong to several customers of a tenant (the provider issues the
+-- same token for the same card): a saved card is unique per customer.
+ALTER TABLE payment_methods DROP CONSTRAINT payment_methods_tenant_id_gateway_token_key;
+ALTER TABLE payment_methods ADD CONSTRAINT payment_methods_customer_token_key UNIQUE (customer_id, gateway, token);

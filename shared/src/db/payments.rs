@@ -169,7 +169,7 @@ pub async fn attempts_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -> Quer
 pub async fn save_payment_method(conn: &mut AsyncPgConnection, row: &PaymentMethodRow) -> QueryResult<()> {
     diesel::insert_into(payment_methods::table)
         .values(row)
-        .on_conflict((payment_methods::tenant_id, payment_methods::gateway, payment_methods::token))
+        .on_conflict((payment_methods::customer_id, payment_methods::gateway, payment_methods::token))
         .do_nothing()
         .execute(conn)
         .await

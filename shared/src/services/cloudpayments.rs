@@ -115,7 +115,9 @@ pub async fn handle(
     Ok(answer)
 }
 
-/// The attempt and its payment (locked) a notification's InvoiceId names.
+/// The attempt and its payment a notification's InvoiceId names. The payment row
+/// is locked first and the attempt read after, so a concurrent report of the same
+/// attempt (the token charge's own answer) is seen, not raced.
 async fn find_invoice(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -130,6 +132,9 @@ async fn find_invoice(
     let payment = payments_db::find_for_update(conn, attempt.payment_id)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("attempt {} without payment", attempt.id)))?;
+    let attempt = payments_db::find_attempt_by_invoice(conn, tenant.id, invoice)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("attempt {} vanished", attempt.id)))?;
     Ok(Some((attempt, payment)))
 }
 

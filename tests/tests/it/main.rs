@@ -6,7 +6,11 @@ mod support;
 
 mod catalog;
 mod conventions;
+mod dunning;
+mod events;
+mod gateway;
 mod ledger;
+mod lifecycle;
 mod purchase;
 mod renewals;
 mod tenants;

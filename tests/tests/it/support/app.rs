@@ -25,6 +25,10 @@ pub struct TestApp {
     worker: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
 /// Worker settings for tests: fast loops, retry ladders in milliseconds, a short
 /// gateway timeout (the simulator's slow answers exceed it).
 pub fn worker_env(db_url: &str, amqp_url: &str) -> Vec<(&'static str, String)> {
@@ -134,13 +138,25 @@ impl TestApp {
     }
 
     pub fn worker_config(&self) -> Config {
-        let vars = worker_env(&self.db.url, &self.mq.amqp_url);
+        self.worker_config_with(&[])
+    }
+
+    pub fn worker_config_with(&self, overrides: &[(&str, &str)]) -> Config {
+        let mut vars = worker_env(&self.db.url, &self.mq.amqp_url);
+        for (k, v) in overrides {
+            vars.retain(|(n, _)| n != k);
+            vars.push((leak(k), (*v).to_owned()));
+        }
         Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).expect("worker config")
     }
 
     /// Starts the worker in this process (stopped when the app is dropped).
     pub fn start_worker(&mut self) {
-        let config = self.worker_config();
+        self.start_worker_with(&[]);
+    }
+
+    pub fn start_worker_with(&mut self, overrides: &[(&str, &str)]) {
+        let config = self.worker_config_with(overrides);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let _ = billing_worker::run(config, async {
@@ -338,7 +354,7 @@ impl TestApp {
         }
         let mut conn = self.db.conn().await;
         let rows: Vec<E> = diesel::sql_query(format!(
-            "SELECT payload FROM outbox_events WHERE tenant_id = '{}' ORDER BY seq",
+            "SELECT payload FROM outbox_events WHERE tenant_id = '{}' AND exchange = 'billing.events' ORDER BY seq",
             tenant.id
         ))
         .load(&mut conn)
