@@ -319,6 +319,14 @@ async fn extend(
     Ok(Some(Applied { sub, plan: plan.code, event: None }))
 }
 
+/// What a gateway said about a declined attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Decline<'a> {
+    pub transaction_id: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
+
 /// A decline of `attempt`. Scheduled renewal attempts drive dunning.
 pub async fn apply_decline(
     conn: &mut AsyncPgConnection,
@@ -326,10 +334,9 @@ pub async fn apply_decline(
     tenant: &Tenant,
     payment: &mut PaymentRow,
     attempt: &mut AttemptRow,
-    transaction_id: Option<&str>,
-    code: Option<&str>,
-    reason: Option<&str>,
+    decline: Decline<'_>,
 ) -> ServiceResult<&'static str> {
+    let Decline { transaction_id, code, reason } = decline;
     if payment.status != "pending" && payment.status != "failed" {
         return Ok("ignored_after_success");
     }
@@ -450,9 +457,7 @@ pub async fn start_attempt(
             tenant,
             payment,
             &mut attempt,
-            None,
-            Some(dunning::NO_PAYMENT_METHOD),
-            Some("no saved card"),
+            Decline { transaction_id: None, code: Some(dunning::NO_PAYMENT_METHOD), reason: Some("no saved card") },
         )
         .await?;
         return Ok(attempt);
@@ -655,9 +660,11 @@ async fn finish(
                     tenant,
                     &mut payment,
                     &mut attempt,
-                    transaction_id.as_deref(),
-                    reason_code.as_deref(),
-                    reason.as_deref(),
+                    Decline {
+                        transaction_id: transaction_id.as_deref(),
+                        code: reason_code.as_deref(),
+                        reason: reason.as_deref(),
+                    },
                 )
                 .await?;
                 Ok(JobResult::Done)

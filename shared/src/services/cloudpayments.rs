@@ -13,7 +13,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracing::warn;
 use uuid::Uuid;
 
-use super::charges::{self, CHANNEL_WIDGET, Card};
+use super::charges::{self, CHANNEL_WIDGET, Card, Decline};
 use super::tenants::Tenant;
 use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
 use crate::db::schema::gateway_events;
@@ -230,9 +230,11 @@ async fn fail(
         tenant,
         &mut payment,
         &mut attempt,
-        Some(&n.transaction_id),
-        n.reason_code.as_deref(),
-        n.reason.as_deref(),
+        Decline {
+            transaction_id: Some(&n.transaction_id),
+            code: n.reason_code.as_deref(),
+            reason: n.reason.as_deref(),
+        },
     )
     .await?;
     Ok(outcome.to_owned())

@@ -12,6 +12,7 @@
 //! success makes the next one due.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::dsl::{exists, select};
@@ -423,13 +424,11 @@ pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) 
     let mut tenants_cache: HashMap<Uuid, Tenant> = HashMap::new();
     let mut plans_cache: HashMap<Uuid, Plan> = HashMap::new();
     for mut sub in due {
-        if !tenants_cache.contains_key(&sub.tenant_id) {
-            let t = tenants::load(conn, sub.tenant_id).await?;
-            tenants_cache.insert(sub.tenant_id, t);
+        if let Entry::Vacant(slot) = tenants_cache.entry(sub.tenant_id) {
+            slot.insert(tenants::load(conn, sub.tenant_id).await?);
         }
-        if !plans_cache.contains_key(&sub.plan_id) {
-            let p = plans::load(conn, sub.plan_id).await?;
-            plans_cache.insert(sub.plan_id, p);
+        if let Entry::Vacant(slot) = plans_cache.entry(sub.plan_id) {
+            slot.insert(plans::load(conn, sub.plan_id).await?);
         }
         let (Some(tenant), Some(plan)) = (tenants_cache.get(&sub.tenant_id), plans_cache.get(&sub.plan_id)) else {
             continue;

@@ -13,5 +13,6 @@ mod ledger;
 mod lifecycle;
 mod purchase;
 mod renewals;
+mod resilience;
 mod tenants;
 mod webhooks;

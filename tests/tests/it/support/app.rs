@@ -32,11 +32,15 @@ fn leak(s: &str) -> &'static str {
 /// Worker settings for tests: fast loops, retry ladders in milliseconds, a short
 /// gateway timeout (the simulator's slow answers exceed it).
 pub fn worker_env(db_url: &str, amqp_url: &str) -> Vec<(&'static str, String)> {
+    worker_env_on(db_url, amqp_url, free_port())
+}
+
+pub fn worker_env_on(db_url: &str, amqp_url: &str, metrics_port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", db_url.to_owned()),
         ("AMQP_URL", amqp_url.to_owned()),
         ("BILLING_TEST_CLOCK", "1".to_owned()),
-        ("BILLING_WORKER_METRICS_ADDR", format!("127.0.0.1:{}", free_port())),
+        ("BILLING_WORKER_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
         ("BILLING_SCHEDULER_INTERVAL_MS", "20".to_owned()),
         ("BILLING_RELAY_INTERVAL_MS", "10".to_owned()),
         ("BILLING_RETRY_DELAY_DIVISOR", "1000".to_owned()),
@@ -135,10 +139,6 @@ impl TestApp {
         let mut app = Self::spawn().await;
         app.start_worker();
         app
-    }
-
-    pub fn worker_config(&self) -> Config {
-        self.worker_config_with(&[])
     }
 
     pub fn worker_config_with(&self, overrides: &[(&str, &str)]) -> Config {
