@@ -101,7 +101,9 @@ pub async fn run(
 async fn handle(channel: Channel, queue: WorkQueue, handlers: Arc<Handlers>, delivery: Delivery) {
     let attempt = attempt_of(&delivery);
     let last = usize::try_from(attempt).unwrap_or(usize::MAX) > queue.retry_delays_ms.len();
+    let started = std::time::Instant::now();
     let outcome = handlers.handle(queue, &delivery.data, attempt, last).await;
+    metrics::histogram!("billing_job_seconds", "queue" => queue.name).record(started.elapsed().as_secs_f64());
     let failure = match outcome {
         Ok(JobResult::Done) => None,
         Ok(JobResult::RetryLater(reason)) => Some((reason, false)),

@@ -60,13 +60,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let metrics = metrics_server::start(config.worker_metrics_addr, pool.clone())?;
     let handlers = Arc::new(Handlers::new(pool.clone(), clock, config.gateway_timeout, config.webhook_timeout)?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = tokio::spawn(scheduler::run(
-        pool.clone(),
-        clock,
-        config.scheduler_interval,
-        config.scheduler_batch,
-        stop_rx.clone(),
-    ));
+    // Several loops claim with SKIP LOCKED, so they share the due work.
+    let mut schedulers = JoinSet::new();
+    for _ in 0..config.scheduler_concurrency {
+        schedulers.spawn(scheduler::run(
+            pool.clone(),
+            clock,
+            config.scheduler_interval,
+            config.scheduler_batch,
+            stop_rx.clone(),
+        ));
+    }
 
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
@@ -98,7 +102,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(DRAIN, scheduler).await;
+    let _ = tokio::time::timeout(DRAIN, async { while schedulers.join_next().await.is_some() {} }).await;
     metrics.stop(true).await;
     tracing::info!("billing-worker stopped");
     Ok(())

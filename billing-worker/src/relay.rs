@@ -93,7 +93,11 @@ pub async fn run(
             break;
         }
         let mut published = 0;
-        for lane in 0..LANES {
+        let lanes = match pool.get().await {
+            Ok(mut c) => outbox::busy_lanes(&mut c).await.unwrap_or_else(|_| (0..LANES).collect()),
+            Err(_) => Vec::new(),
+        };
+        for lane in lanes {
             match publish_lane(&pool, &channel, lane).await {
                 Ok(n) => published += n,
                 Err(e) => {

@@ -24,7 +24,11 @@ pub async fn run(pool: PgPool, clock: Clock, interval: Duration, batch: i64, mut
         if *stop.borrow() {
             return;
         }
-        let claimed = match tick(&pool, clock, batch).await {
+        let started = std::time::Instant::now();
+        let result = tick(&pool, clock, batch).await;
+        metrics::histogram!("billing_scheduler_tick_seconds").record(started.elapsed().as_secs_f64());
+        tracing::debug!(?result, "scheduler tick");
+        let claimed = match result {
             Ok(n) => {
                 metrics::counter!("billing_scheduler_claimed_total").increment(n as u64);
                 n

@@ -13,6 +13,7 @@
 //! | `BILLING_WORKER_PREFETCH` | messages in flight per worker queue | `32` |
 //! | `BILLING_SCHEDULER_INTERVAL_MS` | pause between scheduler ticks when idle | `1000` |
 //! | `BILLING_SCHEDULER_BATCH` | subscriptions claimed per tick | `500` |
+//! | `BILLING_SCHEDULER_CONCURRENCY` | scheduler loops per worker | `2` |
 //! | `BILLING_RELAY_INTERVAL_MS` | pause of the outbox relay when idle | `100` |
 //! | `BILLING_RETRY_DELAY_DIVISOR` | divides retry-queue delays (tests) | `1` |
 //! | `BILLING_GATEWAY_TIMEOUT_MS` | payment provider call timeout | `30000` |
@@ -65,6 +66,7 @@ pub struct Config {
     pub worker_prefetch: u16,
     pub scheduler_interval: Duration,
     pub scheduler_batch: i64,
+    pub scheduler_concurrency: usize,
     pub relay_interval: Duration,
     pub retry_delay_divisor: u64,
     pub gateway_timeout: Duration,
@@ -132,6 +134,7 @@ impl Config {
             worker_prefetch: u16::try_from(number("BILLING_WORKER_PREFETCH", 32, 1..=1000)?).unwrap_or(32),
             scheduler_interval: millis("BILLING_SCHEDULER_INTERVAL_MS", 1000)?,
             scheduler_batch: i64::try_from(number("BILLING_SCHEDULER_BATCH", 500, 1..=10_000)?).unwrap_or(500),
+            scheduler_concurrency: usize::try_from(number("BILLING_SCHEDULER_CONCURRENCY", 2, 1..=32)?).unwrap_or(2),
             relay_interval: millis("BILLING_RELAY_INTERVAL_MS", 100)?,
             retry_delay_divisor: number("BILLING_RETRY_DELAY_DIVISOR", 1, 1..=1_000_000)?,
             gateway_timeout: millis("BILLING_GATEWAY_TIMEOUT_MS", 30_000)?,

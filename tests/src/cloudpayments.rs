@@ -133,6 +133,8 @@ struct State {
     quiet_token_charges: bool,
     slow_ms: u64,
     charge_requests: u64,
+    /// Bench mode: tokens never seen in a widget payment are accepted too.
+    accept_any_token: bool,
 }
 
 /// Widget parameters as the billing service returns them in `payment.confirmation`.
@@ -250,6 +252,11 @@ impl CloudPaymentsSim {
     /// Stops the Pay/Fail notifications that follow token charges.
     pub fn set_token_charge_notifications(&self, on: bool) {
         self.state().quiet_token_charges = !on;
+    }
+
+    /// Accepts tokens the simulator did not issue (benchmarks seed cards directly).
+    pub fn set_accept_any_token(&self, on: bool) {
+        self.state().accept_any_token = on;
     }
 
     /// How long a "slow" answer takes (must exceed the client's timeout).
@@ -537,7 +544,8 @@ async fn http_token_charge(sim: Data<CloudPaymentsSim>, req: actix_web::HttpRequ
         {
             return HttpResponse::Ok().json(previous.clone());
         }
-        let known = st.transactions.iter().any(|t| t.token.as_deref() == Some(charge.token.as_str()));
+        let known =
+            st.accept_any_token || st.transactions.iter().any(|t| t.token.as_deref() == Some(charge.token.as_str()));
         let script =
             st.token_scripts.get_mut(&charge.token).and_then(|q| q.pop_front()).unwrap_or(TokenScript::Approve);
         (script, st.slow_ms, known)

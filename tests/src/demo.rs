@@ -95,30 +95,45 @@ pub async fn seed(sim: &CloudPaymentsSim, cfg: &DemoConfig<'_>) -> anyhow::Resul
 
 /// The walkthrough printed once the demo is up.
 pub fn walkthrough(api: &str, sim: &str, admin_token: &str, state: &Value) -> String {
-    let wm = &state["whatsmonster"];
-    let key = wm["api_key"].as_str().unwrap_or("<key>");
+    let key = |tenant: &str| state[tenant]["api_key"].as_str().unwrap_or("<key>").to_owned();
+    let (wm, orbita) = (key("whatsmonster"), key("orbita"));
     format!(
         r#"
 Billing demo is running.
   API        {api}   (docs: {api}/docs/)
   simulator  {sim}   (CloudPayments)
-  RabbitMQ   http://127.0.0.1:15672  (guest / guest)
+  RabbitMQ   http://127.0.0.1:15672  (guest / guest: queues billing.renewals, billing.webhooks, ...)
+  worker     http://127.0.0.1:9090/metrics
   operator   Authorization: Bearer {admin_token}
   tenant keys are in .run/demo-state.json
 
-Buy WhatsMonster PRO (1390 RUB / 30 days) against the simulator:
+1) Buy WhatsMonster PRO (1390 RUB / 30 days, manual renewal) against the simulator:
 
-  KEY={key}
+  KEY={wm}
   CUSTOMER=$(curl -s {api}/v1/customers -H "Authorization: Bearer $KEY" \
       -d '{{"external_id":"user-1","email":"user-1@example.ru"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
   curl -s {api}/v1/subscriptions -H "Authorization: Bearer $KEY" \
       -d "{{\"customer_id\":\"$CUSTOMER\",\"plan\":\"PRO\",\"pay_with\":\"card\"}}" > /tmp/purchase.json
-  # pay it in the simulated CloudPayments widget (Check + Pay notifications, signed):
+  # pay in the simulated CloudPayments widget (signed Check + Pay notifications):
   python3 -c 'import json;print(json.dumps(json.load(open("/tmp/purchase.json"))["payment"]["confirmation"]))' \
       | curl -s {sim}/sim/widget/pay -H 'content-type: application/json' -d @-
   curl -s {api}/v1/customers/$CUSTOMER/entitlements -H "Authorization: Bearer $KEY"
 
-(card 4012888888881881 in the widget call declines with InsufficientFunds.)
+  (card 4012888888881881 in the widget call declines with InsufficientFunds.)
+
+2) Watch an autopay renewal: buy Orbita START (monthly autopay) the same way, then
+   move the shared test clock past the period end; the worker charges the saved card:
+
+  KEY={orbita}
+  CUSTOMER=$(curl -s {api}/v1/customers -H "Authorization: Bearer $KEY" \
+      -d '{{"external_id":"user-2","email":"user-2@example.ru"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+  curl -s {api}/v1/subscriptions -H "Authorization: Bearer $KEY" \
+      -d "{{\"customer_id\":\"$CUSTOMER\",\"plan\":\"START\",\"pay_with\":\"card\"}}" > /tmp/purchase.json
+  python3 -c 'import json;print(json.dumps(json.load(open("/tmp/purchase.json"))["payment"]["confirmation"]))' \
+      | curl -s {sim}/sim/widget/pay -H 'content-type: application/json' -d @-
+  curl -s {api}/v1/admin/clock -H "Authorization: Bearer {admin_token}" \
+      -d "{{\"now\":\"$(date -u -d '+3 months' +%Y-%m-%dT%H:%M:%SZ)\"}}"
+  curl -s "{api}/v1/payments?customer_id=$CUSTOMER" -H "Authorization: Bearer $KEY"   # purchase + 3 renewals
 "#
     )
 }

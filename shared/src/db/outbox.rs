@@ -115,6 +115,16 @@ pub struct Pending {
     pub payload: Value,
 }
 
+/// Lanes that have unpublished messages (an index-only probe).
+pub async fn busy_lanes(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i16>> {
+    outbox_events::table
+        .filter(outbox_events::published_at.is_null())
+        .select(outbox_events::lane)
+        .distinct()
+        .load(conn)
+        .await
+}
+
 /// The oldest unpublished messages of a lane, in order.
 pub async fn pending(conn: &mut AsyncPgConnection, lane: i16, limit: i64) -> QueryResult<Vec<Pending>> {
     outbox_events::table

@@ -55,6 +55,36 @@ pub struct AttemptRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+impl AttemptRow {
+    /// A new pending attempt. Its id doubles as the gateway's InvoiceId (and
+    /// X-Request-ID), so one attempt is never known to the provider by two ids.
+    pub fn new(
+        tenant_id: Uuid,
+        payment_id: Uuid,
+        attempt_no: i32,
+        channel: &str,
+        payment_method_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let id = Uuid::now_v7();
+        AttemptRow {
+            id,
+            tenant_id,
+            payment_id,
+            attempt_no,
+            invoice_id: id.to_string(),
+            channel: channel.to_owned(),
+            status: "pending".into(),
+            gateway_transaction_id: None,
+            failure_reason: None,
+            failure_code: None,
+            created_at: now,
+            payment_method_id,
+            sent_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = payment_methods, check_for_backend(diesel::pg::Pg))]
 pub struct PaymentMethodRow {
@@ -98,6 +128,22 @@ pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
     payments::table.find(id).select(PaymentRow::as_select()).for_update().first(conn).await.optional()
 }
 
+/// Locks the payment an attempt belongs to (one statement).
+pub async fn lock_by_attempt(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> QueryResult<Option<PaymentRow>> {
+    payments::table
+        .filter(
+            payments::id.nullable().eq(payment_attempts::table
+                .filter(payment_attempts::id.eq(attempt_id))
+                .select(payment_attempts::payment_id)
+                .single_value()),
+        )
+        .select(PaymentRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
@@ -131,6 +177,46 @@ pub async fn pending_of_subscription(
 
 pub async fn insert_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
     diesel::insert_into(payment_attempts::table).values(row).execute(conn).await.map(|_| ())
+}
+
+/// Inserts many payments in one statement per chunk.
+pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[PaymentRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(1000) {
+        diesel::insert_into(payments::table).values(chunk).execute(conn).await?;
+    }
+    Ok(())
+}
+
+pub async fn insert_attempts(conn: &mut AsyncPgConnection, rows: &[AttemptRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(2000) {
+        diesel::insert_into(payment_attempts::table).values(chunk).execute(conn).await?;
+    }
+    Ok(())
+}
+
+/// The next attempt number of a payment.
+pub async fn next_attempt_no(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<i32> {
+    let max: Option<i32> = payment_attempts::table
+        .filter(payment_attempts::payment_id.eq(payment_id))
+        .select(diesel::dsl::max(payment_attempts::attempt_no))
+        .first(conn)
+        .await?;
+    Ok(max.unwrap_or(0) + 1)
+}
+
+/// The newest usable saved card of each customer.
+pub async fn default_payment_methods(
+    conn: &mut AsyncPgConnection,
+    customer_ids: &[Uuid],
+) -> QueryResult<Vec<(Uuid, Uuid)>> {
+    payment_methods::table
+        .filter(payment_methods::customer_id.eq_any(customer_ids))
+        .filter(payment_methods::revoked_at.is_null())
+        .distinct_on(payment_methods::customer_id)
+        .order((payment_methods::customer_id, payment_methods::created_at.desc()))
+        .select((payment_methods::customer_id, payment_methods::id))
+        .load(conn)
+        .await
 }
 
 pub async fn save_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {

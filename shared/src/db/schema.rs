@@ -127,6 +127,8 @@ diesel::table! {
         retries_stopped -> Bool,
         paid_through -> Nullable<Timestamptz>,
         canceled_at -> Nullable<Timestamptz>,
+        renewal_notice_for -> Nullable<Timestamptz>,
+        expiry_notice_for -> Nullable<Timestamptz>,
     }
 }
 

@@ -34,6 +34,10 @@ pub struct SubscriptionRow {
     pub retries_stopped: bool,
     pub paid_through: Option<DateTime<Utc>>,
     pub canceled_at: Option<DateTime<Utc>>,
+    /// The period end whose renewal notice went out.
+    pub renewal_notice_for: Option<DateTime<Utc>>,
+    /// The period end whose expiry notice went out.
+    pub expiry_notice_for: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

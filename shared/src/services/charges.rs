@@ -148,16 +148,24 @@ pub async fn apply_capture(
         )
     };
     ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
-    emit_payment(conn, now, tenant, payment, "payment.succeeded").await?;
-    match applied {
+    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    let mut events = vec![NewEvent::event(tenant.id, ordering, "payment.succeeded", payments::event_data(payment)?)];
+    let outcome = match applied {
         Some(a) => {
             if let Some((event_type, extra)) = a.event {
-                subscriptions::emit(conn, now, tenant, &a.sub, &a.plan, event_type, extra).await?;
+                events.push(NewEvent::event(
+                    tenant.id,
+                    a.sub.id,
+                    event_type,
+                    subscriptions::event_data(&a.sub, &a.plan, extra),
+                ));
             }
-            Ok("applied")
+            "applied"
         }
-        None => Ok("captured_unapplied"),
-    }
+        None => "captured_unapplied",
+    };
+    outbox::emit_many(conn, now, events).await?;
+    Ok(outcome)
 }
 
 /// A second capture of a payment that is already paid: its own payment, with the
@@ -255,7 +263,7 @@ async fn renew(
     if let Some(plan_id) = payment.plan_id {
         sub.plan_id = plan_id;
     }
-    let plan = plans::load(conn, sub.plan_id).await?;
+    let plan = plans::load_cached(conn, sub.plan_id).await?;
     let end = period_end(start, anchor, plan.period, tenant.tz);
     sub.current_period_start = Some(start);
     sub.current_period_end = Some(end);
@@ -427,55 +435,30 @@ pub async fn start_attempt(
     payment: &mut PaymentRow,
     channel: &'static str,
 ) -> ServiceResult<AttemptRow> {
-    let next_no: Option<i32> = payment_attempts::table
-        .filter(payment_attempts::payment_id.eq(payment.id))
-        .select(diesel::dsl::max(payment_attempts::attempt_no))
-        .first(conn)
-        .await?;
+    let attempt_no = payments_db::next_attempt_no(conn, payment.id).await?;
     let method = payments_db::default_payment_method(conn, payment.customer_id).await?;
-    let id = Uuid::now_v7();
-    let mut attempt = AttemptRow {
-        id,
-        tenant_id: tenant.id,
-        payment_id: payment.id,
-        attempt_no: next_no.unwrap_or(0) + 1,
-        invoice_id: id.to_string(),
-        channel: channel.into(),
-        status: "pending".into(),
-        gateway_transaction_id: None,
-        failure_reason: None,
-        failure_code: None,
-        created_at: now,
-        payment_method_id: method.as_ref().map(|m| m.id),
-        sent_at: None,
-    };
+    let mut attempt = AttemptRow::new(tenant.id, payment.id, attempt_no, channel, method.as_ref().map(|m| m.id), now);
     payments_db::insert_attempt(conn, &attempt).await?;
     if method.is_none() {
-        apply_decline(
-            conn,
-            now,
-            tenant,
-            payment,
-            &mut attempt,
-            Decline { transaction_id: None, code: Some(dunning::NO_PAYMENT_METHOD), reason: Some("no saved card") },
-        )
-        .await?;
+        let decline =
+            Decline { transaction_id: None, code: Some(dunning::NO_PAYMENT_METHOD), reason: Some("no saved card") };
+        apply_decline(conn, now, tenant, payment, &mut attempt, decline).await?;
         return Ok(attempt);
     }
-    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
-    outbox::emit(
-        conn,
-        now,
-        NewEvent::job(
-            tenant.id,
-            ordering,
-            crate::queue::topology::RENEWALS.name,
-            "charge_attempt",
-            json!({"attempt_id": id}),
-        ),
-    )
-    .await?;
+    outbox::emit(conn, now, charge_job(payment, attempt.id)).await?;
     Ok(attempt)
+}
+
+/// The work message that charges an attempt.
+pub fn charge_job(payment: &PaymentRow, attempt_id: Uuid) -> NewEvent {
+    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    NewEvent::job(
+        payment.tenant_id,
+        ordering,
+        crate::queue::topology::RENEWALS.name,
+        "charge_attempt",
+        json!({"attempt_id": attempt_id}),
+    )
 }
 
 /// What a charge job ended with.
@@ -521,9 +504,15 @@ pub async fn process_attempt(
     api: &CloudPaymentsApi,
     attempt_id: Uuid,
 ) -> ServiceResult<JobResult> {
+    let started = std::time::Instant::now();
     let mut conn = pool.get().await?;
-    let step = in_transaction(&mut conn, async |c| claim(c, attempt_id).await).await?;
+    metrics::histogram!("billing_charge_phase_seconds", "phase" => "pool").record(started.elapsed().as_secs_f64());
+    let step = match claim_pending(&mut conn, attempt_id).await? {
+        Some(call) => Step::Send(call),
+        None => in_transaction(&mut conn, async |c| claim(c, attempt_id).await).await?,
+    };
     drop(conn);
+    metrics::histogram!("billing_charge_phase_seconds", "phase" => "claim").record(started.elapsed().as_secs_f64());
     let (call, reconcile) = match step {
         Step::Done => return Ok(JobResult::Done),
         Step::Send(call) => (call, false),
@@ -557,7 +546,10 @@ pub async fn process_attempt(
         email: call.email.as_deref(),
         request_id: &call.invoice_id,
     };
-    let outcome = match api.charge_token(&call.account, &charge).await {
+    let sent = std::time::Instant::now();
+    let answer = api.charge_token(&call.account, &charge).await;
+    metrics::histogram!("billing_charge_phase_seconds", "phase" => "gateway").record(sent.elapsed().as_secs_f64());
+    let outcome = match answer {
         Ok(o) => Outcome::Charge(o),
         Err(GatewayError::Refused(msg)) => Outcome::Charge(ChargeOutcome::Declined {
             transaction_id: None,
@@ -566,11 +558,65 @@ pub async fn process_attempt(
         }),
         Err(e) => Outcome::Unknown(e.to_string()),
     };
-    finish(pool, clock, attempt_id, &call, outcome).await
+    let finishing = std::time::Instant::now();
+    let result = finish(pool, clock, attempt_id, &call, outcome).await;
+    metrics::histogram!("billing_charge_phase_seconds", "phase" => "finish").record(finishing.elapsed().as_secs_f64());
+    result
 }
 
-/// Claims a pending attempt (`sent`, committed before the call) or finds one to
-/// reconcile.
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    invoice_id: String,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    tenant_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    customer_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Numeric)]
+    amount: rust_decimal::Decimal,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    currency: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    description: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    token: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    email: Option<String>,
+}
+
+/// The common case in one statement: a pending attempt is marked `sent` (committed
+/// before the gateway is called) and everything the call needs is read with it.
+/// `None` when the attempt is not pending (redelivery, follow-up, already done).
+async fn claim_pending(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> ServiceResult<Option<Box<AttemptCall>>> {
+    let row: Option<Claimed> = diesel::sql_query(
+        "WITH claimed AS (UPDATE payment_attempts SET status = 'sent', sent_at = now(), updated_at = now() \
+                          WHERE id = $1 AND status = 'pending' RETURNING invoice_id, payment_id, payment_method_id) \
+         SELECT c.invoice_id, p.tenant_id, p.customer_id, p.amount, p.currency, p.description, pm.token, cu.email \
+         FROM claimed c JOIN payments p ON p.id = c.payment_id JOIN customers cu ON cu.id = p.customer_id \
+         LEFT JOIN payment_methods pm ON pm.id = c.payment_method_id AND pm.revoked_at IS NULL",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(attempt_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(row) = row else { return Ok(None) };
+    let tenant = tenants::load_cached(conn, row.tenant_id).await?;
+    let account = Account::from_config(&tenant.gateway)
+        .ok_or_else(|| ServiceError::Internal(format!("tenant {} has no CloudPayments account", tenant.id)))?;
+    Ok(Some(Box::new(AttemptCall {
+        tenant,
+        account,
+        token: row.token,
+        amount: row.amount,
+        currency: row.currency,
+        invoice_id: row.invoice_id,
+        description: row.description,
+        customer_id: row.customer_id,
+        email: row.email,
+    })))
+}
+
+/// Finds an attempt that is not pending: done, or to reconcile.
 async fn claim(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> ServiceResult<Step> {
     let Some(attempt) =
         payment_attempts::table.find(attempt_id).select(AttemptRow::as_select()).first(conn).await.optional()?
@@ -636,11 +682,23 @@ async fn finish(
     };
     metrics::counter!("billing_charges_total", "outcome" => label).increment(1);
     let mut conn = pool.get().await?;
+    let holding = std::time::Instant::now();
+    let result = finish_in(&mut conn, clock, attempt_id, call, outcome).await;
+    metrics::histogram!("billing_charge_phase_seconds", "phase" => "finish_tx").record(holding.elapsed().as_secs_f64());
+    result
+}
+
+async fn finish_in(
+    conn: &mut AsyncPgConnection,
+    clock: Clock,
+    attempt_id: Uuid,
+    call: &AttemptCall,
+    outcome: Outcome,
+) -> ServiceResult<JobResult> {
     let tenant = &call.tenant;
-    in_transaction(&mut conn, async |c| {
+    in_transaction(conn, async |c| {
         let now = clock.now(c).await?;
-        let attempt_row = payment_attempts::table.find(attempt_id).select(AttemptRow::as_select()).first(c).await?;
-        let mut payment = payments_db::find_for_update(c, attempt_row.payment_id)
+        let mut payment = payments_db::lock_by_attempt(c, attempt_id)
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
         let mut attempt = payment_attempts::table.find(attempt_id).select(AttemptRow::as_select()).first(c).await?;

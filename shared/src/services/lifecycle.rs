@@ -147,29 +147,10 @@ async fn collect(
             charges::start_attempt(conn, now, tenant, payment, CHANNEL_MANUAL).await?;
         }
         PayWith::Card => {
-            let id = Uuid::now_v7();
-            let next_no: Option<i32> = payment_attempts::table
-                .filter(payment_attempts::payment_id.eq(payment.id))
-                .select(diesel::dsl::max(payment_attempts::attempt_no))
-                .first(conn)
-                .await?;
+            let attempt_no = payments_db::next_attempt_no(conn, payment.id).await?;
             payments_db::insert_attempt(
                 conn,
-                &AttemptRow {
-                    id,
-                    tenant_id: tenant.id,
-                    payment_id: payment.id,
-                    attempt_no: next_no.unwrap_or(0) + 1,
-                    invoice_id: id.to_string(),
-                    channel: CHANNEL_WIDGET.into(),
-                    status: "pending".into(),
-                    gateway_transaction_id: None,
-                    failure_reason: None,
-                    failure_code: None,
-                    created_at: now,
-                    payment_method_id: None,
-                    sent_at: None,
-                },
+                &AttemptRow::new(tenant.id, payment.id, attempt_no, CHANNEL_WIDGET, None, now),
             )
             .await?;
         }

@@ -102,6 +102,29 @@ pub async fn load_by_code(conn: &mut AsyncPgConnection, tenant: &Tenant, code: &
     Plan::from_rows(row, prices)
 }
 
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+type PlanCache = std::sync::Mutex<std::collections::HashMap<Uuid, (std::time::Instant, Plan)>>;
+
+static CACHE: std::sync::OnceLock<PlanCache> = std::sync::OnceLock::new();
+
+/// A plan read at most [`CACHE_TTL`] ago, for paths that need its period and code
+/// but never price it (prices are always read fresh where they are charged).
+pub async fn load_cached(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Plan> {
+    let cache = CACHE.get_or_init(Default::default);
+    if let Ok(map) = cache.lock()
+        && let Some((at, plan)) = map.get(&id)
+        && at.elapsed() < CACHE_TTL
+    {
+        return Ok(plan.clone());
+    }
+    let plan = load(conn, id).await?;
+    if let Ok(mut map) = cache.lock() {
+        map.insert(id, (std::time::Instant::now(), plan.clone()));
+    }
+    Ok(plan)
+}
+
 /// Loads a plan by id (the caller knows it belongs to the tenant).
 pub async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Plan> {
     let row = db::find(conn, id).await?.ok_or_else(|| ServiceError::Internal(format!("plan {id} vanished")))?;

@@ -147,6 +147,8 @@ pub async fn purchase(
         retries_stopped: false,
         paid_through: None,
         canceled_at: None,
+        renewal_notice_for: None,
+        expiry_notice_for: None,
     };
     db::insert(conn, &sub).await.map_err(|e| {
         let e = ServiceError::from(e);
@@ -192,25 +194,10 @@ pub async fn purchase(
         created_at: now,
     };
     payments_db::insert(conn, &payment).await?;
-    payments_db::insert_attempt(
-        conn,
-        &AttemptRow {
-            id: Uuid::now_v7(),
-            tenant_id: tenant.id,
-            payment_id: payment.id,
-            attempt_no: 1,
-            invoice_id: payment.id.to_string(),
-            channel: "widget".into(),
-            status: "pending".into(),
-            gateway_transaction_id: None,
-            failure_reason: None,
-            failure_code: None,
-            created_at: now,
-            payment_method_id: None,
-            sent_at: None,
-        },
-    )
-    .await?;
+    // The purchase's widget attempt is known to the gateway by the payment id.
+    let mut attempt = AttemptRow::new(tenant.id, payment.id, 1, "widget", None, now);
+    attempt.invoice_id = payment.id.to_string();
+    payments_db::insert_attempt(conn, &attempt).await?;
 
     // Pending purchases expire after 24 h: the scheduler needs to know when.
     super::scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;

@@ -17,6 +17,7 @@ use std::collections::hash_map::Entry;
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::dsl::{exists, select};
 use diesel::prelude::*;
+use diesel::sql_types::Array;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 use tracing::error;
@@ -28,7 +29,8 @@ use super::purchase::PENDING_PAYMENT_TTL;
 use super::subscriptions::{self, status_of};
 use super::tenants::{self, Tenant};
 use crate::db::in_transaction;
-use crate::db::payments::{self as payments_db, PaymentRow};
+use crate::db::outbox;
+use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
 use crate::db::schema::{payment_attempts, payments, subscription_notices, subscriptions as subs};
 use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
 use crate::domain::money::MoneyView;
@@ -72,22 +74,6 @@ enum Next {
     Wait(Option<DateTime<Utc>>),
 }
 
-async fn notice_sent(
-    conn: &mut AsyncPgConnection,
-    sub: Uuid,
-    kind: &str,
-    period_end: DateTime<Utc>,
-) -> ServiceResult<bool> {
-    Ok(select(exists(
-        subscription_notices::table
-            .filter(subscription_notices::subscription_id.eq(sub))
-            .filter(subscription_notices::kind.eq(kind))
-            .filter(subscription_notices::period_end.eq(period_end)),
-    ))
-    .get_result(conn)
-    .await?)
-}
-
 async fn has_open_attempt(conn: &mut AsyncPgConnection, payment: Option<Uuid>) -> ServiceResult<bool> {
     let Some(payment) = payment else { return Ok(false) };
     Ok(select(exists(
@@ -125,12 +111,12 @@ async fn next_step(
                 candidates.push((end, Action::RollExtension));
             } else if renews {
                 let charge_at = sub.next_charge_at.unwrap_or(end);
-                if notice_days > 0 && !notice_sent(conn, sub.id, Notice::RenewalUpcoming.kind(), end).await? {
+                if notice_days > 0 && sub.renewal_notice_for != Some(end) {
                     candidates.push((charge_at - lead, Action::Notice(Notice::RenewalUpcoming)));
                 }
                 candidates.push((charge_at, Action::StartRenewal));
             } else {
-                if notice_days > 0 && !notice_sent(conn, sub.id, Notice::ExpiringSoon.kind(), end).await? {
+                if notice_days > 0 && sub.expiry_notice_for != Some(end) {
                     candidates.push((end - lead, Action::Notice(Notice::ExpiringSoon)));
                 }
                 candidates.push((end, Action::Expire));
@@ -169,7 +155,12 @@ pub async fn advance(
     sub: &mut SubscriptionRow,
 ) -> ServiceResult<()> {
     for _ in 0..MAX_STEPS {
-        match next_step(conn, now, tenant, sub).await? {
+        let next = next_step(conn, now, tenant, sub).await?;
+        match &next {
+            Next::Act(a) => tracing::debug!(subscription = %sub.id, action = ?a, "advance"),
+            Next::Wait(due) => tracing::debug!(subscription = %sub.id, ?due, "advance: wait"),
+        }
+        match next {
             Next::Wait(due) => {
                 sub.due_at = due;
                 subs_db::save(conn, sub).await?;
@@ -265,10 +256,14 @@ async fn send_notice(
     now: DateTime<Utc>,
     tenant: &Tenant,
     plan: &Plan,
-    sub: &SubscriptionRow,
+    sub: &mut SubscriptionRow,
     notice: Notice,
 ) -> ServiceResult<()> {
     let Some(end) = sub.current_period_end else { return Ok(()) };
+    match notice {
+        Notice::RenewalUpcoming => sub.renewal_notice_for = Some(end),
+        Notice::ExpiringSoon => sub.expiry_notice_for = Some(end),
+    }
     let inserted = diesel::insert_into(subscription_notices::table)
         .values((
             subscription_notices::subscription_id.eq(sub.id),
@@ -294,25 +289,22 @@ async fn send_notice(
     Ok(())
 }
 
-/// Creates the renewal payment for the period starting at the charge time, priced
-/// at that instant (the price in effect at the renewal, SPEC §3), and its first
-/// scheduled attempt. The unique (subscription, period) index makes a second
-/// creation impossible.
-async fn start_renewal(
-    conn: &mut AsyncPgConnection,
+/// The renewal payment for the period starting at the charge time, priced at that
+/// instant (the price in effect at the renewal, SPEC §3) of the plan that takes
+/// over (a scheduled downgrade) or the current one.
+fn renewal_payment(
     now: DateTime<Utc>,
     tenant: &Tenant,
     plan: &Plan,
-    sub: &mut SubscriptionRow,
-) -> ServiceResult<()> {
-    let (Some(end), Some(anchor)) = (sub.current_period_end, sub.anchor_at) else { return Ok(()) };
+    sub: &SubscriptionRow,
+) -> ServiceResult<Option<PaymentRow>> {
+    let (Some(end), Some(anchor)) = (sub.current_period_end, sub.anchor_at) else { return Ok(None) };
     let due = sub.next_charge_at.unwrap_or(end);
-    let renewal_plan = match sub.scheduled_plan_id {
-        Some(id) if id != plan.id => plans::load(conn, id).await?,
-        _ => plan.clone(),
-    };
-    let version = renewal_plan.price_at(due)?.clone();
-    let mut payment = PaymentRow {
+    let version = plan.price_at(due)?;
+    if version.price.is_zero() {
+        return Err(ServiceError::Internal(format!("renewal of free plan {} reached the charge path", plan.code)));
+    }
+    Ok(Some(PaymentRow {
         id: Uuid::now_v7(),
         tenant_id: tenant.id,
         customer_id: sub.customer_id,
@@ -322,11 +314,11 @@ async fn start_renewal(
         amount: version.price.amount(),
         currency: version.price.currency().code().into(),
         refunded_amount: rust_decimal::Decimal::ZERO,
-        description: format!("{}: тариф {}, продление", tenant.name, renewal_plan.name),
-        plan_id: Some(renewal_plan.id),
+        description: format!("{}: тариф {}, продление", tenant.name, plan.name),
+        plan_id: Some(plan.id),
         price_id: Some(version.id),
         period_start: Some(end),
-        period_end: Some(period_end(end, anchor, renewal_plan.period, tenant.tz)),
+        period_end: Some(period_end(end, anchor, plan.period, tenant.tz)),
         gateway: tenant.gateway.kind().into(),
         gateway_transaction_id: None,
         failure_reason: None,
@@ -335,13 +327,23 @@ async fn start_renewal(
         expires_at: None,
         captured_at: None,
         created_at: now,
+    }))
+}
+
+/// Creates the renewal payment and its first scheduled attempt. The unique
+/// (subscription, period) index makes a second creation impossible.
+async fn start_renewal(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    plan: &Plan,
+    sub: &mut SubscriptionRow,
+) -> ServiceResult<()> {
+    let renewal_plan = match sub.scheduled_plan_id {
+        Some(id) if id != plan.id => plans::load(conn, id).await?,
+        _ => plan.clone(),
     };
-    if version.price.is_zero() {
-        return Err(ServiceError::Internal(format!(
-            "renewal of free plan {} reached the charge path",
-            renewal_plan.code
-        )));
-    }
+    let Some(mut payment) = renewal_payment(now, tenant, &renewal_plan, sub)? else { return Ok(()) };
     payments_db::insert(conn, &payment).await?;
     sub.renewal_payment_id = Some(payment.id);
     sub.due_at = None;
@@ -407,6 +409,53 @@ async fn roll_extension(
     Ok(())
 }
 
+/// True when the only thing due for `sub` is its plain renewal charge (no notice
+/// pending, no extension queued, no plan change): such renewals are started in bulk.
+fn plain_renewal(now: DateTime<Utc>, tenant: &Tenant, sub: &SubscriptionRow, notice_sent: bool) -> bool {
+    let Some(end) = sub.current_period_end else { return false };
+    let charge_at = sub.next_charge_at.unwrap_or(end);
+    sub.status == SubscriptionStatus::Active.as_str()
+        && sub.auto_renew
+        && sub.renewal_payment_id.is_none()
+        && sub.scheduled_plan_id.is_none()
+        && sub.paid_through.is_none_or(|p| p <= end)
+        && charge_at <= now
+        && (tenant.policy.renewal_notice_days == 0 || notice_sent)
+}
+
+/// Starts plain renewals in a handful of statements: the payments, their first
+/// attempts, the charge jobs, and the subscriptions' link to their renewal.
+async fn start_renewals_in_bulk(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    items: Vec<(SubscriptionRow, PaymentRow, Uuid)>,
+) -> ServiceResult<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let payments: Vec<PaymentRow> = items.iter().map(|(_, p, _)| p.clone()).collect();
+    let attempts: Vec<AttemptRow> = items
+        .iter()
+        .map(|(_, p, method)| AttemptRow::new(p.tenant_id, p.id, 1, CHANNEL_SCHEDULED, Some(*method), now))
+        .collect();
+    let jobs = payments.iter().zip(&attempts).map(|(p, a)| charges::charge_job(p, a.id)).collect();
+    payments_db::insert_many(conn, &payments).await?;
+    payments_db::insert_attempts(conn, &attempts).await?;
+    outbox::emit_many(conn, now, jobs).await?;
+    let sub_ids: Vec<Uuid> = items.iter().map(|(s, _, _)| s.id).collect();
+    let payment_ids: Vec<Uuid> = payments.iter().map(|p| p.id).collect();
+    diesel::sql_query(
+        "UPDATE subscriptions s SET renewal_payment_id = v.payment_id, due_at = NULL, updated_at = now() \
+         FROM unnest($1::uuid[], $2::uuid[]) AS v(id, payment_id) WHERE s.id = v.id",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&sub_ids)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&payment_ids)
+    .execute(conn)
+    .await?;
+    metrics::counter!("billing_renewals_started_total").increment(items.len() as u64);
+    Ok(())
+}
+
 /// Claims up to `limit` subscriptions due at `now` and advances each one inside its
 /// own savepoint (a failure postpones that subscription, not the others). Runs in
 /// the caller's transaction; returns how many were claimed.
@@ -421,15 +470,43 @@ pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) 
         .load(conn)
         .await?;
     let claimed = due.len();
+    if claimed == 0 {
+        return Ok(0);
+    }
     let mut tenants_cache: HashMap<Uuid, Tenant> = HashMap::new();
     let mut plans_cache: HashMap<Uuid, Plan> = HashMap::new();
-    for mut sub in due {
+    for sub in &due {
         if let Entry::Vacant(slot) = tenants_cache.entry(sub.tenant_id) {
             slot.insert(tenants::load(conn, sub.tenant_id).await?);
         }
         if let Entry::Vacant(slot) = plans_cache.entry(sub.plan_id) {
             slot.insert(plans::load(conn, sub.plan_id).await?);
         }
+    }
+    // Saved cards of the whole batch, fetched once.
+    let customers: Vec<Uuid> = due.iter().map(|s| s.customer_id).collect();
+    let methods: HashMap<Uuid, Uuid> =
+        payments_db::default_payment_methods(conn, &customers).await?.into_iter().collect();
+
+    let mut bulk = Vec::new();
+    let mut one_by_one = Vec::new();
+    for sub in due {
+        let (Some(tenant), Some(plan)) = (tenants_cache.get(&sub.tenant_id), plans_cache.get(&sub.plan_id)) else {
+            continue;
+        };
+        let notice_sent = sub.current_period_end.is_some_and(|end| sub.renewal_notice_for == Some(end));
+        match methods.get(&sub.customer_id) {
+            Some(method) if plain_renewal(now, tenant, &sub, notice_sent) => {
+                match renewal_payment(now, tenant, plan, &sub)? {
+                    Some(payment) => bulk.push((sub, payment, *method)),
+                    None => one_by_one.push(sub),
+                }
+            }
+            _ => one_by_one.push(sub),
+        }
+    }
+    start_renewals_in_bulk(conn, now, bulk).await?;
+    for mut sub in one_by_one {
         let (Some(tenant), Some(plan)) = (tenants_cache.get(&sub.tenant_id), plans_cache.get(&sub.plan_id)) else {
             continue;
         };

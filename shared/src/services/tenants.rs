@@ -207,6 +207,33 @@ pub async fn create(conn: &mut AsyncPgConnection, spec: TenantSpec) -> ServiceRe
     Ok(TenantCreated { id, api_key, webhook_secret, tenant: TenantView::from(&tenant) })
 }
 
+/// How long the worker may use a tenant's configuration without re-reading it.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+type TenantCache = std::sync::Mutex<std::collections::HashMap<Uuid, (std::time::Instant, Tenant)>>;
+
+static CACHE: std::sync::OnceLock<TenantCache> = std::sync::OnceLock::new();
+
+/// The cached tenant, if read less than [`CACHE_TTL`] ago.
+pub fn cached(id: Uuid) -> Option<Tenant> {
+    let map = CACHE.get_or_init(Default::default).lock().ok()?;
+    map.get(&id).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, t)| t.clone())
+}
+
+/// A tenant read at most [`CACHE_TTL`] ago (for the worker's hot paths: a changed
+/// webhook URL or gateway credential takes effect within seconds).
+pub async fn load_cached(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Tenant> {
+    if let Some(tenant) = cached(id) {
+        return Ok(tenant);
+    }
+    let cache = CACHE.get_or_init(Default::default);
+    let tenant = load(conn, id).await?;
+    if let Ok(mut map) = cache.lock() {
+        map.insert(id, (std::time::Instant::now(), tenant.clone()));
+    }
+    Ok(tenant)
+}
+
 pub async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Tenant> {
     db::find(conn, id)
         .await?

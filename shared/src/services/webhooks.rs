@@ -88,22 +88,25 @@ pub async fn deliver(
     let Ok(head) = serde_json::from_slice::<EnvelopeHead>(body) else {
         return Err(ServiceError::invalid("invalid_event", "the message is not an event envelope"));
     };
+    let tenant = match tenants::cached(head.tenant_id) {
+        Some(t) => t,
+        None => match tenants::load_cached(&mut *pool.get().await?, head.tenant_id).await {
+            Ok(t) => t,
+            Err(ServiceError::NotFound { .. }) => return Ok(JobResult::Done),
+            Err(e) => return Err(e),
+        },
+    };
+    // No endpoint configured: nothing to deliver, nothing to record.
+    let Some(url) = tenant.webhook_url.clone() else {
+        return Ok(JobResult::Done);
+    };
     let mut conn = pool.get().await?;
     let done: Option<String> =
         webhook_deliveries::table.find(head.id).select(webhook_deliveries::status).first(&mut conn).await.optional()?;
-    if matches!(done.as_deref(), Some("delivered") | Some("skipped")) {
+    if done.as_deref() == Some("delivered") {
         return Ok(JobResult::Done);
     }
-    let tenant = match tenants::load(&mut conn, head.tenant_id).await {
-        Ok(t) => t,
-        Err(ServiceError::NotFound { .. }) => return Ok(JobResult::Done),
-        Err(e) => return Err(e),
-    };
     let attempts = i32::try_from(attempt).unwrap_or(i32::MAX);
-    let Some(url) = tenant.webhook_url.clone() else {
-        record(&mut conn, &head, None, "skipped", attempts, None, None).await?;
-        return Ok(JobResult::Done);
-    };
     drop(conn);
     let signature = signature_header(&tenant, real_now().timestamp(), body);
     let sent = http

@@ -16,6 +16,9 @@ async fn main() -> anyhow::Result<()> {
     billing_shared::telemetry::install_crypto_provider();
     let addr = env("SIM_ADDR", "127.0.0.1:8091");
     let sim = CloudPaymentsSim::start(&addr)?;
+    // Benchmarks seed saved cards directly and may not want Pay notifications.
+    sim.set_accept_any_token(std::env::var("SIM_ACCEPT_ANY_TOKEN").is_ok_and(|v| v == "1"));
+    sim.set_token_charge_notifications(std::env::var("SIM_TOKEN_NOTIFICATIONS").map_or(true, |v| v != "0"));
     eprintln!("provider-sim: CloudPayments simulator on {}", sim.base_url);
     if std::env::args().any(|a| a == "--demo") {
         let api = env("BILLING_API_URL", "http://127.0.0.1:8080");

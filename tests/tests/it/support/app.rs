@@ -188,7 +188,36 @@ impl TestApp {
             if c["settled"] == true {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(90), "the worker did not settle at {}", c["now"]);
+            if start.elapsed() > Duration::from_secs(90) {
+                let due = self
+                    .count(&format!(
+                        "SELECT count(*) AS n FROM subscriptions WHERE due_at <= '{}'",
+                        c["now"].as_str().unwrap_or("")
+                    ))
+                    .await;
+                let unpublished =
+                    self.count("SELECT count(*) AS n FROM outbox_events WHERE published_at IS NULL").await;
+                let open = self.count("SELECT count(*) AS n FROM payment_attempts WHERE status IN ('pending', 'sent', 'unknown') AND channel <> 'widget'").await;
+                let mut conn = self.db.conn().await;
+                let rows: Vec<billing_shared::db::subscriptions::SubscriptionRow> = diesel_async::RunQueryDsl::load(
+                    diesel::QueryDsl::select(
+                        diesel::QueryDsl::filter(
+                            billing_shared::db::schema::subscriptions::table,
+                            diesel::ExpressionMethods::is_not_null(billing_shared::db::schema::subscriptions::due_at),
+                        ),
+                        <billing_shared::db::subscriptions::SubscriptionRow as diesel::SelectableHelper<
+                            diesel::pg::Pg,
+                        >>::as_select(),
+                    ),
+                    &mut conn,
+                )
+                .await
+                .unwrap_or_default();
+                panic!(
+                    "the worker did not settle at {}: {due} due subscriptions, {unpublished} unpublished messages, {open} open charges\n{rows:#?}",
+                    c["now"]
+                );
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

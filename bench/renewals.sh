@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Renewal throughput, end to end against the CloudPayments simulator.
+#
+# For each size N (default 10000 and 100000) it builds a fresh database with N
+# subscriptions due at one instant plus IDLE (default 1 000 000) subscriptions due
+# weeks later, starts the release binaries (API, worker, simulator), moves the test
+# clock to the due instant, and measures until every due subscription has a
+# succeeded renewal payment: renewals/s, and the worker's peak RSS. The idle rows
+# show that the scheduler's cost does not grow with what is stored. In the same run
+# pgbench measures a payment-shaped durable transaction on this machine: the
+# ceiling (a renewal commits about twice).
+#
+# usage: bench/renewals.sh [N ...]      env: IDLE=1000000 NOTIFY=0 (simulator Pay notifications)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source deploy/lib.sh
+ensure_toolchain
+ensure_services
+sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000)
+IDLE="${IDLE:-1000000}"
+log "building release binaries"
+cargo build --release --quiet -p billing-api -p billing-worker -p billing-tests --bins
+BIN=target/release
+DB=billing_bench
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
+export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
+export BILLING_TEST_CLOCK=1 BILLING_LOG_FORMAT=text RUST_LOG=warn
+API_PORT=18080 SIM_PORT=18091 METRICS_PORT=19090
+API="http://127.0.0.1:$API_PORT"
+DUE="2026-06-01T09:00:00Z"
+mkdir -p .run/bench
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+trap cleanup EXIT
+
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+q() { psql -h 127.0.0.1 -U postgres -d "$DB" -qAt -v ON_ERROR_STOP=1 "$@"; }
+
+pg_ceiling() {
+  q <<'SQL'
+DROP TABLE IF EXISTS pgb_subs, pgb_payments, pgb_ledger, pgb_outbox;
+CREATE TABLE pgb_subs (id int PRIMARY KEY, period_end timestamptz NOT NULL);
+INSERT INTO pgb_subs SELECT g, now() FROM generate_series(1, 100000) g;
+CREATE TABLE pgb_payments (id uuid PRIMARY KEY, sub int NOT NULL, amount numeric(14,2) NOT NULL, created_at timestamptz NOT NULL);
+CREATE TABLE pgb_ledger (id bigserial PRIMARY KEY, txn uuid NOT NULL, account int NOT NULL, amount numeric(14,2) NOT NULL);
+CREATE TABLE pgb_outbox (seq bigserial PRIMARY KEY, payload jsonb NOT NULL, published_at timestamptz);
+SQL
+  cat > .run/bench/payment.sql <<'SQL'
+\set sub random(1, 100000)
+BEGIN;
+INSERT INTO pgb_payments VALUES (gen_random_uuid(), :sub, 1990.00, now());
+UPDATE pgb_subs SET period_end = period_end + interval '1 month' WHERE id = :sub;
+INSERT INTO pgb_ledger (txn, account, amount) SELECT t, a, v FROM (SELECT gen_random_uuid() t) x,
+  (VALUES (1, -1990.00), (2, 1990.00), (2, -1990.00), (3, 1990.00)) e(a, v);
+INSERT INTO pgb_outbox (payload) VALUES ('{"type":"subscription.renewed"}'), ('{"type":"payment.succeeded"}');
+COMMIT;
+SQL
+  pgbench -h 127.0.0.1 -U postgres -n -c 8 -j 2 -T 15 -f .run/bench/payment.sql "$DB" 2>/dev/null | awk '/^tps/ {printf "%d", $3}'
+}
+
+run_size() { # N
+  local n=$1
+  psql -h 127.0.0.1 -U postgres -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+  $BIN/billing-api migrate
+  [ -n "${PG_LOG_MS:-}" ] && psql -h 127.0.0.1 -U postgres -qAt -c "ALTER DATABASE $DB SET log_min_duration_statement = ${PG_LOG_MS}"
+  SIM_ADDR="127.0.0.1:$SIM_PORT" SIM_ACCEPT_ANY_TOKEN=1 SIM_TOKEN_NOTIFICATIONS="${NOTIFY:-0}" \
+    $BIN/provider-sim >.run/bench/sim.log 2>&1 & pids+=($!)
+  BILLING_API_ADDR="127.0.0.1:$API_PORT" $BIN/billing-api >.run/bench/api.log 2>&1 & pids+=($!)
+  wait_port "$API_PORT" api 30; wait_port "$SIM_PORT" simulator 30
+  curl -sf -X POST "$API/v1/admin/clock" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d "{\"now\":\"2026-05-01T09:00:00Z\"}" >/dev/null
+  local tenant; tenant=$(curl -sf -X POST "$API/v1/admin/tenants" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d "{
+    \"name\":\"Orbita (bench)\",\"time_zone\":\"Europe/Moscow\",
+    \"gateway\":{\"kind\":\"cloudpayments\",\"public_id\":\"pk_bench\",\"api_secret\":\"bench-secret\",\"api_url\":\"http://127.0.0.1:$SIM_PORT\"},
+    \"policy\":{\"renewal_notice_days\":3,\"dunning_retry_days\":[1,3,5]}}")
+  local tid key; tid=$(echo "$tenant" | json "['id']"); key=$(echo "$tenant" | json "['api_key']")
+  curl -sf -X POST "http://127.0.0.1:$SIM_PORT/sim/sites" -H 'content-type: application/json' \
+    -d "{\"public_id\":\"pk_bench\",\"api_secret\":\"bench-secret\",\"notify_base\":\"$API/v1/webhooks/cloudpayments/$tid\"}"
+  curl -sf -X POST "$API/v1/plans" -H "Authorization: Bearer $key" \
+    -d '{"code":"START","name":"START","price":{"value":"1990.00","currency":"RUB"},"period":{"unit":"month","count":1}}' >/dev/null
+  log "seeding $n due and $IDLE idle subscriptions"
+  q -v tid="$tid" -v n="$n" -v idle="$IDLE" -v due="$DUE" <<'SQL'
+SELECT p.id AS plan_id, pp.id AS price_id FROM plans p JOIN plan_prices pp ON pp.plan_id = p.id \gset
+INSERT INTO customers (id, tenant_id, external_id, email, time_zone, created_at)
+  SELECT gen_random_uuid(), :'tid', 'bench-' || g, 'c' || g || '@example.ru', 'Europe/Moscow', '2026-05-01T09:00:00Z'
+  FROM generate_series(1, :n + :idle) g;
+INSERT INTO payment_methods (id, tenant_id, customer_id, gateway, token, created_at)
+  SELECT gen_random_uuid(), :'tid', id, 'cloudpayments', 'tk_bench_' || substr(external_id, 7), '2026-05-01T09:00:00Z' FROM customers;
+INSERT INTO subscriptions (id, tenant_id, customer_id, plan_id, status, auto_renew, current_period_start, current_period_end,
+    anchor_at, paid_amount, price_id, next_charge_at, due_at, created_at)
+  SELECT gen_random_uuid(), :'tid', c.id, :'plan_id', 'active', true,
+         start, start + interval '1 month', start, 1990.00, :'price_id', start + interval '1 month',
+         start + interval '1 month' - CASE WHEN due THEN interval '0' ELSE interval '3 days' END, '2026-05-01T09:00:00Z'
+  FROM (SELECT id, substr(external_id, 7)::int <= :n AS due,
+               CASE WHEN substr(external_id, 7)::int <= :n THEN timestamptz :'due' - interval '1 month'
+                    ELSE timestamptz :'due' + interval '20 days' - interval '1 month' END AS start
+        FROM customers) c;
+-- renewal notices of the due period went out days ago
+INSERT INTO subscription_notices SELECT id, 'subscription.renewal_upcoming', current_period_end, '2026-05-29T09:00:00Z'
+  FROM subscriptions WHERE due_at = :'due';
+ANALYZE;
+SQL
+  BILLING_WORKER_METRICS_ADDR="127.0.0.1:$METRICS_PORT" BILLING_DB_POOL_SIZE=16 BILLING_WORKER_PREFETCH=${PREFETCH:-64} \
+    BILLING_SCHEDULER_INTERVAL_MS=20 BILLING_RELAY_INTERVAL_MS=5 \
+    $BIN/billing-worker >.run/bench/worker.log 2>&1 & local worker=$!; pids+=($worker)
+  wait_port "$METRICS_PORT" worker 30
+  local t0 t1
+  t0=$(date +%s.%N)
+  curl -sf -X POST "$API/v1/admin/clock" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d "{\"now\":\"$DUE\"}" >/dev/null
+  local done=0
+  while [ "$done" -lt "$n" ]; do
+    sleep 0.5
+    done=$(q -c "SELECT count(*) FROM payments WHERE kind = 'renewal' AND status = 'succeeded'")
+    kill -0 "$worker" 2>/dev/null || { log "worker died (see .run/bench/worker.log)"; return 1; }
+  done
+  t1=$(date +%s.%N)
+  local rss; rss=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$worker/status")
+  local rate; rate=$(python3 -c "print(round($n/($t1-$t0)))")
+  local secs; secs=$(python3 -c "print(round($t1-$t0, 1))")
+  curl -s "http://127.0.0.1:$METRICS_PORT/metrics" > ".run/bench/metrics-$n.txt" || true
+  local unbalanced; unbalanced=$(q -c "SELECT count(*) FROM (SELECT transaction_id FROM ledger_entries GROUP BY transaction_id HAVING sum(amount) <> 0) s")
+  local doubles; doubles=$(q -c "SELECT count(*) FROM (SELECT subscription_id FROM payments WHERE kind = 'renewal' GROUP BY subscription_id HAVING count(*) > 1) s")
+  cleanup
+  printf '| %8s | %9s | %7s | %11s | %13s | %10s | %14s |\n' "$n" "$IDLE" "$secs" "$rate" "$rss" "$unbalanced" "$doubles" >> .run/bench/rows.txt
+}
+
+: > .run/bench/rows.txt
+for n in "${sizes[@]}"; do run_size "$n"; done
+ceiling=$(pg_ceiling)
+echo
+echo "Renewals end to end (scheduler -> outbox -> RabbitMQ -> charge against the simulator -> period, ledger, events)"
+printf '| %8s | %9s | %7s | %11s | %13s | %10s | %14s |\n' "due" "idle" "seconds" "renewals/s" "worker RSS MB" "unbalanced" "double charges"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------" "-----------" "---------" "-------------" "---------------" "------------" "----------------"
+cat .run/bench/rows.txt
+echo
+echo "Ceiling: pgbench, payment-shaped durable transaction (insert payment, update subscription, 4 ledger entries, 2 outbox rows), 8 clients: ${ceiling} tx/s"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), PostgreSQL $(psql -h 127.0.0.1 -U postgres -qAt -c 'SHOW server_version'), RabbitMQ $(rabbitmqctl version 2>/dev/null || echo '?')"
