@@ -97,6 +97,7 @@ INSERT INTO subscriptions (id, tenant_id, customer_id, plan_id, status, auto_ren
 -- renewal notices of the due period went out days ago
 INSERT INTO subscription_notices SELECT id, 'subscription.renewal_upcoming', current_period_end, '2026-05-29T09:00:00Z'
   FROM subscriptions WHERE due_at = :'due';
+UPDATE subscriptions SET renewal_notice_for = current_period_end WHERE due_at = :'due';
 ANALYZE;
 SQL
   BILLING_WORKER_METRICS_ADDR="127.0.0.1:$METRICS_PORT" BILLING_DB_POOL_SIZE=16 BILLING_WORKER_PREFETCH=${PREFETCH:-64} \

@@ -94,6 +94,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound { code, detail } => ApiError::new(StatusCode::NOT_FOUND, code, detail),
             ServiceError::Conflict { code, detail } => ApiError::new(StatusCode::CONFLICT, code, detail),
             ServiceError::Invalid { code, detail } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail),
+            ServiceError::Unavailable(detail) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable", detail)
+            }
             ServiceError::NotSupported { detail } => {
                 ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", detail)
             }

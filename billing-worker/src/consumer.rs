@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 
-use billing_shared::error::ServiceError;
+use billing_shared::error::{ServiceError, ServiceResult};
 use billing_shared::queue::topology::{
-    ATTEMPT_HEADER, DEAD_EXCHANGE, DEAD_LETTER_ID_HEADER, REASON_HEADER, RETRY_EXCHANGE, WorkQueue, retry_queue,
+    ATTEMPT_HEADER, DEAD_EXCHANGE, DEAD_LETTER_ID_HEADER, REASON_HEADER, RENEWALS, RETRY_EXCHANGE, WorkQueue,
+    retry_queue,
 };
-use billing_shared::services::charges::JobResult;
+use billing_shared::services::JobResult;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -25,6 +26,10 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::handlers::Handlers;
+
+/// Largest batch of charge jobs handled together, and how long to wait for more.
+const BATCH: usize = 128;
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The try number of a delivery (1 for the first), from our attempt header.
 pub fn attempt_of(delivery: &Delivery) -> u32 {
@@ -80,7 +85,19 @@ pub async fn run(
                 Some(Ok(delivery)) => {
                     let channel = channel.clone();
                     let handlers = handlers.clone();
-                    inflight.spawn(async move { handle(channel, queue, handlers, delivery).await });
+                    if queue.name == RENEWALS.name {
+                        // A wave of charges: take what is already waiting, up to a batch.
+                        let mut batch = vec![delivery];
+                        while batch.len() < BATCH {
+                            match tokio::time::timeout(GATHER, consumer.next()).await {
+                                Ok(Some(Ok(d))) => batch.push(d),
+                                _ => break,
+                            }
+                        }
+                        inflight.spawn(async move { handle_batch(channel, queue, handlers, batch).await });
+                    } else {
+                        inflight.spawn(async move { handle(channel, queue, handlers, delivery).await });
+                    }
                 }
                 Some(Err(e)) => return Err(e),
                 None => break,
@@ -98,12 +115,42 @@ pub async fn run(
     Ok(())
 }
 
+/// Try number of a delivery and whether it is the last before dead-lettering.
+fn tries(queue: WorkQueue, delivery: &Delivery) -> (u32, bool) {
+    let attempt = attempt_of(delivery);
+    (attempt, usize::try_from(attempt).unwrap_or(usize::MAX) > queue.retry_delays_ms.len())
+}
+
 async fn handle(channel: Channel, queue: WorkQueue, handlers: Arc<Handlers>, delivery: Delivery) {
-    let attempt = attempt_of(&delivery);
-    let last = usize::try_from(attempt).unwrap_or(usize::MAX) > queue.retry_delays_ms.len();
+    let (attempt, last) = tries(queue, &delivery);
     let started = std::time::Instant::now();
     let outcome = handlers.handle(queue, &delivery.data, attempt, last).await;
     metrics::histogram!("billing_job_seconds", "queue" => queue.name).record(started.elapsed().as_secs_f64());
+    settle(&channel, queue, &handlers, &delivery, attempt, last, outcome).await;
+}
+
+async fn handle_batch(channel: Channel, queue: WorkQueue, handlers: Arc<Handlers>, deliveries: Vec<Delivery>) {
+    let started = std::time::Instant::now();
+    let bodies: Vec<&[u8]> = deliveries.iter().map(|d| d.data.as_slice()).collect();
+    let outcomes = handlers.handle_charges(&bodies).await;
+    metrics::histogram!("billing_job_batch_seconds", "queue" => queue.name).record(started.elapsed().as_secs_f64());
+    for (delivery, outcome) in deliveries.iter().zip(outcomes) {
+        let (attempt, last) = tries(queue, delivery);
+        settle(&channel, queue, &handlers, delivery, attempt, last, outcome).await;
+    }
+}
+
+/// Acknowledges a handled delivery, or reschedules it (retry step or dead letter)
+/// and acknowledges it once the broker confirmed the copy.
+async fn settle(
+    channel: &Channel,
+    queue: WorkQueue,
+    handlers: &Handlers,
+    delivery: &Delivery,
+    attempt: u32,
+    last: bool,
+    outcome: ServiceResult<JobResult>,
+) {
     let failure = match outcome {
         Ok(JobResult::Done) => None,
         Ok(JobResult::RetryLater(reason)) => Some((reason, false)),
@@ -116,9 +163,9 @@ async fn handle(channel: Channel, queue: WorkQueue, handlers: Arc<Handlers>, del
         Some((reason, poison)) => {
             tracing::warn!(queue = queue.name, attempt, %reason, "job failed");
             if poison || last {
-                dead_letter(&channel, queue, &handlers, &delivery, attempt, &reason).await
+                dead_letter(channel, queue, handlers, delivery, attempt, &reason).await
             } else {
-                retry(&channel, queue, &delivery, attempt, &reason).await
+                retry(channel, queue, delivery, attempt, &reason).await
             }
         }
     };

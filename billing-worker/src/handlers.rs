@@ -7,8 +7,7 @@ use billing_shared::db::PgPool;
 use billing_shared::error::{ServiceError, ServiceResult};
 use billing_shared::gateways::cloudpayments::api::CloudPaymentsApi;
 use billing_shared::queue::topology::{GATEWAY_FOLLOWUPS, RENEWALS, WEBHOOKS, WorkQueue};
-use billing_shared::services::charges::{self, JobResult};
-use billing_shared::services::{dead_letters, webhooks};
+use billing_shared::services::{JobResult, charging, dead_letters, webhooks};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -57,12 +56,33 @@ impl Handlers {
                 .map_err(|e| ServiceError::invalid("invalid_job", format!("undecodable job: {e}")))?;
             return match job.kind.as_str() {
                 "charge_attempt" | "reconcile_attempt" => {
-                    charges::process_attempt(&self.pool, self.clock, &self.gateway, job.data.attempt_id).await
+                    charging::process_attempt(&self.pool, self.clock, &self.gateway, job.data.attempt_id).await
                 }
                 other => Err(ServiceError::invalid("invalid_job", format!("unknown job type {other}"))),
             };
         }
         Err(ServiceError::invalid("invalid_job", format!("no handler for queue {}", queue.name)))
+    }
+
+    /// A batch of `billing.renewals` messages: charge jobs are processed together,
+    /// anything else one by one. One result per message, in order.
+    pub async fn handle_charges(&self, bodies: &[&[u8]]) -> Vec<ServiceResult<JobResult>> {
+        let jobs: Vec<Option<Uuid>> = bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_slice::<Job>(b).ok().filter(|j| j.kind == "charge_attempt").map(|j| j.data.attempt_id)
+            })
+            .collect();
+        let ids: Vec<Uuid> = jobs.iter().flatten().copied().collect();
+        let mut batched = charging::process_attempts(&self.pool, self.clock, &self.gateway, &ids).await.into_iter();
+        let mut results = Vec::with_capacity(bodies.len());
+        for (body, job) in bodies.iter().zip(&jobs) {
+            results.push(match job {
+                Some(_) => batched.next().unwrap_or_else(|| Err(ServiceError::Internal("batch result missing".into()))),
+                None => self.handle(RENEWALS, body, 1, false).await,
+            });
+        }
+        results
     }
 
     pub async fn record_dead_letter(

@@ -13,6 +13,7 @@
 //! and declares the topology again. SIGTERM stops consuming, lets in-flight work
 //! finish (unfinished deliveries are redelivered), and exits.
 
+pub mod bindings;
 pub mod consumer;
 pub mod handlers;
 pub mod metrics_server;
@@ -129,6 +130,7 @@ async fn session(
         tasks.spawn(consumer::run(conn.clone(), *q, config.worker_prefetch, handlers.clone(), stop_rx.clone()));
     }
     tasks.spawn(sampler::run(conn.clone(), Duration::from_secs(5), stop_rx.clone()));
+    tasks.spawn(bindings::run(conn.clone(), pool.clone(), stop_rx.clone()));
 
     let mut events = conn.events_listener();
     let shutting_down = loop {

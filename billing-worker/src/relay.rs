@@ -79,6 +79,12 @@ async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceRes
     .await
 }
 
+/// How often the outbox lag gauge is refreshed.
+const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(2);
+
+/// Lanes published at the same time (each on its own confirm-mode channel).
+const PARALLEL_LANES: usize = 4;
+
 /// Relays until `stop` flips or the connection fails.
 pub async fn run(
     conn: Arc<Connection>,
@@ -86,32 +92,43 @@ pub async fn run(
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), lapin::Error> {
-    let channel = conn.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    let mut channels = Vec::with_capacity(PARALLEL_LANES);
+    for _ in 0..PARALLEL_LANES {
+        let channel = conn.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channels.push(channel);
+    }
+    let mut sampled = std::time::Instant::now() - LAG_SAMPLE_EVERY;
     loop {
         if *stop.borrow() {
             break;
         }
-        let mut published = 0;
         let lanes = match pool.get().await {
             Ok(mut c) => outbox::busy_lanes(&mut c).await.unwrap_or_else(|_| (0..LANES).collect()),
             Err(_) => Vec::new(),
         };
-        for lane in lanes {
-            match publish_lane(&pool, &channel, lane).await {
-                Ok(n) => published += n,
-                Err(e) => {
-                    tracing::warn!(lane, error = %e, "relay pass failed");
-                    if !channel.status().connected() {
-                        return Ok(());
-                    }
+        let mut published = 0;
+        for group in lanes.chunks(PARALLEL_LANES) {
+            let passes = group.iter().zip(&channels).map(|(lane, channel)| {
+                let pool = &pool;
+                async move { (*lane, publish_lane(pool, channel, *lane).await) }
+            });
+            for (lane, result) in futures_util::future::join_all(passes).await {
+                match result {
+                    Ok(n) => published += n,
+                    Err(e) => tracing::warn!(lane, error = %e, "relay pass failed"),
                 }
             }
+            if channels.iter().any(|c| !c.status().connected()) {
+                return Ok(());
+            }
         }
-        if let Ok(mut c) = pool.get().await
+        if sampled.elapsed() >= LAG_SAMPLE_EVERY
+            && let Ok(mut c) = pool.get().await
             && let Ok(lag) = outbox::lag_seconds(&mut c).await
         {
             metrics::gauge!("billing_outbox_lag_seconds").set(lag);
+            sampled = std::time::Instant::now();
         }
         if published == 0 {
             tokio::select! {
@@ -120,6 +137,8 @@ pub async fn run(
             }
         }
     }
-    let _ = channel.close(200, "relay stopping".into()).await;
+    for channel in channels {
+        let _ = channel.close(200, "relay stopping".into()).await;
+    }
     Ok(())
 }

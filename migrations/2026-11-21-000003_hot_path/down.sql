@@ -1,6 +1,8 @@
+ALTER TABLE outbox_events ADD CONSTRAINT outbox_events_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
+ALTER TABLE ledger_transactions ADD CONSTRAINT ledger_transactions_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
+ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_account_id_fkey FOREIGN KEY (account_id) REFERENCES ledger_accounts (id);
 ALTER TABLE subscriptions DROP COLUMN renewal_notice_for, DROP COLUMN expiry_notice_for;
 ALTER FUNCTION ledger_assert_balanced(uuid) RESET enable_seqscan;
-ALTER FUNCTION ledger_assert_balanced(uuid) RESET plan_cache_mode;
 CREATE OR REPLACE FUNCTION ledger_assert_balanced(txn uuid) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     n integer;

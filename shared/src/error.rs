@@ -25,6 +25,9 @@ pub enum ServiceError {
     /// 502: the payment provider refused or failed a call we had to make now.
     #[error("payment provider error: {0}")]
     Gateway(#[from] crate::gateways::GatewayError),
+    /// 503: a dependency (the broker) is not reachable; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Database(#[from] DieselError),
     #[error("database pool error: {0}")]

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpResponse, get, patch, post};
 use billing_shared::clock::Clock;
+use billing_shared::error::ServiceError;
 use billing_shared::queue::topology;
 use billing_shared::services::clock::{self as clock_service, ClockView, SetClock};
 use billing_shared::services::dead_letters::{self, DeadLetter};
@@ -42,7 +43,9 @@ async fn create_tenant(
     let req = idem.request("admin", &body.raw)?;
     state
         .run_with(StatusCode::CREATED, req, Replayable::Secret, async |conn, _now| {
-            tenants::create(conn, body.value).await
+            let created = tenants::create(conn, body.value).await?;
+            bind_webhooks(&state, created.id, created.tenant.webhook_url.is_some()).await?;
+            Ok(created)
         })
         .await
 }
@@ -59,7 +62,23 @@ async fn patch_tenant(
     body: JsonBody<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "tenant")?;
-    state.ok(async |conn, _now| tenants::patch(conn, id, body.value).await).await
+    state
+        .ok(async |conn, _now| {
+            let tenant = tenants::patch(conn, id, body.value).await?;
+            bind_webhooks(&state, tenant.id, tenant.webhook_url.is_some()).await?;
+            Ok(tenant)
+        })
+        .await
+}
+
+/// Routes the tenant's events to the webhook queue exactly while it has a webhook
+/// URL. Called inside the tenant's transaction, before it commits: a new URL
+/// receives every event committed after it.
+async fn bind_webhooks(state: &AppState, tenant_id: uuid::Uuid, on: bool) -> Result<(), ServiceError> {
+    billing_shared::queue::set_webhook_binding(&state.amqp_url, tenant_id, on).await.map_err(|e| {
+        tracing::error!(error = %e, "binding the webhook queue failed");
+        ServiceError::Unavailable("RabbitMQ is not reachable; the webhook URL was not changed, retry later".into())
+    })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -12,9 +12,15 @@ use super::schema::ledger_entries;
 use crate::domain::ledger::{Account, Posting};
 use crate::domain::money::Currency;
 
-/// Records a posting as one ledger transaction, in one statement: the accounts it
-/// touches are created on first use (deterministic ids, `ON CONFLICT DO NOTHING`),
-/// then the transaction and its entries. Returns the transaction id.
+/// One posting to record for a tenant.
+pub struct Posted<'a> {
+    pub tenant_id: Uuid,
+    pub payment_id: Option<Uuid>,
+    pub occurred_at: DateTime<Utc>,
+    pub posting: &'a Posting,
+}
+
+/// Records a posting as one ledger transaction. Returns the transaction id.
 pub async fn post(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
@@ -22,52 +28,80 @@ pub async fn post(
     occurred_at: DateTime<Utc>,
     posting: &Posting,
 ) -> QueryResult<Uuid> {
-    let txn_id = Uuid::now_v7();
-    let mut account_ids = Vec::new();
+    let ids = post_many(conn, &[Posted { tenant_id, payment_id, occurred_at, posting }]).await?;
+    ids.into_iter().next().ok_or(diesel::result::Error::NotFound)
+}
+
+/// Records postings, each as one ledger transaction, in one statement: the
+/// accounts they touch are created on first use (deterministic ids, `ON CONFLICT
+/// DO NOTHING`), then the transactions and their entries. Returns the ids.
+pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> QueryResult<Vec<Uuid>> {
+    let mut account_ids: Vec<Uuid> = Vec::new();
+    let mut account_tenants = Vec::new();
     let mut codes = Vec::new();
     let mut customers: Vec<Option<Uuid>> = Vec::new();
     let mut account_currencies = Vec::new();
-    for e in posting.entries() {
-        let id = e.account.id(tenant_id, e.currency);
-        if !account_ids.contains(&id) {
-            account_ids.push(id);
-            codes.push(e.account.code().to_owned());
-            customers.push(e.account.customer_id());
-            account_currencies.push(e.currency.code().to_owned());
+    let (mut txn_ids, mut txn_tenants, mut kinds, mut payments, mut descriptions, mut occurred) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut entry_txns, mut entry_accounts, mut amounts, mut currencies): (
+        Vec<Uuid>,
+        Vec<Uuid>,
+        Vec<Decimal>,
+        Vec<String>,
+    ) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut seen = std::collections::HashSet::new();
+    for item in items {
+        let txn_id = Uuid::now_v7();
+        txn_ids.push(txn_id);
+        txn_tenants.push(item.tenant_id);
+        kinds.push(item.posting.kind.to_owned());
+        payments.push(item.payment_id);
+        descriptions.push(item.posting.description.clone());
+        occurred.push(item.occurred_at);
+        for e in item.posting.entries() {
+            let id = e.account.id(item.tenant_id, e.currency);
+            if seen.insert(id) {
+                account_ids.push(id);
+                account_tenants.push(item.tenant_id);
+                codes.push(e.account.code().to_owned());
+                customers.push(e.account.customer_id());
+                account_currencies.push(e.currency.code().to_owned());
+            }
+            entry_txns.push(txn_id);
+            entry_accounts.push(id);
+            amounts.push(e.amount);
+            currencies.push(e.currency.code().to_owned());
         }
     }
-    let entry_accounts: Vec<Uuid> = posting.entries().iter().map(|e| e.account.id(tenant_id, e.currency)).collect();
-    let amounts: Vec<Decimal> = posting.entries().iter().map(|e| e.amount).collect();
-    let currencies: Vec<String> = posting.entries().iter().map(|e| e.currency.code().to_owned()).collect();
     diesel::sql_query(
         "WITH accounts AS ( \
              INSERT INTO ledger_accounts (id, tenant_id, code, customer_id, currency) \
-             SELECT a.id, $1, a.code, a.customer_id, a.currency \
-             FROM unnest($2::uuid[], $3::text[], $4::uuid[], $5::text[]) AS a(id, code, customer_id, currency) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[]) \
              ON CONFLICT DO NOTHING), \
-         txn AS ( \
+         txns AS ( \
              INSERT INTO ledger_transactions (id, tenant_id, kind, payment_id, description, occurred_at) \
-             VALUES ($6, $1, $7, $8, $9, $10)) \
+             SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::uuid[], $10::text[], $11::timestamptz[])) \
          INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) \
-         SELECT $6, e.account_id, e.amount, e.currency \
-         FROM unnest($11::uuid[], $12::numeric[], $13::text[]) AS e(account_id, amount, currency)",
+         SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::numeric[], $15::text[])",
     )
-    .bind::<sql_types::Uuid, _>(tenant_id)
     .bind::<Array<sql_types::Uuid>, _>(&account_ids)
+    .bind::<Array<sql_types::Uuid>, _>(&account_tenants)
     .bind::<Array<sql_types::Text>, _>(&codes)
     .bind::<Array<Nullable<sql_types::Uuid>>, _>(&customers)
     .bind::<Array<sql_types::Text>, _>(&account_currencies)
-    .bind::<sql_types::Uuid, _>(txn_id)
-    .bind::<sql_types::Text, _>(posting.kind)
-    .bind::<Nullable<sql_types::Uuid>, _>(payment_id)
-    .bind::<sql_types::Text, _>(&posting.description)
-    .bind::<sql_types::Timestamptz, _>(occurred_at)
+    .bind::<Array<sql_types::Uuid>, _>(&txn_ids)
+    .bind::<Array<sql_types::Uuid>, _>(&txn_tenants)
+    .bind::<Array<sql_types::Text>, _>(&kinds)
+    .bind::<Array<Nullable<sql_types::Uuid>>, _>(&payments)
+    .bind::<Array<sql_types::Text>, _>(&descriptions)
+    .bind::<Array<sql_types::Timestamptz>, _>(&occurred)
+    .bind::<Array<sql_types::Uuid>, _>(&entry_txns)
     .bind::<Array<sql_types::Uuid>, _>(&entry_accounts)
     .bind::<Array<sql_types::Numeric>, _>(&amounts)
     .bind::<Array<sql_types::Text>, _>(&currencies)
     .execute(conn)
     .await?;
-    Ok(txn_id)
+    Ok(txn_ids)
 }
 
 /// Sum of an account's entries.

@@ -115,14 +115,22 @@ pub struct Pending {
     pub payload: Value,
 }
 
-/// Lanes that have unpublished messages (an index-only probe).
+/// Lanes that have unpublished messages: one index probe per lane, each stopping
+/// at the lane's first unpublished row.
 pub async fn busy_lanes(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i16>> {
-    outbox_events::table
-        .filter(outbox_events::published_at.is_null())
-        .select(outbox_events::lane)
-        .distinct()
-        .load(conn)
-        .await
+    #[derive(QueryableByName)]
+    struct Lane {
+        #[diesel(sql_type = diesel::sql_types::SmallInt)]
+        lane: i16,
+    }
+    let lanes: Vec<Lane> = diesel::sql_query(
+        "SELECT l::smallint AS lane FROM generate_series(0, $1 - 1) AS l \
+         WHERE EXISTS (SELECT 1 FROM outbox_events WHERE lane = l AND published_at IS NULL)",
+    )
+    .bind::<diesel::sql_types::SmallInt, _>(LANES)
+    .load(conn)
+    .await?;
+    Ok(lanes.into_iter().map(|l| l.lane).collect())
 }
 
 /// The oldest unpublished messages of a lane, in order.

@@ -128,6 +128,50 @@ pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
     payments::table.find(id).select(PaymentRow::as_select()).for_update().first(conn).await.optional()
 }
 
+/// A captured payment, as the batch path records it.
+pub struct Captured {
+    pub payment_id: Uuid,
+    pub attempt_id: Uuid,
+    pub transaction_id: String,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+}
+
+/// Marks payments and their attempts captured, two statements for all of them.
+pub async fn mark_captured_many(
+    conn: &mut AsyncPgConnection,
+    captured_at: DateTime<Utc>,
+    rows: &[Captured],
+) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    let payment_ids: Vec<Uuid> = rows.iter().map(|r| r.payment_id).collect();
+    let attempt_ids: Vec<Uuid> = rows.iter().map(|r| r.attempt_id).collect();
+    let transactions: Vec<&str> = rows.iter().map(|r| r.transaction_id.as_str()).collect();
+    let starts: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.period_start).collect();
+    let ends: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.period_end).collect();
+    diesel::sql_query(
+        "UPDATE payments p SET status = 'succeeded', gateway_transaction_id = v.tx, captured_at = $1, \
+             failure_reason = NULL, failure_code = NULL, period_start = v.ps, period_end = v.pe, updated_at = now() \
+         FROM unnest($2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS v(id, tx, ps, pe) WHERE p.id = v.id",
+    )
+    .bind::<Timestamptz, _>(captured_at)
+    .bind::<Array<SqlUuid>, _>(&payment_ids)
+    .bind::<Array<Text>, _>(&transactions)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&starts)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&ends)
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "UPDATE payment_attempts a SET status = 'succeeded', gateway_transaction_id = v.tx, updated_at = now() \
+         FROM unnest($1::uuid[], $2::text[]) AS v(id, tx) WHERE a.id = v.id",
+    )
+    .bind::<Array<SqlUuid>, _>(&attempt_ids)
+    .bind::<Array<Text>, _>(&transactions)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Locks the payment an attempt belongs to (one statement).
 pub async fn lock_by_attempt(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> QueryResult<Option<PaymentRow>> {
     payments::table

@@ -136,3 +136,67 @@ pub async fn history(conn: &mut AsyncPgConnection, subscription_id: Uuid) -> Que
         .load(conn)
         .await
 }
+
+/// A renewal recorded by the batch path: the next period of an active subscription.
+pub struct Renewed {
+    pub id: Uuid,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub paid_amount: Decimal,
+    pub price_id: Option<Uuid>,
+    pub next_charge_at: Option<DateTime<Utc>>,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// Moves subscriptions to their renewed periods and clears their renewal state
+/// (one statement), recording each as a transition (one more).
+pub async fn apply_renewals(
+    conn: &mut AsyncPgConnection,
+    at: DateTime<Utc>,
+    rows: &[Renewed],
+    payments: &[Uuid],
+) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Nullable, Numeric, Timestamptz, Uuid as SqlUuid};
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let starts: Vec<DateTime<Utc>> = rows.iter().map(|r| r.period_start).collect();
+    let ends: Vec<DateTime<Utc>> = rows.iter().map(|r| r.period_end).collect();
+    let paid: Vec<Decimal> = rows.iter().map(|r| r.paid_amount).collect();
+    let prices: Vec<Option<Uuid>> = rows.iter().map(|r| r.price_id).collect();
+    let charges: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.next_charge_at).collect();
+    let dues: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.due_at).collect();
+    diesel::sql_query(
+        "UPDATE subscriptions s SET current_period_start = v.ps, current_period_end = v.pe, paid_amount = v.paid, \
+             price_id = v.price, next_charge_at = v.charge, due_at = v.due, renewal_payment_id = NULL, \
+             next_retry_at = NULL, dunning_ends_at = NULL, retries_stopped = false, grace_until = NULL, updated_at = now() \
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::numeric[], $5::uuid[], $6::timestamptz[], $7::timestamptz[]) \
+              AS v(id, ps, pe, paid, price, charge, due) \
+         WHERE s.id = v.id",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<Timestamptz>, _>(&starts)
+    .bind::<Array<Timestamptz>, _>(&ends)
+    .bind::<Array<Numeric>, _>(&paid)
+    .bind::<Array<Nullable<SqlUuid>>, _>(&prices)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&charges)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&dues)
+    .execute(conn)
+    .await?;
+    let transitions: Vec<_> = rows
+        .iter()
+        .zip(payments)
+        .map(|(r, payment)| {
+            (
+                subscription_transitions::subscription_id.eq(r.id),
+                subscription_transitions::from_status.eq(Some("active")),
+                subscription_transitions::to_status.eq("active"),
+                subscription_transitions::cause.eq("renewed"),
+                subscription_transitions::at.eq(at),
+                subscription_transitions::details.eq(Some(serde_json::json!({"payment_id": payment}))),
+            )
+        })
+        .collect();
+    for chunk in transitions.chunks(2000) {
+        diesel::insert_into(subscription_transitions::table).values(chunk).execute(conn).await?;
+    }
+    Ok(())
+}

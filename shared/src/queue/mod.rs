@@ -25,6 +25,28 @@ pub async fn ping(url: &Secret) -> bool {
     }
 }
 
+/// Binds (or unbinds) the webhook queue to a tenant's events, on a connection of
+/// its own (tenant changes are rare).
+pub async fn set_webhook_binding(url: &Secret, tenant_id: uuid::Uuid, on: bool) -> Result<(), lapin::Error> {
+    let conn = tokio::time::timeout(Duration::from_secs(5), connect(url, "billing-api-bindings"))
+        .await
+        .map_err(|_| lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed)))??;
+    let probe = conn.create_channel().await?;
+    let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    let result = if probe
+        .queue_declare(topology::WEBHOOKS.name.into(), passive, lapin::types::FieldTable::default())
+        .await
+        .is_err()
+    {
+        // No worker has declared the topology yet: it binds when it does.
+        Ok(())
+    } else {
+        topology::bind_webhooks(&probe, tenant_id, on).await
+    };
+    let _ = conn.close(200, "bound".into()).await;
+    result
+}
+
 /// Moves every message of `queue`'s dead-letter queue back to the queue itself,
 /// with its attempt count reset. Each message is acknowledged only after the
 /// broker confirmed its copy. Returns the dead-letter ids of the replayed messages.

@@ -3,13 +3,16 @@
 //! order), and a dead-letter queue per work queue.
 //!
 //! ```text
-//! billing.events (topic)  --#-->  billing.webhooks
+//! billing.events (topic)  --<tenant_id>.#-->  billing.webhooks   (tenants with a webhook URL)
 //! billing.work   (direct) --<queue>-->  <queue>
 //! billing.retry  (direct) --<queue>.retry.<n>-->  <queue>.retry.<n>  --TTL, dead-letter-->  billing.work/<queue>
 //! billing.dlx    (direct) --<queue>-->  <queue>.dead
 //! ```
 //! The worker declares all of it at start; `deploy/rabbitmq/definitions.json`
-//! describes the same for operators (a test keeps the two equal).
+//! describes the same for operators (a test keeps the two equal). The webhook
+//! queue is bound per tenant, only while the tenant has a webhook URL, so events of
+//! other tenants cost no durable queue write: the API binds before it commits a new
+//! URL, and the worker reconciles the bindings when it connects and periodically.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -37,30 +40,48 @@ pub struct WorkQueue {
     /// Delay before each retry, in milliseconds; after the last one the message is
     /// dead-lettered.
     pub retry_delays_ms: &'static [u64],
-    /// Receives a copy of every event published to `billing.events`.
-    pub binds_events: bool,
 }
 
 /// Renewal charges, dunning retries, pay-now and extension charges.
-pub const RENEWALS: WorkQueue = WorkQueue {
-    name: "billing.renewals",
-    retry_delays_ms: &[5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, HOUR],
-    binds_events: false,
-};
+pub const RENEWALS: WorkQueue =
+    WorkQueue { name: "billing.renewals", retry_delays_ms: &[5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, HOUR] };
 
 /// Follow-ups of gateway calls whose outcome was unknown (reconciliation).
 pub const GATEWAY_FOLLOWUPS: WorkQueue = WorkQueue {
     name: "billing.gateway-followups",
     retry_delays_ms: &[5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, 30 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR],
-    binds_events: false,
 };
 
 /// Signed webhook delivery to tenants: about three days of back-off.
 pub const WEBHOOKS: WorkQueue = WorkQueue {
     name: "billing.webhooks",
     retry_delays_ms: &[30 * SECOND, 2 * MINUTE, 10 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, 24 * HOUR, 24 * HOUR],
-    binds_events: true,
 };
+
+/// Routing-key pattern of one tenant's events.
+pub fn tenant_events(tenant_id: uuid::Uuid) -> String {
+    format!("{tenant_id}.#")
+}
+
+/// Binds (or unbinds) the webhook queue to a tenant's events (idempotent).
+pub async fn bind_webhooks(channel: &Channel, tenant_id: uuid::Uuid, on: bool) -> Result<(), lapin::Error> {
+    let key = tenant_events(tenant_id);
+    if on {
+        channel
+            .queue_bind(
+                WEBHOOKS.name.into(),
+                EVENTS_EXCHANGE.into(),
+                key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    } else {
+        channel
+            .queue_unbind(WEBHOOKS.name.into(), EVENTS_EXCHANGE.into(), key.as_str().into(), FieldTable::default())
+            .await
+    }
+}
 
 pub const ALL: &[WorkQueue] = &[RENEWALS, GATEWAY_FOLLOWUPS, WEBHOOKS];
 
@@ -127,9 +148,6 @@ pub async fn declare(channel: &Channel, divisor: u64) -> Result<(), lapin::Error
     for q in ALL {
         channel.queue_declare(q.name.into(), durable(), quorum_args()).await?;
         bind(q.name, WORK_EXCHANGE, q.name).await?;
-        if q.binds_events {
-            bind(q.name, EVENTS_EXCHANGE, "#").await?;
-        }
         for (step, delay) in q.retry_delays_ms.iter().enumerate() {
             let retry = retry_queue(q.name, step);
             channel.queue_declare(retry.as_str().into(), durable(), retry_args(q.name, ttl(*delay, divisor))).await?;
@@ -163,9 +181,6 @@ pub fn definitions() -> Value {
     for q in ALL {
         queues.push(queue(q.name, json!({"x-queue-type": "quorum"})));
         bindings.push(binding(WORK_EXCHANGE, q.name, q.name));
-        if q.binds_events {
-            bindings.push(binding(EVENTS_EXCHANGE, q.name, "#"));
-        }
         for (step, delay) in q.retry_delays_ms.iter().enumerate() {
             let retry = retry_queue(q.name, step);
             queues.push(queue(

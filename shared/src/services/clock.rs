@@ -25,24 +25,16 @@ pub struct SetClock {
     pub now: DateTime<Utc>,
 }
 
-/// True when no work is due at or before `now`.
+/// True when no work is due at or before `now`. One statement, so the three
+/// checks see one snapshot (a charge recorded between separate checks could
+/// otherwise hide both its in-flight state and the work it made due).
 pub async fn settled(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> ServiceResult<bool> {
-    let due: bool = select(exists(subscriptions::table.filter(subscriptions::due_at.le(now)))).get_result(conn).await?;
-    if due {
-        return Ok(false);
-    }
-    let unpublished: bool =
-        select(exists(outbox_events::table.filter(outbox_events::published_at.is_null()))).get_result(conn).await?;
-    if unpublished {
-        return Ok(false);
-    }
+    let due = subscriptions::table.filter(subscriptions::due_at.le(now));
+    let unpublished = outbox_events::table.filter(outbox_events::published_at.is_null());
     // Token charges not yet resolved (widget attempts wait for the customer).
-    let charging: bool = select(exists(
-        payment_attempts::table
-            .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown"]))
-            .filter(payment_attempts::channel.ne("widget")),
-    ))
-    .get_result(conn)
-    .await?;
-    Ok(!charging)
+    let charging = payment_attempts::table
+        .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown"]))
+        .filter(payment_attempts::channel.ne("widget"));
+    let busy: bool = select(exists(due).or(exists(unpublished)).or(exists(charging))).get_result(conn).await?;
+    Ok(!busy)
 }

@@ -4,6 +4,7 @@
 //! events in the same transaction as the state change.
 
 pub mod charges;
+pub mod charging;
 pub mod clock;
 pub mod cloudpayments;
 pub mod customers;
@@ -69,4 +70,12 @@ impl<T> Page<T> {
 /// Data stored by us that no longer parses is a bug, not bad input.
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
     ServiceError::Internal(format!("stored {what} does not parse: {e}"))
+}
+
+/// What a charge job ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    Done,
+    /// A technical failure: try the job again later (retry ladder).
+    RetryLater(String),
 }

@@ -43,7 +43,7 @@ use crate::error::{ServiceError, ServiceResult};
 const MAX_STEPS: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Notice {
+pub(crate) enum Notice {
     RenewalUpcoming,
     ExpiringSoon,
 }
@@ -58,7 +58,7 @@ impl Notice {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+pub(crate) enum Action {
     ExpirePending,
     Notice(Notice),
     StartRenewal,
@@ -69,7 +69,7 @@ enum Action {
     GiveUp,
 }
 
-enum Next {
+pub(crate) enum Next {
     Act(Action),
     Wait(Option<DateTime<Utc>>),
 }
@@ -85,12 +85,13 @@ async fn has_open_attempt(conn: &mut AsyncPgConnection, payment: Option<Uuid>) -
     .await?)
 }
 
-/// What is due next for the subscription.
-async fn next_step(
-    conn: &mut AsyncPgConnection,
+/// What is due next for the subscription: a pure decision on its state, given
+/// whether its outstanding renewal has a charge in flight.
+pub(crate) fn decide(
     now: DateTime<Utc>,
     tenant: &Tenant,
     sub: &SubscriptionRow,
+    charge_in_flight: bool,
 ) -> ServiceResult<Next> {
     let status = status_of(sub)?;
     let notice_days = tenant.policy.renewal_notice_days;
@@ -128,7 +129,7 @@ async fn next_step(
             {
                 candidates.push((g, Action::Suspend));
             }
-            if !has_open_attempt(conn, sub.renewal_payment_id).await? {
+            if !charge_in_flight {
                 match (sub.next_retry_at, sub.dunning_ends_at) {
                     (Some(r), _) => candidates.push((r, Action::Retry)),
                     (None, Some(e)) => candidates.push((e, Action::GiveUp)),
@@ -143,6 +144,29 @@ async fn next_step(
         Some((t, _)) => Next::Wait(Some(t)),
         None => Next::Wait(None),
     })
+}
+
+/// The next due instant of a subscription that has nothing due now.
+pub(crate) fn due_after(
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub: &SubscriptionRow,
+) -> ServiceResult<Option<DateTime<Utc>>> {
+    Ok(match decide(now, tenant, sub, false)? {
+        Next::Wait(due) => due,
+        Next::Act(_) => Some(now),
+    })
+}
+
+async fn next_step(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub: &SubscriptionRow,
+) -> ServiceResult<Next> {
+    let dunning = matches!(status_of(sub)?, SubscriptionStatus::PastDue | SubscriptionStatus::Suspended);
+    let in_flight = dunning && has_open_attempt(conn, sub.renewal_payment_id).await?;
+    decide(now, tenant, sub, in_flight)
 }
 
 /// Performs everything due for `sub` (locked by the caller) at `now`, then stores

@@ -12,7 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::charges::JobResult;
+use super::JobResult;
 use super::tenants::{self, Tenant};
 use crate::clock::real_now;
 use crate::db::PgPool;
