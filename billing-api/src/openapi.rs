@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, customers, payments, plans, service, subscriptions, webhooks};
+use crate::routes::{admin, customers, payments, plans, service, subscriptions, usage, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,13 +16,14 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
     ),
     paths(
         admin::create_tenant, admin::patch_tenant, admin::rotate_keys, admin::get_clock, admin::set_clock,
-        admin::list_dead_letters, admin::replay_dead_letters,
+        admin::list_dead_letters, admin::replay_dead_letters, admin::record_maintenance,
         plans::create_plan, plans::list_plans, plans::get_plan, plans::add_price, plans::cancel_price, plans::archive_plan,
         customers::create_customer, customers::list_customers, customers::get_customer, customers::patch_customer,
         customers::get_entitlements,
         subscriptions::create_subscription, subscriptions::list_subscriptions, subscriptions::get_subscription,
         subscriptions::cancel_subscription, subscriptions::resume_subscription, subscriptions::pay_subscription,
-        subscriptions::extend_subscription,
+        subscriptions::extend_subscription, subscriptions::change_plan,
+        usage::report_usage,
         payments::list_payments, payments::get_payment,
         webhooks::cloudpayments_notification,
         service::healthz, service::readyz, service::metrics,
@@ -33,6 +34,7 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
         (name = "catalog", description = "Plans and versioned prices"),
         (name = "customers", description = "Customers and entitlements"),
         (name = "subscriptions", description = "Purchases and the subscription lifecycle"),
+        (name = "usage", description = "Usage events and quotas"),
         (name = "payments", description = "Payments"),
         (name = "webhooks", description = "Provider callbacks, authenticated by the provider's scheme"),
         (name = "service", description = "Health, readiness, metrics"),

@@ -8,6 +8,7 @@ use billing_shared::error::ServiceError;
 use billing_shared::queue::topology;
 use billing_shared::services::clock::{self as clock_service, ClockView, SetClock};
 use billing_shared::services::dead_letters::{self, DeadLetter};
+use billing_shared::services::maintenance::{self, MaintenanceSpec, MaintenanceView};
 use billing_shared::services::tenants::{self, KeysRotated, TenantCreated, TenantSpec, TenantView};
 use billing_shared::services::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_clock)
         .service(set_clock)
         .service(list_dead_letters)
-        .service(replay_dead_letters);
+        .service(replay_dead_letters)
+        .service(record_maintenance);
 }
 
 /// Create a tenant. The API key and webhook secret are shown only in this answer.
@@ -207,5 +209,33 @@ async fn replay_dead_letters(
             dead_letters::mark_replayed(conn, &ids).await?;
             Ok(Replayed { queue: queue.name.to_owned(), replayed: count })
         })
+        .await
+}
+
+/// Record a maintenance extension (SellerGPT 3.2.10): every subscription of the
+/// tenant with access now moves its period end, anchor, next charge and queued paid
+/// extensions by `days`; renewal notices follow the new dates. `Idempotency-Key` is
+/// required: a retried request shifts nothing twice.
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/maintenance", tag = "operator", security(("operator_token" = [])),
+    request_body = MaintenanceSpec, params(("Idempotency-Key" = String, Header)),
+    responses((status = 201, body = MaintenanceView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[post("/v1/admin/tenants/{id}/maintenance")]
+async fn record_maintenance(
+    state: Data<AppState>,
+    _: AdminAuth,
+    idem: Idempotency,
+    id: Path<String>,
+    body: JsonBody<MaintenanceSpec>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "tenant")?;
+    let req = idem.request("admin", &body.raw)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_required",
+            "a maintenance extension needs an Idempotency-Key header",
+        )
+    })?;
+    state
+        .run(StatusCode::CREATED, Some(req), async |conn, now| maintenance::record(conn, now, id, body.value).await)
         .await
 }

@@ -7,6 +7,7 @@ pub mod payments;
 pub mod plans;
 pub mod service;
 pub mod subscriptions;
+pub mod usage;
 pub mod webhooks;
 
 use actix_web::web;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     customers::configure(cfg);
     subscriptions::configure(cfg);
     payments::configure(cfg);
+    usage::configure(cfg);
     webhooks::configure(cfg);
     service::configure(cfg);
 }

@@ -5,6 +5,7 @@ use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpResponse, get, post};
 use billing_shared::services::Page;
 use billing_shared::services::lifecycle::{self, PayRequest, PaymentAnswer};
+use billing_shared::services::plan_change::{self, ChangePlanRequest, ChangePlanView};
 use billing_shared::services::purchase::{self, PurchaseSpec, PurchaseView};
 use billing_shared::services::subscriptions::{self, SubscriptionView};
 use serde::Deserialize;
@@ -23,7 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(cancel_subscription)
         .service(resume_subscription)
         .service(pay_subscription)
-        .service(extend_subscription);
+        .service(extend_subscription)
+        .service(change_plan);
 }
 
 /// Buy a plan. With `pay_with: "card"` the answer's `payment.confirmation` carries the
@@ -141,4 +143,28 @@ async fn extend_subscription(
     let id = parse_id(&id, "subscription")?;
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
     state.run(StatusCode::OK, req, async |conn, now| lifecycle::extend(conn, now, &tenant, id, body.value).await).await
+}
+
+/// Change plan. An upgrade (dearer per day) applies now, in the tenant's
+/// `upgrade_mode`, once the amount due is paid — by the saved card when there is
+/// one, else `payment.confirmation` collects it; below 1.00 it applies at once. A
+/// downgrade is scheduled for the next period (`scheduled_plan`); changing back to
+/// the current plan cancels it. `preview: true` only quotes.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/change-plan", tag = "subscriptions", security(("tenant_key" = [])),
+    request_body = ChangePlanRequest, params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = ChangePlanView), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 422, body = Problem), (status = 501, body = Problem)))]
+#[post("/v1/subscriptions/{id}/change-plan")]
+async fn change_plan(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    idem: Idempotency,
+    id: Path<String>,
+    body: JsonBody<ChangePlanRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "subscription")?;
+    let req = idem.request(tenant.id.to_string(), &body.raw)?;
+    state
+        .run(StatusCode::OK, req, async |conn, now| plan_change::change_plan(conn, now, &tenant, id, body.value).await)
+        .await
 }

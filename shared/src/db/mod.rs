@@ -9,6 +9,7 @@ pub mod plans;
 pub mod schema;
 pub mod subscriptions;
 pub mod tenants;
+pub mod usage;
 
 use diesel::Connection;
 use diesel::RunQueryDsl as _;

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::schema::{payment_attempts, payment_methods, payments};
+use crate::domain::money::Money;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
@@ -34,6 +35,53 @@ pub struct PaymentRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub captured_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The charged items when more than the plan's tariff (`services::payments::Line`).
+    pub lines: Option<serde_json::Value>,
+    /// An upgrade's quote (`services::plan_change`).
+    pub plan_change: Option<serde_json::Value>,
+}
+
+/// Who pays, for [`PaymentRow::pending`].
+#[derive(Debug, Clone, Copy)]
+pub struct Payer<'a> {
+    pub tenant_id: Uuid,
+    pub gateway: &'a str,
+    pub customer_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+}
+
+impl PaymentRow {
+    /// A new pending payment of `amount` by `payer` (tenant, gateway, customer,
+    /// subscription); the caller sets what it pays for.
+    pub fn pending(payer: Payer<'_>, kind: &str, amount: Money, description: String, now: DateTime<Utc>) -> Self {
+        let Payer { tenant_id, gateway, customer_id, subscription_id } = payer;
+        PaymentRow {
+            id: Uuid::now_v7(),
+            tenant_id,
+            customer_id,
+            subscription_id,
+            kind: kind.to_owned(),
+            status: "pending".into(),
+            amount: amount.amount(),
+            currency: amount.currency().code().into(),
+            refunded_amount: Decimal::ZERO,
+            description,
+            plan_id: None,
+            price_id: None,
+            period_start: None,
+            period_end: None,
+            gateway: gateway.to_owned(),
+            gateway_transaction_id: None,
+            failure_reason: None,
+            failure_code: None,
+            duplicate_of: None,
+            expires_at: None,
+            captured_at: None,
+            created_at: now,
+            lines: None,
+            plan_change: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]

@@ -169,6 +169,8 @@ diesel::table! {
         captured_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        lines -> Nullable<Jsonb>,
+        plan_change -> Nullable<Jsonb>,
     }
 }
 
@@ -310,6 +312,57 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    trials (customer_id, plan_id) {
+        customer_id -> Uuid,
+        plan_id -> Uuid,
+        subscription_id -> Uuid,
+        started_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    usage_events (tenant_id, event_id) {
+        tenant_id -> Uuid,
+        event_id -> Text,
+        customer_id -> Uuid,
+        subscription_id -> Uuid,
+        metric -> Text,
+        quantity -> Int8,
+        occurred_at -> Timestamptz,
+        period_start -> Timestamptz,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    usage_counters (subscription_id, period_start, metric) {
+        subscription_id -> Uuid,
+        period_start -> Timestamptz,
+        metric -> Text,
+        tenant_id -> Uuid,
+        kind -> Text,
+        used -> Int8,
+        peak -> Int8,
+        level_at -> Nullable<Timestamptz>,
+        exhausted_by -> Nullable<Uuid>,
+        exhausted_at -> Nullable<Timestamptz>,
+        billed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    maintenance_extensions (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        days -> Int4,
+        reason -> Text,
+        applied_at -> Timestamptz,
+        subscriptions -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(plan_prices -> plans (plan_id));
 diesel::joinable!(subscriptions -> customers (customer_id));
@@ -340,4 +393,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     subscription_notices,
     webhook_deliveries,
     dead_letters,
+    trials,
+    usage_events,
+    usage_counters,
+    maintenance_extensions,
 );

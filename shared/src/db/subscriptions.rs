@@ -40,6 +40,38 @@ pub struct SubscriptionRow {
     pub expiry_notice_for: Option<DateTime<Utc>>,
 }
 
+impl SubscriptionRow {
+    /// A new subscription waiting for its first payment.
+    pub fn new(tenant_id: Uuid, customer_id: Uuid, plan_id: Uuid, auto_renew: bool, now: DateTime<Utc>) -> Self {
+        SubscriptionRow {
+            id: Uuid::now_v7(),
+            tenant_id,
+            customer_id,
+            plan_id,
+            status: "pending_payment".into(),
+            auto_renew,
+            current_period_start: None,
+            current_period_end: None,
+            anchor_at: None,
+            paid_amount: None,
+            price_id: None,
+            next_charge_at: None,
+            grace_until: None,
+            scheduled_plan_id: None,
+            created_at: now,
+            due_at: None,
+            renewal_payment_id: None,
+            next_retry_at: None,
+            dunning_ends_at: None,
+            retries_stopped: false,
+            paid_through: None,
+            canceled_at: None,
+            renewal_notice_for: None,
+            expiry_notice_for: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = subscription_transitions, check_for_backend(diesel::pg::Pg))]
 pub struct TransitionRow {
@@ -77,15 +109,30 @@ pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
     subscriptions::table.find(id).select(SubscriptionRow::as_select()).for_update().first(conn).await.optional()
 }
 
-/// The customer's live subscription (at most one exists, by a unique index).
+/// The customer's live subscription (at most one exists, by a unique index; a
+/// pending purchase waiting next to a trial it will replace is not it).
 pub async fn find_live(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Option<SubscriptionRow>> {
     subscriptions::table
         .filter(subscriptions::customer_id.eq(customer_id))
         .filter(subscriptions::status.ne_all(["expired", "terminated"]))
+        .order(subscriptions::status.eq("pending_payment"))
         .select(SubscriptionRow::as_select())
         .first(conn)
         .await
         .optional()
+}
+
+/// Every subscription of the customer that has not ended (a live one and a pending
+/// purchase at most), locked.
+pub async fn live_of_customer(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Vec<SubscriptionRow>> {
+    subscriptions::table
+        .filter(subscriptions::customer_id.eq(customer_id))
+        .filter(subscriptions::status.ne_all(["expired", "terminated"]))
+        .order(subscriptions::id)
+        .for_update()
+        .select(SubscriptionRow::as_select())
+        .load(conn)
+        .await
 }
 
 pub async fn list_for_customer(

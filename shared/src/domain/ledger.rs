@@ -58,6 +58,19 @@ pub struct Entry {
 }
 
 /// A balanced set of entries, built only through the constructors below.
+/// The parts of a plan change, as [`Posting::plan_change`] books them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanChangeParts {
+    /// Collected through the gateway now.
+    pub paid: Money,
+    /// Unused value of the old tariff.
+    pub credit: Money,
+    /// The new tariff's charge.
+    pub charge: Money,
+    /// Below the minimum charge: not collected.
+    pub waived: Money,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posting {
     pub kind: &'static str,
@@ -103,6 +116,28 @@ impl Posting {
         }
     }
 
+    /// An immediate plan change (SPEC §4), each part its own pair of entries: what
+    /// the customer pays arrives through the gateway, the unused value of the old
+    /// tariff is credited back (revenue reversed), the new tariff's charge is
+    /// booked, and a difference below the minimum charge is waived. A credit larger
+    /// than the charge stays on the customer's balance. `None` when nothing moves.
+    pub fn plan_change(description: String, customer: Uuid, parts: PlanChangeParts) -> Option<Posting> {
+        let c = parts.paid.currency();
+        let customer = Account::Customer(customer);
+        let mut entries = Vec::new();
+        let mut pair = |debit: Account, credit: Account, amount: Decimal| {
+            if !amount.is_zero() {
+                entries.push(Entry { account: debit, amount: -amount, currency: c });
+                entries.push(Entry { account: credit, amount, currency: c });
+            }
+        };
+        pair(Account::GatewayClearing, customer, parts.paid.amount());
+        pair(Account::Revenue, customer, parts.credit.amount());
+        pair(customer, Account::Revenue, parts.charge.amount());
+        pair(Account::Revenue, customer, parts.waived.amount());
+        (!entries.is_empty()).then_some(Posting { kind: "plan_change", description, entries })
+    }
+
     /// Sum of all entries per currency: zero for every posting built here.
     pub fn is_balanced(&self) -> bool {
         let mut sums: Vec<(Currency, Decimal)> = Vec::new();
@@ -134,6 +169,37 @@ mod tests {
             prop_assert_eq!(revenue, m.amount());
             prop_assert!(Posting::captured_to_balance("duplicate_capture", "x".into(), c, m).is_balanced());
         }
+    }
+
+    fn customer_net(p: &Posting, c: Uuid) -> Decimal {
+        p.entries().iter().filter(|e| e.account == Account::Customer(c)).map(|e| e.amount).sum()
+    }
+
+    #[test]
+    fn plan_change_books_credit_and_charge_separately() {
+        let rub = |s: &str| Money::rub(s.parse().unwrap()).unwrap();
+        let c = Uuid::new_v4();
+        // WhatsMonster USER -> PRO: 460.00 credit, 1390.00 charge, 930.00 paid.
+        let parts =
+            PlanChangeParts { paid: rub("930.00"), credit: rub("460.00"), charge: rub("1390.00"), waived: rub("0") };
+        let p = Posting::plan_change("x".into(), c, parts).unwrap();
+        assert!(p.is_balanced());
+        assert_eq!(p.entries().len(), 6);
+        assert_eq!(customer_net(&p, c), Decimal::ZERO);
+        let revenue: Decimal = p.entries().iter().filter(|e| e.account == Account::Revenue).map(|e| e.amount).sum();
+        assert_eq!(revenue, "930.00".parse::<Decimal>().unwrap());
+        // Below the minimum: nothing paid, the 0.50 difference waived.
+        let parts =
+            PlanChangeParts { paid: rub("0"), credit: rub("500.00"), charge: rub("500.50"), waived: rub("0.50") };
+        let p = Posting::plan_change("x".into(), c, parts).unwrap();
+        assert!(p.is_balanced());
+        assert_eq!(customer_net(&p, c), Decimal::ZERO);
+        // A credit above the charge stays on the balance.
+        let parts = PlanChangeParts { paid: rub("0"), credit: rub("900.00"), charge: rub("700.00"), waived: rub("0") };
+        let p = Posting::plan_change("x".into(), c, parts).unwrap();
+        assert_eq!(customer_net(&p, c), "200.00".parse::<Decimal>().unwrap());
+        let nothing = PlanChangeParts { paid: rub("0"), credit: rub("0"), charge: rub("0"), waived: rub("0") };
+        assert!(Posting::plan_change("x".into(), c, nothing).is_none());
     }
 
     #[test]

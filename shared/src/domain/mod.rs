@@ -6,8 +6,10 @@ pub mod ledger;
 pub mod money;
 pub mod period;
 pub mod plan;
+pub mod proration;
 pub mod subscription;
 pub mod tenant;
+pub mod usage;
 
 /// A deliberately loose e-mail check: one `@`, something on both sides, a dot in
 /// the domain, no spaces. Deliverability is the mail system's business.

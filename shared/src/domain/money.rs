@@ -189,6 +189,13 @@ pub struct MoneyView {
     pub currency: String,
 }
 
+impl MoneyView {
+    /// The money this view shows (views we made always parse).
+    pub fn money(&self) -> Result<Money, MoneyError> {
+        Money::parse(&serde_json::Value::from(self.value.as_str()), &serde_json::Value::from(self.currency.as_str()))
+    }
+}
+
 impl From<Money> for MoneyView {
     fn from(m: Money) -> Self {
         MoneyView { value: m.value_string(), currency: m.currency.code().to_owned() }

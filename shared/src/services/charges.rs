@@ -45,12 +45,34 @@ pub const CHANNEL_WIDGET: &str = "widget";
 pub const CHANNEL_SCHEDULED: &str = "token";
 pub const CHANNEL_MANUAL: &str = "token_manual";
 
-/// What a captured payment did to its subscription, for the events that follow
-/// `payment.succeeded`.
-struct Applied {
-    sub: SubscriptionRow,
-    plan: String,
-    event: Option<(&'static str, Value)>,
+/// What a captured payment paid for: the events that follow `payment.succeeded`,
+/// and how the money is booked when it is not a plain charge.
+#[derive(Default)]
+pub(crate) struct Applied {
+    pub events: Vec<NewEvent>,
+    pub posting: Option<Posting>,
+}
+
+impl Applied {
+    pub fn event(
+        tenant: &Tenant,
+        sub: &SubscriptionRow,
+        plan_code: &str,
+        event_type: &'static str,
+        extra: Value,
+    ) -> Applied {
+        Applied { events: vec![subscription_event(tenant, sub, plan_code, event_type, extra)], posting: None }
+    }
+}
+
+pub(crate) fn subscription_event(
+    tenant: &Tenant,
+    sub: &SubscriptionRow,
+    plan_code: &str,
+    event_type: &'static str,
+    extra: Value,
+) -> NewEvent {
+    NewEvent::event(tenant.id, sub.id, event_type, subscriptions::event_data(sub, plan_code, extra))
 }
 
 pub(crate) async fn emit_payment(
@@ -126,40 +148,37 @@ pub async fn apply_capture(
         ("purchase", Some(sub)) => activate_purchase(conn, now, tenant, sub, payment).await?,
         ("renewal", Some(sub)) => renew(conn, now, tenant, sub, payment).await?,
         ("extension", Some(sub)) => extend(conn, now, tenant, sub, payment).await?,
+        ("upgrade", Some(sub)) => super::plan_change::apply_paid(conn, now, tenant, sub, payment).await?,
+        // Usage above the quota of a period that has ended: nothing to apply.
+        ("overage", _) => Some(Applied::default()),
         _ => None,
     };
     payments_db::save(conn, payment).await?;
     payments_db::save_attempt(conn, attempt).await?;
     let money = money_of(payment)?;
-    let posting = if applied.is_some() {
-        Posting::captured_charge("payment_captured", payment.description.clone(), payment.customer_id, money)
-    } else {
-        // Paid, but what it paid for is gone: the money waits on the customer's
-        // balance (to be refunded).
-        Posting::captured_to_balance(
-            "payment_captured_unapplied",
-            payment.description.clone(),
-            payment.customer_id,
-            money,
-        )
-    };
-    ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
     let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
     let mut events = vec![NewEvent::event(tenant.id, ordering, "payment.succeeded", payments::event_data(payment)?)];
-    let outcome = match applied {
+    let (posting, outcome) = match applied {
         Some(a) => {
-            if let Some((event_type, extra)) = a.event {
-                events.push(NewEvent::event(
-                    tenant.id,
-                    a.sub.id,
-                    event_type,
-                    subscriptions::event_data(&a.sub, &a.plan, extra),
-                ));
-            }
-            "applied"
+            events.extend(a.events);
+            let posting = a.posting.unwrap_or_else(|| {
+                Posting::captured_charge("payment_captured", payment.description.clone(), payment.customer_id, money)
+            });
+            (posting, "applied")
         }
-        None => "captured_unapplied",
+        // Paid, but what it paid for is gone: the money waits on the customer's
+        // balance (to be refunded).
+        None => (
+            Posting::captured_to_balance(
+                "payment_captured_unapplied",
+                payment.description.clone(),
+                payment.customer_id,
+                money,
+            ),
+            "captured_unapplied",
+        ),
     };
+    ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
     outbox::emit_many(conn, now, events).await?;
     Ok(outcome)
 }
@@ -208,11 +227,21 @@ async fn activate_purchase(
 ) -> ServiceResult<Option<Applied>> {
     let mut sub = lock_sub(conn, sub_id).await?;
     let status = status_of(&sub)?;
-    let revivable = status == SubscriptionStatus::Expired
-        && sub.current_period_start.is_none()
-        && subs_db::find_live(conn, sub.customer_id).await?.is_none();
+    // The live subscription the purchase would sit next to: a trial or a free plan
+    // it replaces, or one that makes a late payment for an expired purchase unapplicable.
+    let other = subs_db::live_of_customer(conn, sub.customer_id).await?.into_iter().find(|s| s.id != sub.id);
+    let revivable = status == SubscriptionStatus::Expired && sub.current_period_start.is_none();
     if status != SubscriptionStatus::PendingPayment && !revivable {
         return Ok(None);
+    }
+    let mut events = Vec::new();
+    if let Some(mut other) = other {
+        if !super::purchase::replaceable(&other) {
+            return Ok(None);
+        }
+        let code = plans::load_cached(conn, other.plan_id).await?.code;
+        subscriptions::expire(conn, now, tenant, &mut other, &code, "replaced_by_purchase").await?;
+        subs_db::save(conn, &other).await?;
     }
     let plan = plans::load(conn, sub.plan_id).await?;
     subscriptions::activate(conn, now, tenant, &mut sub, &plan, payment).await?;
@@ -220,7 +249,8 @@ async fn activate_purchase(
     payment.period_start = sub.current_period_start;
     payment.period_end = sub.current_period_end;
     let extra = json!({"payment_id": payment.id, "amount": crate::domain::money::MoneyView::from(money_of(payment)?)});
-    Ok(Some(Applied { sub, plan: plan.code, event: Some(("subscription.activated", extra)) }))
+    events.push(subscription_event(tenant, &sub, &plan.code, "subscription.activated", extra));
+    Ok(Some(Applied { events, posting: None }))
 }
 
 async fn lock_sub(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<SubscriptionRow> {
@@ -256,15 +286,20 @@ async fn renew(
         }
         _ => return Ok(None),
     };
+    let previous_plan = sub.plan_id;
+    // A scheduled downgrade takes over with the period its renewal paid for.
     if let Some(plan_id) = payment.plan_id {
         sub.plan_id = plan_id;
+    }
+    if sub.scheduled_plan_id == Some(sub.plan_id) {
+        sub.scheduled_plan_id = None;
     }
     let plan = plans::load_cached(conn, sub.plan_id).await?;
     let end = period_end(start, anchor, plan.period, tenant.tz);
     sub.current_period_start = Some(start);
     sub.current_period_end = Some(end);
     sub.anchor_at = Some(anchor);
-    sub.paid_amount = Some(payment.amount);
+    sub.paid_amount = Some(payments::tariff_amount(payment)?);
     sub.price_id = payment.price_id;
     sub.next_charge_at = sub.auto_renew.then_some(end);
     sub.renewal_payment_id = None;
@@ -282,7 +317,14 @@ async fn renew(
     payment.period_end = Some(end);
     scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
     let extra = json!({"payment_id": payment.id, "amount": crate::domain::money::MoneyView::from(money_of(payment)?)});
-    Ok(Some(Applied { sub, plan: plan.code, event: Some((event, extra)) }))
+    let mut applied = Applied::event(tenant, &sub, &plan.code, event, extra);
+    if previous_plan != sub.plan_id {
+        let from = plans::load_cached(conn, previous_plan).await?.code;
+        let extra =
+            json!({"from_plan": from, "to_plan": plan.code, "effective": "next_period", "payment_id": payment.id});
+        applied.events.push(subscription_event(tenant, &sub, &plan.code, "subscription.plan_changed", extra));
+    }
+    Ok(Some(applied))
 }
 
 /// A paid manual extension starts when the current period (and any extension
@@ -300,9 +342,14 @@ async fn extend(
         return Ok(None);
     }
     let plan = plans::load(conn, sub.plan_id).await?;
+    // The extension pays for its own plan (a scheduled downgrade's, if any).
+    let paid_plan = match payment.plan_id {
+        Some(id) if id != plan.id => plans::load_cached(conn, id).await?,
+        _ => plan.clone(),
+    };
     let Some(current_end) = sub.current_period_end else { return Ok(None) };
     let start = sub.paid_through.map_or(current_end, |p| p.max(current_end));
-    let end = period_end(start, sub.anchor_at.unwrap_or(start), plan.period, tenant.tz);
+    let end = period_end(start, sub.anchor_at.unwrap_or(start), paid_plan.period, tenant.tz);
     payment.period_start = Some(start);
     payment.period_end = Some(end);
     sub.paid_through = Some(end);
@@ -320,7 +367,7 @@ async fn extend(
     )
     .await?;
     scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
-    Ok(Some(Applied { sub, plan: plan.code, event: None }))
+    Ok(Some(Applied::default()))
 }
 
 /// What a gateway said about a declined attempt.

@@ -461,7 +461,8 @@ async fn record_captures(
                     let mut next = sub.clone();
                     next.current_period_start = Some(start);
                     next.current_period_end = Some(end);
-                    next.paid_amount = Some(payment.amount);
+                    let tariff = payments::tariff_amount(payment)?;
+                    next.paid_amount = Some(tariff);
                     next.price_id = payment.price_id;
                     next.next_charge_at = next.auto_renew.then_some(end);
                     next.renewal_payment_id = None;
@@ -514,7 +515,7 @@ async fn record_captures(
                         id: sub.id,
                         period_start: start,
                         period_end: end,
-                        paid_amount: payment.amount,
+                        paid_amount: tariff,
                         price_id: payment.price_id,
                         next_charge_at: next.next_charge_at,
                         due_at: next.due_at,

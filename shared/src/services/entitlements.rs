@@ -1,7 +1,7 @@
 //! Entitlements: may this customer use the product now, on which plan, with what
 //! quota left?
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
@@ -13,15 +13,22 @@ use super::customers;
 use super::plans;
 use super::subscriptions::{has_access_now, status_of};
 use super::tenants::Tenant;
+use super::usage;
 use crate::db::subscriptions as subs_db;
-use crate::domain::plan::QuotaMode;
+use crate::domain::parse_time_zone;
+use crate::domain::plan::{MetricKind, QuotaMode};
 use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::usage::remaining;
 use crate::error::ServiceResult;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MetricEntitlement {
     pub limit: i64,
+    /// Counter: units used in the current period. Gauge: the latest level.
     pub used: i64,
+    /// Gauge: the period's highest level (what is billed); counter: `used`.
+    pub peak: i64,
+    pub kind: MetricKind,
     /// `limit - used`, never below zero.
     pub remaining: i64,
     pub mode: QuotaMode,
@@ -60,14 +67,25 @@ pub async fn get(
     };
     let access = has_access_now(&sub, now)?;
     let plan = plans::load(conn, sub.plan_id).await?;
+    let tz = parse_time_zone(&customer.time_zone).unwrap_or(tenant.tz);
+    let usage =
+        if plan.quotas.is_empty() { HashMap::new() } else { usage::usage_now(conn, now, &sub, &plan, tz).await? };
     let metrics = plan
         .quotas
         .iter()
         .map(|(name, q)| {
-            let used = 0;
-            let remaining = (q.limit - used).max(0);
-            let metric_access = access && (q.mode == QuotaMode::Overage || remaining > 0);
-            (name.clone(), MetricEntitlement { limit: q.limit, used, remaining, mode: q.mode, access: metric_access })
+            let used = usage.get(name).copied().unwrap_or_default();
+            let (remaining, metric_access) = remaining(q, used);
+            let entitlement = MetricEntitlement {
+                limit: q.limit,
+                used: used.used,
+                peak: used.peak,
+                kind: q.kind,
+                remaining,
+                mode: q.mode,
+                access: access && metric_access,
+            };
+            (name.clone(), entitlement)
         })
         .collect();
     Ok(Entitlements {

@@ -36,7 +36,11 @@ pub struct PaymentAnswer {
     pub payment: PaymentView,
 }
 
-async fn lock(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<(SubscriptionRow, Plan)> {
+pub(crate) async fn lock(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    id: Uuid,
+) -> ServiceResult<(SubscriptionRow, Plan)> {
     subscriptions::load(conn, tenant, id).await?;
     let sub = subs_db::find_for_update(conn, id)
         .await?
@@ -129,7 +133,7 @@ async fn has_open_attempt(conn: &mut AsyncPgConnection, payment: Uuid) -> Servic
 }
 
 /// Collects `payment` by the saved card (queued charge) or a new widget payment.
-async fn collect(
+pub(crate) async fn collect(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
@@ -225,34 +229,26 @@ pub async fn extend(
         p.failure_reason = Some("superseded".into());
         payments_db::save(conn, &p).await?;
     }
-    let version = plan.price_at(now)?.clone();
+    // A scheduled downgrade takes over with the extension it is paid by.
+    let priced = match sub.scheduled_plan_id {
+        Some(id) if id != plan.id => plans::load(conn, id).await?,
+        _ => plan,
+    };
+    let version = priced.price_at(now)?.clone();
     if version.price.is_zero() {
         return Err(ServiceError::invalid("free_plan", "a free plan is not extended by payment"));
     }
-    let mut payment = PaymentRow {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.id,
-        customer_id: sub.customer_id,
-        subscription_id: Some(sub.id),
-        kind: "extension".into(),
-        status: "pending".into(),
-        amount: version.price.amount(),
-        currency: version.price.currency().code().into(),
-        refunded_amount: rust_decimal::Decimal::ZERO,
-        description: format!("{}: тариф {}, продление", tenant.name, plan.name),
-        plan_id: Some(plan.id),
-        price_id: Some(version.id),
-        period_start: None,
-        period_end: None,
-        gateway: tenant.gateway.kind().into(),
-        gateway_transaction_id: None,
-        failure_reason: None,
-        failure_code: None,
-        duplicate_of: None,
-        expires_at: Some(now + PENDING_PAYMENT_TTL),
-        captured_at: None,
-        created_at: now,
-    };
+    let description = format!("{}: тариф {}, продление", tenant.name, priced.name);
+    let mut payment = PaymentRow::pending(
+        payments::payer(tenant, sub.customer_id, Some(sub.id)),
+        "extension",
+        version.price,
+        description,
+        now,
+    );
+    payment.plan_id = Some(priced.id);
+    payment.price_id = Some(version.id);
+    payment.expires_at = Some(now + PENDING_PAYMENT_TTL);
     payments_db::insert(conn, &payment).await?;
     let payment = collect(conn, now, tenant, &mut payment, req.pay_with).await?;
     Ok(PaymentAnswer { payment })

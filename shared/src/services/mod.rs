@@ -12,12 +12,15 @@ pub mod dead_letters;
 pub mod entitlements;
 pub mod idempotency;
 pub mod lifecycle;
+pub mod maintenance;
 pub mod payments;
+pub mod plan_change;
 pub mod plans;
 pub mod purchase;
 pub mod scheduler;
 pub mod subscriptions;
 pub mod tenants;
+pub mod usage;
 pub mod webhooks;
 
 use serde::Serialize;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt};
 use crate::db::customers as customers_db;
-use crate::db::payments::{self as db, PaymentRow};
+use crate::db::payments::{self as db, Payer, PaymentRow};
 use crate::domain::money::{Currency, Money, MoneyView};
 use crate::domain::tenant::GatewayConfig;
 use crate::error::{ServiceError, ServiceResult};
@@ -41,8 +41,84 @@ pub struct PaymentView {
     pub expires_at: Option<DateTime<Utc>>,
     pub captured_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// What the payment charges, one line per charged thing (the tariff, an
+    /// upgrade's surcharge, overage per metric); the lines add up to `amount`.
+    pub lines: Vec<Line>,
+    /// An upgrade's quote: the plans, the unused-time credit and the new charge.
+    #[schema(value_type = Option<Object>)]
+    pub plan_change: Option<Value>,
     /// How to collect a pending payment: the CloudPayments widget parameters.
     pub confirmation: Option<WidgetParams>,
+}
+
+/// One charged thing of a payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Line {
+    /// `tariff`, `upgrade` or `overage`.
+    pub kind: String,
+    pub description: String,
+    /// Overage: the metric and the units above the quota at `unit_price`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<MoneyView>,
+    pub amount: MoneyView,
+}
+
+impl Line {
+    pub fn new(kind: &str, description: String, amount: Money) -> Line {
+        Line { kind: kind.into(), description, metric: None, quantity: None, unit_price: None, amount: amount.into() }
+    }
+
+    pub fn money(&self) -> ServiceResult<Money> {
+        self.amount.money().map_err(|e| corrupt("line amount", e))
+    }
+}
+
+/// Who pays, for a new payment of the tenant's gateway.
+pub fn payer(tenant: &Tenant, customer_id: Uuid, subscription_id: Option<Uuid>) -> Payer<'_> {
+    Payer { tenant_id: tenant.id, gateway: tenant.gateway.kind(), customer_id, subscription_id }
+}
+
+/// The payment's lines: stored when there are several, else one line for the whole
+/// amount named by the payment's kind.
+pub fn lines_of(p: &PaymentRow) -> ServiceResult<Vec<Line>> {
+    match &p.lines {
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| corrupt("payment lines", e)),
+        None => {
+            let kind = match p.kind.as_str() {
+                "purchase" | "renewal" | "extension" => "tariff",
+                other => other,
+            };
+            Ok(vec![Line::new(kind, p.description.clone(), money_of(p)?)])
+        }
+    }
+}
+
+/// Sets a payment's lines and its amount to their sum.
+pub fn set_lines(p: &mut PaymentRow, lines: &[Line]) -> ServiceResult<()> {
+    let mut total = Money::zero(Currency::parse(&p.currency).map_err(|e| corrupt("payment currency", e))?);
+    for line in lines {
+        total = total.checked_add(line.money()?).ok_or_else(|| corrupt("payment lines", "currencies differ"))?;
+    }
+    p.amount = total.amount();
+    p.lines = Some(serde_json::to_value(lines).map_err(|e| corrupt("payment lines", e))?);
+    Ok(())
+}
+
+/// What the payment paid for the plan's tariff itself (its overage lines excluded):
+/// the `old_price` of a later proration.
+pub fn tariff_amount(p: &PaymentRow) -> ServiceResult<rust_decimal::Decimal> {
+    if p.lines.is_none() {
+        return Ok(p.amount);
+    }
+    let mut sum = rust_decimal::Decimal::ZERO;
+    for line in lines_of(p)?.iter().filter(|l| l.kind == "tariff") {
+        sum += line.money()?.amount();
+    }
+    Ok(sum)
 }
 
 pub fn money_of(p: &PaymentRow) -> ServiceResult<Money> {
@@ -55,7 +131,6 @@ fn refunded_of(p: &PaymentRow) -> ServiceResult<Money> {
     Money::new(p.refunded_amount, currency).map_err(|e| corrupt("payment refunded amount", e))
 }
 
-/// Widget parameters for collecting `p` through CloudPayments.
 /// Widget parameters for collecting `p` through CloudPayments under `invoice_id`
 /// (the id of the widget attempt: the payment id for a purchase).
 pub fn widget_params(
@@ -99,6 +174,8 @@ pub fn view(p: &PaymentRow, confirmation: Option<WidgetParams>) -> ServiceResult
         expires_at: p.expires_at,
         captured_at: p.captured_at,
         created_at: p.created_at,
+        lines: lines_of(p)?,
+        plan_change: p.plan_change.clone(),
         confirmation,
     })
 }
@@ -152,5 +229,6 @@ pub fn event_data(p: &PaymentRow) -> ServiceResult<Value> {
         "duplicate_of": p.duplicate_of,
         "period_start": p.period_start,
         "period_end": p.period_end,
+        "lines": lines_of(p)?,
     }))
 }

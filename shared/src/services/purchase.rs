@@ -4,9 +4,16 @@
 //! pending payment whose confirmation carries the CloudPayments widget parameters;
 //! access starts when the gateway's Pay notification confirms it. A pending payment
 //! expires after 24 h. A customer has at most one live subscription.
+//!
+//! Free plans (DEMO: 0 RUB, 7 days) and a plan's trial days start at once without
+//! payment, in `trialing` (a free plan that renews automatically is a free tier:
+//! `active`, renewing for nothing). A trial is granted once per customer and plan.
+//! Buying a paid plan during a trial is a new purchase that replaces the trial when
+//! it is paid.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel_async::AsyncPgConnection;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -18,7 +25,9 @@ use super::subscriptions::{self, SubscriptionView, status_of};
 use super::tenants::Tenant;
 use crate::db::customers::{self as customers_db, CustomerRow};
 use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
+use crate::db::schema::trials;
 use crate::db::subscriptions::{self as db, SubscriptionRow};
+use crate::domain::period::{period_end, shift_days};
 use crate::domain::plan::{price_at, scheduled_after};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
@@ -54,7 +63,8 @@ pub struct PurchaseSpec {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PurchaseView {
     pub subscription: SubscriptionView,
-    pub payment: PaymentView,
+    /// The payment to collect; none for a trial or a free plan, which start at once.
+    pub payment: Option<PaymentView>,
     /// Price versions of the plan announced but not yet in effect: renewals from
     /// their `effective_from` will be charged at them.
     pub scheduled_prices: Vec<PriceView>,
@@ -62,6 +72,14 @@ pub struct PurchaseView {
 
 pub fn describe(tenant: &Tenant, plan: &Plan) -> String {
     format!("{}: тариф {}", tenant.name, plan.name)
+}
+
+/// A subscription nothing was paid for (a trial, a free plan): a purchase replaces
+/// it when the purchase is paid (SPEC §4), it does not block it.
+pub fn replaceable(row: &SubscriptionRow) -> bool {
+    matches!(row.status.as_str(), "trialing" | "active" | "canceled")
+        && row.paid_amount.is_none_or(|a| a.is_zero())
+        && row.renewal_payment_id.is_none()
 }
 
 /// Ends a live subscription that no longer holds anything — an abandoned or expired
@@ -85,6 +103,54 @@ async fn retire_if_stale(
     subscriptions::expire(conn, now, tenant, row, &plan_code, cause).await?;
     db::save(conn, row).await?;
     Ok(true)
+}
+
+/// How a purchase starts.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// Paid in advance: a pending payment, access when it is confirmed.
+    Paid,
+    /// Without payment until `ends_at`: a trial of a paid plan, or a free plan
+    /// (renewing for free when the plan renews automatically).
+    Free { ends_at: DateTime<Utc>, renews: bool, record_trial: bool },
+}
+
+async fn trial_used(conn: &mut AsyncPgConnection, customer_id: Uuid, plan_id: Uuid) -> ServiceResult<bool> {
+    Ok(diesel::select(diesel::dsl::exists(
+        trials::table.filter(trials::customer_id.eq(customer_id)).filter(trials::plan_id.eq(plan_id)),
+    ))
+    .get_result(conn)
+    .await?)
+}
+
+/// Decides how the purchase starts: a free plan (once per customer when the plan
+/// says so: `422 trial_already_used`), a plan's trial days (once per customer and
+/// plan; a second purchase is paid), or a paid purchase.
+async fn start_of(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    customer_id: Uuid,
+    plan: &Plan,
+    free: bool,
+) -> ServiceResult<Start> {
+    if free {
+        if plan.once_per_customer && trial_used(conn, customer_id, plan.id).await? {
+            return Err(trial_already_used(plan));
+        }
+        let ends_at = period_end(now, now, plan.period, tenant.tz);
+        return Ok(Start::Free { ends_at, renews: plan.auto_renew, record_trial: plan.once_per_customer });
+    }
+    match plan.trial_days {
+        Some(days) if !trial_used(conn, customer_id, plan.id).await? => {
+            Ok(Start::Free { ends_at: shift_days(now, days, tenant.tz), renews: false, record_trial: true })
+        }
+        _ => Ok(Start::Paid),
+    }
+}
+
+fn trial_already_used(plan: &Plan) -> ServiceError {
+    ServiceError::invalid("trial_already_used", format!("the customer has already used the {} trial", plan.code))
 }
 
 pub async fn purchase(
@@ -112,95 +178,85 @@ pub async fn purchase(
         PayWith::Invoice => return Err(ServiceError::not_supported("pay_with invoice is not supported yet")),
     }
     let version = plan.price_at(now)?.clone();
-    if version.price.is_zero() {
-        return Err(ServiceError::not_supported("free and trial plans are not supported yet"));
-    }
-    if let Some(mut live) = db::find_live(conn, customer.id).await?
-        && !retire_if_stale(conn, now, tenant, &mut live).await?
-    {
-        return Err(ServiceError::conflict(
-            "subscription_exists",
-            format!("customer already has subscription {} ({}): use change-plan or extend", live.id, live.status),
-        ));
+    let start = start_of(conn, now, tenant, customer.id, &plan, version.price.is_zero()).await?;
+    for mut live in db::live_of_customer(conn, customer.id).await? {
+        // A trial or a free plan waits for the paid purchase that replaces it.
+        let kept = matches!(start, Start::Paid) && replaceable(&live);
+        if !kept && !retire_if_stale(conn, now, tenant, &mut live).await? {
+            return Err(ServiceError::conflict(
+                "subscription_exists",
+                format!("customer already has subscription {} ({}): use change-plan or extend", live.id, live.status),
+            ));
+        }
     }
 
-    let mut sub = SubscriptionRow {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.id,
-        customer_id: customer.id,
-        plan_id: plan.id,
-        status: SubscriptionStatus::PendingPayment.as_str().into(),
-        auto_renew: plan.auto_renew,
-        current_period_start: None,
-        current_period_end: None,
-        anchor_at: None,
-        paid_amount: None,
-        price_id: None,
-        next_charge_at: None,
-        grace_until: None,
-        scheduled_plan_id: None,
-        created_at: now,
-        due_at: None,
-        renewal_payment_id: None,
-        next_retry_at: None,
-        dunning_ends_at: None,
-        retries_stopped: false,
-        paid_through: None,
-        canceled_at: None,
-        renewal_notice_for: None,
-        expiry_notice_for: None,
-    };
+    let mut sub = SubscriptionRow::new(tenant.id, customer.id, plan.id, plan.auto_renew, now);
+    if let Start::Free { ends_at, renews, .. } = start {
+        sub.status = if renews { SubscriptionStatus::Active } else { SubscriptionStatus::Trialing }.as_str().into();
+        sub.auto_renew = renews;
+        sub.current_period_start = Some(now);
+        sub.current_period_end = Some(ends_at);
+        sub.anchor_at = Some(now);
+        sub.paid_amount = Some(rust_decimal::Decimal::ZERO);
+        sub.price_id = Some(version.id).filter(|_| version.price.is_zero());
+        sub.next_charge_at = renews.then_some(ends_at);
+    }
     db::insert(conn, &sub).await.map_err(|e| {
         let e = ServiceError::from(e);
-        if e.violated_constraint() == Some("subscriptions_one_live") {
-            ServiceError::conflict("subscription_exists", "customer already has a live subscription")
-        } else {
-            e
+        match e.violated_constraint() {
+            Some("subscriptions_one_live" | "subscriptions_one_pending") => {
+                ServiceError::conflict("subscription_exists", "customer already has a live subscription")
+            }
+            _ => e,
         }
     })?;
-    crate::db::subscriptions::record_transition(
-        conn,
-        sub.id,
-        None,
-        &sub.status,
-        "purchase",
-        now,
-        Some(json!({"plan": plan.code})),
-    )
-    .await?;
+    let cause = if matches!(start, Start::Free { .. }) { "trial_started" } else { "purchase" };
+    db::record_transition(conn, sub.id, None, &sub.status, cause, now, Some(json!({"plan": plan.code}))).await?;
 
-    let payment = PaymentRow {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.id,
-        customer_id: customer.id,
-        subscription_id: Some(sub.id),
-        kind: "purchase".into(),
-        status: "pending".into(),
-        amount: version.price.amount(),
-        currency: version.price.currency().code().into(),
-        refunded_amount: rust_decimal::Decimal::ZERO,
-        description: describe(tenant, &plan),
-        plan_id: Some(plan.id),
-        price_id: Some(version.id),
-        period_start: None,
-        period_end: None,
-        gateway: tenant.gateway.kind().into(),
-        gateway_transaction_id: None,
-        failure_reason: None,
-        failure_code: None,
-        duplicate_of: None,
-        expires_at: Some(now + PENDING_PAYMENT_TTL),
-        captured_at: None,
-        created_at: now,
+    let payment = match start {
+        Start::Free { ends_at, record_trial, .. } => {
+            if record_trial {
+                let inserted = diesel::insert_into(trials::table)
+                    .values((
+                        trials::customer_id.eq(customer.id),
+                        trials::plan_id.eq(plan.id),
+                        trials::subscription_id.eq(sub.id),
+                        trials::started_at.eq(now),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                if inserted == 0 {
+                    return Err(trial_already_used(&plan));
+                }
+            }
+            super::scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
+            let extra = json!({"trial": sub.status == "trialing", "trial_ends_at": (sub.status == "trialing").then_some(ends_at)});
+            subscriptions::emit(conn, now, tenant, &sub, &plan.code, "subscription.activated", extra).await?;
+            None
+        }
+        Start::Paid => {
+            let mut payment = PaymentRow::pending(
+                payments::payer(tenant, customer.id, Some(sub.id)),
+                "purchase",
+                version.price,
+                describe(tenant, &plan),
+                now,
+            );
+            payment.plan_id = Some(plan.id);
+            payment.price_id = Some(version.id);
+            payment.expires_at = Some(now + PENDING_PAYMENT_TTL);
+            payments_db::insert(conn, &payment).await?;
+            // The purchase's widget attempt is known to the gateway by the payment id.
+            let mut attempt = AttemptRow::new(tenant.id, payment.id, 1, "widget", None, now);
+            attempt.invoice_id = payment.id.to_string();
+            payments_db::insert_attempt(conn, &attempt).await?;
+            // Pending purchases expire after 24 h: the scheduler needs to know when.
+            super::scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
+            let confirmation = payments::widget_params(tenant, &payment, &payment.id.to_string(), &customer.email)?;
+            Some(payments::view(&payment, confirmation)?)
+        }
     };
-    payments_db::insert(conn, &payment).await?;
-    // The purchase's widget attempt is known to the gateway by the payment id.
-    let mut attempt = AttemptRow::new(tenant.id, payment.id, 1, "widget", None, now);
-    attempt.invoice_id = payment.id.to_string();
-    payments_db::insert_attempt(conn, &attempt).await?;
-
-    // Pending purchases expire after 24 h: the scheduler needs to know when.
-    super::scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
 
     // Customers who buy between an announcement and its effective date get the notice too.
     let scheduled: Vec<_> = scheduled_after(&plan.prices, now).into_iter().cloned().collect();
@@ -212,10 +268,9 @@ pub async fn purchase(
         plans::notify_price_change(conn, now, tenant, &change, &[(sub.id, customer.id)]).await?;
     }
 
-    let confirmation = payments::widget_params(tenant, &payment, &payment.id.to_string(), &customer.email)?;
     Ok(PurchaseView {
         subscription: subscriptions::view(conn, &sub).await?,
-        payment: payments::view(&payment, confirmation)?,
+        payment,
         scheduled_prices: plan.view(now)?.scheduled_prices,
     })
 }

@@ -24,10 +24,12 @@ use tracing::error;
 use uuid::Uuid;
 
 use super::charges::{self, CHANNEL_SCHEDULED};
+use super::payments::{self as payments_svc, Line};
 use super::plans::{self, Plan};
 use super::purchase::PENDING_PAYMENT_TTL;
 use super::subscriptions::{self, status_of};
 use super::tenants::{self, Tenant};
+use super::usage;
 use crate::db::in_transaction;
 use crate::db::outbox;
 use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
@@ -35,6 +37,7 @@ use crate::db::schema::{payment_attempts, payments, subscription_notices, subscr
 use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
 use crate::domain::money::MoneyView;
 use crate::domain::period::period_end;
+use crate::domain::plan::QuotaMode;
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tenant::AfterLastRetry;
 use crate::error::{ServiceError, ServiceResult};
@@ -214,7 +217,10 @@ async fn perform(
 ) -> ServiceResult<()> {
     match action {
         Action::ExpirePending => subscriptions::expire(conn, now, tenant, sub, &plan.code, "payment_expired").await,
-        Action::Expire => subscriptions::expire(conn, now, tenant, sub, &plan.code, "period_ended").await,
+        Action::Expire => {
+            usage::bill_ended_period(conn, now, tenant, sub, plan).await?;
+            subscriptions::expire(conn, now, tenant, sub, &plan.code, "period_ended").await
+        }
         Action::Notice(notice) => send_notice(conn, now, tenant, plan, sub, notice).await,
         Action::StartRenewal => {
             start_renewal(conn, now, tenant, plan, sub).await?;
@@ -315,7 +321,7 @@ async fn send_notice(
 
 /// The renewal payment for the period starting at the charge time, priced at that
 /// instant (the price in effect at the renewal, SPEC §3) of the plan that takes
-/// over (a scheduled downgrade) or the current one.
+/// over (a scheduled downgrade) or the current one; `None` for a free price.
 fn renewal_payment(
     now: DateTime<Utc>,
     tenant: &Tenant,
@@ -326,32 +332,21 @@ fn renewal_payment(
     let due = sub.next_charge_at.unwrap_or(end);
     let version = plan.price_at(due)?;
     if version.price.is_zero() {
-        return Err(ServiceError::Internal(format!("renewal of free plan {} reached the charge path", plan.code)));
+        return Ok(None);
     }
-    Ok(Some(PaymentRow {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.id,
-        customer_id: sub.customer_id,
-        subscription_id: Some(sub.id),
-        kind: "renewal".into(),
-        status: "pending".into(),
-        amount: version.price.amount(),
-        currency: version.price.currency().code().into(),
-        refunded_amount: rust_decimal::Decimal::ZERO,
-        description: format!("{}: тариф {}, продление", tenant.name, plan.name),
-        plan_id: Some(plan.id),
-        price_id: Some(version.id),
-        period_start: Some(end),
-        period_end: Some(period_end(end, anchor, plan.period, tenant.tz)),
-        gateway: tenant.gateway.kind().into(),
-        gateway_transaction_id: None,
-        failure_reason: None,
-        failure_code: None,
-        duplicate_of: None,
-        expires_at: None,
-        captured_at: None,
-        created_at: now,
-    }))
+    let description = format!("{}: тариф {}, продление", tenant.name, plan.name);
+    let mut payment = PaymentRow::pending(
+        payments_svc::payer(tenant, sub.customer_id, Some(sub.id)),
+        "renewal",
+        version.price,
+        description,
+        now,
+    );
+    payment.plan_id = Some(plan.id);
+    payment.price_id = Some(version.id);
+    payment.period_start = Some(end);
+    payment.period_end = Some(period_end(end, anchor, plan.period, tenant.tz));
+    Ok(Some(payment))
 }
 
 /// Creates the renewal payment and its first scheduled attempt. The unique
@@ -367,7 +362,20 @@ async fn start_renewal(
         Some(id) if id != plan.id => plans::load(conn, id).await?,
         _ => plan.clone(),
     };
-    let Some(mut payment) = renewal_payment(now, tenant, &renewal_plan, sub)? else { return Ok(()) };
+    // The ending period's usage: its overage is a line of the renewal charge.
+    let overage = match sub.current_period_start {
+        Some(start) => usage::close_period(conn, now, tenant, sub, plan, start).await?,
+        None => Vec::new(),
+    };
+    let Some(mut payment) = renewal_payment(now, tenant, &renewal_plan, sub)? else {
+        usage::charge_lines(conn, now, tenant, sub, overage).await?;
+        return renew_free(conn, now, tenant, plan, &renewal_plan, sub).await;
+    };
+    if !overage.is_empty() {
+        let mut lines = vec![Line::new("tariff", payment.description.clone(), payments_svc::money_of(&payment)?)];
+        lines.extend(overage);
+        payments_svc::set_lines(&mut payment, &lines)?;
+    }
     payments_db::insert(conn, &payment).await?;
     sub.renewal_payment_id = Some(payment.id);
     sub.due_at = None;
@@ -376,7 +384,40 @@ async fn start_renewal(
     Ok(())
 }
 
-/// The current period ended and a paid extension is queued: the next period starts.
+/// A free plan renews without a charge: the next period starts at once.
+async fn renew_free(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    plan: &Plan,
+    renewal_plan: &Plan,
+    sub: &mut SubscriptionRow,
+) -> ServiceResult<()> {
+    let (Some(end), Some(anchor)) = (sub.current_period_end, sub.anchor_at) else { return Ok(()) };
+    let next_end = period_end(end, anchor, renewal_plan.period, tenant.tz);
+    let version = renewal_plan.price_at(end)?;
+    sub.plan_id = renewal_plan.id;
+    sub.price_id = Some(version.id);
+    sub.paid_amount = Some(version.price.amount());
+    sub.scheduled_plan_id = None;
+    sub.current_period_start = Some(end);
+    sub.current_period_end = Some(next_end);
+    sub.next_charge_at = Some(next_end);
+    let status = status_of(sub)?;
+    subscriptions::transition(conn, sub, status, "renewed_free", now, None).await?;
+    let extra = json!({"payment_id": null, "amount": MoneyView::from(version.price)});
+    subscriptions::emit(conn, now, tenant, sub, &renewal_plan.code, "subscription.renewed", extra).await?;
+    if renewal_plan.id != plan.id {
+        let extra = json!({"from_plan": plan.code, "to_plan": renewal_plan.code, "effective": "next_period"});
+        subscriptions::emit(conn, now, tenant, sub, &renewal_plan.code, "subscription.plan_changed", extra).await?;
+    }
+    subs_db::save(conn, sub).await?;
+    Ok(())
+}
+
+/// The current period ended and a paid extension is queued: the next period starts
+/// (on the extension's plan: a scheduled downgrade takes over with it); the ended
+/// period's overage is charged.
 async fn roll_extension(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -385,6 +426,7 @@ async fn roll_extension(
     sub: &mut SubscriptionRow,
 ) -> ServiceResult<()> {
     let (Some(end), Some(anchor)) = (sub.current_period_end, sub.anchor_at) else { return Ok(()) };
+    usage::bill_ended_period(conn, now, tenant, sub, plan).await?;
     let extension: Option<PaymentRow> = payments::table
         .filter(payments::subscription_id.eq(sub.id))
         .filter(payments::kind.eq("extension"))
@@ -400,9 +442,17 @@ async fn roll_extension(
         .unwrap_or_else(|| period_end(end, anchor, plan.period, tenant.tz));
     sub.current_period_start = Some(end);
     sub.current_period_end = Some(next_end);
+    let mut next_plan = plan.clone();
     if let Some(p) = &extension {
-        sub.paid_amount = Some(p.amount);
+        sub.paid_amount = Some(payments_svc::tariff_amount(p)?);
         sub.price_id = p.price_id;
+        if let Some(id) = p.plan_id.filter(|id| *id != plan.id) {
+            next_plan = plans::load(conn, id).await?;
+            sub.plan_id = id;
+            if sub.scheduled_plan_id == Some(id) {
+                sub.scheduled_plan_id = None;
+            }
+        }
     }
     if sub.paid_through.is_some_and(|p| p <= next_end) {
         sub.paid_through = None;
@@ -425,23 +475,28 @@ async fn roll_extension(
         now,
         tenant,
         sub,
-        &plan.code,
+        &next_plan.code,
         "subscription.renewed",
         json!({"payment_id": payment_id, "extension": true}),
     )
     .await?;
+    if next_plan.id != plan.id {
+        let extra = json!({"from_plan": plan.code, "to_plan": next_plan.code, "effective": "next_period", "payment_id": payment_id});
+        subscriptions::emit(conn, now, tenant, sub, &next_plan.code, "subscription.plan_changed", extra).await?;
+    }
     Ok(())
 }
 
 /// True when the only thing due for `sub` is its plain renewal charge (no notice
 /// pending, no extension queued, no plan change): such renewals are started in bulk.
-fn plain_renewal(now: DateTime<Utc>, tenant: &Tenant, sub: &SubscriptionRow, notice_sent: bool) -> bool {
+fn plain_renewal(now: DateTime<Utc>, tenant: &Tenant, plan: &Plan, sub: &SubscriptionRow, notice_sent: bool) -> bool {
     let Some(end) = sub.current_period_end else { return false };
     let charge_at = sub.next_charge_at.unwrap_or(end);
     sub.status == SubscriptionStatus::Active.as_str()
         && sub.auto_renew
         && sub.renewal_payment_id.is_none()
         && sub.scheduled_plan_id.is_none()
+        && !plan.quotas.values().any(|q| q.mode == QuotaMode::Overage)
         && sub.paid_through.is_none_or(|p| p <= end)
         && charge_at <= now
         && (tenant.policy.renewal_notice_days == 0 || notice_sent)
@@ -520,7 +575,7 @@ pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) 
         };
         let notice_sent = sub.current_period_end.is_some_and(|end| sub.renewal_notice_for == Some(end));
         match methods.get(&sub.customer_id) {
-            Some(method) if plain_renewal(now, tenant, &sub, notice_sent) => {
+            Some(method) if plain_renewal(now, tenant, plan, &sub, notice_sent) => {
                 match renewal_payment(now, tenant, plan, &sub)? {
                     Some(payment) => bulk.push((sub, payment, *method)),
                     None => one_by_one.push(sub),

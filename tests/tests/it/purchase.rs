@@ -75,7 +75,7 @@ async fn purchase_then_pay_gives_access_for_thirty_days() {
     assert_eq!(ent["period_end"], "2026-04-04T09:10:00Z");
     assert_eq!(
         ent["metrics"]["messages"],
-        json!({"limit": 100000, "used": 0, "remaining": 100000, "mode": "overage", "access": true})
+        json!({"limit": 100000, "used": 0, "peak": 0, "kind": "counter", "remaining": 100000, "mode": "overage", "access": true})
     );
     assert_eq!(ent["metrics"]["accounts"]["limit"], 10);
 

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Usage ingestion throughput over HTTP (POST /v1/usage), end to end: JSON parsing,
+# validation, attribution to the paid period, one INSERT .. ON CONFLICT for the
+# events and one upsert of the pre-aggregated counters per call, commit.
+#
+# It builds the release API, seeds CUSTOMERS (default 1000) customers with an active
+# subscription to a plan with two metrics (a counter and a gauge), and sends EVENTS
+# events (unique ids) in batches of 1, 100 and 10 000 from CLIENTS (default 4)
+# concurrent keep-alive connections, then prints events/s per batch size, and
+# checks that the counters add up to what was sent.
+#
+# usage: bench/usage.sh [BATCH ...]      env: EVENTS=200000 CLIENTS=4 CUSTOMERS=1000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source deploy/lib.sh
+ensure_toolchain
+ensure_services
+sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1 100 10000)
+EVENTS="${EVENTS:-200000}" CLIENTS="${CLIENTS:-4}" CUSTOMERS="${CUSTOMERS:-1000}"
+log "building the release API"
+cargo build --release --quiet -p billing-api
+DB=billing_bench_usage
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
+export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
+export BILLING_TEST_CLOCK=1 BILLING_LOG_FORMAT=text RUST_LOG=warn
+API_PORT=18081
+API="http://127.0.0.1:$API_PORT"
+mkdir -p .run/bench
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+trap cleanup EXIT
+q() { psql -h 127.0.0.1 -U postgres -d "$DB" -qAt -v ON_ERROR_STOP=1 "$@"; }
+
+psql -h 127.0.0.1 -U postgres -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+target/release/billing-api migrate
+BILLING_API_ADDR="127.0.0.1:$API_PORT" BILLING_DB_POOL_SIZE=8 target/release/billing-api >.run/bench/usage-api.log 2>&1 & pids+=($!)
+wait_port "$API_PORT" api 30
+curl -sf -X POST "$API/v1/admin/clock" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d '{"now":"2026-05-01T09:00:00Z"}' >/dev/null
+tenant=$(curl -sf -X POST "$API/v1/admin/tenants" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d '{
+  "name":"WhatsMonster (bench)","time_zone":"Europe/Moscow",
+  "gateway":{"kind":"cloudpayments","public_id":"pk_bench","api_secret":"bench-secret"}}')
+tid=$(echo "$tenant" | python3 -c "import json,sys; print(json.load(sys.stdin)['id'])")
+key=$(echo "$tenant" | python3 -c "import json,sys; print(json.load(sys.stdin)['api_key'])")
+curl -sf -X POST "$API/v1/plans" -H "Authorization: Bearer $key" -d '{"code":"PRO","name":"PRO",
+  "price":{"value":"1390.00","currency":"RUB"},"period":{"unit":"month","count":1},"auto_renew":true,
+  "quotas":{"messages":{"limit":100000000,"mode":"overage","unit_price":{"value":"0.05","currency":"RUB"}},
+            "accounts":{"limit":10,"mode":"block","kind":"gauge"}}}' >/dev/null
+log "seeding $CUSTOMERS customers with an active subscription"
+q -v tid="$tid" -v n="$CUSTOMERS" <<'SQL'
+SELECT p.id AS plan_id, pp.id AS price_id FROM plans p JOIN plan_prices pp ON pp.plan_id = p.id \gset
+INSERT INTO customers (id, tenant_id, external_id, email, time_zone, created_at)
+  SELECT gen_random_uuid(), :'tid', 'bench-' || g, 'c' || g || '@example.ru', 'Europe/Moscow', '2026-04-01T09:00:00Z'
+  FROM generate_series(1, :n) g;
+INSERT INTO subscriptions (id, tenant_id, customer_id, plan_id, status, auto_renew, current_period_start, current_period_end,
+    anchor_at, paid_amount, price_id, next_charge_at, due_at, created_at)
+  SELECT gen_random_uuid(), :'tid', id, :'plan_id', 'active', true, '2026-04-20T09:00:00Z', '2026-05-20T09:00:00Z',
+         '2026-04-20T09:00:00Z', 1390.00, :'price_id', '2026-05-20T09:00:00Z', '2026-05-17T09:00:00Z', '2026-04-20T09:00:00Z'
+  FROM customers;
+ANALYZE;
+SQL
+q -c "SELECT id FROM customers" > .run/bench/usage-customers.txt
+
+: > .run/bench/usage-rows.txt
+for b in "${sizes[@]}"; do
+  log "sending $EVENTS events in batches of $b from $CLIENTS connections"
+  python3 - "$API_PORT" "$key" "$b" "$EVENTS" "$CLIENTS" .run/bench/usage-customers.txt >> .run/bench/usage-rows.txt <<'PY'
+import http.client, json, sys, threading, time
+port, key, batch, total, clients, cfile = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+customers = [l.strip() for l in open(cfile) if l.strip()]
+calls = max(1, total // batch)
+if batch == 1:
+    calls = min(calls, 20000)  # single events are bounded by commits per second
+sent = calls * batch
+def body(call):
+    evs = []
+    for i in range(batch):
+        n = call * batch + i
+        c = customers[n % len(customers)]
+        if n % 10 == 9:
+            evs.append({"event_id": f"b{batch}-{n}", "customer_id": c, "metric": "accounts", "quantity": n % 7, "occurred_at": "2026-04-30T09:00:00Z"})
+        else:
+            evs.append({"event_id": f"b{batch}-{n}", "customer_id": c, "metric": "messages", "quantity": 1, "occurred_at": "2026-04-30T09:00:00Z"})
+    return json.dumps({"events": evs}).encode()
+bodies = [body(i) for i in range(calls)]
+accepted = [0] * clients
+errors = []
+def worker(k):
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    for i in range(k, calls, clients):
+        conn.request("POST", "/v1/usage", bodies[i], {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        r = conn.getresponse(); data = r.read()
+        if r.status != 200:
+            errors.append((r.status, data[:200])); continue
+        res = json.loads(data)
+        accepted[k] += res["accepted"]
+        if res["rejected"]:
+            errors.append(res["rejected"][:3])
+threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+t0 = time.perf_counter()
+for t in threads: t.start()
+for t in threads: t.join()
+secs = time.perf_counter() - t0
+if errors:
+    print("errors:", errors[:3], file=sys.stderr); sys.exit(1)
+print(f"| {batch:>6} | {calls:>7} | {sent:>8} | {sum(accepted):>8} | {secs:>7.2f} | {calls/secs:>9.0f} | {sent/secs:>9.0f} |")
+PY
+done
+messages=$(q -c "SELECT coalesce(sum(used), 0) FROM usage_counters WHERE metric = 'messages'")
+events=$(q -c "SELECT count(*) FROM usage_events WHERE metric = 'messages'")
+echo
+echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers; each call one transaction)"
+printf '| %6s | %7s | %8s | %8s | %7s | %9s | %9s |\n' "batch" "calls" "events" "accepted" "seconds" "calls/s" "events/s"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------" "---------" "----------" "----------" "---------" "-----------" "-----------"
+cat .run/bench/usage-rows.txt
+echo
+echo "check: counter events stored = $events, sum of counters = $messages (must be equal)"
+echo "machine: $(nproc) cores, PostgreSQL $(psql -h 127.0.0.1 -U postgres -qAt -c 'SHOW server_version')"

@@ -1,0 +1,262 @@
+//! Usage events and pre-aggregated counters. Every function is one set-based
+//! statement over a whole batch.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::subscriptions::SubscriptionRow;
+
+/// A customer of the batch with its live subscription, if any.
+pub struct Target {
+    pub customer_id: Uuid,
+    pub time_zone: String,
+    pub subscription: Option<SubscriptionRow>,
+}
+
+#[derive(QueryableByName)]
+struct CustomerZone {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    time_zone: String,
+}
+
+/// The tenant's customers among `ids` with their live (not pending) subscriptions:
+/// two statements for the whole batch.
+pub async fn targets(conn: &mut AsyncPgConnection, tenant_id: Uuid, ids: &[Uuid]) -> diesel::QueryResult<Vec<Target>> {
+    use super::schema::subscriptions as s;
+    use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
+    let customers: Vec<CustomerZone> =
+        diesel::sql_query("SELECT id, time_zone FROM customers WHERE tenant_id = $1 AND id = ANY($2)")
+            .bind::<SqlUuid, _>(tenant_id)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .load(conn)
+            .await?;
+    let found: Vec<Uuid> = customers.iter().map(|c| c.id).collect();
+    let mut subs: std::collections::HashMap<Uuid, SubscriptionRow> = s::table
+        .filter(s::customer_id.eq_any(&found))
+        .filter(s::status.eq_any(["trialing", "active", "past_due", "suspended", "canceled"]))
+        .select(SubscriptionRow::as_select())
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.customer_id, r))
+        .collect();
+    Ok(customers
+        .into_iter()
+        .map(|c| Target { subscription: subs.remove(&c.id), customer_id: c.id, time_zone: c.time_zone })
+        .collect())
+}
+
+/// An event to record.
+pub struct NewEvent<'a> {
+    pub event_id: &'a str,
+    pub customer_id: Uuid,
+    pub subscription_id: Uuid,
+    pub metric: &'a str,
+    pub quantity: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub period_start: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct EventId {
+    #[diesel(sql_type = Text)]
+    event_id: String,
+}
+
+/// Records the events whose ids the tenant has not sent before; returns the ids
+/// recorded now (the others are duplicates).
+pub async fn insert_events(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    events: &[NewEvent<'_>],
+) -> diesel::QueryResult<Vec<String>> {
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id).collect();
+    let customers: Vec<Uuid> = events.iter().map(|e| e.customer_id).collect();
+    let subs: Vec<Uuid> = events.iter().map(|e| e.subscription_id).collect();
+    let metrics: Vec<&str> = events.iter().map(|e| e.metric).collect();
+    let quantities: Vec<i64> = events.iter().map(|e| e.quantity).collect();
+    let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
+    let periods: Vec<DateTime<Utc>> = events.iter().map(|e| e.period_start).collect();
+    let rows: Vec<EventId> = diesel::sql_query(
+        "INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start) \
+         SELECT $1, * FROM unnest($2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::int8[], $7::timestamptz[], $8::timestamptz[]) \
+         ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING event_id",
+    )
+    .bind::<SqlUuid, _>(tenant_id)
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Array<SqlUuid>, _>(&customers)
+    .bind::<Array<SqlUuid>, _>(&subs)
+    .bind::<Array<Text>, _>(&metrics)
+    .bind::<Array<BigInt>, _>(&quantities)
+    .bind::<Array<Timestamptz>, _>(&occurred)
+    .bind::<Array<Timestamptz>, _>(&periods)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.event_id).collect())
+}
+
+/// Removes events recorded in this transaction that turned out to belong to a
+/// closed period.
+pub async fn delete_events(conn: &mut AsyncPgConnection, tenant_id: Uuid, ids: &[&str]) -> diesel::QueryResult<()> {
+    diesel::sql_query("DELETE FROM usage_events WHERE tenant_id = $1 AND event_id = ANY($2)")
+        .bind::<SqlUuid, _>(tenant_id)
+        .bind::<Array<Text>, _>(ids)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// One counter's share of a batch.
+pub struct Increment<'a> {
+    pub subscription_id: Uuid,
+    pub period_start: DateTime<Utc>,
+    pub metric: &'a str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// Counter: the sum of the batch's quantities. Gauge: the batch's latest level.
+    pub used: i64,
+    /// Counter: same as `used`. Gauge: the batch's highest level.
+    pub peak: i64,
+    /// Gauge: when the latest level was measured.
+    pub level_at: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+/// A counter after an update.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct CounterState {
+    #[diesel(sql_type = SqlUuid)]
+    pub subscription_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    pub period_start: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    pub metric: String,
+    #[diesel(sql_type = BigInt)]
+    pub used: i64,
+    #[diesel(sql_type = BigInt)]
+    pub peak: i64,
+}
+
+/// Adds a batch to its counters (one upsert). A counter whose period is already
+/// billed is left alone and not returned: its events are to be rejected.
+pub async fn add(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    increments: &[Increment<'_>],
+) -> diesel::QueryResult<Vec<CounterState>> {
+    let subs: Vec<Uuid> = increments.iter().map(|i| i.subscription_id).collect();
+    let periods: Vec<DateTime<Utc>> = increments.iter().map(|i| i.period_start).collect();
+    let metrics: Vec<&str> = increments.iter().map(|i| i.metric).collect();
+    let kinds: Vec<&str> = increments.iter().map(|i| i.kind).collect();
+    let used: Vec<i64> = increments.iter().map(|i| i.used).collect();
+    let peak: Vec<i64> = increments.iter().map(|i| i.peak).collect();
+    let level_at: Vec<Option<DateTime<Utc>>> = increments.iter().map(|i| i.level_at).collect();
+    // Rows are locked in key order so concurrent batches cannot deadlock.
+    diesel::sql_query(
+        "INSERT INTO usage_counters AS u (subscription_id, period_start, metric, tenant_id, kind, used, peak, level_at) \
+         SELECT v.sub, v.ps, v.metric, $1, v.kind, v.used, v.peak, v.level_at \
+           FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::timestamptz[]) \
+                AS v(sub, ps, metric, kind, used, peak, level_at) \
+          ORDER BY v.sub, v.ps, v.metric \
+         ON CONFLICT (subscription_id, period_start, metric) DO UPDATE SET \
+             used = CASE WHEN u.kind = 'counter' THEN u.used + excluded.used \
+                         WHEN u.level_at IS NULL OR excluded.level_at >= u.level_at THEN excluded.used \
+                         ELSE u.used END, \
+             peak = CASE WHEN u.kind = 'counter' THEN u.peak + excluded.peak ELSE greatest(u.peak, excluded.peak) END, \
+             level_at = greatest(u.level_at, excluded.level_at) \
+           WHERE u.billed_at IS NULL \
+         RETURNING subscription_id, period_start, metric, used, peak",
+    )
+    .bind::<SqlUuid, _>(tenant_id)
+    .bind::<Array<SqlUuid>, _>(&subs)
+    .bind::<Array<Timestamptz>, _>(&periods)
+    .bind::<Array<Text>, _>(&metrics)
+    .bind::<Array<Text>, _>(&kinds)
+    .bind::<Array<BigInt>, _>(&used)
+    .bind::<Array<BigInt>, _>(&peak)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&level_at)
+    .load(conn)
+    .await
+}
+
+/// Marks counters that reached their limit as exhausted by `batch` and returns
+/// them: only the batch that crossed the limit gets them, so `quota.exhausted`
+/// fires once.
+pub async fn mark_exhausted(
+    conn: &mut AsyncPgConnection,
+    batch: Uuid,
+    at: DateTime<Utc>,
+    increments: &[Increment<'_>],
+) -> diesel::QueryResult<Vec<CounterState>> {
+    let subs: Vec<Uuid> = increments.iter().map(|i| i.subscription_id).collect();
+    let periods: Vec<DateTime<Utc>> = increments.iter().map(|i| i.period_start).collect();
+    let metrics: Vec<&str> = increments.iter().map(|i| i.metric).collect();
+    let limits: Vec<i64> = increments.iter().map(|i| i.limit).collect();
+    diesel::sql_query(
+        "UPDATE usage_counters u SET exhausted_by = $1, exhausted_at = $2 \
+           FROM unnest($3::uuid[], $4::timestamptz[], $5::text[], $6::int8[]) AS v(sub, ps, metric, lim) \
+          WHERE u.subscription_id = v.sub AND u.period_start = v.ps AND u.metric = v.metric \
+            AND u.exhausted_by IS NULL AND u.billed_at IS NULL AND u.peak >= v.lim AND u.peak > 0 \
+         RETURNING u.subscription_id, u.period_start, u.metric, u.used, u.peak",
+    )
+    .bind::<SqlUuid, _>(batch)
+    .bind::<Timestamptz, _>(at)
+    .bind::<Array<SqlUuid>, _>(&subs)
+    .bind::<Array<Timestamptz>, _>(&periods)
+    .bind::<Array<Text>, _>(&metrics)
+    .bind::<Array<BigInt>, _>(&limits)
+    .load(conn)
+    .await
+}
+
+/// The counters of one subscription period.
+pub async fn of_period(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    period_start: DateTime<Utc>,
+) -> diesel::QueryResult<Vec<CounterState>> {
+    diesel::sql_query(
+        "SELECT subscription_id, period_start, metric, used, peak FROM usage_counters \
+          WHERE subscription_id = $1 AND period_start = $2",
+    )
+    .bind::<SqlUuid, _>(subscription_id)
+    .bind::<Timestamptz, _>(period_start)
+    .load(conn)
+    .await
+}
+
+/// Closes a period's counters for billing — creating the ones nothing was reported
+/// for, so a late event cannot open them again — and returns those closed now (a
+/// period closed before returns nothing).
+pub async fn close(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    subscription_id: Uuid,
+    period_start: DateTime<Utc>,
+    metrics: &[(&str, &'static str)],
+    at: DateTime<Utc>,
+) -> diesel::QueryResult<Vec<CounterState>> {
+    let names: Vec<&str> = metrics.iter().map(|(m, _)| *m).collect();
+    let kinds: Vec<&str> = metrics.iter().map(|(_, k)| *k).collect();
+    diesel::sql_query(
+        "INSERT INTO usage_counters AS u (subscription_id, period_start, metric, tenant_id, kind, used, peak, billed_at) \
+         SELECT $1, $2, v.metric, $3, v.kind, 0, 0, $4 FROM unnest($5::text[], $6::text[]) AS v(metric, kind) \
+          ORDER BY v.metric \
+         ON CONFLICT (subscription_id, period_start, metric) DO UPDATE SET billed_at = excluded.billed_at \
+           WHERE u.billed_at IS NULL \
+         RETURNING subscription_id, period_start, metric, used, peak",
+    )
+    .bind::<SqlUuid, _>(subscription_id)
+    .bind::<Timestamptz, _>(period_start)
+    .bind::<SqlUuid, _>(tenant_id)
+    .bind::<Timestamptz, _>(at)
+    .bind::<Array<Text>, _>(&names)
+    .bind::<Array<Text>, _>(&kinds)
+    .load(conn)
+    .await
+}

@@ -1,0 +1,245 @@
+//! Usage: which paid period an event counts in, and what its overage costs
+//! (SPEC §5).
+//!
+//! Counters belong to a paid period and are keyed by the period's start. With
+//! `quota_reset: "period_start"` a period's counting window is the period itself.
+//! With `"last_day_local_midnight"` (WhatsMonster 7.7) the quota resets at 00:00 in
+//! the **customer's** time zone on the period's last day: usage from that midnight
+//! on counts towards the next period (or, when none follows, a fresh quota of the
+//! current tariff until the period ends). Unused quota never carries over.
+
+use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+
+use super::money::{Money, UnitPrice};
+use super::period::{local_date, resolve_local};
+use super::plan::{MetricKind, Quota, QuotaMode, QuotaReset};
+
+/// When usage stops counting towards the period that ends at `period_end`.
+pub fn window_end(period_end: DateTime<Utc>, reset: QuotaReset, customer_tz: Tz) -> DateTime<Utc> {
+    match reset {
+        QuotaReset::PeriodStart => period_end,
+        QuotaReset::LastDayLocalMidnight => {
+            // The last day is the local date of the period's last instant.
+            let last_day = local_date(customer_tz, period_end - TimeDelta::microseconds(1));
+            resolve_local(customer_tz, last_day.and_time(NaiveTime::MIN))
+        }
+    }
+}
+
+/// The subscription facts attribution needs.
+#[derive(Debug, Clone, Copy)]
+pub struct PeriodFacts {
+    /// When the subscription was created: nothing before it counts.
+    pub created_at: DateTime<Utc>,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    /// A next period follows the current one at its end (auto-renewal running or
+    /// an extension paid), so usage after the end belongs to it.
+    pub continues: bool,
+    pub reset: QuotaReset,
+    pub customer_tz: Tz,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unattributable {
+    /// Before the current period's counting window: that period is billed.
+    PeriodClosed,
+    /// After the subscription's access ended.
+    NoSubscription,
+}
+
+impl Unattributable {
+    pub fn code(self) -> &'static str {
+        match self {
+            Unattributable::PeriodClosed => "period_closed",
+            Unattributable::NoSubscription => "no_active_subscription",
+        }
+    }
+}
+
+/// The start of the paid period an event at `at` counts in.
+pub fn period_of(at: DateTime<Utc>, f: &PeriodFacts) -> Result<DateTime<Utc>, Unattributable> {
+    // The current period's window opened at the previous period's reset; nothing
+    // before the subscription itself counts.
+    let current_from = window_end(f.period_start, f.reset, f.customer_tz).max(f.created_at);
+    let next_from = window_end(f.period_end, f.reset, f.customer_tz);
+    if at < current_from {
+        Err(Unattributable::PeriodClosed)
+    } else if at < next_from {
+        Ok(f.period_start)
+    } else if at < f.period_end || f.continues {
+        // From the reset on, usage counts towards the next period (keyed by its
+        // start, the current end) — or a fresh quota until the period ends.
+        Ok(f.period_end)
+    } else {
+        Err(Unattributable::NoSubscription)
+    }
+}
+
+/// A period's usage of one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Counter: sum of quantities. Gauge: latest level.
+    pub used: i64,
+    /// Gauge: the period's maximum level (Alfa 5.8 bills it). Counter: `used`.
+    pub peak: i64,
+}
+
+impl Usage {
+    /// What the quota is measured against.
+    pub fn billable(&self, kind: MetricKind) -> i64 {
+        match kind {
+            MetricKind::Counter => self.used,
+            MetricKind::Gauge => self.peak,
+        }
+    }
+}
+
+/// Units above the quota and their price, rounded once; `None` when nothing is owed.
+pub fn overage(quota: &Quota, usage: Usage) -> Option<(i64, UnitPrice, Money)> {
+    if quota.mode != QuotaMode::Overage {
+        return None;
+    }
+    let units = usage.billable(quota.kind).checked_sub(quota.limit).filter(|u| *u > 0)?;
+    let price = quota.unit_price()?;
+    let amount = price.times(units);
+    (!amount.is_zero()).then_some((units, price, amount))
+}
+
+/// Entitlement of one metric: remaining quota and whether it may be used now.
+pub fn remaining(quota: &Quota, usage: Usage) -> (i64, bool) {
+    let left = (quota.limit - usage.used).max(0);
+    (left, quota.mode == QuotaMode::Overage || left > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::money::{Currency, MoneyView};
+    use rust_decimal::Decimal;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn facts(start: &str, end: &str, reset: QuotaReset, tz: Tz, continues: bool) -> PeriodFacts {
+        PeriodFacts {
+            created_at: t("2026-01-01T00:00:00Z"),
+            period_start: t(start),
+            period_end: t(end),
+            continues,
+            reset,
+            customer_tz: tz,
+        }
+    }
+
+    #[test]
+    fn period_start_reset_counts_in_the_containing_period() {
+        let f = facts("2026-03-01T09:00:00Z", "2026-03-31T09:00:00Z", QuotaReset::PeriodStart, chrono_tz::UTC, true);
+        assert_eq!(period_of(t("2026-03-01T09:00:00Z"), &f), Ok(f.period_start));
+        assert_eq!(period_of(t("2026-03-31T08:59:59Z"), &f), Ok(f.period_start));
+        assert_eq!(period_of(t("2026-03-31T09:00:00Z"), &f), Ok(f.period_end));
+        assert_eq!(period_of(t("2026-03-01T08:59:59Z"), &f), Err(Unattributable::PeriodClosed));
+        let ends = PeriodFacts { continues: false, ..f };
+        assert_eq!(period_of(t("2026-03-31T09:00:00Z"), &ends), Err(Unattributable::NoSubscription));
+    }
+
+    #[test]
+    fn last_day_midnight_in_moscow() {
+        // Period ends Mar 31 12:00 MSK (09:00 UTC): the last day is Mar 31, the quota
+        // resets at Mar 31 00:00 MSK = Mar 30 21:00 UTC.
+        let tz = chrono_tz::Europe::Moscow;
+        let f = facts("2026-03-01T09:00:00Z", "2026-03-31T09:00:00Z", QuotaReset::LastDayLocalMidnight, tz, false);
+        assert_eq!(window_end(f.period_end, f.reset, tz), t("2026-03-30T21:00:00Z"));
+        assert_eq!(period_of(t("2026-03-30T20:59:59Z"), &f), Ok(f.period_start));
+        // After the reset a fresh quota of the current tariff, until the period ends.
+        assert_eq!(period_of(t("2026-03-30T21:00:00Z"), &f), Ok(f.period_end));
+        assert_eq!(period_of(t("2026-03-31T09:00:00Z"), &f), Err(Unattributable::NoSubscription));
+        // The next period's window opened at that reset; before it is closed.
+        let next = facts("2026-03-31T09:00:00Z", "2026-04-30T09:00:00Z", QuotaReset::LastDayLocalMidnight, tz, true);
+        assert_eq!(period_of(t("2026-03-30T21:00:00Z"), &next), Ok(next.period_start));
+        assert_eq!(period_of(t("2026-03-30T20:59:59Z"), &next), Err(Unattributable::PeriodClosed));
+    }
+
+    #[test]
+    fn last_day_midnight_follows_the_customers_zone() {
+        let end = t("2026-03-31T09:00:00Z");
+        // Yekaterinburg is UTC+5: Mar 31 00:00 local = Mar 30 19:00 UTC.
+        assert_eq!(
+            window_end(end, QuotaReset::LastDayLocalMidnight, chrono_tz::Asia::Yekaterinburg),
+            t("2026-03-30T19:00:00Z")
+        );
+        // A period ending exactly at local midnight: its last day is the day before.
+        let midnight_end = t("2026-03-30T19:00:00Z");
+        assert_eq!(
+            window_end(midnight_end, QuotaReset::LastDayLocalMidnight, chrono_tz::Asia::Yekaterinburg),
+            t("2026-03-29T19:00:00Z")
+        );
+    }
+
+    #[test]
+    fn last_day_midnight_across_dst() {
+        // Berlin switches to summer time on 2026-03-29: midnight of Mar 31 is 22:00
+        // UTC (UTC+2), midnight of Mar 1 was 23:00 UTC (UTC+1).
+        let tz = chrono_tz::Europe::Berlin;
+        assert_eq!(
+            window_end(t("2026-03-31T10:00:00Z"), QuotaReset::LastDayLocalMidnight, tz),
+            t("2026-03-30T22:00:00Z")
+        );
+        assert_eq!(
+            window_end(t("2026-03-01T10:00:00Z"), QuotaReset::LastDayLocalMidnight, tz),
+            t("2026-02-28T23:00:00Z")
+        );
+        // Santiago skips 00:00 when summer time starts (2026-09-06 00:00 -> 01:00):
+        // the reset is the first instant of that day.
+        let santiago = chrono_tz::America::Santiago;
+        assert_eq!(
+            window_end(t("2026-09-06T18:00:00Z"), QuotaReset::LastDayLocalMidnight, santiago),
+            t("2026-09-06T04:00:00Z")
+        );
+    }
+
+    fn quota(limit: i64, mode: QuotaMode, price: Option<&str>, kind: MetricKind) -> Quota {
+        Quota {
+            limit,
+            mode,
+            unit_price: price.map(|p| MoneyView { value: p.into(), currency: Currency::Rub.code().into() }),
+            kind,
+        }
+    }
+
+    #[test]
+    fn overage_is_units_above_the_quota_times_the_unit_price_rounded_once() {
+        // 10 000 included, 12 345 sent at 0.0375: 2 345 x 0.0375 = 87.9375 -> 87.94.
+        let q = quota(10_000, QuotaMode::Overage, Some("0.0375"), MetricKind::Counter);
+        let (units, _, amount) = overage(&q, Usage { used: 12_345, peak: 12_345 }).unwrap();
+        assert_eq!(units, 2_345);
+        assert_eq!(amount.amount(), Decimal::new(8794, 2));
+        assert_eq!(overage(&q, Usage { used: 10_000, peak: 10_000 }), None);
+        // Six-decimal price: 3 x 0.333333 = 0.999999 -> 1.00.
+        let tiny = quota(0, QuotaMode::Overage, Some("0.333333"), MetricKind::Counter);
+        assert_eq!(overage(&tiny, Usage { used: 3, peak: 3 }).unwrap().2.amount(), Decimal::new(100, 2));
+        // Block quotas never produce overage.
+        let block = quota(10, QuotaMode::Block, None, MetricKind::Counter);
+        assert_eq!(overage(&block, Usage { used: 50, peak: 50 }), None);
+    }
+
+    #[test]
+    fn gauges_bill_the_period_maximum() {
+        // Alfa 5.8: 100 active clients included; the level peaked at 130 and fell to 90.
+        let q = quota(100, QuotaMode::Overage, Some("15.00"), MetricKind::Gauge);
+        let (units, _, amount) = overage(&q, Usage { used: 90, peak: 130 }).unwrap();
+        assert_eq!(units, 30);
+        assert_eq!(amount.amount(), Decimal::new(45000, 2));
+        assert_eq!(remaining(&q, Usage { used: 90, peak: 130 }), (10, true));
+    }
+
+    #[test]
+    fn block_metrics_lose_access_when_used_up() {
+        let q = quota(100, QuotaMode::Block, None, MetricKind::Counter);
+        assert_eq!(remaining(&q, Usage { used: 99, peak: 99 }), (1, true));
+        assert_eq!(remaining(&q, Usage { used: 100, peak: 100 }), (0, false));
+        assert_eq!(remaining(&q, Usage { used: 150, peak: 150 }), (0, false));
+    }
+}

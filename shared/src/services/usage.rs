@@ -1,0 +1,413 @@
+//! Usage ingestion (`POST /v1/usage`), quota state, and billing a period's usage
+//! (SPEC §5).
+//!
+//! A batch is handled in a fixed number of statements whatever its size: the
+//! customers and their subscriptions are read once, events are inserted with one
+//! `INSERT .. SELECT unnest(..) ON CONFLICT DO NOTHING` (the tenant's event id is
+//! the primary key, so a duplicate counts once), and the batch's per-counter sums
+//! are added to pre-aggregated counters with one upsert. Entitlements read the
+//! counters, never the events.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel_async::AsyncPgConnection;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::charges;
+use super::charges::CHANNEL_MANUAL;
+use super::payments::{self, Line};
+use super::plans::{self, Plan};
+use super::tenants::Tenant;
+use crate::db::outbox::{self, NewEvent};
+use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
+use crate::db::subscriptions::SubscriptionRow;
+use crate::db::usage::{self as db, CounterState, Increment};
+use crate::domain::money::Money;
+use crate::domain::parse_time_zone;
+use crate::domain::plan::{MetricKind, QuotaReset};
+use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::usage::{PeriodFacts, Unattributable, Usage, overage, period_of};
+use crate::error::{ServiceError, ServiceResult};
+
+/// Events per call.
+pub const MAX_EVENTS: usize = 10_000;
+/// Clock skew tolerated for `occurred_at` in the future.
+const FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
+
+/// `POST /v1/usage` body. Events are checked one by one: an invalid event is
+/// listed in `rejected`, the others are accepted.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBatch {
+    #[schema(value_type = Vec<UsageEvent>)]
+    pub events: Vec<Value>,
+}
+
+/// One usage event.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageEvent {
+    /// Unique per tenant: the same id again counts once.
+    pub event_id: String,
+    pub customer_id: Uuid,
+    pub metric: String,
+    /// Counter: units used (summed). Gauge: the absolute level measured.
+    pub quantity: i64,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Rejected {
+    /// Position of the event in `events`.
+    pub index: usize,
+    /// `validation_failed`, `invalid_event_id`, `invalid_quantity`,
+    /// `occurred_in_future`, `customer_not_found`, `no_active_subscription`,
+    /// `unknown_metric`, `period_closed`.
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UsageResult {
+    /// Events counted now.
+    pub accepted: usize,
+    /// Events whose id was already counted (earlier, or earlier in this batch).
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+/// An event that passed validation and attribution.
+struct Valid {
+    index: usize,
+    event: UsageEvent,
+    subscription_id: Uuid,
+    period_start: DateTime<Utc>,
+    kind: MetricKind,
+    limit: i64,
+}
+
+fn reject(index: usize, code: &'static str, detail: impl Into<Option<String>>) -> Rejected {
+    Rejected { index, code, detail: detail.into() }
+}
+
+fn kind_str(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Counter => "counter",
+        MetricKind::Gauge => "gauge",
+    }
+}
+
+/// Whether a period follows the current one at its end.
+fn continues(sub: &SubscriptionRow) -> bool {
+    let end = sub.current_period_end;
+    (sub.auto_renew && sub.status != SubscriptionStatus::Canceled.as_str())
+        || sub.paid_through.is_some_and(|p| end.is_some_and(|e| p > e))
+}
+
+/// The facts attribution needs, or `None` when the subscription has no period.
+pub fn facts(sub: &SubscriptionRow, plan: &Plan, customer_tz: chrono_tz::Tz) -> Option<PeriodFacts> {
+    Some(PeriodFacts {
+        created_at: sub.created_at,
+        period_start: sub.current_period_start?,
+        period_end: sub.current_period_end?,
+        continues: continues(sub),
+        reset: plan.quota_reset,
+        customer_tz,
+    })
+}
+
+pub async fn ingest(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    batch: UsageBatch,
+) -> ServiceResult<UsageResult> {
+    if batch.events.len() > MAX_EVENTS {
+        return Err(ServiceError::invalid(
+            "too_many_events",
+            format!("at most {MAX_EVENTS} events per call ({} sent)", batch.events.len()),
+        ));
+    }
+    let mut rejected = Vec::new();
+    let mut duplicates = 0;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut parsed: Vec<(usize, UsageEvent)> = Vec::with_capacity(batch.events.len());
+    for (index, raw) in batch.events.into_iter().enumerate() {
+        let event: UsageEvent = match serde_json::from_value(raw) {
+            Ok(e) => e,
+            Err(e) => {
+                rejected.push(reject(index, "validation_failed", e.to_string()));
+                continue;
+            }
+        };
+        if event.event_id.is_empty() || event.event_id.len() > 255 || event.event_id.chars().any(char::is_control) {
+            rejected.push(reject(
+                index,
+                "invalid_event_id",
+                "event_id must be 1 to 255 printable characters".to_owned(),
+            ));
+        } else if event.quantity < 0 {
+            rejected.push(reject(index, "invalid_quantity", "quantity must not be negative".to_owned()));
+        } else if event.occurred_at > now + FUTURE_TOLERANCE {
+            rejected.push(reject(index, "occurred_in_future", format!("occurred_at is after {now}")));
+        } else if !seen.insert(event.event_id.clone()) {
+            duplicates += 1;
+        } else {
+            parsed.push((index, event));
+        }
+    }
+
+    // Customers, subscriptions and plans of the whole batch.
+    let mut customers: Vec<Uuid> = parsed.iter().map(|(_, e)| e.customer_id).collect();
+    customers.sort_unstable();
+    customers.dedup();
+    let targets: HashMap<Uuid, db::Target> =
+        db::targets(conn, tenant.id, &customers).await?.into_iter().map(|t| (t.customer_id, t)).collect();
+    let mut plans_of: HashMap<Uuid, Plan> = HashMap::new();
+    for sub in targets.values().filter_map(|t| t.subscription.as_ref()) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = plans_of.entry(sub.plan_id) {
+            slot.insert(plans::load_cached(conn, sub.plan_id).await?);
+        }
+    }
+
+    let mut valid = Vec::with_capacity(parsed.len());
+    for (index, event) in parsed {
+        let Some(target) = targets.get(&event.customer_id) else {
+            rejected.push(reject(index, "customer_not_found", None));
+            continue;
+        };
+        let Some((sub, plan)) = target.subscription.as_ref().and_then(|s| Some((s, plans_of.get(&s.plan_id)?))) else {
+            rejected.push(reject(index, "no_active_subscription", None));
+            continue;
+        };
+        let Some(quota) = plan.quotas.get(&event.metric) else {
+            rejected.push(reject(
+                index,
+                "unknown_metric",
+                format!("plan {} has no metric {}", plan.code, event.metric),
+            ));
+            continue;
+        };
+        let tz = parse_time_zone(&target.time_zone).unwrap_or(tenant.tz);
+        let attributed =
+            facts(sub, plan, tz).ok_or(Unattributable::NoSubscription).and_then(|f| period_of(event.occurred_at, &f));
+        match attributed {
+            Ok(period_start) => valid.push(Valid {
+                index,
+                subscription_id: sub.id,
+                period_start,
+                kind: quota.kind,
+                limit: quota.limit,
+                event,
+            }),
+            Err(e) => rejected.push(reject(index, e.code(), None)),
+        }
+    }
+
+    let new_events: Vec<db::NewEvent<'_>> = valid
+        .iter()
+        .map(|v| db::NewEvent {
+            event_id: &v.event.event_id,
+            customer_id: v.event.customer_id,
+            subscription_id: v.subscription_id,
+            metric: &v.event.metric,
+            quantity: v.event.quantity,
+            occurred_at: v.event.occurred_at,
+            period_start: v.period_start,
+        })
+        .collect();
+    let recorded: HashSet<String> = db::insert_events(conn, tenant.id, &new_events).await?.into_iter().collect();
+    drop(new_events);
+    let (fresh, dup): (Vec<Valid>, Vec<Valid>) = valid.into_iter().partition(|v| recorded.contains(&v.event.event_id));
+    duplicates += dup.len();
+
+    let increments = aggregate(&fresh);
+    let states = db::add(conn, tenant.id, &increments).await?;
+    // Counters not updated belong to a period billed meanwhile: their events are
+    // taken back and rejected.
+    let open: HashSet<(Uuid, DateTime<Utc>, &str)> =
+        states.iter().map(|s| (s.subscription_id, s.period_start, s.metric.as_str())).collect();
+    let (counted, closed): (Vec<&Valid>, Vec<&Valid>) =
+        fresh.iter().partition(|v| open.contains(&(v.subscription_id, v.period_start, v.event.metric.as_str())));
+    if !closed.is_empty() {
+        let ids: Vec<&str> = closed.iter().map(|v| v.event.event_id.as_str()).collect();
+        db::delete_events(conn, tenant.id, &ids).await?;
+        rejected.extend(closed.iter().map(|v| reject(v.index, "period_closed", None)));
+    }
+    let exhausted = db::mark_exhausted(conn, Uuid::now_v7(), now, &increments).await?;
+    emit_exhausted(conn, now, tenant, &fresh, &exhausted).await?;
+    rejected.sort_by_key(|r| r.index);
+    Ok(UsageResult { accepted: counted.len(), duplicates, rejected })
+}
+
+/// One increment per (subscription, period, metric): counters sum, gauges keep the
+/// latest level (by `occurred_at`) and the highest.
+fn aggregate(events: &[Valid]) -> Vec<Increment<'_>> {
+    let mut by_key: BTreeMap<(Uuid, DateTime<Utc>, &str), Increment<'_>> = BTreeMap::new();
+    for v in events {
+        let q = v.event.quantity;
+        let at = v.event.occurred_at;
+        let key = (v.subscription_id, v.period_start, v.event.metric.as_str());
+        let inc = by_key.entry(key).or_insert_with(|| Increment {
+            subscription_id: v.subscription_id,
+            period_start: v.period_start,
+            metric: &v.event.metric,
+            kind: kind_str(v.kind),
+            used: 0,
+            peak: 0,
+            level_at: None,
+            limit: v.limit,
+        });
+        match v.kind {
+            MetricKind::Counter => {
+                inc.used = inc.used.saturating_add(q);
+                inc.peak = inc.used;
+            }
+            MetricKind::Gauge => {
+                if inc.level_at.is_none_or(|l| at >= l) {
+                    inc.used = q;
+                    inc.level_at = Some(at);
+                }
+                inc.peak = inc.peak.max(q);
+            }
+        }
+    }
+    by_key.into_values().collect()
+}
+
+async fn emit_exhausted(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    events: &[Valid],
+    exhausted: &[CounterState],
+) -> ServiceResult<()> {
+    if exhausted.is_empty() {
+        return Ok(());
+    }
+    let customers: HashMap<Uuid, Uuid> = events.iter().map(|v| (v.subscription_id, v.event.customer_id)).collect();
+    let limits: HashMap<(Uuid, &str), i64> =
+        events.iter().map(|v| ((v.subscription_id, v.event.metric.as_str()), v.limit)).collect();
+    let out = exhausted
+        .iter()
+        .map(|c| {
+            let data = json!({
+                "subscription_id": c.subscription_id,
+                "customer_id": customers.get(&c.subscription_id),
+                "metric": c.metric,
+                "limit": limits.get(&(c.subscription_id, c.metric.as_str())),
+                "used": c.used,
+                "peak": c.peak,
+                "period_start": c.period_start,
+            });
+            NewEvent::event(tenant.id, c.subscription_id, "quota.exhausted", data)
+        })
+        .collect();
+    outbox::emit_many(conn, now, out).await?;
+    Ok(())
+}
+
+/// A metric's usage in the period that counts at `now`.
+pub async fn usage_now(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    sub: &SubscriptionRow,
+    plan: &Plan,
+    customer_tz: chrono_tz::Tz,
+) -> ServiceResult<HashMap<String, Usage>> {
+    let Some(key) = facts(sub, plan, customer_tz).and_then(|f| period_of(now, &f).ok()) else {
+        return Ok(HashMap::new());
+    };
+    Ok(db::of_period(conn, sub.id, key)
+        .await?
+        .into_iter()
+        .map(|c| (c.metric, Usage { used: c.used, peak: c.peak }))
+        .collect())
+}
+
+/// Closes a period's counters for billing and returns the overage lines (once:
+/// a period closed before yields nothing).
+pub async fn close_period(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub: &SubscriptionRow,
+    plan: &Plan,
+    period_start: DateTime<Utc>,
+) -> ServiceResult<Vec<Line>> {
+    if plan.quotas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let metrics: Vec<(&str, &'static str)> = plan.quotas.iter().map(|(m, q)| (m.as_str(), kind_str(q.kind))).collect();
+    let closed = db::close(conn, tenant.id, sub.id, period_start, &metrics, now).await?;
+    Ok(closed
+        .into_iter()
+        .filter_map(|c| {
+            let quota = plan.quotas.get(&c.metric)?;
+            let (units, price, amount) = overage(quota, Usage { used: c.used, peak: c.peak })?;
+            Some(Line {
+                kind: "overage".into(),
+                description: format!("{}: сверх лимита {} ({})", tenant.name, c.metric, plan.name),
+                metric: Some(c.metric),
+                quantity: Some(units),
+                unit_price: Some(price.view()),
+                amount: amount.into(),
+            })
+        })
+        .collect())
+}
+
+/// The current period ends without a renewal charge (expiry, a queued extension
+/// taking over, an upgrade restarting the period): its usage is billed now, as an
+/// `overage` payment on the saved card (or a card payment when there is none).
+pub async fn bill_ended_period(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub: &SubscriptionRow,
+    plan: &Plan,
+) -> ServiceResult<()> {
+    let Some(start) = sub.current_period_start else { return Ok(()) };
+    let mut lines = close_period(conn, now, tenant, sub, plan, start).await?;
+    // With a last-day reset, usage after the reset counts towards a period that
+    // does not follow: it is billed with this one.
+    if plan.quota_reset == QuotaReset::LastDayLocalMidnight
+        && !continues(sub)
+        && let Some(end) = sub.current_period_end
+    {
+        lines.extend(close_period(conn, now, tenant, sub, plan, end).await?);
+    }
+    charge_lines(conn, now, tenant, sub, lines).await
+}
+
+/// An `overage` payment for `lines`, charged to the saved card at once.
+pub async fn charge_lines(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub: &SubscriptionRow,
+    lines: Vec<Line>,
+) -> ServiceResult<()> {
+    let Some(first) = lines.first() else { return Ok(()) };
+    let zero = Money::zero(first.money()?.currency());
+    let description = format!("{}: использование сверх лимита", tenant.name);
+    let mut payment =
+        PaymentRow::pending(payments::payer(tenant, sub.customer_id, Some(sub.id)), "overage", zero, description, now);
+    payment.plan_id = Some(sub.plan_id);
+    payment.period_start = sub.current_period_start;
+    payment.period_end = sub.current_period_end;
+    payments::set_lines(&mut payment, &lines)?;
+    payments_db::insert(conn, &payment).await?;
+    if payments_db::default_payment_method(conn, sub.customer_id).await?.is_some() {
+        charges::start_attempt(conn, now, tenant, &mut payment, CHANNEL_MANUAL).await?;
+    } else {
+        let attempt = AttemptRow::new(tenant.id, payment.id, 1, charges::CHANNEL_WIDGET, None, now);
+        payments_db::insert_attempt(conn, &attempt).await?;
+    }
+    Ok(())
+}
