@@ -100,7 +100,7 @@ INSERT INTO subscription_notices SELECT id, 'subscription.renewal_upcoming', cur
 UPDATE subscriptions SET renewal_notice_for = current_period_end WHERE due_at = :'due';
 ANALYZE;
 SQL
-  BILLING_WORKER_METRICS_ADDR="127.0.0.1:$METRICS_PORT" BILLING_DB_POOL_SIZE=16 BILLING_WORKER_PREFETCH=${PREFETCH:-512} \
+  BILLING_WORKER_METRICS_ADDR="127.0.0.1:$METRICS_PORT" BILLING_DB_POOL_SIZE=16 BILLING_WORKER_PREFETCH=${PREFETCH:-64} \
     BILLING_SCHEDULER_INTERVAL_MS=20 BILLING_RELAY_INTERVAL_MS=5 \
     $BIN/billing-worker >.run/bench/worker.log 2>&1 & local worker=$!; pids+=($worker)
   wait_port "$METRICS_PORT" worker 30

@@ -118,6 +118,8 @@ pub enum TokenScript {
     ErrorAfterCharge,
     /// Answers HTTP 500 without charging.
     ErrorBeforeCharge,
+    /// Answers HTTP 408 without charging (an overloaded front end).
+    BusyBeforeCharge,
 }
 
 #[derive(Debug, Default)]
@@ -553,7 +555,10 @@ async fn http_token_charge(sim: Data<CloudPaymentsSim>, req: actix_web::HttpRequ
     if !known_token {
         return HttpResponse::Ok().json(serde_json::json!({"Success": false, "Message": "Token not found"}));
     }
-    let charges = !matches!(script, TokenScript::TimeoutBeforeCharge | TokenScript::ErrorBeforeCharge);
+    let charges = !matches!(
+        script,
+        TokenScript::TimeoutBeforeCharge | TokenScript::ErrorBeforeCharge | TokenScript::BusyBeforeCharge
+    );
     let mut answer = serde_json::json!({"Success": false, "Message": null});
     if charges {
         let tx_id = sim.next_transaction_id();
@@ -627,6 +632,7 @@ async fn http_token_charge(sim: Data<CloudPaymentsSim>, req: actix_web::HttpRequ
             HttpResponse::Ok().json(answer)
         }
         TokenScript::ErrorAfterCharge | TokenScript::ErrorBeforeCharge => HttpResponse::InternalServerError().finish(),
+        TokenScript::BusyBeforeCharge => HttpResponse::RequestTimeout().finish(),
         _ => HttpResponse::Ok().json(answer),
     }
 }

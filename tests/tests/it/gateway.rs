@@ -60,6 +60,15 @@ async fn a_5xx_before_the_charge_resends_the_same_attempt() {
 }
 
 #[tokio::test]
+async fn a_408_is_an_unknown_outcome_not_a_decline() {
+    let (app, customer, _) = renew_with(TokenScript::BusyBeforeCharge).await;
+    assert_eq!(app.sim.captures_for_account(&customer), 2);
+    assert_eq!(app.sim.charge_requests(), 2, "reconciled, then the same attempt sent again");
+    assert_eq!(renewal_captures(&app).len(), 1);
+    assert_eq!(app.count("SELECT count(*) AS n FROM payment_attempts WHERE status = 'failed'").await, 0);
+}
+
+#[tokio::test]
 async fn a_timeout_before_the_charge_resends_the_same_attempt() {
     let (app, customer, _) = renew_with(TokenScript::TimeoutBeforeCharge).await;
     assert_eq!(app.sim.captures_for_account(&customer), 2);

@@ -159,7 +159,10 @@ impl CloudPaymentsApi {
         }
         let res = req.send().await.map_err(|e| GatewayError::Unknown(format!("{method}: {e}")))?;
         let status = res.status();
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        // 408 and 429 say the request was not processed (yet): like a 5xx, the outcome
+        // is settled by asking, never by assuming a refusal.
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
+        {
             return Err(GatewayError::Unknown(format!("{method}: HTTP {status}")));
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
