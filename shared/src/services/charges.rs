@@ -492,6 +492,36 @@ pub async fn start_attempt(
     Ok(attempt)
 }
 
+/// A newer request replaces the subscription's unpaid payments of `kinds`: each
+/// fails as `superseded`, with its attempts not yet sent, so none of them can be
+/// charged any more. A charge already sent cannot be taken back: 409
+/// `payment_in_progress` until its outcome is known.
+pub(crate) async fn supersede_pending(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    kinds: &[&str],
+) -> ServiceResult<()> {
+    let pending = payments_db::pending_of_subscription(conn, subscription_id).await?;
+    for mut p in pending.into_iter().filter(|p| kinds.contains(&p.kind.as_str())) {
+        let attempts = payments_db::attempts_of(conn, p.id).await?;
+        if attempts.iter().any(|a| matches!(a.status.as_str(), "sent" | "unknown")) {
+            return Err(ServiceError::conflict(
+                "payment_in_progress",
+                format!("a charge of the earlier {} payment is in progress; wait for its outcome", p.kind),
+            ));
+        }
+        for mut a in attempts.into_iter().filter(|a| a.status == "pending") {
+            a.status = "failed".into();
+            a.failure_reason = Some("superseded".into());
+            payments_db::save_attempt(conn, &a).await?;
+        }
+        p.status = "failed".into();
+        p.failure_reason = Some("superseded".into());
+        payments_db::save(conn, &p).await?;
+    }
+    Ok(())
+}
+
 /// The work message that charges an attempt.
 pub fn charge_job(payment: &PaymentRow, attempt_id: Uuid) -> NewEvent {
     let ordering = payment.subscription_id.unwrap_or(payment.customer_id);

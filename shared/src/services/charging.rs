@@ -247,6 +247,8 @@ async fn claim_pending(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> ServiceRes
     let rows: Vec<Claimed> = diesel::sql_query(
         "WITH claimed AS (UPDATE payment_attempts SET status = 'sent', sent_at = now(), updated_at = now() \
                           WHERE id = ANY($1) AND status = 'pending' \
+                            AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = payment_id \
+                                            AND (p.status = 'succeeded' OR p.failure_reason IN ('superseded', 'expired'))) \
                           RETURNING id, invoice_id, payment_id, payment_method_id) \
          SELECT c.id AS attempt_id, c.invoice_id, p.tenant_id, p.customer_id, p.amount, p.currency, p.description, \
                 pm.token, cu.email \

@@ -223,12 +223,7 @@ pub async fn extend(
         return Err(ServiceError::conflict("plan_archived", "the plan is archived: choose another plan"));
     }
     // An unpaid earlier extension request is superseded by this one.
-    for mut p in payments_db::pending_of_subscription(conn, sub.id).await?.into_iter().filter(|p| p.kind == "extension")
-    {
-        p.status = "failed".into();
-        p.failure_reason = Some("superseded".into());
-        payments_db::save(conn, &p).await?;
-    }
+    charges::supersede_pending(conn, sub.id, &["extension"]).await?;
     // A scheduled downgrade takes over with the extension it is paid by.
     let priced = match sub.scheduled_plan_id {
         Some(id) if id != plan.id => plans::load(conn, id).await?,

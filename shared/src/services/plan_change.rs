@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::charges::{Applied, subscription_event};
+use super::charges::{Applied, subscription_event, supersede_pending};
 use super::lifecycle::{collect, lock};
 use super::payments::{self, Line, PaymentView};
 use super::plans::{self, Plan};
@@ -212,12 +212,9 @@ pub async fn change_plan(
     if req.preview {
         return Ok(answer);
     }
-    // An unpaid earlier upgrade request is superseded by this one.
-    for mut p in payments_db::pending_of_subscription(conn, sub.id).await?.into_iter().filter(|p| p.kind == "upgrade") {
-        p.status = "failed".into();
-        p.failure_reason = Some("superseded".into());
-        payments_db::save(conn, &p).await?;
-    }
+    // An unpaid earlier upgrade request — or an extension of the old plan — is
+    // superseded by this one.
+    supersede_pending(conn, sub.id, &["upgrade", "extension"]).await?;
     let stored = StoredChange {
         from_plan_id: plan.id,
         to_plan_id: target.id,

@@ -181,7 +181,13 @@ pub async fn advance(
     plan: &Plan,
     sub: &mut SubscriptionRow,
 ) -> ServiceResult<()> {
+    // A step may switch the plan (a downgrade taking over): later steps use the new one.
+    let mut switched: Option<Plan> = None;
     for _ in 0..MAX_STEPS {
+        if switched.as_ref().unwrap_or(plan).id != sub.plan_id {
+            switched = Some(plans::load_cached(conn, sub.plan_id).await?);
+        }
+        let plan = switched.as_ref().unwrap_or(plan);
         let next = next_step(conn, now, tenant, sub).await?;
         match &next {
             Next::Act(a) => tracing::debug!(subscription = %sub.id, action = ?a, "advance"),
@@ -358,6 +364,8 @@ async fn start_renewal(
     plan: &Plan,
     sub: &mut SubscriptionRow,
 ) -> ServiceResult<()> {
+    // An upgrade not paid by now is quoted for a period that is ending: it lapses.
+    charges::supersede_pending(conn, sub.id, &["upgrade"]).await?;
     let renewal_plan = match sub.scheduled_plan_id {
         Some(id) if id != plan.id => plans::load(conn, id).await?,
         _ => plan.clone(),
@@ -585,6 +593,8 @@ pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) 
         }
     }
     start_renewals_in_bulk(conn, now, bulk).await?;
+    // In id order, like every other writer of per-subscription rows (usage counters).
+    one_by_one.sort_by_key(|s| s.id);
     for mut sub in one_by_one {
         let (Some(tenant), Some(plan)) = (tenants_cache.get(&sub.tenant_id), plans_cache.get(&sub.plan_id)) else {
             continue;

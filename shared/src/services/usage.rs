@@ -35,6 +35,8 @@ use crate::error::{ServiceError, ServiceResult};
 
 /// Events per call.
 pub const MAX_EVENTS: usize = 10_000;
+/// Largest quantity of one event (keeps counters and overage amounts in range).
+pub const MAX_QUANTITY: i64 = 1_000_000_000;
 /// Clock skew tolerated for `occurred_at` in the future.
 const FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
 
@@ -151,8 +153,8 @@ pub async fn ingest(
                 "invalid_event_id",
                 "event_id must be 1 to 255 printable characters".to_owned(),
             ));
-        } else if event.quantity < 0 {
-            rejected.push(reject(index, "invalid_quantity", "quantity must not be negative".to_owned()));
+        } else if !(0..=MAX_QUANTITY).contains(&event.quantity) {
+            rejected.push(reject(index, "invalid_quantity", format!("quantity must be 0 to {MAX_QUANTITY}")));
         } else if event.occurred_at > now + FUTURE_TOLERANCE {
             rejected.push(reject(index, "occurred_in_future", format!("occurred_at is after {now}")));
         } else if !seen.insert(event.event_id.clone()) {
@@ -209,6 +211,8 @@ pub async fn ingest(
         }
     }
 
+    // Inserted in event id order: concurrent batches lock ids in the same order.
+    valid.sort_by(|a, b| a.event.event_id.cmp(&b.event.event_id));
     let new_events: Vec<db::NewEvent<'_>> = valid
         .iter()
         .map(|v| db::NewEvent {

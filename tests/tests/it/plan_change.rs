@@ -345,3 +345,27 @@ async fn a_free_tier_that_renews_automatically_renews_for_nothing() {
     // Free renewals never open a charge, and the entitlement follows the period.
     assert_eq!(entitlements(&app, &t, &customer).await["period_end"], "2026-06-05T09:00:00Z");
 }
+
+#[tokio::test]
+async fn a_repeated_upgrade_request_supersedes_the_first_and_charges_once() {
+    let mut app = TestApp::spawn().await;
+    let t = whatsmonster(&app).await;
+    let customer = app.customer(&t, "wm-twice").await;
+    let bought = app.purchase(&t, &customer, "USER").await;
+    assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+    let id = bought["subscription"]["id"].as_str().unwrap().to_owned();
+    app.set_clock("2026-03-15T09:00:00Z").await;
+    let path = format!("/v1/subscriptions/{id}/change-plan");
+    // A client retry without an Idempotency-Key: two requests, both queued on the saved card.
+    let first = app.post(&t, &path, json!({"plan": "PRO"})).await.expect(200);
+    let second = app.post(&t, &path, json!({"plan": "PRO"})).await.expect(200);
+    app.start_worker();
+    app.settle().await;
+    let p1 = app.get(&t, &format!("/v1/payments/{}", first["payment"]["id"].as_str().unwrap())).await.expect(200);
+    let p2 = app.get(&t, &format!("/v1/payments/{}", second["payment"]["id"].as_str().unwrap())).await.expect(200);
+    assert_eq!((p1["status"].as_str(), p1["failure_reason"].as_str()), (Some("failed"), Some("superseded")));
+    assert_eq!(p2["status"], "succeeded");
+    assert_eq!(app.sim.captures_for_account(&customer), 2, "the purchase and one upgrade");
+    assert_eq!(sub(&app, &t, &id).await["plan"], "PRO");
+    app.assert_ledger_balanced().await;
+}

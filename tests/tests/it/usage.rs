@@ -120,8 +120,16 @@ async fn events_count_once_and_invalid_ones_are_listed_by_index() {
 
     // A customer without a subscription, and a batch above the limit (nothing written).
     let idle = app.customer(&t, "smm-idle").await;
-    let r = report(&app, &t, vec![event("x1", &idle, "generations", 1, "2026-03-06T08:00:00Z")]).await;
-    assert_eq!(codes(&r), vec![(0, "no_active_subscription".to_owned())]);
+    let r = report(
+        &app,
+        &t,
+        vec![
+            event("x1", &idle, "generations", 1, "2026-03-06T08:00:00Z"),
+            event("x2", &c, "generations", 1_000_000_001, "2026-03-06T08:00:00Z"),
+        ],
+    )
+    .await;
+    assert_eq!(codes(&r), vec![(0, "no_active_subscription".to_owned()), (1, "invalid_quantity".to_owned())]);
     let too_many: Vec<Value> =
         (0..10_001).map(|i| event(&format!("big-{i}"), &c, "generations", 1, "2026-03-06T08:00:00Z")).collect();
     app.post(&t, "/v1/usage", json!({"events": too_many})).await.problem(422, "too_many_events");
