@@ -38,7 +38,8 @@ pub async fn targets(conn: &mut AsyncPgConnection, tenant_id: Uuid, ids: &[Uuid]
     let found: Vec<Uuid> = customers.iter().map(|c| c.id).collect();
     let mut subs: std::collections::HashMap<Uuid, SubscriptionRow> = s::table
         .filter(s::customer_id.eq_any(&found))
-        .filter(s::status.eq_any(["trialing", "active", "past_due", "suspended", "canceled"]))
+        // Not `suspended`: without access nothing is used.
+        .filter(s::status.eq_any(["trialing", "active", "past_due", "canceled"]))
         .select(SubscriptionRow::as_select())
         .load(conn)
         .await?
@@ -259,4 +260,55 @@ pub async fn close(
     .bind::<Array<Text>, _>(&kinds)
     .load(conn)
     .await
+}
+
+/// Usage counted towards a next period that starts elsewhere than planned (after a
+/// suspension, an upgrade restarting the period, a maintenance shift) moves to the
+/// period that really starts (`from` → `to`). The counters are what is billed; the
+/// events keep the key they were attributed with (a record, not read again).
+pub async fn rekey(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> diesel::QueryResult<()> {
+    if from == to {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "UPDATE usage_counters SET period_start = $3 WHERE subscription_id = $1 AND period_start = $2 \
+           AND billed_at IS NULL AND NOT EXISTS \
+               (SELECT 1 FROM usage_counters o WHERE o.subscription_id = $1 AND o.period_start = $3)",
+    )
+    .bind::<SqlUuid, _>(subscription_id)
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// After an upgrade raised limits, counters below their new limit may be exhausted
+/// again (and `quota.exhausted` fire for the new limit).
+pub async fn rearm_exhausted(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    period_start: DateTime<Utc>,
+    limits: &[(&str, i64)],
+) -> diesel::QueryResult<()> {
+    let metrics: Vec<&str> = limits.iter().map(|(m, _)| *m).collect();
+    let values: Vec<i64> = limits.iter().map(|(_, l)| *l).collect();
+    diesel::sql_query(
+        "UPDATE usage_counters u SET exhausted_by = NULL, exhausted_at = NULL \
+           FROM unnest($3::text[], $4::int8[]) AS v(metric, lim) \
+          WHERE u.subscription_id = $1 AND u.period_start = $2 AND u.metric = v.metric \
+            AND u.exhausted_by IS NOT NULL AND u.peak < v.lim",
+    )
+    .bind::<SqlUuid, _>(subscription_id)
+    .bind::<Timestamptz, _>(period_start)
+    .bind::<Array<Text>, _>(&metrics)
+    .bind::<Array<BigInt>, _>(&values)
+    .execute(conn)
+    .await
+    .map(|_| ())
 }

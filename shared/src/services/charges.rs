@@ -296,6 +296,9 @@ async fn renew(
     }
     let plan = plans::load_cached(conn, sub.plan_id).await?;
     let end = period_end(start, anchor, plan.period, tenant.tz);
+    if let Some(planned) = sub.current_period_end {
+        crate::db::usage::rekey(conn, sub.id, planned, start).await?;
+    }
     sub.current_period_start = Some(start);
     sub.current_period_end = Some(end);
     sub.anchor_at = Some(anchor);

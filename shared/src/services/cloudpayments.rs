@@ -174,6 +174,8 @@ async fn check(
         let still_wanted = sub.is_some_and(|s| match payment.kind.as_str() {
             "purchase" => s.status == SubscriptionStatus::PendingPayment.as_str(),
             "renewal" => s.renewal_payment_id == Some(payment.id),
+            // Usage already consumed is owed whatever became of the subscription.
+            "overage" => true,
             _ => SubscriptionStatus::parse(&s.status).is_some_and(SubscriptionStatus::is_live),
         });
         if !still_wanted {

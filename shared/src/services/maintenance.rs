@@ -100,6 +100,9 @@ pub async fn record(
             crate::db::payments::save(conn, &p).await?;
         }
         shift(&mut sub, spec.days, tenant.tz);
+        if let (Some(from), Some(to)) = (previous_end, sub.current_period_end) {
+            crate::db::usage::rekey(conn, sub.id, from, to).await?;
+        }
         let status = status_of(&sub)?;
         let details = json!({"maintenance_id": id, "days": spec.days, "previous_period_end": previous_end});
         subscriptions::transition(conn, &mut sub, status, "maintenance_extension", now, Some(details)).await?;

@@ -304,6 +304,9 @@ async fn apply(
 ) -> ServiceResult<Applied> {
     if stored.restarts {
         usage::bill_ended_period(conn, now, tenant, sub, plan).await?;
+        if let Some(end) = sub.current_period_end {
+            crate::db::usage::rekey(conn, sub.id, end, now).await?;
+        }
         sub.current_period_start = Some(now);
         sub.current_period_end = Some(period_end(now, now, target.period, tenant.tz));
         sub.anchor_at = Some(now);
@@ -311,6 +314,11 @@ async fn apply(
             sub.auto_renew = target.auto_renew;
         }
         sub.next_charge_at = if sub.auto_renew { sub.current_period_end } else { None };
+    }
+    // Raised limits: a quota used up under the old plan may be used up again.
+    if let Some(start) = sub.current_period_start {
+        let limits: Vec<(&str, i64)> = target.quotas.iter().map(|(m, q)| (m.as_str(), q.limit)).collect();
+        crate::db::usage::rearm_exhausted(conn, sub.id, start, &limits).await?;
     }
     let version = target.price_at(now)?;
     sub.plan_id = target.id;

@@ -354,3 +354,40 @@ async fn maintenance_moves_every_live_period_once_and_notices_follow() {
     assert_eq!(s["current_period_end"], "2026-06-13T09:00:00Z", "the anchor moved too");
     assert_eq!(app.sim.captures_for_account(&c), 3);
 }
+
+#[tokio::test]
+async fn an_upgrade_raises_a_used_up_quota_and_it_can_be_used_up_again() {
+    let app = TestApp::with_worker().await;
+    let t = app.tenant("SMM-GPT", "Europe/Moscow", json!({"upgrade_mode": "prorate"})).await;
+    for (code, price, limit) in [("START", "490.00", 5), ("PRO", "1490.00", 10)] {
+        plan(
+            &app,
+            &t,
+            json!({
+                "code": code, "name": code, "price": {"value": price, "currency": "RUB"},
+                "period": {"unit": "month", "count": 1}, "auto_renew": true,
+                "quotas": {"generations": {"limit": limit, "mode": "block"}}
+            }),
+        )
+        .await;
+    }
+    let c = app.customer(&t, "smm-up").await;
+    let id = buy(&app, &t, &c, "START").await;
+    app.set_clock("2026-03-10T09:00:00Z").await;
+    report(&app, &t, vec![event("u1", &c, "generations", 5, "2026-03-09T09:00:00Z")]).await;
+    assert_eq!(metric(&app, &t, &c, "generations").await["access"], false);
+    app.post(&t, &format!("/v1/subscriptions/{id}/change-plan"), json!({"plan": "PRO"})).await.expect(200);
+    app.settle().await;
+    // Same period, same counter, the new limit: usable again, and exhausted again once.
+    let m = metric(&app, &t, &c, "generations").await;
+    assert_eq!((m["limit"].as_i64(), m["used"].as_i64(), m["access"].as_bool()), (Some(10), Some(5), Some(true)));
+    report(&app, &t, vec![event("u2", &c, "generations", 5, "2026-03-10T08:00:00Z")]).await;
+    assert_eq!(metric(&app, &t, &c, "generations").await["access"], false);
+    let events = app.events(&t).await;
+    let limits: Vec<i64> = events
+        .iter()
+        .filter(|e| e["type"] == "quota.exhausted")
+        .map(|e| e["data"]["limit"].as_i64().unwrap())
+        .collect();
+    assert_eq!(limits, [5, 10]);
+}
