@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -45,8 +46,10 @@ const FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageBatch {
+    /// Kept raw so each event is parsed (and rejected) on its own, straight into
+    /// [`UsageEvent`] without an intermediate JSON tree.
     #[schema(value_type = Vec<UsageEvent>)]
-    pub events: Vec<Value>,
+    pub events: Vec<Box<RawValue>>,
 }
 
 /// One usage event.
@@ -140,7 +143,7 @@ pub async fn ingest(
     let mut seen: HashSet<String> = HashSet::new();
     let mut parsed: Vec<(usize, UsageEvent)> = Vec::with_capacity(batch.events.len());
     for (index, raw) in batch.events.into_iter().enumerate() {
-        let event: UsageEvent = match serde_json::from_value(raw) {
+        let event: UsageEvent = match serde_json::from_str(raw.get()) {
             Ok(e) => e,
             Err(e) => {
                 rejected.push(reject(index, "validation_failed", e.to_string()));
