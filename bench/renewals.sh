@@ -23,6 +23,7 @@ cargo build --release --quiet -p billing-api -p billing-worker -p billing-tests 
 BIN=target/release
 DB=billing_bench
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
+export AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$DB"
 export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
 export BILLING_TEST_CLOCK=1 BILLING_LOG_FORMAT=text RUST_LOG=warn
 API_PORT=18080 SIM_PORT=18091 METRICS_PORT=19090
@@ -61,6 +62,11 @@ SQL
 run_size() { # N
   local n=$1
   psql -h 127.0.0.1 -U postgres -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+  # A broker vhost of its own, fresh each run: no message of an earlier (aborted) run
+  # is consumed in this one.
+  rabbitmqctl -q delete_vhost "$DB" >/dev/null 2>&1 || true
+  rabbitmqctl -q add_vhost "$DB" >/dev/null
+  rabbitmqctl -q set_permissions -p "$DB" guest '.*' '.*' '.*' >/dev/null
   $BIN/billing-api migrate
   [ -n "${PG_LOG_MS:-}" ] && psql -h 127.0.0.1 -U postgres -qAt -c "ALTER DATABASE $DB SET log_min_duration_statement = ${PG_LOG_MS}"
   SIM_ADDR="127.0.0.1:$SIM_PORT" SIM_ACCEPT_ANY_TOKEN=1 SIM_TOKEN_NOTIFICATIONS="${NOTIFY:-0}" \
@@ -100,7 +106,7 @@ INSERT INTO subscription_notices SELECT id, 'subscription.renewal_upcoming', cur
 UPDATE subscriptions SET renewal_notice_for = current_period_end WHERE due_at = :'due';
 ANALYZE;
 SQL
-  BILLING_WORKER_METRICS_ADDR="127.0.0.1:$METRICS_PORT" BILLING_DB_POOL_SIZE=16 BILLING_WORKER_PREFETCH=${PREFETCH:-64} \
+  BILLING_WORKER_METRICS_ADDR="127.0.0.1:$METRICS_PORT" BILLING_DB_POOL_SIZE=16 BILLING_WORKER_PREFETCH=${PREFETCH:-512} \
     BILLING_SCHEDULER_INTERVAL_MS=20 BILLING_RELAY_INTERVAL_MS=5 \
     $BIN/billing-worker >.run/bench/worker.log 2>&1 & local worker=$!; pids+=($worker)
   wait_port "$METRICS_PORT" worker 30

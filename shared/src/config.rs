@@ -10,7 +10,7 @@
 //! | `BILLING_DB_POOL_SIZE` | connections per process | `10` |
 //! | `BILLING_WORKER_METRICS_ADDR` | worker `/metrics` and `/healthz` | `127.0.0.1:9090` |
 //! | `BILLING_LOG_FORMAT` | `json` or `text` | `json` |
-//! | `BILLING_WORKER_PREFETCH` | messages in flight per worker queue | `256` |
+//! | `BILLING_WORKER_PREFETCH` | messages in flight per worker queue | `512` |
 //! | `BILLING_SCHEDULER_INTERVAL_MS` | pause between scheduler ticks when idle | `1000` |
 //! | `BILLING_SCHEDULER_BATCH` | subscriptions claimed per tick | `500` |
 //! | `BILLING_SCHEDULER_CONCURRENCY` | scheduler loops per worker | `2` |
@@ -131,7 +131,7 @@ impl Config {
         };
         let millis = |k: &str, default: u64| number(k, default, 1..=3_600_000).map(Duration::from_millis);
         Ok(Config {
-            worker_prefetch: u16::try_from(number("BILLING_WORKER_PREFETCH", 256, 1..=1000)?).unwrap_or(256),
+            worker_prefetch: u16::try_from(number("BILLING_WORKER_PREFETCH", 512, 1..=1000)?).unwrap_or(512),
             scheduler_interval: millis("BILLING_SCHEDULER_INTERVAL_MS", 1000)?,
             scheduler_batch: i64::try_from(number("BILLING_SCHEDULER_BATCH", 500, 1..=10_000)?).unwrap_or(500),
             scheduler_concurrency: usize::try_from(number("BILLING_SCHEDULER_CONCURRENCY", 2, 1..=32)?).unwrap_or(2),
