@@ -1,12 +1,14 @@
 //! Pure business rules: no database, no HTTP, no broker, no clock reads (`now` is
 //! always an argument).
 
+pub mod calendar;
 pub mod dunning;
 pub mod ledger;
 pub mod money;
 pub mod period;
 pub mod plan;
 pub mod proration;
+pub mod refund;
 pub mod subscription;
 pub mod tenant;
 pub mod usage;
