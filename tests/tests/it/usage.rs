@@ -391,3 +391,47 @@ async fn an_upgrade_raises_a_used_up_quota_and_it_can_be_used_up_again() {
         .collect();
     assert_eq!(limits, [5, 10]);
 }
+
+#[tokio::test]
+async fn maintenance_moves_a_queued_paid_extension_with_the_period() {
+    let app = TestApp::with_worker().await;
+    let t = app.tenant("WhatsMonster", "Europe/Moscow", json!({"renewal_notice_days": 0})).await;
+    app.plan_pro(&t).await; // 30 days, manual renewal
+    let c = app.customer(&t, "wm-mnt").await;
+    let id = buy(&app, &t, &c, "PRO").await; // 2026-03-05T09:00Z .. 2026-04-04T09:00Z
+    app.set_clock("2026-03-25T09:00:00Z").await;
+    let ext = app
+        .post_idem(&t, &format!("/v1/subscriptions/{id}/extend"), "ext-m", json!({"pay_with": "saved_card"}))
+        .await
+        .expect(200);
+    app.settle().await;
+    let ext_id = ext["payment"]["id"].as_str().unwrap().to_owned();
+    let paid = app.get(&t, &format!("/v1/payments/{ext_id}")).await.expect(200);
+    assert_eq!(
+        (paid["period_start"].as_str(), paid["period_end"].as_str()),
+        (Some("2026-04-04T09:00:00Z"), Some("2026-05-04T09:00:00Z"))
+    );
+    app.set_clock("2026-03-26T09:00:00Z").await;
+    let body = json!({"days": 5, "reason": "обновление серверов"});
+    let path = format!("/v1/admin/tenants/{}/maintenance", t.id);
+    let done = app
+        .send(reqwest::Method::POST, &path, Some(crate::support::app::ADMIN_TOKEN), Some("mnt-q"), Some(&body))
+        .await;
+    assert_eq!(done.expect(201)["subscriptions"], 1);
+    let s = app.get(&t, &format!("/v1/subscriptions/{id}")).await.expect(200);
+    assert_eq!(s["current_period_end"], "2026-04-09T09:00:00Z");
+    assert_eq!(s["paid_through"], "2026-05-09T09:00:00Z");
+    let moved = app.get(&t, &format!("/v1/payments/{ext_id}")).await.expect(200);
+    assert_eq!(
+        (moved["period_start"].as_str(), moved["period_end"].as_str()),
+        (Some("2026-04-09T09:00:00Z"), Some("2026-05-09T09:00:00Z"))
+    );
+    // The extension takes over at the shifted end and runs to its shifted end.
+    app.advance_to("2026-04-09T09:00:00Z").await;
+    let s = app.get(&t, &format!("/v1/subscriptions/{id}")).await.expect(200);
+    assert_eq!(s["status"], "active");
+    assert_eq!(s["current_period_start"], "2026-04-09T09:00:00Z");
+    assert_eq!(s["current_period_end"], "2026-05-09T09:00:00Z");
+    app.advance_to("2026-05-09T09:00:00Z").await;
+    assert_eq!(app.get(&t, &format!("/v1/subscriptions/{id}")).await.expect(200)["status"], "expired");
+}
