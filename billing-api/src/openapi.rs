@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, customers, payments, plans, service, subscriptions, usage, webhooks};
+use crate::routes::{admin, customers, payments, plans, refunds, service, subscriptions, usage, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
         subscriptions::cancel_subscription, subscriptions::resume_subscription, subscriptions::pay_subscription,
         subscriptions::extend_subscription, subscriptions::change_plan,
         usage::report_usage,
+        refunds::request_refund, refunds::list_refunds, refunds::approve_refund, refunds::reject_refund,
         payments::list_payments, payments::get_payment,
         webhooks::cloudpayments_notification,
         service::healthz, service::readyz, service::metrics,
@@ -36,6 +37,7 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
         (name = "subscriptions", description = "Purchases and the subscription lifecycle"),
         (name = "usage", description = "Usage events and quotas"),
         (name = "payments", description = "Payments"),
+        (name = "refunds", description = "Refund requests, decided by the tenant's refund rules, and their review"),
         (name = "webhooks", description = "Provider callbacks, authenticated by the provider's scheme"),
         (name = "service", description = "Health, readiness, metrics"),
     )

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod customers;
 pub mod payments;
 pub mod plans;
+pub mod refunds;
 pub mod service;
 pub mod subscriptions;
 pub mod usage;
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     subscriptions::configure(cfg);
     payments::configure(cfg);
     usage::configure(cfg);
+    refunds::configure(cfg);
     webhooks::configure(cfg);
     service::configure(cfg);
 }

@@ -6,6 +6,7 @@ pub mod ledger;
 pub mod outbox;
 pub mod payments;
 pub mod plans;
+pub mod refunds;
 pub mod schema;
 pub mod subscriptions;
 pub mod tenants;

@@ -371,6 +371,28 @@ diesel::joinable!(ledger_entries -> ledger_transactions (transaction_id));
 diesel::joinable!(ledger_entries -> ledger_accounts (account_id));
 diesel::joinable!(subscription_transitions -> subscriptions (subscription_id));
 
+diesel::table! {
+    refunds (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        payment_id -> Uuid,
+        customer_id -> Uuid,
+        reason -> Text,
+        status -> Text,
+        decision_code -> Text,
+        amount -> Numeric,
+        requested_amount -> Nullable<Numeric>,
+        currency -> Text,
+        comment -> Nullable<Text>,
+        window_ends_at -> Nullable<Timestamptz>,
+        decided_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(refunds -> payments (payment_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
     api_keys,
@@ -397,4 +419,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_events,
     usage_counters,
     maintenance_extensions,
+    refunds,
 );

@@ -17,6 +17,7 @@ pub mod payments;
 pub mod plan_change;
 pub mod plans;
 pub mod purchase;
+pub mod refunds;
 pub mod scheduler;
 pub mod subscriptions;
 pub mod tenants;

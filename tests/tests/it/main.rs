@@ -13,6 +13,7 @@ mod ledger;
 mod lifecycle;
 mod plan_change;
 mod purchase;
+mod refunds;
 mod renewals;
 mod resilience;
 mod tenants;

@@ -1,0 +1,2 @@
+DROP TABLE refunds;
+DROP FUNCTION refunds_within_capture();

@@ -1,0 +1,91 @@
+//! Refund requests.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::schema::refunds;
+
+/// Statuses whose amount is refunded or held for refund.
+pub const HELD: [&str; 4] = ["pending_review", "approved", "processing", "succeeded"];
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = refunds, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_null = true)]
+pub struct RefundRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub payment_id: Uuid,
+    pub customer_id: Uuid,
+    pub reason: String,
+    pub status: String,
+    pub decision_code: String,
+    pub amount: Decimal,
+    pub requested_amount: Option<Decimal>,
+    pub currency: String,
+    pub comment: Option<String>,
+    pub window_ends_at: Option<DateTime<Utc>>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, row: &RefundRow) -> QueryResult<()> {
+    diesel::insert_into(refunds::table).values(row).execute(conn).await.map(|_| ())
+}
+
+pub async fn save(conn: &mut AsyncPgConnection, row: &RefundRow) -> QueryResult<()> {
+    diesel::update(refunds::table.find(row.id))
+        .set((row, refunds::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn find_for_update(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<RefundRow>> {
+    refunds::table
+        .filter(refunds::tenant_id.eq(tenant_id))
+        .filter(refunds::id.eq(id))
+        .select(RefundRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// What the payment's refunds hold (refunded, being refunded or waiting for review).
+pub async fn held_for_payment(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<Decimal> {
+    let sum: Option<Decimal> = refunds::table
+        .filter(refunds::payment_id.eq(payment_id))
+        .filter(refunds::status.eq_any(HELD))
+        .select(diesel::dsl::sum(refunds::amount))
+        .first(conn)
+        .await?;
+    Ok(sum.unwrap_or_default())
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    status: Option<&str>,
+    payment_id: Option<Uuid>,
+    starting_after: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<RefundRow>> {
+    let mut q = refunds::table.filter(refunds::tenant_id.eq(tenant_id)).into_boxed();
+    if let Some(s) = status {
+        q = q.filter(refunds::status.eq(s.to_owned()));
+    }
+    if let Some(p) = payment_id {
+        q = q.filter(refunds::payment_id.eq(p));
+    }
+    if let Some(after) = starting_after {
+        q = q.filter(refunds::id.gt(after));
+    }
+    q.order(refunds::id.asc()).limit(limit).select(RefundRow::as_select()).load(conn).await
+}

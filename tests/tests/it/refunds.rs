@@ -1,0 +1,150 @@
+//! Refund requests over HTTP: the tenant's rules at their window edges, the review
+//! queue, caps by what was captured and refunded (also enforced by the database).
+
+use billing_tests::cloudpayments::CARD_OK;
+use serde_json::{Value, json};
+
+use crate::support::{Tenant, TestApp};
+
+async fn paid(app: &TestApp, t: &Tenant, external_id: &str, plan: &str) -> (String, String) {
+    let customer = app.customer(t, external_id).await;
+    let bought = app.purchase(t, &customer, plan).await;
+    assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+    (customer, bought["payment"]["id"].as_str().unwrap().to_owned())
+}
+
+async fn refund(app: &TestApp, t: &Tenant, body: Value) -> Value {
+    app.post(t, "/v1/refunds", body).await.expect(201)
+}
+
+#[tokio::test]
+async fn whatsmonster_refunds_within_one_day_of_payment_if_unused() {
+    let app = TestApp::spawn().await;
+    let t = app
+        .tenant(
+            "WhatsMonster",
+            "Europe/Moscow",
+            json!({"refund_rules": [
+            {"reasons": ["unused"], "window": {"count": 1, "unit": "days"}, "requires_no_usage": true,
+             "decision": "approve", "amount": "full"}]}),
+        )
+        .await;
+    app.plan_pro(&t).await;
+    let (_, payment) = paid(&app, &t, "wm-r1", "PRO").await; // captured 2026-03-05T09:00Z
+    // The window's last minute, then the minute after.
+    app.set_clock("2026-03-06T08:59:00Z").await;
+    let r = refund(
+        &app,
+        &t,
+        json!({"payment_id": payment, "reason": "unused", "amount": {"value": "390.00", "currency": "RUB"}}),
+    )
+    .await;
+    assert_eq!((r["status"].as_str(), r["decision_code"].as_str()), (Some("approved"), Some("approved")));
+    assert_eq!(r["amount"]["value"], "390.00");
+    assert_eq!(r["window_ends_at"], "2026-03-06T09:00:00Z");
+    app.set_clock("2026-03-06T09:00:00Z").await;
+    let late = refund(&app, &t, json!({"payment_id": payment, "reason": "unused"})).await;
+    assert_eq!(
+        (late["status"].as_str(), late["decision_code"].as_str()),
+        (Some("rejected"), Some("refund_window_closed"))
+    );
+    assert_eq!(late["amount"]["value"], "0.00");
+    let other = refund(&app, &t, json!({"payment_id": payment, "reason": "goodwill"})).await;
+    assert_eq!(other["decision_code"], "reason_not_refundable");
+    // Usage in the paid period: nothing is refunded under a "nothing used" rule.
+    let (c2, p2) = paid(&app, &t, "wm-r2", "PRO").await;
+    app.post(
+        &t,
+        "/v1/usage",
+        json!({"events": [{"event_id": "m1", "customer_id": c2, "metric": "messages",
+        "quantity": 1, "occurred_at": "2026-03-06T09:00:00Z"}]}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(refund(&app, &t, json!({"payment_id": p2, "reason": "unused"})).await["decision_code"], "usage_present");
+    let types = app.event_types(&t).await;
+    assert_eq!(types.iter().filter(|e| *e == "refund.requested").count(), 4);
+    assert_eq!(types.iter().filter(|e| *e == "refund.approved").count(), 1);
+    assert_eq!(types.iter().filter(|e| *e == "refund.rejected").count(), 3);
+}
+
+#[tokio::test]
+async fn orbita_outages_wait_for_review_and_refunds_never_exceed_the_capture() {
+    let app = TestApp::spawn().await;
+    let t = app
+        .tenant(
+            "Orbita",
+            "Europe/Moscow",
+            json!({"refund_rules": [
+            {"reasons": ["outage", "double_charge"], "decision": "review", "amount": "full"}]}),
+        )
+        .await;
+    app.plan_monthly(&t, "START", "1990.00").await;
+    let (_, payment) = paid(&app, &t, "orb-r1", "START").await;
+    assert_eq!(
+        refund(&app, &t, json!({"payment_id": payment, "reason": "unused"})).await["decision_code"],
+        "reason_not_refundable"
+    );
+    let held = refund(
+        &app,
+        &t,
+        json!({"payment_id": payment, "reason": "outage", "amount": {"value": "1500.00", "currency": "RUB"}}),
+    )
+    .await;
+    assert_eq!(
+        (held["status"].as_str(), held["decision_code"].as_str()),
+        (Some("pending_review"), Some("review_required"))
+    );
+    let queue = app.get(&t, "/v1/refunds?status=pending_review").await.expect(200);
+    assert_eq!(queue["data"].as_array().unwrap().len(), 1);
+    assert_eq!(queue["data"][0]["id"], held["id"]);
+    // A second request is capped by what the first one holds.
+    let second = refund(&app, &t, json!({"payment_id": payment, "reason": "double_charge"})).await;
+    assert_eq!(second["amount"]["value"], "490.00");
+    let id = held["id"].as_str().unwrap();
+    let approved =
+        app.post(&t, &format!("/v1/refunds/{id}/approve"), json!({"comment": "outage 2026-03-10"})).await.expect(200);
+    assert_eq!(
+        (approved["status"].as_str(), approved["decision_code"].as_str()),
+        (Some("approved"), Some("approved_by_review"))
+    );
+    app.post(&t, &format!("/v1/refunds/{id}/reject"), json!({})).await.problem(409, "refund_not_pending");
+    let sid = second["id"].as_str().unwrap();
+    let rejected = app.post(&t, &format!("/v1/refunds/{sid}/reject"), json!({})).await.expect(200);
+    assert_eq!(rejected["decision_code"], "rejected_by_review");
+    // Everything held: 1500 of 1990; asking for more is capped at the rest.
+    let third = refund(
+        &app,
+        &t,
+        json!({"payment_id": payment, "reason": "outage", "amount": {"value": "900.00", "currency": "RUB"}}),
+    )
+    .await;
+    assert_eq!(third["amount"]["value"], "490.00");
+    // Bad input writes nothing.
+    let before = app.count("SELECT count(*) AS n FROM refunds").await;
+    app.post(&t, "/v1/refunds", json!({"payment_id": payment, "reason": "whim"}))
+        .await
+        .problem(422, "validation_failed");
+    app.post(
+        &t,
+        "/v1/refunds",
+        json!({"payment_id": payment, "reason": "outage", "amount": {"value": "1.001", "currency": "RUB"}}),
+    )
+    .await
+    .problem(422, "invalid_money");
+    app.post(&t, "/v1/refunds", json!({"payment_id": uuid::Uuid::new_v4(), "reason": "outage"}))
+        .await
+        .problem(404, "payment_not_found");
+    assert_eq!(app.count("SELECT count(*) AS n FROM refunds").await, before);
+    // The database refuses holds above the capture, whatever the code does.
+    let mut conn = app.db.conn().await;
+    let over = diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE refunds SET amount = 1990.00 WHERE id = '{}'",
+            third["id"].as_str().unwrap()
+        )),
+        &mut conn,
+    )
+    .await;
+    assert!(over.is_err(), "refunds above the captured amount must be refused");
+}
