@@ -13,6 +13,8 @@ CREATE TABLE refunds (
     requested_amount numeric(14, 2) CHECK (requested_amount > 0),
     currency         text NOT NULL,
     comment          text,
+    -- the reviewer's note, kept apart from the requester's comment
+    review_comment   text,
     window_ends_at   timestamptz,
     decided_at       timestamptz,
     created_at       timestamptz NOT NULL,

@@ -15,7 +15,11 @@ use crate::extract::{Idempotency, JsonBody, TenantAuth};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(request_refund).service(list_refunds).service(approve_refund).service(reject_refund);
+    cfg.service(request_refund)
+        .service(list_refunds)
+        .service(approve_refund)
+        .service(reject_refund)
+        .service(retry_refund);
 }
 
 /// Request a refund of a captured payment. The tenant's refund rules decide at once:
@@ -60,28 +64,51 @@ async fn list_refunds(
 
 /// Approve a refund waiting for review.
 #[utoipa::path(post, path = "/v1/refunds/{id}/approve", tag = "refunds", security(("tenant_key" = [])), request_body = ReviewRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = RefundView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[post("/v1/refunds/{id}/approve")]
 async fn approve_refund(
     state: Data<AppState>,
     TenantAuth(tenant): TenantAuth,
+    idem: Idempotency,
     id: Path<String>,
     body: JsonBody<ReviewRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "refund")?;
-    state.ok(async |conn, now| refunds::review(conn, now, &tenant, id, true, body.value).await).await
+    let req = idem.request(tenant.id.to_string(), &body.raw)?;
+    state
+        .run(StatusCode::OK, req, async |conn, now| refunds::review(conn, now, &tenant, id, true, body.value).await)
+        .await
 }
 
 /// Reject a refund waiting for review.
 #[utoipa::path(post, path = "/v1/refunds/{id}/reject", tag = "refunds", security(("tenant_key" = [])), request_body = ReviewRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = RefundView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[post("/v1/refunds/{id}/reject")]
 async fn reject_refund(
     state: Data<AppState>,
     TenantAuth(tenant): TenantAuth,
+    idem: Idempotency,
     id: Path<String>,
     body: JsonBody<ReviewRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "refund")?;
-    state.ok(async |conn, now| refunds::review(conn, now, &tenant, id, false, body.value).await).await
+    let req = idem.request(tenant.id.to_string(), &body.raw)?;
+    state
+        .run(StatusCode::OK, req, async |conn, now| refunds::review(conn, now, &tenant, id, false, body.value).await)
+        .await
+}
+
+/// Retry a failed refund (not built yet: refunds are not executed yet).
+#[utoipa::path(post, path = "/v1/refunds/{id}/retry", tag = "refunds", security(("tenant_key" = [])),
+    responses((status = 404, body = Problem), (status = 501, body = Problem)))]
+#[post("/v1/refunds/{id}/retry")]
+async fn retry_refund(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "refund")?;
+    state.ok(async |conn, _| refunds::retry(conn, &tenant, id).await).await
 }

@@ -26,6 +26,7 @@ pub struct RefundRow {
     pub requested_amount: Option<Decimal>,
     pub currency: String,
     pub comment: Option<String>,
+    pub review_comment: Option<String>,
     pub window_ends_at: Option<DateTime<Utc>>,
     pub decided_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -88,4 +89,15 @@ pub async fn list(
         q = q.filter(refunds::id.gt(after));
     }
     q.order(refunds::id.asc()).limit(limit).select(RefundRow::as_select()).load(conn).await
+}
+
+/// The payment a refund of the tenant belongs to.
+pub async fn payment_of(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<Uuid>> {
+    refunds::table
+        .filter(refunds::tenant_id.eq(tenant_id))
+        .filter(refunds::id.eq(id))
+        .select(refunds::payment_id)
+        .first(conn)
+        .await
+        .optional()
 }

@@ -384,6 +384,7 @@ diesel::table! {
         requested_amount -> Nullable<Numeric>,
         currency -> Text,
         comment -> Nullable<Text>,
+        review_comment -> Nullable<Text>,
         window_ends_at -> Nullable<Timestamptz>,
         decided_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,

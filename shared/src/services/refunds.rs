@@ -18,7 +18,7 @@ use super::payments;
 use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt};
 use crate::db::outbox::{self, NewEvent};
-use crate::db::payments as payments_db;
+use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::refunds::{self as db, RefundRow};
 use crate::db::schema::usage_counters;
 use crate::domain::calendar::Calendar;
@@ -56,6 +56,8 @@ pub struct RefundView {
     pub amount: MoneyView,
     pub requested_amount: Option<MoneyView>,
     pub comment: Option<String>,
+    /// The reviewer's note.
+    pub review_comment: Option<String>,
     /// The deciding rule's window end, when it has one.
     pub window_ends_at: Option<DateTime<Utc>>,
     pub decided_at: Option<DateTime<Utc>>,
@@ -86,6 +88,7 @@ fn view(r: &RefundRow) -> ServiceResult<RefundView> {
         amount: money(r.amount, &r.currency)?.into(),
         requested_amount: r.requested_amount.map(|a| money(a, &r.currency)).transpose()?.map(Into::into),
         comment: r.comment.clone(),
+        review_comment: r.review_comment.clone(),
         window_ends_at: r.window_ends_at,
         decided_at: r.decided_at,
         created_at: r.created_at,
@@ -99,23 +102,44 @@ fn reason_str(reason: RefundReason) -> ServiceResult<String> {
     }
 }
 
+/// Refund events are ordered with their payment's events (subscription, else customer).
 async fn emit(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
+    payment: &PaymentRow,
     r: &RefundRow,
     ty: &'static str,
 ) -> ServiceResult<()> {
-    let data = serde_json::to_value(view(r)?).map_err(|e| corrupt("refund", e))?;
-    outbox::emit(conn, now, NewEvent::event(tenant.id, r.payment_id, ty, data)).await?;
+    let mut data = serde_json::to_value(view(r)?).map_err(|e| corrupt("refund", e))?;
+    if let Some(d) = data.as_object_mut() {
+        d.insert("subscription_id".into(), serde_json::json!(payment.subscription_id));
+    }
+    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    outbox::emit(conn, now, NewEvent::event(tenant.id, ordering, ty, data)).await?;
     Ok(())
 }
 
 fn check_comment(comment: &Option<String>) -> ServiceResult<()> {
-    if comment.as_ref().is_some_and(|c| c.chars().count() > 1000) {
-        return Err(ServiceError::validation("comment must be at most 1000 characters"));
+    let Some(c) = comment else { return Ok(()) };
+    if c.chars().count() > 1000 || c.chars().any(|ch| ch.is_control() && !matches!(ch, '\n' | '\r' | '\t')) {
+        return Err(ServiceError::validation("comment must be at most 1000 printable characters"));
     }
     Ok(())
+}
+
+/// Statuses a list may filter by.
+const STATUSES: [&str; 6] = ["pending_review", "approved", "rejected", "processing", "succeeded", "failed"];
+
+/// The database refuses refunds above the captured amount: a clean conflict.
+fn over_capture(e: diesel::result::Error) -> ServiceError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    if let Error::DatabaseError(DatabaseErrorKind::CheckViolation, info) = &e
+        && info.constraint_name() == Some("refunds_within_capture")
+    {
+        return ServiceError::conflict("refund_exceeds_capture", "the payment's refunds would exceed what it captured");
+    }
+    e.into()
 }
 
 pub async fn request(
@@ -150,7 +174,12 @@ pub async fn request(
         None => None,
     };
     let held = money(db::held_for_payment(conn, payment.id).await?, &payment.currency)?;
-    let period = payment.period_start.zip(payment.period_end);
+    let paid_at = payment.captured_at.unwrap_or(payment.created_at);
+    // An upgrade's surcharge pays for the rest of the period from the upgrade on.
+    let period = payment
+        .period_start
+        .zip(payment.period_end)
+        .map(|(start, end)| if payment.kind == "upgrade" { (start.max(paid_at), end) } else { (start, end) });
     let usage_present = match (payment.subscription_id, payment.period_start) {
         (Some(sub), Some(start)) => {
             diesel::select(diesel::dsl::exists(
@@ -170,7 +199,7 @@ pub async fn request(
         captured,
         refunded: held,
         tariff: money(payments::tariff_amount(&payment)?, &payment.currency)?,
-        paid_at: payment.captured_at.unwrap_or(payment.created_at),
+        paid_at,
         period,
         usage_present,
         now,
@@ -201,15 +230,16 @@ pub async fn request(
         requested_amount: requested.map(|m| m.amount()),
         currency: payment.currency.clone(),
         comment: req.comment,
+        review_comment: None,
         window_ends_at: decision.window_ends_at,
         decided_at: (decision.outcome != Outcome::Review).then_some(now),
         created_at: now,
     };
-    db::insert(conn, &row).await?;
-    emit(conn, now, tenant, &row, "refund.requested").await?;
+    db::insert(conn, &row).await.map_err(over_capture)?;
+    emit(conn, now, tenant, &payment, &row, "refund.requested").await?;
     match decision.outcome {
-        Outcome::Approve => emit(conn, now, tenant, &row, "refund.approved").await?,
-        Outcome::Reject => emit(conn, now, tenant, &row, "refund.rejected").await?,
+        Outcome::Approve => emit(conn, now, tenant, &payment, &row, "refund.approved").await?,
+        Outcome::Reject => emit(conn, now, tenant, &payment, &row, "refund.rejected").await?,
         Outcome::Review => {}
     }
     view(&row)
@@ -225,9 +255,13 @@ pub async fn review(
     req: ReviewRequest,
 ) -> ServiceResult<RefundView> {
     check_comment(&req.comment)?;
-    let mut row = db::find_for_update(conn, tenant.id, id)
+    let not_found = || ServiceError::not_found("refund_not_found", "no such refund");
+    // The payment is locked first, as by every writer of its refunds.
+    let payment_id = db::payment_of(conn, tenant.id, id).await?.ok_or_else(not_found)?;
+    let payment = payments_db::find_for_update(conn, payment_id)
         .await?
-        .ok_or_else(|| ServiceError::not_found("refund_not_found", "no such refund"))?;
+        .ok_or_else(|| ServiceError::Internal(format!("payment {payment_id} of refund {id} vanished")))?;
+    let mut row = db::find_for_update(conn, tenant.id, id).await?.ok_or_else(not_found)?;
     if row.status != "pending_review" {
         return Err(ServiceError::conflict(
             "refund_not_pending",
@@ -242,11 +276,9 @@ pub async fn review(
     row.status = status.into();
     row.decision_code = code.into();
     row.decided_at = Some(now);
-    if req.comment.is_some() {
-        row.comment = req.comment;
-    }
-    db::save(conn, &row).await?;
-    emit(conn, now, tenant, &row, event).await?;
+    row.review_comment = req.comment;
+    db::save(conn, &row).await.map_err(over_capture)?;
+    emit(conn, now, tenant, &payment, &row, event).await?;
     view(&row)
 }
 
@@ -257,7 +289,21 @@ pub async fn list(
     payment_id: Option<Uuid>,
     page: PageRequest,
 ) -> ServiceResult<Page<RefundView>> {
+    if let Some(s) = status
+        && !STATUSES.contains(&s)
+    {
+        return Err(ServiceError::validation(format!("status must be one of {}", STATUSES.join(", "))));
+    }
     let rows = db::list(conn, tenant.id, status, payment_id, page.starting_after, page.fetch()).await?;
     let views = rows.iter().map(view).collect::<ServiceResult<Vec<_>>>()?;
     Ok(Page::from_rows(views, page, |v| v))
+}
+
+/// `POST /v1/refunds/{id}/retry`: retrying a failed refund comes with refund
+/// execution; until then 501 for a refund of the tenant.
+pub async fn retry(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<RefundView> {
+    db::payment_of(conn, tenant.id, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("refund_not_found", "no such refund"))?;
+    Err(ServiceError::not_supported("executing refunds (and retrying failed ones) is not supported yet"))
 }

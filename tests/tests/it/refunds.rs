@@ -102,13 +102,24 @@ async fn orbita_outages_wait_for_review_and_refunds_never_exceed_the_capture() {
     let second = refund(&app, &t, json!({"payment_id": payment, "reason": "double_charge"})).await;
     assert_eq!(second["amount"]["value"], "490.00");
     let id = held["id"].as_str().unwrap();
-    let approved =
-        app.post(&t, &format!("/v1/refunds/{id}/approve"), json!({"comment": "outage 2026-03-10"})).await.expect(200);
+    let approve = format!("/v1/refunds/{id}/approve");
+    let approved = app.post_idem(&t, &approve, "ok-1", json!({"comment": "outage 2026-03-10"})).await.expect(200);
     assert_eq!(
         (approved["status"].as_str(), approved["decision_code"].as_str()),
         (Some("approved"), Some("approved_by_review"))
     );
+    assert_eq!(approved["review_comment"], "outage 2026-03-10");
+    assert_eq!(approved["comment"], Value::Null, "the requester's comment is kept apart");
+    // A replayed approval answers the stored result; another decision is refused.
+    assert_eq!(
+        app.post_idem(&t, &approve, "ok-1", json!({"comment": "outage 2026-03-10"})).await.expect(200),
+        approved
+    );
     app.post(&t, &format!("/v1/refunds/{id}/reject"), json!({})).await.problem(409, "refund_not_pending");
+    app.post(&t, &format!("/v1/refunds/{id}/retry"), json!({})).await.problem(501, "not_supported");
+    app.post(&t, &format!("/v1/refunds/{}/retry", uuid::Uuid::new_v4()), json!({}))
+        .await
+        .problem(404, "refund_not_found");
     let sid = second["id"].as_str().unwrap();
     let rejected = app.post(&t, &format!("/v1/refunds/{sid}/reject"), json!({})).await.expect(200);
     assert_eq!(rejected["decision_code"], "rejected_by_review");
@@ -135,7 +146,16 @@ async fn orbita_outages_wait_for_review_and_refunds_never_exceed_the_capture() {
     app.post(&t, "/v1/refunds", json!({"payment_id": uuid::Uuid::new_v4(), "reason": "outage"}))
         .await
         .problem(404, "payment_not_found");
+    app.post(&t, "/v1/refunds", json!({"payment_id": payment, "reason": "outage", "comment": "a\u{0}b"}))
+        .await
+        .problem(422, "validation_failed");
+    app.get(&t, "/v1/refunds?status=lost").await.problem(422, "validation_failed");
     assert_eq!(app.count("SELECT count(*) AS n FROM refunds").await, before);
+    // Refund events travel with the payment's events (one ordering key) and name the subscription.
+    let events = app.events(&t).await;
+    let approved_event = events.iter().find(|e| e["type"] == "refund.approved").unwrap();
+    assert_eq!(approved_event["data"]["payment_id"], payment.as_str());
+    assert!(approved_event["data"]["subscription_id"].is_string());
     // The database refuses holds above the capture, whatever the code does.
     let mut conn = app.db.conn().await;
     let over = diesel_async::RunQueryDsl::execute(
