@@ -7,14 +7,15 @@ use std::time::Duration;
 use billing_shared::clock::Clock;
 use billing_shared::db::{PgPool, in_transaction};
 use billing_shared::error::ServiceResult;
-use billing_shared::services::scheduler;
+use billing_shared::services::{refunds, scheduler};
 use tokio::sync::watch;
 
 async fn tick(pool: &PgPool, clock: Clock, batch: i64) -> ServiceResult<usize> {
     let mut conn = pool.get().await?;
     in_transaction(&mut conn, async |c| {
         let now = clock.now(c).await?;
-        scheduler::tick(c, now, batch).await
+        let overdue = refunds::report_overdue(c, now, batch).await?;
+        Ok(scheduler::tick(c, now, batch).await? + overdue)
     })
     .await
 }

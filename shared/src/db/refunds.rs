@@ -30,6 +30,9 @@ pub struct RefundRow {
     pub window_ends_at: Option<DateTime<Utc>>,
     pub decided_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// A held request is overdue for review from this instant.
+    pub review_due_at: Option<DateTime<Utc>>,
+    pub overdue_notified_at: Option<DateTime<Utc>>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &RefundRow) -> QueryResult<()> {
@@ -100,4 +103,20 @@ pub async fn payment_of(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid)
         .first(conn)
         .await
         .optional()
+}
+
+/// Held requests past their review deadline not yet reported, locked (skipping
+/// those another replica holds).
+pub async fn overdue(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<RefundRow>> {
+    refunds::table
+        .filter(refunds::status.eq("pending_review"))
+        .filter(refunds::overdue_notified_at.is_null())
+        .filter(refunds::review_due_at.le(now))
+        .order(refunds::review_due_at.asc())
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select(RefundRow::as_select())
+        .load(conn)
+        .await
 }

@@ -389,6 +389,8 @@ diesel::table! {
         decided_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        review_due_at -> Nullable<Timestamptz>,
+        overdue_notified_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::schema::{outbox_events, payment_attempts, subscriptions};
+use crate::db::schema::{outbox_events, payment_attempts, refunds, subscriptions};
 use crate::error::ServiceResult;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -35,6 +35,11 @@ pub async fn settled(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Servic
     let charging = payment_attempts::table
         .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown"]))
         .filter(payment_attempts::channel.ne("widget"));
-    let busy: bool = select(exists(due).or(exists(unpublished)).or(exists(charging))).get_result(conn).await?;
+    let overdue = refunds::table
+        .filter(refunds::status.eq("pending_review"))
+        .filter(refunds::overdue_notified_at.is_null())
+        .filter(refunds::review_due_at.le(now));
+    let busy: bool =
+        select(exists(due).or(exists(unpublished)).or(exists(charging)).or(exists(overdue))).get_result(conn).await?;
     Ok(!busy)
 }

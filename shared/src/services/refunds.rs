@@ -23,6 +23,7 @@ use crate::db::refunds::{self as db, RefundRow};
 use crate::db::schema::usage_counters;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Money, MoneyInput, MoneyView};
+use crate::domain::period::{local_date, resolve_local};
 use crate::domain::refund::{Outcome, RefundFacts, decide};
 use crate::domain::tenant::RefundReason;
 use crate::error::{ServiceError, ServiceResult};
@@ -62,6 +63,9 @@ pub struct RefundView {
     pub window_ends_at: Option<DateTime<Utc>>,
     pub decided_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// A held request is overdue for review from this instant (the tenant's
+    /// `review_deadline_business_days`).
+    pub review_due_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /v1/refunds/{id}/approve` and `/reject` body.
@@ -92,6 +96,7 @@ fn view(r: &RefundRow) -> ServiceResult<RefundView> {
         window_ends_at: r.window_ends_at,
         decided_at: r.decided_at,
         created_at: r.created_at,
+        review_due_at: r.review_due_at,
     })
 }
 
@@ -234,6 +239,8 @@ pub async fn request(
         window_ends_at: decision.window_ends_at,
         decided_at: (decision.outcome != Outcome::Review).then_some(now),
         created_at: now,
+        review_due_at: (decision.outcome == Outcome::Review).then(|| review_due(tenant, now)),
+        overdue_notified_at: None,
     };
     db::insert(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, &payment, &row, "refund.requested").await?;
@@ -243,6 +250,29 @@ pub async fn request(
         Outcome::Review => {}
     }
     view(&row)
+}
+
+/// The end (24:00 tenant time) of the N-th business day after the request.
+fn review_due(tenant: &Tenant, at: DateTime<Utc>) -> DateTime<Utc> {
+    let days = tenant.policy.review_deadline_business_days;
+    let last = Calendar::russia().nth_business_day_after(local_date(tenant.tz, at), days, &tenant.policy.holidays);
+    resolve_local(tenant.tz, last.succ_opt().unwrap_or(last).and_time(chrono::NaiveTime::MIN))
+}
+
+/// Reports held requests past the tenant's review deadline (`refund.review_overdue`,
+/// once each). Runs in the caller's transaction; returns how many.
+pub async fn report_overdue(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) -> ServiceResult<usize> {
+    let due = db::overdue(conn, now, limit).await?;
+    for mut row in due.iter().cloned() {
+        let tenant = super::tenants::load_cached(conn, row.tenant_id).await?;
+        let payment = payments_db::find(conn, row.tenant_id, row.payment_id).await?.ok_or_else(|| {
+            ServiceError::Internal(format!("payment {} of refund {} vanished", row.payment_id, row.id))
+        })?;
+        row.overdue_notified_at = Some(now);
+        db::save(conn, &row).await?;
+        emit(conn, now, &tenant, &payment, &row, "refund.review_overdue").await?;
+    }
+    Ok(due.len())
 }
 
 /// The product's staff decide a held request.

@@ -168,3 +168,37 @@ async fn orbita_outages_wait_for_review_and_refunds_never_exceed_the_capture() {
     .await;
     assert!(over.is_err(), "refunds above the captured amount must be refused");
 }
+
+#[tokio::test]
+async fn a_held_request_past_the_review_deadline_is_reported_once() {
+    let app = TestApp::with_worker().await;
+    let t = app
+        .tenant(
+            "Orbita",
+            "Europe/Moscow",
+            json!({"review_deadline_business_days": 10, "refund_rules": [
+            {"reasons": ["outage"], "decision": "review", "amount": "full"}]}),
+        )
+        .await;
+    app.plan_monthly(&t, "START", "1990.00").await;
+    let (_, payment) = paid(&app, &t, "orb-late", "START").await;
+    let held = refund(&app, &t, json!({"payment_id": payment, "reason": "outage"})).await;
+    // Thu Mar 5 + 10 business days (Mar 9 is off by decree) = Fri Mar 20, 24:00 Moscow.
+    assert_eq!(held["review_due_at"], "2026-03-20T21:00:00Z");
+    app.advance_to("2026-03-20T20:59:00Z").await;
+    assert_eq!(overdue(&app, &t).await, 0);
+    app.advance_to("2026-03-20T21:00:00Z").await;
+    assert_eq!(overdue(&app, &t).await, 1);
+    app.advance_to("2026-04-20T21:00:00Z").await;
+    assert_eq!(overdue(&app, &t).await, 1, "reported once");
+    // A request decided in time is never reported.
+    let (_, p2) = paid(&app, &t, "orb-late-2", "START").await;
+    let r2 = refund(&app, &t, json!({"payment_id": p2, "reason": "outage"})).await;
+    app.post(&t, &format!("/v1/refunds/{}/reject", r2["id"].as_str().unwrap()), json!({})).await.expect(200);
+    app.advance_to("2026-06-01T00:00:00Z").await;
+    assert_eq!(overdue(&app, &t).await, 1);
+}
+
+async fn overdue(app: &TestApp, t: &Tenant) -> usize {
+    app.event_types(t).await.iter().filter(|e| *e == "refund.review_overdue").count()
+}
