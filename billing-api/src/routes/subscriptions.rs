@@ -7,6 +7,7 @@ use billing_shared::services::Page;
 use billing_shared::services::lifecycle::{self, PayRequest, PaymentAnswer};
 use billing_shared::services::plan_change::{self, ChangePlanRequest, ChangePlanView};
 use billing_shared::services::purchase::{self, PurchaseSpec, PurchaseView};
+use billing_shared::services::refunds::{self, TerminateRequest, Terminated};
 use billing_shared::services::subscriptions::{self, SubscriptionView};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -25,7 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resume_subscription)
         .service(pay_subscription)
         .service(extend_subscription)
-        .service(change_plan);
+        .service(change_plan)
+        .service(terminate_subscription);
 }
 
 /// Buy a plan. With `pay_with: "card"` the answer's `payment.confirmation` carries the
@@ -167,4 +169,23 @@ async fn change_plan(
     state
         .run(StatusCode::OK, req, async |conn, now| plan_change::change_plan(conn, now, &tenant, id, body.value).await)
         .await
+}
+
+/// The provider ends a subscription now (Alfa 10.2-10.3): without the customer's
+/// fault the unused days of the paid period are refunded pro rata (an approved
+/// refund); with it, nothing is. Access ends at once.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/terminate", tag = "subscriptions", security(("tenant_key" = [])),
+    request_body = TerminateRequest, params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = Terminated), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+#[post("/v1/subscriptions/{id}/terminate")]
+async fn terminate_subscription(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    idem: Idempotency,
+    id: Path<String>,
+    body: JsonBody<TerminateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "subscription")?;
+    let req = idem.request(tenant.id.to_string(), &body.raw)?;
+    state.run(StatusCode::OK, req, async |conn, now| refunds::terminate(conn, now, &tenant, id, body.value).await).await
 }

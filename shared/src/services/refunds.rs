@@ -24,7 +24,7 @@ use crate::db::schema::usage_counters;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Money, MoneyInput, MoneyView};
 use crate::domain::period::{local_date, resolve_local};
-use crate::domain::refund::{Outcome, RefundFacts, decide};
+use crate::domain::refund::{Outcome, RefundFacts, decide, prorata};
 use crate::domain::tenant::RefundReason;
 use crate::error::{ServiceError, ServiceResult};
 
@@ -336,4 +336,120 @@ pub async fn retry(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> S
         .await?
         .ok_or_else(|| ServiceError::not_found("refund_not_found", "no such refund"))?;
     Err(ServiceError::not_supported("executing refunds (and retrying failed ones) is not supported yet"))
+}
+
+/// `POST /v1/subscriptions/{id}/terminate` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TerminateRequest {
+    /// The customer broke the terms (Alfa 10.3): nothing is refunded.
+    pub customer_fault: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Terminated {
+    pub subscription: super::subscriptions::SubscriptionView,
+    /// The pro-rata refund of the unused days, without the customer's fault.
+    pub refund: Option<RefundView>,
+}
+
+/// The provider ends a subscription now (Alfa 10.2-10.3). Without the customer's
+/// fault the unused local days of the paid period are refunded pro rata from the
+/// payment that paid for it (approved at once, outside the refund rules); with it,
+/// nothing is.
+pub async fn terminate(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    id: Uuid,
+    req: TerminateRequest,
+) -> ServiceResult<Terminated> {
+    let reason = req.reason.trim().to_owned();
+    check_comment(&Some(reason.clone()))?;
+    if reason.is_empty() {
+        return Err(ServiceError::validation("reason must not be empty"));
+    }
+    let (mut sub, plan) = super::lifecycle::lock(conn, tenant, id).await?;
+    let status = super::subscriptions::status_of(&sub)?;
+    if !status.is_live() || status == crate::domain::subscription::SubscriptionStatus::PendingPayment {
+        return Err(ServiceError::conflict(
+            "subscription_ended",
+            format!("only a running subscription can be terminated (it is {})", sub.status),
+        ));
+    }
+    // The payment that paid for the current period, if any (not a trial).
+    let paid_for_period = match (sub.current_period_start, sub.current_period_end) {
+        (Some(start), Some(end)) if sub.current_period_end.is_some_and(|e| e > now) => {
+            use crate::db::schema::payments as p;
+            p::table
+                .filter(p::subscription_id.eq(sub.id))
+                .filter(p::status.eq_any(["succeeded", "partially_refunded"]))
+                .filter(p::kind.eq_any(["purchase", "renewal", "extension"]))
+                .filter(p::period_start.eq(start))
+                .filter(p::period_end.eq(end))
+                .select(PaymentRow::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+        }
+        _ => None,
+    };
+    let refund = match paid_for_period {
+        Some(payment) if !req.customer_fault => {
+            let held = money(db::held_for_payment(conn, payment.id).await?, &payment.currency)?;
+            let tariff = money(payments::tariff_amount(&payment)?, &payment.currency)?;
+            let period = payment.period_start.zip(payment.period_end);
+            let unused = period.map_or(Money::zero(tariff.currency()), |p| prorata(tariff, p, now, tenant.tz));
+            let amount = (unused.amount() - held.amount()).max(rust_decimal::Decimal::ZERO);
+            if amount.is_zero() {
+                None
+            } else {
+                let row = RefundRow {
+                    id: Uuid::now_v7(),
+                    tenant_id: tenant.id,
+                    payment_id: payment.id,
+                    customer_id: payment.customer_id,
+                    reason: reason_str(RefundReason::ProviderTermination)?,
+                    status: "approved".into(),
+                    decision_code: "provider_termination".into(),
+                    amount,
+                    requested_amount: None,
+                    currency: payment.currency.clone(),
+                    comment: Some(reason.clone()),
+                    review_comment: None,
+                    window_ends_at: None,
+                    decided_at: Some(now),
+                    created_at: now,
+                    review_due_at: None,
+                    overdue_notified_at: None,
+                };
+                db::insert(conn, &row).await.map_err(over_capture)?;
+                emit(conn, now, tenant, &payment, &row, "refund.requested").await?;
+                emit(conn, now, tenant, &payment, &row, "refund.approved").await?;
+                Some(view(&row)?)
+            }
+        }
+        _ => None,
+    };
+    let extra = serde_json::json!({
+        "customer_fault": req.customer_fault,
+        "reason": reason,
+        "refund_id": refund.as_ref().map(|r| r.id),
+    });
+    let cause = if req.customer_fault { "terminated_customer_fault" } else { "terminated_by_provider" };
+    super::subscriptions::end(
+        conn,
+        now,
+        tenant,
+        &mut sub,
+        &plan.code,
+        crate::domain::subscription::SubscriptionStatus::Terminated,
+        cause,
+        extra,
+    )
+    .await?;
+    crate::db::subscriptions::save(conn, &sub).await?;
+    Ok(Terminated { subscription: super::subscriptions::view(conn, &sub).await?, refund })
 }

@@ -220,6 +220,23 @@ pub async fn expire(
     plan_code: &str,
     cause: &str,
 ) -> ServiceResult<()> {
+    end(conn, now, tenant, row, plan_code, SubscriptionStatus::Expired, cause, json!({"cause": cause})).await
+}
+
+/// Ends a subscription as `expired` or `terminated` (the provider ended it early):
+/// its pending payments fail, nothing stays scheduled, and the matching event is
+/// emitted with `extra`. The caller saves the row.
+#[allow(clippy::too_many_arguments)]
+pub async fn end(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    row: &mut SubscriptionRow,
+    plan_code: &str,
+    to: SubscriptionStatus,
+    cause: &str,
+    extra: Value,
+) -> ServiceResult<()> {
     for mut p in payments_db::pending_of_subscription(conn, row.id).await? {
         let expired = p.expires_at.is_some_and(|e| e <= now);
         p.status = "failed".into();
@@ -228,12 +245,13 @@ pub async fn expire(
         let data = super::payments::event_data(&p)?;
         outbox::emit(conn, now, NewEvent::event(tenant.id, row.id, "payment.failed", data)).await?;
     }
-    transition(conn, row, SubscriptionStatus::Expired, cause, now, None).await?;
+    transition(conn, row, to, cause, now, None).await?;
     row.next_charge_at = None;
     row.next_retry_at = None;
     row.dunning_ends_at = None;
     row.grace_until = None;
     row.due_at = None;
-    emit(conn, now, tenant, row, plan_code, "subscription.expired", json!({"cause": cause})).await?;
+    let event = if to == SubscriptionStatus::Terminated { "subscription.terminated" } else { "subscription.expired" };
+    emit(conn, now, tenant, row, plan_code, event, extra).await?;
     Ok(())
 }

@@ -202,3 +202,56 @@ async fn a_held_request_past_the_review_deadline_is_reported_once() {
 async fn overdue(app: &TestApp, t: &Tenant) -> usize {
     app.event_types(t).await.iter().filter(|e| *e == "refund.review_overdue").count()
 }
+
+#[tokio::test]
+async fn provider_termination_refunds_unused_days_unless_the_customer_is_at_fault() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Alfa CRM", "Europe/Moscow", json!({})).await;
+    app.plan_monthly(&t, "CLIENTS_100_M", "1690.00").await;
+    app.set_clock("2026-03-10T09:00:00Z").await;
+    let customer = app.customer(&t, "alfa-t1").await;
+    let bought = app.purchase(&t, &customer, "CLIENTS_100_M").await;
+    assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+    let id = bought["subscription"]["id"].as_str().unwrap();
+    let guilty_customer = app.customer(&t, "alfa-t2").await;
+    let other = app.purchase(&t, &guilty_customer, "CLIENTS_100_M").await;
+    assert_eq!(app.pay(&other, CARD_OK).await.status, "Completed");
+    // 10.2: without fault, 17 of 31 days unused: 1690 x 17/31 = 926.77.
+    app.set_clock("2026-03-24T09:00:00Z").await;
+    let done = app
+        .post(
+            &t,
+            &format!("/v1/subscriptions/{id}/terminate"),
+            json!({"customer_fault": false, "reason": "сервис закрывается"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(done["subscription"]["status"], "terminated");
+    assert_eq!(done["refund"]["amount"]["value"], "926.77");
+    assert_eq!(done["refund"]["status"], "approved");
+    assert_eq!(done["refund"]["decision_code"], "provider_termination");
+    assert_eq!(done["refund"]["payment_id"], bought["payment"]["id"]);
+    let e = app.get(&t, &format!("/v1/customers/{customer}/entitlements")).await.expect(200);
+    assert_eq!(e["access"], false);
+    app.post(&t, &format!("/v1/subscriptions/{id}/terminate"), json!({"customer_fault": false, "reason": "again"}))
+        .await
+        .problem(409, "subscription_ended");
+    // 10.3: with the customer's fault nothing is refunded.
+    let oid = other["subscription"]["id"].as_str().unwrap();
+    let guilty = app
+        .post(
+            &t,
+            &format!("/v1/subscriptions/{oid}/terminate"),
+            json!({"customer_fault": true, "reason": "нарушение 10.3"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(guilty["subscription"]["status"], "terminated");
+    assert_eq!(guilty["refund"], Value::Null);
+    let events = app.events(&t).await;
+    let terminated: Vec<&Value> = events.iter().filter(|e| e["type"] == "subscription.terminated").collect();
+    assert_eq!(terminated.len(), 2);
+    assert_eq!(terminated[0]["data"]["customer_fault"], false);
+    assert_eq!(terminated[1]["data"]["customer_fault"], true);
+    assert_eq!(app.count("SELECT count(*) AS n FROM refunds").await, 1);
+}
