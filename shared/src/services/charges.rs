@@ -184,7 +184,8 @@ pub async fn apply_capture(
 }
 
 /// A second capture of a payment that is already paid: its own payment, with the
-/// money on the customer's balance until refunded.
+/// money on the customer's balance, and refunded in full at once (SPEC §6: a double
+/// charge the service detects itself is not subject to the refund rules).
 async fn record_duplicate_capture(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -214,7 +215,15 @@ async fn record_duplicate_capture(
         money_of(&dup)?,
     );
     ledger::post(conn, tenant.id, Some(dup.id), now, &posting).await?;
-    emit_payment(conn, now, tenant, &dup, "payment.succeeded").await
+    emit_payment(conn, now, tenant, &dup, "payment.succeeded").await?;
+    let decided = super::refunds::Approved {
+        reason: crate::domain::tenant::RefundReason::DoubleCharge,
+        code: "duplicate_capture",
+        amount: dup.amount,
+        comment: Some(format!("second capture of payment {}", original.id)),
+    };
+    super::refunds::record_approved(conn, now, tenant, &dup, decided).await?;
+    Ok(())
 }
 
 /// A purchase's first period starts at the payment.

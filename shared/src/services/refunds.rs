@@ -406,29 +406,13 @@ pub async fn terminate(
             if amount.is_zero() {
                 None
             } else {
-                let row = RefundRow {
-                    id: Uuid::now_v7(),
-                    tenant_id: tenant.id,
-                    payment_id: payment.id,
-                    customer_id: payment.customer_id,
-                    reason: reason_str(RefundReason::ProviderTermination)?,
-                    status: "approved".into(),
-                    decision_code: "provider_termination".into(),
+                let decided = Approved {
+                    reason: RefundReason::ProviderTermination,
+                    code: "provider_termination",
                     amount,
-                    requested_amount: None,
-                    currency: payment.currency.clone(),
                     comment: Some(reason.clone()),
-                    review_comment: None,
-                    window_ends_at: None,
-                    decided_at: Some(now),
-                    created_at: now,
-                    review_due_at: None,
-                    overdue_notified_at: None,
                 };
-                db::insert(conn, &row).await.map_err(over_capture)?;
-                emit(conn, now, tenant, &payment, &row, "refund.requested").await?;
-                emit(conn, now, tenant, &payment, &row, "refund.approved").await?;
-                Some(view(&row)?)
+                Some(record_approved(conn, now, tenant, &payment, decided).await?)
             }
         }
         _ => None,
@@ -452,4 +436,45 @@ pub async fn terminate(
     .await?;
     crate::db::subscriptions::save(conn, &sub).await?;
     Ok(Terminated { subscription: super::subscriptions::view(conn, &sub).await?, refund })
+}
+
+/// A refund the service decides itself, outside the tenant's refund rules.
+pub(crate) struct Approved {
+    pub reason: RefundReason,
+    pub code: &'static str,
+    pub amount: rust_decimal::Decimal,
+    pub comment: Option<String>,
+}
+
+/// Records an approved refund of `payment` with its events.
+pub(crate) async fn record_approved(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &PaymentRow,
+    decided: Approved,
+) -> ServiceResult<RefundView> {
+    let row = RefundRow {
+        id: Uuid::now_v7(),
+        tenant_id: tenant.id,
+        payment_id: payment.id,
+        customer_id: payment.customer_id,
+        reason: reason_str(decided.reason)?,
+        status: "approved".into(),
+        decision_code: decided.code.into(),
+        amount: decided.amount,
+        requested_amount: None,
+        currency: payment.currency.clone(),
+        comment: decided.comment,
+        review_comment: None,
+        window_ends_at: None,
+        decided_at: Some(now),
+        created_at: now,
+        review_due_at: None,
+        overdue_notified_at: None,
+    };
+    db::insert(conn, &row).await.map_err(over_capture)?;
+    emit(conn, now, tenant, payment, &row, "refund.requested").await?;
+    emit(conn, now, tenant, payment, &row, "refund.approved").await?;
+    view(&row)
 }

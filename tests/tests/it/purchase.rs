@@ -193,9 +193,23 @@ async fn a_second_capture_of_a_paid_invoice_is_recorded_as_a_duplicate() {
     assert_eq!(dup["duplicate_of"], original);
     assert_eq!(dup["status"], "succeeded");
     assert_eq!(dup["amount"]["value"], "1390.00");
-    // One subscription, one activation; the duplicate money sits on the customer's balance.
+    // One subscription, one activation; the duplicate money sits on the customer's balance
+    // and its refund is approved at once, outside the refund rules (the tenant has none).
     assert_eq!(app.count("SELECT count(*) AS n FROM subscriptions").await, 1);
-    assert_eq!(app.event_types(&t).await, vec!["payment.succeeded", "subscription.activated", "payment.succeeded"]);
+    assert_eq!(
+        app.event_types(&t).await,
+        vec!["payment.succeeded", "subscription.activated", "payment.succeeded", "refund.requested", "refund.approved"]
+    );
+    let refunds = app.get(&t, &format!("/v1/refunds?payment_id={}", dup["id"].as_str().unwrap())).await.expect(200);
+    let refund = &refunds["data"][0];
+    assert_eq!(
+        (refund["status"].as_str(), refund["decision_code"].as_str()),
+        (Some("approved"), Some("duplicate_capture"))
+    );
+    assert_eq!(
+        (refund["reason"].as_str(), refund["amount"]["value"].as_str()),
+        (Some("double_charge"), Some("1390.00"))
+    );
     assert!(app.db.check("SELECT (SELECT sum(e.amount) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id WHERE a.code = 'customer_balance') = 1390.00 AS ready").await);
     app.assert_ledger_balanced().await;
 }
