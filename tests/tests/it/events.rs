@@ -182,7 +182,8 @@ async fn undeliverable_webhooks_are_dead_lettered_and_can_be_replayed() {
     let t = with_webhook(&app, &sink).await;
     bought_monthly(&app, &t, "hook-2", "2026-03-10T09:00:00Z").await;
     let mut dead = Value::Null;
-    for _ in 0..500 {
+    // Waits for the condition (up to a minute under a loaded CI machine), never for a time.
+    for _ in 0..1200 {
         dead = app.admin(Method::GET, "/v1/admin/dead-letters?queue=billing.webhooks", None).await.expect(200);
         if dead["data"].as_array().unwrap().len() == 2 {
             break;
