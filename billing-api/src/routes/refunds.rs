@@ -62,6 +62,22 @@ async fn list_refunds(
     state.ok(async |conn, _| refunds::list(conn, &tenant, q.status.as_deref(), q.payment_id, page).await).await
 }
 
+/// Approve or reject a held request (idempotent by `Idempotency-Key`).
+async fn review(
+    state: Data<AppState>,
+    tenant: billing_shared::services::tenants::Tenant,
+    idem: Idempotency,
+    id: Path<String>,
+    body: JsonBody<ReviewRequest>,
+    approve: bool,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "refund")?;
+    let req = idem.request(tenant.id.to_string(), &body.raw)?;
+    state
+        .run(StatusCode::OK, req, async |conn, now| refunds::review(conn, now, &tenant, id, approve, body.value).await)
+        .await
+}
+
 /// Approve a refund waiting for review.
 #[utoipa::path(post, path = "/v1/refunds/{id}/approve", tag = "refunds", security(("tenant_key" = [])), request_body = ReviewRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
@@ -74,11 +90,7 @@ async fn approve_refund(
     id: Path<String>,
     body: JsonBody<ReviewRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id, "refund")?;
-    let req = idem.request(tenant.id.to_string(), &body.raw)?;
-    state
-        .run(StatusCode::OK, req, async |conn, now| refunds::review(conn, now, &tenant, id, true, body.value).await)
-        .await
+    review(state, tenant, idem, id, body, true).await
 }
 
 /// Reject a refund waiting for review.
@@ -93,11 +105,7 @@ async fn reject_refund(
     id: Path<String>,
     body: JsonBody<ReviewRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id, "refund")?;
-    let req = idem.request(tenant.id.to_string(), &body.raw)?;
-    state
-        .run(StatusCode::OK, req, async |conn, now| refunds::review(conn, now, &tenant, id, false, body.value).await)
-        .await
+    review(state, tenant, idem, id, body, false).await
 }
 
 /// Retry a failed refund (not built yet: refunds are not executed yet).

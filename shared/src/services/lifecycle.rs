@@ -233,16 +233,7 @@ pub async fn extend(
     if version.price.is_zero() {
         return Err(ServiceError::invalid("free_plan", "a free plan is not extended by payment"));
     }
-    let description = format!("{}: тариф {}, продление", tenant.name, priced.name);
-    let mut payment = PaymentRow::pending(
-        payments::payer(tenant, sub.customer_id, Some(sub.id)),
-        "extension",
-        version.price,
-        description,
-        now,
-    );
-    payment.plan_id = Some(priced.id);
-    payment.price_id = Some(version.id);
+    let mut payment = payments::tariff_payment(tenant, &sub, "extension", &priced, &version, now);
     payment.expires_at = Some(now + PENDING_PAYMENT_TTL);
     payments_db::insert(conn, &payment).await?;
     let payment = collect(conn, now, tenant, &mut payment, req.pay_with).await?;

@@ -83,7 +83,6 @@ pub async fn record(
     let id = Uuid::now_v7();
     let mut shifted = 0;
     for mut sub in candidates {
-        status_of(&sub)?;
         let previous_end = sub.current_period_end;
         // Paid extensions queued after the current period move with it.
         let queued: Vec<PaymentRow> = payments::table

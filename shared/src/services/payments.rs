@@ -82,6 +82,25 @@ pub fn payer(tenant: &Tenant, customer_id: Uuid, subscription_id: Option<Uuid>) 
     Payer { tenant_id: tenant.id, gateway: tenant.gateway.kind(), customer_id, subscription_id }
 }
 
+/// A pending `purchase`, `renewal` or `extension` payment of `plan`'s tariff at
+/// `version` (the caller sets what else it pays for: period, expiry).
+pub fn tariff_payment(
+    tenant: &Tenant,
+    sub: &crate::db::subscriptions::SubscriptionRow,
+    kind: &str,
+    plan: &super::plans::Plan,
+    version: &crate::domain::plan::PriceVersion,
+    now: DateTime<Utc>,
+) -> PaymentRow {
+    let tariff = super::purchase::describe(tenant, plan);
+    let description = if kind == "purchase" { tariff } else { format!("{tariff}, продление") };
+    let mut payment =
+        PaymentRow::pending(payer(tenant, sub.customer_id, Some(sub.id)), kind, version.price, description, now);
+    payment.plan_id = Some(plan.id);
+    payment.price_id = Some(version.id);
+    payment
+}
+
 /// The payment's lines: stored when there are several, else one line for the whole
 /// amount named by the payment's kind.
 pub fn lines_of(p: &PaymentRow) -> ServiceResult<Vec<Line>> {

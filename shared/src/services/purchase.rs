@@ -24,7 +24,7 @@ use super::plans::{self, Plan, PriceChange, PriceView};
 use super::subscriptions::{self, SubscriptionView, status_of};
 use super::tenants::Tenant;
 use crate::db::customers::{self as customers_db, CustomerRow};
-use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
+use crate::db::payments::{self as payments_db, AttemptRow};
 use crate::db::schema::trials;
 use crate::db::subscriptions::{self as db, SubscriptionRow};
 use crate::domain::period::{period_end, shift_days};
@@ -236,15 +236,7 @@ pub async fn purchase(
             None
         }
         Start::Paid => {
-            let mut payment = PaymentRow::pending(
-                payments::payer(tenant, customer.id, Some(sub.id)),
-                "purchase",
-                version.price,
-                describe(tenant, &plan),
-                now,
-            );
-            payment.plan_id = Some(plan.id);
-            payment.price_id = Some(version.id);
+            let mut payment = payments::tariff_payment(tenant, &sub, "purchase", &plan, &version, now);
             payment.expires_at = Some(now + PENDING_PAYMENT_TTL);
             payments_db::insert(conn, &payment).await?;
             // The purchase's widget attempt is known to the gateway by the payment id.

@@ -100,6 +100,36 @@ fn view(r: &RefundRow) -> ServiceResult<RefundView> {
     })
 }
 
+/// A refund of `payment` decided at `now`; the caller fills in what else it knows.
+fn new_row(
+    payment: &PaymentRow,
+    reason: RefundReason,
+    status: &str,
+    code: &str,
+    amount: rust_decimal::Decimal,
+    now: DateTime<Utc>,
+) -> ServiceResult<RefundRow> {
+    Ok(RefundRow {
+        id: Uuid::now_v7(),
+        tenant_id: payment.tenant_id,
+        payment_id: payment.id,
+        customer_id: payment.customer_id,
+        reason: reason_str(reason)?,
+        status: status.into(),
+        decision_code: code.into(),
+        amount,
+        requested_amount: None,
+        currency: payment.currency.clone(),
+        comment: None,
+        review_comment: None,
+        window_ends_at: None,
+        decided_at: Some(now),
+        created_at: now,
+        review_due_at: None,
+        overdue_notified_at: None,
+    })
+}
+
 fn reason_str(reason: RefundReason) -> ServiceResult<String> {
     match serde_json::to_value(reason) {
         Ok(serde_json::Value::String(s)) => Ok(s),
@@ -125,7 +155,7 @@ async fn emit(
     Ok(())
 }
 
-fn check_comment(comment: &Option<String>) -> ServiceResult<()> {
+fn check_comment(comment: Option<&str>) -> ServiceResult<()> {
     let Some(c) = comment else { return Ok(()) };
     if c.chars().count() > 1000 || c.chars().any(|ch| ch.is_control() && !matches!(ch, '\n' | '\r' | '\t')) {
         return Err(ServiceError::validation("comment must be at most 1000 printable characters"));
@@ -153,7 +183,7 @@ pub async fn request(
     tenant: &Tenant,
     req: RefundRequest,
 ) -> ServiceResult<RefundView> {
-    check_comment(&req.comment)?;
+    check_comment(req.comment.as_deref())?;
     let payment = payments_db::find_for_update(conn, req.payment_id)
         .await?
         .filter(|p| p.tenant_id == tenant.id)
@@ -223,24 +253,14 @@ pub async fn request(
         Outcome::Review => "pending_review",
         Outcome::Reject => "rejected",
     };
+    let held_for_review = decision.outcome == Outcome::Review;
     let row = RefundRow {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.id,
-        payment_id: payment.id,
-        customer_id: payment.customer_id,
-        reason: reason_str(req.reason)?,
-        status: status.into(),
-        decision_code: decision.code.into(),
-        amount: decision.amount.amount(),
         requested_amount: requested.map(|m| m.amount()),
-        currency: payment.currency.clone(),
         comment: req.comment,
-        review_comment: None,
         window_ends_at: decision.window_ends_at,
-        decided_at: (decision.outcome != Outcome::Review).then_some(now),
-        created_at: now,
-        review_due_at: (decision.outcome == Outcome::Review).then(|| review_due(tenant, now)),
-        overdue_notified_at: None,
+        decided_at: (!held_for_review).then_some(now),
+        review_due_at: held_for_review.then(|| review_due(tenant, now)),
+        ..new_row(&payment, req.reason, status, decision.code, decision.amount.amount(), now)?
     };
     db::insert(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, &payment, &row, "refund.requested").await?;
@@ -284,7 +304,7 @@ pub async fn review(
     approve: bool,
     req: ReviewRequest,
 ) -> ServiceResult<RefundView> {
-    check_comment(&req.comment)?;
+    check_comment(req.comment.as_deref())?;
     let not_found = || ServiceError::not_found("refund_not_found", "no such refund");
     // The payment is locked first, as by every writer of its refunds.
     let payment_id = db::payment_of(conn, tenant.id, id).await?.ok_or_else(not_found)?;
@@ -366,7 +386,7 @@ pub async fn terminate(
     req: TerminateRequest,
 ) -> ServiceResult<Terminated> {
     let reason = req.reason.trim().to_owned();
-    check_comment(&Some(reason.clone()))?;
+    check_comment(Some(&reason))?;
     if reason.is_empty() {
         return Err(ServiceError::validation("reason must not be empty"));
     }
@@ -455,23 +475,8 @@ pub(crate) async fn record_approved(
     decided: Approved,
 ) -> ServiceResult<RefundView> {
     let row = RefundRow {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.id,
-        payment_id: payment.id,
-        customer_id: payment.customer_id,
-        reason: reason_str(decided.reason)?,
-        status: "approved".into(),
-        decision_code: decided.code.into(),
-        amount: decided.amount,
-        requested_amount: None,
-        currency: payment.currency.clone(),
         comment: decided.comment,
-        review_comment: None,
-        window_ends_at: None,
-        decided_at: Some(now),
-        created_at: now,
-        review_due_at: None,
-        overdue_notified_at: None,
+        ..new_row(payment, decided.reason, "approved", decided.code, decided.amount, now)?
     };
     db::insert(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, payment, &row, "refund.requested").await?;

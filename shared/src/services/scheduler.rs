@@ -340,16 +340,7 @@ fn renewal_payment(
     if version.price.is_zero() {
         return Ok(None);
     }
-    let description = format!("{}: тариф {}, продление", tenant.name, plan.name);
-    let mut payment = PaymentRow::pending(
-        payments_svc::payer(tenant, sub.customer_id, Some(sub.id)),
-        "renewal",
-        version.price,
-        description,
-        now,
-    );
-    payment.plan_id = Some(plan.id);
-    payment.price_id = Some(version.id);
+    let mut payment = payments_svc::tariff_payment(tenant, sub, "renewal", plan, version, now);
     payment.period_start = Some(end);
     payment.period_end = Some(period_end(end, anchor, plan.period, tenant.tz));
     Ok(Some(payment))
