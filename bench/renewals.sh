@@ -11,6 +11,7 @@
 # ceiling (a renewal commits about twice).
 #
 # usage: bench/renewals.sh [N ...]      env: IDLE=1000000 NOTIFY=0 (simulator Pay notifications)
+#        NO_BUILD=1 uses the release binaries already built
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -18,8 +19,10 @@ ensure_toolchain
 ensure_services
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000)
 IDLE="${IDLE:-1000000}"
-log "building release binaries"
-cargo build --release --quiet -p billing-api -p billing-worker -p billing-tests --bins
+if [ -z "${NO_BUILD:-}" ]; then
+  log "building release binaries"
+  cargo build --release --quiet -p billing-api -p billing-worker -p billing-tests --bins
+fi
 BIN=target/release
 DB=billing_bench
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
