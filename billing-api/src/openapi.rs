@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, customers, payments, plans, refunds, service, subscriptions, usage, webhooks};
+use crate::routes::{admin, customers, payments, plans, receipts, refunds, service, subscriptions, usage, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,9 +25,9 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
         subscriptions::extend_subscription, subscriptions::change_plan, subscriptions::terminate_subscription,
         usage::report_usage,
         refunds::request_refund, refunds::list_refunds, refunds::approve_refund, refunds::reject_refund,
-        refunds::retry_refund,
+        refunds::retry_refund, receipts::list_receipts,
         payments::list_payments, payments::get_payment,
-        webhooks::cloudpayments_notification,
+        webhooks::cloudpayments_notification, webhooks::atol_callback,
         service::healthz, service::readyz, service::metrics,
     ),
     modifiers(&Security),
@@ -39,6 +39,7 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
         (name = "usage", description = "Usage events and quotas"),
         (name = "payments", description = "Payments"),
         (name = "refunds", description = "Refund requests, decided by the tenant's refund rules, and their review"),
+        (name = "receipts", description = "54-FZ receipts registered with the tenant's ATOL Online account"),
         (name = "webhooks", description = "Provider callbacks, authenticated by the provider's scheme"),
         (name = "service", description = "Health, readiness, metrics"),
     )

@@ -154,6 +154,7 @@ async fn settle(
     let failure = match outcome {
         Ok(JobResult::Done) => None,
         Ok(JobResult::RetryLater(reason)) => Some((reason, false)),
+        Ok(JobResult::DeadLetter(reason)) => Some((reason, true)),
         // A message that can never be handled goes straight to the dead letters.
         Err(e @ ServiceError::Invalid { .. }) | Err(e @ ServiceError::NotFound { .. }) => Some((e.to_string(), true)),
         Err(e) => Some((e.to_string(), false)),

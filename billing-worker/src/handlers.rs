@@ -5,9 +5,11 @@ use std::time::Duration;
 use billing_shared::clock::Clock;
 use billing_shared::db::PgPool;
 use billing_shared::error::{ServiceError, ServiceResult};
+use billing_shared::gateways::atol::AtolApi;
 use billing_shared::gateways::cloudpayments::api::CloudPaymentsApi;
-use billing_shared::queue::topology::{GATEWAY_FOLLOWUPS, RENEWALS, WEBHOOKS, WorkQueue};
-use billing_shared::services::{JobResult, charging, dead_letters, webhooks};
+use billing_shared::queue::topology::{GATEWAY_FOLLOWUPS, RECEIPTS, REFUNDS, RENEWALS, WEBHOOKS, WorkQueue};
+use billing_shared::services::receipts::{self, Registrar};
+use billing_shared::services::{JobResult, charging, dead_letters, refund_execution, webhooks};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -15,6 +17,9 @@ pub struct Handlers {
     pub pool: PgPool,
     pub clock: Clock,
     pub gateway: CloudPaymentsApi,
+    pub fiscal: AtolApi,
+    /// Our public base URL, for the fiscal provider's callbacks.
+    pub public_url: Option<String>,
     pub webhook_http: reqwest::Client,
 }
 
@@ -22,12 +27,19 @@ pub struct Handlers {
 struct Job {
     #[serde(rename = "type")]
     kind: String,
-    data: AttemptRef,
+    data: JobRef,
 }
 
+/// What a job is about (one of these per job type).
 #[derive(Deserialize)]
-struct AttemptRef {
-    attempt_id: Uuid,
+struct JobRef {
+    attempt_id: Option<Uuid>,
+    refund_id: Option<Uuid>,
+    receipt_id: Option<Uuid>,
+}
+
+fn invalid(msg: String) -> ServiceError {
+    ServiceError::invalid("invalid_job", msg)
 }
 
 impl Handlers {
@@ -36,11 +48,14 @@ impl Handlers {
         clock: Clock,
         gateway_timeout: Duration,
         webhook_timeout: Duration,
+        public_url: Option<String>,
     ) -> ServiceResult<Self> {
         Ok(Handlers {
             pool,
             clock,
             gateway: CloudPaymentsApi::new(gateway_timeout)?,
+            fiscal: AtolApi::new(gateway_timeout)?,
+            public_url,
             webhook_http: webhooks::client(webhook_timeout)?,
         })
     }
@@ -51,17 +66,27 @@ impl Handlers {
         if queue.name == WEBHOOKS.name {
             return webhooks::deliver(&self.pool, &self.webhook_http, body, attempt, last).await;
         }
-        if queue.name == RENEWALS.name || queue.name == GATEWAY_FOLLOWUPS.name {
-            let job: Job = serde_json::from_slice(body)
-                .map_err(|e| ServiceError::invalid("invalid_job", format!("undecodable job: {e}")))?;
-            return match job.kind.as_str() {
-                "charge_attempt" | "reconcile_attempt" => {
-                    charging::process_attempt(&self.pool, self.clock, &self.gateway, job.data.attempt_id).await
-                }
-                other => Err(ServiceError::invalid("invalid_job", format!("unknown job type {other}"))),
-            };
+        if ![RENEWALS.name, GATEWAY_FOLLOWUPS.name, REFUNDS.name, RECEIPTS.name].contains(&queue.name) {
+            return Err(invalid(format!("no handler for queue {}", queue.name)));
         }
-        Err(ServiceError::invalid("invalid_job", format!("no handler for queue {}", queue.name)))
+        let job: Job = serde_json::from_slice(body).map_err(|e| invalid(format!("undecodable job: {e}")))?;
+        let missing = |what: &str| invalid(format!("job {} without {what}", job.kind));
+        match job.kind.as_str() {
+            "charge_attempt" | "reconcile_attempt" => {
+                let id = job.data.attempt_id.ok_or_else(|| missing("attempt_id"))?;
+                charging::process_attempt(&self.pool, self.clock, &self.gateway, id).await
+            }
+            refund_execution::EXECUTE | refund_execution::RECONCILE => {
+                let id = job.data.refund_id.ok_or_else(|| missing("refund_id"))?;
+                refund_execution::process(&self.pool, self.clock, &self.gateway, id).await
+            }
+            "register_receipt" => {
+                let id = job.data.receipt_id.ok_or_else(|| missing("receipt_id"))?;
+                let to = Registrar { api: &self.fiscal, public_url: self.public_url.as_deref() };
+                receipts::process(&self.pool, self.clock, &to, id, last).await
+            }
+            other => Err(invalid(format!("unknown job type {other}"))),
+        }
     }
 
     /// A batch of `billing.renewals` messages: charge jobs are processed together,
@@ -70,7 +95,10 @@ impl Handlers {
         let jobs: Vec<Option<Uuid>> = bodies
             .iter()
             .map(|b| {
-                serde_json::from_slice::<Job>(b).ok().filter(|j| j.kind == "charge_attempt").map(|j| j.data.attempt_id)
+                serde_json::from_slice::<Job>(b)
+                    .ok()
+                    .filter(|j| j.kind == "charge_attempt")
+                    .and_then(|j| j.data.attempt_id)
             })
             .collect();
         let ids: Vec<Uuid> = jobs.iter().flatten().copied().collect();

@@ -59,7 +59,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let pool = build_pool(&config.database_url, config.db_pool_size)?;
     let clock = Clock::from_test_flag(config.test_clock);
     let metrics = metrics_server::start(config.worker_metrics_addr, pool.clone())?;
-    let handlers = Arc::new(Handlers::new(pool.clone(), clock, config.gateway_timeout, config.webhook_timeout)?);
+    let handlers = Arc::new(Handlers::new(
+        pool.clone(),
+        clock,
+        config.gateway_timeout,
+        config.webhook_timeout,
+        config.public_url.clone(),
+    )?);
     let (stop_tx, stop_rx) = watch::channel(false);
     // Several loops claim with SKIP LOCKED, so they share the due work.
     let mut schedulers = JoinSet::new();

@@ -18,6 +18,7 @@
 //! | `BILLING_RETRY_DELAY_DIVISOR` | divides retry-queue delays (tests) | `1` |
 //! | `BILLING_GATEWAY_TIMEOUT_MS` | payment provider call timeout | `30000` |
 //! | `BILLING_WEBHOOK_TIMEOUT_MS` | outgoing webhook timeout | `10000` |
+//! | `BILLING_PUBLIC_URL` | the API's public base URL, for providers' callbacks (ATOL `callback_url`) | none: no callbacks, reports are polled |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -71,6 +72,7 @@ pub struct Config {
     pub retry_delay_divisor: u64,
     pub gateway_timeout: Duration,
     pub webhook_timeout: Duration,
+    pub public_url: Option<String>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/billing";
@@ -102,6 +104,12 @@ impl Config {
             && t.expose().len() < 16
         {
             return Err(ConfigError("BILLING_ADMIN_TOKEN must be at least 16 characters".into()));
+        }
+        let public_url = var("BILLING_PUBLIC_URL");
+        if let Some(u) = &public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(ConfigError(format!("BILLING_PUBLIC_URL={u:?}: use an http(s) URL")));
         }
         let test_clock = match var("BILLING_TEST_CLOCK").as_deref() {
             None | Some("0") | Some("false") => false,
@@ -147,6 +155,7 @@ impl Config {
             db_pool_size,
             worker_metrics_addr: addr("BILLING_WORKER_METRICS_ADDR", "127.0.0.1:9090")?,
             log_format,
+            public_url,
         })
     }
 }

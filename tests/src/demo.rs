@@ -1,6 +1,7 @@
 //! The local demo: seeds the demo tenants (built from the five offers) into a
 //! running billing API through its operator and tenant endpoints, registers their
-//! CloudPayments sites with the simulator, and prints how to try a purchase.
+//! CloudPayments sites and ATOL Online accounts with the simulators, and prints how
+//! to try a purchase.
 //!
 //! Keys are shown only once by the API, so they are kept in a state file; on a
 //! later run the stored keys are reused when they still authenticate.
@@ -10,6 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Value, json};
 
+use crate::atol::AtolSim;
 use crate::cloudpayments::{CloudPaymentsSim, Site};
 
 pub struct DemoConfig<'a> {
@@ -30,7 +32,7 @@ async fn wait_for_api(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
 }
 
 /// Seeds (or re-attaches) every demo tenant; returns the state (keys per tenant).
-pub async fn seed(sim: &CloudPaymentsSim, cfg: &DemoConfig<'_>) -> anyhow::Result<Value> {
+pub async fn seed(sim: &CloudPaymentsSim, atol: &AtolSim, cfg: &DemoConfig<'_>) -> anyhow::Result<Value> {
     let http = reqwest::Client::builder().no_proxy().build()?;
     wait_for_api(&http, cfg.api).await?;
     let tenants: Vec<Value> =
@@ -56,6 +58,9 @@ pub async fn seed(sim: &CloudPaymentsSim, cfg: &DemoConfig<'_>) -> anyhow::Resul
                 }
             }
             body["gateway"]["api_url"] = json!(sim.base_url);
+            if body["fiscal"].is_object() {
+                body["fiscal"]["provider"]["api_url"] = json!(atol.base_url);
+            }
             let res = http
                 .post(format!("{}/v1/admin/tenants", cfg.api))
                 .bearer_auth(cfg.admin_token)
@@ -84,6 +89,12 @@ pub async fn seed(sim: &CloudPaymentsSim, cfg: &DemoConfig<'_>) -> anyhow::Resul
             notify_base: format!("{}/v1/webhooks/cloudpayments/{tenant_id}", cfg.api),
             format: Default::default(),
         });
+        let provider = &t["fiscal"]["provider"];
+        if let (Some(login), Some(password), Some(group)) =
+            (provider["login"].as_str(), provider["password"].as_str(), provider["group_code"].as_str())
+        {
+            atol.add_account(login, password, group);
+        }
         state[key] = entry;
     }
     if let Some(dir) = cfg.state_file.parent() {
@@ -101,8 +112,8 @@ pub fn walkthrough(api: &str, sim: &str, admin_token: &str, state: &Value) -> St
         r#"
 Billing demo is running.
   API        {api}   (docs: {api}/docs/)
-  simulator  {sim}   (CloudPayments)
-  RabbitMQ   http://127.0.0.1:15672  (guest / guest: queues billing.renewals, billing.webhooks, ...)
+  simulator  {sim}   (CloudPayments), ATOL Online v5 on :8092
+  RabbitMQ   http://127.0.0.1:15672  (guest / guest: queues billing.renewals, billing.refunds, billing.receipts, ...)
   worker     http://127.0.0.1:9090/metrics
   operator   Authorization: Bearer {admin_token}
   tenant keys are in .run/demo-state.json
@@ -120,6 +131,15 @@ Billing demo is running.
   curl -s {api}/v1/customers/$CUSTOMER/entitlements -H "Authorization: Bearer $KEY"
 
   (card 4012888888881881 in the widget call declines with InsufficientFunds.)
+
+   The 54-FZ receipt is registered with the ATOL simulator (fiscal attributes included),
+   and within a day of payment an unused tariff is refunded through the simulator
+   (WhatsMonster 7.12), followed by a refund receipt:
+
+  PAYMENT=$(python3 -c 'import json;print(json.load(open("/tmp/purchase.json"))["payment"]["id"])')
+  curl -s "{api}/v1/receipts?payment_id=$PAYMENT" -H "Authorization: Bearer $KEY"
+  curl -s {api}/v1/refunds -H "Authorization: Bearer $KEY" -d "{{\"payment_id\":\"$PAYMENT\",\"reason\":\"unused\"}}"
+  curl -s "{api}/v1/refunds?payment_id=$PAYMENT" -H "Authorization: Bearer $KEY"    # succeeded
 
 2) Watch an autopay renewal: buy Orbita START (monthly autopay) the same way, then
    move the shared test clock past the period end; the worker charges the saved card:

@@ -6,6 +6,7 @@
 //! here with the `hmac` crate, not with the service's helpers, so a signing bug in
 //! the service cannot hide behind a matching bug in the simulator.
 
+pub mod atol;
 pub mod cloudpayments;
 pub mod demo;
 pub mod process;

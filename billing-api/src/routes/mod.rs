@@ -5,6 +5,7 @@ pub mod admin;
 pub mod customers;
 pub mod payments;
 pub mod plans;
+pub mod receipts;
 pub mod refunds;
 pub mod service;
 pub mod subscriptions;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     payments::configure(cfg);
     usage::configure(cfg);
     refunds::configure(cfg);
+    receipts::configure(cfg);
     webhooks::configure(cfg);
     service::configure(cfg);
 }

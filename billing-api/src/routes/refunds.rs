@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpResponse, get, post};
+use billing_shared::services::refund_execution;
 use billing_shared::services::refunds::{self, RefundRequest, RefundView, ReviewRequest};
 use billing_shared::services::{Page, PageRequest};
 use serde::Deserialize;
@@ -24,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Request a refund of a captured payment. The tenant's refund rules decide at once:
 /// `approved`, `pending_review` (the review queue) or `rejected`, with a stable
-/// `decision_code`. (Executing approved refunds through the gateway is not built yet.)
+/// `decision_code`. The worker executes approved refunds through the gateway
+/// (`processing`, then `succeeded` or `failed`).
 #[utoipa::path(post, path = "/v1/refunds", tag = "refunds", security(("tenant_key" = [])), request_body = RefundRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = RefundView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -108,9 +110,10 @@ async fn reject_refund(
     review(state, tenant, idem, id, body, false).await
 }
 
-/// Retry a failed refund (not built yet: refunds are not executed yet).
+/// Retry a failed refund: it is approved again and the worker executes it as a new
+/// try (its own idempotency key at the gateway).
 #[utoipa::path(post, path = "/v1/refunds/{id}/retry", tag = "refunds", security(("tenant_key" = [])),
-    responses((status = 404, body = Problem), (status = 501, body = Problem)))]
+    responses((status = 200, body = RefundView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[post("/v1/refunds/{id}/retry")]
 async fn retry_refund(
     state: Data<AppState>,
@@ -118,5 +121,5 @@ async fn retry_refund(
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "refund")?;
-    state.ok(async |conn, _| refunds::retry(conn, &tenant, id).await).await
+    state.ok(async |conn, now| refund_execution::retry(conn, now, &tenant, id).await).await
 }

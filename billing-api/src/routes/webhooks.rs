@@ -7,14 +7,14 @@ use actix_web::{HttpRequest, HttpResponse, post};
 use billing_shared::domain::tenant::GatewayConfig;
 use billing_shared::gateways::cloudpayments::verify_notification;
 use billing_shared::gateways::cloudpayments::wire::{NotificationAnswer, NotificationKind};
-use billing_shared::services::{cloudpayments, tenants};
+use billing_shared::services::{cloudpayments, receipts, tenants};
 
 use super::parse_id;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(cloudpayments_notification);
+    cfg.service(cloudpayments_notification).service(atol_callback);
 }
 
 /// CloudPayments notification (`check`, `pay`, `fail`, `refund`, `recurrent`,
@@ -56,5 +56,30 @@ async fn cloudpayments_notification(
     let content_type = header("Content-Type").map(str::to_owned);
     state
         .ok(async |conn, now| cloudpayments::handle(conn, now, &tenant, kind, content_type.as_deref(), &body).await)
+        .await
+}
+
+/// ATOL Online callback (the document's report). Only a hint: the receipt it names
+/// (by the provider's uuid) is polled again by the worker, which trusts the report
+/// it reads itself, never this body. Answered `{}`.
+#[utoipa::path(post, path = "/v1/webhooks/atol/{tenant_id}", tag = "webhooks",
+    params(("tenant_id" = String, Path)),
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, body = Object), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[post("/v1/webhooks/atol/{tenant_id}")]
+async fn atol_callback(state: Data<AppState>, path: Path<String>, body: Bytes) -> Result<HttpResponse, ApiError> {
+    let tenant_id = parse_id(&path, "tenant")?;
+    let tenant = {
+        let mut conn = state.conn().await?;
+        tenants::load(&mut conn, tenant_id).await?
+    };
+    if tenant.fiscal.is_none() {
+        return Err(ApiError::not_found("this tenant has no fiscal provider"));
+    }
+    state
+        .ok(async |conn, now| {
+            receipts::hint(conn, now, &tenant, &body).await?;
+            Ok(serde_json::json!({}))
+        })
         .await
 }

@@ -33,6 +33,14 @@ pub struct RefundRow {
     /// A held request is overdue for review from this instant.
     pub review_due_at: Option<DateTime<Utc>>,
     pub overdue_notified_at: Option<DateTime<Utc>>,
+    /// Execution tries so far; try N is sent with the key `<id>-<N>`.
+    pub attempt: i32,
+    /// The refund's own gateway transaction, once the gateway answered.
+    pub gateway_transaction_id: Option<String>,
+    pub failure_reason: Option<String>,
+    /// When the current try was sent to the gateway.
+    pub sent_at: Option<DateTime<Utc>>,
+    pub succeeded_at: Option<DateTime<Utc>>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &RefundRow) -> QueryResult<()> {
@@ -116,6 +124,18 @@ pub async fn overdue(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i6
         .limit(limit)
         .for_update()
         .skip_locked()
+        .select(RefundRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// The payment's requests waiting for review, newest first, locked.
+pub async fn pending_review_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<Vec<RefundRow>> {
+    refunds::table
+        .filter(refunds::payment_id.eq(payment_id))
+        .filter(refunds::status.eq("pending_review"))
+        .order(refunds::id.desc())
+        .for_update()
         .select(RefundRow::as_select())
         .load(conn)
         .await

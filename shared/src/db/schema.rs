@@ -391,10 +391,37 @@ diesel::table! {
         updated_at -> Timestamptz,
         review_due_at -> Nullable<Timestamptz>,
         overdue_notified_at -> Nullable<Timestamptz>,
+        attempt -> Int4,
+        gateway_transaction_id -> Nullable<Text>,
+        failure_reason -> Nullable<Text>,
+        sent_at -> Nullable<Timestamptz>,
+        succeeded_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    receipts (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        payment_id -> Uuid,
+        refund_id -> Nullable<Uuid>,
+        kind -> Text,
+        status -> Text,
+        document -> Text,
+        total -> Numeric,
+        currency -> Text,
+        attempt -> Int4,
+        provider_uuid -> Nullable<Text>,
+        failure_reason -> Nullable<Text>,
+        fiscal -> Nullable<Text>,
+        registered_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
 diesel::joinable!(refunds -> payments (payment_id));
+diesel::joinable!(receipts -> payments (payment_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -423,4 +450,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_counters,
     maintenance_extensions,
     refunds,
+    receipts,
 );

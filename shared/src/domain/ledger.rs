@@ -116,6 +116,22 @@ impl Posting {
         }
     }
 
+    /// Money paid back to the customer through the gateway. What was revenue is
+    /// reversed through the customer's balance; money that only ever sat on the
+    /// balance (a duplicate capture) leaves from there.
+    pub fn refunded(description: String, customer: Uuid, amount: Money, from_revenue: bool) -> Posting {
+        let c = amount.currency();
+        let a = amount.amount();
+        let mut entries = Vec::with_capacity(4);
+        if from_revenue {
+            entries.push(Entry { account: Account::Revenue, amount: -a, currency: c });
+            entries.push(Entry { account: Account::Customer(customer), amount: a, currency: c });
+        }
+        entries.push(Entry { account: Account::Customer(customer), amount: -a, currency: c });
+        entries.push(Entry { account: Account::GatewayClearing, amount: a, currency: c });
+        Posting { kind: "refund", description, entries }
+    }
+
     /// An immediate plan change (SPEC §4), each part its own pair of entries: what
     /// the customer pays arrives through the gateway, the unused value of the old
     /// tariff is credited back (revenue reversed), the new tariff's charge is

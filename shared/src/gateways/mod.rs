@@ -3,6 +3,7 @@
 //! conversion to domain outcomes. Webhook verification never passes by default: a
 //! missing secret or signature is a refusal.
 
+pub mod atol;
 pub mod cloudpayments;
 
 /// A call to a payment provider that did not give a usable answer.

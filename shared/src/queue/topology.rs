@@ -52,6 +52,31 @@ pub const GATEWAY_FOLLOWUPS: WorkQueue = WorkQueue {
     retry_delays_ms: &[5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, 30 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR],
 };
 
+/// Executing approved refunds through the gateway (and retrying a try whose
+/// outcome was unknown with the same idempotency key).
+pub const REFUNDS: WorkQueue = WorkQueue {
+    name: "billing.refunds",
+    retry_delays_ms: &[5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR],
+};
+
+/// Registering 54-FZ receipts with the fiscal provider and polling their reports.
+pub const RECEIPTS: WorkQueue = WorkQueue {
+    name: "billing.receipts",
+    retry_delays_ms: &[
+        2 * SECOND,
+        10 * SECOND,
+        30 * SECOND,
+        2 * MINUTE,
+        10 * MINUTE,
+        30 * MINUTE,
+        HOUR,
+        3 * HOUR,
+        6 * HOUR,
+        12 * HOUR,
+        24 * HOUR,
+    ],
+};
+
 /// Signed webhook delivery to tenants: about three days of back-off.
 pub const WEBHOOKS: WorkQueue = WorkQueue {
     name: "billing.webhooks",
@@ -83,7 +108,7 @@ pub async fn bind_webhooks(channel: &Channel, tenant_id: uuid::Uuid, on: bool) -
     }
 }
 
-pub const ALL: &[WorkQueue] = &[RENEWALS, GATEWAY_FOLLOWUPS, WEBHOOKS];
+pub const ALL: &[WorkQueue] = &[RENEWALS, GATEWAY_FOLLOWUPS, REFUNDS, RECEIPTS, WEBHOOKS];
 
 pub fn by_name(name: &str) -> Option<&'static WorkQueue> {
     ALL.iter().find(|q| q.name == name)

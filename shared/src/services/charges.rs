@@ -179,7 +179,19 @@ pub async fn apply_capture(
         ),
     };
     ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
+    super::receipts::create_income(conn, now, tenant, payment).await?;
     outbox::emit_many(conn, now, events).await?;
+    if outcome == "captured_unapplied" {
+        // Paid for something already paid or no longer there (SPEC §6, the same
+        // subscription period and purpose): refunded in full at once, outside the rules.
+        let decided = super::refunds::Approved {
+            reason: crate::domain::tenant::RefundReason::DoubleCharge,
+            code: "unapplied_capture",
+            amount: payment.amount,
+            comment: Some(format!("{} payment captured with nothing left to apply it to", payment.kind)),
+        };
+        super::refunds::record_approved(conn, now, tenant, payment, decided).await?;
+    }
     Ok(outcome)
 }
 
@@ -215,6 +227,7 @@ async fn record_duplicate_capture(
         money_of(&dup)?,
     );
     ledger::post(conn, tenant.id, Some(dup.id), now, &posting).await?;
+    super::receipts::create_income(conn, now, tenant, &dup).await?;
     emit_payment(conn, now, tenant, &dup, "payment.succeeded").await?;
     let decided = super::refunds::Approved {
         reason: crate::domain::tenant::RefundReason::DoubleCharge,

@@ -512,6 +512,7 @@ async fn record_captures(
                             json!({"payment_id": payment.id, "amount": amount}),
                         ),
                     ));
+                    super::receipts::create_income(c, now, tenant, payment).await?;
                     renewed_payments.push(payment.id);
                     renewed.push(Renewed {
                         id: sub.id,

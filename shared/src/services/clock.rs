@@ -8,14 +8,15 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::schema::{outbox_events, payment_attempts, refunds, subscriptions};
+use crate::db::schema::{outbox_events, payment_attempts, receipts, refunds, subscriptions};
 use crate::error::ServiceResult;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ClockView {
     pub now: DateTime<Utc>,
     /// True when nothing is due at or before `now`: no due renewals, retries,
-    /// notices or period ends, no charge in flight, every event published.
+    /// notices or period ends, no charge or refund in flight, no receipt waiting
+    /// for registration, every event published.
     pub settled: bool,
 }
 
@@ -39,7 +40,17 @@ pub async fn settled(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Servic
         .filter(refunds::status.eq("pending_review"))
         .filter(refunds::overdue_notified_at.is_null())
         .filter(refunds::review_due_at.le(now));
-    let busy: bool =
-        select(exists(due).or(exists(unpublished)).or(exists(charging)).or(exists(overdue))).get_result(conn).await?;
+    let refunding = refunds::table.filter(refunds::status.eq_any(["approved", "processing"]));
+    let registering = receipts::table.filter(receipts::status.eq("pending"));
+    let busy: bool = select(
+        exists(due)
+            .or(exists(unpublished))
+            .or(exists(charging))
+            .or(exists(overdue))
+            .or(exists(refunding))
+            .or(exists(registering)),
+    )
+    .get_result(conn)
+    .await?;
     Ok(!busy)
 }

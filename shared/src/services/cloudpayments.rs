@@ -1,4 +1,4 @@
-//! CloudPayments notifications: Check, Pay, Fail (and Refund, Recurrent, Cancel,
+//! CloudPayments notifications: Check, Pay, Fail, Refund (and Recurrent, Cancel,
 //! stored and acknowledged).
 //!
 //! Every signed notification is stored raw in `gateway_events` in the same
@@ -107,7 +107,15 @@ pub async fn handle(
             let n = PaymentNotification::from_fields(&fields).map_err(bad_notification)?;
             (NotificationAnswer { code: 0 }, fail(conn, now, tenant, &n).await?)
         }
-        NotificationKind::Refund | NotificationKind::Recurrent | NotificationKind::Cancel => {
+        NotificationKind::Refund => {
+            let n = PaymentNotification::from_fields(&fields).map_err(bad_notification)?;
+            let ours = fields
+                .get("Data")
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                .and_then(|d| d.get("refund_id").and_then(|v| v.as_str()).and_then(|v| Uuid::parse_str(v).ok()));
+            (NotificationAnswer { code: 0 }, super::refund_execution::notified(conn, now, tenant, &n, ours).await?)
+        }
+        NotificationKind::Recurrent | NotificationKind::Cancel => {
             (NotificationAnswer { code: 0 }, "recorded".to_owned())
         }
     };

@@ -17,6 +17,8 @@ pub mod payments;
 pub mod plan_change;
 pub mod plans;
 pub mod purchase;
+pub mod receipts;
+pub mod refund_execution;
 pub mod refunds;
 pub mod scheduler;
 pub mod subscriptions;
@@ -82,4 +84,7 @@ pub enum JobResult {
     Done,
     /// A technical failure: try the job again later (retry ladder).
     RetryLater(String),
+    /// A permanent failure, recorded where it belongs: the message goes to the
+    /// dead letters at once with this reason, for an operator.
+    DeadLetter(String),
 }

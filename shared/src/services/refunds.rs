@@ -1,11 +1,8 @@
 //! Refund requests (`/v1/refunds`, SPEC §6): decided by the tenant's refund rules
 //! ([`crate::domain::refund`]), held requests reviewed by the product's staff.
 //!
-//! This slice records decisions and reviews; executing approved refunds through
-//! the gateway (the worker, CloudPayments `payments/refund`, the Refund
-//! notification, the ledger reversal) comes next: until then an approved refund
-//! stays `approved`. The database refuses refunds that together exceed what the
-//! payment captured.
+//! Approved refunds are executed by the worker ([`super::refund_execution`]). The
+//! database refuses refunds that together exceed what the payment captured.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -76,12 +73,12 @@ pub struct ReviewRequest {
     pub comment: Option<String>,
 }
 
-fn money(amount: rust_decimal::Decimal, currency: &str) -> ServiceResult<Money> {
+pub(crate) fn money(amount: rust_decimal::Decimal, currency: &str) -> ServiceResult<Money> {
     let c = crate::domain::money::Currency::parse(currency).map_err(|e| corrupt("refund currency", e))?;
     Money::new(amount, c).map_err(|e| corrupt("refund amount", e))
 }
 
-fn view(r: &RefundRow) -> ServiceResult<RefundView> {
+pub(crate) fn view(r: &RefundRow) -> ServiceResult<RefundView> {
     Ok(RefundView {
         id: r.id,
         payment_id: r.payment_id,
@@ -101,7 +98,7 @@ fn view(r: &RefundRow) -> ServiceResult<RefundView> {
 }
 
 /// A refund of `payment` decided at `now`; the caller fills in what else it knows.
-fn new_row(
+pub(crate) fn new_row(
     payment: &PaymentRow,
     reason: RefundReason,
     status: &str,
@@ -127,6 +124,11 @@ fn new_row(
         created_at: now,
         review_due_at: None,
         overdue_notified_at: None,
+        attempt: 0,
+        gateway_transaction_id: None,
+        failure_reason: None,
+        sent_at: None,
+        succeeded_at: None,
     })
 }
 
@@ -138,7 +140,7 @@ fn reason_str(reason: RefundReason) -> ServiceResult<String> {
 }
 
 /// Refund events are ordered with their payment's events (subscription, else customer).
-async fn emit(
+pub(crate) async fn emit(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
@@ -167,7 +169,7 @@ fn check_comment(comment: Option<&str>) -> ServiceResult<()> {
 const STATUSES: [&str; 6] = ["pending_review", "approved", "rejected", "processing", "succeeded", "failed"];
 
 /// The database refuses refunds above the captured amount: a clean conflict.
-fn over_capture(e: diesel::result::Error) -> ServiceError {
+pub(crate) fn over_capture(e: diesel::result::Error) -> ServiceError {
     use diesel::result::{DatabaseErrorKind, Error};
     if let Error::DatabaseError(DatabaseErrorKind::CheckViolation, info) = &e
         && info.constraint_name() == Some("refunds_within_capture")
@@ -265,7 +267,10 @@ pub async fn request(
     db::insert(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, &payment, &row, "refund.requested").await?;
     match decision.outcome {
-        Outcome::Approve => emit(conn, now, tenant, &payment, &row, "refund.approved").await?,
+        Outcome::Approve => {
+            emit(conn, now, tenant, &payment, &row, "refund.approved").await?;
+            super::refund_execution::enqueue(conn, now, &payment, &row).await?;
+        }
         Outcome::Reject => emit(conn, now, tenant, &payment, &row, "refund.rejected").await?,
         Outcome::Review => {}
     }
@@ -329,6 +334,9 @@ pub async fn review(
     row.review_comment = req.comment;
     db::save(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, &payment, &row, event).await?;
+    if approve {
+        super::refund_execution::enqueue(conn, now, &payment, &row).await?;
+    }
     view(&row)
 }
 
@@ -347,15 +355,6 @@ pub async fn list(
     let rows = db::list(conn, tenant.id, status, payment_id, page.starting_after, page.fetch()).await?;
     let views = rows.iter().map(view).collect::<ServiceResult<Vec<_>>>()?;
     Ok(Page::from_rows(views, page, |v| v))
-}
-
-/// `POST /v1/refunds/{id}/retry`: retrying a failed refund comes with refund
-/// execution; until then 501 for a refund of the tenant.
-pub async fn retry(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<RefundView> {
-    db::payment_of(conn, tenant.id, id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("refund_not_found", "no such refund"))?;
-    Err(ServiceError::not_supported("executing refunds (and retrying failed ones) is not supported yet"))
 }
 
 /// `POST /v1/subscriptions/{id}/terminate` body.
@@ -481,5 +480,6 @@ pub(crate) async fn record_approved(
     db::insert(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, payment, &row, "refund.requested").await?;
     emit(conn, now, tenant, payment, &row, "refund.approved").await?;
+    super::refund_execution::enqueue(conn, now, payment, &row).await?;
     view(&row)
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod atol;
 mod catalog;
 mod conventions;
 mod dunning;
@@ -13,6 +14,8 @@ mod ledger;
 mod lifecycle;
 mod plan_change;
 mod purchase;
+mod receipts;
+mod refund_execution;
 mod refunds;
 mod renewals;
 mod resilience;

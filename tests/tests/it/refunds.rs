@@ -116,7 +116,7 @@ async fn orbita_outages_wait_for_review_and_refunds_never_exceed_the_capture() {
         approved
     );
     app.post(&t, &format!("/v1/refunds/{id}/reject"), json!({})).await.problem(409, "refund_not_pending");
-    app.post(&t, &format!("/v1/refunds/{id}/retry"), json!({})).await.problem(501, "not_supported");
+    app.post(&t, &format!("/v1/refunds/{id}/retry"), json!({})).await.problem(409, "refund_not_failed");
     app.post(&t, &format!("/v1/refunds/{}/retry", uuid::Uuid::new_v4()), json!({}))
         .await
         .problem(404, "refund_not_found");

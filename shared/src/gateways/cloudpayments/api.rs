@@ -1,5 +1,6 @@
-//! CloudPayments API calls (GATEWAYS.md §1.1, §1.3): `payments/tokens/charge` for
-//! renewals and `payments/find` for reconciliation. HTTP Basic auth with the public
+//! CloudPayments API calls (GATEWAYS.md §1.1, §1.3, §1.4): `payments/tokens/charge`
+//! for renewals, `payments/find` for reconciliation, `payments/refund` and
+//! `payments/get` (a refund's state). HTTP Basic auth with the public
 //! id and API secret, JSON bodies, `X-Request-ID` for idempotency.
 //!
 //! Outcomes: a captured charge, a decline with its reason code, or an error. A
@@ -79,6 +80,68 @@ struct TokenChargeBody<'a> {
 #[serde(rename_all = "PascalCase")]
 struct FindBody<'a> {
     invoice_id: &'a str,
+}
+
+/// A refund of a captured payment (GATEWAYS.md §1.4).
+#[derive(Debug, Clone)]
+pub struct RefundCall<'a> {
+    /// The captured payment's transaction.
+    pub transaction_id: &'a str,
+    pub amount: Decimal,
+    /// Our refund id, carried in `JsonData`: the Refund notification's `Data`
+    /// names it, so the notification is matched even before the answer is stored.
+    pub refund_id: &'a str,
+    /// Sent as `X-Request-ID`: one execution try always carries the same one.
+    pub request_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RefundBody<'a> {
+    transaction_id: Box<RawValue>,
+    amount: Box<RawValue>,
+    json_data: RefundData<'a>,
+}
+
+#[derive(Serialize)]
+struct RefundData<'a> {
+    refund_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetBody {
+    transaction_id: Box<RawValue>,
+}
+
+/// What became of a refund request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The refund transaction exists; its Refund notification follows.
+    Accepted { transaction_id: String },
+    /// The provider refused to refund (e.g. more than is left of the payment).
+    Refused { message: String },
+}
+
+/// A transaction's state as `payments/get` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransactionState {
+    NotFound,
+    InProgress,
+    Completed,
+    Declined { reason: Option<String> },
+}
+
+/// Transaction ids are JSON numbers on the wire.
+fn transaction_number(id: &str) -> Result<Box<RawValue>, GatewayError> {
+    if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(GatewayError::Refused(format!("not a CloudPayments transaction id: {id:?}")));
+    }
+    RawValue::from_string(id.to_owned()).map_err(|e| GatewayError::Protocol(format!("transaction id: {e}")))
+}
+
+fn amount_number(amount: Decimal) -> Result<Box<RawValue>, GatewayError> {
+    RawValue::from_string(format!("{amount:.2}")).map_err(|e| GatewayError::Protocol(format!("amount: {e}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,8 +245,7 @@ impl CloudPaymentsApi {
         account: &Account,
         charge: &TokenCharge<'_>,
     ) -> Result<ChargeOutcome, GatewayError> {
-        let amount = RawValue::from_string(format!("{:.2}", charge.amount))
-            .map_err(|e| GatewayError::Protocol(format!("amount: {e}")))?;
+        let amount = amount_number(charge.amount)?;
         let body = TokenChargeBody {
             token: charge.token,
             account_id: charge.account_id,
@@ -222,6 +284,43 @@ impl CloudPaymentsApi {
             _ => Found::InProgress,
         })
     }
+
+    /// `payments/refund` of (part of) a captured payment, idempotent by `X-Request-ID`.
+    pub async fn refund(&self, account: &Account, call: &RefundCall<'_>) -> Result<RefundOutcome, GatewayError> {
+        let body = RefundBody {
+            transaction_id: transaction_number(call.transaction_id)?,
+            amount: amount_number(call.amount)?,
+            json_data: RefundData { refund_id: call.refund_id },
+        };
+        let env = self.call(account, "payments/refund", Some(call.request_id), &body).await?;
+        match (env.success, env.model.and_then(|m| m.transaction_id)) {
+            (true, Some(tx)) => Ok(RefundOutcome::Accepted { transaction_id: tx.to_string() }),
+            (true, None) => Err(GatewayError::Unknown("refund accepted without a TransactionId".into())),
+            (false, _) => {
+                Ok(RefundOutcome::Refused { message: env.message.unwrap_or_else(|| "refund refused".into()) })
+            }
+        }
+    }
+
+    /// `payments/get` of one transaction (a refund's, to reconcile it).
+    pub async fn transaction_state(
+        &self,
+        account: &Account,
+        transaction_id: &str,
+    ) -> Result<TransactionState, GatewayError> {
+        let body = GetBody { transaction_id: transaction_number(transaction_id)? };
+        let env = self.call(account, "payments/get", None, &body).await?;
+        let Some(m) = env.model.filter(|_| env.success) else {
+            return Ok(TransactionState::NotFound);
+        };
+        Ok(match m.status.as_deref() {
+            Some("Completed") => TransactionState::Completed,
+            Some("Declined") | Some("Cancelled") => {
+                TransactionState::Declined { reason: m.reason.or(m.card_holder_message) }
+            }
+            _ => TransactionState::InProgress,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +344,21 @@ mod tests {
             serde_json::to_string(&body).unwrap(),
             r#"{"Token":"tk_1","AccountId":"acc","Amount":1390.00,"Currency":"RUB","InvoiceId":"inv","Description":"Подписка","TrInitiatorCode":0,"PaymentScheduled":1}"#
         );
+    }
+
+    #[test]
+    fn refund_body_matches_the_wire_format() {
+        let body = RefundBody {
+            transaction_id: transaction_number("100123").unwrap(),
+            amount: amount_number(Decimal::new(49500, 2)).unwrap(),
+            json_data: RefundData { refund_id: "r-1" },
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"TransactionId":100123,"Amount":495.00,"JsonData":{"refund_id":"r-1"}}"#
+        );
+        assert!(transaction_number("12a").is_err());
+        assert!(transaction_number("").is_err());
     }
 
     #[test]

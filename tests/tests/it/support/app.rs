@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use billing_api::Application;
 use billing_shared::config::Config;
+use billing_tests::atol::AtolSim;
 use billing_tests::cloudpayments::{CloudPaymentsSim, Site, WidgetOutcome, WidgetParams};
 use billing_tests::process::{Proc, binary, free_port};
 use billing_tests::testmq::TestVhost;
@@ -19,6 +20,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub sim: CloudPaymentsSim,
+    /// The fiscal provider (ATOL Online v5) of tenants made by [`TestApp::fiscal_tenant`].
+    pub atol: AtolSim,
     pub db: TestDb,
     pub mq: TestVhost,
     server: actix_web::dev::ServerHandle,
@@ -126,8 +129,9 @@ impl TestApp {
         let server = app.handle();
         tokio::spawn(app.run_until_stopped());
         let sim = CloudPaymentsSim::start("127.0.0.1:0").expect("start simulator");
+        let atol = AtolSim::start("127.0.0.1:0").expect("start ATOL simulator");
         let http = reqwest::Client::builder().no_proxy().build().expect("http client");
-        let app = TestApp { base, http, sim, db, mq, server, worker: None };
+        let app = TestApp { base, http, sim, atol, db, mq, server, worker: None };
         if settable_clock {
             app.set_clock(T0).await;
         }
@@ -143,6 +147,7 @@ impl TestApp {
 
     pub fn worker_config_with(&self, overrides: &[(&str, &str)]) -> Config {
         let mut vars = worker_env(&self.db.url, &self.mq.amqp_url);
+        vars.push(("BILLING_PUBLIC_URL", self.base.clone()));
         for (k, v) in overrides {
             vars.retain(|(n, _)| n != k);
             vars.push((leak(k), (*v).to_owned()));
@@ -265,6 +270,22 @@ impl TestApp {
 
     /// A CloudPayments tenant registered with the simulator.
     pub async fn tenant(&self, name: &str, time_zone: &str, policy: Value) -> Tenant {
+        self.tenant_with(name, time_zone, policy, Value::Null).await
+    }
+
+    /// A tenant with 54-FZ settings (`fiscal` without its provider): receipts are
+    /// registered with the ATOL simulator under an account of its own.
+    pub async fn fiscal_tenant(&self, name: &str, policy: Value, fiscal: Value) -> Tenant {
+        let login = format!("login-{}", uuid::Uuid::new_v4().simple());
+        let group = format!("group-{}", uuid::Uuid::new_v4().simple());
+        self.atol.add_account(&login, "atol-pass", &group);
+        let mut fiscal = fiscal;
+        fiscal["provider"] =
+            json!({"login": login, "password": "atol-pass", "group_code": group, "api_url": self.atol.base_url});
+        self.tenant_with(name, "Europe/Moscow", policy, fiscal).await
+    }
+
+    async fn tenant_with(&self, name: &str, time_zone: &str, policy: Value, fiscal: Value) -> Tenant {
         let public_id = format!("pk_{}", uuid::Uuid::new_v4().simple());
         let api_secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
         let body = json!({
@@ -272,6 +293,7 @@ impl TestApp {
             "time_zone": time_zone,
             "gateway": {"kind": "cloudpayments", "public_id": public_id, "api_secret": api_secret, "api_url": self.sim.base_url},
             "policy": policy,
+            "fiscal": fiscal,
         });
         let created = self.admin(reqwest::Method::POST, "/v1/admin/tenants", Some(&body)).await.expect(201);
         let id = created["id"].as_str().expect("id").to_owned();

@@ -12,9 +12,16 @@
 //!   token — approve, decline with a code, time out or fail with a 5xx after (or
 //!   before) charging — and `POST /payments/find` by `InvoiceId`. Token charges are
 //!   followed by Pay/Fail notifications, as CloudPayments sends them.
+//! * Refunds ([`refunds`]): `POST /payments/refund` (idempotent by `X-Request-ID`,
+//!   scriptable), `POST /payments/get`, the Refund notification, and refunds made
+//!   "in the dashboard" that only arrive as notifications.
 //! * HTTP: `POST /sim/sites` registers a site (public id, API secret, notification
 //!   base URL); `POST /sim/widget/pay` runs the widget flow for the demo;
 //!   `POST /sim/tokens/script` scripts a token; `GET /sim/transactions` lists.
+
+mod refunds;
+
+pub use refunds::{Refund, RefundScript};
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -137,6 +144,9 @@ struct State {
     charge_requests: u64,
     /// Bench mode: tokens never seen in a widget payment are accepted too.
     accept_any_token: bool,
+    refunds: Vec<refunds::Refund>,
+    refund_scripts: std::collections::VecDeque<refunds::RefundScript>,
+    quiet_refunds: bool,
 }
 
 /// Widget parameters as the billing service returns them in `payment.confirmation`.
@@ -205,6 +215,8 @@ impl CloudPaymentsSim {
                 .route("/sim/tokens/script", web::post().to(http_script_token))
                 .route("/payments/tokens/charge", web::post().to(http_token_charge))
                 .route("/payments/find", web::post().to(http_find))
+                .route("/payments/refund", web::post().to(refunds::http_refund))
+                .route("/payments/get", web::post().to(refunds::http_get))
         })
         .workers(1)
         .listen(listener)?

@@ -1,0 +1,565 @@
+//! 54-FZ receipts (SPEC §7): an income receipt (`sell`) for every captured payment
+//! and a refund receipt (`sell_refund`) for every refund, built from the tenant's
+//! fiscal settings (plan-level overrides of VAT and payment object respected) and
+//! registered with the tenant's ATOL Online account by the worker.
+//!
+//! Exactly once: registration attempt N of a receipt is sent with external_id
+//! `<receipt id>-<N>`, so re-sending it (a lost answer, a worker killed mid-call) is
+//! answered "already exists" (error 33) by ATOL and creates nothing. The outcome is
+//! confirmed by polling the report (ATOL's callback only hints that it is ready); a
+//! new attempt is made only after ATOL reported the last one `fail`. A receipt that
+//! cannot be registered (the document is refused, attempts run out) becomes
+//! `failed` with `receipt.failed` and its job is dead-lettered with the reason.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::tenants::Tenant;
+use super::{JobResult, Page, PageRequest, corrupt};
+use crate::clock::Clock;
+use crate::db::outbox::{self, NewEvent};
+use crate::db::payments::PaymentRow;
+use crate::db::refunds::RefundRow;
+use crate::db::schema::{customers, receipts};
+use crate::db::{PgPool, in_transaction};
+use crate::domain::money::{Money, MoneyView};
+use crate::domain::plan::PlanFiscal;
+use crate::domain::tenant::FiscalSettings;
+use crate::error::{ServiceError, ServiceResult};
+use crate::gateways::atol::{
+    Accepted, AtolAccount, AtolApi, AtolError, AtolFailure, Client, Company, Document, FiscalPayload, Item, Operation,
+    Payment, Receipt, ReportStatus, Service, Vat,
+};
+use crate::queue::topology::RECEIPTS;
+
+/// Registration attempts (each after ATOL reported the previous one `fail`).
+pub const MAX_ATTEMPTS: i32 = 5;
+/// ATOL's limit on an item name.
+const NAME_CHARS: usize = 128;
+/// Report errors that say the document itself is wrong: a new attempt would fail alike.
+const DOCUMENT_ERRORS: [i64; 2] = [13, 32];
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = receipts, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_null = true)]
+pub struct ReceiptRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub payment_id: Uuid,
+    pub refund_id: Option<Uuid>,
+    pub kind: String,
+    pub status: String,
+    /// The receipt as ATOL gets it ([`Receipt`]), built when the receipt was
+    /// created: JSON text, so amounts stay exact.
+    pub document: String,
+    pub total: Decimal,
+    pub currency: String,
+    pub attempt: i32,
+    pub provider_uuid: Option<String>,
+    pub failure_reason: Option<String>,
+    /// The report's fiscal attributes (JSON text).
+    pub fiscal: Option<String>,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReceiptView {
+    pub id: Uuid,
+    pub payment_id: Uuid,
+    pub refund_id: Option<Uuid>,
+    /// `income` (приход) or `income_refund` (возврат прихода).
+    pub kind: String,
+    /// `pending`, `registered`, `failed`.
+    pub status: String,
+    pub total: MoneyView,
+    /// The document sent to the fiscal provider: client, company, items
+    /// (name, price, quantity, sum, payment_method, payment_object, vat), payments,
+    /// total. Amounts are decimal strings here, as everywhere in this API (ATOL gets
+    /// them as JSON numbers with two decimals).
+    #[schema(value_type = Object)]
+    pub receipt: Value,
+    /// The current registration attempt; its external_id is `<id>-<attempt>`.
+    pub attempt: i32,
+    pub external_id: String,
+    /// Fiscal attributes once registered: fiscal_document_number,
+    /// fiscal_document_attribute (the fiscal sign), fn_number (the storage),
+    /// receipt_datetime, shift_number, ecr_registration_number, ofd_receipt_url...
+    #[schema(value_type = Option<Object>)]
+    pub fiscal: Option<Value>,
+    pub failure_reason: Option<String>,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn view(r: &ReceiptRow) -> ServiceResult<ReceiptView> {
+    let currency = crate::domain::money::Currency::parse(&r.currency).map_err(|e| corrupt("receipt currency", e))?;
+    Ok(ReceiptView {
+        id: r.id,
+        payment_id: r.payment_id,
+        refund_id: r.refund_id,
+        kind: r.kind.clone(),
+        status: r.status.clone(),
+        total: Money::new(r.total, currency).map_err(|e| corrupt("receipt total", e))?.into(),
+        receipt: document_view(&r.document)?,
+        attempt: r.attempt,
+        external_id: external_id(r),
+        fiscal: r.fiscal.as_deref().map(fiscal_view).transpose()?,
+        failure_reason: r.failure_reason.clone(),
+        registered_at: r.registered_at,
+        created_at: r.created_at,
+    })
+}
+
+fn amount(d: Decimal) -> Value {
+    Value::String(format!("{d:.2}"))
+}
+
+/// The stored document with its amounts as decimal strings.
+fn document_view(text: &str) -> ServiceResult<Value> {
+    let r: Receipt = serde_json::from_str(text).map_err(|e| corrupt("receipt", e))?;
+    let items: Vec<Value> = r
+        .items
+        .iter()
+        .map(|i| {
+            json!({"name": i.name, "price": amount(i.price), "quantity": i.quantity.normalize().to_string(),
+                   "measure": i.measure, "sum": amount(i.sum), "payment_method": i.payment_method,
+                   "payment_object": i.payment_object, "vat": {"type": i.vat.kind}})
+        })
+        .collect();
+    let payments: Vec<Value> = r.payments.iter().map(|p| json!({"type": p.kind, "sum": amount(p.sum)})).collect();
+    Ok(
+        json!({"client": r.client, "company": r.company, "items": items, "payments": payments, "total": amount(r.total)}),
+    )
+}
+
+/// The stored fiscal attributes, the total as a decimal string.
+fn fiscal_view(text: &str) -> ServiceResult<Value> {
+    let p: FiscalPayload = serde_json::from_str(text).map_err(|e| corrupt("fiscal attributes", e))?;
+    let total = p.total;
+    let mut v = serde_json::to_value(p).map_err(|e| corrupt("fiscal attributes", e))?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("total".into(), total.map_or(Value::Null, amount));
+    }
+    Ok(v)
+}
+
+fn external_id(r: &ReceiptRow) -> String {
+    format!("{}-{}", r.id, r.attempt)
+}
+
+/// An enum's wire name (its serde string).
+fn wire_name<T: Serialize>(value: &T) -> ServiceResult<String> {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => Ok(s),
+        other => Err(corrupt("fiscal setting", format!("{other:?}"))),
+    }
+}
+
+/// The receipt document: one item per charged thing, paid by card (cashless).
+fn document(
+    fiscal: &FiscalSettings,
+    overrides: Option<PlanFiscal>,
+    email: &str,
+    lines: &[(String, Decimal)],
+) -> ServiceResult<Receipt> {
+    let vat = overrides.and_then(|o| o.vat).unwrap_or(fiscal.vat);
+    let payment_object = overrides.and_then(|o| o.payment_object).unwrap_or(fiscal.payment_object);
+    let payment_method = wire_name(&fiscal.settlement_sign)?;
+    let vat = Vat { kind: wire_name(&vat)? };
+    let items = lines
+        .iter()
+        .map(|(name, sum)| Item {
+            name: name.chars().take(NAME_CHARS).collect(),
+            price: *sum,
+            quantity: Decimal::ONE,
+            measure: 0,
+            sum: *sum,
+            payment_method: payment_method.clone(),
+            payment_object,
+            vat: vat.clone(),
+        })
+        .collect::<Vec<_>>();
+    let total: Decimal = lines.iter().map(|(_, s)| *s).sum();
+    Ok(Receipt {
+        client: Client { email: Some(email.to_owned()), phone: None },
+        company: Company {
+            email: fiscal.email.clone(),
+            sno: wire_name(&fiscal.sno)?,
+            inn: fiscal.inn.clone(),
+            payment_address: fiscal.payment_address.clone(),
+        },
+        items,
+        payments: vec![Payment { kind: 1, sum: total }],
+        total,
+    })
+}
+
+/// What a payment charged, one line per charged thing.
+fn payment_lines(payment: &PaymentRow) -> ServiceResult<Vec<(String, Decimal)>> {
+    super::payments::lines_of(payment)?.iter().map(|l| Ok((l.description.clone(), l.money()?.amount()))).collect()
+}
+
+/// A refund's lines: the payment's lines in order, each refunded up to its sum.
+fn refund_lines(payment: &PaymentRow, amount: Decimal) -> ServiceResult<Vec<(String, Decimal)>> {
+    let mut left = amount;
+    let mut out = Vec::new();
+    for (name, sum) in payment_lines(payment)? {
+        if left.is_zero() {
+            break;
+        }
+        let part = sum.min(left);
+        left -= part;
+        out.push((name, part));
+    }
+    if !left.is_zero() {
+        return Err(ServiceError::Internal(format!("refund of {amount} exceeds payment {}'s lines", payment.id)));
+    }
+    Ok(out)
+}
+
+async fn plan_overrides(conn: &mut AsyncPgConnection, payment: &PaymentRow) -> ServiceResult<Option<PlanFiscal>> {
+    match payment.plan_id {
+        Some(plan) => Ok(super::plans::load_cached(conn, plan).await?.fiscal),
+        None => Ok(None),
+    }
+}
+
+/// Creates a receipt (once per payment or refund) and its registration job.
+async fn create(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &PaymentRow,
+    refund: Option<&RefundRow>,
+    lines: &[(String, Decimal)],
+) -> ServiceResult<()> {
+    let Some(fiscal) = &tenant.fiscal else { return Ok(()) };
+    let email: String = customers::table.find(payment.customer_id).select(customers::email).first(conn).await?;
+    let doc = document(fiscal, plan_overrides(conn, payment).await?, &email, lines)?;
+    let row = ReceiptRow {
+        id: Uuid::now_v7(),
+        tenant_id: tenant.id,
+        payment_id: payment.id,
+        refund_id: refund.map(|r| r.id),
+        kind: if refund.is_some() { "income_refund" } else { "income" }.into(),
+        status: "pending".into(),
+        total: doc.total,
+        document: serde_json::to_string(&doc).map_err(|e| corrupt("receipt", e))?,
+        currency: payment.currency.clone(),
+        attempt: 1,
+        provider_uuid: None,
+        failure_reason: None,
+        fiscal: None,
+        registered_at: None,
+        created_at: now,
+    };
+    let inserted = diesel::insert_into(receipts::table).values(&row).on_conflict_do_nothing().execute(conn).await?;
+    if inserted == 1 {
+        enqueue(conn, now, payment, row.id).await?;
+    }
+    Ok(())
+}
+
+async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    payment: &PaymentRow,
+    id: Uuid,
+) -> ServiceResult<()> {
+    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    let job =
+        NewEvent::job(payment.tenant_id, ordering, RECEIPTS.name, "register_receipt", json!({ "receipt_id": id }));
+    outbox::emit(conn, now, job).await?;
+    Ok(())
+}
+
+/// The income receipt of a captured payment (nothing when the tenant has no
+/// fiscal settings).
+pub async fn create_income(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &PaymentRow,
+) -> ServiceResult<()> {
+    if tenant.fiscal.is_none() {
+        return Ok(());
+    }
+    create(conn, now, tenant, payment, None, &payment_lines(payment)?).await
+}
+
+/// The refund receipt of a refund paid back.
+pub async fn create_refund(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &PaymentRow,
+    refund: &RefundRow,
+) -> ServiceResult<()> {
+    if tenant.fiscal.is_none() {
+        return Ok(());
+    }
+    create(conn, now, tenant, payment, Some(refund), &refund_lines(payment, refund.amount)?).await
+}
+
+/// `GET /v1/receipts?payment_id=`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    payment_id: Option<Uuid>,
+    page: PageRequest,
+) -> ServiceResult<Page<ReceiptView>> {
+    let mut q = receipts::table.filter(receipts::tenant_id.eq(tenant.id)).into_boxed();
+    if let Some(p) = payment_id {
+        q = q.filter(receipts::payment_id.eq(p));
+    }
+    if let Some(after) = page.starting_after {
+        q = q.filter(receipts::id.gt(after));
+    }
+    let rows: Vec<ReceiptRow> =
+        q.order(receipts::id.asc()).limit(page.fetch()).select(ReceiptRow::as_select()).load(conn).await?;
+    let views = rows.iter().map(view).collect::<ServiceResult<Vec<_>>>()?;
+    Ok(Page::from_rows(views, page, |v| v))
+}
+
+async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Option<ReceiptRow>> {
+    Ok(receipts::table.find(id).select(ReceiptRow::as_select()).first(conn).await.optional()?)
+}
+
+async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Option<ReceiptRow>> {
+    Ok(receipts::table.find(id).select(ReceiptRow::as_select()).for_update().first(conn).await.optional()?)
+}
+
+async fn save(conn: &mut AsyncPgConnection, row: &ReceiptRow) -> ServiceResult<()> {
+    diesel::update(receipts::table.find(row.id))
+        .set((row, receipts::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn emit(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    row: &ReceiptRow,
+    ty: &'static str,
+) -> ServiceResult<()> {
+    let ordering: (Option<Uuid>, Uuid) = crate::db::schema::payments::table
+        .find(row.payment_id)
+        .select((crate::db::schema::payments::subscription_id, crate::db::schema::payments::customer_id))
+        .first(conn)
+        .await?;
+    // The receipt without its document (GET /v1/receipts has it).
+    let v = view(row)?;
+    let data = json!({
+        "id": v.id, "payment_id": v.payment_id, "refund_id": v.refund_id, "subscription_id": ordering.0,
+        "kind": v.kind, "status": v.status, "total": v.total, "attempt": v.attempt, "external_id": v.external_id,
+        "fiscal": v.fiscal, "failure_reason": v.failure_reason, "registered_at": v.registered_at,
+    });
+    outbox::emit(conn, now, NewEvent::event(row.tenant_id, ordering.0.unwrap_or(ordering.1), ty, data)).await?;
+    Ok(())
+}
+
+/// What the worker learned; applied only while the receipt is still at `attempt`.
+enum Learned {
+    Accepted(String),
+    Registered(Box<FiscalPayload>),
+    /// The attempt failed at ATOL: the next attempt may be made.
+    AttemptFailed(String),
+    /// Nothing more can be done: the receipt fails.
+    Failed(String),
+}
+
+/// Applies what the worker learned about attempt `attempt` of a receipt.
+async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Learned) -> ServiceResult<JobResult> {
+    let mut conn = pool.get().await?;
+    in_transaction(&mut conn, async |c| {
+        let now = clock.now(c).await?;
+        let Some(mut row) = lock(c, id).await? else { return Ok(JobResult::Done) };
+        if row.status != "pending" || row.attempt != attempt {
+            return Ok(JobResult::Done);
+        }
+        match learned {
+            Learned::Accepted(uuid) => {
+                if row.provider_uuid.is_none() {
+                    row.provider_uuid = Some(uuid);
+                    save(c, &row).await?;
+                }
+                Ok(JobResult::RetryLater("registration accepted; waiting for the report".into()))
+            }
+            Learned::Registered(payload) => {
+                row.status = "registered".into();
+                row.fiscal = Some(serde_json::to_string(&*payload).map_err(|e| corrupt("fiscal payload", e))?);
+                row.registered_at = Some(now);
+                save(c, &row).await?;
+                emit(c, now, &row, "receipt.registered").await?;
+                Ok(JobResult::Done)
+            }
+            Learned::AttemptFailed(reason) if attempt < MAX_ATTEMPTS => {
+                row.attempt += 1;
+                row.provider_uuid = None;
+                row.failure_reason = Some(reason.clone());
+                save(c, &row).await?;
+                Ok(JobResult::RetryLater(format!("attempt {attempt} failed ({reason}); the next one follows")))
+            }
+            Learned::AttemptFailed(reason) | Learned::Failed(reason) => {
+                row.status = "failed".into();
+                row.failure_reason = Some(reason.clone());
+                save(c, &row).await?;
+                emit(c, now, &row, "receipt.failed").await?;
+                Ok(JobResult::DeadLetter(format!("receipt {id}: {reason}")))
+            }
+        }
+    })
+    .await
+}
+
+fn describe(f: &AtolFailure) -> String {
+    format!("ATOL error {} ({}): {}", f.code, f.kind, f.text)
+}
+
+/// The worker's view of where to send a receipt.
+pub struct Registrar<'a> {
+    pub api: &'a AtolApi,
+    /// Our public base URL, for ATOL's callback (`/v1/webhooks/atol/{tenant}`).
+    pub public_url: Option<&'a str>,
+}
+
+/// Runs one receipt job: registers the current attempt (idempotent by its
+/// external_id) and polls its report. `last`: the job's retries are exhausted,
+/// so a receipt still not registered fails now.
+pub async fn process(
+    pool: &PgPool,
+    clock: Clock,
+    to: &Registrar<'_>,
+    id: Uuid,
+    last: bool,
+) -> ServiceResult<JobResult> {
+    let mut conn = pool.get().await?;
+    let Some(row) = load(&mut conn, id).await? else {
+        return Err(ServiceError::not_found("receipt_not_found", format!("no receipt {id}")));
+    };
+    if row.status != "pending" {
+        return Ok(JobResult::Done);
+    }
+    let tenant = super::tenants::load_cached(&mut conn, row.tenant_id).await?;
+    let now = clock.now(&mut conn).await?;
+    drop(conn);
+    let attempt = row.attempt;
+    let give_up = async |reason: String| learn(pool, clock, id, attempt, Learned::Failed(reason)).await;
+    let Some(fiscal) = &tenant.fiscal else {
+        return give_up("the tenant has no fiscal settings".into()).await;
+    };
+    let account = AtolAccount::from_provider(&fiscal.provider);
+    let outcome = step(to, &tenant, &account, &row, now).await;
+    let result = match outcome {
+        Ok(learned) => learn(pool, clock, id, attempt, learned).await?,
+        Err(reason) => JobResult::RetryLater(reason),
+    };
+    match result {
+        JobResult::RetryLater(reason) if last => give_up(format!("not registered after all retries: {reason}")).await,
+        other => Ok(other),
+    }
+}
+
+/// One step with ATOL: register the attempt if it has no document there yet,
+/// else read its report. `Err` is a reason to try again later.
+async fn step(
+    to: &Registrar<'_>,
+    tenant: &Tenant,
+    account: &AtolAccount,
+    row: &ReceiptRow,
+    now: DateTime<Utc>,
+) -> Result<Learned, String> {
+    let Some(uuid) = &row.provider_uuid else {
+        let receipt: Receipt = serde_json::from_str(&row.document).map_err(|e| format!("stored receipt: {e}"))?;
+        let doc = Document {
+            external_id: external_id(row),
+            timestamp: crate::gateways::atol::format_timestamp(now),
+            service: to.public_url.map(|base| Service {
+                callback_url: format!("{}/v1/webhooks/atol/{}", base.trim_end_matches('/'), tenant.id),
+            }),
+            receipt,
+        };
+        let op = if row.kind == "income" { Operation::Sell } else { Operation::SellRefund };
+        return match to.api.register(account, op, &doc).await {
+            Ok(Accepted::New { uuid }) | Ok(Accepted::AlreadyExists { uuid: Some(uuid) }) => {
+                Ok(Learned::Accepted(uuid))
+            }
+            Ok(Accepted::AlreadyExists { uuid: None }) => Err("ATOL already has this attempt but named no uuid".into()),
+            Err(AtolError::Rejected(f)) => Ok(Learned::Failed(describe(&f))),
+            Err(e) => Err(e.to_string()),
+        };
+    };
+    match to.api.report(account, uuid).await {
+        Ok(report) => match report.status {
+            ReportStatus::Done(payload) => Ok(Learned::Registered(Box::new(payload))),
+            ReportStatus::Wait => Err("ATOL is still processing the receipt".into()),
+            ReportStatus::Fail(f) if DOCUMENT_ERRORS.contains(&f.code) => Ok(Learned::Failed(describe(&f))),
+            ReportStatus::Fail(f) => Ok(Learned::AttemptFailed(describe(&f))),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// ATOL's callback: only a hint that a report is ready. The receipt it names (by
+/// the provider's uuid) is polled by the worker; nothing is taken from the body.
+pub async fn hint(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, body: &[u8]) -> ServiceResult<()> {
+    let uuid = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("uuid").and_then(Value::as_str).map(str::to_owned))
+        .ok_or_else(|| ServiceError::invalid("invalid_callback", "an ATOL callback needs the document's uuid"))?;
+    let found: Option<(Uuid, Uuid)> = receipts::table
+        .filter(receipts::tenant_id.eq(tenant.id))
+        .filter(receipts::provider_uuid.eq(&uuid))
+        .filter(receipts::status.eq("pending"))
+        .select((receipts::id, receipts::payment_id))
+        .first(conn)
+        .await
+        .optional()?;
+    if let Some((id, payment_id)) = found {
+        let payment = crate::db::payments::find(conn, tenant.id, payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(format!("payment {payment_id} of receipt {id} vanished")))?;
+        enqueue(conn, now, &payment, id).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::tenant::{FiscalProvider, SettlementSign, TaxationSystem, VatType};
+
+    fn settings(vat: VatType, object: u8) -> FiscalSettings {
+        FiscalSettings {
+            inn: "7700000000".into(),
+            sno: TaxationSystem::UsnIncome,
+            vat,
+            settlement_sign: SettlementSign::FullPrepayment,
+            payment_object: object,
+            payment_address: "https://seller.ru".into(),
+            email: "billing@seller.ru".into(),
+            provider: FiscalProvider { login: "l".into(), password: "p".into(), group_code: "g".into(), api_url: None },
+        }
+    }
+
+    #[test]
+    fn a_plan_override_wins_over_the_tenant() {
+        let lines = [("Подписка Pro, 1 мес".to_owned(), Decimal::new(99000, 2))];
+        let doc = document(&settings(VatType::Vat22, 4), None, "a@b.ru", &lines).unwrap();
+        assert_eq!((doc.items[0].vat.kind.as_str(), doc.items[0].payment_object), ("vat22", 4));
+        let licence = PlanFiscal { vat: Some(VatType::None), payment_object: Some(9) };
+        let doc = document(&settings(VatType::Vat22, 4), Some(licence), "a@b.ru", &lines).unwrap();
+        assert_eq!((doc.items[0].vat.kind.as_str(), doc.items[0].payment_object), ("none", 9));
+        assert_eq!(doc.company.sno, "usn_income");
+        assert_eq!(doc.items[0].payment_method, "full_prepayment");
+        assert_eq!(doc.payments, vec![Payment { kind: 1, sum: Decimal::new(99000, 2) }]);
+    }
+}

@@ -1,0 +1,426 @@
+//! Executing approved refunds through the gateway (SPEC §6): the worker sends
+//! CloudPayments `payments/refund`, the Refund notification closes the refund, and
+//! when it does not arrive the worker asks `payments/get` for the refund's
+//! transaction. Refunds made in the provider's dashboard arrive as Refund
+//! notifications too and are recorded.
+//!
+//! A refund moves `approved → processing → succeeded | failed`. Each execution try
+//! has its own idempotency key `<refund id>-<try>` (`X-Request-ID`): a try whose
+//! outcome is unknown is re-sent with the same key, so it never refunds twice; a
+//! retry of a failed refund is a new try. On success the payment's
+//! `refunded_amount` grows (the database keeps it within the captured amount), the
+//! ledger reverses the payment, a refund receipt is created, and a full refund of
+//! the payment of the current period ends the subscription's access.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde_json::json;
+use tracing::warn;
+use uuid::Uuid;
+
+use super::JobResult;
+use super::refunds::{RefundView, emit, money, new_row, over_capture, view};
+use super::tenants::{self, Tenant};
+use crate::clock::Clock;
+use crate::db::outbox::{self, NewEvent};
+use crate::db::payments::{self as payments_db, PaymentRow};
+use crate::db::refunds::{self as db, RefundRow};
+use crate::db::schema::{ledger_transactions, payments};
+use crate::db::{PgPool, in_transaction, ledger};
+use crate::domain::ledger::Posting;
+use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::tenant::RefundReason;
+use crate::error::{ServiceError, ServiceResult};
+use crate::gateways::GatewayError;
+use crate::gateways::cloudpayments::api::{Account, CloudPaymentsApi, RefundCall, RefundOutcome, TransactionState};
+use crate::queue::topology::{GATEWAY_FOLLOWUPS, REFUNDS};
+
+/// Job types: execute an approved refund; ask the gateway about one in flight.
+pub const EXECUTE: &str = "execute_refund";
+pub const RECONCILE: &str = "reconcile_refund";
+
+/// The refund job of an approved refund, in the approving transaction.
+pub(crate) async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    payment: &PaymentRow,
+    refund: &RefundRow,
+) -> ServiceResult<()> {
+    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    let job = NewEvent::job(refund.tenant_id, ordering, REFUNDS.name, EXECUTE, json!({ "refund_id": refund.id }));
+    outbox::emit(conn, now, job).await?;
+    Ok(())
+}
+
+/// What the worker does next with a refund.
+enum Step {
+    Nothing,
+    Send { account: Account, payment_tx: String, refund: RefundRow },
+    Reconcile { account: Account, refund: RefundRow, refund_tx: String },
+}
+
+fn account_of(tenant: &Tenant) -> ServiceResult<Account> {
+    Account::from_config(&tenant.gateway)
+        .ok_or_else(|| ServiceError::not_supported("refunds through this tenant's gateway are not supported yet"))
+}
+
+/// Locks the refund's payment, then the refund (the order every writer uses).
+async fn lock(conn: &mut AsyncPgConnection, refund_id: Uuid) -> ServiceResult<Option<(Tenant, PaymentRow, RefundRow)>> {
+    use crate::db::schema::refunds as r;
+    let Some((tenant_id, payment_id)) =
+        r::table.find(refund_id).select((r::tenant_id, r::payment_id)).first::<(Uuid, Uuid)>(conn).await.optional()?
+    else {
+        return Ok(None);
+    };
+    let tenant = tenants::load_cached(conn, tenant_id).await?;
+    let payment = payments_db::find_for_update(conn, payment_id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("payment {payment_id} of refund {refund_id} vanished")))?;
+    let refund = db::find_for_update(conn, tenant_id, refund_id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("refund {refund_id} vanished")))?;
+    Ok(Some((tenant, payment, refund)))
+}
+
+/// Claims the next step of a refund; an approved refund starts a new try.
+async fn claim(conn: &mut AsyncPgConnection, now: DateTime<Utc>, refund_id: Uuid) -> ServiceResult<Step> {
+    let Some((tenant, payment, mut refund)) = lock(conn, refund_id).await? else {
+        return Err(ServiceError::not_found("refund_not_found", format!("no refund {refund_id}")));
+    };
+    match (refund.status.as_str(), refund.gateway_transaction_id.clone()) {
+        ("approved", _) => {
+            let Some(payment_tx) = payment.gateway_transaction_id.clone() else {
+                fail(conn, now, &tenant, &payment, &mut refund, "the payment has no gateway transaction").await?;
+                return Ok(Step::Nothing);
+            };
+            refund.status = "processing".into();
+            refund.attempt += 1;
+            refund.sent_at = Some(now);
+            refund.failure_reason = None;
+            db::save(conn, &refund).await.map_err(over_capture)?;
+            Ok(Step::Send { account: account_of(&tenant)?, payment_tx, refund })
+        }
+        // The answer to the current try was lost: the same try again (same key).
+        ("processing", None) => match payment.gateway_transaction_id.clone() {
+            Some(payment_tx) => Ok(Step::Send { account: account_of(&tenant)?, payment_tx, refund }),
+            None => Ok(Step::Nothing),
+        },
+        ("processing", Some(refund_tx)) => Ok(Step::Reconcile { account: account_of(&tenant)?, refund, refund_tx }),
+        _ => Ok(Step::Nothing),
+    }
+}
+
+/// Runs one refund job (either type): sends the current try, or asks the gateway
+/// about a refund whose notification has not come.
+pub async fn process(pool: &PgPool, clock: Clock, api: &CloudPaymentsApi, refund_id: Uuid) -> ServiceResult<JobResult> {
+    let mut conn = pool.get().await?;
+    let step = in_transaction(&mut conn, async |c| {
+        let now = clock.now(c).await?;
+        claim(c, now, refund_id).await
+    })
+    .await?;
+    drop(conn);
+    match step {
+        Step::Nothing => Ok(JobResult::Done),
+        Step::Send { account, payment_tx, refund } => {
+            let key = format!("{}-{}", refund.id, refund.attempt);
+            let id = refund.id.to_string();
+            let call =
+                RefundCall { transaction_id: &payment_tx, amount: refund.amount, refund_id: &id, request_id: &key };
+            match api.refund(&account, &call).await {
+                Ok(RefundOutcome::Accepted { transaction_id }) => {
+                    settle(pool, clock, refund_id, refund.attempt, Settle::Sent(transaction_id)).await
+                }
+                Ok(RefundOutcome::Refused { message }) => {
+                    settle(pool, clock, refund_id, refund.attempt, Settle::Failed(message)).await
+                }
+                Err(GatewayError::Refused(message)) => {
+                    settle(pool, clock, refund_id, refund.attempt, Settle::Failed(message)).await
+                }
+                Err(e) => Ok(JobResult::RetryLater(format!("refund {refund_id}: {e}"))),
+            }
+        }
+        Step::Reconcile { account, refund, refund_tx } => match api.transaction_state(&account, &refund_tx).await {
+            Ok(TransactionState::Completed) => {
+                settle(pool, clock, refund_id, refund.attempt, Settle::Succeeded(refund_tx)).await
+            }
+            Ok(TransactionState::Declined { reason }) => {
+                let reason = reason.unwrap_or_else(|| "the gateway declined the refund".into());
+                settle(pool, clock, refund_id, refund.attempt, Settle::Failed(reason)).await
+            }
+            Ok(TransactionState::InProgress | TransactionState::NotFound) => {
+                Ok(JobResult::RetryLater(format!("refund {refund_id}: the gateway has not completed it yet")))
+            }
+            Err(e) => Ok(JobResult::RetryLater(format!("refund {refund_id}: reconciliation failed: {e}"))),
+        },
+    }
+}
+
+enum Settle {
+    /// The gateway accepted the try: wait for its notification (or reconcile).
+    Sent(String),
+    Succeeded(String),
+    Failed(String),
+}
+
+/// Records what the gateway said about try `attempt` (ignored when the refund has
+/// moved on: a notification got there first).
+async fn settle(
+    pool: &PgPool,
+    clock: Clock,
+    refund_id: Uuid,
+    attempt: i32,
+    outcome: Settle,
+) -> ServiceResult<JobResult> {
+    let mut conn = pool.get().await?;
+    in_transaction(&mut conn, async |c| {
+        let now = clock.now(c).await?;
+        let Some((tenant, mut payment, mut refund)) = lock(c, refund_id).await? else {
+            return Ok(JobResult::Done);
+        };
+        if refund.status != "processing" || refund.attempt != attempt {
+            return Ok(JobResult::Done);
+        }
+        match outcome {
+            Settle::Sent(tx) => {
+                if refund.gateway_transaction_id.is_none() {
+                    refund.gateway_transaction_id = Some(tx);
+                    db::save(c, &refund).await?;
+                    // Ask the gateway if the notification has not closed it by then.
+                    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+                    let job = NewEvent::job(
+                        tenant.id,
+                        ordering,
+                        GATEWAY_FOLLOWUPS.name,
+                        RECONCILE,
+                        json!({ "refund_id": refund.id }),
+                    )
+                    .delayed(1);
+                    outbox::emit(c, now, job).await?;
+                }
+            }
+            Settle::Succeeded(tx) => succeed(c, now, &tenant, &mut payment, &mut refund, &tx).await?,
+            Settle::Failed(reason) => fail(c, now, &tenant, &payment, &mut refund, &reason).await?,
+        }
+        Ok(JobResult::Done)
+    })
+    .await
+}
+
+async fn fail(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &PaymentRow,
+    refund: &mut RefundRow,
+    reason: &str,
+) -> ServiceResult<()> {
+    warn!(refund = %refund.id, reason, "refund failed");
+    refund.status = "failed".into();
+    refund.failure_reason = Some(reason.chars().take(500).collect());
+    db::save(conn, refund).await?;
+    emit(conn, now, tenant, payment, refund, "refund.failed").await
+}
+
+/// True when the payment's money was booked to the customer's balance rather
+/// than to revenue (a duplicate capture, or a capture whose purchase was gone).
+async fn booked_to_balance(conn: &mut AsyncPgConnection, payment: &PaymentRow) -> ServiceResult<bool> {
+    if payment.duplicate_of.is_some() {
+        return Ok(true);
+    }
+    let unapplied: bool = diesel::select(diesel::dsl::exists(
+        ledger_transactions::table
+            .filter(ledger_transactions::payment_id.eq(payment.id))
+            .filter(ledger_transactions::kind.eq_any(["payment_captured_unapplied", "duplicate_capture"])),
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(unapplied)
+}
+
+/// The refund has been paid back: the payment, the ledger, the receipt, the
+/// events, and access when the current period's payment is refunded in full.
+async fn succeed(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &mut PaymentRow,
+    refund: &mut RefundRow,
+    refund_tx: &str,
+) -> ServiceResult<()> {
+    refund.status = "succeeded".into();
+    refund.gateway_transaction_id = Some(refund_tx.to_owned());
+    refund.succeeded_at = Some(now);
+    refund.failure_reason = None;
+    db::save(conn, refund).await.map_err(over_capture)?;
+    payment.refunded_amount += refund.amount;
+    payment.status = if payment.refunded_amount >= payment.amount { "refunded" } else { "partially_refunded" }.into();
+    payments_db::save(conn, payment).await?;
+    let amount = money(refund.amount, &refund.currency)?;
+    let posting = Posting::refunded(
+        format!("refund {} of payment {}", refund.id, payment.id),
+        payment.customer_id,
+        amount,
+        !booked_to_balance(conn, payment).await?,
+    );
+    ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
+    super::receipts::create_refund(conn, now, tenant, payment, refund).await?;
+    emit(conn, now, tenant, payment, refund, "refund.succeeded").await?;
+    let data = super::payments::event_data(payment)?;
+    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    outbox::emit(conn, now, NewEvent::event(tenant.id, ordering, "payment.refunded", data)).await?;
+    if payment.status == "refunded" {
+        end_refunded_period(conn, now, tenant, payment).await?;
+    }
+    Ok(())
+}
+
+/// A full refund of the payment that paid for the current period ends access now.
+async fn end_refunded_period(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &PaymentRow,
+) -> ServiceResult<()> {
+    let (Some(sub_id), Some(start), Some(end)) = (payment.subscription_id, payment.period_start, payment.period_end)
+    else {
+        return Ok(());
+    };
+    if payment.duplicate_of.is_some() || !matches!(payment.kind.as_str(), "purchase" | "renewal" | "extension") {
+        return Ok(());
+    }
+    let (mut sub, plan) = super::lifecycle::lock(conn, tenant, sub_id).await?;
+    let live = SubscriptionStatus::parse(&sub.status).is_some_and(SubscriptionStatus::is_live);
+    if !live || sub.current_period_start != Some(start) || sub.current_period_end != Some(end) || end <= now {
+        return Ok(());
+    }
+    let extra = json!({"cause": "refunded", "payment_id": payment.id});
+    super::subscriptions::end(conn, now, tenant, &mut sub, &plan.code, SubscriptionStatus::Expired, "refunded", extra)
+        .await?;
+    crate::db::subscriptions::save(conn, &sub).await?;
+    Ok(())
+}
+
+/// A Refund notification: closes our refund (named by `Data.refund_id`, or by its
+/// transaction), or records a refund made in the provider's dashboard. Returns the
+/// outcome stored with the raw notification.
+pub async fn notified(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    n: &crate::gateways::cloudpayments::wire::PaymentNotification,
+    data_refund_id: Option<Uuid>,
+) -> ServiceResult<String> {
+    let Some(payment_tx) = n.payment_transaction_id.as_deref() else {
+        return Err(ServiceError::invalid("invalid_notification", "a Refund notification needs PaymentTransactionId"));
+    };
+    let Some(amount) = n.amount.filter(|a| *a > Decimal::ZERO) else {
+        return Err(ServiceError::invalid("invalid_notification", "a Refund notification needs a positive Amount"));
+    };
+    let Some(mut payment) = payments::table
+        .filter(payments::tenant_id.eq(tenant.id))
+        .filter(payments::gateway_transaction_id.eq(payment_tx))
+        .select(PaymentRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+    else {
+        warn!(tenant = %tenant.id, payment_tx, "Refund notification for an unknown payment");
+        return Ok("unmatched_payment".into());
+    };
+    let ours = match data_refund_id {
+        Some(id) => db::find_for_update(conn, tenant.id, id).await?.filter(|r| r.payment_id == payment.id),
+        None => None,
+    };
+    let ours = match ours {
+        Some(r) => Some(r),
+        None => {
+            use crate::db::schema::refunds as r;
+            r::table
+                .filter(r::tenant_id.eq(tenant.id))
+                .filter(r::gateway_transaction_id.eq(&n.transaction_id))
+                .select(RefundRow::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+        }
+    };
+    if let Some(mut refund) = ours {
+        if refund.status == "succeeded" {
+            return Ok("already_succeeded".into());
+        }
+        if refund.amount != amount {
+            warn!(refund = %refund.id, ?amount, "Refund notification amount differs from the refund");
+            return Ok("amount_mismatch".into());
+        }
+        succeed(conn, now, tenant, &mut payment, &mut refund, &n.transaction_id).await?;
+        return Ok("refund_succeeded".into());
+    }
+    record_dashboard_refund(conn, now, tenant, &mut payment, amount, &n.transaction_id).await?;
+    Ok("dashboard_refund_recorded".into())
+}
+
+/// A refund made outside the service: a fact to record. Held review requests of
+/// the payment that no longer fit beside it are rejected.
+async fn record_dashboard_refund(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &mut PaymentRow,
+    amount: Decimal,
+    refund_tx: &str,
+) -> ServiceResult<()> {
+    let mut held = db::held_for_payment(conn, payment.id).await?;
+    if held + amount > payment.amount {
+        for mut pending in db::pending_review_of(conn, payment.id).await? {
+            if held + amount <= payment.amount {
+                break;
+            }
+            held -= pending.amount;
+            pending.status = "rejected".into();
+            pending.decision_code = "superseded_by_dashboard_refund".into();
+            pending.decided_at = Some(now);
+            db::save(conn, &pending).await?;
+            emit(conn, now, tenant, payment, &pending, "refund.rejected").await?;
+        }
+    }
+    let mut refund = RefundRow {
+        comment: Some("refunded in the provider's dashboard".into()),
+        ..new_row(payment, RefundReason::Goodwill, "processing", "made_in_dashboard", amount, now)?
+    };
+    refund.reason = "dashboard".into();
+    db::insert(conn, &refund).await.map_err(over_capture)?;
+    emit(conn, now, tenant, payment, &refund, "refund.requested").await?;
+    succeed(conn, now, tenant, payment, &mut refund, refund_tx).await
+}
+
+/// `POST /v1/refunds/{id}/retry`: a failed refund is approved again and executed
+/// as a new try (a new idempotency key).
+pub async fn retry(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    id: Uuid,
+) -> ServiceResult<RefundView> {
+    let not_found = || ServiceError::not_found("refund_not_found", "no such refund");
+    let payment_id = db::payment_of(conn, tenant.id, id).await?.ok_or_else(not_found)?;
+    let payment = payments_db::find_for_update(conn, payment_id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("payment {payment_id} of refund {id} vanished")))?;
+    let mut refund = db::find_for_update(conn, tenant.id, id).await?.ok_or_else(not_found)?;
+    if refund.status != "failed" {
+        return Err(ServiceError::conflict(
+            "refund_not_failed",
+            format!("only a failed refund can be retried (it is {})", refund.status),
+        ));
+    }
+    refund.status = "approved".into();
+    refund.gateway_transaction_id = None;
+    db::save(conn, &refund).await.map_err(over_capture)?;
+    enqueue(conn, now, &payment, &refund).await?;
+    view(&refund)
+}

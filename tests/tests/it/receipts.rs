@@ -1,0 +1,230 @@
+//! 54-FZ receipts registered with the ATOL Online v5 simulator: content derived by
+//! hand from the tenant's fiscal settings (and a plan's override), exactly one
+//! registration per receipt across lost answers, a failed attempt, duplicate
+//! callbacks and a killed worker, permanent refusals dead-lettered, and the refund
+//! receipt after the refund notification.
+
+use billing_tests::atol::AtolScript;
+use billing_tests::cloudpayments::CARD_OK;
+use serde_json::{Value, json};
+
+use crate::support::{Tenant, TestApp};
+
+/// A VAT-exempt licence seller (art. 149: vat `none`, payment object 9).
+fn licence_fiscal() -> Value {
+    json!({"inn": "616812838921", "sno": "usn_income", "vat": "none", "settlement_sign": "full_prepayment",
+           "payment_object": 9, "payment_address": "https://smm-gpt.ru", "email": "billing@smm-gpt.ru"})
+}
+
+/// A VAT-paying service seller (`vat22`, payment object 4).
+fn service_fiscal() -> Value {
+    json!({"inn": "7704211201", "sno": "osn", "vat": "vat22", "settlement_sign": "full_payment",
+           "payment_object": 4, "payment_address": "https://orbita.example.ru", "email": "billing@orbita.example.ru"})
+}
+
+fn unused_refunds() -> Value {
+    json!({"refund_rules": [{"reasons": ["unused"], "decision": "approve", "amount": "full"}]})
+}
+
+/// Buys and pays PRO; returns (payment id, customer e-mail, gateway transaction).
+async fn paid(app: &TestApp, t: &Tenant, external_id: &str) -> (String, String, i64) {
+    let customer = app.customer(t, external_id).await;
+    let bought = app.purchase(t, &customer, "PRO").await;
+    let paid = app.pay(&bought, CARD_OK).await;
+    assert_eq!(paid.status, "Completed");
+    (bought["payment"]["id"].as_str().unwrap().to_owned(), format!("{external_id}@example.ru"), paid.transaction_id)
+}
+
+async fn receipts(app: &TestApp, t: &Tenant, payment: &str) -> Vec<Value> {
+    let list = app.get(t, &format!("/v1/receipts?payment_id={payment}")).await.expect(200);
+    list["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn an_exempt_licence_and_a_vat_service_get_receipts_built_from_their_settings() {
+    let app = TestApp::with_worker().await;
+    let smm = app.fiscal_tenant("SMM-GPT", unused_refunds(), licence_fiscal()).await;
+    app.plan_pro(&smm).await;
+    let (payment, email, _) = paid(&app, &smm, "rc-licence").await;
+    app.settle().await;
+    let list = receipts(&app, &smm, &payment).await;
+    assert_eq!(list.len(), 1);
+    let r = &list[0];
+    assert_eq!((r["kind"].as_str(), r["status"].as_str()), (Some("income"), Some("registered")), "{r}");
+    assert_eq!(r["total"], json!({"value": "1390.00", "currency": "RUB"}));
+    let description = app.get(&smm, &format!("/v1/payments/{payment}")).await.expect(200)["description"].clone();
+    // Derived by hand from the settings: one item for the tariff, "без НДС", licence.
+    assert_eq!(
+        r["receipt"],
+        json!({
+            "client": {"email": email},
+            "company": {"email": "billing@smm-gpt.ru", "sno": "usn_income", "inn": "616812838921",
+                        "payment_address": "https://smm-gpt.ru"},
+            "items": [{"name": description, "price": "1390.00", "quantity": "1", "measure": 0, "sum": "1390.00",
+                       "payment_method": "full_prepayment", "payment_object": 9, "vat": {"type": "none"}}],
+            "payments": [{"type": 1, "sum": "1390.00"}],
+            "total": "1390.00"
+        })
+    );
+    // ATOL got the amounts as JSON numbers with two decimals.
+    let sent = app.atol.documents().into_iter().find(|d| d.external_id.starts_with(r["id"].as_str().unwrap())).unwrap();
+    assert_eq!(sent.total.map(|t| t.to_string()), Some("1390.00".to_owned()));
+    assert!(sent.raw.contains(r#""total":1390.00"#) && sent.raw.contains(r#""price":1390.00"#), "{}", sent.raw);
+    // Registered once, as attempt 1, with the fiscal attributes of the report.
+    let id = r["id"].as_str().unwrap();
+    assert_eq!(r["external_id"], format!("{id}-1"));
+    let docs: Vec<_> = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(id)).collect();
+    assert_eq!(docs.len(), 1);
+    assert_eq!((docs[0].op.as_str(), docs[0].status.as_str()), ("sell", "done"));
+    let payload = docs[0].payload.clone().unwrap();
+    assert_eq!(r["fiscal"]["fiscal_document_number"], payload.fiscal_document_number);
+    assert_eq!(r["fiscal"]["fiscal_document_attribute"], payload.fiscal_document_attribute);
+    assert_eq!(r["fiscal"]["fn_number"], payload.fn_number);
+    assert_eq!(r["fiscal"]["receipt_datetime"], payload.receipt_datetime);
+    assert!(app.event_types(&smm).await.contains(&"receipt.registered".to_owned()));
+
+    // A services tenant: vat22 and object 4, unless a plan overrides them.
+    let orbita = app.fiscal_tenant("Orbita", unused_refunds(), service_fiscal()).await;
+    app.plan_pro(&orbita).await;
+    app.post(
+        &orbita,
+        "/v1/plans",
+        json!({"code": "LIC", "name": "Licence", "price": {"value": "500.00", "currency": "RUB"},
+               "period": {"unit": "month", "count": 1}, "fiscal": {"vat": "none", "payment_object": 9}}),
+    )
+    .await
+    .expect(201);
+    let (service_payment, _, _) = paid(&app, &orbita, "rc-service").await;
+    let customer = app.customer(&orbita, "rc-lic").await;
+    let bought = app.purchase(&orbita, &customer, "LIC").await;
+    app.pay(&bought, CARD_OK).await;
+    app.settle().await;
+    let service = &receipts(&app, &orbita, &service_payment).await[0];
+    let item = &service["receipt"]["items"][0];
+    assert_eq!((item["vat"]["type"].as_str(), item["payment_object"].as_i64()), (Some("vat22"), Some(4)));
+    assert_eq!(item["payment_method"], "full_payment");
+    assert_eq!(service["receipt"]["company"]["sno"], "osn");
+    let licence = &receipts(&app, &orbita, bought["payment"]["id"].as_str().unwrap()).await[0];
+    let item = &licence["receipt"]["items"][0];
+    assert_eq!((item["vat"]["type"].as_str(), item["payment_object"].as_i64()), (Some("none"), Some(9)));
+    assert_eq!(licence["status"], "registered");
+}
+
+#[tokio::test]
+async fn a_refund_receipt_follows_the_refund_notification() {
+    let app = TestApp::with_worker().await;
+    let t = app.fiscal_tenant("SMM-GPT", unused_refunds(), licence_fiscal()).await;
+    app.plan_pro(&t).await;
+    let (payment, email, _) = paid(&app, &t, "rc-refund").await;
+    app.settle().await;
+    let r = app
+        .post(
+            &t,
+            "/v1/refunds",
+            json!({"payment_id": payment, "reason": "unused", "amount": {"value": "400.00", "currency": "RUB"}}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(r["status"], "approved");
+    app.settle().await;
+    let list = receipts(&app, &t, &payment).await;
+    assert_eq!(list.len(), 2);
+    let refund = list.iter().find(|x| x["kind"] == "income_refund").expect("refund receipt");
+    assert_eq!(refund["refund_id"], r["id"]);
+    assert_eq!(refund["status"], "registered");
+    assert_eq!(refund["total"]["value"], "400.00");
+    assert_eq!(refund["receipt"]["client"]["email"], email);
+    assert_eq!(refund["receipt"]["items"][0]["sum"], "400.00");
+    assert_eq!(refund["receipt"]["items"][0]["vat"]["type"], "none");
+    assert_eq!(refund["receipt"]["payments"], json!([{"type": 1, "sum": "400.00"}]));
+    let id = refund["id"].as_str().unwrap();
+    let docs: Vec<_> = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(id)).collect();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].op, "sell_refund");
+    // The refund receipt exists only because the refund succeeded at the gateway.
+    let refund_row = app.get(&t, &format!("/v1/refunds?payment_id={payment}")).await.expect(200);
+    assert_eq!(refund_row["data"][0]["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn each_receipt_is_registered_exactly_once_whatever_goes_wrong() {
+    let app = TestApp::with_worker().await;
+    let t = app.fiscal_tenant("SMM-GPT", unused_refunds(), licence_fiscal()).await;
+    app.plan_pro(&t).await;
+    // 1: ATOL answers HTTP 500 (nothing recorded): the same attempt is sent again;
+    // 2: the first attempt ends `fail` (queue timeout): a second attempt follows;
+    // 3: refused as invalid (error 32): failed, `receipt.failed`, dead-lettered.
+    app.atol.script(&[AtolScript::ServerError, AtolScript::Done]);
+    let (p1, _, _) = paid(&app, &t, "rc-x1").await;
+    app.settle().await;
+    app.atol.script(&[AtolScript::FailTimeout, AtolScript::Done]);
+    let (p2, _, _) = paid(&app, &t, "rc-x2").await;
+    app.settle().await;
+    app.atol.script(&[AtolScript::Reject32]);
+    let (p3, _, _) = paid(&app, &t, "rc-x3").await;
+    app.settle().await;
+
+    let r1 = receipts(&app, &t, &p1).await.remove(0);
+    assert_eq!((r1["status"].as_str(), r1["attempt"].as_i64()), (Some("registered"), Some(1)));
+    let r2 = receipts(&app, &t, &p2).await.remove(0);
+    assert_eq!((r2["status"].as_str(), r2["attempt"].as_i64()), (Some("registered"), Some(2)));
+    let id2 = r2["id"].as_str().unwrap();
+    let docs2: Vec<_> = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(id2)).collect();
+    assert_eq!(docs2.len(), 2, "a new attempt only after the first failed");
+    assert_eq!((docs2[0].external_id.clone(), docs2[0].status.as_str()), (format!("{id2}-1"), "fail"));
+    assert_eq!((docs2[1].external_id.clone(), docs2[1].status.as_str()), (format!("{id2}-2"), "done"));
+    let r3 = receipts(&app, &t, &p3).await.remove(0);
+    assert_eq!(r3["status"], "failed");
+    assert!(r3["failure_reason"].as_str().unwrap().contains("32"), "{r3}");
+    assert!(app.event_types(&t).await.contains(&"receipt.failed".to_owned()));
+    let dead = app.admin(reqwest::Method::GET, "/v1/admin/dead-letters", None).await.expect(200);
+    let dead = dead["data"].as_array().unwrap();
+    assert!(
+        dead.iter().any(|d| d["queue"] == "billing.receipts" && d["reason"].as_str().unwrap_or("").contains("32")),
+        "{dead:?}"
+    );
+    // Duplicate callbacks only make the worker read the report again.
+    let uuid = app.atol.documents().into_iter().find(|d| d.external_id == format!("{id2}-2")).unwrap().uuid;
+    for _ in 0..3 {
+        assert_eq!(app.atol.resend_callback(&uuid).await.unwrap(), 200);
+    }
+    app.settle().await;
+    for (p, done) in [(&p1, 1), (&p2, 1), (&p3, 0)] {
+        let id = receipts(&app, &t, p).await[0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(app.atol.done_for_prefix(&id), done, "receipt {id}");
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM receipts").await, 3);
+}
+
+#[tokio::test]
+async fn a_worker_killed_while_atol_holds_the_answer_registers_the_receipt_once() {
+    let mut app = TestApp::spawn().await;
+    let t = app.fiscal_tenant("SMM-GPT", unused_refunds(), licence_fiscal()).await;
+    app.plan_pro(&t).await;
+    // ATOL records the document but answers only after 5 s: the worker is killed
+    // while it waits, so it never learns the document's uuid.
+    app.atol.set_slow_ms(5000);
+    app.atol.script(&[AtolScript::Slow]);
+    let mut worker = app.worker_process();
+    let (payment, _, _) = paid(&app, &t, "rc-kill").await;
+    let start = std::time::Instant::now();
+    while app.atol.operation_requests() == 0 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the worker never called ATOL");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    worker.kill_hard();
+    let r = receipts(&app, &t, &payment).await.remove(0);
+    assert_eq!((r["status"].as_str(), r["attempt"].as_i64()), (Some("pending"), Some(1)));
+    assert_eq!(app.count("SELECT count(*) AS n FROM receipts WHERE provider_uuid IS NOT NULL").await, 0);
+    // The restarted worker re-sends the same attempt: ATOL answers "already exists"
+    // (error 33) with the document's uuid, and the report confirms it.
+    app.start_worker();
+    app.settle().await;
+    let r = receipts(&app, &t, &payment).await.remove(0);
+    assert_eq!((r["status"].as_str(), r["attempt"].as_i64()), (Some("registered"), Some(1)));
+    let id = r["id"].as_str().unwrap();
+    let docs: Vec<_> = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(id)).collect();
+    assert_eq!(docs.len(), 1, "one document at ATOL");
+    assert_eq!(app.atol.done_for_prefix(id), 1);
+    assert!(app.atol.operation_requests() >= 2, "the attempt was sent again");
+}
