@@ -255,3 +255,55 @@ async fn provider_termination_refunds_unused_days_unless_the_customer_is_at_faul
     assert_eq!(terminated[1]["data"]["customer_fault"], true);
     assert_eq!(app.count("SELECT count(*) AS n FROM refunds").await, 1);
 }
+
+#[tokio::test]
+async fn smm_gpt_five_business_days_from_access_skip_the_march_9_holiday() {
+    let app = TestApp::spawn().await;
+    let t = app
+        .tenant(
+            "SMM-GPT",
+            "Europe/Moscow",
+            json!({"refund_rules": [
+            {"reasons": ["unused"], "window": {"count": 5, "unit": "business_days", "from": "access"},
+             "requires_no_usage": true, "decision": "approve", "amount": "full"}]}),
+        )
+        .await;
+    app.plan_monthly(&t, "PRO", "1990.00").await;
+    // Access from Thu 2026-03-05; business days Mar 6, (Mon Mar 9 is off by decree)
+    // 10, 11, 12, 13: the window ends at 24:00 Moscow on Fri Mar 13.
+    let (_, first) = paid(&app, &t, "smm-r1", "PRO").await;
+    let (_, second) = paid(&app, &t, "smm-r2", "PRO").await;
+    app.set_clock("2026-03-13T20:59:00Z").await;
+    let r = refund(&app, &t, json!({"payment_id": first, "reason": "unused"})).await;
+    assert_eq!((r["status"].as_str(), r["decision_code"].as_str()), (Some("approved"), Some("approved")));
+    assert_eq!(r["amount"]["value"], "1990.00");
+    assert_eq!(r["window_ends_at"], "2026-03-13T21:00:00Z");
+    app.set_clock("2026-03-13T21:00:00Z").await;
+    let late = refund(&app, &t, json!({"payment_id": second, "reason": "unused"})).await;
+    assert_eq!(
+        (late["status"].as_str(), late["decision_code"].as_str()),
+        (Some("rejected"), Some("refund_window_closed"))
+    );
+}
+
+#[tokio::test]
+async fn alfa_refunds_unused_days_pro_rata_only_on_the_providers_termination() {
+    let app = TestApp::spawn().await;
+    let t = app
+        .tenant(
+            "Alfa CRM",
+            "Europe/Moscow",
+            json!({"refund_rules": [{"reasons": ["provider_termination"], "decision": "approve", "amount": "prorata"}]}),
+        )
+        .await;
+    app.plan_monthly(&t, "ALFA", "1990.00").await;
+    let (_, payment) = paid(&app, &t, "alfa-r1", "ALFA").await; // Mar 5 - Apr 5: 31 days
+    app.set_clock("2026-03-19T09:00:00Z").await;
+    assert_eq!(
+        refund(&app, &t, json!({"payment_id": payment, "reason": "unused"})).await["decision_code"],
+        "reason_not_refundable"
+    );
+    // 17 of 31 days unused: 1990 x 17 / 31 = 1091.290... -> 1091.29.
+    let r = refund(&app, &t, json!({"payment_id": payment, "reason": "provider_termination"})).await;
+    assert_eq!((r["status"].as_str(), r["amount"]["value"].as_str()), (Some("approved"), Some("1091.29")));
+}
