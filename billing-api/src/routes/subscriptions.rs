@@ -172,8 +172,10 @@ async fn change_plan(
 }
 
 /// The provider ends a subscription now (Alfa 10.2-10.3): without the customer's
-/// fault the unused days of the paid period are refunded pro rata (an approved
-/// refund); with it, nothing is. Access ends at once.
+/// fault the unused days of the paid period are refunded pro rata (`refund`), and
+/// upgrade surcharges of the period (pro rata) and paid extensions not yet started
+/// (in full) too (`additional_refunds`), all approved and executed by the worker;
+/// with it, nothing is. Access ends at once.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/terminate", tag = "subscriptions", security(("tenant_key" = [])),
     request_body = TerminateRequest, params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = Terminated), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]

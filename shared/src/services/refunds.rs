@@ -369,14 +369,31 @@ pub struct TerminateRequest {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Terminated {
     pub subscription: super::subscriptions::SubscriptionView,
-    /// The pro-rata refund of the unused days, without the customer's fault.
+    /// The pro-rata refund of the current period's unused days, without the
+    /// customer's fault.
     pub refund: Option<RefundView>,
+    /// Without the customer's fault, also: paid extensions not yet started (in
+    /// full) and upgrade surcharges of the current period (pro rata).
+    pub additional_refunds: Vec<RefundView>,
+}
+
+/// The unused part of a paid period at `now`: all of a period not yet started,
+/// pro rata of one under way (an upgrade's from the upgrade on).
+fn unused_part(tenant: &Tenant, payment: &PaymentRow, now: DateTime<Utc>) -> ServiceResult<Option<Money>> {
+    let (Some(start), Some(end)) = (payment.period_start, payment.period_end) else { return Ok(None) };
+    let tariff = money(payments::tariff_amount(payment)?, &payment.currency)?;
+    if start >= now {
+        return Ok(Some(tariff));
+    }
+    let start = if payment.kind == "upgrade" { start.max(payment.captured_at.unwrap_or(start)) } else { start };
+    Ok(Some(prorata(tariff, (start, end), now, tenant.tz)))
 }
 
 /// The provider ends a subscription now (Alfa 10.2-10.3). Without the customer's
-/// fault the unused local days of the paid period are refunded pro rata from the
-/// payment that paid for it (approved at once, outside the refund rules); with it,
-/// nothing is.
+/// fault what was paid and not used is refunded (approved at once, outside the
+/// refund rules): the unused local days of the current period pro rata, upgrade
+/// surcharges of the period likewise, paid extensions not yet started in full;
+/// with it, nothing is.
 pub async fn terminate(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -389,6 +406,22 @@ pub async fn terminate(
     if reason.is_empty() {
         return Err(ServiceError::validation("reason must not be empty"));
     }
+    // Payments are locked before the subscription, the order of every capture.
+    let paid: Vec<PaymentRow> = {
+        use crate::db::schema::payments as p;
+        p::table
+            .filter(p::tenant_id.eq(tenant.id))
+            .filter(p::subscription_id.eq(id))
+            .filter(p::status.eq_any(["succeeded", "partially_refunded"]))
+            .filter(p::kind.eq_any(["purchase", "renewal", "extension", "upgrade"]))
+            .filter(p::duplicate_of.is_null())
+            .filter(p::period_end.gt(now))
+            .order(p::id.asc())
+            .select(PaymentRow::as_select())
+            .for_update()
+            .load(conn)
+            .await?
+    };
     let (mut sub, plan) = super::lifecycle::lock(conn, tenant, id).await?;
     let status = super::subscriptions::status_of(&sub)?;
     if !status.is_live() || status == crate::domain::subscription::SubscriptionStatus::PendingPayment {
@@ -397,49 +430,38 @@ pub async fn terminate(
             format!("only a running subscription can be terminated (it is {})", sub.status),
         ));
     }
-    // The payment that paid for the current period, if any (not a trial).
-    let paid_for_period = match (sub.current_period_start, sub.current_period_end) {
-        (Some(start), Some(end)) if sub.current_period_end.is_some_and(|e| e > now) => {
-            use crate::db::schema::payments as p;
-            p::table
-                .filter(p::subscription_id.eq(sub.id))
-                .filter(p::status.eq_any(["succeeded", "partially_refunded"]))
-                .filter(p::kind.eq_any(["purchase", "renewal", "extension"]))
-                .filter(p::period_start.eq(start))
-                .filter(p::period_end.eq(end))
-                .select(PaymentRow::as_select())
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?
-        }
-        _ => None,
-    };
-    let refund = match paid_for_period {
-        Some(payment) if !req.customer_fault => {
-            let held = money(db::held_for_payment(conn, payment.id).await?, &payment.currency)?;
-            let tariff = money(payments::tariff_amount(&payment)?, &payment.currency)?;
-            let period = payment.period_start.zip(payment.period_end);
-            let unused = period.map_or(Money::zero(tariff.currency()), |p| prorata(tariff, p, now, tenant.tz));
-            let amount = (unused.amount() - held.amount()).max(rust_decimal::Decimal::ZERO);
+    let mut refund = None;
+    let mut additional_refunds = Vec::new();
+    if !req.customer_fault {
+        for payment in &paid {
+            let Some(unused) = unused_part(tenant, payment, now)? else { continue };
+            let held = db::held_for_payment(conn, payment.id).await?;
+            let amount = (unused.amount() - held).max(rust_decimal::Decimal::ZERO);
             if amount.is_zero() {
-                None
+                continue;
+            }
+            let decided = Approved {
+                reason: RefundReason::ProviderTermination,
+                code: "provider_termination",
+                amount,
+                comment: Some(reason.clone()),
+            };
+            let view = record_approved(conn, now, tenant, payment, decided).await?;
+            let current = payment.kind != "upgrade"
+                && payment.period_start == sub.current_period_start
+                && payment.period_end == sub.current_period_end;
+            if current && refund.is_none() {
+                refund = Some(view);
             } else {
-                let decided = Approved {
-                    reason: RefundReason::ProviderTermination,
-                    code: "provider_termination",
-                    amount,
-                    comment: Some(reason.clone()),
-                };
-                Some(record_approved(conn, now, tenant, &payment, decided).await?)
+                additional_refunds.push(view);
             }
         }
-        _ => None,
-    };
+    }
     let extra = serde_json::json!({
         "customer_fault": req.customer_fault,
         "reason": reason,
         "refund_id": refund.as_ref().map(|r| r.id),
+        "additional_refund_ids": additional_refunds.iter().map(|r| r.id).collect::<Vec<_>>(),
     });
     let cause = if req.customer_fault { "terminated_customer_fault" } else { "terminated_by_provider" };
     super::subscriptions::end(
@@ -454,7 +476,7 @@ pub async fn terminate(
     )
     .await?;
     crate::db::subscriptions::save(conn, &sub).await?;
-    Ok(Terminated { subscription: super::subscriptions::view(conn, &sub).await?, refund })
+    Ok(Terminated { subscription: super::subscriptions::view(conn, &sub).await?, refund, additional_refunds })
 }
 
 /// A refund the service decides itself, outside the tenant's refund rules.

@@ -216,7 +216,11 @@ async fn provider_termination_refunds_unused_days_unless_the_customer_is_at_faul
     let guilty_customer = app.customer(&t, "alfa-t2").await;
     let other = app.purchase(&t, &guilty_customer, "CLIENTS_100_M").await;
     assert_eq!(app.pay(&other, CARD_OK).await.status, "Completed");
-    // 10.2: without fault, 17 of 31 days unused: 1690 x 17/31 = 926.77.
+    // A paid extension waits for the current period to end (Apr 10 - May 10).
+    let ext = app.post(&t, &format!("/v1/subscriptions/{id}/extend"), json!({"pay_with": "card"})).await.expect(200);
+    assert_eq!(app.pay(&ext, CARD_OK).await.status, "Completed");
+    // 10.2: without fault, 17 of 31 days unused: 1690 x 17/31 = 926.77; the extension
+    // not yet started is refunded in full.
     app.set_clock("2026-03-24T09:00:00Z").await;
     let done = app
         .post(
@@ -231,6 +235,13 @@ async fn provider_termination_refunds_unused_days_unless_the_customer_is_at_faul
     assert_eq!(done["refund"]["status"], "approved");
     assert_eq!(done["refund"]["decision_code"], "provider_termination");
     assert_eq!(done["refund"]["payment_id"], bought["payment"]["id"]);
+    let extra = done["additional_refunds"].as_array().unwrap();
+    assert_eq!(extra.len(), 1);
+    assert_eq!(extra[0]["payment_id"], ext["payment"]["id"]);
+    assert_eq!(
+        (extra[0]["amount"]["value"].as_str(), extra[0]["status"].as_str()),
+        (Some("1690.00"), Some("approved"))
+    );
     let e = app.get(&t, &format!("/v1/customers/{customer}/entitlements")).await.expect(200);
     assert_eq!(e["access"], false);
     app.post(&t, &format!("/v1/subscriptions/{id}/terminate"), json!({"customer_fault": false, "reason": "again"}))
@@ -248,12 +259,13 @@ async fn provider_termination_refunds_unused_days_unless_the_customer_is_at_faul
         .expect(200);
     assert_eq!(guilty["subscription"]["status"], "terminated");
     assert_eq!(guilty["refund"], Value::Null);
+    assert_eq!(guilty["additional_refunds"], json!([]));
     let events = app.events(&t).await;
     let terminated: Vec<&Value> = events.iter().filter(|e| e["type"] == "subscription.terminated").collect();
     assert_eq!(terminated.len(), 2);
     assert_eq!(terminated[0]["data"]["customer_fault"], false);
     assert_eq!(terminated[1]["data"]["customer_fault"], true);
-    assert_eq!(app.count("SELECT count(*) AS n FROM refunds").await, 1);
+    assert_eq!(app.count("SELECT count(*) AS n FROM refunds").await, 2);
 }
 
 #[tokio::test]
