@@ -105,6 +105,7 @@ struct State {
     slow_ms: u64,
     token_requests: u64,
     operation_requests: u64,
+    report_requests: u64,
     callbacks: Vec<(String, u16)>,
     fiscal_counter: i64,
 }
@@ -261,6 +262,11 @@ impl AtolSim {
     /// Operation (sell, sell_refund, ...) requests received, refused ones included.
     pub fn operation_requests(&self) -> u64 {
         self.state().operation_requests
+    }
+
+    /// Report reads received (`GET .../report/{uuid}`).
+    pub fn report_requests(&self) -> u64 {
+        self.state().report_requests
     }
 
     /// Callbacks sent: URL and the HTTP status answered (0: no answer).
@@ -635,6 +641,7 @@ async fn http_operation(
 
 async fn http_report(sim: Data<AtolSim>, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (group, uuid) = path.into_inner();
+    sim.state().report_requests += 1;
     if let Some(refusal) = sim.refuse_token(&req, &group) {
         return refusal;
     }

@@ -140,3 +140,23 @@ pub async fn pending_review_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -
         .load(conn)
         .await
 }
+
+/// A refund of the payment sent to the gateway for `amount` whose answer (its
+/// transaction) is not recorded yet, locked.
+pub async fn in_flight_without_transaction(
+    conn: &mut AsyncPgConnection,
+    payment_id: Uuid,
+    amount: Decimal,
+) -> QueryResult<Option<RefundRow>> {
+    refunds::table
+        .filter(refunds::payment_id.eq(payment_id))
+        .filter(refunds::status.eq("processing"))
+        .filter(refunds::gateway_transaction_id.is_null())
+        .filter(refunds::amount.eq(amount))
+        .order(refunds::id.asc())
+        .for_update()
+        .select(RefundRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

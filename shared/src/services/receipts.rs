@@ -206,15 +206,19 @@ fn payment_lines(payment: &PaymentRow) -> ServiceResult<Vec<(String, Decimal)>> 
     super::payments::lines_of(payment)?.iter().map(|l| Ok((l.description.clone(), l.money()?.amount()))).collect()
 }
 
-/// A refund's lines: the payment's lines in order, each refunded up to its sum.
-fn refund_lines(payment: &PaymentRow, amount: Decimal) -> ServiceResult<Vec<(String, Decimal)>> {
+/// A refund's lines: refunds take the payment's lines in order, each up to its
+/// sum, so this one takes what follows the `earlier` refunds' share.
+fn refund_lines(payment: &PaymentRow, earlier: Decimal, amount: Decimal) -> ServiceResult<Vec<(String, Decimal)>> {
+    let mut skip = earlier;
     let mut left = amount;
     let mut out = Vec::new();
     for (name, sum) in payment_lines(payment)? {
-        if left.is_zero() {
-            break;
+        let skipped = sum.min(skip);
+        skip -= skipped;
+        let part = (sum - skipped).min(left);
+        if part.is_zero() {
+            continue;
         }
-        let part = sum.min(left);
         left -= part;
         out.push((name, part));
     }
@@ -294,7 +298,8 @@ pub async fn create_income(
     create(conn, now, tenant, payment, None, &payment_lines(payment)?).await
 }
 
-/// The refund receipt of a refund paid back.
+/// The refund receipt of a refund paid back (`payment.refunded_amount` already
+/// includes it).
 pub async fn create_refund(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -305,7 +310,8 @@ pub async fn create_refund(
     if tenant.fiscal.is_none() {
         return Ok(());
     }
-    create(conn, now, tenant, payment, Some(refund), &refund_lines(payment, refund.amount)?).await
+    let earlier = payment.refunded_amount - refund.amount;
+    create(conn, now, tenant, payment, Some(refund), &refund_lines(payment, earlier, refund.amount)?).await
 }
 
 /// `GET /v1/receipts?payment_id=`.
@@ -374,6 +380,8 @@ enum Learned {
     AttemptFailed(String),
     /// Nothing more can be done: the receipt fails.
     Failed(String),
+    /// The job has run out of retries: the receipt fails at whatever attempt it is.
+    GaveUp(String),
 }
 
 /// Applies what the worker learned about attempt `attempt` of a receipt.
@@ -382,7 +390,8 @@ async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Lea
     in_transaction(&mut conn, async |c| {
         let now = clock.now(c).await?;
         let Some(mut row) = lock(c, id).await? else { return Ok(JobResult::Done) };
-        if row.status != "pending" || row.attempt != attempt {
+        let stale = row.attempt != attempt && !matches!(learned, Learned::GaveUp(_));
+        if row.status != "pending" || stale {
             return Ok(JobResult::Done);
         }
         match learned {
@@ -408,7 +417,7 @@ async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Lea
                 save(c, &row).await?;
                 Ok(JobResult::RetryLater(format!("attempt {attempt} failed ({reason}); the next one follows")))
             }
-            Learned::AttemptFailed(reason) | Learned::Failed(reason) => {
+            Learned::AttemptFailed(reason) | Learned::Failed(reason) | Learned::GaveUp(reason) => {
                 row.status = "failed".into();
                 row.failure_reason = Some(reason.clone());
                 save(c, &row).await?;
@@ -452,7 +461,7 @@ pub async fn process(
     let now = clock.now(&mut conn).await?;
     drop(conn);
     let attempt = row.attempt;
-    let give_up = async |reason: String| learn(pool, clock, id, attempt, Learned::Failed(reason)).await;
+    let give_up = async |reason: String| learn(pool, clock, id, attempt, Learned::GaveUp(reason)).await;
     let Some(fiscal) = &tenant.fiscal else {
         return give_up("the tenant has no fiscal settings".into()).await;
     };
@@ -548,6 +557,32 @@ mod tests {
             email: "billing@seller.ru".into(),
             provider: FiscalProvider { login: "l".into(), password: "p".into(), group_code: "g".into(), api_url: None },
         }
+    }
+
+    #[test]
+    fn refunds_take_the_lines_in_order_after_earlier_refunds() {
+        let now = chrono::Utc::now();
+        let payer = crate::db::payments::Payer {
+            tenant_id: Uuid::nil(),
+            gateway: "cloudpayments",
+            customer_id: Uuid::nil(),
+            subscription_id: None,
+        };
+        let rub =
+            |v: i64| Money::new(Decimal::new(v, 2), crate::domain::money::Currency::parse("RUB").unwrap()).unwrap();
+        let mut p = PaymentRow::pending(payer, "renewal", rub(150000), "Тариф".into(), now);
+        let lines = [
+            super::super::payments::Line::new("tariff", "Тариф".into(), rub(100000)),
+            super::super::payments::Line::new("overage", "Сообщения сверх лимита".into(), rub(50000)),
+        ];
+        super::super::payments::set_lines(&mut p, &lines).unwrap();
+        let d = |v: i64| Decimal::new(v, 2);
+        assert_eq!(refund_lines(&p, d(0), d(40000)).unwrap(), vec![("Тариф".to_owned(), d(40000))]);
+        assert_eq!(
+            refund_lines(&p, d(80000), d(40000)).unwrap(),
+            vec![("Тариф".to_owned(), d(20000)), ("Сообщения сверх лимита".to_owned(), d(20000))]
+        );
+        assert!(refund_lines(&p, d(120000), d(40000)).is_err());
     }
 
     #[test]

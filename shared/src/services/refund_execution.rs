@@ -61,10 +61,7 @@ enum Step {
     Reconcile { account: Account, refund: RefundRow, refund_tx: String },
 }
 
-fn account_of(tenant: &Tenant) -> ServiceResult<Account> {
-    Account::from_config(&tenant.gateway)
-        .ok_or_else(|| ServiceError::not_supported("refunds through this tenant's gateway are not supported yet"))
-}
+const GATEWAY_UNSUPPORTED: &str = "refunds through this tenant's gateway are not supported yet";
 
 /// Locks the refund's payment, then the refund (the order every writer uses).
 async fn lock(conn: &mut AsyncPgConnection, refund_id: Uuid) -> ServiceResult<Option<(Tenant, PaymentRow, RefundRow)>> {
@@ -89,6 +86,12 @@ async fn claim(conn: &mut AsyncPgConnection, now: DateTime<Utc>, refund_id: Uuid
     let Some((tenant, payment, mut refund)) = lock(conn, refund_id).await? else {
         return Err(ServiceError::not_found("refund_not_found", format!("no refund {refund_id}")));
     };
+    let Some(account) = Account::from_config(&tenant.gateway) else {
+        if matches!(refund.status.as_str(), "approved" | "processing") {
+            fail(conn, now, &tenant, &payment, &mut refund, GATEWAY_UNSUPPORTED).await?;
+        }
+        return Ok(Step::Nothing);
+    };
     match (refund.status.as_str(), refund.gateway_transaction_id.clone()) {
         ("approved", _) => {
             let Some(payment_tx) = payment.gateway_transaction_id.clone() else {
@@ -100,14 +103,14 @@ async fn claim(conn: &mut AsyncPgConnection, now: DateTime<Utc>, refund_id: Uuid
             refund.sent_at = Some(now);
             refund.failure_reason = None;
             db::save(conn, &refund).await.map_err(over_capture)?;
-            Ok(Step::Send { account: account_of(&tenant)?, payment_tx, refund })
+            Ok(Step::Send { account, payment_tx, refund })
         }
         // The answer to the current try was lost: the same try again (same key).
         ("processing", None) => match payment.gateway_transaction_id.clone() {
-            Some(payment_tx) => Ok(Step::Send { account: account_of(&tenant)?, payment_tx, refund }),
+            Some(payment_tx) => Ok(Step::Send { account, payment_tx, refund }),
             None => Ok(Step::Nothing),
         },
-        ("processing", Some(refund_tx)) => Ok(Step::Reconcile { account: account_of(&tenant)?, refund, refund_tx }),
+        ("processing", Some(refund_tx)) => Ok(Step::Reconcile { account, refund, refund_tx }),
         _ => Ok(Step::Nothing),
     }
 }
@@ -316,8 +319,11 @@ pub async fn notified(
     let Some(payment_tx) = n.payment_transaction_id.as_deref() else {
         return Err(ServiceError::invalid("invalid_notification", "a Refund notification needs PaymentTransactionId"));
     };
-    let Some(amount) = n.amount.filter(|a| *a > Decimal::ZERO) else {
-        return Err(ServiceError::invalid("invalid_notification", "a Refund notification needs a positive Amount"));
+    let Some(amount) = n.amount.filter(|a| *a > Decimal::ZERO && a.normalize().scale() <= 2) else {
+        return Err(ServiceError::invalid(
+            "invalid_notification",
+            "a Refund notification needs a positive Amount in kopecks",
+        ));
     };
     let Some(mut payment) = payments::table
         .filter(payments::tenant_id.eq(tenant.id))
@@ -349,8 +355,18 @@ pub async fn notified(
                 .optional()?
         }
     };
+    // Sent but its answer not recorded yet, when the notification does not name it.
+    let ours = match ours {
+        Some(r) => Some(r),
+        None => db::in_flight_without_transaction(conn, payment.id, amount).await?,
+    };
     if let Some(mut refund) = ours {
         if refund.status == "succeeded" {
+            if refund.gateway_transaction_id.as_deref() != Some(n.transaction_id.as_str()) {
+                tracing::error!(refund = %refund.id, transaction = %n.transaction_id,
+                    "a second gateway refund for one refund: check the provider's dashboard");
+                return Ok("second_gateway_refund".into());
+            }
             return Ok("already_succeeded".into());
         }
         if refund.amount != amount {

@@ -106,13 +106,19 @@ impl CloudPaymentsSim {
     }
 
     /// A refund made by hand in the provider's dashboard: only its Refund
-    /// notification tells the merchant. Returns the refund transaction id.
-    pub async fn refund_in_dashboard(&self, public_id: &str, payment_tx: i64, amount: Decimal) -> anyhow::Result<i64> {
+    /// notification tells the merchant. Returns the refund transaction id and the
+    /// notification's fields (to replay it as a provider retry).
+    pub async fn refund_in_dashboard(
+        &self,
+        public_id: &str,
+        payment_tx: i64,
+        amount: Decimal,
+    ) -> anyhow::Result<(i64, Vec<(String, String)>)> {
         let (refund, fields) =
             self.make_refund(public_id, payment_tx, amount, None, None).map_err(|e| anyhow::anyhow!(e))?;
         let site = self.site(public_id).ok_or_else(|| anyhow::anyhow!("unknown site"))?;
         self.notify(&site, "refund", &fields).await?;
-        Ok(refund.id)
+        Ok((refund.id, fields))
     }
 }
 

@@ -141,9 +141,15 @@ async fn a_refund_receipt_follows_the_refund_notification() {
     let docs: Vec<_> = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(id)).collect();
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].op, "sell_refund");
-    // The refund receipt exists only because the refund succeeded at the gateway.
+    // The refund receipt exists only because the refund succeeded at the gateway,
+    // as its Refund notification said.
     let refund_row = app.get(&t, &format!("/v1/refunds?payment_id={payment}")).await.expect(200);
     assert_eq!(refund_row["data"][0]["status"], "succeeded");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway_events WHERE kind = 'refund' AND outcome = 'refund_succeeded'")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -183,17 +189,39 @@ async fn each_receipt_is_registered_exactly_once_whatever_goes_wrong() {
         dead.iter().any(|d| d["queue"] == "billing.receipts" && d["reason"].as_str().unwrap_or("").contains("32")),
         "{dead:?}"
     );
-    // Duplicate callbacks only make the worker read the report again.
-    let uuid = app.atol.documents().into_iter().find(|d| d.external_id == format!("{id2}-2")).unwrap().uuid;
+    // 4: ATOL holds the document; callbacks (duplicated) only make the worker read
+    //    the report again, and the receipt is registered once it is done.
+    app.atol.script(&[AtolScript::NeverProcess]);
+    let (p4, _, _) = paid(&app, &t, "rc-x4").await;
+    let id4 = loop {
+        let pending = receipts(&app, &t, &p4).await;
+        if let Some(r) = pending.first().filter(|r| !r["attempt"].is_null())
+            && app.atol.documents().iter().any(|d| d.external_id.starts_with(r["id"].as_str().unwrap()))
+        {
+            break r["id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let uuid = app.atol.documents().into_iter().find(|d| d.external_id == format!("{id4}-1")).unwrap().uuid;
+    let polls = app.atol.report_requests();
     for _ in 0..3 {
         assert_eq!(app.atol.resend_callback(&uuid).await.unwrap(), 200);
     }
-    app.settle().await;
-    for (p, done) in [(&p1, 1), (&p2, 1), (&p3, 0)] {
-        let id = receipts(&app, &t, p).await[0]["id"].as_str().unwrap().to_owned();
-        assert_eq!(app.atol.done_for_prefix(&id), done, "receipt {id}");
+    let start = std::time::Instant::now();
+    while app.atol.report_requests() < polls + 3 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "the callbacks did not make the worker look");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(app.count("SELECT count(*) AS n FROM receipts").await, 3);
+    assert_eq!(receipts(&app, &t, &p4).await[0]["status"], "pending", "a callback is not trusted on its own");
+    app.atol.release_all();
+    app.settle().await;
+    for (p, done) in [(&p1, 1), (&p2, 1), (&p3, 0), (&p4, 1)] {
+        let r = receipts(&app, &t, p).await.remove(0);
+        let id = r["id"].as_str().unwrap().to_owned();
+        assert_eq!(app.atol.done_for_prefix(&id), done, "receipt {id}");
+        assert_eq!(r["status"], if done == 1 { "registered" } else { "failed" });
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM receipts").await, 4);
 }
 
 #[tokio::test]

@@ -154,8 +154,11 @@ async fn refunds_made_in_the_dashboard_are_recorded_once() {
     let app = TestApp::with_worker().await;
     let t = tenant(&app).await;
     let (_, sub, payment, tx) = paid(&app, &t, "rx-3").await;
-    let refund_tx = app.sim.refund_in_dashboard(&t.public_id, tx, "500.00".parse().unwrap()).await.unwrap();
+    let (refund_tx, fields) = app.sim.refund_in_dashboard(&t.public_id, tx, "500.00".parse().unwrap()).await.unwrap();
     app.settle().await;
+    // The provider retries the notification: nothing changes.
+    let again = app.sim.resend(&t.public_id, "refund", &fields).await.unwrap();
+    assert_eq!((again.http_status, again.code), (200, Some(0)));
     let list = app.get(&t, &format!("/v1/refunds?payment_id={payment}")).await.expect(200);
     let rows = list["data"].as_array().unwrap();
     assert_eq!(rows.len(), 1);
@@ -174,6 +177,9 @@ async fn refunds_made_in_the_dashboard_are_recorded_once() {
         (Some("partially_refunded"), Some("500.00"))
     );
     assert_eq!(app.get(&t, &format!("/v1/subscriptions/{sub}")).await.expect(200)["status"], "active");
+    assert_eq!(app.event_types(&t).await.iter().filter(|e| *e == "refund.succeeded").count(), 1);
+    let refund_entries = app.count("SELECT count(*) AS n FROM ledger_transactions WHERE kind = 'refund'").await;
+    assert_eq!(refund_entries, 1);
     // The rules now see only what is left.
     let rest = request(&app, &t, &payment, None).await;
     assert_eq!(rest["amount"]["value"], "890.00");
