@@ -185,3 +185,34 @@ async fn refunds_made_in_the_dashboard_are_recorded_once() {
     assert_eq!(rest["amount"]["value"], "890.00");
     app.assert_ledger_balanced().await;
 }
+
+#[tokio::test]
+async fn a_payment_captured_for_a_period_no_longer_wanted_is_refunded_at_once() {
+    let app = TestApp::with_worker().await;
+    let t = tenant(&app).await;
+    let (_, sub, _, _) = paid(&app, &t, "rx-4").await;
+    // An extension is started, the subscription expires before it is paid, and the
+    // merchant has Check switched off: the customer's late payment is captured with
+    // nothing left to apply it to.
+    let ext = app.post(&t, &format!("/v1/subscriptions/{sub}/extend"), json!({"pay_with": "card"})).await.expect(200);
+    app.advance_to("2026-04-04T09:00:00Z").await;
+    assert_eq!(app.get(&t, &format!("/v1/subscriptions/{sub}")).await.expect(200)["status"], "expired");
+    app.sim.set_check_notifications(&t.public_id, false);
+    let late = app.pay(&ext, CARD_OK).await;
+    assert_eq!(late.status, "Completed");
+    app.settle().await;
+    let payment = ext["payment"]["id"].as_str().unwrap();
+    let list = app.get(&t, &format!("/v1/refunds?payment_id={payment}")).await.expect(200);
+    let rows = list["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0]["reason"].as_str(), rows[0]["decision_code"].as_str(), rows[0]["status"].as_str()),
+        (Some("double_charge"), Some("unapplied_capture"), Some("succeeded"))
+    );
+    assert_eq!(rows[0]["amount"]["value"], "1390.00");
+    assert_eq!(app.sim.refunded_of(late.transaction_id).to_string(), "1390.00");
+    let p = app.get(&t, &format!("/v1/payments/{payment}")).await.expect(200);
+    assert_eq!(p["status"], "refunded");
+    assert_eq!(app.get(&t, &format!("/v1/subscriptions/{sub}")).await.expect(200)["status"], "expired");
+    app.assert_ledger_balanced().await;
+}
