@@ -256,3 +256,27 @@ async fn a_worker_killed_while_atol_holds_the_answer_registers_the_receipt_once(
     assert_eq!(app.atol.done_for_prefix(id), 1);
     assert!(app.atol.operation_requests() >= 2, "the attempt was sent again");
 }
+
+#[tokio::test]
+async fn an_autopay_renewal_gets_its_own_income_receipt() {
+    let app = TestApp::with_worker().await;
+    let t = app.fiscal_tenant("Orbita", unused_refunds(), service_fiscal()).await;
+    app.plan_monthly(&t, "START", "1990.00").await;
+    let customer = app.customer(&t, "rc-renew").await;
+    let bought = app.purchase(&t, &customer, "START").await;
+    assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+    app.advance_to("2026-04-05T09:00:00Z").await;
+    let payments = app.get(&t, &format!("/v1/payments?customer_id={customer}")).await.expect(200);
+    let renewal =
+        payments["data"].as_array().unwrap().iter().find(|p| p["kind"] == "renewal").cloned().expect("renewal");
+    assert_eq!(renewal["status"], "succeeded");
+    let list = receipts(&app, &t, renewal["id"].as_str().unwrap()).await;
+    assert_eq!(list.len(), 1);
+    let r = &list[0];
+    assert_eq!((r["kind"].as_str(), r["status"].as_str()), (Some("income"), Some("registered")));
+    assert_eq!(r["receipt"]["items"][0]["sum"], "1990.00");
+    assert_eq!(r["receipt"]["items"][0]["vat"]["type"], "vat22");
+    assert_eq!(r["receipt"]["client"]["email"], "rc-renew@example.ru");
+    assert_eq!(app.atol.done_for_prefix(r["id"].as_str().unwrap()), 1);
+    assert_eq!(app.count("SELECT count(*) AS n FROM receipts WHERE status = 'registered'").await, 2);
+}
