@@ -160,3 +160,19 @@ pub async fn in_flight_without_transaction(
         .await
         .optional()
 }
+
+/// The tenant's refund with this gateway transaction, locked.
+pub async fn find_by_gateway_transaction(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    transaction_id: &str,
+) -> QueryResult<Option<RefundRow>> {
+    refunds::table
+        .filter(refunds::tenant_id.eq(tenant_id))
+        .filter(refunds::gateway_transaction_id.eq(transaction_id))
+        .for_update()
+        .select(RefundRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

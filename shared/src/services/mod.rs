@@ -30,6 +30,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::domain::money::Money;
 use crate::error::{ServiceError, ServiceResult};
 
 /// Cursor pagination parameters (`limit`, `starting_after`).
@@ -76,6 +77,13 @@ impl<T> Page<T> {
 /// Data stored by us that no longer parses is a bug, not bad input.
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
     ServiceError::Internal(format!("stored {what} does not parse: {e}"))
+}
+
+/// A stored amount and its currency code as money (a row that does not parse is
+/// an internal error naming `what`).
+pub(crate) fn stored_money(amount: rust_decimal::Decimal, currency: &str, what: &str) -> ServiceResult<Money> {
+    let c = crate::domain::money::Currency::parse(currency).map_err(|e| corrupt(&format!("{what} currency"), e))?;
+    Money::new(amount, c).map_err(|e| corrupt(what, e))
 }
 
 /// What a charge job ended with.

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::tenants::Tenant;
-use super::{Page, PageRequest, corrupt};
+use super::{Page, PageRequest, corrupt, stored_money};
 use crate::db::customers as customers_db;
 use crate::db::payments::{self as db, Payer, PaymentRow};
 use crate::domain::money::{Currency, Money, MoneyView};
@@ -141,13 +141,11 @@ pub fn tariff_amount(p: &PaymentRow) -> ServiceResult<rust_decimal::Decimal> {
 }
 
 pub fn money_of(p: &PaymentRow) -> ServiceResult<Money> {
-    let currency = Currency::parse(&p.currency).map_err(|e| corrupt("payment currency", e))?;
-    Money::new(p.amount, currency).map_err(|e| corrupt("payment amount", e))
+    stored_money(p.amount, &p.currency, "payment amount")
 }
 
 fn refunded_of(p: &PaymentRow) -> ServiceResult<Money> {
-    let currency = Currency::parse(&p.currency).map_err(|e| corrupt("payment currency", e))?;
-    Money::new(p.refunded_amount, currency).map_err(|e| corrupt("payment refunded amount", e))
+    stored_money(p.refunded_amount, &p.currency, "payment refunded amount")
 }
 
 /// Widget parameters for collecting `p` through CloudPayments under `invoice_id`

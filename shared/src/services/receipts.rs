@@ -21,14 +21,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::tenants::Tenant;
-use super::{JobResult, Page, PageRequest, corrupt};
+use super::{JobResult, Page, PageRequest, corrupt, stored_money};
 use crate::clock::Clock;
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::PaymentRow;
 use crate::db::refunds::RefundRow;
 use crate::db::schema::{customers, receipts};
 use crate::db::{PgPool, in_transaction};
-use crate::domain::money::{Money, MoneyView};
+use crate::domain::money::MoneyView;
 use crate::domain::plan::PlanFiscal;
 use crate::domain::tenant::FiscalSettings;
 use crate::error::{ServiceError, ServiceResult};
@@ -99,14 +99,13 @@ pub struct ReceiptView {
 }
 
 fn view(r: &ReceiptRow) -> ServiceResult<ReceiptView> {
-    let currency = crate::domain::money::Currency::parse(&r.currency).map_err(|e| corrupt("receipt currency", e))?;
     Ok(ReceiptView {
         id: r.id,
         payment_id: r.payment_id,
         refund_id: r.refund_id,
         kind: r.kind.clone(),
         status: r.status.clone(),
-        total: Money::new(r.total, currency).map_err(|e| corrupt("receipt total", e))?.into(),
+        total: stored_money(r.total, &r.currency, "receipt total")?.into(),
         receipt: document_view(&r.document)?,
         attempt: r.attempt,
         external_id: external_id(r),
@@ -544,6 +543,7 @@ pub async fn hint(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Ten
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::money::Money;
     use crate::domain::tenant::{FiscalProvider, SettlementSign, TaxationSystem, VatType};
 
     fn settings(vat: VatType, object: u8) -> FiscalSettings {

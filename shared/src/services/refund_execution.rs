@@ -21,7 +21,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::JobResult;
-use super::refunds::{RefundView, emit, money, new_row, over_capture, view};
+use super::refunds::{RefundView, emit, lock_with_payment, money, new_row, over_capture, refund_not_found, view};
 use super::tenants::{self, Tenant};
 use crate::clock::Clock;
 use crate::db::outbox::{self, NewEvent};
@@ -66,19 +66,11 @@ const GATEWAY_UNSUPPORTED: &str = "refunds through this tenant's gateway are not
 /// Locks the refund's payment, then the refund (the order every writer uses).
 async fn lock(conn: &mut AsyncPgConnection, refund_id: Uuid) -> ServiceResult<Option<(Tenant, PaymentRow, RefundRow)>> {
     use crate::db::schema::refunds as r;
-    let Some((tenant_id, payment_id)) =
-        r::table.find(refund_id).select((r::tenant_id, r::payment_id)).first::<(Uuid, Uuid)>(conn).await.optional()?
-    else {
+    let Some(tenant_id) = r::table.find(refund_id).select(r::tenant_id).first::<Uuid>(conn).await.optional()? else {
         return Ok(None);
     };
     let tenant = tenants::load_cached(conn, tenant_id).await?;
-    let payment = payments_db::find_for_update(conn, payment_id)
-        .await?
-        .ok_or_else(|| ServiceError::Internal(format!("payment {payment_id} of refund {refund_id} vanished")))?;
-    let refund = db::find_for_update(conn, tenant_id, refund_id)
-        .await?
-        .ok_or_else(|| ServiceError::Internal(format!("refund {refund_id} vanished")))?;
-    Ok(Some((tenant, payment, refund)))
+    Ok(lock_with_payment(conn, tenant_id, refund_id).await?.map(|(payment, refund)| (tenant, payment, refund)))
 }
 
 /// Claims the next step of a refund; an approved refund starts a new try.
@@ -337,29 +329,7 @@ pub async fn notified(
         warn!(tenant = %tenant.id, payment_tx, "Refund notification for an unknown payment");
         return Ok("unmatched_payment".into());
     };
-    let ours = match data_refund_id {
-        Some(id) => db::find_for_update(conn, tenant.id, id).await?.filter(|r| r.payment_id == payment.id),
-        None => None,
-    };
-    let ours = match ours {
-        Some(r) => Some(r),
-        None => {
-            use crate::db::schema::refunds as r;
-            r::table
-                .filter(r::tenant_id.eq(tenant.id))
-                .filter(r::gateway_transaction_id.eq(&n.transaction_id))
-                .select(RefundRow::as_select())
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?
-        }
-    };
-    // Sent but its answer not recorded yet, when the notification does not name it.
-    let ours = match ours {
-        Some(r) => Some(r),
-        None => db::in_flight_without_transaction(conn, payment.id, amount).await?,
-    };
+    let ours = find_ours(conn, tenant.id, payment.id, data_refund_id, &n.transaction_id, amount).await?;
     if let Some(mut refund) = ours {
         if refund.status == "succeeded" {
             if refund.gateway_transaction_id.as_deref() != Some(n.transaction_id.as_str()) {
@@ -378,6 +348,28 @@ pub async fn notified(
     }
     record_dashboard_refund(conn, now, tenant, &mut payment, amount, &n.transaction_id).await?;
     Ok("dashboard_refund_recorded".into())
+}
+
+/// Our refund a Refund notification is about: the one its `Data` names, else the
+/// one with its transaction, else one sent for that amount whose answer is not
+/// recorded yet. `None`: a refund made outside the service.
+async fn find_ours(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    payment_id: Uuid,
+    data_refund_id: Option<Uuid>,
+    refund_tx: &str,
+    amount: Decimal,
+) -> ServiceResult<Option<RefundRow>> {
+    if let Some(id) = data_refund_id
+        && let Some(r) = db::find_for_update(conn, tenant_id, id).await?.filter(|r| r.payment_id == payment_id)
+    {
+        return Ok(Some(r));
+    }
+    if let Some(r) = db::find_by_gateway_transaction(conn, tenant_id, refund_tx).await? {
+        return Ok(Some(r));
+    }
+    Ok(db::in_flight_without_transaction(conn, payment_id, amount).await?)
 }
 
 /// A refund made outside the service: a fact to record. Held review requests of
@@ -422,12 +414,7 @@ pub async fn retry(
     tenant: &Tenant,
     id: Uuid,
 ) -> ServiceResult<RefundView> {
-    let not_found = || ServiceError::not_found("refund_not_found", "no such refund");
-    let payment_id = db::payment_of(conn, tenant.id, id).await?.ok_or_else(not_found)?;
-    let payment = payments_db::find_for_update(conn, payment_id)
-        .await?
-        .ok_or_else(|| ServiceError::Internal(format!("payment {payment_id} of refund {id} vanished")))?;
-    let mut refund = db::find_for_update(conn, tenant.id, id).await?.ok_or_else(not_found)?;
+    let (payment, mut refund) = lock_with_payment(conn, tenant.id, id).await?.ok_or_else(refund_not_found)?;
     if refund.status != "failed" {
         return Err(ServiceError::conflict(
             "refund_not_failed",

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::payments;
 use super::tenants::Tenant;
-use super::{Page, PageRequest, corrupt};
+use super::{Page, PageRequest, corrupt, stored_money};
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::refunds::{self as db, RefundRow};
@@ -74,8 +74,28 @@ pub struct ReviewRequest {
 }
 
 pub(crate) fn money(amount: rust_decimal::Decimal, currency: &str) -> ServiceResult<Money> {
-    let c = crate::domain::money::Currency::parse(currency).map_err(|e| corrupt("refund currency", e))?;
-    Money::new(amount, c).map_err(|e| corrupt("refund amount", e))
+    stored_money(amount, currency, "refund amount")
+}
+
+/// A refund of the tenant with its payment, both locked: the payment first, as by
+/// every writer of its refunds. `None` when the tenant has no such refund.
+pub(crate) async fn lock_with_payment(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> ServiceResult<Option<(PaymentRow, RefundRow)>> {
+    let Some(payment_id) = db::payment_of(conn, tenant_id, id).await? else { return Ok(None) };
+    let payment = payments_db::find_for_update(conn, payment_id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("payment {payment_id} of refund {id} vanished")))?;
+    let refund = db::find_for_update(conn, tenant_id, id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("refund {id} vanished")))?;
+    Ok(Some((payment, refund)))
+}
+
+pub(crate) fn refund_not_found() -> ServiceError {
+    ServiceError::not_found("refund_not_found", "no such refund")
 }
 
 pub(crate) fn view(r: &RefundRow) -> ServiceResult<RefundView> {
@@ -310,13 +330,7 @@ pub async fn review(
     req: ReviewRequest,
 ) -> ServiceResult<RefundView> {
     check_comment(req.comment.as_deref())?;
-    let not_found = || ServiceError::not_found("refund_not_found", "no such refund");
-    // The payment is locked first, as by every writer of its refunds.
-    let payment_id = db::payment_of(conn, tenant.id, id).await?.ok_or_else(not_found)?;
-    let payment = payments_db::find_for_update(conn, payment_id)
-        .await?
-        .ok_or_else(|| ServiceError::Internal(format!("payment {payment_id} of refund {id} vanished")))?;
-    let mut row = db::find_for_update(conn, tenant.id, id).await?.ok_or_else(not_found)?;
+    let (payment, mut row) = lock_with_payment(conn, tenant.id, id).await?.ok_or_else(refund_not_found)?;
     if row.status != "pending_review" {
         return Err(ServiceError::conflict(
             "refund_not_pending",

@@ -6,22 +6,8 @@
 use billing_tests::cloudpayments::{CARD_OK, RefundScript};
 use serde_json::{Value, json};
 
+use crate::refunds::whatsmonster;
 use crate::support::{Tenant, TestApp};
-
-/// Refunds of unused tariffs approved within a day (WhatsMonster 7.12).
-async fn tenant(app: &TestApp) -> Tenant {
-    let t = app
-        .tenant(
-            "WhatsMonster",
-            "Europe/Moscow",
-            json!({"refund_rules": [
-                {"reasons": ["unused"], "window": {"count": 1, "unit": "days"}, "requires_no_usage": true,
-                 "decision": "approve", "amount": "full"}]}),
-        )
-        .await;
-    app.plan_pro(&t).await;
-    t
-}
 
 /// A paid PRO purchase: (customer, subscription, payment, gateway transaction).
 async fn paid(app: &TestApp, t: &Tenant, external_id: &str) -> (String, String, String, i64) {
@@ -51,7 +37,7 @@ async fn refund_of(app: &TestApp, t: &Tenant, id: &Value) -> Value {
 #[tokio::test]
 async fn approved_refunds_are_paid_back_and_a_full_refund_ends_access() {
     let app = TestApp::with_worker().await;
-    let t = tenant(&app).await;
+    let t = whatsmonster(&app).await;
     let (_, sub, payment, tx) = paid(&app, &t, "rx-1").await;
 
     let first = request(&app, &t, &payment, Some("390.00")).await;
@@ -107,7 +93,7 @@ async fn approved_refunds_are_paid_back_and_a_full_refund_ends_access() {
 #[tokio::test]
 async fn lost_answers_and_notifications_are_reconciled_and_failed_refunds_retried() {
     let app = TestApp::with_worker().await;
-    let t = tenant(&app).await;
+    let t = whatsmonster(&app).await;
     let (_, _, payment, tx) = paid(&app, &t, "rx-2").await;
 
     // The refund happens but its answer is an HTTP 500 and no notification comes: the
@@ -152,7 +138,7 @@ async fn lost_answers_and_notifications_are_reconciled_and_failed_refunds_retrie
 #[tokio::test]
 async fn refunds_made_in_the_dashboard_are_recorded_once() {
     let app = TestApp::with_worker().await;
-    let t = tenant(&app).await;
+    let t = whatsmonster(&app).await;
     let (_, sub, payment, tx) = paid(&app, &t, "rx-3").await;
     let (refund_tx, fields) = app.sim.refund_in_dashboard(&t.public_id, tx, "500.00".parse().unwrap()).await.unwrap();
     app.settle().await;
@@ -189,7 +175,7 @@ async fn refunds_made_in_the_dashboard_are_recorded_once() {
 #[tokio::test]
 async fn a_payment_captured_for_a_period_no_longer_wanted_is_refunded_at_once() {
     let app = TestApp::with_worker().await;
-    let t = tenant(&app).await;
+    let t = whatsmonster(&app).await;
     let (_, sub, _, _) = paid(&app, &t, "rx-4").await;
     // An extension is started, the subscription expires before it is paid, and the
     // merchant has Check switched off: the customer's late payment is captured with

@@ -17,9 +17,9 @@ async fn refund(app: &TestApp, t: &Tenant, body: Value) -> Value {
     app.post(t, "/v1/refunds", body).await.expect(201)
 }
 
-#[tokio::test]
-async fn whatsmonster_refunds_within_one_day_of_payment_if_unused() {
-    let app = TestApp::spawn().await;
+/// Refunds of unused tariffs approved within a day of payment (WhatsMonster 7.12),
+/// with its PRO tariff.
+pub(crate) async fn whatsmonster(app: &TestApp) -> Tenant {
     let t = app
         .tenant(
             "WhatsMonster",
@@ -30,6 +30,13 @@ async fn whatsmonster_refunds_within_one_day_of_payment_if_unused() {
         )
         .await;
     app.plan_pro(&t).await;
+    t
+}
+
+#[tokio::test]
+async fn whatsmonster_refunds_within_one_day_of_payment_if_unused() {
+    let app = TestApp::spawn().await;
+    let t = whatsmonster(&app).await;
     let (_, payment) = paid(&app, &t, "wm-r1", "PRO").await; // captured 2026-03-05T09:00Z
     // The window's last minute, then the minute after.
     app.set_clock("2026-03-06T08:59:00Z").await;
