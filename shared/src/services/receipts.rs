@@ -265,20 +265,29 @@ async fn create(
     };
     let inserted = diesel::insert_into(receipts::table).values(&row).on_conflict_do_nothing().execute(conn).await?;
     if inserted == 1 {
-        enqueue(conn, now, payment, row.id).await?;
+        let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+        enqueue(conn, now, tenant.id, ordering, row.id).await?;
     }
     Ok(())
+}
+
+/// A receipt's messages are ordered with its payment's: by its subscription, else
+/// its customer. Returns (subscription, ordering key).
+async fn ordering_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -> ServiceResult<(Option<Uuid>, Uuid)> {
+    use crate::db::schema::payments as p;
+    let (sub, customer): (Option<Uuid>, Uuid) =
+        p::table.find(payment_id).select((p::subscription_id, p::customer_id)).first(conn).await?;
+    Ok((sub, sub.unwrap_or(customer)))
 }
 
 async fn enqueue(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
-    payment: &PaymentRow,
+    tenant_id: Uuid,
+    ordering: Uuid,
     id: Uuid,
 ) -> ServiceResult<()> {
-    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
-    let job =
-        NewEvent::job(payment.tenant_id, ordering, RECEIPTS.name, "register_receipt", json!({ "receipt_id": id }));
+    let job = NewEvent::job(tenant_id, ordering, RECEIPTS.name, "register_receipt", json!({ "receipt_id": id }));
     outbox::emit(conn, now, job).await?;
     Ok(())
 }
@@ -355,19 +364,15 @@ async fn emit(
     row: &ReceiptRow,
     ty: &'static str,
 ) -> ServiceResult<()> {
-    let ordering: (Option<Uuid>, Uuid) = crate::db::schema::payments::table
-        .find(row.payment_id)
-        .select((crate::db::schema::payments::subscription_id, crate::db::schema::payments::customer_id))
-        .first(conn)
-        .await?;
+    let (subscription_id, ordering) = ordering_of(conn, row.payment_id).await?;
     // The receipt without its document (GET /v1/receipts has it).
     let v = view(row)?;
     let data = json!({
-        "id": v.id, "payment_id": v.payment_id, "refund_id": v.refund_id, "subscription_id": ordering.0,
+        "id": v.id, "payment_id": v.payment_id, "refund_id": v.refund_id, "subscription_id": subscription_id,
         "kind": v.kind, "status": v.status, "total": v.total, "attempt": v.attempt, "external_id": v.external_id,
         "fiscal": v.fiscal, "failure_reason": v.failure_reason, "registered_at": v.registered_at,
     });
-    outbox::emit(conn, now, NewEvent::event(row.tenant_id, ordering.0.unwrap_or(ordering.1), ty, data)).await?;
+    outbox::emit(conn, now, NewEvent::event(row.tenant_id, ordering, ty, data)).await?;
     Ok(())
 }
 
@@ -532,10 +537,8 @@ pub async fn hint(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Ten
         .await
         .optional()?;
     if let Some((id, payment_id)) = found {
-        let payment = crate::db::payments::find(conn, tenant.id, payment_id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal(format!("payment {payment_id} of receipt {id} vanished")))?;
-        enqueue(conn, now, &payment, id).await?;
+        let (_, ordering) = ordering_of(conn, payment_id).await?;
+        enqueue(conn, now, tenant.id, ordering, id).await?;
     }
     Ok(())
 }
