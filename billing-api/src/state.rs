@@ -60,7 +60,9 @@ impl AppState {
             if let Some(req) = &idem
                 && let Claim::Replay { status, body } = idempotency::claim(conn, req).await?
             {
-                return Ok::<_, ServiceError>((StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body));
+                let status = StatusCode::from_u16(status)
+                    .map_err(|e| ServiceError::Internal(format!("stored idempotent status {status}: {e}")))?;
+                return Ok::<_, ServiceError>((status, body));
             }
             let value = f(conn, now).await?;
             let body = serde_json::to_value(value).map_err(|e| ServiceError::Internal(e.to_string()))?;

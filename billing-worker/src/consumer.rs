@@ -227,7 +227,11 @@ async fn dead_letter(
     reason: &str,
 ) -> Result<(), String> {
     let id = Uuid::now_v7();
-    let payload = serde_json::from_slice(&delivery.data).ok();
+    // A body that is not JSON is kept as text, so the operator still sees it.
+    let payload = Some(
+        serde_json::from_slice(&delivery.data)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&delivery.data).into_owned())),
+    );
     handlers.record_dead_letter(id, queue, reason, attempt, payload).await.map_err(|e| e.to_string())?;
     publish_confirmed(
         channel,

@@ -286,6 +286,24 @@ pub async fn insert_attempts(conn: &mut AsyncPgConnection, rows: &[AttemptRow]) 
     Ok(())
 }
 
+/// Calls off a payment's attempts the provider refused for the merchant's own
+/// request (never charged): the customer is paying by hand instead. A replay of
+/// their dead-lettered jobs then finds them failed and does nothing.
+pub async fn call_off_refused(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<usize> {
+    diesel::update(
+        payment_attempts::table
+            .filter(payment_attempts::payment_id.eq(payment_id))
+            .filter(payment_attempts::status.eq("refused")),
+    )
+    .set((
+        payment_attempts::status.eq("failed"),
+        payment_attempts::failure_reason.eq("called off: the customer paid by hand"),
+        payment_attempts::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await
+}
+
 /// The next attempt number of a payment.
 pub async fn next_attempt_no(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<i32> {
     let max: Option<i32> = payment_attempts::table

@@ -45,10 +45,16 @@ impl Calendar {
     }
 
     /// The Russian production calendar shipped with the service. The data is
-    /// embedded and checked by the tests; were it unreadable, weekends only count.
+    /// embedded at build time and parsed by a unit test; were it unreadable, the
+    /// error is logged and weekends only count.
     pub fn russia() -> &'static Calendar {
         static RU: OnceLock<Calendar> = OnceLock::new();
-        RU.get_or_init(|| Calendar::parse(RU_DATA).unwrap_or_default())
+        RU.get_or_init(|| {
+            Calendar::parse(RU_DATA).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the embedded production calendar does not parse: weekends only");
+                Calendar::default()
+            })
+        })
     }
 
     /// Whether the data knows `year` (otherwise only weekends are days off).

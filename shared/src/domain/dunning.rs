@@ -1,10 +1,17 @@
 //! Dunning: what happens after a renewal charge is declined (SPEC §4).
 //!
+//! Only the provider's verdict on the customer's card (a decline with its reason
+//! code) — or having no card to charge at all — moves a subscription through
+//! dunning. A provider refusing the merchant's own request (credentials, a request
+//! it calls malformed, rate limits) is an operational failure handled by the
+//! worker's retries, never a decline.
+//!
 //! Retries follow the tenant's `dunning_retry_days`, offsets from the renewal's
 //! scheduled due time; each retry is a new attempt. Access continues for the grace
 //! period (counted from the due time), then is suspended. Hard declines stop the
-//! retries: the customer must pay by hand. When dunning ends without payment the
-//! policy's `after_last_retry` applies.
+//! automatic retries — the customer must pay by hand — but not the dunning window:
+//! it still ends at the would-be last retry (or the grace end, if later), and only
+//! then does the policy's `after_last_retry` apply.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -15,12 +22,12 @@ use super::tenant::Policy;
 /// equivalents.
 pub const HARD_DECLINES: &[&str] = &["5041", "5043", "5054", "5057", "permission_revoked", "card_expired"];
 
-/// Our own codes for charges that could not even be attempted.
+/// Our own code for a renewal with no usable saved card to charge: nothing to
+/// retry with, so it is treated as a hard decline.
 pub const NO_PAYMENT_METHOD: &str = "no_payment_method";
-pub const REQUEST_REFUSED: &str = "request_refused";
 
 pub fn is_hard_decline(code: Option<&str>) -> bool {
-    code.is_some_and(|c| HARD_DECLINES.contains(&c) || c == NO_PAYMENT_METHOD || c == REQUEST_REFUSED)
+    code.is_some_and(|c| HARD_DECLINES.contains(&c) || c == NO_PAYMENT_METHOD)
 }
 
 /// The dunning schedule after the `failed_attempts`-th scheduled attempt of a
@@ -35,6 +42,9 @@ pub struct Schedule {
     pub ends_at: DateTime<Utc>,
 }
 
+///
+/// `hard`: retries were stopped by a hard decline — no further automatic attempt,
+/// but the window (and so the customer's time to pay by hand) is unchanged.
 pub fn schedule(policy: &Policy, due: DateTime<Utc>, failed_attempts: u32, hard: bool) -> Schedule {
     let grace_until = due + TimeDelta::hours(i64::from(policy.grace_period_hours));
     let offset = |days: u32| due + TimeDelta::days(i64::from(days));
@@ -46,7 +56,7 @@ pub fn schedule(policy: &Policy, due: DateTime<Utc>, failed_attempts: u32, hard:
             .and_then(|i| policy.dunning_retry_days.get(i))
             .map(|d| offset(*d))
     };
-    let last_retry = if hard { due } else { policy.dunning_retry_days.last().map(|d| offset(*d)).unwrap_or(due) };
+    let last_retry = policy.dunning_retry_days.last().map_or(due, |d| offset(*d));
     Schedule { grace_until, next_retry_at, ends_at: grace_until.max(last_retry) }
 }
 
@@ -76,6 +86,16 @@ mod tests {
     }
 
     #[test]
+    fn a_hard_decline_keeps_the_window_open_for_paying_by_hand() {
+        // Orbita: grace 0, retries [1, 3, 5]; an expired card (5054) on the due date.
+        let due = t("2026-04-01T09:00:00Z");
+        let s = schedule(&policy(0, &[1, 3, 5]), due, 1, true);
+        assert_eq!(s.next_retry_at, None, "no automatic attempt after a hard decline");
+        assert_eq!(s.grace_until, due, "access suspended at once");
+        assert_eq!(s.ends_at, t("2026-04-06T09:00:00Z"), "after_last_retry only when the window ends");
+    }
+
+    #[test]
     fn grace_and_hard_declines() {
         let due = t("2026-03-01T10:00:00Z");
         let p = policy(72, &[1]);
@@ -84,10 +104,11 @@ mod tests {
         assert_eq!(s.ends_at, t("2026-03-04T10:00:00Z"), "dunning lasts at least the grace period");
         let hard = schedule(&p, due, 1, true);
         assert_eq!(hard.next_retry_at, None);
-        assert_eq!(hard.ends_at, hard.grace_until);
+        assert_eq!(hard.ends_at, s.ends_at);
         assert!(is_hard_decline(Some("5054")));
         assert!(!is_hard_decline(Some("5051")));
         assert!(!is_hard_decline(None));
+        assert!(is_hard_decline(Some(NO_PAYMENT_METHOD)));
         let none = schedule(&policy(0, &[]), due, 1, false);
         assert_eq!((none.next_retry_at, none.ends_at), (None, due));
     }

@@ -252,6 +252,9 @@ impl UnitPrice {
         if amount.normalize().scale() > Self::MAX_DECIMALS {
             return Err(MoneyError::BadFormat(amount.to_string(), Self::MAX_DECIMALS));
         }
+        if amount > MAX_AMOUNT {
+            return Err(MoneyError::TooLarge(amount.to_string()));
+        }
         Ok(UnitPrice { amount, currency })
     }
 
@@ -268,8 +271,31 @@ impl UnitPrice {
         Money::round(self.amount * Decimal::from(quantity), self.currency)
     }
 
+    /// The contract's form: the value with at least two and at most six decimals
+    /// (`"20.00"`, `"0.05"`, `"0.123456"`), which [`UnitPrice::parse`] reads back
+    /// to exactly this price.
     pub fn view(&self) -> MoneyView {
-        MoneyView { value: self.amount.normalize().to_string(), currency: self.currency.code().to_owned() }
+        let mut amount = self.amount.normalize();
+        if amount.scale() < 2 {
+            amount.rescale(2);
+        }
+        MoneyView { value: amount.to_string(), currency: self.currency.code().to_owned() }
+    }
+}
+
+/// Stored and shown as its [`MoneyView`].
+impl Serialize for UnitPrice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.view().serialize(serializer)
+    }
+}
+
+/// Read back strictly, as the API reads it: a value that does not parse is an
+/// error, never a missing price.
+impl<'de> Deserialize<'de> for UnitPrice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let input = MoneyInput::deserialize(deserializer)?;
+        input.unit_price().map_err(serde::de::Error::custom)
     }
 }
 
@@ -336,6 +362,19 @@ mod tests {
         assert_eq!(UnitPrice::parse(&json!("0.05"), &json!("RUB")).unwrap().view().value, "0.05");
     }
 
+    #[test]
+    fn whole_unit_prices_show_two_decimals_and_read_back() {
+        // Alfa CRM's active clients at 20.00 each (issue: shown as "20", never billed).
+        let p = UnitPrice::parse(&json!("20.00"), &json!("RUB")).unwrap();
+        assert_eq!(p.view().value, "20.00");
+        assert_eq!(UnitPrice::parse(&json!("20.5"), &json!("RUB")).unwrap().view().value, "20.50");
+        let stored = serde_json::to_value(p).unwrap();
+        assert_eq!(stored, json!({"value": "20.00", "currency": "RUB"}));
+        assert_eq!(serde_json::from_value::<UnitPrice>(stored).unwrap(), p);
+        assert!(serde_json::from_value::<UnitPrice>(json!({"value": "20", "currency": "RUB"})).is_err());
+        assert!(serde_json::from_value::<UnitPrice>(json!({"value": 20, "currency": "RUB"})).is_err());
+    }
+
     proptest! {
         #[test]
         fn two_decimal_strings_round_trip(kopecks in 0i64..100_000_000_000) {
@@ -344,6 +383,25 @@ mod tests {
             let m = parse(json!(text), "RUB").unwrap();
             prop_assert_eq!(m.amount(), d);
             prop_assert_eq!(m.value_string(), text);
+        }
+
+        #[test]
+        fn every_money_view_parses_back_to_itself(kopecks in 0i64..100_000_000_000) {
+            let m = Money::rub(Decimal::new(kopecks, 2)).unwrap();
+            let view = MoneyView::from(m);
+            prop_assert_eq!(view.money().unwrap(), m);
+            prop_assert_eq!(MoneyView::from(view.money().unwrap()), view);
+        }
+
+        #[test]
+        fn every_unit_price_view_parses_back_to_itself(units in 0i64..1_000_000_000, scale in 0u32..=6) {
+            let p = UnitPrice::new(Decimal::new(units, scale), Currency::Rub).unwrap();
+            let view = p.view();
+            let back = UnitPrice::parse(&json!(view.value), &json!(view.currency)).unwrap();
+            prop_assert_eq!(back.amount(), p.amount());
+            prop_assert_eq!(back.view(), view.clone());
+            let stored = serde_json::to_value(p).unwrap();
+            prop_assert_eq!(serde_json::from_value::<UnitPrice>(stored).unwrap().view(), view);
         }
 
         #[test]

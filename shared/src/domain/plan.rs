@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::money::{Money, MoneyView, UnitPrice};
+use super::money::{Money, UnitPrice};
 use super::tenant::VatType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -52,23 +52,110 @@ impl QuotaReset {
     }
 }
 
-/// One metric's quota on a plan, as stored.
+/// What happens to usage above a quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AboveQuota {
+    /// No entitlement for the metric once the quota is used up (SMM-GPT).
+    Block,
+    /// Units above the quota are charged at this price (WhatsMonster 7.5, Alfa 5.8).
+    Overage(UnitPrice),
+}
+
+/// Why a quota is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaError {
+    #[error("limit must not be negative")]
+    NegativeLimit,
+    #[error("overage needs a unit_price")]
+    MissingUnitPrice,
+    #[error("unit_price only applies to overage")]
+    UnexpectedUnitPrice,
+}
+
+/// One metric's quota on a plan. Only [`Quota::new`] makes one — the API's input
+/// and the stored JSON (`{limit, mode, unit_price?, kind}`) both go through it — so
+/// an overage quota always has its unit price: a stored quota that does not read
+/// back is an error, never a quota that bills nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "QuotaRecord", into = "QuotaRecord")]
 pub struct Quota {
-    pub limit: i64,
-    pub mode: QuotaMode,
+    limit: i64,
+    kind: MetricKind,
+    above: AboveQuota,
+}
+
+/// The stored (and API) shape of a quota.
+#[derive(Serialize, Deserialize)]
+struct QuotaRecord {
+    limit: i64,
+    mode: QuotaMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit_price: Option<MoneyView>,
+    unit_price: Option<UnitPrice>,
     #[serde(default)]
-    pub kind: MetricKind,
+    kind: MetricKind,
+}
+
+impl TryFrom<QuotaRecord> for Quota {
+    type Error = QuotaError;
+
+    fn try_from(r: QuotaRecord) -> Result<Self, Self::Error> {
+        Quota::new(r.limit, r.mode, r.unit_price, r.kind)
+    }
+}
+
+impl From<Quota> for QuotaRecord {
+    fn from(q: Quota) -> Self {
+        QuotaRecord { limit: q.limit, mode: q.mode(), unit_price: q.unit_price(), kind: q.kind }
+    }
 }
 
 impl Quota {
+    /// A quota of `limit` units per period; `unit_price` is required for
+    /// `overage` and refused for `block`.
+    pub fn new(
+        limit: i64,
+        mode: QuotaMode,
+        unit_price: Option<UnitPrice>,
+        kind: MetricKind,
+    ) -> Result<Quota, QuotaError> {
+        if limit < 0 {
+            return Err(QuotaError::NegativeLimit);
+        }
+        let above = match (mode, unit_price) {
+            (QuotaMode::Overage, Some(p)) => AboveQuota::Overage(p),
+            (QuotaMode::Overage, None) => return Err(QuotaError::MissingUnitPrice),
+            (QuotaMode::Block, Some(_)) => return Err(QuotaError::UnexpectedUnitPrice),
+            (QuotaMode::Block, None) => AboveQuota::Block,
+        };
+        Ok(Quota { limit, kind, above })
+    }
+
+    /// Units included per period.
+    pub fn limit(&self) -> i64 {
+        self.limit
+    }
+
+    pub fn kind(&self) -> MetricKind {
+        self.kind
+    }
+
+    pub fn above(&self) -> AboveQuota {
+        self.above
+    }
+
+    pub fn mode(&self) -> QuotaMode {
+        match self.above {
+            AboveQuota::Block => QuotaMode::Block,
+            AboveQuota::Overage(_) => QuotaMode::Overage,
+        }
+    }
+
+    /// The overage unit price (`None` exactly for `block` quotas).
     pub fn unit_price(&self) -> Option<UnitPrice> {
-        self.unit_price.as_ref().and_then(|p| {
-            UnitPrice::parse(&serde_json::Value::from(p.value.clone()), &serde_json::Value::from(p.currency.clone()))
-                .ok()
-        })
+        match self.above {
+            AboveQuota::Block => None,
+            AboveQuota::Overage(p) => Some(p),
+        }
     }
 }
 
@@ -182,6 +269,39 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    proptest::proptest! {
+        /// Every quota the API accepts is stored, read back and shown as itself.
+        #[test]
+        fn accepted_quotas_read_back_equal(
+            limit in 0i64..10_000_000,
+            overage in proptest::bool::ANY,
+            gauge in proptest::bool::ANY,
+            units in 0i64..1_000_000_000,
+            scale in 0u32..=6,
+        ) {
+            let kind = if gauge { MetricKind::Gauge } else { MetricKind::Counter };
+            let (mode, price) = if overage {
+                let text = Decimal::new(units, scale).to_string();
+                let text = if text.contains('.') { text } else { format!("{text}.00") };
+                let input = serde_json::json!({"value": text, "currency": "RUB"});
+                let price: crate::domain::money::MoneyInput = serde_json::from_value(input).unwrap();
+                (QuotaMode::Overage, Some(price.unit_price().unwrap()))
+            } else {
+                (QuotaMode::Block, None)
+            };
+            let quota = Quota::new(limit, mode, price, kind).unwrap();
+            let stored = serde_json::to_value(&quota).unwrap();
+            let back: Quota = serde_json::from_value(stored.clone()).unwrap();
+            proptest::prop_assert_eq!(&back, &quota);
+            proptest::prop_assert_eq!(serde_json::to_value(&back).unwrap(), stored);
+            if let Some(p) = back.unit_price() {
+                let shown = p.view();
+                let reparsed = UnitPrice::parse(&serde_json::json!(shown.value), &serde_json::json!(shown.currency));
+                proptest::prop_assert_eq!(reparsed.unwrap().amount(), p.amount());
+            }
+        }
     }
 
     fn v(amount: i64, from: Option<&str>) -> PriceVersion {

@@ -350,6 +350,77 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn arb_rule() -> impl Strategy<Value = RefundRule> {
+        let reasons = proptest::sample::subsequence(
+            vec![
+                RefundReason::Unused,
+                RefundReason::Outage,
+                RefundReason::DoubleCharge,
+                RefundReason::ProviderTermination,
+                RefundReason::Goodwill,
+            ],
+            1..=5,
+        );
+        let unit = prop_oneof![Just(WindowUnit::Hours), Just(WindowUnit::Days), Just(WindowUnit::BusinessDays)];
+        let from = prop_oneof![Just(WindowFrom::Payment), Just(WindowFrom::Access)];
+        let window = proptest::option::of((1u32..=3660, unit, from).prop_map(|(count, unit, from)| RefundWindow {
+            count,
+            unit,
+            from,
+        }));
+        let decision = prop_oneof![Just(RefundDecision::Approve), Just(RefundDecision::Review)];
+        let amount = prop_oneof![Just(RefundAmountRule::Full), Just(RefundAmountRule::Prorata)];
+        (reasons, window, any::<bool>(), decision, amount).prop_map(
+            |(reasons, window, requires_no_usage, decision, amount)| RefundRule {
+                reasons,
+                window,
+                requires_no_usage,
+                decision,
+                amount,
+            },
+        )
+    }
+
+    fn arb_policy() -> impl Strategy<Value = Policy> {
+        let retries = proptest::collection::btree_set(1u32..=90, 0..=20).prop_map(|s| s.into_iter().collect());
+        let holidays = proptest::collection::vec((2026i32..2030, 1u32..=365), 0..5)
+            .prop_map(|days| days.into_iter().filter_map(|(y, d)| NaiveDate::from_yo_opt(y, d)).collect::<Vec<_>>());
+        let upgrade = prop_oneof![Just(UpgradeMode::Prorate), Just(UpgradeMode::RestartWithCredit)];
+        let after = prop_oneof![Just(AfterLastRetry::Expire), Just(AfterLastRetry::StaySuspended)];
+        let rate = proptest::option::of((0i64..=10_000).prop_map(|bp| Decimal::new(bp, 4)));
+        (
+            (0u32..=365, upgrade, 0u32..=2160, retries, after, 0u32..=60),
+            (holidays, 1u32..=120, proptest::collection::vec(arb_rule(), 0..4), rate),
+        )
+            .prop_map(
+                |((notice, upgrade_mode, grace, retry_days, after, renewal), (holidays, review, rules, rate))| Policy {
+                    price_change_notice_days: notice,
+                    upgrade_mode,
+                    grace_period_hours: grace,
+                    dunning_retry_days: retry_days,
+                    after_last_retry: after,
+                    renewal_notice_days: renewal,
+                    holidays,
+                    review_deadline_business_days: review,
+                    refund_rules: rules,
+                    partner_commission_rate: rate,
+                },
+            )
+    }
+
+    proptest! {
+        /// Every policy the API accepts is stored and read back as itself.
+        #[test]
+        fn accepted_policies_read_back_equal(policy in arb_policy()) {
+            prop_assert!(policy.validate().is_ok(), "{:?}", policy.validate());
+            let stored = serde_json::to_value(&policy).unwrap();
+            let back: Policy = serde_json::from_value(stored.clone()).unwrap();
+            prop_assert_eq!(&back, &policy);
+            prop_assert_eq!(serde_json::to_value(&back).unwrap(), stored);
+        }
+    }
 
     #[test]
     fn empty_policy_takes_documented_defaults() {

@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 
 use super::money::{Money, UnitPrice};
 use super::period::{local_date, resolve_local};
-use super::plan::{MetricKind, Quota, QuotaMode, QuotaReset};
+use super::plan::{AboveQuota, MetricKind, Quota, QuotaMode, QuotaReset};
 
 /// When usage stops counting towards the period that ends at `period_end`.
 pub fn window_end(period_end: DateTime<Utc>, reset: QuotaReset, customer_tz: Tz) -> DateTime<Utc> {
@@ -98,25 +98,21 @@ impl Usage {
 
 /// Units above the quota and their price, rounded once; `None` when nothing is owed.
 pub fn overage(quota: &Quota, usage: Usage) -> Option<(i64, UnitPrice, Money)> {
-    if quota.mode != QuotaMode::Overage {
-        return None;
-    }
-    let units = usage.billable(quota.kind).checked_sub(quota.limit).filter(|u| *u > 0)?;
-    let price = quota.unit_price()?;
+    let AboveQuota::Overage(price) = quota.above() else { return None };
+    let units = usage.billable(quota.kind()).checked_sub(quota.limit()).filter(|u| *u > 0)?;
     let amount = price.times(units);
     (!amount.is_zero()).then_some((units, price, amount))
 }
 
 /// Entitlement of one metric: remaining quota and whether it may be used now.
 pub fn remaining(quota: &Quota, usage: Usage) -> (i64, bool) {
-    let left = (quota.limit - usage.used).max(0);
-    (left, quota.mode == QuotaMode::Overage || left > 0)
+    let left = (quota.limit() - usage.used).max(0);
+    (left, quota.mode() == QuotaMode::Overage || left > 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::money::{Currency, MoneyView};
     use rust_decimal::Decimal;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -201,11 +197,31 @@ mod tests {
     }
 
     fn quota(limit: i64, mode: QuotaMode, price: Option<&str>, kind: MetricKind) -> Quota {
-        Quota {
-            limit,
-            mode,
-            unit_price: price.map(|p| MoneyView { value: p.into(), currency: Currency::Rub.code().into() }),
-            kind,
+        let price = price.map(|p| UnitPrice::parse(&serde_json::json!(p), &serde_json::json!("RUB")).unwrap());
+        Quota::new(limit, mode, price, kind).unwrap()
+    }
+
+    #[test]
+    fn a_whole_unit_price_is_billed() {
+        // Alfa 5.8 (issue: "20" was stored and the overage skipped): 100 active
+        // clients included, the level peaked at 120, 20.00 each -> 400.00.
+        let q = quota(100, QuotaMode::Overage, Some("20.00"), MetricKind::Gauge);
+        let stored = serde_json::to_value(&q).unwrap();
+        assert_eq!(stored["unit_price"]["value"], "20.00");
+        let back: Quota = serde_json::from_value(stored).unwrap();
+        let (units, _, amount) = overage(&back, Usage { used: 110, peak: 120 }).unwrap();
+        assert_eq!((units, amount.value_string()), (20, "400.00".to_owned()));
+    }
+
+    #[test]
+    fn a_stored_quota_that_does_not_parse_is_an_error() {
+        for bad in [
+            serde_json::json!({"limit": 100, "mode": "overage", "unit_price": {"value": "20", "currency": "RUB"}}),
+            serde_json::json!({"limit": 100, "mode": "overage"}),
+            serde_json::json!({"limit": 100, "mode": "block", "unit_price": {"value": "1.00", "currency": "RUB"}}),
+            serde_json::json!({"limit": -1, "mode": "block"}),
+        ] {
+            assert!(serde_json::from_value::<Quota>(bad.clone()).is_err(), "{bad}");
         }
     }
 

@@ -2,7 +2,8 @@
 //! and `{group_code}/report/{uuid}`. The token is cached per (base URL, login) and
 //! fetched again once when a call answers error 10 or 11. Errors: `Unknown` (timeout,
 //! 5xx, unreadable: re-send the same `external_id` later, ATOL answers 33 instead of
-//! a second receipt), `Rejected` (only corrected data helps), `Auth` (configuration).
+//! a second receipt), `Rejected` (only corrected data helps), `Configuration` (the
+//! merchant's account or our request: credentials, group, protocol, URL).
 //! Money is written as JSON numbers from the exact decimals, never through f64.
 
 use std::collections::HashMap;
@@ -215,9 +216,11 @@ pub enum AtolError {
     /// The document or request itself was refused: only corrected data helps.
     #[error("refused: {0:?}")]
     Rejected(AtolFailure),
-    /// Login, password, group or protocol refused: a configuration problem.
-    #[error("credentials: {0}")]
-    Auth(String),
+    /// Login, password, group, protocol or endpoint refused: the merchant's
+    /// configuration (or our request) is wrong, not the document. Nothing was
+    /// registered; retry once the settings are fixed.
+    #[error("configuration refused: {0}")]
+    Configuration(String),
 }
 
 fn money<S: Serializer>(v: &Decimal, s: S) -> Result<S::Ok, S::Error> {
@@ -305,7 +308,11 @@ struct Answer {
 fn classify(what: &str, status: StatusCode, e: &WireError) -> AtolError {
     let f = e.failure();
     match f.code {
-        10 | 11 | 12 | 14 | 20 | 21 => AtolError::Auth(format!("{what}: error {} ({}): {}", f.code, status, f.text)),
+        // Credentials, group, protocol; an unsupported operation, a request ATOL
+        // calls malformed, a wrong content type: the setup is wrong, not the receipt.
+        10 | 11 | 12 | 14 | 20 | 21 | 31 | 40 | 41 => {
+            AtolError::Configuration(format!("{what}: error {} ({}): {}", f.code, status, f.text))
+        }
         0 | 50 => AtolError::Unknown(format!("{what}: error {} ({}): {}", f.code, status, f.text)),
         _ if status.is_server_error() => AtolError::Unknown(format!("{what}: error {}: {}", f.code, f.text)),
         _ => AtolError::Rejected(f),
@@ -329,7 +336,11 @@ fn report_from(uuid: &str, status: StatusCode, a: Answer) -> Result<Report, Atol
         (_, Some(e)) if e.code == Some(34) => ReportStatus::Wait,
         (Some("fail"), Some(e)) if status.is_success() => ReportStatus::Fail(e.failure()),
         (_, Some(e)) => return Err(classify("report", status, e)),
-        (Some("done"), None) => ReportStatus::Done(a.payload.unwrap_or_default()),
+        // A registered receipt without its fiscal attributes is not a registration we can record.
+        (Some("done"), None) => match a.payload {
+            Some(payload) => ReportStatus::Done(payload),
+            None => return Err(AtolError::Unknown(format!("report: HTTP {status}, done without a payload"))),
+        },
         (Some("wait"), None) => ReportStatus::Wait,
         (s, None) => return Err(AtolError::Unknown(format!("report: HTTP {status}, status {s:?}"))),
     };
@@ -351,7 +362,10 @@ async fn read(what: &str, res: reqwest::Response) -> Result<(StatusCode, Answer)
             let error = WireError { code: Some(11), text: Some("HTTP 401".into()), kind: None };
             Ok((status, Answer { error: Some(error), ..Answer::default() }))
         }
-        Err(_) if status == StatusCode::FORBIDDEN => Err(AtolError::Auth(format!("{what}: HTTP {status}"))),
+        // A refused login or an endpoint that is not ATOL's (a wrong api_url or group).
+        Err(_) if matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) => {
+            Err(AtolError::Configuration(format!("{what}: HTTP {status}")))
+        }
         Err(_) => Err(AtolError::Rejected(AtolFailure {
             code: i64::from(status.as_u16()),
             text: format!(
@@ -408,7 +422,7 @@ impl AtolApi {
                 Ok(token)
             }
             (Some(e), _) => Err(match classify("getToken", status, &e) {
-                AtolError::Rejected(f) => AtolError::Auth(format!("getToken: error {}: {}", f.code, f.text)),
+                AtolError::Rejected(f) => AtolError::Configuration(format!("getToken: error {}: {}", f.code, f.text)),
                 other => other,
             }),
             _ => Err(AtolError::Unknown(format!("getToken: HTTP {status} without a token"))),
@@ -526,7 +540,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let auth = answer(r#"{"error":{"code":20,"text":"group","type":"system"}}"#);
-        assert!(matches!(accepted(StatusCode::UNAUTHORIZED, auth), Err(AtolError::Auth(_))));
+        assert!(matches!(accepted(StatusCode::UNAUTHORIZED, auth), Err(AtolError::Configuration(_))));
         let unknown = answer(r#"{"error":{"code":0,"text":"?","type":"system"}}"#);
         assert!(matches!(accepted(StatusCode::BAD_REQUEST, unknown), Err(AtolError::Unknown(_))));
         assert!(matches!(accepted(StatusCode::OK, answer("{}")), Err(AtolError::Unknown(_))));

@@ -13,7 +13,10 @@ pub enum GatewayError {
     /// connection): the outcome is unknown and must be reconciled, never retried blindly.
     #[error("outcome unknown: {0}")]
     Unknown(String),
-    /// The provider refused the request itself (bad credentials, bad request).
+    /// The provider refused the merchant's request itself — credentials refused
+    /// (HTTP 401/403), a request it calls malformed, an unknown account. Nothing
+    /// was charged or refunded: an operational failure to retry and show an
+    /// operator, never a verdict on the customer's card.
     #[error("request refused: {0}")]
     Refused(String),
     /// The provider answered with something we cannot read.

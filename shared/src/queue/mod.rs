@@ -67,6 +67,11 @@ pub async fn replay_dead_letters(url: &Secret, queue: &topology::WorkQueue) -> R
             Some(AMQPValue::LongString(s)) => uuid::Uuid::parse_str(&String::from_utf8_lossy(s.as_bytes())).ok(),
             _ => None,
         };
+        if id.is_none() {
+            // Not dead-lettered by our worker (or its header was damaged): replayed,
+            // but no dead-letter record can be marked for it.
+            tracing::warn!(queue = queue.name, "replaying a dead letter without a readable record id");
+        }
         let mut fresh = FieldTable::default();
         for (k, v) in headers.inner() {
             if k.as_str() != topology::ATTEMPT_HEADER {

@@ -535,7 +535,8 @@ pub(crate) async fn supersede_pending(
                 format!("a charge of the earlier {} payment is in progress; wait for its outcome", p.kind),
             ));
         }
-        for mut a in attempts.into_iter().filter(|a| a.status == "pending") {
+        // Pending and refused attempts were never charged: they can be called off.
+        for mut a in attempts.into_iter().filter(|a| matches!(a.status.as_str(), "pending" | "refused")) {
             a.status = "failed".into();
             a.failure_reason = Some("superseded".into());
             payments_db::save_attempt(conn, &a).await?;

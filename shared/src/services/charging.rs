@@ -6,6 +6,12 @@
 //! InvoiceId and X-Request-ID — when the provider does not know it: one attempt
 //! never produces two charges.
 //!
+//! A provider that refuses our own request (credentials, a request it calls
+//! malformed) has charged nothing: the attempt is marked `refused`, nothing moves
+//! through dunning, no card is revoked, and the same attempt is re-sent with the
+//! queue's back-off; when the retries run out it is dead-lettered with the reason,
+//! to be replayed once the tenant's settings are fixed.
+//!
 //! Charge jobs arrive in waves (a renewal instant), so they are processed in
 //! batches: one statement claims the batch, the calls run concurrently, and the
 //! captured plain renewals are recorded in one transaction of set-based
@@ -22,13 +28,13 @@ use serde_json::json;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::JobResult;
 use super::charges::{Card, Decline, apply_capture, apply_decline};
 use super::payments;
 use super::plans;
 use super::scheduler;
 use super::subscriptions;
 use super::tenants::{self, Tenant};
+use super::{JobResult, merchant_side_failure};
 use crate::clock::{Clock, real_now};
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, AttemptRow, Captured, PaymentRow};
@@ -37,7 +43,7 @@ use crate::db::schema::{
 };
 use crate::db::subscriptions::{self as subs_db, Renewed, SubscriptionRow};
 use crate::db::{PgPool, in_transaction, ledger};
-use crate::domain::dunning::{self, REQUEST_REFUSED};
+use crate::domain::dunning;
 use crate::domain::ledger::Posting;
 use crate::domain::money::MoneyView;
 use crate::domain::period::period_end;
@@ -70,6 +76,8 @@ enum Step {
 enum Outcome {
     Charge(ChargeOutcome),
     Unknown(String),
+    /// The provider refused the merchant's request: nothing was charged.
+    Refused(String),
 }
 
 impl Outcome {
@@ -78,6 +86,7 @@ impl Outcome {
             Outcome::Charge(ChargeOutcome::Captured { .. }) => "captured",
             Outcome::Charge(ChargeOutcome::Declined { .. }) => "declined",
             Outcome::Unknown(_) => "unknown",
+            Outcome::Refused(_) => "refused",
         }
     }
 }
@@ -103,11 +112,7 @@ async fn call_gateway(api: &CloudPaymentsApi, call: &AttemptCall) -> Outcome {
     };
     match api.charge_token(&call.account, &charge).await {
         Ok(o) => Outcome::Charge(o),
-        Err(GatewayError::Refused(msg)) => Outcome::Charge(ChargeOutcome::Declined {
-            transaction_id: None,
-            reason_code: Some(REQUEST_REFUSED.into()),
-            reason: Some(msg),
-        }),
+        Err(GatewayError::Refused(msg)) => Outcome::Refused(msg),
         Err(e) => Outcome::Unknown(e.to_string()),
     }
 }
@@ -138,6 +143,9 @@ pub async fn process_attempt(
                         return Ok(JobResult::RetryLater("the provider is still processing the attempt".into()));
                     }
                     Ok(Found::NotFound) => {}
+                    Err(GatewayError::Refused(why)) => {
+                        return Ok(merchant_side_failure(call.tenant.id, "cloudpayments", "payments/find", &why));
+                    }
                     Err(e) => return Ok(JobResult::RetryLater(format!("reconciliation failed: {e}"))),
                 }
             }
@@ -239,14 +247,15 @@ struct Claimed {
     email: Option<String>,
 }
 
-/// The common case in one statement: pending attempts are marked `sent`
+/// The common case in one statement: pending (or refused, to re-send) attempts are marked `sent`
 /// (committed before the gateway is called) and everything their calls need is
 /// read with them. Attempts that are not pending (redelivery, follow-up, already
 /// done) are left out.
 async fn claim_pending(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> ServiceResult<Vec<(Uuid, Box<AttemptCall>)>> {
     let rows: Vec<Claimed> = diesel::sql_query(
-        "WITH claimed AS (UPDATE payment_attempts SET status = 'sent', sent_at = now(), updated_at = now() \
-                          WHERE id = ANY($1) AND status = 'pending' \
+        "WITH claimed AS (UPDATE payment_attempts SET status = 'sent', sent_at = now(), updated_at = now(), \
+                                 failure_reason = NULL \
+                          WHERE id = ANY($1) AND status IN ('pending', 'refused') \
                             AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = payment_id \
                                             AND (p.status = 'succeeded' OR p.failure_reason IN ('superseded', 'expired'))) \
                           RETURNING id, invoice_id, payment_id, payment_method_id) \
@@ -289,7 +298,7 @@ async fn claim(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> ServiceResult<
     };
     let mut attempt = payment_attempts::table.find(attempt_id).select(AttemptRow::as_select()).first(conn).await?;
     let reconcile = match attempt.status.as_str() {
-        "pending" => false,
+        "pending" | "refused" => false,
         "sent" | "unknown" => true,
         _ => return Ok(Step::Done),
     };
@@ -310,6 +319,7 @@ async fn claim(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> ServiceResult<
         customers::table.find(payment.customer_id).select(customers::email).first(conn).await.optional()?;
     if !reconcile {
         attempt.status = "sent".into();
+        attempt.failure_reason = None;
         attempt.sent_at = Some(real_now());
         payments_db::save_attempt(conn, &attempt).await?;
     }
@@ -360,6 +370,12 @@ async fn finish(
                 };
                 apply_decline(c, now, tenant, &mut payment, &mut attempt, decline).await?;
                 Ok(JobResult::Done)
+            }
+            Outcome::Refused(why) => {
+                attempt.status = "refused".into();
+                attempt.failure_reason = Some(why.chars().take(500).collect());
+                payments_db::save_attempt(c, &attempt).await?;
+                Ok(merchant_side_failure(tenant.id, "cloudpayments", "payments/tokens/charge", &why))
             }
             Outcome::Unknown(why) => {
                 warn!(%attempt_id, %why, "charge outcome unknown: reconciling later");

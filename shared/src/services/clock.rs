@@ -34,7 +34,7 @@ pub async fn settled(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Servic
     let unpublished = outbox_events::table.filter(outbox_events::published_at.is_null());
     // Token charges not yet resolved (widget attempts wait for the customer).
     let charging = payment_attempts::table
-        .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown"]))
+        .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown", "refused"]))
         .filter(payment_attempts::channel.ne("widget"));
     let overdue = refunds::table
         .filter(refunds::status.eq("pending_review"))

@@ -109,6 +109,9 @@ pub async fn handle(
         }
         NotificationKind::Refund => {
             let n = PaymentNotification::from_fields(&fields).map_err(bad_notification)?;
+            // `Data` echoes the JsonData of our refund call; a dashboard refund's is
+            // the merchant's free text. Not naming our refund is not an error: the
+            // refund is then matched by its transaction or amount.
             let ours = fields
                 .get("Data")
                 .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
@@ -179,13 +182,16 @@ async fn check(
     }
     if let Some(sub_id) = payment.subscription_id {
         let sub = subs_db::find(conn, tenant.id, sub_id).await?;
-        let still_wanted = sub.is_some_and(|s| match payment.kind.as_str() {
-            "purchase" => s.status == SubscriptionStatus::PendingPayment.as_str(),
-            "renewal" => s.renewal_payment_id == Some(payment.id),
-            // Usage already consumed is owed whatever became of the subscription.
-            "overage" => true,
-            _ => SubscriptionStatus::parse(&s.status).is_some_and(SubscriptionStatus::is_live),
-        });
+        let still_wanted = match sub {
+            None => false,
+            Some(s) => match payment.kind.as_str() {
+                "purchase" => s.status == SubscriptionStatus::PendingPayment.as_str(),
+                "renewal" => s.renewal_payment_id == Some(payment.id),
+                // Usage already consumed is owed whatever became of the subscription.
+                "overage" => true,
+                _ => super::subscriptions::status_of(&s)?.is_live(),
+            },
+        };
         if !still_wanted {
             return Ok(CheckCode::NotAcceptable);
         }

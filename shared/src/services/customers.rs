@@ -118,7 +118,11 @@ pub async fn create(
         email: spec.email,
         time_zone,
         partner_code: spec.partner_code,
-        legal_entity: spec.legal_entity.map(|le| serde_json::to_value(le).unwrap_or_default()),
+        legal_entity: spec
+            .legal_entity
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| ServiceError::Internal(e.to_string()))?,
         created_at: now,
     };
     db::insert(conn, &row).await.map_err(|e| {

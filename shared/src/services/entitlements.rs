@@ -15,7 +15,6 @@ use super::subscriptions::{has_access_now, status_of};
 use super::tenants::Tenant;
 use super::usage;
 use crate::db::subscriptions as subs_db;
-use crate::domain::parse_time_zone;
 use crate::domain::plan::{MetricKind, QuotaMode};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::usage::remaining;
@@ -67,7 +66,7 @@ pub async fn get(
     };
     let access = has_access_now(&sub, now)?;
     let plan = plans::load(conn, sub.plan_id).await?;
-    let tz = parse_time_zone(&customer.time_zone).unwrap_or(tenant.tz);
+    let tz = super::stored_time_zone(&customer.time_zone)?;
     let usage =
         if plan.quotas.is_empty() { HashMap::new() } else { usage::usage_now(conn, now, &sub, &plan, tz).await? };
     let metrics = plan
@@ -77,12 +76,12 @@ pub async fn get(
             let used = usage.get(name).copied().unwrap_or_default();
             let (remaining, metric_access) = remaining(q, used);
             let entitlement = MetricEntitlement {
-                limit: q.limit,
+                limit: q.limit(),
                 used: used.used,
                 peak: used.peak,
-                kind: q.kind,
+                kind: q.kind(),
                 remaining,
-                mode: q.mode,
+                mode: q.mode(),
                 access: access && metric_access,
             };
             (name.clone(), entitlement)

@@ -108,7 +108,10 @@ pub async fn claim(conn: &mut AsyncPgConnection, req: &IdempotentRequest) -> Ser
         ));
     }
     match body {
-        Some(body) => Ok(Claim::Replay { status: u16::try_from(status).unwrap_or(200), body }),
+        Some(body) => {
+            let status = u16::try_from(status).map_err(|e| super::corrupt("idempotent answer status", e))?;
+            Ok(Claim::Replay { status, body })
+        }
         None => Err(ServiceError::conflict(
             "idempotent_replay_unavailable",
             "the first answer to this request carried secrets and is not stored; it cannot be replayed",

@@ -187,6 +187,9 @@ pub async fn pay_now(
     let mut payment = payments_db::find_for_update(conn, payment_id)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("renewal payment {payment_id} vanished")))?;
+    // An attempt the provider refused for the merchant's own setup was never
+    // charged: paying by hand calls it off rather than waiting for an operator.
+    payments_db::call_off_refused(conn, payment.id).await?;
     if has_open_attempt(conn, payment.id).await? {
         return Err(ServiceError::conflict(
             "payment_in_progress",

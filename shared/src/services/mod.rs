@@ -79,11 +79,39 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
     ServiceError::Internal(format!("stored {what} does not parse: {e}"))
 }
 
+/// A stored IANA time zone name (a customer's) as a zone; one that does not parse
+/// is an internal error, never another zone.
+pub(crate) fn stored_time_zone(name: &str) -> ServiceResult<chrono_tz::Tz> {
+    crate::domain::parse_time_zone(name).ok_or_else(|| corrupt("time zone", name))
+}
+
 /// A stored amount and its currency code as money (a row that does not parse is
 /// an internal error naming `what`).
 pub(crate) fn stored_money(amount: rust_decimal::Decimal, currency: &str, what: &str) -> ServiceResult<Money> {
     let c = crate::domain::money::Currency::parse(currency).map_err(|e| corrupt(&format!("{what} currency"), e))?;
     Money::new(amount, c).map_err(|e| corrupt(what, e))
+}
+
+/// A provider refused the merchant's own request — credentials refused (HTTP
+/// 401/403), a request it calls malformed, an unknown account — so nothing was
+/// charged, refunded or registered. It is an operational failure of the tenant's
+/// settings, never the customer's doing: logged with the tenant and the reason,
+/// counted in `billing_provider_refusals_total{provider, operation, tenant}`, and
+/// the same work is retried with the queue's back-off, then dead-lettered with
+/// this reason (replayable once the settings are fixed).
+pub(crate) fn merchant_side_failure(
+    tenant: Uuid,
+    provider: &'static str,
+    operation: &'static str,
+    reason: &str,
+) -> JobResult {
+    tracing::warn!(%tenant, provider, operation, reason, "the provider refused the merchant's request");
+    metrics::counter!("billing_provider_refusals_total", "provider" => provider, "operation" => operation,
+        "tenant" => tenant.to_string())
+    .increment(1);
+    JobResult::RetryLater(format!(
+        "{provider} refused the merchant's {operation} request ({reason}): check tenant {tenant}'s credentials and settings, then replay"
+    ))
 }
 
 /// What a charge job ended with.

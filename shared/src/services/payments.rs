@@ -62,8 +62,10 @@ pub struct Line {
     pub metric: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<i64>,
+    /// Overage: the price per unit (up to six decimals, at least two).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit_price: Option<MoneyView>,
+    #[schema(value_type = Option<MoneyView>)]
+    pub unit_price: Option<crate::domain::money::UnitPrice>,
     pub amount: MoneyView,
 }
 

@@ -139,8 +139,9 @@ pub async fn change_plan(
     };
     let period_days = local_days_between(start, end, tenant.tz);
     let remaining_days = local_days_between(now, end, tenant.tz).clamp(0, period_days);
-    let old_price = Money::new(sub.paid_amount.unwrap_or_default(), plan.price_at(now)?.price.currency())
-        .map_err(|e| corrupt("paid amount", e))?;
+    // Every way into a period with access records what it paid (0 for free plans).
+    let paid = sub.paid_amount.ok_or_else(|| corrupt("paid amount", "missing on a subscription with access"))?;
+    let old_price = Money::new(paid, plan.price_at(now)?.price.currency()).map_err(|e| corrupt("paid amount", e))?;
     let zero = Money::zero(old_price.currency());
     let mut answer = ChangePlanView {
         effective: Effective::NextPeriod,
@@ -317,7 +318,7 @@ async fn apply(
     }
     // Raised limits: a quota used up under the old plan may be used up again.
     if let Some(start) = sub.current_period_start {
-        let limits: Vec<(&str, i64)> = target.quotas.iter().map(|(m, q)| (m.as_str(), q.limit)).collect();
+        let limits: Vec<(&str, i64)> = target.quotas.iter().map(|(m, q)| (m.as_str(), q.limit())).collect();
         crate::db::usage::rearm_exhausted(conn, sub.id, start, &limits).await?;
     }
     let version = target.price_at(now)?;

@@ -69,7 +69,7 @@ impl Plan {
             period: Period { unit, count: u32::try_from(row.period_count).map_err(|e| corrupt("plan period", e))? },
             quotas: serde_json::from_value(row.quotas).map_err(|e| corrupt("plan quotas", e))?,
             fiscal: row.fiscal.map(serde_json::from_value).transpose().map_err(|e| corrupt("plan fiscal", e))?,
-            trial_days: row.trial_days.and_then(|d| u32::try_from(d).ok()),
+            trial_days: row.trial_days.map(u32::try_from).transpose().map_err(|e| corrupt("plan trial_days", e))?,
             code: row.code,
             name: row.name,
             auto_renew: row.auto_renew,
@@ -189,20 +189,10 @@ fn parse_quotas(input: &BTreeMap<String, QuotaInput>) -> ServiceResult<Quotas> {
         if !valid_metric(metric) {
             return Err(ServiceError::validation(format!("quota metric {metric:?}: use letters, digits, _ - .")));
         }
-        if q.limit < 0 {
-            return Err(ServiceError::validation(format!("quotas.{metric}.limit must not be negative")));
-        }
-        let unit_price = match (q.mode, &q.unit_price) {
-            (QuotaMode::Overage, Some(p)) => Some(p.unit_price()?.view()),
-            (QuotaMode::Overage, None) => {
-                return Err(ServiceError::validation(format!("quotas.{metric}: overage needs a unit_price")));
-            }
-            (QuotaMode::Block, Some(_)) => {
-                return Err(ServiceError::validation(format!("quotas.{metric}: unit_price only applies to overage")));
-            }
-            (QuotaMode::Block, None) => None,
-        };
-        quotas.insert(metric.clone(), Quota { limit: q.limit, mode: q.mode, unit_price, kind: q.kind });
+        let unit_price = q.unit_price.as_ref().map(MoneyInput::unit_price).transpose()?;
+        let quota = Quota::new(q.limit, q.mode, unit_price, q.kind)
+            .map_err(|e| ServiceError::validation(format!("quotas.{metric}: {e}")))?;
+        quotas.insert(metric.clone(), quota);
     }
     Ok(quotas)
 }
@@ -224,6 +214,8 @@ pub struct PriceView {
 pub struct QuotaView {
     pub limit: i64,
     pub mode: QuotaMode,
+    /// `overage` only: the price per unit, its value with two to six decimals
+    /// (`"20.00"`, `"0.05"`, `"0.123456"`).
     pub unit_price: Option<MoneyView>,
     pub kind: MetricKind,
 }
@@ -291,10 +283,8 @@ impl Plan {
                 .quotas
                 .iter()
                 .map(|(k, q)| {
-                    (
-                        k.clone(),
-                        QuotaView { limit: q.limit, mode: q.mode, unit_price: q.unit_price.clone(), kind: q.kind },
-                    )
+                    let unit_price = q.unit_price().map(|p| p.view());
+                    (k.clone(), QuotaView { limit: q.limit(), mode: q.mode(), unit_price, kind: q.kind() })
                 })
                 .collect(),
             quota_reset: self.quota_reset,
@@ -352,12 +342,16 @@ pub async fn create(
         period_count: i32::try_from(spec.period.count)
             .map_err(|_| ServiceError::validation("period.count too large"))?,
         auto_renew: spec.auto_renew,
-        trial_days: spec.trial_days.and_then(|d| i32::try_from(d).ok()),
+        trial_days: spec
+            .trial_days
+            .map(i32::try_from)
+            .transpose()
+            .map_err(|_| ServiceError::validation("trial_days too large"))?,
         once_per_customer: spec.once_per_customer,
         quotas: serde_json::to_value(&quotas).map_err(|e| ServiceError::Internal(e.to_string()))?,
         quota_reset: spec.quota_reset.as_str().to_owned(),
         cashback_rate,
-        fiscal: spec.fiscal.map(|f| serde_json::to_value(f).unwrap_or_default()),
+        fiscal: spec.fiscal.map(serde_json::to_value).transpose().map_err(|e| ServiceError::Internal(e.to_string()))?,
         archived_at: None,
         created_at: now,
     };

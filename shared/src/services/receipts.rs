@@ -473,7 +473,16 @@ pub async fn process(
     let outcome = step(to, &tenant, &account, &row, now).await;
     let result = match outcome {
         Ok(learned) => learn(pool, clock, id, attempt, learned).await?,
-        Err(reason) => JobResult::RetryLater(reason),
+        Err(Retry::Later(reason)) => JobResult::RetryLater(reason),
+        // The merchant's ATOL settings are refused: the receipt stays pending (it is
+        // not the document's fault), and once the retries run out its job is
+        // dead-lettered to be replayed after the settings are fixed.
+        Err(Retry::Configuration(operation, reason)) => {
+            return Ok(match super::merchant_side_failure(tenant.id, "atol", operation, &reason) {
+                JobResult::RetryLater(reason) if last => JobResult::DeadLetter(reason),
+                other => other,
+            });
+        }
     };
     match result {
         JobResult::RetryLater(reason) if last => give_up(format!("not registered after all retries: {reason}")).await,
@@ -481,17 +490,35 @@ pub async fn process(
     }
 }
 
+/// Why a step with ATOL has to be tried again later.
+enum Retry {
+    /// Not known yet (timeout, still processing): the next try asks again.
+    Later(String),
+    /// The merchant's configuration was refused during the named operation.
+    Configuration(&'static str, String),
+}
+
+impl From<AtolError> for Retry {
+    fn from(e: AtolError) -> Retry {
+        match e {
+            AtolError::Configuration(reason) => Retry::Configuration("register", reason),
+            other => Retry::Later(other.to_string()),
+        }
+    }
+}
+
 /// One step with ATOL: register the attempt if it has no document there yet,
-/// else read its report. `Err` is a reason to try again later.
+/// else read its report. `Err` is why to try again later.
 async fn step(
     to: &Registrar<'_>,
     tenant: &Tenant,
     account: &AtolAccount,
     row: &ReceiptRow,
     now: DateTime<Utc>,
-) -> Result<Learned, String> {
+) -> Result<Learned, Retry> {
     let Some(uuid) = &row.provider_uuid else {
-        let receipt: Receipt = serde_json::from_str(&row.document).map_err(|e| format!("stored receipt: {e}"))?;
+        let receipt: Receipt =
+            serde_json::from_str(&row.document).map_err(|e| Retry::Later(format!("stored receipt: {e}")))?;
         let doc = Document {
             external_id: external_id(row),
             timestamp: crate::gateways::atol::format_timestamp(now),
@@ -505,19 +532,22 @@ async fn step(
             Ok(Accepted::New { uuid }) | Ok(Accepted::AlreadyExists { uuid: Some(uuid) }) => {
                 Ok(Learned::Accepted(uuid))
             }
-            Ok(Accepted::AlreadyExists { uuid: None }) => Err("ATOL already has this attempt but named no uuid".into()),
+            Ok(Accepted::AlreadyExists { uuid: None }) => {
+                Err(Retry::Later("ATOL already has this attempt but named no uuid".into()))
+            }
             Err(AtolError::Rejected(f)) => Ok(Learned::Failed(describe(&f))),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         };
     };
     match to.api.report(account, uuid).await {
         Ok(report) => match report.status {
             ReportStatus::Done(payload) => Ok(Learned::Registered(Box::new(payload))),
-            ReportStatus::Wait => Err("ATOL is still processing the receipt".into()),
+            ReportStatus::Wait => Err(Retry::Later("ATOL is still processing the receipt".into())),
             ReportStatus::Fail(f) if DOCUMENT_ERRORS.contains(&f.code) => Ok(Learned::Failed(describe(&f))),
             ReportStatus::Fail(f) => Ok(Learned::AttemptFailed(describe(&f))),
         },
-        Err(e) => Err(e.to_string()),
+        Err(AtolError::Configuration(reason)) => Err(Retry::Configuration("report", reason)),
+        Err(e) => Err(Retry::Later(e.to_string())),
     }
 }
 

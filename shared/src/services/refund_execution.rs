@@ -11,6 +11,11 @@
 //! `refunded_amount` grows (the database keeps it within the captured amount), the
 //! ledger reverses the payment, a refund receipt is created, and a full refund of
 //! the payment of the current period ends the subscription's access.
+//!
+//! A provider that refuses our own request (credentials) has refunded nothing: the
+//! refund stays `processing`, the same try is re-sent with back-off and then
+//! dead-lettered for an operator (replayable) — it is not `failed`, which would
+//! tell the customer the refund was refused.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -20,9 +25,9 @@ use serde_json::json;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::JobResult;
 use super::refunds::{RefundView, emit, lock_with_payment, money, new_row, over_capture, refund_not_found, view};
 use super::tenants::{self, Tenant};
+use super::{JobResult, merchant_side_failure};
 use crate::clock::Clock;
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
@@ -131,8 +136,10 @@ pub async fn process(pool: &PgPool, clock: Clock, api: &CloudPaymentsApi, refund
                 Ok(RefundOutcome::Refused { message }) => {
                     settle(pool, clock, refund_id, refund.attempt, Settle::Failed(message)).await
                 }
-                Err(GatewayError::Refused(message)) => {
-                    settle(pool, clock, refund_id, refund.attempt, Settle::Failed(message)).await
+                // Our request refused (credentials): nothing was refunded, the refund
+                // stays processing and the same try is re-sent — never failed for the customer.
+                Err(GatewayError::Refused(why)) => {
+                    Ok(merchant_side_failure(refund.tenant_id, "cloudpayments", "payments/refund", &why))
                 }
                 Err(e) => Ok(JobResult::RetryLater(format!("refund {refund_id}: {e}"))),
             }
@@ -147,6 +154,9 @@ pub async fn process(pool: &PgPool, clock: Clock, api: &CloudPaymentsApi, refund
             }
             Ok(TransactionState::InProgress | TransactionState::NotFound) => {
                 Ok(JobResult::RetryLater(format!("refund {refund_id}: the gateway has not completed it yet")))
+            }
+            Err(GatewayError::Refused(why)) => {
+                Ok(merchant_side_failure(refund.tenant_id, "cloudpayments", "payments/get", &why))
             }
             Err(e) => Ok(JobResult::RetryLater(format!("refund {refund_id}: reconciliation failed: {e}"))),
         },
@@ -287,7 +297,7 @@ async fn end_refunded_period(
         return Ok(());
     }
     let (mut sub, plan) = super::lifecycle::lock(conn, tenant, sub_id).await?;
-    let live = SubscriptionStatus::parse(&sub.status).is_some_and(SubscriptionStatus::is_live);
+    let live = super::subscriptions::status_of(&sub)?.is_live();
     if !live || sub.current_period_start != Some(start) || sub.current_period_end != Some(end) || end <= now {
         return Ok(());
     }

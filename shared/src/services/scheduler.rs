@@ -82,7 +82,7 @@ async fn has_open_attempt(conn: &mut AsyncPgConnection, payment: Option<Uuid>) -
     Ok(select(exists(
         payment_attempts::table
             .filter(payment_attempts::payment_id.eq(payment))
-            .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown"])),
+            .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown", "refused"])),
     ))
     .get_result(conn)
     .await?)
@@ -495,7 +495,7 @@ fn plain_renewal(now: DateTime<Utc>, tenant: &Tenant, plan: &Plan, sub: &Subscri
         && sub.auto_renew
         && sub.renewal_payment_id.is_none()
         && sub.scheduled_plan_id.is_none()
-        && !plan.quotas.values().any(|q| q.mode == QuotaMode::Overage)
+        && !plan.quotas.values().any(|q| q.mode() == QuotaMode::Overage)
         && sub.paid_through.is_none_or(|p| p <= end)
         && charge_at <= now
         && (tenant.policy.renewal_notice_days == 0 || notice_sent)

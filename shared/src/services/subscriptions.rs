@@ -103,7 +103,11 @@ pub async fn view(conn: &mut AsyncPgConnection, row: &SubscriptionRow) -> Servic
         next_charge_at: row.next_charge_at,
         scheduled_plan,
         grace_until: row.grace_until,
-        paid_amount: row.paid_amount.and_then(|a| Money::new(a, Currency::Rub).ok()).map(Into::into),
+        paid_amount: row
+            .paid_amount
+            .map(|a| Money::new(a, Currency::Rub).map(MoneyView::from))
+            .transpose()
+            .map_err(|e| corrupt("subscription paid amount", e))?,
         paid_through: row.paid_through,
         canceled_at: row.canceled_at,
         renewal_payment_id: row.renewal_payment_id,

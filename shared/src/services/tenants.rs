@@ -220,6 +220,16 @@ pub fn cached(id: Uuid) -> Option<Tenant> {
     map.get(&id).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, t)| t.clone())
 }
 
+/// Drops a tenant from this process's cache (its settings changed here; other
+/// processes see the change within [`CACHE_TTL`]).
+fn forget(id: Uuid) {
+    if let Some(cache) = CACHE.get()
+        && let Ok(mut map) = cache.lock()
+    {
+        map.remove(&id);
+    }
+}
+
 /// A tenant read at most [`CACHE_TTL`] ago (for the worker's hot paths: a changed
 /// webhook URL or gateway credential takes effect within seconds).
 pub async fn load_cached(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Tenant> {
@@ -260,6 +270,7 @@ pub async fn patch(conn: &mut AsyncPgConnection, id: Uuid, patch: Value) -> Serv
     new_row.webhook_secret_prev = row.webhook_secret_prev;
     new_row.webhook_secret_prev_until = row.webhook_secret_prev_until;
     db::update(conn, &new_row).await?;
+    forget(id);
     Ok(TenantView::from(&Tenant::try_from(new_row)?))
 }
 
@@ -289,6 +300,7 @@ pub async fn rotate_keys(
         row.webhook_secret_prev_until = Some(until);
         row.updated_at = real_now();
         db::update(conn, &row).await?;
+        forget(id);
         Some(secret)
     } else {
         None

@@ -28,7 +28,6 @@ use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
 use crate::db::subscriptions::SubscriptionRow;
 use crate::db::usage::{self as db, CounterState, Increment};
 use crate::domain::money::Money;
-use crate::domain::parse_time_zone;
 use crate::domain::plan::{MetricKind, QuotaReset};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::usage::{PeriodFacts, Unattributable, Usage, overage, period_of};
@@ -198,7 +197,7 @@ pub async fn ingest(
             ));
             continue;
         };
-        let tz = parse_time_zone(&target.time_zone).unwrap_or(tenant.tz);
+        let tz = super::stored_time_zone(&target.time_zone)?;
         let attributed =
             facts(sub, plan, tz).ok_or(Unattributable::NoSubscription).and_then(|f| period_of(event.occurred_at, &f));
         match attributed {
@@ -206,8 +205,8 @@ pub async fn ingest(
                 index,
                 subscription_id: sub.id,
                 period_start,
-                kind: quota.kind,
-                limit: quota.limit,
+                kind: quota.kind(),
+                limit: quota.limit(),
                 event,
             }),
             Err(e) => rejected.push(reject(index, e.code(), None)),
@@ -350,7 +349,8 @@ pub async fn close_period(
     if plan.quotas.is_empty() {
         return Ok(Vec::new());
     }
-    let metrics: Vec<(&str, &'static str)> = plan.quotas.iter().map(|(m, q)| (m.as_str(), kind_str(q.kind))).collect();
+    let metrics: Vec<(&str, &'static str)> =
+        plan.quotas.iter().map(|(m, q)| (m.as_str(), kind_str(q.kind()))).collect();
     let closed = db::close(conn, tenant.id, sub.id, period_start, &metrics, now).await?;
     Ok(closed
         .into_iter()
@@ -362,7 +362,7 @@ pub async fn close_period(
                 description: format!("{}: сверх лимита {} ({})", tenant.name, c.metric, plan.name),
                 metric: Some(c.metric),
                 quantity: Some(units),
-                unit_price: Some(price.view()),
+                unit_price: Some(price),
                 amount: amount.into(),
             })
         })

@@ -239,6 +239,15 @@ impl CloudPaymentsSim {
         self.state().sites.get(public_id).cloned()
     }
 
+    /// Rotates a site's API secret, as the merchant can in the dashboard: calls
+    /// with the old secret are refused with HTTP 401 from now on, and
+    /// notifications are signed with the new one.
+    pub fn rotate_secret(&self, public_id: &str, new_secret: &str) {
+        if let Some(site) = self.state().sites.get_mut(public_id) {
+            site.api_secret = new_secret.to_owned();
+        }
+    }
+
     /// Switches a site's notification format.
     pub fn set_format(&self, public_id: &str, format: Format) {
         if let Some(site) = self.state().sites.get_mut(public_id) {

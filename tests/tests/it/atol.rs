@@ -144,7 +144,7 @@ async fn wrong_credentials_are_a_configuration_problem() {
     let (sim, api, mut account) = setup();
     account.password = "wrong".into();
     let err = api.register(&account, Operation::Sell, &document("inv-3-sell", "10.00")).await.unwrap_err();
-    assert!(matches!(err, AtolError::Auth(_)), "{err:?}");
+    assert!(matches!(err, AtolError::Configuration(_)), "{err:?}");
     assert!(sim.documents().is_empty());
 }
 

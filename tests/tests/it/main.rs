@@ -9,6 +9,7 @@ mod catalog;
 mod conventions;
 mod dunning;
 mod events;
+mod faults;
 mod gateway;
 mod ledger;
 mod lifecycle;
