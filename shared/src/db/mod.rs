@@ -2,6 +2,7 @@
 //! `&mut AsyncPgConnection` so services can compose them inside one transaction.
 
 pub mod customers;
+pub mod enums;
 pub mod ledger;
 pub mod outbox;
 pub mod payments;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::schema::{payment_attempts, payment_methods, payments};
 use crate::domain::money::Money;
+use crate::domain::states::{AttemptChannel, AttemptStatus, PaymentKind, PaymentStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
@@ -17,8 +18,8 @@ pub struct PaymentRow {
     pub tenant_id: Uuid,
     pub customer_id: Uuid,
     pub subscription_id: Option<Uuid>,
-    pub kind: String,
-    pub status: String,
+    pub kind: PaymentKind,
+    pub status: PaymentStatus,
     pub amount: Decimal,
     pub currency: String,
     pub refunded_amount: Decimal,
@@ -53,15 +54,21 @@ pub struct Payer<'a> {
 impl PaymentRow {
     /// A new pending payment of `amount` by `payer` (tenant, gateway, customer,
     /// subscription); the caller sets what it pays for.
-    pub fn pending(payer: Payer<'_>, kind: &str, amount: Money, description: String, now: DateTime<Utc>) -> Self {
+    pub fn pending(
+        payer: Payer<'_>,
+        kind: PaymentKind,
+        amount: Money,
+        description: String,
+        now: DateTime<Utc>,
+    ) -> Self {
         let Payer { tenant_id, gateway, customer_id, subscription_id } = payer;
         PaymentRow {
             id: Uuid::now_v7(),
             tenant_id,
             customer_id,
             subscription_id,
-            kind: kind.to_owned(),
-            status: "pending".into(),
+            kind,
+            status: PaymentStatus::Pending,
             amount: amount.amount(),
             currency: amount.currency().code().into(),
             refunded_amount: Decimal::ZERO,
@@ -93,8 +100,8 @@ pub struct AttemptRow {
     pub payment_id: Uuid,
     pub attempt_no: i32,
     pub invoice_id: String,
-    pub channel: String,
-    pub status: String,
+    pub channel: AttemptChannel,
+    pub status: AttemptStatus,
     pub gateway_transaction_id: Option<String>,
     pub failure_reason: Option<String>,
     pub failure_code: Option<String>,
@@ -110,7 +117,7 @@ impl AttemptRow {
         tenant_id: Uuid,
         payment_id: Uuid,
         attempt_no: i32,
-        channel: &str,
+        channel: AttemptChannel,
         payment_method_id: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> Self {
@@ -121,8 +128,8 @@ impl AttemptRow {
             payment_id,
             attempt_no,
             invoice_id: id.to_string(),
-            channel: channel.to_owned(),
-            status: "pending".into(),
+            channel,
+            status: AttemptStatus::Pending,
             gateway_transaction_id: None,
             failure_reason: None,
             failure_code: None,

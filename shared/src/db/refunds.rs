@@ -7,9 +7,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::schema::refunds;
-
-/// Statuses whose amount is refunded or held for refund.
-pub const HELD: [&str; 4] = ["pending_review", "approved", "processing", "succeeded"];
+use crate::domain::states::RefundStatus;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = refunds, check_for_backend(diesel::pg::Pg))]
@@ -20,7 +18,7 @@ pub struct RefundRow {
     pub payment_id: Uuid,
     pub customer_id: Uuid,
     pub reason: String,
-    pub status: String,
+    pub status: RefundStatus,
     pub decision_code: String,
     pub amount: Decimal,
     pub requested_amount: Option<Decimal>,
@@ -74,7 +72,7 @@ pub async fn find_for_update(
 pub async fn held_for_payment(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<Decimal> {
     let sum: Option<Decimal> = refunds::table
         .filter(refunds::payment_id.eq(payment_id))
-        .filter(refunds::status.eq_any(HELD))
+        .filter(refunds::status.eq_any(RefundStatus::HOLDING))
         .select(diesel::dsl::sum(refunds::amount))
         .first(conn)
         .await?;
@@ -84,14 +82,14 @@ pub async fn held_for_payment(conn: &mut AsyncPgConnection, payment_id: Uuid) ->
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
-    status: Option<&str>,
+    status: Option<RefundStatus>,
     payment_id: Option<Uuid>,
     starting_after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<RefundRow>> {
     let mut q = refunds::table.filter(refunds::tenant_id.eq(tenant_id)).into_boxed();
     if let Some(s) = status {
-        q = q.filter(refunds::status.eq(s.to_owned()));
+        q = q.filter(refunds::status.eq(s));
     }
     if let Some(p) = payment_id {
         q = q.filter(refunds::payment_id.eq(p));
@@ -117,7 +115,7 @@ pub async fn payment_of(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid)
 /// those another replica holds).
 pub async fn overdue(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<RefundRow>> {
     refunds::table
-        .filter(refunds::status.eq("pending_review"))
+        .filter(refunds::status.eq(RefundStatus::PendingReview))
         .filter(refunds::overdue_notified_at.is_null())
         .filter(refunds::review_due_at.le(now))
         .order(refunds::review_due_at.asc())
@@ -133,7 +131,7 @@ pub async fn overdue(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i6
 pub async fn pending_review_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<Vec<RefundRow>> {
     refunds::table
         .filter(refunds::payment_id.eq(payment_id))
-        .filter(refunds::status.eq("pending_review"))
+        .filter(refunds::status.eq(RefundStatus::PendingReview))
         .order(refunds::id.desc())
         .for_update()
         .select(RefundRow::as_select())
@@ -150,7 +148,7 @@ pub async fn in_flight_without_transaction(
 ) -> QueryResult<Option<RefundRow>> {
     refunds::table
         .filter(refunds::payment_id.eq(payment_id))
-        .filter(refunds::status.eq("processing"))
+        .filter(refunds::status.eq(RefundStatus::Processing))
         .filter(refunds::gateway_transaction_id.is_null())
         .filter(refunds::amount.eq(amount))
         .order(refunds::id.asc())

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::schema::{subscription_transitions, subscriptions};
+use crate::domain::subscription::SubscriptionStatus;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = subscriptions, check_for_backend(diesel::pg::Pg))]
@@ -16,7 +17,7 @@ pub struct SubscriptionRow {
     pub tenant_id: Uuid,
     pub customer_id: Uuid,
     pub plan_id: Uuid,
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub auto_renew: bool,
     pub current_period_start: Option<DateTime<Utc>>,
     pub current_period_end: Option<DateTime<Utc>>,
@@ -48,7 +49,7 @@ impl SubscriptionRow {
             tenant_id,
             customer_id,
             plan_id,
-            status: "pending_payment".into(),
+            status: SubscriptionStatus::PendingPayment,
             auto_renew,
             current_period_start: None,
             current_period_end: None,
@@ -75,8 +76,8 @@ impl SubscriptionRow {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = subscription_transitions, check_for_backend(diesel::pg::Pg))]
 pub struct TransitionRow {
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub from_status: Option<SubscriptionStatus>,
+    pub to_status: SubscriptionStatus,
     pub cause: String,
     pub at: DateTime<Utc>,
     pub details: Option<serde_json::Value>,
@@ -114,8 +115,8 @@ pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
 pub async fn find_live(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Option<SubscriptionRow>> {
     subscriptions::table
         .filter(subscriptions::customer_id.eq(customer_id))
-        .filter(subscriptions::status.ne_all(["expired", "terminated"]))
-        .order(subscriptions::status.eq("pending_payment"))
+        .filter(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated]))
+        .order(subscriptions::status.eq(SubscriptionStatus::PendingPayment))
         .select(SubscriptionRow::as_select())
         .first(conn)
         .await
@@ -127,7 +128,7 @@ pub async fn find_live(conn: &mut AsyncPgConnection, customer_id: Uuid) -> Query
 pub async fn live_of_customer(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Vec<SubscriptionRow>> {
     subscriptions::table
         .filter(subscriptions::customer_id.eq(customer_id))
-        .filter(subscriptions::status.ne_all(["expired", "terminated"]))
+        .filter(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated]))
         .order(subscriptions::id)
         .for_update()
         .select(SubscriptionRow::as_select())
@@ -155,8 +156,8 @@ pub async fn list_for_customer(
 pub async fn record_transition(
     conn: &mut AsyncPgConnection,
     subscription_id: Uuid,
-    from: Option<&str>,
-    to: &str,
+    from: Option<SubscriptionStatus>,
+    to: SubscriptionStatus,
     cause: &str,
     at: DateTime<Utc>,
     details: Option<serde_json::Value>,

@@ -9,6 +9,7 @@ pub mod period;
 pub mod plan;
 pub mod proration;
 pub mod refund;
+pub mod states;
 pub mod subscription;
 pub mod tenant;
 pub mod usage;

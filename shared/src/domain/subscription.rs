@@ -5,51 +5,21 @@
 //! off, access to the period end), `expired`, `terminated`.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionStatus {
-    PendingPayment,
-    Trialing,
-    Active,
-    PastDue,
-    Suspended,
-    Canceled,
-    Expired,
-    Terminated,
+super::states::string_enum! {
+    pub enum SubscriptionStatus {
+        PendingPayment = "pending_payment",
+        Trialing = "trialing",
+        Active = "active",
+        PastDue = "past_due",
+        Suspended = "suspended",
+        Canceled = "canceled",
+        Expired = "expired",
+        Terminated = "terminated",
+    }
 }
 
 impl SubscriptionStatus {
-    pub const ALL: [SubscriptionStatus; 8] = [
-        SubscriptionStatus::PendingPayment,
-        SubscriptionStatus::Trialing,
-        SubscriptionStatus::Active,
-        SubscriptionStatus::PastDue,
-        SubscriptionStatus::Suspended,
-        SubscriptionStatus::Canceled,
-        SubscriptionStatus::Expired,
-        SubscriptionStatus::Terminated,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubscriptionStatus::PendingPayment => "pending_payment",
-            SubscriptionStatus::Trialing => "trialing",
-            SubscriptionStatus::Active => "active",
-            SubscriptionStatus::PastDue => "past_due",
-            SubscriptionStatus::Suspended => "suspended",
-            SubscriptionStatus::Canceled => "canceled",
-            SubscriptionStatus::Expired => "expired",
-            SubscriptionStatus::Terminated => "terminated",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// Live subscriptions block a second purchase (one per customer).
     pub fn is_live(self) -> bool {
         !matches!(self, SubscriptionStatus::Expired | SubscriptionStatus::Terminated)
@@ -116,7 +86,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for s in SubscriptionStatus::ALL {
+        for &s in SubscriptionStatus::ALL {
             assert_eq!(SubscriptionStatus::parse(s.as_str()), Some(s));
         }
     }

@@ -26,6 +26,7 @@ use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
 use crate::domain::dunning;
 use crate::domain::ledger::Posting;
 use crate::domain::period::period_end;
+use crate::domain::states::{AttemptChannel, AttemptStatus, PAYMENT_SUPERSEDED, PaymentKind, PaymentStatus};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
 
@@ -38,12 +39,6 @@ pub struct Card {
     pub card_type: Option<String>,
     pub exp: Option<String>,
 }
-
-/// Attempt channels: the widget, a scheduled token charge (the automatic renewal
-/// and its dunning retries), or a token charge the customer asked for.
-pub const CHANNEL_WIDGET: &str = "widget";
-pub const CHANNEL_SCHEDULED: &str = "token";
-pub const CHANNEL_MANUAL: &str = "token_manual";
 
 /// What a captured payment paid for: the events that follow `payment.succeeded`,
 /// and how the money is booked when it is not a plain charge.
@@ -128,29 +123,29 @@ pub async fn apply_capture(
     transaction_id: &str,
     card: &Card,
 ) -> ServiceResult<&'static str> {
-    if payment.status == "succeeded" || payment.status.ends_with("refunded") {
+    if payment.status.is_captured() {
         if payment.gateway_transaction_id.as_deref() == Some(transaction_id) {
             return Ok("already_applied");
         }
         record_duplicate_capture(conn, now, tenant, payment, transaction_id).await?;
         return Ok("duplicate_capture");
     }
-    payment.status = "succeeded".into();
+    payment.status = PaymentStatus::Succeeded;
     payment.gateway_transaction_id = Some(transaction_id.to_owned());
     payment.failure_reason = None;
     payment.failure_code = None;
     payment.captured_at = Some(now);
-    attempt.status = "succeeded".into();
+    attempt.status = AttemptStatus::Succeeded;
     attempt.gateway_transaction_id = Some(transaction_id.to_owned());
     save_card(conn, now, tenant, payment.customer_id, card).await?;
 
-    let applied = match (payment.kind.as_str(), payment.subscription_id) {
-        ("purchase", Some(sub)) => activate_purchase(conn, now, tenant, sub, payment).await?,
-        ("renewal", Some(sub)) => renew(conn, now, tenant, sub, payment).await?,
-        ("extension", Some(sub)) => extend(conn, now, tenant, sub, payment).await?,
-        ("upgrade", Some(sub)) => super::plan_change::apply_paid(conn, now, tenant, sub, payment).await?,
+    let applied = match (payment.kind, payment.subscription_id) {
+        (PaymentKind::Purchase, Some(sub)) => activate_purchase(conn, now, tenant, sub, payment).await?,
+        (PaymentKind::Renewal, Some(sub)) => renew(conn, now, tenant, sub, payment).await?,
+        (PaymentKind::Extension, Some(sub)) => extend(conn, now, tenant, sub, payment).await?,
+        (PaymentKind::Upgrade, Some(sub)) => super::plan_change::apply_paid(conn, now, tenant, sub, payment).await?,
         // Usage above the quota of a period that has ended: nothing to apply.
-        ("overage", _) => Some(Applied::default()),
+        (PaymentKind::Overage, _) => Some(Applied::default()),
         _ => None,
     };
     payments_db::save(conn, payment).await?;
@@ -207,7 +202,7 @@ async fn record_duplicate_capture(
 ) -> ServiceResult<()> {
     let dup = PaymentRow {
         id: Uuid::now_v7(),
-        status: "succeeded".into(),
+        status: PaymentStatus::Succeeded,
         gateway_transaction_id: Some(transaction_id.to_owned()),
         duplicate_of: Some(original.id),
         refunded_amount: rust_decimal::Decimal::ZERO,
@@ -384,8 +379,8 @@ async fn extend(
     subs_db::record_transition(
         conn,
         sub.id,
-        Some(&sub.status),
-        &sub.status,
+        Some(sub.status),
+        sub.status,
         "extension_paid",
         now,
         Some(json!({"payment_id": payment.id, "period_start": start, "period_end": end})),
@@ -413,19 +408,17 @@ pub async fn apply_decline(
     decline: Decline<'_>,
 ) -> ServiceResult<&'static str> {
     let Decline { transaction_id, code, reason } = decline;
-    if payment.status != "pending" && payment.status != "failed" {
+    if payment.status != PaymentStatus::Pending && payment.status != PaymentStatus::Failed {
         return Ok("ignored_after_success");
     }
-    if matches!(attempt.status.as_str(), "succeeded" | "failed")
-        && attempt.gateway_transaction_id.as_deref() == transaction_id
-    {
+    if attempt.status.is_final() && attempt.gateway_transaction_id.as_deref() == transaction_id {
         return Ok("already_applied");
     }
     let reason = reason.map(str::to_owned).unwrap_or_else(|| "declined".into());
-    payment.status = "failed".into();
+    payment.status = PaymentStatus::Failed;
     payment.failure_reason = Some(reason.clone());
     payment.failure_code = code.map(str::to_owned);
-    attempt.status = "failed".into();
+    attempt.status = AttemptStatus::Failed;
     attempt.gateway_transaction_id = transaction_id.map(str::to_owned);
     attempt.failure_reason = Some(reason);
     attempt.failure_code = code.map(str::to_owned);
@@ -439,8 +432,8 @@ pub async fn apply_decline(
             .await?;
     }
     emit_payment(conn, now, tenant, payment, "payment.failed").await?;
-    if payment.kind == "renewal"
-        && attempt.channel == CHANNEL_SCHEDULED
+    if payment.kind == PaymentKind::Renewal
+        && attempt.channel == AttemptChannel::Scheduled
         && let Some(sub_id) = payment.subscription_id
     {
         dun(conn, now, tenant, sub_id, payment, hard).await?;
@@ -463,8 +456,8 @@ async fn dun(
     }
     let failed: i64 = payment_attempts::table
         .filter(payment_attempts::payment_id.eq(payment.id))
-        .filter(payment_attempts::channel.eq(CHANNEL_SCHEDULED))
-        .filter(payment_attempts::status.eq("failed"))
+        .filter(payment_attempts::channel.eq(AttemptChannel::Scheduled))
+        .filter(payment_attempts::status.eq(AttemptStatus::Failed))
         .count()
         .get_result(conn)
         .await?;
@@ -501,7 +494,7 @@ pub async fn start_attempt(
     now: DateTime<Utc>,
     tenant: &Tenant,
     payment: &mut PaymentRow,
-    channel: &'static str,
+    channel: AttemptChannel,
 ) -> ServiceResult<AttemptRow> {
     let attempt_no = payments_db::next_attempt_no(conn, payment.id).await?;
     let method = payments_db::default_payment_method(conn, payment.customer_id).await?;
@@ -524,25 +517,25 @@ pub async fn start_attempt(
 pub(crate) async fn supersede_pending(
     conn: &mut AsyncPgConnection,
     subscription_id: Uuid,
-    kinds: &[&str],
+    kinds: &[PaymentKind],
 ) -> ServiceResult<()> {
     let pending = payments_db::pending_of_subscription(conn, subscription_id).await?;
-    for mut p in pending.into_iter().filter(|p| kinds.contains(&p.kind.as_str())) {
+    for mut p in pending.into_iter().filter(|p| kinds.contains(&p.kind)) {
         let attempts = payments_db::attempts_of(conn, p.id).await?;
-        if attempts.iter().any(|a| matches!(a.status.as_str(), "sent" | "unknown")) {
+        if attempts.iter().any(|a| a.status.may_have_reached_provider()) {
             return Err(ServiceError::conflict(
                 "payment_in_progress",
                 format!("a charge of the earlier {} payment is in progress; wait for its outcome", p.kind),
             ));
         }
         // Pending and refused attempts were never charged: they can be called off.
-        for mut a in attempts.into_iter().filter(|a| matches!(a.status.as_str(), "pending" | "refused")) {
-            a.status = "failed".into();
-            a.failure_reason = Some("superseded".into());
+        for mut a in attempts.into_iter().filter(|a| a.status.never_charged()) {
+            a.status = AttemptStatus::Failed;
+            a.failure_reason = Some(PAYMENT_SUPERSEDED.into());
             payments_db::save_attempt(conn, &a).await?;
         }
-        p.status = "failed".into();
-        p.failure_reason = Some("superseded".into());
+        p.status = PaymentStatus::Failed;
+        p.failure_reason = Some(PAYMENT_SUPERSEDED.into());
         payments_db::save(conn, &p).await?;
     }
     Ok(())

@@ -47,6 +47,7 @@ use crate::domain::dunning;
 use crate::domain::ledger::Posting;
 use crate::domain::money::MoneyView;
 use crate::domain::period::period_end;
+use crate::domain::states::{AttemptStatus, PaymentKind, PaymentStatus};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::GatewayError;
@@ -297,9 +298,9 @@ async fn claim(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> ServiceResult<
         return Ok(Step::Done);
     };
     let mut attempt = payment_attempts::table.find(attempt_id).select(AttemptRow::as_select()).first(conn).await?;
-    let reconcile = match attempt.status.as_str() {
-        "pending" | "refused" => false,
-        "sent" | "unknown" => true,
+    let reconcile = match attempt.status {
+        AttemptStatus::Pending | AttemptStatus::Refused => false,
+        AttemptStatus::Sent | AttemptStatus::Unknown => true,
         _ => return Ok(Step::Done),
     };
     let tenant = tenants::load(conn, payment.tenant_id).await?;
@@ -318,7 +319,7 @@ async fn claim(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> ServiceResult<
     let email: Option<String> =
         customers::table.find(payment.customer_id).select(customers::email).first(conn).await.optional()?;
     if !reconcile {
-        attempt.status = "sent".into();
+        attempt.status = AttemptStatus::Sent;
         attempt.failure_reason = None;
         attempt.sent_at = Some(real_now());
         payments_db::save_attempt(conn, &attempt).await?;
@@ -353,7 +354,7 @@ async fn finish(
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
         let mut attempt = payment_attempts::table.find(attempt_id).select(AttemptRow::as_select()).first(c).await?;
-        if matches!(attempt.status.as_str(), "succeeded" | "failed") {
+        if attempt.status.is_final() {
             // A Pay/Fail notification got here first.
             return Ok(JobResult::Done);
         }
@@ -372,17 +373,17 @@ async fn finish(
                 Ok(JobResult::Done)
             }
             Outcome::Refused(why) => {
-                attempt.status = "refused".into();
+                attempt.status = AttemptStatus::Refused;
                 attempt.failure_reason = Some(why.chars().take(500).collect());
                 payments_db::save_attempt(c, &attempt).await?;
                 Ok(merchant_side_failure(tenant.id, "cloudpayments", "payments/tokens/charge", &why))
             }
             Outcome::Unknown(why) => {
                 warn!(%attempt_id, %why, "charge outcome unknown: reconciling later");
-                if attempt.status == "unknown" {
+                if attempt.status == AttemptStatus::Unknown {
                     return Ok(JobResult::RetryLater(why));
                 }
-                attempt.status = "unknown".into();
+                attempt.status = AttemptStatus::Unknown;
                 payments_db::save_attempt(c, &attempt).await?;
                 let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
                 let job = NewEvent::job(
@@ -404,10 +405,10 @@ async fn finish(
 /// A captured renewal the batch can record: the outstanding renewal of an active
 /// subscription, renewing into the same plan.
 fn plain_renewal(payment: &PaymentRow, attempt: &AttemptRow, sub: &SubscriptionRow) -> bool {
-    attempt.status == "sent"
-        && payment.kind == "renewal"
-        && matches!(payment.status.as_str(), "pending" | "failed")
-        && sub.status == SubscriptionStatus::Active.as_str()
+    attempt.status == AttemptStatus::Sent
+        && payment.kind == PaymentKind::Renewal
+        && payment.status.is_open()
+        && sub.status == SubscriptionStatus::Active
         && sub.renewal_payment_id == Some(payment.id)
         && payment.plan_id == Some(sub.plan_id)
         && sub.current_period_end.is_some()
@@ -489,7 +490,7 @@ async fn record_captures(
                     next.retries_stopped = false;
                     next.grace_until = None;
                     next.due_at = scheduler::due_after(now, tenant, &next)?;
-                    payment.status = "succeeded".into();
+                    payment.status = PaymentStatus::Succeeded;
                     payment.gateway_transaction_id = Some(transaction_id.clone());
                     payment.captured_at = Some(now);
                     payment.period_start = Some(start);
@@ -540,7 +541,7 @@ async fn record_captures(
                         due_at: next.due_at,
                     });
                 }
-                _ if attempt.status == "sent" => {
+                _ if attempt.status == AttemptStatus::Sent => {
                     let mut attempt = attempt.clone();
                     apply_capture(c, now, &call.tenant, payment, &mut attempt, transaction_id, &Card::default())
                         .await?;

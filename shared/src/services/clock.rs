@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::schema::{outbox_events, payment_attempts, receipts, refunds, subscriptions};
+use crate::domain::states::{AttemptStatus, ReceiptStatus, RefundStatus};
 use crate::error::ServiceResult;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -34,14 +35,19 @@ pub async fn settled(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Servic
     let unpublished = outbox_events::table.filter(outbox_events::published_at.is_null());
     // Token charges not yet resolved (widget attempts wait for the customer).
     let charging = payment_attempts::table
-        .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown", "refused"]))
+        .filter(payment_attempts::status.eq_any([
+            AttemptStatus::Pending,
+            AttemptStatus::Sent,
+            AttemptStatus::Unknown,
+            AttemptStatus::Refused,
+        ]))
         .filter(payment_attempts::channel.ne("widget"));
     let overdue = refunds::table
-        .filter(refunds::status.eq("pending_review"))
+        .filter(refunds::status.eq(RefundStatus::PendingReview))
         .filter(refunds::overdue_notified_at.is_null())
         .filter(refunds::review_due_at.le(now));
-    let refunding = refunds::table.filter(refunds::status.eq_any(["approved", "processing"]));
-    let registering = receipts::table.filter(receipts::status.eq("pending"));
+    let refunding = refunds::table.filter(refunds::status.eq_any([RefundStatus::Approved, RefundStatus::Processing]));
+    let registering = receipts::table.filter(receipts::status.eq(ReceiptStatus::Pending));
     let busy: bool = select(
         exists(due)
             .or(exists(unpublished))

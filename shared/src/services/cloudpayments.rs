@@ -13,11 +13,12 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracing::warn;
 use uuid::Uuid;
 
-use super::charges::{self, CHANNEL_WIDGET, Card, Decline};
+use super::charges::{self, Card, Decline};
 use super::tenants::Tenant;
 use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
 use crate::db::schema::gateway_events;
 use crate::db::subscriptions as subs_db;
+use crate::domain::states::{AttemptChannel, PAYMENT_EXPIRED, PAYMENT_SUPERSEDED, PaymentKind, PaymentStatus};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::cloudpayments::wire::{
@@ -169,27 +170,27 @@ async fn check(
     if !amount_matches(n, &payment) {
         return Ok(CheckCode::WrongAmount);
     }
-    if payment.expires_at.is_some_and(|e| e <= now) || payment.failure_reason.as_deref() == Some("expired") {
+    if payment.expires_at.is_some_and(|e| e <= now) || payment.failure_reason.as_deref() == Some(PAYMENT_EXPIRED) {
         return Ok(CheckCode::Expired);
     }
     // A declined widget attempt may be retried with another card: `failed` by a
     // decline stays acceptable; superseded, expired or paid payments do not.
-    let open = payment.status == "pending"
-        || (payment.status == "failed"
-            && !matches!(payment.failure_reason.as_deref(), Some("superseded") | Some("expired")));
-    if attempt.channel != CHANNEL_WIDGET || !open {
+    let open = payment.status == PaymentStatus::Pending
+        || (payment.status == PaymentStatus::Failed
+            && !matches!(payment.failure_reason.as_deref(), Some(PAYMENT_SUPERSEDED | PAYMENT_EXPIRED)));
+    if attempt.channel != AttemptChannel::Widget || !open {
         return Ok(CheckCode::NotAcceptable);
     }
     if let Some(sub_id) = payment.subscription_id {
         let sub = subs_db::find(conn, tenant.id, sub_id).await?;
         let still_wanted = match sub {
             None => false,
-            Some(s) => match payment.kind.as_str() {
-                "purchase" => s.status == SubscriptionStatus::PendingPayment.as_str(),
-                "renewal" => s.renewal_payment_id == Some(payment.id),
+            Some(s) => match payment.kind {
+                PaymentKind::Purchase => s.status == SubscriptionStatus::PendingPayment,
+                PaymentKind::Renewal => s.renewal_payment_id == Some(payment.id),
                 // Usage already consumed is owed whatever became of the subscription.
-                "overage" => true,
-                _ => super::subscriptions::status_of(&s)?.is_live(),
+                PaymentKind::Overage => true,
+                _ => s.status.is_live(),
             },
         };
         if !still_wanted {

@@ -10,7 +10,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::charges::{self, CHANNEL_MANUAL, CHANNEL_WIDGET};
+use super::charges;
 use super::payments::{self, PaymentView};
 use super::plans::{self, Plan};
 use super::purchase::{PENDING_PAYMENT_TTL, PayWith};
@@ -20,6 +20,7 @@ use super::tenants::Tenant;
 use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
 use crate::db::schema::payment_attempts;
 use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
+use crate::domain::states::{AttemptChannel, AttemptStatus, PaymentKind};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
 
@@ -123,9 +124,11 @@ pub async fn resume(
 async fn has_open_attempt(conn: &mut AsyncPgConnection, payment: Uuid) -> ServiceResult<bool> {
     Ok(select(exists(
         payment_attempts::table.filter(payment_attempts::payment_id.eq(payment)).filter(
-            payment_attempts::status
-                .eq_any(["sent", "unknown"])
-                .or(payment_attempts::channel.ne(CHANNEL_WIDGET).and(payment_attempts::status.eq("pending"))),
+            payment_attempts::status.eq_any([AttemptStatus::Sent, AttemptStatus::Unknown]).or(
+                payment_attempts::channel
+                    .ne(AttemptChannel::Widget)
+                    .and(payment_attempts::status.eq(AttemptStatus::Pending)),
+            ),
         ),
     ))
     .get_result(conn)
@@ -148,13 +151,13 @@ pub(crate) async fn collect(
                     "the customer has no usable saved card: pay with \"card\"",
                 ));
             }
-            charges::start_attempt(conn, now, tenant, payment, CHANNEL_MANUAL).await?;
+            charges::start_attempt(conn, now, tenant, payment, AttemptChannel::Manual).await?;
         }
         PayWith::Card => {
             let attempt_no = payments_db::next_attempt_no(conn, payment.id).await?;
             payments_db::insert_attempt(
                 conn,
-                &AttemptRow::new(tenant.id, payment.id, attempt_no, CHANNEL_WIDGET, None, now),
+                &AttemptRow::new(tenant.id, payment.id, attempt_no, AttemptChannel::Widget, None, now),
             )
             .await?;
         }
@@ -226,7 +229,7 @@ pub async fn extend(
         return Err(ServiceError::conflict("plan_archived", "the plan is archived: choose another plan"));
     }
     // An unpaid earlier extension request is superseded by this one.
-    charges::supersede_pending(conn, sub.id, &["extension"]).await?;
+    charges::supersede_pending(conn, sub.id, &[PaymentKind::Extension]).await?;
     // A scheduled downgrade takes over with the extension it is paid by.
     let priced = match sub.scheduled_plan_id {
         Some(id) if id != plan.id => plans::load(conn, id).await?,
@@ -236,7 +239,7 @@ pub async fn extend(
     if version.price.is_zero() {
         return Err(ServiceError::invalid("free_plan", "a free plan is not extended by payment"));
     }
-    let mut payment = payments::tariff_payment(tenant, &sub, "extension", &priced, &version, now);
+    let mut payment = payments::tariff_payment(tenant, &sub, PaymentKind::Extension, &priced, &version, now);
     payment.expires_at = Some(now + PENDING_PAYMENT_TTL);
     payments_db::insert(conn, &payment).await?;
     let payment = collect(conn, now, tenant, &mut payment, req.pay_with).await?;

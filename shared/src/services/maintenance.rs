@@ -23,6 +23,8 @@ use crate::db::payments::PaymentRow;
 use crate::db::schema::{maintenance_extensions as mx, payments, subscriptions as subs};
 use crate::db::subscriptions::SubscriptionRow;
 use crate::domain::period::shift_days;
+use crate::domain::states::{PaymentKind, PaymentStatus};
+use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
 
 pub const MAX_DAYS: u32 = 365;
@@ -72,7 +74,11 @@ pub async fn record(
     let tenant: Tenant = tenants::load(conn, tenant_id).await?;
     let candidates: Vec<SubscriptionRow> = subs::table
         .filter(subs::tenant_id.eq(tenant.id))
-        .filter(subs::status.eq_any(["trialing", "active", "canceled"]))
+        .filter(subs::status.eq_any([
+            SubscriptionStatus::Trialing,
+            SubscriptionStatus::Active,
+            SubscriptionStatus::Canceled,
+        ]))
         .filter(subs::current_period_end.gt(now))
         .filter(subs::renewal_payment_id.is_null())
         .order(subs::id)
@@ -87,8 +93,8 @@ pub async fn record(
         // Paid extensions queued after the current period move with it.
         let queued: Vec<PaymentRow> = payments::table
             .filter(payments::subscription_id.eq(sub.id))
-            .filter(payments::kind.eq("extension"))
-            .filter(payments::status.eq("succeeded"))
+            .filter(payments::kind.eq(PaymentKind::Extension))
+            .filter(payments::status.eq(PaymentStatus::Succeeded))
             .filter(payments::period_start.ge(previous_end.unwrap_or(now)))
             .select(PaymentRow::as_select())
             .load(conn)

@@ -12,6 +12,7 @@ use super::{Page, PageRequest, corrupt, stored_money};
 use crate::db::customers as customers_db;
 use crate::db::payments::{self as db, Payer, PaymentRow};
 use crate::domain::money::{Currency, Money, MoneyView};
+use crate::domain::states::{AttemptChannel, AttemptStatus, LineKind, PaymentKind, PaymentStatus};
 use crate::domain::tenant::GatewayConfig;
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::cloudpayments::wire::WidgetParams;
@@ -21,10 +22,8 @@ pub struct PaymentView {
     pub id: Uuid,
     pub customer_id: Uuid,
     pub subscription_id: Option<Uuid>,
-    /// `purchase`, `renewal`, `upgrade`, `extension`, `top_up`, `overage`.
-    pub kind: String,
-    /// `pending`, `succeeded`, `failed`, `refunded`, `partially_refunded`.
-    pub status: String,
+    pub kind: PaymentKind,
+    pub status: PaymentStatus,
     pub amount: MoneyView,
     pub refunded_amount: MoneyView,
     pub description: String,
@@ -54,8 +53,7 @@ pub struct PaymentView {
 /// One charged thing of a payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Line {
-    /// `tariff`, `upgrade` or `overage`.
-    pub kind: String,
+    pub kind: LineKind,
     pub description: String,
     /// Overage: the metric and the units above the quota at `unit_price`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,8 +68,8 @@ pub struct Line {
 }
 
 impl Line {
-    pub fn new(kind: &str, description: String, amount: Money) -> Line {
-        Line { kind: kind.into(), description, metric: None, quantity: None, unit_price: None, amount: amount.into() }
+    pub fn new(kind: LineKind, description: String, amount: Money) -> Line {
+        Line { kind, description, metric: None, quantity: None, unit_price: None, amount: amount.into() }
     }
 
     pub fn money(&self) -> ServiceResult<Money> {
@@ -89,13 +87,13 @@ pub fn payer(tenant: &Tenant, customer_id: Uuid, subscription_id: Option<Uuid>) 
 pub fn tariff_payment(
     tenant: &Tenant,
     sub: &crate::db::subscriptions::SubscriptionRow,
-    kind: &str,
+    kind: PaymentKind,
     plan: &super::plans::Plan,
     version: &crate::domain::plan::PriceVersion,
     now: DateTime<Utc>,
 ) -> PaymentRow {
     let tariff = super::purchase::describe(tenant, plan);
-    let description = if kind == "purchase" { tariff } else { format!("{tariff}, продление") };
+    let description = if kind == PaymentKind::Purchase { tariff } else { format!("{tariff}, продление") };
     let mut payment =
         PaymentRow::pending(payer(tenant, sub.customer_id, Some(sub.id)), kind, version.price, description, now);
     payment.plan_id = Some(plan.id);
@@ -108,13 +106,7 @@ pub fn tariff_payment(
 pub fn lines_of(p: &PaymentRow) -> ServiceResult<Vec<Line>> {
     match &p.lines {
         Some(v) => serde_json::from_value(v.clone()).map_err(|e| corrupt("payment lines", e)),
-        None => {
-            let kind = match p.kind.as_str() {
-                "purchase" | "renewal" | "extension" => "tariff",
-                other => other,
-            };
-            Ok(vec![Line::new(kind, p.description.clone(), money_of(p)?)])
-        }
+        None => Ok(vec![Line::new(p.kind.line_kind(), p.description.clone(), money_of(p)?)]),
     }
 }
 
@@ -136,7 +128,7 @@ pub fn tariff_amount(p: &PaymentRow) -> ServiceResult<rust_decimal::Decimal> {
         return Ok(p.amount);
     }
     let mut sum = rust_decimal::Decimal::ZERO;
-    for line in lines_of(p)?.iter().filter(|l| l.kind == "tariff") {
+    for line in lines_of(p)?.iter().filter(|l| l.kind == LineKind::Tariff) {
         sum += line.money()?.amount();
     }
     Ok(sum)
@@ -178,8 +170,8 @@ pub fn view(p: &PaymentRow, confirmation: Option<WidgetParams>) -> ServiceResult
         id: p.id,
         customer_id: p.customer_id,
         subscription_id: p.subscription_id,
-        kind: p.kind.clone(),
-        status: p.status.clone(),
+        kind: p.kind,
+        status: p.status,
         amount: money_of(p)?.into(),
         refunded_amount: refunded_of(p)?.into(),
         description: p.description.clone(),
@@ -202,9 +194,9 @@ pub fn view(p: &PaymentRow, confirmation: Option<WidgetParams>) -> ServiceResult
 /// A payment with, while a widget attempt is open, how to collect it.
 pub async fn view_of(conn: &mut AsyncPgConnection, tenant: &Tenant, p: &PaymentRow) -> ServiceResult<PaymentView> {
     let attempts = db::attempts_of(conn, p.id).await?;
-    let open_widget = attempts.last().filter(|a| {
-        a.channel == "widget" && a.status == "pending" && matches!(p.status.as_str(), "pending" | "failed")
-    });
+    let open_widget = attempts
+        .last()
+        .filter(|a| a.channel == AttemptChannel::Widget && a.status == AttemptStatus::Pending && p.status.is_open());
     let confirmation = match open_widget {
         Some(a) => match customers_db::find(conn, tenant.id, p.customer_id).await? {
             Some(c) => widget_params(tenant, p, &a.invoice_id, &c.email)?,

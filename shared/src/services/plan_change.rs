@@ -33,6 +33,7 @@ use crate::domain::ledger::{PlanChangeParts, Posting};
 use crate::domain::money::{Money, MoneyView};
 use crate::domain::period::{local_days_between, period_end};
 use crate::domain::proration::{self, ChangeInput};
+use crate::domain::states::{LineKind, PaymentKind};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tenant::UpgradeMode;
 use crate::error::{ServiceError, ServiceResult};
@@ -215,7 +216,7 @@ pub async fn change_plan(
     }
     // An unpaid earlier upgrade request — or an extension of the old plan — is
     // superseded by this one.
-    supersede_pending(conn, sub.id, &["upgrade", "extension"]).await?;
+    supersede_pending(conn, sub.id, &[PaymentKind::Upgrade, PaymentKind::Extension]).await?;
     let stored = StoredChange {
         from_plan_id: plan.id,
         to_plan_id: target.id,
@@ -241,7 +242,7 @@ pub async fn change_plan(
     let description = format!("{}: переход на тариф {}", tenant.name, target.name);
     let mut payment = PaymentRow::pending(
         payments::payer(tenant, sub.customer_id, Some(sub.id)),
-        "upgrade",
+        PaymentKind::Upgrade,
         quote.amount_due,
         description.clone(),
         now,
@@ -250,7 +251,7 @@ pub async fn change_plan(
     payment.price_id = Some(version.id);
     payment.expires_at = Some(now + PENDING_PAYMENT_TTL);
     payment.plan_change = Some(serde_json::to_value(&stored).map_err(|e| corrupt("plan change", e))?);
-    payments::set_lines(&mut payment, &[Line::new("upgrade", description, quote.amount_due)])?;
+    payments::set_lines(&mut payment, &[Line::new(LineKind::Upgrade, description, quote.amount_due)])?;
     payments_db::insert(conn, &payment).await?;
     let pay_with = match req.pay_with {
         Some(p) => p,

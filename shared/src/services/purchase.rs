@@ -29,6 +29,7 @@ use crate::db::schema::trials;
 use crate::db::subscriptions::{self as db, SubscriptionRow};
 use crate::domain::period::{period_end, shift_days};
 use crate::domain::plan::{price_at, scheduled_after};
+use crate::domain::states::{AttemptChannel, PaymentKind};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
 
@@ -77,7 +78,7 @@ pub fn describe(tenant: &Tenant, plan: &Plan) -> String {
 /// A subscription nothing was paid for (a trial, a free plan): a purchase replaces
 /// it when the purchase is paid (SPEC §4), it does not block it.
 pub fn replaceable(row: &SubscriptionRow) -> bool {
-    matches!(row.status.as_str(), "trialing" | "active" | "canceled")
+    matches!(row.status, SubscriptionStatus::Trialing | SubscriptionStatus::Active | SubscriptionStatus::Canceled)
         && row.paid_amount.is_none_or(|a| a.is_zero())
         && row.renewal_payment_id.is_none()
 }
@@ -192,7 +193,7 @@ pub async fn purchase(
 
     let mut sub = SubscriptionRow::new(tenant.id, customer.id, plan.id, plan.auto_renew, now);
     if let Start::Free { ends_at, renews, .. } = start {
-        sub.status = if renews { SubscriptionStatus::Active } else { SubscriptionStatus::Trialing }.as_str().into();
+        sub.status = if renews { SubscriptionStatus::Active } else { SubscriptionStatus::Trialing };
         sub.auto_renew = renews;
         sub.current_period_start = Some(now);
         sub.current_period_end = Some(ends_at);
@@ -211,7 +212,7 @@ pub async fn purchase(
         }
     })?;
     let cause = if matches!(start, Start::Free { .. }) { "trial_started" } else { "purchase" };
-    db::record_transition(conn, sub.id, None, &sub.status, cause, now, Some(json!({"plan": plan.code}))).await?;
+    db::record_transition(conn, sub.id, None, sub.status, cause, now, Some(json!({"plan": plan.code}))).await?;
 
     let payment = match start {
         Start::Free { ends_at, record_trial, .. } => {
@@ -231,16 +232,16 @@ pub async fn purchase(
                 }
             }
             super::scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
-            let extra = json!({"trial": sub.status == "trialing", "trial_ends_at": (sub.status == "trialing").then_some(ends_at)});
+            let extra = json!({"trial": sub.status == SubscriptionStatus::Trialing, "trial_ends_at": (sub.status == SubscriptionStatus::Trialing).then_some(ends_at)});
             subscriptions::emit(conn, now, tenant, &sub, &plan.code, "subscription.activated", extra).await?;
             None
         }
         Start::Paid => {
-            let mut payment = payments::tariff_payment(tenant, &sub, "purchase", &plan, &version, now);
+            let mut payment = payments::tariff_payment(tenant, &sub, PaymentKind::Purchase, &plan, &version, now);
             payment.expires_at = Some(now + PENDING_PAYMENT_TTL);
             payments_db::insert(conn, &payment).await?;
             // The purchase's widget attempt is known to the gateway by the payment id.
-            let mut attempt = AttemptRow::new(tenant.id, payment.id, 1, "widget", None, now);
+            let mut attempt = AttemptRow::new(tenant.id, payment.id, 1, AttemptChannel::Widget, None, now);
             attempt.invoice_id = payment.id.to_string();
             payments_db::insert_attempt(conn, &attempt).await?;
             // Pending purchases expire after 24 h: the scheduler needs to know when.

@@ -30,6 +30,7 @@ use crate::db::schema::{customers, receipts};
 use crate::db::{PgPool, in_transaction};
 use crate::domain::money::MoneyView;
 use crate::domain::plan::PlanFiscal;
+use crate::domain::states::{ReceiptKind, ReceiptStatus};
 use crate::domain::tenant::FiscalSettings;
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::atol::{
@@ -53,8 +54,8 @@ pub struct ReceiptRow {
     pub tenant_id: Uuid,
     pub payment_id: Uuid,
     pub refund_id: Option<Uuid>,
-    pub kind: String,
-    pub status: String,
+    pub kind: ReceiptKind,
+    pub status: ReceiptStatus,
     /// The receipt as ATOL gets it ([`Receipt`]), built when the receipt was
     /// created: JSON text, so amounts stay exact.
     pub document: String,
@@ -74,10 +75,8 @@ pub struct ReceiptView {
     pub id: Uuid,
     pub payment_id: Uuid,
     pub refund_id: Option<Uuid>,
-    /// `income` (приход) or `income_refund` (возврат прихода).
-    pub kind: String,
-    /// `pending`, `registered`, `failed`.
-    pub status: String,
+    pub kind: ReceiptKind,
+    pub status: ReceiptStatus,
     pub total: MoneyView,
     /// The document sent to the fiscal provider: client, company, items
     /// (name, price, quantity, sum, payment_method, payment_object, vat), payments,
@@ -103,8 +102,8 @@ fn view(r: &ReceiptRow) -> ServiceResult<ReceiptView> {
         id: r.id,
         payment_id: r.payment_id,
         refund_id: r.refund_id,
-        kind: r.kind.clone(),
-        status: r.status.clone(),
+        kind: r.kind,
+        status: r.status,
         total: stored_money(r.total, &r.currency, "receipt total")?.into(),
         receipt: document_view(&r.document)?,
         attempt: r.attempt,
@@ -251,8 +250,8 @@ async fn create(
         tenant_id: tenant.id,
         payment_id: payment.id,
         refund_id: refund.map(|r| r.id),
-        kind: if refund.is_some() { "income_refund" } else { "income" }.into(),
-        status: "pending".into(),
+        kind: if refund.is_some() { ReceiptKind::IncomeRefund } else { ReceiptKind::Income },
+        status: ReceiptStatus::Pending,
         total: doc.total,
         document: serde_json::to_string(&doc).map_err(|e| corrupt("receipt", e))?,
         currency: payment.currency.clone(),
@@ -395,7 +394,7 @@ async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Lea
         let now = clock.now(c).await?;
         let Some(mut row) = lock(c, id).await? else { return Ok(JobResult::Done) };
         let stale = row.attempt != attempt && !matches!(learned, Learned::GaveUp(_));
-        if row.status != "pending" || stale {
+        if row.status != ReceiptStatus::Pending || stale {
             return Ok(JobResult::Done);
         }
         match learned {
@@ -407,7 +406,7 @@ async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Lea
                 Ok(JobResult::RetryLater("registration accepted; waiting for the report".into()))
             }
             Learned::Registered(payload) => {
-                row.status = "registered".into();
+                row.status = ReceiptStatus::Registered;
                 row.fiscal = Some(serde_json::to_string(&*payload).map_err(|e| corrupt("fiscal payload", e))?);
                 row.registered_at = Some(now);
                 save(c, &row).await?;
@@ -422,7 +421,7 @@ async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Lea
                 Ok(JobResult::RetryLater(format!("attempt {attempt} failed ({reason}); the next one follows")))
             }
             Learned::AttemptFailed(reason) | Learned::Failed(reason) | Learned::GaveUp(reason) => {
-                row.status = "failed".into();
+                row.status = ReceiptStatus::Failed;
                 row.failure_reason = Some(reason.clone());
                 save(c, &row).await?;
                 emit(c, now, &row, "receipt.failed").await?;
@@ -458,7 +457,7 @@ pub async fn process(
     let Some(row) = load(&mut conn, id).await? else {
         return Err(ServiceError::not_found("receipt_not_found", format!("no receipt {id}")));
     };
-    if row.status != "pending" {
+    if row.status != ReceiptStatus::Pending {
         return Ok(JobResult::Done);
     }
     let tenant = super::tenants::load_cached(&mut conn, row.tenant_id).await?;
@@ -527,7 +526,7 @@ async fn step(
             }),
             receipt,
         };
-        let op = if row.kind == "income" { Operation::Sell } else { Operation::SellRefund };
+        let op = if row.kind == ReceiptKind::Income { Operation::Sell } else { Operation::SellRefund };
         return match to.api.register(account, op, &doc).await {
             Ok(Accepted::New { uuid }) | Ok(Accepted::AlreadyExists { uuid: Some(uuid) }) => {
                 Ok(Learned::Accepted(uuid))
@@ -561,7 +560,7 @@ pub async fn hint(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Ten
     let found: Option<(Uuid, Uuid)> = receipts::table
         .filter(receipts::tenant_id.eq(tenant.id))
         .filter(receipts::provider_uuid.eq(&uuid))
-        .filter(receipts::status.eq("pending"))
+        .filter(receipts::status.eq(ReceiptStatus::Pending))
         .select((receipts::id, receipts::payment_id))
         .first(conn)
         .await
@@ -603,10 +602,15 @@ mod tests {
         };
         let rub =
             |v: i64| Money::new(Decimal::new(v, 2), crate::domain::money::Currency::parse("RUB").unwrap()).unwrap();
-        let mut p = PaymentRow::pending(payer, "renewal", rub(150000), "Тариф".into(), now);
+        let mut p =
+            PaymentRow::pending(payer, crate::domain::states::PaymentKind::Renewal, rub(150000), "Тариф".into(), now);
         let lines = [
-            super::super::payments::Line::new("tariff", "Тариф".into(), rub(100000)),
-            super::super::payments::Line::new("overage", "Сообщения сверх лимита".into(), rub(50000)),
+            super::super::payments::Line::new(crate::domain::states::LineKind::Tariff, "Тариф".into(), rub(100000)),
+            super::super::payments::Line::new(
+                crate::domain::states::LineKind::Overage,
+                "Сообщения сверх лимита".into(),
+                rub(50000),
+            ),
         ];
         super::super::payments::set_lines(&mut p, &lines).unwrap();
         let d = |v: i64| Decimal::new(v, 2);

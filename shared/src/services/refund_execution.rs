@@ -35,6 +35,7 @@ use crate::db::refunds::{self as db, RefundRow};
 use crate::db::schema::{ledger_transactions, payments};
 use crate::db::{PgPool, in_transaction, ledger};
 use crate::domain::ledger::Posting;
+use crate::domain::states::{PaymentStatus, RefundStatus};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tenant::RefundReason;
 use crate::error::{ServiceError, ServiceResult};
@@ -84,18 +85,18 @@ async fn claim(conn: &mut AsyncPgConnection, now: DateTime<Utc>, refund_id: Uuid
         return Err(ServiceError::not_found("refund_not_found", format!("no refund {refund_id}")));
     };
     let Some(account) = Account::from_config(&tenant.gateway) else {
-        if matches!(refund.status.as_str(), "approved" | "processing") {
+        if matches!(refund.status, RefundStatus::Approved | RefundStatus::Processing) {
             fail(conn, now, &tenant, &payment, &mut refund, GATEWAY_UNSUPPORTED).await?;
         }
         return Ok(Step::Nothing);
     };
-    match (refund.status.as_str(), refund.gateway_transaction_id.clone()) {
-        ("approved", _) => {
+    match (refund.status, refund.gateway_transaction_id.clone()) {
+        (RefundStatus::Approved, _) => {
             let Some(payment_tx) = payment.gateway_transaction_id.clone() else {
                 fail(conn, now, &tenant, &payment, &mut refund, "the payment has no gateway transaction").await?;
                 return Ok(Step::Nothing);
             };
-            refund.status = "processing".into();
+            refund.status = RefundStatus::Processing;
             refund.attempt += 1;
             refund.sent_at = Some(now);
             refund.failure_reason = None;
@@ -103,11 +104,11 @@ async fn claim(conn: &mut AsyncPgConnection, now: DateTime<Utc>, refund_id: Uuid
             Ok(Step::Send { account, payment_tx, refund })
         }
         // The answer to the current try was lost: the same try again (same key).
-        ("processing", None) => match payment.gateway_transaction_id.clone() {
+        (RefundStatus::Processing, None) => match payment.gateway_transaction_id.clone() {
             Some(payment_tx) => Ok(Step::Send { account, payment_tx, refund }),
             None => Ok(Step::Nothing),
         },
-        ("processing", Some(refund_tx)) => Ok(Step::Reconcile { account, refund, refund_tx }),
+        (RefundStatus::Processing, Some(refund_tx)) => Ok(Step::Reconcile { account, refund, refund_tx }),
         _ => Ok(Step::Nothing),
     }
 }
@@ -185,7 +186,7 @@ async fn settle(
         let Some((tenant, mut payment, mut refund)) = lock(c, refund_id).await? else {
             return Ok(JobResult::Done);
         };
-        if refund.status != "processing" || refund.attempt != attempt {
+        if refund.status != RefundStatus::Processing || refund.attempt != attempt {
             return Ok(JobResult::Done);
         }
         match outcome {
@@ -223,7 +224,7 @@ async fn fail(
     reason: &str,
 ) -> ServiceResult<()> {
     warn!(refund = %refund.id, reason, "refund failed");
-    refund.status = "failed".into();
+    refund.status = RefundStatus::Failed;
     refund.failure_reason = Some(reason.chars().take(500).collect());
     db::save(conn, refund).await?;
     emit(conn, now, tenant, payment, refund, "refund.failed").await
@@ -255,13 +256,17 @@ async fn succeed(
     refund: &mut RefundRow,
     refund_tx: &str,
 ) -> ServiceResult<()> {
-    refund.status = "succeeded".into();
+    refund.status = RefundStatus::Succeeded;
     refund.gateway_transaction_id = Some(refund_tx.to_owned());
     refund.succeeded_at = Some(now);
     refund.failure_reason = None;
     db::save(conn, refund).await.map_err(over_capture)?;
     payment.refunded_amount += refund.amount;
-    payment.status = if payment.refunded_amount >= payment.amount { "refunded" } else { "partially_refunded" }.into();
+    payment.status = if payment.refunded_amount >= payment.amount {
+        PaymentStatus::Refunded
+    } else {
+        PaymentStatus::PartiallyRefunded
+    };
     payments_db::save(conn, payment).await?;
     let amount = money(refund.amount, &refund.currency)?;
     let posting = Posting::refunded(
@@ -276,7 +281,7 @@ async fn succeed(
     let data = super::payments::event_data(payment)?;
     let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
     outbox::emit(conn, now, NewEvent::event(tenant.id, ordering, "payment.refunded", data)).await?;
-    if payment.status == "refunded" {
+    if payment.status == PaymentStatus::Refunded {
         end_refunded_period(conn, now, tenant, payment).await?;
     }
     Ok(())
@@ -293,7 +298,7 @@ async fn end_refunded_period(
     else {
         return Ok(());
     };
-    if payment.duplicate_of.is_some() || !matches!(payment.kind.as_str(), "purchase" | "renewal" | "extension") {
+    if payment.duplicate_of.is_some() || !payment.kind.pays_tariff() {
         return Ok(());
     }
     let (mut sub, plan) = super::lifecycle::lock(conn, tenant, sub_id).await?;
@@ -341,7 +346,7 @@ pub async fn notified(
     };
     let ours = find_ours(conn, tenant.id, payment.id, data_refund_id, &n.transaction_id, amount).await?;
     if let Some(mut refund) = ours {
-        if refund.status == "succeeded" {
+        if refund.status == RefundStatus::Succeeded {
             if refund.gateway_transaction_id.as_deref() != Some(n.transaction_id.as_str()) {
                 tracing::error!(refund = %refund.id, transaction = %n.transaction_id,
                     "a second gateway refund for one refund: check the provider's dashboard");
@@ -399,7 +404,7 @@ async fn record_dashboard_refund(
                 break;
             }
             held -= pending.amount;
-            pending.status = "rejected".into();
+            pending.status = RefundStatus::Rejected;
             pending.decision_code = "superseded_by_dashboard_refund".into();
             pending.decided_at = Some(now);
             db::save(conn, &pending).await?;
@@ -408,7 +413,7 @@ async fn record_dashboard_refund(
     }
     let mut refund = RefundRow {
         comment: Some("refunded in the provider's dashboard".into()),
-        ..new_row(payment, RefundReason::Goodwill, "processing", "made_in_dashboard", amount, now)?
+        ..new_row(payment, RefundReason::Goodwill, RefundStatus::Processing, "made_in_dashboard", amount, now)?
     };
     refund.reason = "dashboard".into();
     db::insert(conn, &refund).await.map_err(over_capture)?;
@@ -425,13 +430,13 @@ pub async fn retry(
     id: Uuid,
 ) -> ServiceResult<RefundView> {
     let (payment, mut refund) = lock_with_payment(conn, tenant.id, id).await?.ok_or_else(refund_not_found)?;
-    if refund.status != "failed" {
+    if refund.status != RefundStatus::Failed {
         return Err(ServiceError::conflict(
             "refund_not_failed",
             format!("only a failed refund can be retried (it is {})", refund.status),
         ));
     }
-    refund.status = "approved".into();
+    refund.status = RefundStatus::Approved;
     refund.gateway_transaction_id = None;
     db::save(conn, &refund).await.map_err(over_capture)?;
     enqueue(conn, now, &payment, &refund).await?;

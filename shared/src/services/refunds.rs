@@ -22,6 +22,7 @@ use crate::domain::calendar::Calendar;
 use crate::domain::money::{Money, MoneyInput, MoneyView};
 use crate::domain::period::{local_date, resolve_local};
 use crate::domain::refund::{Outcome, RefundFacts, decide, prorata};
+use crate::domain::states::{PaymentKind, PaymentStatus, RefundStatus};
 use crate::domain::tenant::RefundReason;
 use crate::error::{ServiceError, ServiceResult};
 
@@ -44,8 +45,7 @@ pub struct RefundView {
     pub payment_id: Uuid,
     pub customer_id: Uuid,
     pub reason: String,
-    /// `pending_review`, `approved`, `rejected`, `processing`, `succeeded`, `failed`.
-    pub status: String,
+    pub status: RefundStatus,
     /// Why: `approved`, `review_required`, `refund_window_closed`, `usage_present`,
     /// `reason_not_refundable`, `nothing_to_refund`, `approved_by_review`,
     /// `rejected_by_review`.
@@ -104,7 +104,7 @@ pub(crate) fn view(r: &RefundRow) -> ServiceResult<RefundView> {
         payment_id: r.payment_id,
         customer_id: r.customer_id,
         reason: r.reason.clone(),
-        status: r.status.clone(),
+        status: r.status,
         decision_code: r.decision_code.clone(),
         amount: money(r.amount, &r.currency)?.into(),
         requested_amount: r.requested_amount.map(|a| money(a, &r.currency)).transpose()?.map(Into::into),
@@ -121,7 +121,7 @@ pub(crate) fn view(r: &RefundRow) -> ServiceResult<RefundView> {
 pub(crate) fn new_row(
     payment: &PaymentRow,
     reason: RefundReason,
-    status: &str,
+    status: RefundStatus,
     code: &str,
     amount: rust_decimal::Decimal,
     now: DateTime<Utc>,
@@ -132,7 +132,7 @@ pub(crate) fn new_row(
         payment_id: payment.id,
         customer_id: payment.customer_id,
         reason: reason_str(reason)?,
-        status: status.into(),
+        status,
         decision_code: code.into(),
         amount,
         requested_amount: None,
@@ -185,9 +185,6 @@ fn check_comment(comment: Option<&str>) -> ServiceResult<()> {
     Ok(())
 }
 
-/// Statuses a list may filter by.
-const STATUSES: [&str; 6] = ["pending_review", "approved", "rejected", "processing", "succeeded", "failed"];
-
 /// The database refuses refunds above the captured amount: a clean conflict.
 pub(crate) fn over_capture(e: diesel::result::Error) -> ServiceError {
     use diesel::result::{DatabaseErrorKind, Error};
@@ -210,7 +207,7 @@ pub async fn request(
         .await?
         .filter(|p| p.tenant_id == tenant.id)
         .ok_or_else(|| ServiceError::not_found("payment_not_found", "no such payment"))?;
-    if !matches!(payment.status.as_str(), "succeeded" | "partially_refunded") {
+    if !matches!(payment.status, PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded) {
         return Err(ServiceError::conflict(
             "payment_not_refundable",
             format!("only a captured payment can be refunded (it is {})", payment.status),
@@ -233,10 +230,9 @@ pub async fn request(
     let held = money(db::held_for_payment(conn, payment.id).await?, &payment.currency)?;
     let paid_at = payment.captured_at.unwrap_or(payment.created_at);
     // An upgrade's surcharge pays for the rest of the period from the upgrade on.
-    let period = payment
-        .period_start
-        .zip(payment.period_end)
-        .map(|(start, end)| if payment.kind == "upgrade" { (start.max(paid_at), end) } else { (start, end) });
+    let period = payment.period_start.zip(payment.period_end).map(|(start, end)| {
+        if payment.kind == PaymentKind::Upgrade { (start.max(paid_at), end) } else { (start, end) }
+    });
     let usage_present = match (payment.subscription_id, payment.period_start) {
         (Some(sub), Some(start)) => {
             diesel::select(diesel::dsl::exists(
@@ -271,9 +267,9 @@ pub async fn request(
     }
     let decision = decide(&tenant.policy.refund_rules, &tenant.policy.holidays, Calendar::russia(), &facts);
     let status = match decision.outcome {
-        Outcome::Approve => "approved",
-        Outcome::Review => "pending_review",
-        Outcome::Reject => "rejected",
+        Outcome::Approve => RefundStatus::Approved,
+        Outcome::Review => RefundStatus::PendingReview,
+        Outcome::Reject => RefundStatus::Rejected,
     };
     let held_for_review = decision.outcome == Outcome::Review;
     let row = RefundRow {
@@ -331,18 +327,18 @@ pub async fn review(
 ) -> ServiceResult<RefundView> {
     check_comment(req.comment.as_deref())?;
     let (payment, mut row) = lock_with_payment(conn, tenant.id, id).await?.ok_or_else(refund_not_found)?;
-    if row.status != "pending_review" {
+    if row.status != RefundStatus::PendingReview {
         return Err(ServiceError::conflict(
             "refund_not_pending",
             format!("only a refund waiting for review can be decided (it is {})", row.status),
         ));
     }
     let (status, code, event) = if approve {
-        ("approved", "approved_by_review", "refund.approved")
+        (RefundStatus::Approved, "approved_by_review", "refund.approved")
     } else {
-        ("rejected", "rejected_by_review", "refund.rejected")
+        (RefundStatus::Rejected, "rejected_by_review", "refund.rejected")
     };
-    row.status = status.into();
+    row.status = status;
     row.decision_code = code.into();
     row.decided_at = Some(now);
     row.review_comment = req.comment;
@@ -361,11 +357,14 @@ pub async fn list(
     payment_id: Option<Uuid>,
     page: PageRequest,
 ) -> ServiceResult<Page<RefundView>> {
-    if let Some(s) = status
-        && !STATUSES.contains(&s)
-    {
-        return Err(ServiceError::validation(format!("status must be one of {}", STATUSES.join(", "))));
-    }
+    let status = status
+        .map(|s| {
+            RefundStatus::parse(s).ok_or_else(|| {
+                let all: Vec<&str> = RefundStatus::ALL.iter().map(|s| s.as_str()).collect();
+                ServiceError::validation(format!("status must be one of {}", all.join(", ")))
+            })
+        })
+        .transpose()?;
     let rows = db::list(conn, tenant.id, status, payment_id, page.starting_after, page.fetch()).await?;
     let views = rows.iter().map(view).collect::<ServiceResult<Vec<_>>>()?;
     Ok(Page::from_rows(views, page, |v| v))
@@ -399,7 +398,8 @@ fn unused_part(tenant: &Tenant, payment: &PaymentRow, now: DateTime<Utc>) -> Ser
     if start >= now {
         return Ok(Some(tariff));
     }
-    let start = if payment.kind == "upgrade" { start.max(payment.captured_at.unwrap_or(start)) } else { start };
+    let start =
+        if payment.kind == PaymentKind::Upgrade { start.max(payment.captured_at.unwrap_or(start)) } else { start };
     Ok(Some(prorata(tariff, (start, end), now, tenant.tz)))
 }
 
@@ -426,8 +426,13 @@ pub async fn terminate(
         p::table
             .filter(p::tenant_id.eq(tenant.id))
             .filter(p::subscription_id.eq(id))
-            .filter(p::status.eq_any(["succeeded", "partially_refunded"]))
-            .filter(p::kind.eq_any(["purchase", "renewal", "extension", "upgrade"]))
+            .filter(p::status.eq_any([PaymentStatus::Succeeded, PaymentStatus::PartiallyRefunded]))
+            .filter(p::kind.eq_any([
+                PaymentKind::Purchase,
+                PaymentKind::Renewal,
+                PaymentKind::Extension,
+                PaymentKind::Upgrade,
+            ]))
             .filter(p::duplicate_of.is_null())
             .filter(p::period_end.gt(now))
             .order(p::id.asc())
@@ -461,7 +466,7 @@ pub async fn terminate(
                 comment: Some(reason.clone()),
             };
             let view = record_approved(conn, now, tenant, payment, decided).await?;
-            let current = payment.kind != "upgrade"
+            let current = payment.kind != PaymentKind::Upgrade
                 && payment.period_start == sub.current_period_start
                 && payment.period_end == sub.current_period_end;
             if current && refund.is_none() {
@@ -511,7 +516,7 @@ pub(crate) async fn record_approved(
 ) -> ServiceResult<RefundView> {
     let row = RefundRow {
         comment: decided.comment,
-        ..new_row(payment, decided.reason, "approved", decided.code, decided.amount, now)?
+        ..new_row(payment, decided.reason, RefundStatus::Approved, decided.code, decided.amount, now)?
     };
     db::insert(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, payment, &row, "refund.requested").await?;

@@ -23,7 +23,7 @@ use serde_json::json;
 use tracing::error;
 use uuid::Uuid;
 
-use super::charges::{self, CHANNEL_SCHEDULED};
+use super::charges;
 use super::payments::{self as payments_svc, Line};
 use super::plans::{self, Plan};
 use super::purchase::PENDING_PAYMENT_TTL;
@@ -38,6 +38,7 @@ use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
 use crate::domain::money::MoneyView;
 use crate::domain::period::period_end;
 use crate::domain::plan::QuotaMode;
+use crate::domain::states::{AttemptChannel, AttemptStatus, LineKind, PaymentKind, PaymentStatus};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tenant::AfterLastRetry;
 use crate::error::{ServiceError, ServiceResult};
@@ -79,11 +80,14 @@ pub(crate) enum Next {
 
 async fn has_open_attempt(conn: &mut AsyncPgConnection, payment: Option<Uuid>) -> ServiceResult<bool> {
     let Some(payment) = payment else { return Ok(false) };
-    Ok(select(exists(
-        payment_attempts::table
-            .filter(payment_attempts::payment_id.eq(payment))
-            .filter(payment_attempts::status.eq_any(["pending", "sent", "unknown", "refused"])),
-    ))
+    Ok(select(exists(payment_attempts::table.filter(payment_attempts::payment_id.eq(payment)).filter(
+        payment_attempts::status.eq_any([
+            AttemptStatus::Pending,
+            AttemptStatus::Sent,
+            AttemptStatus::Unknown,
+            AttemptStatus::Refused,
+        ]),
+    )))
     .get_result(conn)
     .await?)
 }
@@ -256,7 +260,7 @@ async fn perform(
                     .await?
                     .ok_or_else(|| ServiceError::Internal(format!("renewal payment {payment_id} vanished")))?;
                 metrics::counter!("billing_dunning_retries_total").increment(1);
-                charges::start_attempt(conn, now, tenant, &mut payment, CHANNEL_SCHEDULED).await?;
+                charges::start_attempt(conn, now, tenant, &mut payment, AttemptChannel::Scheduled).await?;
             }
             *sub = reload(conn, sub.id).await?;
             Ok(())
@@ -340,7 +344,7 @@ fn renewal_payment(
     if version.price.is_zero() {
         return Ok(None);
     }
-    let mut payment = payments_svc::tariff_payment(tenant, sub, "renewal", plan, version, now);
+    let mut payment = payments_svc::tariff_payment(tenant, sub, PaymentKind::Renewal, plan, version, now);
     payment.period_start = Some(end);
     payment.period_end = Some(period_end(end, anchor, plan.period, tenant.tz));
     Ok(Some(payment))
@@ -356,7 +360,7 @@ async fn start_renewal(
     sub: &mut SubscriptionRow,
 ) -> ServiceResult<()> {
     // An upgrade not paid by now is quoted for a period that is ending: it lapses.
-    charges::supersede_pending(conn, sub.id, &["upgrade"]).await?;
+    charges::supersede_pending(conn, sub.id, &[PaymentKind::Upgrade]).await?;
     let renewal_plan = match sub.scheduled_plan_id {
         Some(id) if id != plan.id => plans::load(conn, id).await?,
         _ => plan.clone(),
@@ -371,7 +375,8 @@ async fn start_renewal(
         return renew_free(conn, now, tenant, plan, &renewal_plan, sub).await;
     };
     if !overage.is_empty() {
-        let mut lines = vec![Line::new("tariff", payment.description.clone(), payments_svc::money_of(&payment)?)];
+        let mut lines =
+            vec![Line::new(LineKind::Tariff, payment.description.clone(), payments_svc::money_of(&payment)?)];
         lines.extend(overage);
         payments_svc::set_lines(&mut payment, &lines)?;
     }
@@ -379,7 +384,7 @@ async fn start_renewal(
     sub.renewal_payment_id = Some(payment.id);
     sub.due_at = None;
     subs_db::save(conn, sub).await?;
-    charges::start_attempt(conn, now, tenant, &mut payment, CHANNEL_SCHEDULED).await?;
+    charges::start_attempt(conn, now, tenant, &mut payment, AttemptChannel::Scheduled).await?;
     Ok(())
 }
 
@@ -428,8 +433,8 @@ async fn roll_extension(
     usage::bill_ended_period(conn, now, tenant, sub, plan).await?;
     let extension: Option<PaymentRow> = payments::table
         .filter(payments::subscription_id.eq(sub.id))
-        .filter(payments::kind.eq("extension"))
-        .filter(payments::status.eq("succeeded"))
+        .filter(payments::kind.eq(PaymentKind::Extension))
+        .filter(payments::status.eq(PaymentStatus::Succeeded))
         .filter(payments::period_start.eq(end))
         .select(PaymentRow::as_select())
         .first(conn)
@@ -491,7 +496,7 @@ async fn roll_extension(
 fn plain_renewal(now: DateTime<Utc>, tenant: &Tenant, plan: &Plan, sub: &SubscriptionRow, notice_sent: bool) -> bool {
     let Some(end) = sub.current_period_end else { return false };
     let charge_at = sub.next_charge_at.unwrap_or(end);
-    sub.status == SubscriptionStatus::Active.as_str()
+    sub.status == SubscriptionStatus::Active
         && sub.auto_renew
         && sub.renewal_payment_id.is_none()
         && sub.scheduled_plan_id.is_none()
@@ -514,7 +519,7 @@ async fn start_renewals_in_bulk(
     let payments: Vec<PaymentRow> = items.iter().map(|(_, p, _)| p.clone()).collect();
     let attempts: Vec<AttemptRow> = items
         .iter()
-        .map(|(_, p, method)| AttemptRow::new(p.tenant_id, p.id, 1, CHANNEL_SCHEDULED, Some(*method), now))
+        .map(|(_, p, method)| AttemptRow::new(p.tenant_id, p.id, 1, AttemptChannel::Scheduled, Some(*method), now))
         .collect();
     let jobs = payments.iter().zip(&attempts).map(|(p, a)| charges::charge_job(p, a.id)).collect();
     payments_db::insert_many(conn, &payments).await?;

@@ -17,13 +17,14 @@ use crate::db::schema::plans;
 use crate::db::subscriptions::{self as db, SubscriptionRow};
 use crate::domain::money::{Currency, Money, MoneyView};
 use crate::domain::period::period_end;
+use crate::domain::states::PaymentStatus;
 use crate::domain::subscription::{AccessFacts, SubscriptionStatus, has_access};
 use crate::error::{ServiceError, ServiceResult};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TransitionView {
-    pub from: Option<String>,
-    pub to: String,
+    pub from: Option<SubscriptionStatus>,
+    pub to: SubscriptionStatus,
     pub cause: String,
     pub at: DateTime<Utc>,
     #[schema(value_type = Option<Object>)]
@@ -61,7 +62,7 @@ pub struct SubscriptionView {
 }
 
 pub fn status_of(row: &SubscriptionRow) -> ServiceResult<SubscriptionStatus> {
-    SubscriptionStatus::parse(&row.status).ok_or_else(|| corrupt("subscription status", &row.status))
+    Ok(row.status)
 }
 
 pub fn access_facts(row: &SubscriptionRow) -> ServiceResult<AccessFacts> {
@@ -152,9 +153,9 @@ pub async fn transition(
     at: DateTime<Utc>,
     details: Option<Value>,
 ) -> ServiceResult<()> {
-    let from = row.status.clone();
-    row.status = to.as_str().to_owned();
-    db::record_transition(conn, row.id, Some(&from), to.as_str(), cause, at, details).await?;
+    let from = row.status;
+    row.status = to;
+    db::record_transition(conn, row.id, Some(from), to, cause, at, details).await?;
     Ok(())
 }
 
@@ -243,8 +244,8 @@ pub async fn end(
 ) -> ServiceResult<()> {
     for mut p in payments_db::pending_of_subscription(conn, row.id).await? {
         let expired = p.expires_at.is_some_and(|e| e <= now);
-        p.status = "failed".into();
-        p.failure_reason = Some(if expired { "expired" } else { cause }.into());
+        p.status = PaymentStatus::Failed;
+        p.failure_reason = Some(if expired { crate::domain::states::PAYMENT_EXPIRED } else { cause }.into());
         payments_db::save(conn, &p).await?;
         let data = super::payments::event_data(&p)?;
         outbox::emit(conn, now, NewEvent::event(tenant.id, row.id, "payment.failed", data)).await?;

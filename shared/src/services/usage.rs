@@ -19,7 +19,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::charges;
-use super::charges::CHANNEL_MANUAL;
 use super::payments::{self, Line};
 use super::plans::{self, Plan};
 use super::tenants::Tenant;
@@ -29,6 +28,7 @@ use crate::db::subscriptions::SubscriptionRow;
 use crate::db::usage::{self as db, CounterState, Increment};
 use crate::domain::money::Money;
 use crate::domain::plan::{MetricKind, QuotaReset};
+use crate::domain::states::{AttemptChannel, LineKind, PaymentKind};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::usage::{PeriodFacts, Unattributable, Usage, overage, period_of};
 use crate::error::{ServiceError, ServiceResult};
@@ -109,7 +109,7 @@ fn kind_str(kind: MetricKind) -> &'static str {
 /// Whether a period follows the current one at its end.
 fn continues(sub: &SubscriptionRow) -> bool {
     let end = sub.current_period_end;
-    (sub.auto_renew && sub.status != SubscriptionStatus::Canceled.as_str())
+    (sub.auto_renew && sub.status != SubscriptionStatus::Canceled)
         || sub.paid_through.is_some_and(|p| end.is_some_and(|e| p > e))
 }
 
@@ -358,7 +358,7 @@ pub async fn close_period(
             let quota = plan.quotas.get(&c.metric)?;
             let (units, price, amount) = overage(quota, Usage { used: c.used, peak: c.peak })?;
             Some(Line {
-                kind: "overage".into(),
+                kind: LineKind::Overage,
                 description: format!("{}: сверх лимита {} ({})", tenant.name, c.metric, plan.name),
                 metric: Some(c.metric),
                 quantity: Some(units),
@@ -403,17 +403,22 @@ pub async fn charge_lines(
     let Some(first) = lines.first() else { return Ok(()) };
     let zero = Money::zero(first.money()?.currency());
     let description = format!("{}: использование сверх лимита", tenant.name);
-    let mut payment =
-        PaymentRow::pending(payments::payer(tenant, sub.customer_id, Some(sub.id)), "overage", zero, description, now);
+    let mut payment = PaymentRow::pending(
+        payments::payer(tenant, sub.customer_id, Some(sub.id)),
+        PaymentKind::Overage,
+        zero,
+        description,
+        now,
+    );
     payment.plan_id = Some(sub.plan_id);
     payment.period_start = sub.current_period_start;
     payment.period_end = sub.current_period_end;
     payments::set_lines(&mut payment, &lines)?;
     payments_db::insert(conn, &payment).await?;
     if payments_db::default_payment_method(conn, sub.customer_id).await?.is_some() {
-        charges::start_attempt(conn, now, tenant, &mut payment, CHANNEL_MANUAL).await?;
+        charges::start_attempt(conn, now, tenant, &mut payment, AttemptChannel::Manual).await?;
     } else {
-        let attempt = AttemptRow::new(tenant.id, payment.id, 1, charges::CHANNEL_WIDGET, None, now);
+        let attempt = AttemptRow::new(tenant.id, payment.id, 1, AttemptChannel::Widget, None, now);
         payments_db::insert_attempt(conn, &attempt).await?;
     }
     Ok(())
