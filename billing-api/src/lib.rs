@@ -19,7 +19,8 @@ use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer, ResponseError};
 use billing_shared::clock::Clock;
 use billing_shared::config::Config;
-use billing_shared::db::{PgPool, build_pool};
+use billing_shared::db::build_pool;
+use billing_shared::ports::Ports;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -32,17 +33,20 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds the server from configuration (migrations are the caller's job).
+    /// Builds the server from configuration with the built-in adapters
+    /// (migrations are the caller's job).
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pool = build_pool(&config.database_url, config.db_pool_size)?;
-        Self::build_with_pool(config, pool)
+        Self::build_with(config, Ports::from_config(config)?)
     }
 
-    pub fn build_with_pool(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
+    /// Builds the server with the given adapters behind its ports.
+    pub fn build_with(config: &Config, ports: Ports) -> anyhow::Result<Self> {
+        let pool = build_pool(&config.database_url, config.db_pool_size)?;
         let listener = TcpListener::bind(config.api_addr)?;
         let port = listener.local_addr()?.port();
         let state = AppState {
             pool,
+            ports,
             clock: Clock::from_test_flag(config.test_clock),
             admin_token: config.admin_token.clone(),
             amqp_url: config.amqp_url.clone(),

@@ -8,6 +8,7 @@ use billing_shared::clock::Clock;
 use billing_shared::config::Secret;
 use billing_shared::db::{PgPool, PooledConn, in_transaction};
 use billing_shared::error::ServiceError;
+use billing_shared::ports::Ports;
 use billing_shared::services::idempotency::{self, Claim, IdempotentRequest};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
@@ -18,6 +19,8 @@ use crate::error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// The adapters behind the payment gateway and fiscal ports.
+    pub ports: Ports,
     pub clock: Clock,
     pub admin_token: Option<Secret>,
     pub amqp_url: Secret,
@@ -74,6 +77,20 @@ impl AppState {
         })
         .await?;
         Ok(HttpResponse::build(status).json(body))
+    }
+
+    /// Runs `f` in one transaction (the clock read inside it) and returns its result.
+    pub async fn transaction<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut AsyncPgConnection, DateTime<Utc>) -> Result<T, ServiceError>,
+    ) -> Result<T, ApiError> {
+        let mut conn = self.conn().await?;
+        let clock = self.clock;
+        Ok(in_transaction(&mut conn, async |conn| {
+            let now = clock.now(conn).await?;
+            f(conn, now).await
+        })
+        .await?)
     }
 
     /// Runs `f` in one transaction (without idempotency) and answers 200.

@@ -28,6 +28,7 @@ use std::time::Duration;
 use billing_shared::clock::Clock;
 use billing_shared::config::Config;
 use billing_shared::db::{PgPool, build_pool};
+use billing_shared::ports::Ports;
 use billing_shared::queue::{self, topology};
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -54,14 +55,21 @@ pub async fn shutdown_signal() {
 /// How long in-flight work may take to finish on shutdown.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// Runs the worker until `shutdown` resolves.
+/// Runs the worker with the built-in adapters until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let ports = Ports::from_config(&config)?;
+    run_with(config, ports, shutdown).await
+}
+
+/// Runs the worker with the given adapters behind its ports until `shutdown` resolves.
+pub async fn run_with(config: Config, ports: Ports, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let pool = build_pool(&config.database_url, config.db_pool_size)?;
     let clock = Clock::from_test_flag(config.test_clock);
     let metrics = metrics_server::start(config.worker_metrics_addr, pool.clone())?;
     let handlers = Arc::new(Handlers::new(
         pool.clone(),
         clock,
+        ports,
         config.gateway_timeout,
         config.webhook_timeout,
         config.public_url.clone(),

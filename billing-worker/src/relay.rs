@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use billing_shared::db::outbox::{self, LANES};
+use billing_shared::db::outbox::{self, LANES, Route};
 use billing_shared::db::{PgPool, in_transaction};
 use billing_shared::error::{ServiceError, ServiceResult};
 use diesel::sql_types::{Bool, Integer};
@@ -48,6 +48,11 @@ async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceRes
         }
         let mut confirms = Vec::with_capacity(rows.len());
         for row in &rows {
+            // A stored job no queue of this binary knows stops its lane, loudly:
+            // skipping it would lose it, publishing it nowhere would too.
+            let route = Route::of(row).ok_or_else(|| {
+                ServiceError::Internal(format!("outbox message {} of unknown type {}", row.id, row.event_type))
+            })?;
             let body = serde_json::to_vec(&row.payload).map_err(|e| ServiceError::Internal(e.to_string()))?;
             let props = BasicProperties::default()
                 .with_message_id(row.id.to_string().as_str().into())
@@ -55,8 +60,8 @@ async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceRes
                 .with_delivery_mode(2);
             let confirm = channel
                 .basic_publish(
-                    row.exchange.as_str().into(),
-                    row.routing_key.clone().unwrap_or_default().as_str().into(),
+                    route.exchange.into(),
+                    route.routing_key.as_str().into(),
                     BasicPublishOptions::default(),
                     &body,
                     props,

@@ -10,6 +10,10 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// 401: the caller could not be authenticated (a provider callback with a
+    /// missing or wrong signature).
+    #[error("{detail}")]
+    Unauthenticated { code: &'static str, detail: String },
     /// 404: the id does not exist for this tenant (foreign ids look the same).
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
@@ -24,7 +28,7 @@ pub enum ServiceError {
     NotSupported { detail: String },
     /// 502: the payment provider refused or failed a call we had to make now.
     #[error("payment provider error: {0}")]
-    Gateway(#[from] crate::gateways::GatewayError),
+    Gateway(crate::gateways::GatewayError),
     /// 503: a dependency (the broker) is not reachable; nothing was changed.
     #[error("{0}")]
     Unavailable(String),
@@ -39,6 +43,10 @@ pub enum ServiceError {
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
 impl ServiceError {
+    pub fn unauthenticated(code: &'static str, detail: impl Into<String>) -> Self {
+        ServiceError::Unauthenticated { code, detail: detail.into() }
+    }
+
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
         ServiceError::NotFound { code, detail: detail.into() }
     }
@@ -81,6 +89,17 @@ impl ServiceError {
                 matches!(kind, DatabaseErrorKind::SerializationFailure) || info.message().contains("deadlock detected")
             }
             _ => false,
+        }
+    }
+}
+
+/// A gateway the tenant's settings name but no adapter serves is a documented
+/// capability not built yet (501); every other gateway failure is a 502.
+impl From<crate::gateways::GatewayError> for ServiceError {
+    fn from(e: crate::gateways::GatewayError) -> Self {
+        match e {
+            crate::gateways::GatewayError::Unsupported(detail) => ServiceError::NotSupported { detail },
+            other => ServiceError::Gateway(other),
         }
     }
 }

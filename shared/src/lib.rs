@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod gateways;
+pub mod ports;
 pub mod queue;
 pub mod services;
 pub mod signing;

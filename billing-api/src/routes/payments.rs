@@ -48,5 +48,5 @@ async fn get_payment(
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "payment")?;
-    state.ok(async |conn, _| payments::get(conn, &tenant, id).await).await
+    state.ok(async |conn, _| payments::get(conn, &state.ports.gateways, &tenant, id).await).await
 }

@@ -3,7 +3,6 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpResponse, get, post};
-use billing_shared::services::refund_execution;
 use billing_shared::services::refunds::{self, RefundRequest, RefundView, ReviewRequest};
 use billing_shared::services::{Page, PageRequest};
 use serde::Deserialize;
@@ -121,5 +120,5 @@ async fn retry_refund(
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "refund")?;
-    state.ok(async |conn, now| refund_execution::retry(conn, now, &tenant, id).await).await
+    state.ok(async |conn, now| refunds::retry(conn, now, &tenant, id).await).await
 }

@@ -7,8 +7,8 @@ use billing_shared::services::Page;
 use billing_shared::services::lifecycle::{self, PayRequest, PaymentAnswer};
 use billing_shared::services::plan_change::{self, ChangePlanRequest, ChangePlanView};
 use billing_shared::services::purchase::{self, PurchaseSpec, PurchaseView};
-use billing_shared::services::refunds::{self, TerminateRequest, Terminated};
 use billing_shared::services::subscriptions::{self, SubscriptionView};
+use billing_shared::services::termination::{self, TerminateRequest, Terminated};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -45,7 +45,9 @@ async fn create_subscription(
 ) -> Result<HttpResponse, ApiError> {
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
     state
-        .run(StatusCode::CREATED, req, async |conn, now| purchase::purchase(conn, now, &tenant, body.value).await)
+        .run(StatusCode::CREATED, req, async |conn, now| {
+            purchase::purchase(conn, now, &state.ports.gateways, &tenant, body.value).await
+        })
         .await
 }
 
@@ -126,7 +128,11 @@ async fn pay_subscription(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "subscription")?;
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
-    state.run(StatusCode::OK, req, async |conn, now| lifecycle::pay_now(conn, now, &tenant, id, body.value).await).await
+    state
+        .run(StatusCode::OK, req, async |conn, now| {
+            lifecycle::pay_now(conn, now, &state.ports.gateways, &tenant, id, body.value).await
+        })
+        .await
 }
 
 /// Manual renewal: pay the next period now at today's price; it starts when the
@@ -144,7 +150,11 @@ async fn extend_subscription(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "subscription")?;
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
-    state.run(StatusCode::OK, req, async |conn, now| lifecycle::extend(conn, now, &tenant, id, body.value).await).await
+    state
+        .run(StatusCode::OK, req, async |conn, now| {
+            lifecycle::extend(conn, now, &state.ports.gateways, &tenant, id, body.value).await
+        })
+        .await
 }
 
 /// Change plan. An upgrade (dearer per day) applies now, in the tenant's
@@ -167,7 +177,9 @@ async fn change_plan(
     let id = parse_id(&id, "subscription")?;
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
     state
-        .run(StatusCode::OK, req, async |conn, now| plan_change::change_plan(conn, now, &tenant, id, body.value).await)
+        .run(StatusCode::OK, req, async |conn, now| {
+            plan_change::change_plan(conn, now, &state.ports.gateways, &tenant, id, body.value).await
+        })
         .await
 }
 
@@ -189,5 +201,7 @@ async fn terminate_subscription(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "subscription")?;
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
-    state.run(StatusCode::OK, req, async |conn, now| refunds::terminate(conn, now, &tenant, id, body.value).await).await
+    state
+        .run(StatusCode::OK, req, async |conn, now| termination::terminate(conn, now, &tenant, id, body.value).await)
+        .await
 }

@@ -4,10 +4,9 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse, post};
-use billing_shared::domain::tenant::GatewayConfig;
-use billing_shared::gateways::cloudpayments::verify_notification;
-use billing_shared::gateways::cloudpayments::wire::{NotificationAnswer, NotificationKind};
-use billing_shared::services::{cloudpayments, receipts, tenants};
+use billing_shared::error::ServiceError;
+use billing_shared::services::notifications::{self, NotificationAnswer, RawNotification};
+use billing_shared::services::{receipts, tenants};
 
 use super::parse_id;
 use crate::error::{ApiError, Problem};
@@ -35,28 +34,35 @@ async fn cloudpayments_notification(
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant_id, kind) = path.into_inner();
-    let tenant_id = parse_id(&tenant_id, "tenant")?;
-    let kind = NotificationKind::parse(&kind).ok_or_else(|| ApiError::not_found("unknown notification kind"))?;
+    provider_notification(&state, &req, "cloudpayments", &tenant_id, &kind, &body).await
+}
+
+/// A provider's callback: the tenant's gateway adapter verifies and reads the raw
+/// bytes (nothing is parsed or written before), the service applies it in one
+/// transaction, and the answer is the provider's own.
+async fn provider_notification(
+    state: &AppState,
+    req: &HttpRequest,
+    provider: &str,
+    tenant_id: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let tenant_id = parse_id(tenant_id, "tenant")?;
     let tenant = {
         let mut conn = state.conn().await?;
         tenants::load(&mut conn, tenant_id).await?
     };
-    let GatewayConfig::Cloudpayments { api_secret, .. } = &tenant.gateway else {
-        return Err(ApiError::not_found("this tenant does not use CloudPayments"));
-    };
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    if !verify_notification(api_secret, &body, &[header("Content-HMAC"), header("X-Content-HMAC")]) {
-        tracing::warn!(tenant = %tenant.id, kind = kind.as_str(), "refused a CloudPayments notification with a missing or wrong signature");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
-            "missing or wrong Content-HMAC signature",
-        ));
-    }
-    let content_type = header("Content-Type").map(str::to_owned);
-    state
-        .ok(async |conn, now| cloudpayments::handle(conn, now, &tenant, kind, content_type.as_deref(), &body).await)
-        .await
+    let gateway = notifications::gateway_for(&state.ports.gateways, &tenant, provider)?;
+    let headers =
+        req.headers().iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
+    let raw = RawNotification { path, headers, body, source_ip: req.peer_addr().map(|a| a.ip()) };
+    let notification = notifications::verify(&*gateway, &tenant, &raw).await?;
+    let (status, answer) = state
+        .transaction(async |conn, now| notifications::handle(conn, now, &tenant, &*gateway, &raw, notification).await)
+        .await?;
+    let status = StatusCode::from_u16(status).map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))?;
+    Ok(HttpResponse::build(status).json(answer))
 }
 
 /// ATOL Online callback (the document's report). Only a hint: the receipt it names

@@ -118,3 +118,16 @@ pub async fn balance(
         .await?;
     Ok(sum.unwrap_or(Decimal::ZERO))
 }
+
+/// True when a payment's capture was booked to the customer's balance (a
+/// duplicate capture, or one with nothing left to apply it to) rather than to revenue.
+pub async fn captured_to_balance(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<bool> {
+    use super::schema::ledger_transactions;
+    diesel::select(diesel::dsl::exists(
+        ledger_transactions::table
+            .filter(ledger_transactions::payment_id.eq(payment_id))
+            .filter(ledger_transactions::kind.eq_any(["payment_captured_unapplied", "duplicate_capture"])),
+    ))
+    .get_result(conn)
+    .await
+}

@@ -3,6 +3,7 @@
 
 pub mod customers;
 pub mod enums;
+pub mod gateway_events;
 pub mod ledger;
 pub mod outbox;
 pub mod payments;

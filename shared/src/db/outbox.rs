@@ -1,8 +1,9 @@
 //! The transactional outbox: messages are inserted in the same database
 //! transaction as the state change that causes them and published later by the
-//! worker's relay. Events go to the topic exchange `billing.events` (routing key
-//! `<tenant_id>.<type>`); work messages go to `billing.work` (routing key = queue).
-//! Both use the envelope `{id, type, created_at, tenant_id, data}`.
+//! worker's relay. A row stores what happened — an event for product backends or
+//! a [`Job`] for the worker, with the envelope `{id, type, created_at, tenant_id,
+//! data}`, and for a delayed job the retry step it waits on; the relay alone
+//! decides where it goes ([`Route::of`]).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::schema::outbox_events;
+use crate::queue::jobs::Job;
 use crate::queue::topology::{EVENTS_EXCHANGE, RETRY_EXCHANGE, WORK_EXCHANGE, retry_queue};
 
 /// Number of relay lanes; messages of one ordering key always share a lane.
@@ -18,6 +20,24 @@ pub const LANES: i16 = 16;
 
 pub fn lane_of(ordering_key: Uuid) -> i16 {
     i16::try_from(ordering_key.as_u128() % LANES as u128).unwrap_or(0)
+}
+
+/// What an outbox row carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    /// An event for product backends (`billing.events`, and their webhooks).
+    Event,
+    /// Work for the worker.
+    Job,
+}
+
+impl Message {
+    fn as_str(self) -> &'static str {
+        match self {
+            Message::Event => "event",
+            Message::Job => "job",
+        }
+    }
 }
 
 /// A message to append. `ordering_key` (the subscription, or the customer when
@@ -30,26 +50,53 @@ pub struct NewEvent {
     pub ordering_key: Uuid,
     pub event_type: &'static str,
     pub data: Value,
-    /// `None`: an event for product backends; `Some(queue)`: a work message.
-    pub queue: Option<&'static str>,
-    /// For work messages: enter the queue's retry ladder at this step instead of
-    /// the queue itself (a delayed job).
-    pub delay_step: Option<usize>,
+    pub message: Message,
+    /// For jobs: enter the queue's retry ladder at this step instead of the queue
+    /// itself (a delayed job).
+    pub delay_step: Option<i16>,
 }
 
 impl NewEvent {
     pub fn event(tenant_id: Uuid, ordering_key: Uuid, event_type: &'static str, data: Value) -> Self {
-        NewEvent { tenant_id, ordering_key, event_type, data, queue: None, delay_step: None }
+        NewEvent { tenant_id, ordering_key, event_type, data, message: Message::Event, delay_step: None }
     }
 
-    pub fn job(tenant_id: Uuid, ordering_key: Uuid, queue: &'static str, job_type: &'static str, data: Value) -> Self {
-        NewEvent { tenant_id, ordering_key, event_type: job_type, data, queue: Some(queue), delay_step: None }
+    pub fn job(tenant_id: Uuid, ordering_key: Uuid, job: Job) -> Self {
+        let (event_type, data) = (job.type_name(), job.data());
+        NewEvent { tenant_id, ordering_key, event_type, data, message: Message::Job, delay_step: None }
     }
 
     /// Delivers the job after the delay of its queue's retry step `step`.
-    pub fn delayed(mut self, step: usize) -> Self {
+    pub fn delayed(mut self, step: i16) -> Self {
         self.delay_step = Some(step);
         self
+    }
+}
+
+/// Where the relay publishes a stored message: exchange and routing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub exchange: &'static str,
+    pub routing_key: String,
+}
+
+impl Route {
+    /// Events go to the topic exchange as `<tenant_id>.<type>`; jobs to the work
+    /// exchange under their queue's name, or through a retry queue when delayed.
+    /// `None` for a job type no queue knows (a row written by a newer binary).
+    pub fn of(row: &Pending) -> Option<Route> {
+        Some(match row.message.as_str() {
+            "event" => {
+                Route { exchange: EVENTS_EXCHANGE, routing_key: format!("{}.{}", row.tenant_id, row.event_type) }
+            }
+            _ => {
+                let queue = Job::queue_of(&row.event_type)?;
+                match row.delay_step.and_then(|s| usize::try_from(s).ok()) {
+                    None => Route { exchange: WORK_EXCHANGE, routing_key: queue.name.to_owned() },
+                    Some(step) => Route { exchange: RETRY_EXCHANGE, routing_key: retry_queue(queue.name, step) },
+                }
+            }
+        })
     }
 }
 
@@ -76,11 +123,6 @@ pub async fn emit_many(
                     "tenant_id": e.tenant_id,
                     "data": e.data,
                 });
-                let (exchange, routing_key) = match (e.queue, e.delay_step) {
-                    (None, _) => (EVENTS_EXCHANGE, format!("{}.{}", e.tenant_id, e.event_type)),
-                    (Some(queue), None) => (WORK_EXCHANGE, queue.to_owned()),
-                    (Some(queue), Some(step)) => (RETRY_EXCHANGE, retry_queue(queue, step)),
-                };
                 (
                     outbox_events::id.eq(id),
                     outbox_events::tenant_id.eq(e.tenant_id),
@@ -88,8 +130,8 @@ pub async fn emit_many(
                     outbox_events::ordering_key.eq(e.ordering_key),
                     outbox_events::payload.eq(payload),
                     outbox_events::created_at.eq(created_at),
-                    outbox_events::exchange.eq(exchange),
-                    outbox_events::routing_key.eq(routing_key),
+                    outbox_events::message.eq(e.message.as_str()),
+                    outbox_events::delay_step.eq(e.delay_step),
                     outbox_events::lane.eq(lane_of(e.ordering_key)),
                 )
             })
@@ -110,8 +152,10 @@ pub async fn emit(conn: &mut AsyncPgConnection, created_at: DateTime<Utc>, event
 pub struct Pending {
     pub seq: i64,
     pub id: Uuid,
-    pub exchange: String,
-    pub routing_key: Option<String>,
+    pub tenant_id: Uuid,
+    pub message: String,
+    pub event_type: String,
+    pub delay_step: Option<i16>,
     pub payload: Value,
 }
 
@@ -143,8 +187,10 @@ pub async fn pending(conn: &mut AsyncPgConnection, lane: i16, limit: i64) -> Que
         .select((
             outbox_events::seq,
             outbox_events::id,
-            outbox_events::exchange,
-            outbox_events::routing_key,
+            outbox_events::tenant_id,
+            outbox_events::message,
+            outbox_events::event_type,
+            outbox_events::delay_step,
             outbox_events::payload,
         ))
         .load(conn)

@@ -227,6 +227,50 @@ pub async fn mark_captured_many(
     Ok(())
 }
 
+/// The tenant's payment with this gateway transaction, locked.
+pub async fn lock_by_transaction(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    transaction_id: &str,
+) -> QueryResult<Option<PaymentRow>> {
+    payments::table
+        .filter(payments::tenant_id.eq(tenant_id))
+        .filter(payments::gateway_transaction_id.eq(transaction_id))
+        .select(PaymentRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A subscription's captured payments that pay for time not over at `now` (a
+/// period, an extension, an upgrade's rest of a period), duplicates left out,
+/// locked in id order.
+pub async fn lock_paid_periods(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    subscription_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<PaymentRow>> {
+    payments::table
+        .filter(payments::tenant_id.eq(tenant_id))
+        .filter(payments::subscription_id.eq(subscription_id))
+        .filter(payments::status.eq_any([PaymentStatus::Succeeded, PaymentStatus::PartiallyRefunded]))
+        .filter(payments::kind.eq_any([
+            PaymentKind::Purchase,
+            PaymentKind::Renewal,
+            PaymentKind::Extension,
+            PaymentKind::Upgrade,
+        ]))
+        .filter(payments::duplicate_of.is_null())
+        .filter(payments::period_end.gt(now))
+        .order(payments::id.asc())
+        .select(PaymentRow::as_select())
+        .for_update()
+        .load(conn)
+        .await
+}
+
 /// Locks the payment an attempt belongs to (one statement).
 pub async fn lock_by_attempt(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> QueryResult<Option<PaymentRow>> {
     payments::table

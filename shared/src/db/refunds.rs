@@ -100,6 +100,11 @@ pub async fn list(
     q.order(refunds::id.asc()).limit(limit).select(RefundRow::as_select()).load(conn).await
 }
 
+/// The tenant a refund belongs to.
+pub async fn tenant_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Uuid>> {
+    refunds::table.find(id).select(refunds::tenant_id).first(conn).await.optional()
+}
+
 /// The payment a refund of the tenant belongs to.
 pub async fn payment_of(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<Uuid>> {
     refunds::table

@@ -263,10 +263,10 @@ diesel::table! {
         payload -> Jsonb,
         created_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
-        exchange -> Text,
-        routing_key -> Nullable<Text>,
         lane -> Int2,
         inserted_at -> Timestamptz,
+        message -> Text,
+        delay_step -> Nullable<Int2>,
     }
 }
 

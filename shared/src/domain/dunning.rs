@@ -17,18 +17,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::tenant::Policy;
 
-/// CloudPayments decline codes after which retrying the card is pointless
-/// (lost, stolen, expired card, transaction not permitted), and YooKassa's
-/// equivalents.
-pub const HARD_DECLINES: &[&str] = &["5041", "5043", "5054", "5057", "permission_revoked", "card_expired"];
-
-/// Our own code for a renewal with no usable saved card to charge: nothing to
-/// retry with, so it is treated as a hard decline.
+/// Our own decline code for a charge with no usable saved card: nothing to retry
+/// with, so it is a hard decline. (Which provider codes are hard is the gateway
+/// adapter's knowledge: `gateways::DeclineClass`.)
 pub const NO_PAYMENT_METHOD: &str = "no_payment_method";
-
-pub fn is_hard_decline(code: Option<&str>) -> bool {
-    code.is_some_and(|c| HARD_DECLINES.contains(&c) || c == NO_PAYMENT_METHOD)
-}
 
 /// The dunning schedule after the `failed_attempts`-th scheduled attempt of a
 /// renewal due at `due` has failed.
@@ -105,10 +97,6 @@ mod tests {
         let hard = schedule(&p, due, 1, true);
         assert_eq!(hard.next_retry_at, None);
         assert_eq!(hard.ends_at, s.ends_at);
-        assert!(is_hard_decline(Some("5054")));
-        assert!(!is_hard_decline(Some("5051")));
-        assert!(!is_hard_decline(None));
-        assert!(is_hard_decline(Some(NO_PAYMENT_METHOD)));
         let none = schedule(&policy(0, &[]), due, 1, false);
         assert_eq!((none.next_retry_at, none.ends_at), (None, due));
     }

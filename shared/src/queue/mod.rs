@@ -1,5 +1,6 @@
 //! RabbitMQ: connections and the topology every process agrees on.
 
+pub mod jobs;
 pub mod topology;
 
 use std::time::Duration;

@@ -29,16 +29,7 @@ use crate::domain::period::period_end;
 use crate::domain::states::{AttemptChannel, AttemptStatus, PAYMENT_SUPERSEDED, PaymentKind, PaymentStatus};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
-
-/// Card details reported with a capture (Pay notification).
-#[derive(Debug, Clone, Default)]
-pub struct Card {
-    pub token: Option<String>,
-    pub first_six: Option<String>,
-    pub last_four: Option<String>,
-    pub card_type: Option<String>,
-    pub exp: Option<String>,
-}
+use crate::gateways::{CardDetails, Decline, DeclineClass};
 
 /// What a captured payment paid for: the events that follow `payment.succeeded`,
 /// and how the money is booked when it is not a plain charge.
@@ -88,7 +79,7 @@ async fn save_card(
     now: DateTime<Utc>,
     tenant: &Tenant,
     customer_id: Uuid,
-    card: &Card,
+    card: &CardDetails,
 ) -> ServiceResult<()> {
     let Some(token) = &card.token else { return Ok(()) };
     payments_db::save_payment_method(
@@ -121,7 +112,7 @@ pub async fn apply_capture(
     payment: &mut PaymentRow,
     attempt: &mut AttemptRow,
     transaction_id: &str,
-    card: &Card,
+    card: &CardDetails,
 ) -> ServiceResult<&'static str> {
     if payment.status.is_captured() {
         if payment.gateway_transaction_id.as_deref() == Some(transaction_id) {
@@ -390,12 +381,14 @@ async fn extend(
     Ok(Some(Applied::default()))
 }
 
-/// What a gateway said about a declined attempt.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Decline<'a> {
-    pub transaction_id: Option<&'a str>,
-    pub code: Option<&'a str>,
-    pub reason: Option<&'a str>,
+/// The decline of a charge that has no usable saved card to charge: hard.
+pub(crate) fn no_saved_card(reason: &str) -> Decline {
+    Decline {
+        transaction_id: None,
+        code: Some(dunning::NO_PAYMENT_METHOD.into()),
+        reason: Some(reason.into()),
+        class: DeclineClass::Hard,
+    }
 }
 
 /// A decline of `attempt`. Scheduled renewal attempts drive dunning.
@@ -405,16 +398,17 @@ pub async fn apply_decline(
     tenant: &Tenant,
     payment: &mut PaymentRow,
     attempt: &mut AttemptRow,
-    decline: Decline<'_>,
+    decline: &Decline,
 ) -> ServiceResult<&'static str> {
-    let Decline { transaction_id, code, reason } = decline;
+    let transaction_id = decline.transaction_id.as_deref();
+    let code = decline.code.as_deref();
     if payment.status != PaymentStatus::Pending && payment.status != PaymentStatus::Failed {
         return Ok("ignored_after_success");
     }
     if attempt.status.is_final() && attempt.gateway_transaction_id.as_deref() == transaction_id {
         return Ok("already_applied");
     }
-    let reason = reason.map(str::to_owned).unwrap_or_else(|| "declined".into());
+    let reason = decline.reason.clone().unwrap_or_else(|| "declined".into());
     payment.status = PaymentStatus::Failed;
     payment.failure_reason = Some(reason.clone());
     payment.failure_code = code.map(str::to_owned);
@@ -424,7 +418,7 @@ pub async fn apply_decline(
     attempt.failure_code = code.map(str::to_owned);
     payments_db::save(conn, payment).await?;
     payments_db::save_attempt(conn, attempt).await?;
-    let hard = dunning::is_hard_decline(code);
+    let hard = decline.class == DeclineClass::Hard;
     if hard && let Some(pm) = attempt.payment_method_id {
         diesel::update(payment_methods::table.find(pm).filter(payment_methods::revoked_at.is_null()))
             .set((payment_methods::revoked_at.eq(now), payment_methods::revoked_reason.eq(code)))
@@ -501,9 +495,7 @@ pub async fn start_attempt(
     let mut attempt = AttemptRow::new(tenant.id, payment.id, attempt_no, channel, method.as_ref().map(|m| m.id), now);
     payments_db::insert_attempt(conn, &attempt).await?;
     if method.is_none() {
-        let decline =
-            Decline { transaction_id: None, code: Some(dunning::NO_PAYMENT_METHOD), reason: Some("no saved card") };
-        apply_decline(conn, now, tenant, payment, &mut attempt, decline).await?;
+        apply_decline(conn, now, tenant, payment, &mut attempt, &no_saved_card("no saved card")).await?;
         return Ok(attempt);
     }
     outbox::emit(conn, now, charge_job(payment, attempt.id)).await?;
@@ -544,11 +536,5 @@ pub(crate) async fn supersede_pending(
 /// The work message that charges an attempt.
 pub fn charge_job(payment: &PaymentRow, attempt_id: Uuid) -> NewEvent {
     let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
-    NewEvent::job(
-        payment.tenant_id,
-        ordering,
-        crate::queue::topology::RENEWALS.name,
-        "charge_attempt",
-        json!({"attempt_id": attempt_id}),
-    )
+    NewEvent::job(payment.tenant_id, ordering, crate::queue::jobs::Job::ChargeAttempt { attempt_id })
 }

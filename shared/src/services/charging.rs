@@ -28,7 +28,7 @@ use serde_json::json;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::charges::{Card, Decline, apply_capture, apply_decline};
+use super::charges::{apply_capture, apply_decline, no_saved_card};
 use super::payments;
 use super::plans;
 use super::scheduler;
@@ -43,24 +43,23 @@ use crate::db::schema::{
 };
 use crate::db::subscriptions::{self as subs_db, Renewed, SubscriptionRow};
 use crate::db::{PgPool, in_transaction, ledger};
-use crate::domain::dunning;
 use crate::domain::ledger::Posting;
+use crate::domain::money::Money;
 use crate::domain::money::MoneyView;
 use crate::domain::period::period_end;
 use crate::domain::states::{AttemptStatus, PaymentKind, PaymentStatus};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
-use crate::gateways::GatewayError;
-use crate::gateways::cloudpayments::api::{Account, ChargeOutcome, CloudPaymentsApi, Found, TokenCharge};
-use crate::queue::topology::GATEWAY_FOLLOWUPS;
+use crate::gateways::registry::Gateways;
+use crate::gateways::{AttemptLookup, CardDetails, ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway};
+use crate::queue::jobs::Job;
 
 /// Everything needed to talk to the gateway about an attempt, read in one go.
 struct AttemptCall {
     tenant: Tenant,
-    account: Account,
+    gateway: Box<dyn PaymentGateway>,
     token: Option<String>,
-    amount: rust_decimal::Decimal,
-    currency: String,
+    amount: Money,
     invoice_id: String,
     description: String,
     customer_id: Uuid,
@@ -85,7 +84,7 @@ impl Outcome {
     fn label(&self) -> &'static str {
         match self {
             Outcome::Charge(ChargeOutcome::Captured { .. }) => "captured",
-            Outcome::Charge(ChargeOutcome::Declined { .. }) => "declined",
+            Outcome::Charge(ChargeOutcome::Declined(_)) => "declined",
             Outcome::Unknown(_) => "unknown",
             Outcome::Refused(_) => "refused",
         }
@@ -93,25 +92,19 @@ impl Outcome {
 }
 
 /// Sends the attempt's charge (a saved card that was revoked meanwhile is a decline).
-async fn call_gateway(api: &CloudPaymentsApi, call: &AttemptCall) -> Outcome {
+async fn call_gateway(call: &AttemptCall) -> Outcome {
     let Some(token) = call.token.as_deref() else {
-        return Outcome::Charge(ChargeOutcome::Declined {
-            transaction_id: None,
-            reason_code: Some(dunning::NO_PAYMENT_METHOD.into()),
-            reason: Some("saved card revoked".into()),
-        });
+        return Outcome::Charge(ChargeOutcome::Declined(no_saved_card("saved card revoked")));
     };
-    let charge = TokenCharge {
-        token,
-        account_id: &call.customer_id.to_string(),
+    let charge = ChargeRequest {
+        attempt_id: &call.invoice_id,
+        method_token: token,
+        customer_id: &call.customer_id.to_string(),
         amount: call.amount,
-        currency: &call.currency,
-        invoice_id: &call.invoice_id,
         description: &call.description,
         email: call.email.as_deref(),
-        request_id: &call.invoice_id,
     };
-    match api.charge_token(&call.account, &charge).await {
+    match call.gateway.charge(&charge).await {
         Ok(o) => Outcome::Charge(o),
         Err(GatewayError::Refused(msg)) => Outcome::Refused(msg),
         Err(e) => Outcome::Unknown(e.to_string()),
@@ -122,13 +115,13 @@ async fn call_gateway(api: &CloudPaymentsApi, call: &AttemptCall) -> Outcome {
 pub async fn process_attempt(
     pool: &PgPool,
     clock: Clock,
-    api: &CloudPaymentsApi,
+    gateways: &Gateways,
     attempt_id: Uuid,
 ) -> ServiceResult<JobResult> {
     let mut conn = pool.get().await?;
-    let step = match claim_pending(&mut conn, &[attempt_id]).await?.pop() {
+    let step = match claim_pending(&mut conn, gateways, &[attempt_id]).await?.pop() {
         Some((_, call)) => Step::Send(call),
-        None => in_transaction(&mut conn, async |c| claim(c, attempt_id).await).await?,
+        None => in_transaction(&mut conn, async |c| claim(c, gateways, attempt_id).await).await?,
     };
     drop(conn);
     let call = match step {
@@ -136,16 +129,16 @@ pub async fn process_attempt(
         Step::Send(call) => call,
         Step::Reconcile(call) => {
             if call.token.is_some() {
-                match api.find(&call.account, &call.invoice_id).await {
-                    Ok(Found::Done(outcome)) => {
+                match call.gateway.find_attempt(&call.invoice_id).await {
+                    Ok(AttemptLookup::Done(outcome)) => {
                         return finish(pool, clock, attempt_id, &call, Outcome::Charge(outcome)).await;
                     }
-                    Ok(Found::InProgress) => {
+                    Ok(AttemptLookup::InProgress) => {
                         return Ok(JobResult::RetryLater("the provider is still processing the attempt".into()));
                     }
-                    Ok(Found::NotFound) => {}
+                    Ok(AttemptLookup::NotFound) => {}
                     Err(GatewayError::Refused(why)) => {
-                        return Ok(merchant_side_failure(call.tenant.id, "cloudpayments", "payments/find", &why));
+                        return Ok(merchant_side_failure(call.tenant.id, call.gateway.provider(), "find", &why));
                     }
                     Err(e) => return Ok(JobResult::RetryLater(format!("reconciliation failed: {e}"))),
                 }
@@ -153,7 +146,7 @@ pub async fn process_attempt(
             call
         }
     };
-    let outcome = call_gateway(api, &call).await;
+    let outcome = call_gateway(&call).await;
     finish(pool, clock, attempt_id, &call, outcome).await
 }
 
@@ -161,7 +154,7 @@ pub async fn process_attempt(
 pub async fn process_attempts(
     pool: &PgPool,
     clock: Clock,
-    api: &CloudPaymentsApi,
+    gateways: &Gateways,
     ids: &[Uuid],
 ) -> Vec<ServiceResult<JobResult>> {
     let phase = |name: &'static str, since: std::time::Instant| {
@@ -170,21 +163,21 @@ pub async fn process_attempts(
     };
     let started = std::time::Instant::now();
     let claimed = match pool.get().await {
-        Ok(mut conn) => claim_pending(&mut conn, ids).await,
+        Ok(mut conn) => claim_pending(&mut conn, gateways, ids).await,
         Err(e) => Err(e.into()),
     };
     let claimed = match claimed {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "claiming a batch failed; processing one by one");
-            return join_all(ids.iter().map(|id| process_attempt(pool, clock, api, *id))).await;
+            return join_all(ids.iter().map(|id| process_attempt(pool, clock, gateways, *id))).await;
         }
     };
     let mut results: HashMap<Uuid, ServiceResult<JobResult>> = HashMap::new();
     let unclaimed: Vec<Uuid> = ids.iter().copied().filter(|id| !claimed.iter().any(|(c, _)| c == id)).collect();
-    let sent = join_all(claimed.iter().map(|(id, call)| async move { (*id, call_gateway(api, call).await) }));
+    let sent = join_all(claimed.iter().map(|(id, call)| async move { (*id, call_gateway(call).await) }));
     let (others, outcomes) =
-        tokio::join!(join_all(unclaimed.iter().map(|id| process_attempt(pool, clock, api, *id))), sent);
+        tokio::join!(join_all(unclaimed.iter().map(|id| process_attempt(pool, clock, gateways, *id))), sent);
     for (id, r) in unclaimed.iter().zip(others) {
         results.insert(*id, r);
     }
@@ -252,7 +245,11 @@ struct Claimed {
 /// (committed before the gateway is called) and everything their calls need is
 /// read with them. Attempts that are not pending (redelivery, follow-up, already
 /// done) are left out.
-async fn claim_pending(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> ServiceResult<Vec<(Uuid, Box<AttemptCall>)>> {
+async fn claim_pending(
+    conn: &mut AsyncPgConnection,
+    gateways: &Gateways,
+    ids: &[Uuid],
+) -> ServiceResult<Vec<(Uuid, Box<AttemptCall>)>> {
     let rows: Vec<Claimed> = diesel::sql_query(
         "WITH claimed AS (UPDATE payment_attempts SET status = 'sent', sent_at = now(), updated_at = now(), \
                                  failure_reason = NULL \
@@ -271,16 +268,15 @@ async fn claim_pending(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> ServiceRes
     let mut calls = Vec::with_capacity(rows.len());
     for row in rows {
         let tenant = tenants::load_cached(conn, row.tenant_id).await?;
-        let account = Account::from_config(&tenant.gateway)
-            .ok_or_else(|| ServiceError::Internal(format!("tenant {} has no CloudPayments account", tenant.id)))?;
+        let gateway = gateways.for_config(&tenant.gateway)?;
+        let amount = super::stored_money(row.amount, &row.currency, "payment amount")?;
         calls.push((
             row.attempt_id,
             Box::new(AttemptCall {
                 tenant,
-                account,
+                gateway,
                 token: row.token,
-                amount: row.amount,
-                currency: row.currency,
+                amount,
                 invoice_id: row.invoice_id,
                 description: row.description,
                 customer_id: row.customer_id,
@@ -292,7 +288,7 @@ async fn claim_pending(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> ServiceRes
 }
 
 /// Finds an attempt that is not pending: done, or to reconcile.
-async fn claim(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> ServiceResult<Step> {
+async fn claim(conn: &mut AsyncPgConnection, gateways: &Gateways, attempt_id: Uuid) -> ServiceResult<Step> {
     let Some(payment) = payments_db::lock_by_attempt(conn, attempt_id).await? else {
         warn!(%attempt_id, "charge job for an unknown attempt");
         return Ok(Step::Done);
@@ -304,8 +300,7 @@ async fn claim(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> ServiceResult<
         _ => return Ok(Step::Done),
     };
     let tenant = tenants::load(conn, payment.tenant_id).await?;
-    let account = Account::from_config(&tenant.gateway)
-        .ok_or_else(|| ServiceError::Internal(format!("tenant {} has no CloudPayments account", tenant.id)))?;
+    let gateway = gateways.for_config(&tenant.gateway)?;
     let token: Option<String> = match attempt.payment_method_id {
         Some(pm) => payment_methods::table
             .find(pm)
@@ -326,10 +321,9 @@ async fn claim(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> ServiceResult<
     }
     let call = Box::new(AttemptCall {
         tenant,
-        account,
+        gateway,
         token,
-        amount: payment.amount,
-        currency: payment.currency.clone(),
+        amount: payments::money_of(&payment)?,
         invoice_id: attempt.invoice_id.clone(),
         description: payment.description.clone(),
         customer_id: payment.customer_id,
@@ -360,23 +354,19 @@ async fn finish(
         }
         match outcome {
             Outcome::Charge(ChargeOutcome::Captured { transaction_id }) => {
-                apply_capture(c, now, tenant, &mut payment, &mut attempt, &transaction_id, &Card::default()).await?;
+                let card = CardDetails::default();
+                apply_capture(c, now, tenant, &mut payment, &mut attempt, &transaction_id, &card).await?;
                 Ok(JobResult::Done)
             }
-            Outcome::Charge(ChargeOutcome::Declined { transaction_id, reason_code, reason }) => {
-                let decline = Decline {
-                    transaction_id: transaction_id.as_deref(),
-                    code: reason_code.as_deref(),
-                    reason: reason.as_deref(),
-                };
-                apply_decline(c, now, tenant, &mut payment, &mut attempt, decline).await?;
+            Outcome::Charge(ChargeOutcome::Declined(decline)) => {
+                apply_decline(c, now, tenant, &mut payment, &mut attempt, &decline).await?;
                 Ok(JobResult::Done)
             }
             Outcome::Refused(why) => {
                 attempt.status = AttemptStatus::Refused;
                 attempt.failure_reason = Some(why.chars().take(500).collect());
                 payments_db::save_attempt(c, &attempt).await?;
-                Ok(merchant_side_failure(tenant.id, "cloudpayments", "payments/tokens/charge", &why))
+                Ok(merchant_side_failure(tenant.id, call.gateway.provider(), "charge", &why))
             }
             Outcome::Unknown(why) => {
                 warn!(%attempt_id, %why, "charge outcome unknown: reconciling later");
@@ -386,14 +376,7 @@ async fn finish(
                 attempt.status = AttemptStatus::Unknown;
                 payments_db::save_attempt(c, &attempt).await?;
                 let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
-                let job = NewEvent::job(
-                    tenant.id,
-                    ordering,
-                    GATEWAY_FOLLOWUPS.name,
-                    "reconcile_attempt",
-                    json!({"attempt_id": attempt_id}),
-                )
-                .delayed(0);
+                let job = NewEvent::job(tenant.id, ordering, Job::ReconcileAttempt { attempt_id }).delayed(0);
                 outbox::emit(c, now, job).await?;
                 Ok(JobResult::Done)
             }
@@ -543,7 +526,7 @@ async fn record_captures(
                 }
                 _ if attempt.status == AttemptStatus::Sent => {
                     let mut attempt = attempt.clone();
-                    apply_capture(c, now, &call.tenant, payment, &mut attempt, transaction_id, &Card::default())
+                    apply_capture(c, now, &call.tenant, payment, &mut attempt, transaction_id, &CardDetails::default())
                         .await?;
                 }
                 // A notification recorded this attempt's outcome first.

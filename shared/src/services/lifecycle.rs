@@ -23,6 +23,7 @@ use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
 use crate::domain::states::{AttemptChannel, AttemptStatus, PaymentKind};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
+use crate::gateways::registry::Gateways;
 
 /// `pay` / `extend` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -139,6 +140,7 @@ async fn has_open_attempt(conn: &mut AsyncPgConnection, payment: Uuid) -> Servic
 pub(crate) async fn collect(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
+    gateways: &Gateways,
     tenant: &Tenant,
     payment: &mut PaymentRow,
     pay_with: PayWith,
@@ -166,13 +168,14 @@ pub(crate) async fn collect(
         }
     }
     let fresh = payments_db::find_for_update(conn, payment.id).await?.unwrap_or_else(|| payment.clone());
-    payments::view_of(conn, tenant, &fresh).await
+    payments::view_of(conn, gateways, tenant, &fresh).await
 }
 
 /// "Pay now" for a subscription whose renewal failed (`past_due`, `suspended`).
 pub async fn pay_now(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
+    gateways: &Gateways,
     tenant: &Tenant,
     id: Uuid,
     req: PayRequest,
@@ -199,7 +202,7 @@ pub async fn pay_now(
             "a charge of this payment is in progress; wait for its outcome",
         ));
     }
-    let payment = collect(conn, now, tenant, &mut payment, req.pay_with).await?;
+    let payment = collect(conn, now, gateways, tenant, &mut payment, req.pay_with).await?;
     Ok(PaymentAnswer { payment })
 }
 
@@ -208,6 +211,7 @@ pub async fn pay_now(
 pub async fn extend(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
+    gateways: &Gateways,
     tenant: &Tenant,
     id: Uuid,
     req: PayRequest,
@@ -242,6 +246,6 @@ pub async fn extend(
     let mut payment = payments::tariff_payment(tenant, &sub, PaymentKind::Extension, &priced, &version, now);
     payment.expires_at = Some(now + PENDING_PAYMENT_TTL);
     payments_db::insert(conn, &payment).await?;
-    let payment = collect(conn, now, tenant, &mut payment, req.pay_with).await?;
+    let payment = collect(conn, now, gateways, tenant, &mut payment, req.pay_with).await?;
     Ok(PaymentAnswer { payment })
 }

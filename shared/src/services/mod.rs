@@ -6,23 +6,25 @@
 pub mod charges;
 pub mod charging;
 pub mod clock;
-pub mod cloudpayments;
 pub mod customers;
 pub mod dead_letters;
 pub mod entitlements;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod maintenance;
+pub mod notifications;
 pub mod payments;
 pub mod plan_change;
 pub mod plans;
 pub mod purchase;
 pub mod receipts;
 pub mod refund_execution;
+pub mod refund_outcomes;
 pub mod refunds;
 pub mod scheduler;
 pub mod subscriptions;
 pub mod tenants;
+pub mod termination;
 pub mod usage;
 pub mod webhooks;
 

@@ -13,9 +13,9 @@ use crate::db::customers as customers_db;
 use crate::db::payments::{self as db, Payer, PaymentRow};
 use crate::domain::money::{Currency, Money, MoneyView};
 use crate::domain::states::{AttemptChannel, AttemptStatus, LineKind, PaymentKind, PaymentStatus};
-use crate::domain::tenant::GatewayConfig;
 use crate::error::{ServiceError, ServiceResult};
-use crate::gateways::cloudpayments::wire::WidgetParams;
+use crate::gateways::registry::Gateways;
+use crate::gateways::{CheckoutRequest, Confirmation};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaymentView {
@@ -46,8 +46,9 @@ pub struct PaymentView {
     /// An upgrade's quote: the plans, the unused-time credit and the new charge.
     #[schema(value_type = Option<Object>)]
     pub plan_change: Option<Value>,
-    /// How to collect a pending payment: the CloudPayments widget parameters.
-    pub confirmation: Option<WidgetParams>,
+    /// How the customer pays a pending payment (for CloudPayments, the checkout
+    /// widget's parameters), while a card payment is open.
+    pub confirmation: Option<Confirmation>,
 }
 
 /// One charged thing of a payment.
@@ -142,30 +143,27 @@ fn refunded_of(p: &PaymentRow) -> ServiceResult<Money> {
     stored_money(p.refunded_amount, &p.currency, "payment refunded amount")
 }
 
-/// Widget parameters for collecting `p` through CloudPayments under `invoice_id`
-/// (the id of the widget attempt: the payment id for a purchase).
-pub fn widget_params(
+/// How the customer pays `p` by card under attempt `attempt_id` (the gateway's
+/// checkout: for CloudPayments the widget parameters).
+pub async fn confirmation(
+    gateways: &Gateways,
     tenant: &Tenant,
     p: &PaymentRow,
-    invoice_id: &str,
+    attempt_id: &str,
     email: &str,
-) -> ServiceResult<Option<WidgetParams>> {
-    let GatewayConfig::Cloudpayments { public_id, .. } = &tenant.gateway else {
-        return Ok(None);
+) -> ServiceResult<Confirmation> {
+    let gateway = gateways.for_config(&tenant.gateway)?;
+    let req = CheckoutRequest {
+        attempt_id,
+        customer_id: &p.customer_id.to_string(),
+        amount: money_of(p)?,
+        description: &p.description,
+        email,
     };
-    Ok(Some(WidgetParams {
-        kind: "cloudpayments_widget".into(),
-        public_id: public_id.clone(),
-        invoice_id: invoice_id.to_owned(),
-        account_id: p.customer_id.to_string(),
-        amount: money_of(p)?.value_string(),
-        currency: p.currency.clone(),
-        description: p.description.clone(),
-        email: email.to_owned(),
-    }))
+    Ok(gateway.checkout(&req).await?)
 }
 
-pub fn view(p: &PaymentRow, confirmation: Option<WidgetParams>) -> ServiceResult<PaymentView> {
+pub fn view(p: &PaymentRow, confirmation: Option<Confirmation>) -> ServiceResult<PaymentView> {
     Ok(PaymentView {
         id: p.id,
         customer_id: p.customer_id,
@@ -192,14 +190,19 @@ pub fn view(p: &PaymentRow, confirmation: Option<WidgetParams>) -> ServiceResult
 }
 
 /// A payment with, while a widget attempt is open, how to collect it.
-pub async fn view_of(conn: &mut AsyncPgConnection, tenant: &Tenant, p: &PaymentRow) -> ServiceResult<PaymentView> {
+pub async fn view_of(
+    conn: &mut AsyncPgConnection,
+    gateways: &Gateways,
+    tenant: &Tenant,
+    p: &PaymentRow,
+) -> ServiceResult<PaymentView> {
     let attempts = db::attempts_of(conn, p.id).await?;
     let open_widget = attempts
         .last()
         .filter(|a| a.channel == AttemptChannel::Widget && a.status == AttemptStatus::Pending && p.status.is_open());
     let confirmation = match open_widget {
         Some(a) => match customers_db::find(conn, tenant.id, p.customer_id).await? {
-            Some(c) => widget_params(tenant, p, &a.invoice_id, &c.email)?,
+            Some(c) => Some(confirmation(gateways, tenant, p, &a.invoice_id, &c.email).await?),
             None => None,
         },
         None => None,
@@ -207,11 +210,16 @@ pub async fn view_of(conn: &mut AsyncPgConnection, tenant: &Tenant, p: &PaymentR
     view(p, confirmation)
 }
 
-pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<PaymentView> {
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    gateways: &Gateways,
+    tenant: &Tenant,
+    id: Uuid,
+) -> ServiceResult<PaymentView> {
     let p = db::find(conn, tenant.id, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("payment_not_found", "no such payment"))?;
-    view_of(conn, tenant, &p).await
+    view_of(conn, gateways, tenant, &p).await
 }
 
 pub async fn list(

@@ -37,6 +37,7 @@ use crate::domain::states::{LineKind, PaymentKind};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tenant::UpgradeMode;
 use crate::error::{ServiceError, ServiceResult};
+use crate::gateways::registry::Gateways;
 
 /// `change-plan` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -116,6 +117,7 @@ fn dearer_per_day(new: Money, new_plan: &Plan, old: Money, old_plan: &Plan) -> b
 pub async fn change_plan(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
+    gateways: &Gateways,
     tenant: &Tenant,
     id: Uuid,
     req: ChangePlanRequest,
@@ -258,7 +260,7 @@ pub async fn change_plan(
         None if payments_db::default_payment_method(conn, sub.customer_id).await?.is_some() => PayWith::SavedCard,
         None => PayWith::Card,
     };
-    answer.payment = Some(collect(conn, now, tenant, &mut payment, pay_with).await?);
+    answer.payment = Some(collect(conn, now, gateways, tenant, &mut payment, pay_with).await?);
     Ok(answer)
 }
 

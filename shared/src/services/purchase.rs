@@ -32,6 +32,7 @@ use crate::domain::plan::{price_at, scheduled_after};
 use crate::domain::states::{AttemptChannel, PaymentKind};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
+use crate::gateways::registry::Gateways;
 
 /// How long a customer has to pay a pending payment.
 pub const PENDING_PAYMENT_TTL: TimeDelta = TimeDelta::hours(24);
@@ -157,6 +158,7 @@ fn trial_already_used(plan: &Plan) -> ServiceError {
 pub async fn purchase(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
+    gateways: &Gateways,
     tenant: &Tenant,
     spec: PurchaseSpec,
 ) -> ServiceResult<PurchaseView> {
@@ -246,8 +248,9 @@ pub async fn purchase(
             payments_db::insert_attempt(conn, &attempt).await?;
             // Pending purchases expire after 24 h: the scheduler needs to know when.
             super::scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
-            let confirmation = payments::widget_params(tenant, &payment, &payment.id.to_string(), &customer.email)?;
-            Some(payments::view(&payment, confirmation)?)
+            let confirmation =
+                payments::confirmation(gateways, tenant, &payment, &attempt.invoice_id, &customer.email).await?;
+            Some(payments::view(&payment, Some(confirmation))?)
         }
     };
 

@@ -37,7 +37,7 @@ use crate::gateways::atol::{
     Accepted, AtolAccount, AtolApi, AtolError, AtolFailure, Client, Company, Document, FiscalPayload, Item, Operation,
     Payment, Receipt, ReportStatus, Service, Vat,
 };
-use crate::queue::topology::RECEIPTS;
+use crate::queue::jobs::Job;
 
 /// Registration attempts (each after ATOL reported the previous one `fail`).
 pub const MAX_ATTEMPTS: i32 = 5;
@@ -286,7 +286,7 @@ async fn enqueue(
     ordering: Uuid,
     id: Uuid,
 ) -> ServiceResult<()> {
-    let job = NewEvent::job(tenant_id, ordering, RECEIPTS.name, "register_receipt", json!({ "receipt_id": id }));
+    let job = NewEvent::job(tenant_id, ordering, Job::RegisterReceipt { receipt_id: id });
     outbox::emit(conn, now, job).await?;
     Ok(())
 }

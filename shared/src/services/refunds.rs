@@ -21,10 +21,11 @@ use crate::db::schema::usage_counters;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Money, MoneyInput, MoneyView};
 use crate::domain::period::{local_date, resolve_local};
-use crate::domain::refund::{Outcome, RefundFacts, decide, prorata};
+use crate::domain::refund::{Outcome, RefundFacts, decide};
 use crate::domain::states::{PaymentKind, PaymentStatus, RefundStatus};
 use crate::domain::tenant::RefundReason;
 use crate::error::{ServiceError, ServiceResult};
+use crate::queue::jobs::Job;
 
 /// `POST /v1/refunds` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -177,7 +178,7 @@ pub(crate) async fn emit(
     Ok(())
 }
 
-fn check_comment(comment: Option<&str>) -> ServiceResult<()> {
+pub(crate) fn check_comment(comment: Option<&str>) -> ServiceResult<()> {
     let Some(c) = comment else { return Ok(()) };
     if c.chars().count() > 1000 || c.chars().any(|ch| ch.is_control() && !matches!(ch, '\n' | '\r' | '\t')) {
         return Err(ServiceError::validation("comment must be at most 1000 printable characters"));
@@ -285,7 +286,7 @@ pub async fn request(
     match decision.outcome {
         Outcome::Approve => {
             emit(conn, now, tenant, &payment, &row, "refund.approved").await?;
-            super::refund_execution::enqueue(conn, now, &payment, &row).await?;
+            enqueue(conn, now, &payment, &row).await?;
         }
         Outcome::Reject => emit(conn, now, tenant, &payment, &row, "refund.rejected").await?,
         Outcome::Review => {}
@@ -345,7 +346,7 @@ pub async fn review(
     db::save(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, &payment, &row, event).await?;
     if approve {
-        super::refund_execution::enqueue(conn, now, &payment, &row).await?;
+        enqueue(conn, now, &payment, &row).await?;
     }
     view(&row)
 }
@@ -368,134 +369,6 @@ pub async fn list(
     let rows = db::list(conn, tenant.id, status, payment_id, page.starting_after, page.fetch()).await?;
     let views = rows.iter().map(view).collect::<ServiceResult<Vec<_>>>()?;
     Ok(Page::from_rows(views, page, |v| v))
-}
-
-/// `POST /v1/subscriptions/{id}/terminate` body.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TerminateRequest {
-    /// The customer broke the terms (Alfa 10.3): nothing is refunded.
-    pub customer_fault: bool,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Terminated {
-    pub subscription: super::subscriptions::SubscriptionView,
-    /// The pro-rata refund of the current period's unused days, without the
-    /// customer's fault.
-    pub refund: Option<RefundView>,
-    /// Without the customer's fault, also: paid extensions not yet started (in
-    /// full) and upgrade surcharges of the current period (pro rata).
-    pub additional_refunds: Vec<RefundView>,
-}
-
-/// The unused part of a paid period at `now`: all of a period not yet started,
-/// pro rata of one under way (an upgrade's from the upgrade on).
-fn unused_part(tenant: &Tenant, payment: &PaymentRow, now: DateTime<Utc>) -> ServiceResult<Option<Money>> {
-    let (Some(start), Some(end)) = (payment.period_start, payment.period_end) else { return Ok(None) };
-    let tariff = money(payments::tariff_amount(payment)?, &payment.currency)?;
-    if start >= now {
-        return Ok(Some(tariff));
-    }
-    let start =
-        if payment.kind == PaymentKind::Upgrade { start.max(payment.captured_at.unwrap_or(start)) } else { start };
-    Ok(Some(prorata(tariff, (start, end), now, tenant.tz)))
-}
-
-/// The provider ends a subscription now (Alfa 10.2-10.3). Without the customer's
-/// fault what was paid and not used is refunded (approved at once, outside the
-/// refund rules): the unused local days of the current period pro rata, upgrade
-/// surcharges of the period likewise, paid extensions not yet started in full;
-/// with it, nothing is.
-pub async fn terminate(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    tenant: &Tenant,
-    id: Uuid,
-    req: TerminateRequest,
-) -> ServiceResult<Terminated> {
-    let reason = req.reason.trim().to_owned();
-    check_comment(Some(&reason))?;
-    if reason.is_empty() {
-        return Err(ServiceError::validation("reason must not be empty"));
-    }
-    // Payments are locked before the subscription, the order of every capture.
-    let paid: Vec<PaymentRow> = {
-        use crate::db::schema::payments as p;
-        p::table
-            .filter(p::tenant_id.eq(tenant.id))
-            .filter(p::subscription_id.eq(id))
-            .filter(p::status.eq_any([PaymentStatus::Succeeded, PaymentStatus::PartiallyRefunded]))
-            .filter(p::kind.eq_any([
-                PaymentKind::Purchase,
-                PaymentKind::Renewal,
-                PaymentKind::Extension,
-                PaymentKind::Upgrade,
-            ]))
-            .filter(p::duplicate_of.is_null())
-            .filter(p::period_end.gt(now))
-            .order(p::id.asc())
-            .select(PaymentRow::as_select())
-            .for_update()
-            .load(conn)
-            .await?
-    };
-    let (mut sub, plan) = super::lifecycle::lock(conn, tenant, id).await?;
-    let status = super::subscriptions::status_of(&sub)?;
-    if !status.is_live() || status == crate::domain::subscription::SubscriptionStatus::PendingPayment {
-        return Err(ServiceError::conflict(
-            "subscription_ended",
-            format!("only a running subscription can be terminated (it is {})", sub.status),
-        ));
-    }
-    let mut refund = None;
-    let mut additional_refunds = Vec::new();
-    if !req.customer_fault {
-        for payment in &paid {
-            let Some(unused) = unused_part(tenant, payment, now)? else { continue };
-            let held = db::held_for_payment(conn, payment.id).await?;
-            let amount = (unused.amount() - held).max(rust_decimal::Decimal::ZERO);
-            if amount.is_zero() {
-                continue;
-            }
-            let decided = Approved {
-                reason: RefundReason::ProviderTermination,
-                code: "provider_termination",
-                amount,
-                comment: Some(reason.clone()),
-            };
-            let view = record_approved(conn, now, tenant, payment, decided).await?;
-            let current = payment.kind != PaymentKind::Upgrade
-                && payment.period_start == sub.current_period_start
-                && payment.period_end == sub.current_period_end;
-            if current && refund.is_none() {
-                refund = Some(view);
-            } else {
-                additional_refunds.push(view);
-            }
-        }
-    }
-    let extra = serde_json::json!({
-        "customer_fault": req.customer_fault,
-        "reason": reason,
-        "refund_id": refund.as_ref().map(|r| r.id),
-        "additional_refund_ids": additional_refunds.iter().map(|r| r.id).collect::<Vec<_>>(),
-    });
-    let cause = if req.customer_fault { "terminated_customer_fault" } else { "terminated_by_provider" };
-    super::subscriptions::end(
-        conn,
-        now,
-        tenant,
-        &mut sub,
-        &plan.code,
-        crate::domain::subscription::SubscriptionStatus::Terminated,
-        cause,
-        extra,
-    )
-    .await?;
-    crate::db::subscriptions::save(conn, &sub).await?;
-    Ok(Terminated { subscription: super::subscriptions::view(conn, &sub).await?, refund, additional_refunds })
 }
 
 /// A refund the service decides itself, outside the tenant's refund rules.
@@ -521,6 +394,41 @@ pub(crate) async fn record_approved(
     db::insert(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, payment, &row, "refund.requested").await?;
     emit(conn, now, tenant, payment, &row, "refund.approved").await?;
-    super::refund_execution::enqueue(conn, now, payment, &row).await?;
+    enqueue(conn, now, payment, &row).await?;
     view(&row)
+}
+
+/// The job that executes an approved refund, in the approving transaction.
+async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    payment: &PaymentRow,
+    refund: &RefundRow,
+) -> ServiceResult<()> {
+    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    let job = NewEvent::job(refund.tenant_id, ordering, Job::ExecuteRefund { refund_id: refund.id });
+    outbox::emit(conn, now, job).await?;
+    Ok(())
+}
+
+/// `POST /v1/refunds/{id}/retry`: a failed refund is approved again and executed
+/// as a new try (a new idempotency key).
+pub async fn retry(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    id: Uuid,
+) -> ServiceResult<RefundView> {
+    let (payment, mut refund) = lock_with_payment(conn, tenant.id, id).await?.ok_or_else(refund_not_found)?;
+    if refund.status != RefundStatus::Failed {
+        return Err(ServiceError::conflict(
+            "refund_not_failed",
+            format!("only a failed refund can be retried (it is {})", refund.status),
+        ));
+    }
+    refund.status = RefundStatus::Approved;
+    refund.gateway_transaction_id = None;
+    db::save(conn, &refund).await.map_err(over_capture)?;
+    enqueue(conn, now, &payment, &refund).await?;
+    view(&refund)
 }

@@ -1,9 +1,10 @@
 //! CloudPayments wire formats (GATEWAYS.md §1): notification fields exactly as sent
-//! (form-urlencoded by default, JSON when so configured), answers, and the widget
-//! parameters a product passes to the CloudPayments checkout widget.
+//! (form-urlencoded by default, JSON when so configured) and their answers, and the
+//! API's request bodies and response envelope (§1.1, §1.3, §1.4).
 //!
 //! Amounts are read from the raw text of the field (a form string or the literal
-//! JSON number) straight into `Decimal`: never through `f64`.
+//! JSON number) straight into `Decimal`, and written as JSON numbers from the exact
+//! decimal: never through `f64`.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -11,7 +12,6 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use utoipa::ToSchema;
 
 /// Check answer codes (GATEWAYS.md §1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,18 +22,6 @@ pub enum CheckCode {
     WrongAmount = 12,
     NotAcceptable = 13,
     Expired = 20,
-}
-
-/// The JSON answer to every notification: HTTP 200 `{"code": N}`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-pub struct NotificationAnswer {
-    pub code: i32,
-}
-
-impl From<CheckCode> for NotificationAnswer {
-    fn from(c: CheckCode) -> Self {
-        NotificationAnswer { code: c as i32 }
-    }
 }
 
 /// Notification kinds, as the last path segment of our webhook URL.
@@ -204,28 +192,131 @@ pub fn dedup_key(kind: NotificationKind, f: &Fields) -> Option<String> {
     }
 }
 
-/// Parameters for the CloudPayments checkout widget (`cp.CloudPayments().pay(...)`).
-/// We never pass the widget's own `recurrent` option: our scheduler charges renewals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct WidgetParams {
-    /// Always `cloudpayments_widget`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub public_id: String,
-    /// Our payment id: CloudPayments echoes it as `InvoiceId`.
-    pub invoice_id: String,
-    /// Our customer id: echoed as `AccountId`.
-    pub account_id: String,
-    /// Decimal string with two decimals.
-    pub amount: String,
-    pub currency: String,
-    pub description: String,
-    pub email: String,
+/// `payments/tokens/charge` body: one-stage, merchant-initiated, scheduled.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct TokenChargeBody<'a> {
+    pub token: &'a str,
+    pub account_id: &'a str,
+    /// A JSON number written from the exact decimal, never through f64.
+    pub amount: Box<RawValue>,
+    pub currency: &'a str,
+    pub invoice_id: &'a str,
+    pub description: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<&'a str>,
+    /// 0: merchant-initiated on stored credentials (MIT).
+    pub tr_initiator_code: u8,
+    /// 1: a scheduled (recurring) payment.
+    pub payment_scheduled: u8,
+}
+
+/// `payments/find` body.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct FindBody<'a> {
+    pub invoice_id: &'a str,
+}
+
+/// `payments/refund` body; `JsonData` carries our refund id back in the Refund
+/// notification's `Data`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct RefundBody<'a> {
+    pub transaction_id: Box<RawValue>,
+    pub amount: Box<RawValue>,
+    pub json_data: RefundData<'a>,
+}
+
+#[derive(Serialize)]
+pub(super) struct RefundData<'a> {
+    pub refund_id: &'a str,
+}
+
+/// `payments/get` body.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct GetBody {
+    pub transaction_id: Box<RawValue>,
+}
+
+/// Every API answer: `{"Success", "Message", "Model"}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct Envelope {
+    pub success: bool,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub model: Option<Model>,
+}
+
+/// The transaction in an answer.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct Model {
+    #[serde(default)]
+    pub transaction_id: Option<i64>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub reason_code: Option<i64>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub card_holder_message: Option<String>,
+}
+
+/// Transaction ids are JSON numbers on the wire.
+pub(super) fn transaction_number(id: &str) -> Result<Box<RawValue>, String> {
+    if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("not a CloudPayments transaction id: {id:?}"));
+    }
+    RawValue::from_string(id.to_owned()).map_err(|e| format!("transaction id: {e}"))
+}
+
+/// An amount as the JSON number CloudPayments reads, from the exact decimal.
+pub(super) fn amount_number(amount: Decimal) -> Result<Box<RawValue>, String> {
+    RawValue::from_string(format!("{amount:.2}")).map_err(|e| format!("amount: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn charge_body_matches_the_wire_format() {
+        let body = TokenChargeBody {
+            token: "tk_1",
+            account_id: "acc",
+            amount: amount_number(Decimal::new(139000, 2)).unwrap(),
+            currency: "RUB",
+            invoice_id: "inv",
+            description: "Подписка",
+            email: None,
+            tr_initiator_code: 0,
+            payment_scheduled: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"Token":"tk_1","AccountId":"acc","Amount":1390.00,"Currency":"RUB","InvoiceId":"inv","Description":"Подписка","TrInitiatorCode":0,"PaymentScheduled":1}"#
+        );
+    }
+
+    #[test]
+    fn refund_body_matches_the_wire_format() {
+        let body = RefundBody {
+            transaction_id: transaction_number("100123").unwrap(),
+            amount: amount_number(Decimal::new(49500, 2)).unwrap(),
+            json_data: RefundData { refund_id: "r-1" },
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"TransactionId":100123,"Amount":495.00,"JsonData":{"refund_id":"r-1"}}"#
+        );
+        assert!(transaction_number("12a").is_err());
+        assert!(transaction_number("").is_err());
+    }
 
     #[test]
     fn form_fields_with_cyrillic() {

@@ -405,7 +405,7 @@ impl TestApp {
         }
         let mut conn = self.db.conn().await;
         let rows: Vec<E> = diesel::sql_query(format!(
-            "SELECT payload FROM outbox_events WHERE tenant_id = '{}' AND exchange = 'billing.events' ORDER BY seq",
+            "SELECT payload FROM outbox_events WHERE tenant_id = '{}' AND message = 'event' ORDER BY seq",
             tenant.id
         ))
         .load(&mut conn)

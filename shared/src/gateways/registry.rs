@@ -1,0 +1,62 @@
+//! Picks the gateway adapter for a tenant's gateway settings (`gateway.kind`).
+//!
+//! Built once per process; the adapters share one HTTP client. A new provider
+//! plugs in with its adapter folder and one arm in [`Gateways::for_config`]; tests
+//! and other deployments can serve a kind with an adapter of their own through
+//! [`Gateways::plug`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cloudpayments::{self, Account, CloudPayments, client::Client};
+use super::{GatewayError, PaymentGateway};
+use crate::config::Secret;
+use crate::domain::tenant::GatewayConfig;
+
+/// Builds an adapter bound to one merchant account.
+pub trait GatewayFactory: Send + Sync {
+    /// The adapter for these settings; [`GatewayError::Unsupported`] when it cannot serve them.
+    fn build(&self, config: &GatewayConfig) -> Result<Box<dyn PaymentGateway>, GatewayError>;
+}
+
+/// The payment gateways this process can talk to.
+#[derive(Clone)]
+pub struct Gateways {
+    cloudpayments: Client,
+    plugged: HashMap<&'static str, Arc<dyn GatewayFactory>>,
+}
+
+impl Gateways {
+    /// The built-in adapters; provider calls give up after `timeout` (the outcome
+    /// is then unknown and reconciled).
+    pub fn new(timeout: Duration) -> Result<Self, GatewayError> {
+        Ok(Gateways { cloudpayments: Client::new(timeout)?, plugged: HashMap::new() })
+    }
+
+    /// Serves tenants whose `gateway.kind` is `kind` with `factory` instead.
+    pub fn plug(mut self, kind: &'static str, factory: Arc<dyn GatewayFactory>) -> Self {
+        self.plugged.insert(kind, factory);
+        self
+    }
+
+    /// The adapter for a tenant's gateway settings.
+    pub fn for_config(&self, config: &GatewayConfig) -> Result<Box<dyn PaymentGateway>, GatewayError> {
+        if let Some(factory) = self.plugged.get(config.kind()) {
+            return factory.build(config);
+        }
+        match config {
+            GatewayConfig::Cloudpayments { public_id, api_secret, api_url } => {
+                let account = Account {
+                    public_id: public_id.clone(),
+                    api_secret: Secret::new(api_secret.clone()),
+                    base_url: api_url.clone().unwrap_or_else(|| cloudpayments::DEFAULT_API_URL.to_owned()),
+                };
+                Ok(Box::new(CloudPayments::new(self.cloudpayments.clone(), account)))
+            }
+            GatewayConfig::Yookassa { .. } => {
+                Err(GatewayError::Unsupported("payments through YooKassa are not supported yet".into()))
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The worker's jobs: one serde-tagged enum shared by whoever enqueues (through the
+//! outbox) and whoever consumes.
+//!
+//! On the wire a job is the outbox envelope `{id, type, created_at, tenant_id,
+//! data}` with `type` the job's snake_case name and `data` its fields, e.g.
+//! `{"type": "charge_attempt", "data": {"attempt_id": "…"}}`. Each job belongs to
+//! one work queue ([`Job::queue`]); the outbox relay routes it there.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::topology::{GATEWAY_FOLLOWUPS, RECEIPTS, REFUNDS, RENEWALS, WorkQueue};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum Job {
+    /// Charge a saved card for a payment attempt (renewals, retries, pay now).
+    ChargeAttempt { attempt_id: Uuid },
+    /// Settle an attempt whose outcome is unknown by asking the provider.
+    ReconcileAttempt { attempt_id: Uuid },
+    /// Send an approved refund's current try to the gateway.
+    ExecuteRefund { refund_id: Uuid },
+    /// Ask the gateway about a refund whose notification has not come.
+    ReconcileRefund { refund_id: Uuid },
+    /// Register a 54-FZ receipt with the fiscal provider and poll its report.
+    RegisterReceipt { receipt_id: Uuid },
+}
+
+impl Job {
+    /// The job's type name (the envelope's `type`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Job::ChargeAttempt { .. } => "charge_attempt",
+            Job::ReconcileAttempt { .. } => "reconcile_attempt",
+            Job::ExecuteRefund { .. } => "execute_refund",
+            Job::ReconcileRefund { .. } => "reconcile_refund",
+            Job::RegisterReceipt { .. } => "register_receipt",
+        }
+    }
+
+    /// The work queue the job runs on.
+    pub fn queue(&self) -> WorkQueue {
+        match self {
+            Job::ChargeAttempt { .. } => RENEWALS,
+            Job::ReconcileAttempt { .. } | Job::ReconcileRefund { .. } => GATEWAY_FOLLOWUPS,
+            Job::ExecuteRefund { .. } => REFUNDS,
+            Job::RegisterReceipt { .. } => RECEIPTS,
+        }
+    }
+
+    /// The work queue a job type runs on (the relay routes stored jobs by it).
+    pub fn queue_of(type_name: &str) -> Option<WorkQueue> {
+        Some(match type_name {
+            "charge_attempt" => RENEWALS,
+            "reconcile_attempt" | "reconcile_refund" => GATEWAY_FOLLOWUPS,
+            "execute_refund" => REFUNDS,
+            "register_receipt" => RECEIPTS,
+            _ => return None,
+        })
+    }
+
+    /// The job's `data` (its fields, without the tag).
+    pub fn data(&self) -> serde_json::Value {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut m)) => m.remove("data").unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    /// Reads a job from a message body (the outbox envelope).
+    pub fn decode(body: &[u8]) -> Result<Job, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_read_back_from_their_envelope_and_route_to_their_queue() {
+        let id = Uuid::now_v7();
+        let jobs = [
+            Job::ChargeAttempt { attempt_id: id },
+            Job::ReconcileAttempt { attempt_id: id },
+            Job::ExecuteRefund { refund_id: id },
+            Job::ReconcileRefund { refund_id: id },
+            Job::RegisterReceipt { receipt_id: id },
+        ];
+        for job in jobs {
+            let envelope = serde_json::json!({
+                "id": Uuid::now_v7(), "type": job.type_name(), "created_at": "2026-03-01T00:00:00Z",
+                "tenant_id": Uuid::now_v7(), "data": job.data(),
+            });
+            let body = serde_json::to_vec(&envelope).unwrap();
+            assert_eq!(Job::decode(&body).unwrap(), job);
+            assert_eq!(Job::queue_of(job.type_name()).unwrap().name, job.queue().name);
+        }
+        assert!(Job::decode(br#"{"type": "charge_attempt", "data": {}}"#).is_err());
+        assert!(Job::decode(br#"{"type": "no_such_job", "data": {}}"#).is_err());
+        assert!(Job::queue_of("no_such_job").is_none());
+    }
+}

@@ -1,0 +1,210 @@
+//! Provider notifications, whatever the gateway: the adapter verifies and reads
+//! them (`gateways::PaymentGateway::notification`), this module applies what
+//! they say — a Check verdict, a capture, a decline, a refund — and stores them.
+//!
+//! Every verified notification is stored raw in `gateway_events` in the same
+//! transaction as its effect, keyed by (tenant, provider, kind, dedup key): a
+//! provider retry finds the key taken and changes nothing. A capture of an
+//! invoice that is already paid, under another transaction id, is a second
+//! capture and is recorded as its own payment (`duplicate_of`), never as a second
+//! activation.
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+use utoipa::ToSchema;
+
+use super::charges::{self, apply_decline};
+use super::tenants::Tenant;
+use crate::db::gateway_events::{self as events_db, Received};
+use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
+use crate::db::subscriptions as subs_db;
+use crate::domain::states::{AttemptChannel, PAYMENT_EXPIRED, PAYMENT_SUPERSEDED, PaymentKind, PaymentStatus};
+use crate::domain::subscription::SubscriptionStatus;
+use crate::error::{ServiceError, ServiceResult};
+pub use crate::gateways::RawNotification;
+use crate::gateways::registry::Gateways;
+use crate::gateways::{
+    CheckVerdict, Notification, NotificationError, NotificationEvent, NotificationReply, PaymentGateway, PaymentReport,
+};
+
+/// CloudPayments' answer to every notification: HTTP 200 `{"code": N}`, where a
+/// Check's code accepts (0) or rejects the payment (10 invoice, 11 account,
+/// 12 amount, 13 not acceptable, 20 expired).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct NotificationAnswer {
+    pub code: i32,
+}
+
+/// The adapter for `tenant`'s gateway, if it is `provider`'s (a callback for
+/// another provider's path is 404).
+pub fn gateway_for(gateways: &Gateways, tenant: &Tenant, provider: &str) -> ServiceResult<Box<dyn PaymentGateway>> {
+    if tenant.gateway.kind() != provider {
+        return Err(ServiceError::not_found("not_found", format!("this tenant does not use {provider}")));
+    }
+    Ok(gateways.for_config(&tenant.gateway)?)
+}
+
+/// Verifies and reads a callback (outside any transaction: an adapter may ask
+/// the provider). A refusal is logged with the tenant.
+pub async fn verify(
+    gateway: &dyn PaymentGateway,
+    tenant: &Tenant,
+    raw: &RawNotification<'_>,
+) -> ServiceResult<Notification> {
+    gateway.notification(raw).await.map_err(|e| match e {
+        NotificationError::Unauthenticated(detail) => {
+            warn!(tenant = %tenant.id, provider = gateway.provider(), path = raw.path, %detail, "refused an unauthenticated notification");
+            ServiceError::unauthenticated("invalid_signature", detail)
+        }
+        NotificationError::UnknownKind(detail) => ServiceError::not_found("not_found", detail),
+        NotificationError::Malformed(detail) => ServiceError::invalid("invalid_notification", detail),
+    })
+}
+
+/// Applies a verified notification (in the caller's transaction) and returns the
+/// provider's expected answer: HTTP status and body.
+pub async fn handle(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    gateway: &dyn PaymentGateway,
+    raw: &RawNotification<'_>,
+    n: Notification,
+) -> ServiceResult<(u16, serde_json::Value)> {
+    let received = Received {
+        tenant_id: tenant.id,
+        provider: gateway.provider(),
+        kind: &n.kind,
+        key: &n.dedup_key,
+        content_type: raw.content_type(),
+        raw_body: raw.body,
+    };
+    let check = matches!(n.event, NotificationEvent::Check(_));
+    if !events_db::store(conn, &received, "received").await? && !check {
+        // A provider retry of a notification already acted on.
+        return Ok(gateway.reply(NotificationReply::Accepted));
+    }
+    let (reply, outcome) = match n.event {
+        NotificationEvent::Check(report) => {
+            let verdict = check_payment(conn, now, tenant, &report).await?;
+            (NotificationReply::Check(verdict), format!("check:{}", verdict.as_str()))
+        }
+        NotificationEvent::Captured(report) => {
+            (NotificationReply::Accepted, captured(conn, now, tenant, &report).await?)
+        }
+        NotificationEvent::Declined(report, decline) => {
+            let outcome = match find_invoice(conn, tenant, &report).await? {
+                Some((mut attempt, mut payment)) => {
+                    apply_decline(conn, now, tenant, &mut payment, &mut attempt, &decline).await?.to_owned()
+                }
+                None => {
+                    warn!(tenant = %tenant.id, transaction = %report.transaction_id, "decline for an unknown invoice");
+                    "unmatched_invoice".to_owned()
+                }
+            };
+            (NotificationReply::Accepted, outcome)
+        }
+        NotificationEvent::Refunded(report) => {
+            (NotificationReply::Accepted, super::refund_outcomes::notified(conn, now, tenant, &report).await?)
+        }
+        NotificationEvent::Recorded => (NotificationReply::Accepted, "recorded".to_owned()),
+    };
+    events_db::set_outcome(conn, &received, &outcome).await?;
+    Ok(gateway.reply(reply))
+}
+
+/// The attempt and its payment a notification's invoice id names. The payment row
+/// is locked first and the attempt read after, so a concurrent report of the same
+/// attempt (the charge's own answer) is seen, not raced.
+async fn find_invoice(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    n: &PaymentReport,
+) -> ServiceResult<Option<(AttemptRow, PaymentRow)>> {
+    let Some(invoice) = n.invoice_id.as_deref() else {
+        return Ok(None);
+    };
+    let Some(attempt) = payments_db::find_attempt_by_invoice(conn, tenant.id, invoice).await? else {
+        return Ok(None);
+    };
+    let payment = payments_db::find_for_update(conn, attempt.payment_id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("attempt {} without payment", attempt.id)))?;
+    let attempt = payments_db::find_attempt_by_invoice(conn, tenant.id, invoice)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("attempt {} vanished", attempt.id)))?;
+    Ok(Some((attempt, payment)))
+}
+
+fn amount_matches(n: &PaymentReport, p: &PaymentRow) -> bool {
+    n.amount == Some(p.amount) && n.currency.as_deref().is_none_or(|c| c == p.currency)
+}
+
+/// Check: may the provider accept this payment?
+async fn check_payment(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    n: &PaymentReport,
+) -> ServiceResult<CheckVerdict> {
+    let Some((attempt, payment)) = find_invoice(conn, tenant, n).await? else {
+        return Ok(CheckVerdict::WrongInvoice);
+    };
+    if n.account_id.as_deref() != Some(payment.customer_id.to_string().as_str()) {
+        return Ok(CheckVerdict::WrongAccount);
+    }
+    if !amount_matches(n, &payment) {
+        return Ok(CheckVerdict::WrongAmount);
+    }
+    if payment.expires_at.is_some_and(|e| e <= now) || payment.failure_reason.as_deref() == Some(PAYMENT_EXPIRED) {
+        return Ok(CheckVerdict::Expired);
+    }
+    // A declined widget attempt may be retried with another card: `failed` by a
+    // decline stays acceptable; superseded, expired or paid payments do not.
+    let open = payment.status == PaymentStatus::Pending
+        || (payment.status == PaymentStatus::Failed
+            && !matches!(payment.failure_reason.as_deref(), Some(PAYMENT_SUPERSEDED | PAYMENT_EXPIRED)));
+    if attempt.channel != AttemptChannel::Widget || !open {
+        return Ok(CheckVerdict::NotAcceptable);
+    }
+    if let Some(sub_id) = payment.subscription_id {
+        let sub = subs_db::find(conn, tenant.id, sub_id).await?;
+        let still_wanted = match sub {
+            None => false,
+            Some(s) => match payment.kind {
+                PaymentKind::Purchase => s.status == SubscriptionStatus::PendingPayment,
+                PaymentKind::Renewal => s.renewal_payment_id == Some(payment.id),
+                // Usage already consumed is owed whatever became of the subscription.
+                PaymentKind::Overage => true,
+                _ => s.status.is_live(),
+            },
+        };
+        if !still_wanted {
+            return Ok(CheckVerdict::NotAcceptable);
+        }
+    }
+    Ok(CheckVerdict::Accept)
+}
+
+/// The issuer authorised and the money is captured — for a widget payment, or for
+/// one of our own charges of a saved card (matched to the attempt by invoice id).
+async fn captured(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    n: &PaymentReport,
+) -> ServiceResult<String> {
+    let Some((mut attempt, mut payment)) = find_invoice(conn, tenant, n).await? else {
+        warn!(tenant = %tenant.id, transaction = %n.transaction_id, invoice = ?n.invoice_id, "capture for an unknown invoice");
+        return Ok("unmatched_invoice".into());
+    };
+    if !amount_matches(n, &payment) {
+        warn!(payment = %payment.id, amount = ?n.amount, "captured amount differs from the payment");
+        return Ok("amount_mismatch".into());
+    }
+    Ok(charges::apply_capture(conn, now, tenant, &mut payment, &mut attempt, &n.transaction_id, &n.card)
+        .await?
+        .to_owned())
+}
