@@ -5,20 +5,18 @@ use std::time::Duration;
 use billing_shared::clock::Clock;
 use billing_shared::db::PgPool;
 use billing_shared::error::{ServiceError, ServiceResult};
-use billing_shared::gateways::atol::AtolApi;
 use billing_shared::ports::Ports;
 use billing_shared::queue::jobs::Job;
 use billing_shared::queue::topology::{RENEWALS, WEBHOOKS, WorkQueue};
-use billing_shared::services::receipts::{self, Registrar};
+use billing_shared::services::receipt_registration::{self, Registration};
 use billing_shared::services::{JobResult, charging, dead_letters, refund_execution, webhooks};
 use uuid::Uuid;
 
 pub struct Handlers {
     pub pool: PgPool,
     pub clock: Clock,
-    /// The adapters behind the payment gateway port.
+    /// The adapters behind the payment gateway and fiscal registrar ports.
     pub ports: Ports,
-    pub fiscal: AtolApi,
     /// Our public base URL, for the fiscal provider's callbacks.
     pub public_url: Option<String>,
     pub webhook_http: reqwest::Client,
@@ -33,18 +31,10 @@ impl Handlers {
         pool: PgPool,
         clock: Clock,
         ports: Ports,
-        gateway_timeout: Duration,
         webhook_timeout: Duration,
         public_url: Option<String>,
     ) -> ServiceResult<Self> {
-        Ok(Handlers {
-            pool,
-            clock,
-            ports,
-            fiscal: AtolApi::new(gateway_timeout)?,
-            public_url,
-            webhook_http: webhooks::client(webhook_timeout)?,
-        })
+        Ok(Handlers { pool, clock, ports, public_url, webhook_http: webhooks::client(webhook_timeout)? })
     }
 
     /// Handles one message of `queue` (try number `attempt`, `last` before
@@ -66,8 +56,8 @@ impl Handlers {
                 refund_execution::process(&self.pool, self.clock, gateways, refund_id).await
             }
             Job::RegisterReceipt { receipt_id } => {
-                let to = Registrar { api: &self.fiscal, public_url: self.public_url.as_deref() };
-                receipts::process(&self.pool, self.clock, &to, receipt_id, last).await
+                let to = Registration { registrars: &self.ports.registrars, public_url: self.public_url.as_deref() };
+                receipt_registration::process(&self.pool, self.clock, &to, receipt_id, last).await
             }
         }
     }

@@ -66,14 +66,8 @@ pub async fn run_with(config: Config, ports: Ports, shutdown: impl Future<Output
     let pool = build_pool(&config.database_url, config.db_pool_size)?;
     let clock = Clock::from_test_flag(config.test_clock);
     let metrics = metrics_server::start(config.worker_metrics_addr, pool.clone())?;
-    let handlers = Arc::new(Handlers::new(
-        pool.clone(),
-        clock,
-        ports,
-        config.gateway_timeout,
-        config.webhook_timeout,
-        config.public_url.clone(),
-    )?);
+    let handlers =
+        Arc::new(Handlers::new(pool.clone(), clock, ports, config.webhook_timeout, config.public_url.clone())?);
     let (stop_tx, stop_rx) = watch::channel(false);
     // Several loops claim with SKIP LOCKED, so they share the due work.
     let mut schedulers = JoinSet::new();

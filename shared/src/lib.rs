@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod fiscal;
 pub mod gateways;
 pub mod ports;
 pub mod queue;

@@ -1,9 +1,10 @@
 //! The ports a process talks to the outside through, with the adapters it was
-//! built with: payment gateways (`gateways::registry`) and, later in this file's
-//! history, fiscal registrars. The binaries build the defaults from the
-//! configuration; tests may plug adapters of their own.
+//! built with: payment gateways (`gateways::registry::Gateways`) and fiscal
+//! registrars (`fiscal::Registrars`). The binaries build the built-in adapters
+//! from the configuration; tests may plug adapters of their own.
 
 use crate::config::Config;
+use crate::fiscal::{FiscalError, Registrars};
 use crate::gateways::GatewayError;
 use crate::gateways::registry::Gateways;
 
@@ -11,11 +12,24 @@ use crate::gateways::registry::Gateways;
 #[derive(Clone)]
 pub struct Ports {
     pub gateways: Gateways,
+    pub registrars: Registrars,
+}
+
+/// A port's adapters could not be built (an HTTP client without TLS roots, ...).
+#[derive(Debug, thiserror::Error)]
+pub enum PortsError {
+    #[error("payment gateways: {0}")]
+    Gateways(#[from] GatewayError),
+    #[error("fiscal registrars: {0}")]
+    Registrars(#[from] FiscalError),
 }
 
 impl Ports {
     /// The built-in adapters, with the configured provider timeout.
-    pub fn from_config(config: &Config) -> Result<Ports, GatewayError> {
-        Ok(Ports { gateways: Gateways::new(config.gateway_timeout)? })
+    pub fn from_config(config: &Config) -> Result<Ports, PortsError> {
+        Ok(Ports {
+            gateways: Gateways::new(config.gateway_timeout)?,
+            registrars: Registrars::new(config.gateway_timeout)?,
+        })
     }
 }

@@ -82,3 +82,8 @@ pub async fn update_contact(
         .execute(conn)
         .await
 }
+
+/// A customer's current e-mail (receipts go to it).
+pub async fn email_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<String> {
+    customers::table.find(id).select(customers::email).first(conn).await
+}

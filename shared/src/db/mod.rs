@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod outbox;
 pub mod payments;
 pub mod plans;
+pub mod receipts;
 pub mod refunds;
 pub mod schema;
 pub mod subscriptions;

@@ -271,6 +271,11 @@ pub async fn lock_paid_periods(
         .await
 }
 
+/// Who a payment is ordered by: (subscription, customer).
+pub async fn payer_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<(Option<Uuid>, Uuid)> {
+    payments::table.find(id).select((payments::subscription_id, payments::customer_id)).first(conn).await
+}
+
 /// Locks the payment an attempt belongs to (one statement).
 pub async fn lock_by_attempt(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> QueryResult<Option<PaymentRow>> {
     payments::table

@@ -8,6 +8,7 @@ pub mod money;
 pub mod period;
 pub mod plan;
 pub mod proration;
+pub mod receipt;
 pub mod refund;
 pub mod states;
 pub mod subscription;

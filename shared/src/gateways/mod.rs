@@ -14,7 +14,6 @@
 //! signature is a refusal) and turned into a [`NotificationEvent`]; the HTTP route
 //! passes only the raw bytes and headers.
 
-pub mod atol;
 pub mod cloudpayments;
 pub mod registry;
 

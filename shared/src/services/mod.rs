@@ -17,6 +17,7 @@ pub mod payments;
 pub mod plan_change;
 pub mod plans;
 pub mod purchase;
+pub mod receipt_registration;
 pub mod receipts;
 pub mod refund_execution;
 pub mod refund_outcomes;

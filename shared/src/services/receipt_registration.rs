@@ -1,0 +1,189 @@
+//! Registering receipts with the tenant's fiscal provider (the worker's side of
+//! SPEC §7), through the fiscal registrar port.
+//!
+//! Exactly once: registration attempt N of a receipt is sent with external_id
+//! `<receipt id>-<N>`, so re-sending it (a lost answer, a worker killed mid-call) is
+//! answered "already exists" by the provider and creates nothing. The outcome is
+//! confirmed by polling the report (the provider's callback only hints that it is
+//! ready); a new attempt is made only after the provider reported the last one
+//! failed. A receipt that cannot be registered (the document is refused, attempts
+//! run out) becomes `failed` with `receipt.failed` and its job is dead-lettered
+//! with the reason. A refused configuration is not the document's fault: the
+//! receipt stays `pending` and its job is dead-lettered for replay.
+
+use uuid::Uuid;
+
+use super::receipts::{self, external_id};
+use super::tenants::Tenant;
+use super::{JobResult, corrupt};
+use crate::clock::{Clock, real_now};
+use crate::db::receipts::{self as db, ReceiptRow};
+use crate::db::{PgPool, in_transaction};
+use crate::domain::receipt::{FiscalAttributes, ReceiptDocument};
+use crate::domain::states::ReceiptStatus;
+use crate::error::{ServiceError, ServiceResult};
+use crate::fiscal::{FiscalError, FiscalRegistrar, Registered, Registrars, RegistrationRequest, ReportState};
+
+/// Registration attempts (each after the provider reported the previous one failed).
+pub const MAX_ATTEMPTS: i32 = 5;
+
+/// What the worker learned; applied only while the receipt is still at `attempt`.
+enum Learned {
+    Accepted(String),
+    Registered(Box<FiscalAttributes>),
+    /// The attempt failed at ATOL: the next attempt may be made.
+    AttemptFailed(String),
+    /// Nothing more can be done: the receipt fails.
+    Failed(String),
+    /// The job has run out of retries: the receipt fails at whatever attempt it is.
+    GaveUp(String),
+}
+
+/// Applies what the worker learned about attempt `attempt` of a receipt.
+async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Learned) -> ServiceResult<JobResult> {
+    let mut conn = pool.get().await?;
+    in_transaction(&mut conn, async |c| {
+        let now = clock.now(c).await?;
+        let Some(mut row) = db::find_for_update(c, id).await? else { return Ok(JobResult::Done) };
+        let stale = row.attempt != attempt && !matches!(learned, Learned::GaveUp(_));
+        if row.status != ReceiptStatus::Pending || stale {
+            return Ok(JobResult::Done);
+        }
+        match learned {
+            Learned::Accepted(uuid) => {
+                if row.provider_uuid.is_none() {
+                    row.provider_uuid = Some(uuid);
+                    db::save(c, &row).await?;
+                }
+                Ok(JobResult::RetryLater("registration accepted; waiting for the report".into()))
+            }
+            Learned::Registered(payload) => {
+                row.status = ReceiptStatus::Registered;
+                row.fiscal = Some(serde_json::to_string(&*payload).map_err(|e| corrupt("fiscal payload", e))?);
+                row.registered_at = Some(now);
+                db::save(c, &row).await?;
+                receipts::emit(c, now, &row, "receipt.registered").await?;
+                Ok(JobResult::Done)
+            }
+            Learned::AttemptFailed(reason) if attempt < MAX_ATTEMPTS => {
+                row.attempt += 1;
+                row.provider_uuid = None;
+                row.failure_reason = Some(reason.clone());
+                db::save(c, &row).await?;
+                Ok(JobResult::RetryLater(format!("attempt {attempt} failed ({reason}); the next one follows")))
+            }
+            Learned::AttemptFailed(reason) | Learned::Failed(reason) | Learned::GaveUp(reason) => {
+                row.status = ReceiptStatus::Failed;
+                row.failure_reason = Some(reason.clone());
+                db::save(c, &row).await?;
+                receipts::emit(c, now, &row, "receipt.failed").await?;
+                Ok(JobResult::DeadLetter(format!("receipt {id}: {reason}")))
+            }
+        }
+    })
+    .await
+}
+
+/// Where the worker registers receipts.
+pub struct Registration<'a> {
+    pub registrars: &'a Registrars,
+    /// Our public base URL, for the provider's callback (`/v1/webhooks/atol/{tenant}`).
+    pub public_url: Option<&'a str>,
+}
+
+/// Runs one receipt job: registers the current attempt (idempotent by its
+/// external_id) and polls its report. `last`: the job's retries are exhausted,
+/// so a receipt still not registered fails now.
+pub async fn process(
+    pool: &PgPool,
+    clock: Clock,
+    to: &Registration<'_>,
+    id: Uuid,
+    last: bool,
+) -> ServiceResult<JobResult> {
+    let mut conn = pool.get().await?;
+    let Some(row) = db::find(&mut conn, id).await? else {
+        return Err(ServiceError::not_found("receipt_not_found", format!("no receipt {id}")));
+    };
+    if row.status != ReceiptStatus::Pending {
+        return Ok(JobResult::Done);
+    }
+    let tenant = super::tenants::load_cached(&mut conn, row.tenant_id).await?;
+    drop(conn);
+    let attempt = row.attempt;
+    let give_up = async |reason: String| learn(pool, clock, id, attempt, Learned::GaveUp(reason)).await;
+    let Some(fiscal) = &tenant.fiscal else {
+        return give_up("the tenant has no fiscal settings".into()).await;
+    };
+    let registrar = to.registrars.for_settings(fiscal);
+    let outcome = step(to, &tenant, &*registrar, &row).await;
+    let result = match outcome {
+        Ok(learned) => learn(pool, clock, id, attempt, learned).await?,
+        Err(Retry::Later(reason)) => JobResult::RetryLater(reason),
+        // The merchant's fiscal settings are refused: the receipt stays pending (it
+        // is not the document's fault), and once the retries run out its job is
+        // dead-lettered to be replayed after the settings are fixed.
+        Err(Retry::Configuration(operation, reason)) => {
+            return Ok(match super::merchant_side_failure(tenant.id, registrar.provider(), operation, &reason) {
+                JobResult::RetryLater(reason) if last => JobResult::DeadLetter(reason),
+                other => other,
+            });
+        }
+    };
+    match result {
+        JobResult::RetryLater(reason) if last => give_up(format!("not registered after all retries: {reason}")).await,
+        other => Ok(other),
+    }
+}
+
+/// Why a step with the provider has to be tried again later.
+enum Retry {
+    /// Not known yet (timeout, still processing): the next try asks again.
+    Later(String),
+    /// The merchant's configuration was refused during the named operation.
+    Configuration(&'static str, String),
+}
+
+/// One step with the provider: register the attempt if it has no document there
+/// yet, else read its report. `Err` is why to try again later.
+async fn step(
+    to: &Registration<'_>,
+    tenant: &Tenant,
+    registrar: &dyn FiscalRegistrar,
+    row: &ReceiptRow,
+) -> Result<Learned, Retry> {
+    let Some(provider_id) = &row.provider_uuid else {
+        let document: ReceiptDocument =
+            serde_json::from_str(&row.document).map_err(|e| Retry::Later(format!("stored receipt: {e}")))?;
+        let callback =
+            to.public_url.map(|base| format!("{}/v1/webhooks/atol/{}", base.trim_end_matches('/'), tenant.id));
+        let external_id = external_id(row);
+        let req = RegistrationRequest {
+            external_id: &external_id,
+            at: real_now(),
+            callback_url: callback.as_deref(),
+            kind: row.kind,
+            document: &document,
+        };
+        return match registrar.register(&req).await {
+            Ok(Registered::New { provider_id }) | Ok(Registered::AlreadyExists { provider_id: Some(provider_id) }) => {
+                Ok(Learned::Accepted(provider_id))
+            }
+            Ok(Registered::AlreadyExists { provider_id: None }) => {
+                Err(Retry::Later("the provider already has this attempt but named no document id".into()))
+            }
+            Err(FiscalError::DocumentRefused(f)) => Ok(Learned::Failed(f.to_string())),
+            Err(FiscalError::Configuration(reason)) => Err(Retry::Configuration("register", reason)),
+            Err(FiscalError::Retryable(reason)) => Err(Retry::Later(reason)),
+        };
+    };
+    match registrar.report(provider_id).await {
+        Ok(ReportState::Registered(attributes)) => Ok(Learned::Registered(Box::new(attributes))),
+        Ok(ReportState::Pending) => Err(Retry::Later("the provider is still processing the receipt".into())),
+        Ok(ReportState::Failed { failure, document_refused: true }) => Ok(Learned::Failed(failure.to_string())),
+        Ok(ReportState::Failed { failure, document_refused: false }) => Ok(Learned::AttemptFailed(failure.to_string())),
+        Err(FiscalError::Configuration(reason)) => Err(Retry::Configuration("report", reason)),
+        Err(FiscalError::DocumentRefused(f)) => Ok(Learned::Failed(f.to_string())),
+        Err(FiscalError::Retryable(reason)) => Err(Retry::Later(reason)),
+    }
+}
