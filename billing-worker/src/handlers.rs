@@ -9,7 +9,7 @@ use billing_shared::ports::Ports;
 use billing_shared::queue::jobs::Job;
 use billing_shared::queue::topology::{RENEWALS, WEBHOOKS, WorkQueue};
 use billing_shared::services::receipt_registration::{self, Registration};
-use billing_shared::services::{JobResult, charging, dead_letters, refund_execution, webhooks};
+use billing_shared::services::{JobResult, charge_attempts, dead_letters, refund_execution, webhook_delivery};
 use uuid::Uuid;
 
 pub struct Handlers {
@@ -34,14 +34,14 @@ impl Handlers {
         webhook_timeout: Duration,
         public_url: Option<String>,
     ) -> ServiceResult<Self> {
-        Ok(Handlers { pool, clock, ports, public_url, webhook_http: webhooks::client(webhook_timeout)? })
+        Ok(Handlers { pool, clock, ports, public_url, webhook_http: webhook_delivery::client(webhook_timeout)? })
     }
 
     /// Handles one message of `queue` (try number `attempt`, `last` before
     /// dead-lettering): a webhook delivery, or a [`Job`] of that queue.
     pub async fn handle(&self, queue: WorkQueue, body: &[u8], attempt: u32, last: bool) -> ServiceResult<JobResult> {
         if queue.name == WEBHOOKS.name {
-            return webhooks::deliver(&self.pool, &self.webhook_http, body, attempt, last).await;
+            return webhook_delivery::deliver(&self.pool, &self.webhook_http, body, attempt, last).await;
         }
         let job = Job::decode(body).map_err(|e| invalid(format!("undecodable job: {e}")))?;
         if job.queue().name != queue.name {
@@ -50,7 +50,7 @@ impl Handlers {
         let gateways = &self.ports.gateways;
         match job {
             Job::ChargeAttempt { attempt_id } | Job::ReconcileAttempt { attempt_id } => {
-                charging::process_attempt(&self.pool, self.clock, gateways, attempt_id).await
+                charge_attempts::process_attempt(&self.pool, self.clock, gateways, attempt_id).await
             }
             Job::ExecuteRefund { refund_id } | Job::ReconcileRefund { refund_id } => {
                 refund_execution::process(&self.pool, self.clock, gateways, refund_id).await
@@ -74,7 +74,7 @@ impl Handlers {
             .collect();
         let ids: Vec<Uuid> = jobs.iter().flatten().copied().collect();
         let mut batched =
-            charging::process_attempts(&self.pool, self.clock, &self.ports.gateways, &ids).await.into_iter();
+            charge_attempts::process_attempts(&self.pool, self.clock, &self.ports.gateways, &ids).await.into_iter();
         let mut results = Vec::with_capacity(bodies.len());
         for (body, job) in bodies.iter().zip(&jobs) {
             results.push(match job {

@@ -4,7 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpResponse, delete, get, post};
 use billing_shared::services::Page;
-use billing_shared::services::plans::{self, NewPriceSpec, PlanSpec, PlanView, PriceView};
+use billing_shared::services::plans::{self, PlanSpec, PlanView, PriceView};
+use billing_shared::services::prices::{self, NewPriceSpec};
 
 use super::{ListQuery, parse_id};
 use crate::error::{ApiError, Problem};
@@ -75,7 +76,7 @@ async fn add_price(
 ) -> Result<HttpResponse, ApiError> {
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
     state
-        .run(StatusCode::CREATED, req, async |conn, now| plans::add_price(conn, now, &tenant, &code, body.value).await)
+        .run(StatusCode::CREATED, req, async |conn, now| prices::add_price(conn, now, &tenant, &code, body.value).await)
         .await
 }
 
@@ -90,7 +91,7 @@ async fn cancel_price(
 ) -> Result<HttpResponse, ApiError> {
     let (code, id) = path.into_inner();
     let id = parse_id(&id, "price")?;
-    state.run(StatusCode::OK, None, async |conn, now| plans::cancel_price(conn, now, &tenant, &code, id).await).await
+    state.run(StatusCode::OK, None, async |conn, now| prices::cancel_price(conn, now, &tenant, &code, id).await).await
 }
 
 /// Archive a plan: no new purchases; existing subscriptions continue.

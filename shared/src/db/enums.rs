@@ -12,7 +12,7 @@ use diesel::sql_types::Text;
 use crate::domain::states::{
     AttemptChannel, AttemptStatus, PaymentKind, PaymentStatus, ReceiptKind, ReceiptStatus, RefundStatus,
 };
-use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::subscription::{Cause, SubscriptionStatus};
 
 macro_rules! text_column {
     ($($t:ty),+ $(,)?) => {$(
@@ -57,6 +57,7 @@ macro_rules! text_column {
 
 text_column!(
     SubscriptionStatus,
+    Cause,
     PaymentKind,
     PaymentStatus,
     AttemptChannel,

@@ -1,6 +1,7 @@
 //! Database access: connection pool, migrations, and query functions that take
 //! `&mut AsyncPgConnection` so services can compose them inside one transaction.
 
+pub mod attempts;
 pub mod customers;
 pub mod enums;
 pub mod gateway_events;
@@ -13,6 +14,7 @@ pub mod refunds;
 pub mod schema;
 pub mod subscriptions;
 pub mod tenants;
+pub mod trials;
 pub mod usage;
 
 use diesel::Connection;

@@ -6,9 +6,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::schema::{payment_attempts, payment_methods, payments};
+use super::schema::{payment_attempts, payments};
 use crate::domain::money::Money;
-use crate::domain::states::{AttemptChannel, AttemptStatus, PaymentKind, PaymentStatus};
+use crate::domain::states::{PaymentKind, PaymentStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
@@ -89,72 +89,6 @@ impl PaymentRow {
             plan_change: None,
         }
     }
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = payment_attempts, check_for_backend(diesel::pg::Pg))]
-#[diesel(treat_none_as_null = true)]
-pub struct AttemptRow {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub payment_id: Uuid,
-    pub attempt_no: i32,
-    pub invoice_id: String,
-    pub channel: AttemptChannel,
-    pub status: AttemptStatus,
-    pub gateway_transaction_id: Option<String>,
-    pub failure_reason: Option<String>,
-    pub failure_code: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub payment_method_id: Option<Uuid>,
-    pub sent_at: Option<DateTime<Utc>>,
-}
-
-impl AttemptRow {
-    /// A new pending attempt. Its id doubles as the gateway's InvoiceId (and
-    /// X-Request-ID), so one attempt is never known to the provider by two ids.
-    pub fn new(
-        tenant_id: Uuid,
-        payment_id: Uuid,
-        attempt_no: i32,
-        channel: AttemptChannel,
-        payment_method_id: Option<Uuid>,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let id = Uuid::now_v7();
-        AttemptRow {
-            id,
-            tenant_id,
-            payment_id,
-            attempt_no,
-            invoice_id: id.to_string(),
-            channel,
-            status: AttemptStatus::Pending,
-            gateway_transaction_id: None,
-            failure_reason: None,
-            failure_code: None,
-            created_at: now,
-            payment_method_id,
-            sent_at: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = payment_methods, check_for_backend(diesel::pg::Pg))]
-pub struct PaymentMethodRow {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub customer_id: Uuid,
-    pub gateway: String,
-    pub token: String,
-    pub card_first_six: Option<String>,
-    pub card_last_four: Option<String>,
-    pub card_type: Option<String>,
-    pub card_exp: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub revoked_reason: Option<String>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResult<()> {
@@ -276,6 +210,56 @@ pub async fn payer_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<(Op
     payments::table.find(id).select((payments::subscription_id, payments::customer_id)).first(conn).await
 }
 
+/// Locks the payments these attempts belong to, in id order.
+pub async fn lock_of_attempts(conn: &mut AsyncPgConnection, attempt_ids: &[Uuid]) -> QueryResult<Vec<PaymentRow>> {
+    payments::table
+        .filter(
+            payments::id.eq_any(
+                payment_attempts::table
+                    .filter(payment_attempts::id.eq_any(attempt_ids))
+                    .select(payment_attempts::payment_id),
+            ),
+        )
+        .order(payments::id)
+        .for_update()
+        .select(PaymentRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// The paid extension whose period starts at `start` (it takes over then).
+pub async fn extension_starting_at(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    start: DateTime<Utc>,
+) -> QueryResult<Option<PaymentRow>> {
+    payments::table
+        .filter(payments::subscription_id.eq(subscription_id))
+        .filter(payments::kind.eq(PaymentKind::Extension))
+        .filter(payments::status.eq(PaymentStatus::Succeeded))
+        .filter(payments::period_start.eq(start))
+        .select(PaymentRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Paid extensions queued from `from` on.
+pub async fn queued_extensions(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    from: DateTime<Utc>,
+) -> QueryResult<Vec<PaymentRow>> {
+    payments::table
+        .filter(payments::subscription_id.eq(subscription_id))
+        .filter(payments::kind.eq(PaymentKind::Extension))
+        .filter(payments::status.eq(PaymentStatus::Succeeded))
+        .filter(payments::period_start.ge(from))
+        .select(PaymentRow::as_select())
+        .load(conn)
+        .await
+}
+
 /// Locks the payment an attempt belongs to (one statement).
 pub async fn lock_by_attempt(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> QueryResult<Option<PaymentRow>> {
     payments::table
@@ -323,122 +307,10 @@ pub async fn pending_of_subscription(
         .await
 }
 
-pub async fn insert_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
-    diesel::insert_into(payment_attempts::table).values(row).execute(conn).await.map(|_| ())
-}
-
 /// Inserts many payments in one statement per chunk.
 pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[PaymentRow]) -> QueryResult<()> {
     for chunk in rows.chunks(1000) {
         diesel::insert_into(payments::table).values(chunk).execute(conn).await?;
     }
     Ok(())
-}
-
-pub async fn insert_attempts(conn: &mut AsyncPgConnection, rows: &[AttemptRow]) -> QueryResult<()> {
-    for chunk in rows.chunks(2000) {
-        diesel::insert_into(payment_attempts::table).values(chunk).execute(conn).await?;
-    }
-    Ok(())
-}
-
-/// Calls off a payment's attempts the provider refused for the merchant's own
-/// request (never charged): the customer is paying by hand instead. A replay of
-/// their dead-lettered jobs then finds them failed and does nothing.
-pub async fn call_off_refused(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<usize> {
-    diesel::update(
-        payment_attempts::table
-            .filter(payment_attempts::payment_id.eq(payment_id))
-            .filter(payment_attempts::status.eq("refused")),
-    )
-    .set((
-        payment_attempts::status.eq("failed"),
-        payment_attempts::failure_reason.eq("called off: the customer paid by hand"),
-        payment_attempts::updated_at.eq(diesel::dsl::now),
-    ))
-    .execute(conn)
-    .await
-}
-
-/// The next attempt number of a payment.
-pub async fn next_attempt_no(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<i32> {
-    let max: Option<i32> = payment_attempts::table
-        .filter(payment_attempts::payment_id.eq(payment_id))
-        .select(diesel::dsl::max(payment_attempts::attempt_no))
-        .first(conn)
-        .await?;
-    Ok(max.unwrap_or(0) + 1)
-}
-
-/// The newest usable saved card of each customer.
-pub async fn default_payment_methods(
-    conn: &mut AsyncPgConnection,
-    customer_ids: &[Uuid],
-) -> QueryResult<Vec<(Uuid, Uuid)>> {
-    payment_methods::table
-        .filter(payment_methods::customer_id.eq_any(customer_ids))
-        .filter(payment_methods::revoked_at.is_null())
-        .distinct_on(payment_methods::customer_id)
-        .order((payment_methods::customer_id, payment_methods::created_at.desc()))
-        .select((payment_methods::customer_id, payment_methods::id))
-        .load(conn)
-        .await
-}
-
-pub async fn save_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
-    diesel::update(payment_attempts::table.find(row.id))
-        .set((row, payment_attempts::updated_at.eq(diesel::dsl::now)))
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
-/// The attempt a gateway knows by `invoice_id` (CloudPayments InvoiceId).
-pub async fn find_attempt_by_invoice(
-    conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    invoice_id: &str,
-) -> QueryResult<Option<AttemptRow>> {
-    payment_attempts::table
-        .filter(payment_attempts::tenant_id.eq(tenant_id))
-        .filter(payment_attempts::invoice_id.eq(invoice_id))
-        .select(AttemptRow::as_select())
-        .first(conn)
-        .await
-        .optional()
-}
-
-pub async fn attempts_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<Vec<AttemptRow>> {
-    payment_attempts::table
-        .filter(payment_attempts::payment_id.eq(payment_id))
-        .order(payment_attempts::attempt_no.asc())
-        .select(AttemptRow::as_select())
-        .load(conn)
-        .await
-}
-
-/// Saves a card token; the same token arriving again is a no-op.
-pub async fn save_payment_method(conn: &mut AsyncPgConnection, row: &PaymentMethodRow) -> QueryResult<()> {
-    diesel::insert_into(payment_methods::table)
-        .values(row)
-        .on_conflict((payment_methods::customer_id, payment_methods::gateway, payment_methods::token))
-        .do_nothing()
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
-/// The customer's newest usable saved card.
-pub async fn default_payment_method(
-    conn: &mut AsyncPgConnection,
-    customer_id: Uuid,
-) -> QueryResult<Option<PaymentMethodRow>> {
-    payment_methods::table
-        .filter(payment_methods::customer_id.eq(customer_id))
-        .filter(payment_methods::revoked_at.is_null())
-        .order(payment_methods::created_at.desc())
-        .select(PaymentMethodRow::as_select())
-        .first(conn)
-        .await
-        .optional()
 }

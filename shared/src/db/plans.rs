@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::schema::{plan_prices, plans};
+use super::schema::{plan_prices, plans, price_notices};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = plans, check_for_backend(diesel::pg::Pg))]
@@ -100,5 +100,36 @@ pub async fn archive(conn: &mut AsyncPgConnection, plan_id: Uuid, at: DateTime<U
     diesel::update(plans::table.find(plan_id).filter(plans::archived_at.is_null()))
         .set(plans::archived_at.eq(at))
         .execute(conn)
+        .await
+}
+
+/// A plan's code.
+pub async fn code_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<String> {
+    plans::table.find(id).select(plans::code).first(conn).await
+}
+
+/// Records that a price version was announced to these subscriptions; returns
+/// those it had not been announced to before (the others are no-ops).
+pub async fn record_price_notices(
+    conn: &mut AsyncPgConnection,
+    price_id: Uuid,
+    subscriptions: &[Uuid],
+    sent_at: DateTime<Utc>,
+) -> QueryResult<Vec<Uuid>> {
+    let rows: Vec<_> = subscriptions
+        .iter()
+        .map(|sub| {
+            (
+                price_notices::price_id.eq(price_id),
+                price_notices::subscription_id.eq(*sub),
+                price_notices::sent_at.eq(sent_at),
+            )
+        })
+        .collect();
+    diesel::insert_into(price_notices::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .returning(price_notices::subscription_id)
+        .get_results(conn)
         .await
 }

@@ -1,139 +1,154 @@
-//! Subscriptions and their transition history.
+//! Subscriptions (the domain's [`Subscription`], stored one-to-one as a row), their
+//! history, their notices, and the scheduler's claims.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Nullable, Numeric, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::schema::{subscription_transitions, subscriptions};
-use crate::domain::subscription::SubscriptionStatus;
+use super::schema::{subscription_notices, subscription_transitions, subscriptions};
+use crate::domain::subscription::{Cause, HistoryEntry, Subscription, SubscriptionStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = subscriptions, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
-pub struct SubscriptionRow {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub customer_id: Uuid,
-    pub plan_id: Uuid,
-    pub status: SubscriptionStatus,
-    pub auto_renew: bool,
-    pub current_period_start: Option<DateTime<Utc>>,
-    pub current_period_end: Option<DateTime<Utc>>,
-    pub anchor_at: Option<DateTime<Utc>>,
-    pub paid_amount: Option<Decimal>,
-    pub price_id: Option<Uuid>,
-    pub next_charge_at: Option<DateTime<Utc>>,
-    pub grace_until: Option<DateTime<Utc>>,
-    pub scheduled_plan_id: Option<Uuid>,
-    pub created_at: DateTime<Utc>,
-    pub due_at: Option<DateTime<Utc>>,
-    pub renewal_payment_id: Option<Uuid>,
-    pub next_retry_at: Option<DateTime<Utc>>,
-    pub dunning_ends_at: Option<DateTime<Utc>>,
-    pub retries_stopped: bool,
-    pub paid_through: Option<DateTime<Utc>>,
-    pub canceled_at: Option<DateTime<Utc>>,
-    /// The period end whose renewal notice went out.
-    pub renewal_notice_for: Option<DateTime<Utc>>,
-    /// The period end whose expiry notice went out.
-    pub expiry_notice_for: Option<DateTime<Utc>>,
+struct Row {
+    id: Uuid,
+    tenant_id: Uuid,
+    customer_id: Uuid,
+    plan_id: Uuid,
+    status: SubscriptionStatus,
+    auto_renew: bool,
+    current_period_start: Option<DateTime<Utc>>,
+    current_period_end: Option<DateTime<Utc>>,
+    anchor_at: Option<DateTime<Utc>>,
+    paid_amount: Option<Decimal>,
+    price_id: Option<Uuid>,
+    next_charge_at: Option<DateTime<Utc>>,
+    grace_until: Option<DateTime<Utc>>,
+    scheduled_plan_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    due_at: Option<DateTime<Utc>>,
+    renewal_payment_id: Option<Uuid>,
+    next_retry_at: Option<DateTime<Utc>>,
+    dunning_ends_at: Option<DateTime<Utc>>,
+    retries_stopped: bool,
+    paid_through: Option<DateTime<Utc>>,
+    canceled_at: Option<DateTime<Utc>>,
+    renewal_notice_for: Option<DateTime<Utc>>,
+    expiry_notice_for: Option<DateTime<Utc>>,
 }
 
-impl SubscriptionRow {
-    /// A new subscription waiting for its first payment.
-    pub fn new(tenant_id: Uuid, customer_id: Uuid, plan_id: Uuid, auto_renew: bool, now: DateTime<Utc>) -> Self {
-        SubscriptionRow {
-            id: Uuid::now_v7(),
-            tenant_id,
-            customer_id,
-            plan_id,
-            status: SubscriptionStatus::PendingPayment,
-            auto_renew,
-            current_period_start: None,
-            current_period_end: None,
-            anchor_at: None,
-            paid_amount: None,
-            price_id: None,
-            next_charge_at: None,
-            grace_until: None,
-            scheduled_plan_id: None,
-            created_at: now,
-            due_at: None,
-            renewal_payment_id: None,
-            next_retry_at: None,
-            dunning_ends_at: None,
-            retries_stopped: false,
-            paid_through: None,
-            canceled_at: None,
-            renewal_notice_for: None,
-            expiry_notice_for: None,
-        }
+/// Converts between the row and the aggregate, field by field both ways.
+macro_rules! same_fields {
+    ($from:ident => $to:ident { $($f:ident),+ $(,)? }) => {
+        $to { $($f: $from.$f),+ }
+    };
+}
+
+macro_rules! subscription_fields {
+    ($from:ident => $to:ident) => {
+        same_fields!($from => $to {
+            id, tenant_id, customer_id, plan_id, status, auto_renew, current_period_start, current_period_end,
+            anchor_at, paid_amount, price_id, next_charge_at, grace_until, scheduled_plan_id, created_at, due_at,
+            renewal_payment_id, next_retry_at, dunning_ends_at, retries_stopped, paid_through, canceled_at,
+            renewal_notice_for, expiry_notice_for,
+        })
+    };
+}
+
+impl From<Row> for Subscription {
+    fn from(r: Row) -> Self {
+        subscription_fields!(r => Subscription)
+    }
+}
+
+impl From<Subscription> for Row {
+    fn from(s: Subscription) -> Self {
+        subscription_fields!(s => Row)
     }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = subscription_transitions, check_for_backend(diesel::pg::Pg))]
-pub struct TransitionRow {
-    pub from_status: Option<SubscriptionStatus>,
-    pub to_status: SubscriptionStatus,
-    pub cause: String,
-    pub at: DateTime<Utc>,
-    pub details: Option<serde_json::Value>,
+struct TransitionRow {
+    from_status: Option<SubscriptionStatus>,
+    to_status: SubscriptionStatus,
+    cause: Cause,
+    at: DateTime<Utc>,
+    details: Option<serde_json::Value>,
 }
 
-pub async fn insert(conn: &mut AsyncPgConnection, row: &SubscriptionRow) -> QueryResult<()> {
-    diesel::insert_into(subscriptions::table).values(row).execute(conn).await.map(|_| ())
+pub async fn insert(conn: &mut AsyncPgConnection, sub: &Subscription) -> QueryResult<()> {
+    diesel::insert_into(subscriptions::table).values(Row::from(sub.clone())).execute(conn).await.map(|_| ())
 }
 
-/// Writes every column of the row back.
-pub async fn save(conn: &mut AsyncPgConnection, row: &SubscriptionRow) -> QueryResult<()> {
-    diesel::update(subscriptions::table.find(row.id))
-        .set((row, subscriptions::updated_at.eq(diesel::dsl::now)))
+/// Writes every field back.
+pub async fn save(conn: &mut AsyncPgConnection, sub: &Subscription) -> QueryResult<()> {
+    diesel::update(subscriptions::table.find(sub.id))
+        .set((Row::from(sub.clone()), subscriptions::updated_at.eq(diesel::dsl::now)))
         .execute(conn)
         .await
         .map(|_| ())
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<SubscriptionRow>> {
+pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<Subscription>> {
     subscriptions::table
         .filter(subscriptions::tenant_id.eq(tenant_id))
         .filter(subscriptions::id.eq(id))
-        .select(SubscriptionRow::as_select())
+        .select(Row::as_select())
         .first(conn)
         .await
         .optional()
+        .map(|r| r.map(Subscription::from))
 }
 
-pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<SubscriptionRow>> {
-    subscriptions::table.find(id).select(SubscriptionRow::as_select()).for_update().first(conn).await.optional()
+pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Subscription>> {
+    let row: Option<Row> =
+        subscriptions::table.find(id).select(Row::as_select()).for_update().first(conn).await.optional()?;
+    Ok(row.map(Subscription::from))
+}
+
+/// These subscriptions, locked in id order.
+pub async fn lock_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Subscription>> {
+    let rows: Vec<Row> = subscriptions::table
+        .filter(subscriptions::id.eq_any(ids))
+        .order(subscriptions::id)
+        .for_update()
+        .select(Row::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Subscription::from).collect())
 }
 
 /// The customer's live subscription (at most one exists, by a unique index; a
 /// pending purchase waiting next to a trial it will replace is not it).
-pub async fn find_live(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Option<SubscriptionRow>> {
-    subscriptions::table
+pub async fn find_live(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Option<Subscription>> {
+    let row: Option<Row> = subscriptions::table
         .filter(subscriptions::customer_id.eq(customer_id))
         .filter(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated]))
         .order(subscriptions::status.eq(SubscriptionStatus::PendingPayment))
-        .select(SubscriptionRow::as_select())
+        .select(Row::as_select())
         .first(conn)
         .await
-        .optional()
+        .optional()?;
+    Ok(row.map(Subscription::from))
 }
 
 /// Every subscription of the customer that has not ended (a live one and a pending
 /// purchase at most), locked.
-pub async fn live_of_customer(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Vec<SubscriptionRow>> {
-    subscriptions::table
+pub async fn live_of_customer(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Vec<Subscription>> {
+    let rows: Vec<Row> = subscriptions::table
         .filter(subscriptions::customer_id.eq(customer_id))
         .filter(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated]))
         .order(subscriptions::id)
         .for_update()
-        .select(SubscriptionRow::as_select())
+        .select(Row::as_select())
         .load(conn)
-        .await
+        .await?;
+    Ok(rows.into_iter().map(Subscription::from).collect())
 }
 
 pub async fn list_for_customer(
@@ -142,7 +157,7 @@ pub async fn list_for_customer(
     customer_id: Option<Uuid>,
     starting_after: Option<Uuid>,
     limit: i64,
-) -> QueryResult<Vec<SubscriptionRow>> {
+) -> QueryResult<Vec<Subscription>> {
     let mut q = subscriptions::table.filter(subscriptions::tenant_id.eq(tenant_id)).into_boxed();
     if let Some(c) = customer_id {
         q = q.filter(subscriptions::customer_id.eq(c));
@@ -150,68 +165,172 @@ pub async fn list_for_customer(
     if let Some(after) = starting_after {
         q = q.filter(subscriptions::id.gt(after));
     }
-    q.order(subscriptions::id.asc()).limit(limit).select(SubscriptionRow::as_select()).load(conn).await
+    let rows: Vec<Row> = q.order(subscriptions::id.asc()).limit(limit).select(Row::as_select()).load(conn).await?;
+    Ok(rows.into_iter().map(Subscription::from).collect())
 }
 
-pub async fn record_transition(
+/// The subscriptions of these customers that can record usage (trialing, active,
+/// past due or canceled: not suspended, since without access nothing is used).
+pub async fn using_of_customers(conn: &mut AsyncPgConnection, customer_ids: &[Uuid]) -> QueryResult<Vec<Subscription>> {
+    let rows: Vec<Row> = subscriptions::table
+        .filter(subscriptions::customer_id.eq_any(customer_ids))
+        .filter(subscriptions::status.eq_any([
+            SubscriptionStatus::Trialing,
+            SubscriptionStatus::Active,
+            SubscriptionStatus::PastDue,
+            SubscriptionStatus::Canceled,
+        ]))
+        .select(Row::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Subscription::from).collect())
+}
+
+/// Up to `limit` subscriptions due at `now`, oldest due first, locked (skipping
+/// those another scheduler holds): the scheduler's claim, through a partial index.
+pub async fn claim_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<Subscription>> {
+    let rows: Vec<Row> = subscriptions::table
+        .filter(subscriptions::due_at.le(now))
+        .order(subscriptions::due_at.asc())
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select(Row::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Subscription::from).collect())
+}
+
+/// Postpones a subscription whose step failed.
+pub async fn postpone(conn: &mut AsyncPgConnection, id: Uuid, until: DateTime<Utc>) -> QueryResult<()> {
+    diesel::update(subscriptions::table.find(id)).set(subscriptions::due_at.eq(until)).execute(conn).await.map(|_| ())
+}
+
+/// Subscriptions of a tenant whose dates a maintenance extension moves: with
+/// access at `now` and no renewal in flight, locked in id order.
+pub async fn lock_shiftable(
     conn: &mut AsyncPgConnection,
-    subscription_id: Uuid,
-    from: Option<SubscriptionStatus>,
-    to: SubscriptionStatus,
-    cause: &str,
-    at: DateTime<Utc>,
-    details: Option<serde_json::Value>,
-) -> QueryResult<()> {
-    diesel::insert_into(subscription_transitions::table)
-        .values((
-            subscription_transitions::subscription_id.eq(subscription_id),
-            subscription_transitions::from_status.eq(from),
-            subscription_transitions::to_status.eq(to),
-            subscription_transitions::cause.eq(cause),
-            subscription_transitions::at.eq(at),
-            subscription_transitions::details.eq(details),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    tenant_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<Subscription>> {
+    let rows: Vec<Row> = subscriptions::table
+        .filter(subscriptions::tenant_id.eq(tenant_id))
+        .filter(subscriptions::status.eq_any([
+            SubscriptionStatus::Trialing,
+            SubscriptionStatus::Active,
+            SubscriptionStatus::Canceled,
+        ]))
+        .filter(subscriptions::current_period_end.gt(now))
+        .filter(subscriptions::renewal_payment_id.is_null())
+        .order(subscriptions::id)
+        .for_update()
+        .select(Row::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Subscription::from).collect())
 }
 
-pub async fn history(conn: &mut AsyncPgConnection, subscription_id: Uuid) -> QueryResult<Vec<TransitionRow>> {
-    subscription_transitions::table
-        .filter(subscription_transitions::subscription_id.eq(subscription_id))
-        .order(subscription_transitions::id.asc())
-        .select(TransitionRow::as_select())
+/// Subscriptions on a plan (or about to move to it) in `statuses`, with their
+/// customers: who a price change concerns.
+pub async fn subscribers_of_plan(
+    conn: &mut AsyncPgConnection,
+    plan_id: Uuid,
+    statuses: &[SubscriptionStatus],
+) -> QueryResult<Vec<(Uuid, Uuid)>> {
+    subscriptions::table
+        .filter(subscriptions::plan_id.eq(plan_id).or(subscriptions::scheduled_plan_id.eq(plan_id)))
+        .filter(subscriptions::status.eq_any(statuses.to_vec()))
+        .select((subscriptions::id, subscriptions::customer_id))
         .load(conn)
         .await
 }
 
-/// A renewal recorded by the batch path: the next period of an active subscription.
-pub struct Renewed {
-    pub id: Uuid,
-    pub period_start: DateTime<Utc>,
-    pub period_end: DateTime<Utc>,
-    pub paid_amount: Decimal,
-    pub price_id: Option<Uuid>,
-    pub next_charge_at: Option<DateTime<Utc>>,
-    pub due_at: Option<DateTime<Utc>>,
+/// Records one history entry of a subscription.
+pub async fn record(conn: &mut AsyncPgConnection, subscription_id: Uuid, entry: &HistoryEntry) -> QueryResult<()> {
+    record_many(conn, &[(subscription_id, entry)]).await
 }
 
-/// Moves subscriptions to their renewed periods and clears their renewal state
-/// (one statement), recording each as a transition (one more).
-pub async fn apply_renewals(
+/// Records history entries in one statement per chunk.
+pub async fn record_many(conn: &mut AsyncPgConnection, entries: &[(Uuid, &HistoryEntry)]) -> QueryResult<()> {
+    for chunk in entries.chunks(2000) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|(id, e)| {
+                (
+                    subscription_transitions::subscription_id.eq(*id),
+                    subscription_transitions::from_status.eq(e.from),
+                    subscription_transitions::to_status.eq(e.to),
+                    subscription_transitions::cause.eq(e.cause),
+                    subscription_transitions::at.eq(e.at),
+                    subscription_transitions::details.eq(e.details.clone()),
+                )
+            })
+            .collect();
+        diesel::insert_into(subscription_transitions::table).values(rows).execute(conn).await?;
+    }
+    Ok(())
+}
+
+/// A subscription's history, oldest first.
+pub async fn history(conn: &mut AsyncPgConnection, subscription_id: Uuid) -> QueryResult<Vec<HistoryEntry>> {
+    let rows: Vec<TransitionRow> = subscription_transitions::table
+        .filter(subscription_transitions::subscription_id.eq(subscription_id))
+        .order(subscription_transitions::id.asc())
+        .select(TransitionRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|t| HistoryEntry { from: t.from_status, to: t.to_status, cause: t.cause, at: t.at, details: t.details })
+        .collect())
+}
+
+/// Records that a notice of `kind` went out for the period ending at `period_end`;
+/// false when it had gone out before.
+pub async fn record_notice(
     conn: &mut AsyncPgConnection,
-    at: DateTime<Utc>,
-    rows: &[Renewed],
-    payments: &[Uuid],
-) -> QueryResult<()> {
-    use diesel::sql_types::{Array, Nullable, Numeric, Timestamptz, Uuid as SqlUuid};
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let starts: Vec<DateTime<Utc>> = rows.iter().map(|r| r.period_start).collect();
-    let ends: Vec<DateTime<Utc>> = rows.iter().map(|r| r.period_end).collect();
-    let paid: Vec<Decimal> = rows.iter().map(|r| r.paid_amount).collect();
-    let prices: Vec<Option<Uuid>> = rows.iter().map(|r| r.price_id).collect();
-    let charges: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.next_charge_at).collect();
-    let dues: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.due_at).collect();
+    subscription_id: Uuid,
+    kind: &str,
+    period_end: DateTime<Utc>,
+    sent_at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(subscription_notices::table)
+        .values((
+            subscription_notices::subscription_id.eq(subscription_id),
+            subscription_notices::kind.eq(kind),
+            subscription_notices::period_end.eq(period_end),
+            subscription_notices::sent_at.eq(sent_at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Links subscriptions to their renewal payments in flight (bulk renewal start).
+pub async fn start_renewals(conn: &mut AsyncPgConnection, started: &[(Uuid, Uuid)]) -> QueryResult<()> {
+    let (ids, payments): (Vec<Uuid>, Vec<Uuid>) = started.iter().copied().unzip();
+    diesel::sql_query(
+        "UPDATE subscriptions s SET renewal_payment_id = v.payment_id, due_at = NULL, updated_at = now() \
+         FROM unnest($1::uuid[], $2::uuid[]) AS v(id, payment_id) WHERE s.id = v.id",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<SqlUuid>, _>(&payments)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Moves renewed subscriptions to their new periods (one statement): the fields a
+/// renewal changes, as the domain's `renew` left them.
+pub async fn apply_renewals(conn: &mut AsyncPgConnection, renewed: &[Subscription]) -> QueryResult<()> {
+    let ids: Vec<Uuid> = renewed.iter().map(|s| s.id).collect();
+    let starts: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.current_period_start).collect();
+    let ends: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.current_period_end).collect();
+    let paid: Vec<Option<Decimal>> = renewed.iter().map(|s| s.paid_amount).collect();
+    let prices: Vec<Option<Uuid>> = renewed.iter().map(|s| s.price_id).collect();
+    let charges: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.next_charge_at).collect();
+    let dues: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.due_at).collect();
     diesel::sql_query(
         "UPDATE subscriptions s SET current_period_start = v.ps, current_period_end = v.pe, paid_amount = v.paid, \
              price_id = v.price, next_charge_at = v.charge, due_at = v.due, renewal_payment_id = NULL, \
@@ -221,30 +340,13 @@ pub async fn apply_renewals(
          WHERE s.id = v.id",
     )
     .bind::<Array<SqlUuid>, _>(&ids)
-    .bind::<Array<Timestamptz>, _>(&starts)
-    .bind::<Array<Timestamptz>, _>(&ends)
-    .bind::<Array<Numeric>, _>(&paid)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&starts)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&ends)
+    .bind::<Array<Nullable<Numeric>>, _>(&paid)
     .bind::<Array<Nullable<SqlUuid>>, _>(&prices)
     .bind::<Array<Nullable<Timestamptz>>, _>(&charges)
     .bind::<Array<Nullable<Timestamptz>>, _>(&dues)
     .execute(conn)
-    .await?;
-    let transitions: Vec<_> = rows
-        .iter()
-        .zip(payments)
-        .map(|(r, payment)| {
-            (
-                subscription_transitions::subscription_id.eq(r.id),
-                subscription_transitions::from_status.eq(Some("active")),
-                subscription_transitions::to_status.eq("active"),
-                subscription_transitions::cause.eq("renewed"),
-                subscription_transitions::at.eq(at),
-                subscription_transitions::details.eq(Some(serde_json::json!({"payment_id": payment}))),
-            )
-        })
-        .collect();
-    for chunk in transitions.chunks(2000) {
-        diesel::insert_into(subscription_transitions::table).values(chunk).execute(conn).await?;
-    }
-    Ok(())
+    .await
+    .map(|_| ())
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::{api_keys, tenants};
+use super::schema::{api_keys, maintenance_extensions, tenants};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]
@@ -80,4 +80,30 @@ pub async fn find_by_key_hash(
         .first(conn)
         .await
         .optional()
+}
+
+/// Records a maintenance extension of `days` that moved `subscriptions` subscriptions.
+pub async fn record_maintenance(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    tenant_id: Uuid,
+    days: u32,
+    reason: &str,
+    applied_at: DateTime<Utc>,
+    subscriptions: usize,
+) -> QueryResult<()> {
+    use maintenance_extensions as mx;
+    diesel::insert_into(mx::table)
+        .values((
+            mx::id.eq(id),
+            mx::tenant_id.eq(tenant_id),
+            mx::days.eq(i32::try_from(days).unwrap_or(i32::MAX)),
+            mx::reason.eq(reason),
+            mx::applied_at.eq(applied_at),
+            mx::subscriptions.eq(i32::try_from(subscriptions).unwrap_or(i32::MAX)),
+            mx::created_at.eq(applied_at),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }

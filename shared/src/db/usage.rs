@@ -7,13 +7,13 @@ use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlU
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::subscriptions::SubscriptionRow;
+use crate::domain::subscription::Subscription;
 
 /// A customer of the batch with its live subscription, if any.
 pub struct Target {
     pub customer_id: Uuid,
     pub time_zone: String,
-    pub subscription: Option<SubscriptionRow>,
+    pub subscription: Option<Subscription>,
 }
 
 #[derive(QueryableByName)]
@@ -27,8 +27,6 @@ struct CustomerZone {
 /// The tenant's customers among `ids` with their live (not pending) subscriptions:
 /// two statements for the whole batch.
 pub async fn targets(conn: &mut AsyncPgConnection, tenant_id: Uuid, ids: &[Uuid]) -> diesel::QueryResult<Vec<Target>> {
-    use super::schema::subscriptions as s;
-    use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
     let customers: Vec<CustomerZone> =
         diesel::sql_query("SELECT id, time_zone FROM customers WHERE tenant_id = $1 AND id = ANY($2)")
             .bind::<SqlUuid, _>(tenant_id)
@@ -36,16 +34,8 @@ pub async fn targets(conn: &mut AsyncPgConnection, tenant_id: Uuid, ids: &[Uuid]
             .load(conn)
             .await?;
     let found: Vec<Uuid> = customers.iter().map(|c| c.id).collect();
-    let mut subs: std::collections::HashMap<Uuid, SubscriptionRow> = s::table
-        .filter(s::customer_id.eq_any(&found))
-        // Not `suspended`: without access nothing is used.
-        .filter(s::status.eq_any(["trialing", "active", "past_due", "canceled"]))
-        .select(SubscriptionRow::as_select())
-        .load(conn)
-        .await?
-        .into_iter()
-        .map(|r| (r.customer_id, r))
-        .collect();
+    let mut subs: std::collections::HashMap<Uuid, Subscription> =
+        super::subscriptions::using_of_customers(conn, &found).await?.into_iter().map(|s| (s.customer_id, s)).collect();
     Ok(customers
         .into_iter()
         .map(|c| Target { subscription: subs.remove(&c.id), customer_id: c.id, time_zone: c.time_zone })

@@ -11,7 +11,6 @@ use uuid::Uuid;
 
 use super::customers;
 use super::plans;
-use super::subscriptions::{has_access_now, status_of};
 use super::tenants::Tenant;
 use super::usage;
 use crate::db::subscriptions as subs_db;
@@ -64,7 +63,7 @@ pub async fn get(
     let Some(sub) = subs_db::find_live(conn, customer.id).await? else {
         return Ok(none);
     };
-    let access = has_access_now(&sub, now)?;
+    let access = sub.has_access(now);
     let plan = plans::load(conn, sub.plan_id).await?;
     let tz = super::stored_time_zone(&customer.time_zone)?;
     let usage =
@@ -91,7 +90,7 @@ pub async fn get(
         access,
         subscription_id: Some(sub.id),
         plan: Some(plan.code),
-        status: Some(status_of(&sub)?),
+        status: Some(sub.status),
         period_end: sub.current_period_end,
         metrics,
     })

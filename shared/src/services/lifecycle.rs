@@ -1,27 +1,23 @@
 //! What a product does to a running subscription: cancel, resume, pay a failed
-//! renewal now, extend a manual plan.
+//! renewal now, extend a manual plan. Each is a domain transition
+//! (`domain::subscription`) recorded with its history entry and events.
 
 use chrono::{DateTime, Utc};
-use diesel::dsl::{exists, select};
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::charges;
-use super::payments::{self, PaymentView};
-use super::plans::{self, Plan};
-use super::purchase::{PENDING_PAYMENT_TTL, PayWith};
-use super::scheduler;
-use super::subscriptions::{self, SubscriptionView, status_of};
+use super::collection::{collect, supersede_pending};
+use super::payments::{self, PayWith, PaymentView};
+use super::plans;
+use super::subscriptions::{self, SubscriptionView, conflict};
 use super::tenants::Tenant;
-use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
-use crate::db::schema::payment_attempts;
-use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
-use crate::domain::states::{AttemptChannel, AttemptStatus, PaymentKind};
+use crate::db::attempts as attempts_db;
+use crate::db::payments as payments_db;
+use crate::domain::states::PaymentKind;
 use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::subscription::schedule::PENDING_PAYMENT_TTL;
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::registry::Gateways;
 
@@ -38,19 +34,6 @@ pub struct PaymentAnswer {
     pub payment: PaymentView,
 }
 
-pub(crate) async fn lock(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    id: Uuid,
-) -> ServiceResult<(SubscriptionRow, Plan)> {
-    subscriptions::load(conn, tenant, id).await?;
-    let sub = subs_db::find_for_update(conn, id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("subscription_not_found", "no such subscription"))?;
-    let plan = plans::load(conn, sub.plan_id).await?;
-    Ok((sub, plan))
-}
-
 /// Cancel (Orbita 18.1, SMM-GPT 3.6): no later charges, access to the end of the
 /// paid period. A subscription in dunning ends at once (nothing is paid for).
 pub async fn cancel(
@@ -59,39 +42,18 @@ pub async fn cancel(
     tenant: &Tenant,
     id: Uuid,
 ) -> ServiceResult<SubscriptionView> {
-    let (mut sub, plan) = lock(conn, tenant, id).await?;
-    match status_of(&sub)? {
-        SubscriptionStatus::Canceled => {}
-        SubscriptionStatus::Active | SubscriptionStatus::Trialing => {
-            sub.auto_renew = false;
-            sub.canceled_at = Some(now);
-            if sub.renewal_payment_id.is_none() {
-                sub.next_charge_at = None;
-            }
-            subscriptions::transition(conn, &mut sub, SubscriptionStatus::Canceled, "canceled", now, None).await?;
-            let extra = json!({"access_until": sub.paid_through.or(sub.current_period_end)});
-            subscriptions::emit(conn, now, tenant, &sub, &plan.code, "subscription.canceled", extra).await?;
+    let (mut sub, plan) = subscriptions::lock(conn, tenant, id).await?;
+    let ends = matches!(
+        sub.status,
+        SubscriptionStatus::PastDue | SubscriptionStatus::Suspended | SubscriptionStatus::PendingPayment
+    );
+    if let Some(change) = sub.cancel(now).map_err(conflict("subscription_ended"))? {
+        if ends {
+            subscriptions::fail_pending_payments(conn, now, tenant, &sub, crate::domain::subscription::Cause::Canceled)
+                .await?;
         }
-        SubscriptionStatus::PastDue | SubscriptionStatus::Suspended | SubscriptionStatus::PendingPayment => {
-            sub.auto_renew = false;
-            sub.canceled_at = Some(now);
-            subscriptions::emit(
-                conn,
-                now,
-                tenant,
-                &sub,
-                &plan.code,
-                "subscription.canceled",
-                json!({"access_until": now}),
-            )
-            .await?;
-            subscriptions::expire(conn, now, tenant, &mut sub, &plan.code, "canceled").await?;
-        }
-        SubscriptionStatus::Expired | SubscriptionStatus::Terminated => {
-            return Err(ServiceError::conflict("subscription_ended", "the subscription has already ended"));
-        }
+        subscriptions::commit(conn, now, tenant, &mut sub, &plan.code, change).await?;
     }
-    scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
     subscriptions::view(conn, &sub).await
 }
 
@@ -102,73 +64,16 @@ pub async fn resume(
     tenant: &Tenant,
     id: Uuid,
 ) -> ServiceResult<SubscriptionView> {
-    let (mut sub, plan) = lock(conn, tenant, id).await?;
-    if status_of(&sub)? != SubscriptionStatus::Canceled {
+    let (mut sub, plan) = subscriptions::lock(conn, tenant, id).await?;
+    if sub.status != SubscriptionStatus::Canceled {
         return Err(ServiceError::conflict(
             "not_canceled",
             format!("only a canceled subscription can be resumed (it is {})", sub.status),
         ));
     }
-    let end = sub.current_period_end.unwrap_or(now);
-    if end <= now {
-        return Err(ServiceError::conflict("period_ended", "the paid period has ended: buy the plan again"));
-    }
-    sub.auto_renew = plan.auto_renew;
-    sub.canceled_at = None;
-    sub.next_charge_at = plan.auto_renew.then(|| sub.paid_through.unwrap_or(end));
-    subscriptions::transition(conn, &mut sub, SubscriptionStatus::Active, "resumed", now, None).await?;
-    subscriptions::emit(conn, now, tenant, &sub, &plan.code, "subscription.resumed", json!({})).await?;
-    scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
+    let change = sub.resume(now, plan.auto_renew).map_err(conflict("period_ended"))?;
+    subscriptions::commit(conn, now, tenant, &mut sub, &plan.code, change).await?;
     subscriptions::view(conn, &sub).await
-}
-
-async fn has_open_attempt(conn: &mut AsyncPgConnection, payment: Uuid) -> ServiceResult<bool> {
-    Ok(select(exists(
-        payment_attempts::table.filter(payment_attempts::payment_id.eq(payment)).filter(
-            payment_attempts::status.eq_any([AttemptStatus::Sent, AttemptStatus::Unknown]).or(
-                payment_attempts::channel
-                    .ne(AttemptChannel::Widget)
-                    .and(payment_attempts::status.eq(AttemptStatus::Pending)),
-            ),
-        ),
-    ))
-    .get_result(conn)
-    .await?)
-}
-
-/// Collects `payment` by the saved card (queued charge) or a new widget payment.
-pub(crate) async fn collect(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    gateways: &Gateways,
-    tenant: &Tenant,
-    payment: &mut PaymentRow,
-    pay_with: PayWith,
-) -> ServiceResult<PaymentView> {
-    match pay_with {
-        PayWith::SavedCard => {
-            if payments_db::default_payment_method(conn, payment.customer_id).await?.is_none() {
-                return Err(ServiceError::invalid(
-                    "no_saved_card",
-                    "the customer has no usable saved card: pay with \"card\"",
-                ));
-            }
-            charges::start_attempt(conn, now, tenant, payment, AttemptChannel::Manual).await?;
-        }
-        PayWith::Card => {
-            let attempt_no = payments_db::next_attempt_no(conn, payment.id).await?;
-            payments_db::insert_attempt(
-                conn,
-                &AttemptRow::new(tenant.id, payment.id, attempt_no, AttemptChannel::Widget, None, now),
-            )
-            .await?;
-        }
-        PayWith::Balance | PayWith::Invoice => {
-            return Err(ServiceError::not_supported("pay_with balance and invoice are not supported yet"));
-        }
-    }
-    let fresh = payments_db::find_for_update(conn, payment.id).await?.unwrap_or_else(|| payment.clone());
-    payments::view_of(conn, gateways, tenant, &fresh).await
 }
 
 /// "Pay now" for a subscription whose renewal failed (`past_due`, `suspended`).
@@ -180,10 +85,9 @@ pub async fn pay_now(
     id: Uuid,
     req: PayRequest,
 ) -> ServiceResult<PaymentAnswer> {
-    let (sub, _plan) = lock(conn, tenant, id).await?;
-    let status = status_of(&sub)?;
+    let (sub, _plan) = subscriptions::lock(conn, tenant, id).await?;
     let (true, Some(payment_id)) =
-        (matches!(status, SubscriptionStatus::PastDue | SubscriptionStatus::Suspended), sub.renewal_payment_id)
+        (matches!(sub.status, SubscriptionStatus::PastDue | SubscriptionStatus::Suspended), sub.renewal_payment_id)
     else {
         return Err(ServiceError::conflict(
             "nothing_to_pay",
@@ -195,8 +99,8 @@ pub async fn pay_now(
         .ok_or_else(|| ServiceError::Internal(format!("renewal payment {payment_id} vanished")))?;
     // An attempt the provider refused for the merchant's own setup was never
     // charged: paying by hand calls it off rather than waiting for an operator.
-    payments_db::call_off_refused(conn, payment.id).await?;
-    if has_open_attempt(conn, payment.id).await? {
+    attempts_db::call_off_refused(conn, payment.id).await?;
+    if attempts_db::has_charge_in_progress(conn, payment.id).await? {
         return Err(ServiceError::conflict(
             "payment_in_progress",
             "a charge of this payment is in progress; wait for its outcome",
@@ -216,9 +120,8 @@ pub async fn extend(
     id: Uuid,
     req: PayRequest,
 ) -> ServiceResult<PaymentAnswer> {
-    let (sub, plan) = lock(conn, tenant, id).await?;
-    let status = status_of(&sub)?;
-    if !matches!(status, SubscriptionStatus::Active | SubscriptionStatus::Canceled)
+    let (sub, plan) = subscriptions::lock(conn, tenant, id).await?;
+    if !matches!(sub.status, SubscriptionStatus::Active | SubscriptionStatus::Canceled)
         || sub.current_period_end.is_none_or(|e| e <= now)
     {
         return Err(ServiceError::conflict(
@@ -233,7 +136,7 @@ pub async fn extend(
         return Err(ServiceError::conflict("plan_archived", "the plan is archived: choose another plan"));
     }
     // An unpaid earlier extension request is superseded by this one.
-    charges::supersede_pending(conn, sub.id, &[PaymentKind::Extension]).await?;
+    supersede_pending(conn, sub.id, &[PaymentKind::Extension]).await?;
     // A scheduled downgrade takes over with the extension it is paid by.
     let priced = match sub.scheduled_plan_id {
         Some(id) if id != plan.id => plans::load(conn, id).await?,

@@ -8,23 +8,17 @@
 //! shifted: their period has already ended and a charge decides what follows.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::plans;
-use super::scheduler;
-use super::subscriptions::{self, status_of};
+use super::subscriptions::{self, unexpected};
 use super::tenants::{self, Tenant};
-use crate::db::payments::PaymentRow;
-use crate::db::schema::{maintenance_extensions as mx, payments, subscriptions as subs};
-use crate::db::subscriptions::SubscriptionRow;
+use crate::db::payments as payments_db;
+use crate::db::subscriptions as subs_db;
 use crate::domain::period::shift_days;
-use crate::domain::states::{PaymentKind, PaymentStatus};
-use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
 
 pub const MAX_DAYS: u32 = 365;
@@ -49,15 +43,6 @@ pub struct MaintenanceView {
     pub subscriptions: usize,
 }
 
-/// Moves one subscription's dates by `days` local days.
-fn shift(sub: &mut SubscriptionRow, days: u32, tz: chrono_tz::Tz) {
-    let by = |t: Option<DateTime<Utc>>| t.map(|t| shift_days(t, days, tz));
-    sub.current_period_end = by(sub.current_period_end);
-    sub.anchor_at = by(sub.anchor_at);
-    sub.next_charge_at = by(sub.next_charge_at);
-    sub.paid_through = by(sub.paid_through);
-}
-
 pub async fn record(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -72,63 +57,25 @@ pub async fn record(
         return Err(ServiceError::validation("reason must be 1 to 500 characters"));
     }
     let tenant: Tenant = tenants::load(conn, tenant_id).await?;
-    let candidates: Vec<SubscriptionRow> = subs::table
-        .filter(subs::tenant_id.eq(tenant.id))
-        .filter(subs::status.eq_any([
-            SubscriptionStatus::Trialing,
-            SubscriptionStatus::Active,
-            SubscriptionStatus::Canceled,
-        ]))
-        .filter(subs::current_period_end.gt(now))
-        .filter(subs::renewal_payment_id.is_null())
-        .order(subs::id)
-        .for_update()
-        .select(SubscriptionRow::as_select())
-        .load(conn)
-        .await?;
+    let candidates = subs_db::lock_shiftable(conn, tenant.id, now).await?;
     let id = Uuid::now_v7();
     let mut shifted = 0;
     for mut sub in candidates {
         let previous_end = sub.current_period_end;
         // Paid extensions queued after the current period move with it.
-        let queued: Vec<PaymentRow> = payments::table
-            .filter(payments::subscription_id.eq(sub.id))
-            .filter(payments::kind.eq(PaymentKind::Extension))
-            .filter(payments::status.eq(PaymentStatus::Succeeded))
-            .filter(payments::period_start.ge(previous_end.unwrap_or(now)))
-            .select(PaymentRow::as_select())
-            .load(conn)
-            .await?;
-        for mut p in queued {
+        for mut p in payments_db::queued_extensions(conn, sub.id, previous_end.unwrap_or(now)).await? {
             p.period_start = p.period_start.map(|t| shift_days(t, spec.days, tenant.tz));
             p.period_end = p.period_end.map(|t| shift_days(t, spec.days, tenant.tz));
-            crate::db::payments::save(conn, &p).await?;
+            payments_db::save(conn, &p).await?;
         }
-        shift(&mut sub, spec.days, tenant.tz);
+        let change = sub.shift_period(now, spec.days, tenant.tz, id, &reason).map_err(unexpected)?;
         if let (Some(from), Some(to)) = (previous_end, sub.current_period_end) {
             crate::db::usage::rekey(conn, sub.id, from, to).await?;
         }
-        let status = status_of(&sub)?;
-        let details = json!({"maintenance_id": id, "days": spec.days, "previous_period_end": previous_end});
-        subscriptions::transition(conn, &mut sub, status, "maintenance_extension", now, Some(details)).await?;
-        let plan = plans::load_cached(conn, sub.plan_id).await?;
-        let extra =
-            json!({"days": spec.days, "reason": reason, "previous_period_end": previous_end, "maintenance_id": id});
-        subscriptions::emit(conn, now, &tenant, &sub, &plan.code, "subscription.period_shifted", extra).await?;
-        scheduler::advance(conn, now, &tenant, &plan, &mut sub).await?;
+        let plan_code = plans::code_of(conn, sub.plan_id).await?;
+        subscriptions::commit(conn, now, &tenant, &mut sub, &plan_code, change).await?;
         shifted += 1;
     }
-    diesel::insert_into(mx::table)
-        .values((
-            mx::id.eq(id),
-            mx::tenant_id.eq(tenant.id),
-            mx::days.eq(i32::try_from(spec.days).unwrap_or(i32::MAX)),
-            mx::reason.eq(&reason),
-            mx::applied_at.eq(now),
-            mx::subscriptions.eq(i32::try_from(shifted).unwrap_or(i32::MAX)),
-            mx::created_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
+    crate::db::tenants::record_maintenance(conn, id, tenant.id, spec.days, &reason, now, shifted).await?;
     Ok(MaintenanceView { id, tenant_id: tenant.id, days: spec.days, reason, applied_at: now, subscriptions: shifted })
 }

@@ -3,9 +3,8 @@
 //! authenticated tenant; it calls domain rules and db queries and writes outbox
 //! events in the same transaction as the state change.
 
-pub mod charges;
-pub mod charging;
-pub mod clock;
+pub mod charge_attempts;
+pub mod collection;
 pub mod customers;
 pub mod dead_letters;
 pub mod entitlements;
@@ -13,21 +12,27 @@ pub mod idempotency;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod notifications;
+pub mod payment_outcomes;
 pub mod payments;
 pub mod plan_change;
+pub mod plan_switch;
 pub mod plans;
+pub mod prices;
 pub mod purchase;
 pub mod receipt_registration;
 pub mod receipts;
 pub mod refund_execution;
 pub mod refund_outcomes;
 pub mod refunds;
+pub mod renewal_batches;
+pub mod renewals;
 pub mod scheduler;
 pub mod subscriptions;
 pub mod tenants;
 pub mod termination;
+pub mod test_clock;
 pub mod usage;
-pub mod webhooks;
+pub mod webhook_delivery;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 use utoipa::ToSchema;
 
-use super::charges::{self, apply_decline};
+use super::payment_outcomes::{self, apply_decline};
 use super::tenants::Tenant;
+use crate::db::attempts::{self as attempts_db, AttemptRow};
 use crate::db::gateway_events::{self as events_db, Received};
-use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
+use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::subscriptions as subs_db;
 use crate::domain::states::{AttemptChannel, PAYMENT_EXPIRED, PAYMENT_SUPERSEDED, PaymentKind, PaymentStatus};
 use crate::domain::subscription::SubscriptionStatus;
@@ -126,13 +127,13 @@ async fn find_invoice(
     let Some(invoice) = n.invoice_id.as_deref() else {
         return Ok(None);
     };
-    let Some(attempt) = payments_db::find_attempt_by_invoice(conn, tenant.id, invoice).await? else {
+    let Some(attempt) = attempts_db::find_attempt_by_invoice(conn, tenant.id, invoice).await? else {
         return Ok(None);
     };
     let payment = payments_db::find_for_update(conn, attempt.payment_id)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("attempt {} without payment", attempt.id)))?;
-    let attempt = payments_db::find_attempt_by_invoice(conn, tenant.id, invoice)
+    let attempt = attempts_db::find_attempt_by_invoice(conn, tenant.id, invoice)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("attempt {} vanished", attempt.id)))?;
     Ok(Some((attempt, payment)))
@@ -204,7 +205,7 @@ async fn captured(
         warn!(payment = %payment.id, amount = ?n.amount, "captured amount differs from the payment");
         return Ok("amount_mismatch".into());
     }
-    Ok(charges::apply_capture(conn, now, tenant, &mut payment, &mut attempt, &n.transaction_id, &n.card)
+    Ok(payment_outcomes::apply_capture(conn, now, tenant, &mut payment, &mut attempt, &n.transaction_id, &n.card)
         .await?
         .to_owned())
 }

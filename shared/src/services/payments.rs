@@ -7,12 +7,14 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::plans::Plan;
 use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt, stored_money};
 use crate::db::customers as customers_db;
 use crate::db::payments::{self as db, Payer, PaymentRow};
 use crate::domain::money::{Currency, Money, MoneyView};
 use crate::domain::states::{AttemptChannel, AttemptStatus, LineKind, PaymentKind, PaymentStatus};
+use crate::domain::subscription::Subscription;
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::registry::Gateways;
 use crate::gateways::{CheckoutRequest, Confirmation};
@@ -83,17 +85,45 @@ pub fn payer(tenant: &Tenant, customer_id: Uuid, subscription_id: Option<Uuid>) 
     Payer { tenant_id: tenant.id, gateway: tenant.gateway.kind(), customer_id, subscription_id }
 }
 
+/// How a product asks to collect a payment (`pay_with`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PayWith {
+    /// A new card payment through the gateway's checkout widget.
+    #[default]
+    Card,
+    /// The customer's saved card, charged at once.
+    SavedCard,
+    /// The customer's prepaid balance.
+    Balance,
+    /// A bank-transfer invoice (legal entities).
+    Invoice,
+}
+
+/// What a captured payment paid for: the events that follow `payment.succeeded`,
+/// and how the money is booked when it is not a plain charge.
+#[derive(Default)]
+pub struct Applied {
+    pub events: Vec<crate::db::outbox::NewEvent>,
+    pub posting: Option<crate::domain::ledger::Posting>,
+}
+
+/// The receipt and payment description of a plan's tariff.
+pub fn describe(tenant: &Tenant, plan: &Plan) -> String {
+    format!("{}: тариф {}", tenant.name, plan.name)
+}
+
 /// A pending `purchase`, `renewal` or `extension` payment of `plan`'s tariff at
 /// `version` (the caller sets what else it pays for: period, expiry).
 pub fn tariff_payment(
     tenant: &Tenant,
-    sub: &crate::db::subscriptions::SubscriptionRow,
+    sub: &Subscription,
     kind: PaymentKind,
-    plan: &super::plans::Plan,
+    plan: &Plan,
     version: &crate::domain::plan::PriceVersion,
     now: DateTime<Utc>,
 ) -> PaymentRow {
-    let tariff = super::purchase::describe(tenant, plan);
+    let tariff = describe(tenant, plan);
     let description = if kind == PaymentKind::Purchase { tariff } else { format!("{tariff}, продление") };
     let mut payment =
         PaymentRow::pending(payer(tenant, sub.customer_id, Some(sub.id)), kind, version.price, description, now);
@@ -196,7 +226,7 @@ pub async fn view_of(
     tenant: &Tenant,
     p: &PaymentRow,
 ) -> ServiceResult<PaymentView> {
-    let attempts = db::attempts_of(conn, p.id).await?;
+    let attempts = crate::db::attempts::attempts_of(conn, p.id).await?;
     let open_widget = attempts
         .last()
         .filter(|a| a.channel == AttemptChannel::Widget && a.status == AttemptStatus::Pending && p.status.is_open());

@@ -15,26 +15,25 @@
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::charges::{Applied, subscription_event, supersede_pending};
-use super::lifecycle::{collect, lock};
-use super::payments::{self, Line, PaymentView};
+use super::collection::{collect, supersede_pending};
+use super::corrupt;
+use super::payments::{self, Line, PayWith, PaymentView};
+use super::plan_switch::{self, StoredChange};
 use super::plans::{self, Plan};
-use super::purchase::{PENDING_PAYMENT_TTL, PayWith, replaceable};
-use super::subscriptions::{self, SubscriptionView, has_access_now, status_of};
+use super::subscriptions::{self, SubscriptionView, unexpected};
 use super::tenants::Tenant;
-use super::{corrupt, scheduler, usage};
+use crate::db::attempts as attempts_db;
+use crate::db::outbox;
 use crate::db::payments::{self as payments_db, PaymentRow};
-use crate::db::subscriptions::{self as subs_db, SubscriptionRow};
-use crate::domain::ledger::{PlanChangeParts, Posting};
 use crate::domain::money::{Money, MoneyView};
-use crate::domain::period::{local_days_between, period_end};
+use crate::domain::period::local_days_between;
 use crate::domain::proration::{self, ChangeInput};
 use crate::domain::states::{LineKind, PaymentKind};
-use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::subscription::schedule::PENDING_PAYMENT_TTL;
+use crate::domain::subscription::{PlanRef, SubscriptionStatus};
 use crate::domain::tenant::UpgradeMode;
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::registry::Gateways;
@@ -85,28 +84,6 @@ pub struct ChangePlanView {
     pub subscription: SubscriptionView,
 }
 
-/// What an upgrade payment stores about its quote, checked again when it is paid.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredChange {
-    from_plan_id: Uuid,
-    to_plan_id: Uuid,
-    from_plan: String,
-    to_plan: String,
-    /// The period the quote was made for: a payment arriving after it changed is
-    /// not applied (it waits on the balance).
-    period_end: DateTime<Utc>,
-    restarts: bool,
-    credit: MoneyView,
-    charge: MoneyView,
-    total: MoneyView,
-    remaining_days: i64,
-    period_days: i64,
-}
-
-fn money(v: &MoneyView) -> ServiceResult<Money> {
-    v.money().map_err(|e| corrupt("plan change amount", e))
-}
-
 /// Price per day compares as `price × other period's days`.
 fn dearer_per_day(new: Money, new_plan: &Plan, old: Money, old_plan: &Plan) -> bool {
     let new_days = rust_decimal::Decimal::from(new_plan.period.nominal_days());
@@ -122,16 +99,16 @@ pub async fn change_plan(
     id: Uuid,
     req: ChangePlanRequest,
 ) -> ServiceResult<ChangePlanView> {
-    let (mut sub, plan) = lock(conn, tenant, id).await?;
+    let (mut sub, plan) = subscriptions::lock(conn, tenant, id).await?;
     let target = plans::load_by_code(conn, tenant, &req.plan).await?;
-    let status = status_of(&sub)?;
-    if status == SubscriptionStatus::Trialing || replaceable(&sub) {
+    let status = sub.status;
+    if status == SubscriptionStatus::Trialing || sub.replaceable() {
         return Err(ServiceError::conflict(
             "purchase_instead",
             "nothing was paid for this subscription: buy the plan (a purchase replaces it)",
         ));
     }
-    if !matches!(status, SubscriptionStatus::Active | SubscriptionStatus::Canceled) || !has_access_now(&sub, now)? {
+    if !matches!(status, SubscriptionStatus::Active | SubscriptionStatus::Canceled) || !sub.has_access(now) {
         return Err(ServiceError::conflict(
             "not_changeable",
             format!("only a subscription with access can change plans (it is {})", sub.status),
@@ -167,11 +144,8 @@ pub async fn change_plan(
         }
         // Back to the current plan: the scheduled change is cancelled.
         if !req.preview {
-            sub.scheduled_plan_id = None;
-            subs_db::save(conn, &sub).await?;
-            let extra = json!({"scheduled_plan": null, "effective_at": answer.effective_at});
-            subscriptions::emit(conn, now, tenant, &sub, &plan.code, "subscription.plan_change_scheduled", extra)
-                .await?;
+            let change = sub.schedule_plan(now, None, answer.effective_at).map_err(unexpected)?;
+            subscriptions::commit(conn, now, tenant, &mut sub, &plan.code, change).await?;
             answer.subscription = subscriptions::view(conn, &sub).await?;
         }
         return Ok(answer);
@@ -188,11 +162,9 @@ pub async fn change_plan(
     let version = target.price_at(now)?.clone();
     if !dearer_per_day(version.price, &target, old_price, &plan) {
         if !req.preview {
-            sub.scheduled_plan_id = Some(target.id);
-            subs_db::save(conn, &sub).await?;
-            let extra = json!({"scheduled_plan": target.code, "effective_at": answer.effective_at});
-            subscriptions::emit(conn, now, tenant, &sub, &plan.code, "subscription.plan_change_scheduled", extra)
-                .await?;
+            let to = PlanRef { id: target.id, code: &target.code, period: target.period };
+            let change = sub.schedule_plan(now, Some(to), answer.effective_at).map_err(unexpected)?;
+            subscriptions::commit(conn, now, tenant, &mut sub, &plan.code, change).await?;
             answer.subscription = subscriptions::view(conn, &sub).await?;
         }
         return Ok(answer);
@@ -233,11 +205,11 @@ pub async fn change_plan(
         period_days,
     };
     if quote.amount_due.is_zero() {
-        let applied = apply(conn, now, tenant, &mut sub, &plan, &target, &stored, None).await?;
+        let applied = plan_switch::apply(conn, now, tenant, &mut sub, &plan, &target, &stored, None).await?;
         if let Some(posting) = &applied.posting {
             crate::db::ledger::post(conn, tenant.id, None, now, posting).await?;
         }
-        crate::db::outbox::emit_many(conn, now, applied.events).await?;
+        outbox::emit_many(conn, now, applied.events).await?;
         answer.subscription = subscriptions::view(conn, &sub).await?;
         return Ok(answer);
     }
@@ -257,106 +229,9 @@ pub async fn change_plan(
     payments_db::insert(conn, &payment).await?;
     let pay_with = match req.pay_with {
         Some(p) => p,
-        None if payments_db::default_payment_method(conn, sub.customer_id).await?.is_some() => PayWith::SavedCard,
+        None if attempts_db::default_payment_method(conn, sub.customer_id).await?.is_some() => PayWith::SavedCard,
         None => PayWith::Card,
     };
     answer.payment = Some(collect(conn, now, gateways, tenant, &mut payment, pay_with).await?);
     Ok(answer)
-}
-
-/// An upgrade payment was captured: the change applies if the subscription is
-/// still where the quote found it; otherwise `None` (the money waits on the
-/// customer's balance, to be refunded).
-pub(crate) async fn apply_paid(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    tenant: &Tenant,
-    sub_id: Uuid,
-    payment: &mut PaymentRow,
-) -> ServiceResult<Option<Applied>> {
-    let Some(stored) = payment.plan_change.clone() else { return Ok(None) };
-    let stored: StoredChange = serde_json::from_value(stored).map_err(|e| corrupt("plan change", e))?;
-    let Some(mut sub) = subs_db::find_for_update(conn, sub_id).await? else { return Ok(None) };
-    let still_there = sub.plan_id == stored.from_plan_id
-        && sub.current_period_end == Some(stored.period_end)
-        && sub.renewal_payment_id.is_none()
-        && matches!(status_of(&sub)?, SubscriptionStatus::Active | SubscriptionStatus::Canceled)
-        && has_access_now(&sub, now)?;
-    if !still_there {
-        return Ok(None);
-    }
-    let plan = plans::load(conn, stored.from_plan_id).await?;
-    let target = plans::load(conn, stored.to_plan_id).await?;
-    let applied = apply(conn, now, tenant, &mut sub, &plan, &target, &stored, Some(payment)).await?;
-    payment.period_start = sub.current_period_start;
-    payment.period_end = sub.current_period_end;
-    Ok(Some(applied))
-}
-
-/// Switches the subscription to the new plan now; a restart begins a new period
-/// (the old period's usage is billed first).
-#[allow(clippy::too_many_arguments)]
-async fn apply(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    tenant: &Tenant,
-    sub: &mut SubscriptionRow,
-    plan: &Plan,
-    target: &Plan,
-    stored: &StoredChange,
-    payment: Option<&PaymentRow>,
-) -> ServiceResult<Applied> {
-    if stored.restarts {
-        usage::bill_ended_period(conn, now, tenant, sub, plan).await?;
-        if let Some(end) = sub.current_period_end {
-            crate::db::usage::rekey(conn, sub.id, end, now).await?;
-        }
-        sub.current_period_start = Some(now);
-        sub.current_period_end = Some(period_end(now, now, target.period, tenant.tz));
-        sub.anchor_at = Some(now);
-        if status_of(sub)? == SubscriptionStatus::Active {
-            sub.auto_renew = target.auto_renew;
-        }
-        sub.next_charge_at = if sub.auto_renew { sub.current_period_end } else { None };
-    }
-    // Raised limits: a quota used up under the old plan may be used up again.
-    if let Some(start) = sub.current_period_start {
-        let limits: Vec<(&str, i64)> = target.quotas.iter().map(|(m, q)| (m.as_str(), q.limit())).collect();
-        crate::db::usage::rearm_exhausted(conn, sub.id, start, &limits).await?;
-    }
-    let version = target.price_at(now)?;
-    sub.plan_id = target.id;
-    sub.price_id = Some(version.id);
-    sub.paid_amount = Some(version.price.amount());
-    sub.scheduled_plan_id = None;
-    let status = status_of(sub)?;
-    let payment_id = payment.map(|p| p.id);
-    let details = json!({"from_plan": stored.from_plan, "to_plan": stored.to_plan, "payment_id": payment_id});
-    subscriptions::transition(conn, sub, status, "plan_changed", now, Some(details)).await?;
-    scheduler::advance(conn, now, tenant, target, sub).await?;
-    let paid = match payment {
-        Some(p) => payments::money_of(p)?,
-        None => Money::zero(version.price.currency()),
-    };
-    let total = money(&stored.total)?;
-    // Below the minimum charge nothing was collected: the difference is waived.
-    let waived = if payment.is_none() && total.amount() > rust_decimal::Decimal::ZERO {
-        total
-    } else {
-        Money::zero(total.currency())
-    };
-    let parts = PlanChangeParts { paid, credit: money(&stored.credit)?, charge: money(&stored.charge)?, waived };
-    let extra: Value = json!({
-        "from_plan": stored.from_plan,
-        "to_plan": stored.to_plan,
-        "effective": "now",
-        "restarts": stored.restarts,
-        "amount_due": MoneyView::from(paid),
-        "credit": stored.credit,
-        "charge": stored.charge,
-        "payment_id": payment_id,
-    });
-    let events = vec![subscription_event(tenant, sub, &target.code, "subscription.plan_changed", extra)];
-    let description = format!("{}: переход с тарифа {} на {}", tenant.name, plan.name, target.name);
-    Ok(Applied { events, posting: Posting::plan_change(description, sub.customer_id, parts) })
 }

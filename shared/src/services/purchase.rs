@@ -12,46 +12,31 @@
 //! it is paid.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use super::payments::PayWith;
 use super::payments::{self, PaymentView};
-use super::plans::{self, Plan, PriceChange, PriceView};
-use super::subscriptions::{self, SubscriptionView, status_of};
+use super::plans::{self, Plan, PriceView};
+use super::prices::{self, PriceChange};
+use super::subscriptions::{self, SubscriptionView};
 use super::tenants::Tenant;
+use crate::db::attempts::{self as attempts_db, AttemptRow};
 use crate::db::customers::{self as customers_db, CustomerRow};
-use crate::db::payments::{self as payments_db, AttemptRow};
-use crate::db::schema::trials;
-use crate::db::subscriptions::{self as db, SubscriptionRow};
+use crate::db::payments as payments_db;
+use crate::db::subscriptions as db;
+use crate::db::trials as trials_db;
 use crate::domain::period::{period_end, shift_days};
 use crate::domain::plan::{price_at, scheduled_after};
 use crate::domain::states::{AttemptChannel, PaymentKind};
-use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::subscription::lifecycle::Start;
+use crate::domain::subscription::schedule::PENDING_PAYMENT_TTL;
+use crate::domain::subscription::{Cause, Subscription, SubscriptionStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::registry::Gateways;
 
-/// How long a customer has to pay a pending payment.
-pub const PENDING_PAYMENT_TTL: TimeDelta = TimeDelta::hours(24);
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PayWith {
-    /// A new card payment through the gateway's checkout widget.
-    #[default]
-    Card,
-    /// The customer's saved card, charged at once.
-    SavedCard,
-    /// The customer's prepaid balance.
-    Balance,
-    /// A bank-transfer invoice (legal entities).
-    Invoice,
-}
-
-/// `POST /v1/subscriptions` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseSpec {
@@ -72,18 +57,6 @@ pub struct PurchaseView {
     pub scheduled_prices: Vec<PriceView>,
 }
 
-pub fn describe(tenant: &Tenant, plan: &Plan) -> String {
-    format!("{}: тариф {}", tenant.name, plan.name)
-}
-
-/// A subscription nothing was paid for (a trial, a free plan): a purchase replaces
-/// it when the purchase is paid (SPEC §4), it does not block it.
-pub fn replaceable(row: &SubscriptionRow) -> bool {
-    matches!(row.status, SubscriptionStatus::Trialing | SubscriptionStatus::Active | SubscriptionStatus::Canceled)
-        && row.paid_amount.is_none_or(|a| a.is_zero())
-        && row.renewal_payment_id.is_none()
-}
-
 /// Ends a live subscription that no longer holds anything — an abandoned or expired
 /// pending purchase, or a period that ended without renewal — so a new purchase can
 /// proceed. Returns false when the subscription is really live.
@@ -91,38 +64,26 @@ async fn retire_if_stale(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    row: &mut SubscriptionRow,
+    sub: &mut Subscription,
 ) -> ServiceResult<bool> {
-    let status = status_of(row)?;
-    let ended = row.current_period_end.is_some_and(|end| end <= now) && row.paid_through.is_none_or(|p| p <= now);
-    let cause = match status {
-        SubscriptionStatus::PendingPayment => "superseded",
-        SubscriptionStatus::Canceled | SubscriptionStatus::Trialing if ended => "period_ended",
-        SubscriptionStatus::Active if !row.auto_renew && ended => "period_ended",
+    let ended = sub.current_period_end.is_some_and(|end| end <= now) && sub.paid_through.is_none_or(|p| p <= now);
+    let cause = match sub.status {
+        SubscriptionStatus::PendingPayment => Cause::Superseded,
+        SubscriptionStatus::Canceled | SubscriptionStatus::Trialing if ended => Cause::PeriodEnded,
+        SubscriptionStatus::Active if !sub.auto_renew && ended => Cause::PeriodEnded,
         _ => return Ok(false),
     };
-    let plan_code = plans::load(conn, row.plan_id).await?.code;
-    subscriptions::expire(conn, now, tenant, row, &plan_code, cause).await?;
-    db::save(conn, row).await?;
+    let plan_code = plans::code_of(conn, sub.plan_id).await?;
+    subscriptions::expire(conn, now, tenant, sub, &plan_code, cause).await?;
+    subscriptions::store(conn, now, tenant, sub).await?;
     Ok(true)
 }
 
-/// How a purchase starts.
+/// How a purchase starts, and whether it takes the customer's one trial of the plan.
 #[derive(Debug, Clone, Copy)]
-enum Start {
-    /// Paid in advance: a pending payment, access when it is confirmed.
-    Paid,
-    /// Without payment until `ends_at`: a trial of a paid plan, or a free plan
-    /// (renewing for free when the plan renews automatically).
-    Free { ends_at: DateTime<Utc>, renews: bool, record_trial: bool },
-}
-
-async fn trial_used(conn: &mut AsyncPgConnection, customer_id: Uuid, plan_id: Uuid) -> ServiceResult<bool> {
-    Ok(diesel::select(diesel::dsl::exists(
-        trials::table.filter(trials::customer_id.eq(customer_id)).filter(trials::plan_id.eq(plan_id)),
-    ))
-    .get_result(conn)
-    .await?)
+struct Starting {
+    start: Start,
+    record_trial: bool,
 }
 
 /// Decides how the purchase starts: a free plan (once per customer when the plan
@@ -134,20 +95,22 @@ async fn start_of(
     tenant: &Tenant,
     customer_id: Uuid,
     plan: &Plan,
-    free: bool,
-) -> ServiceResult<Start> {
-    if free {
-        if plan.once_per_customer && trial_used(conn, customer_id, plan.id).await? {
+    free_price: Option<Uuid>,
+) -> ServiceResult<Starting> {
+    if let Some(price_id) = free_price {
+        if plan.once_per_customer && trials_db::used(conn, customer_id, plan.id).await? {
             return Err(trial_already_used(plan));
         }
         let ends_at = period_end(now, now, plan.period, tenant.tz);
-        return Ok(Start::Free { ends_at, renews: plan.auto_renew, record_trial: plan.once_per_customer });
+        let start = Start::Free { ends_at, renews: plan.auto_renew, price_id: Some(price_id) };
+        return Ok(Starting { start, record_trial: plan.once_per_customer });
     }
     match plan.trial_days {
-        Some(days) if !trial_used(conn, customer_id, plan.id).await? => {
-            Ok(Start::Free { ends_at: shift_days(now, days, tenant.tz), renews: false, record_trial: true })
+        Some(days) if !trials_db::used(conn, customer_id, plan.id).await? => {
+            let start = Start::Free { ends_at: shift_days(now, days, tenant.tz), renews: false, price_id: None };
+            Ok(Starting { start, record_trial: true })
         }
-        _ => Ok(Start::Paid),
+        _ => Ok(Starting { start: Start::Paid, record_trial: false }),
     }
 }
 
@@ -181,10 +144,11 @@ pub async fn purchase(
         PayWith::Invoice => return Err(ServiceError::not_supported("pay_with invoice is not supported yet")),
     }
     let version = plan.price_at(now)?.clone();
-    let start = start_of(conn, now, tenant, customer.id, &plan, version.price.is_zero()).await?;
+    let free_price = version.price.is_zero().then_some(version.id);
+    let Starting { start, record_trial } = start_of(conn, now, tenant, customer.id, &plan, free_price).await?;
     for mut live in db::live_of_customer(conn, customer.id).await? {
         // A trial or a free plan waits for the paid purchase that replaces it.
-        let kept = matches!(start, Start::Paid) && replaceable(&live);
+        let kept = start == Start::Paid && live.replaceable();
         if !kept && !retire_if_stale(conn, now, tenant, &mut live).await? {
             return Err(ServiceError::conflict(
                 "subscription_exists",
@@ -193,17 +157,8 @@ pub async fn purchase(
         }
     }
 
-    let mut sub = SubscriptionRow::new(tenant.id, customer.id, plan.id, plan.auto_renew, now);
-    if let Start::Free { ends_at, renews, .. } = start {
-        sub.status = if renews { SubscriptionStatus::Active } else { SubscriptionStatus::Trialing };
-        sub.auto_renew = renews;
-        sub.current_period_start = Some(now);
-        sub.current_period_end = Some(ends_at);
-        sub.anchor_at = Some(now);
-        sub.paid_amount = Some(rust_decimal::Decimal::ZERO);
-        sub.price_id = Some(version.id).filter(|_| version.price.is_zero());
-        sub.next_charge_at = renews.then_some(ends_at);
-    }
+    let (mut sub, change) =
+        Subscription::start(Uuid::now_v7(), tenant.id, customer.id, plan.id, &plan.code, plan.auto_renew, start, now);
     db::insert(conn, &sub).await.map_err(|e| {
         let e = ServiceError::from(e);
         match e.violated_constraint() {
@@ -213,31 +168,13 @@ pub async fn purchase(
             _ => e,
         }
     })?;
-    let cause = if matches!(start, Start::Free { .. }) { "trial_started" } else { "purchase" };
-    db::record_transition(conn, sub.id, None, sub.status, cause, now, Some(json!({"plan": plan.code}))).await?;
-
+    if record_trial && !trials_db::record(conn, customer.id, plan.id, sub.id, now).await? {
+        return Err(trial_already_used(&plan));
+    }
+    // Pending purchases expire after 24 h, trials end: `store` sets when.
+    subscriptions::commit(conn, now, tenant, &mut sub, &plan.code, change).await?;
     let payment = match start {
-        Start::Free { ends_at, record_trial, .. } => {
-            if record_trial {
-                let inserted = diesel::insert_into(trials::table)
-                    .values((
-                        trials::customer_id.eq(customer.id),
-                        trials::plan_id.eq(plan.id),
-                        trials::subscription_id.eq(sub.id),
-                        trials::started_at.eq(now),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-                if inserted == 0 {
-                    return Err(trial_already_used(&plan));
-                }
-            }
-            super::scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
-            let extra = json!({"trial": sub.status == SubscriptionStatus::Trialing, "trial_ends_at": (sub.status == SubscriptionStatus::Trialing).then_some(ends_at)});
-            subscriptions::emit(conn, now, tenant, &sub, &plan.code, "subscription.activated", extra).await?;
-            None
-        }
+        Start::Free { .. } => None,
         Start::Paid => {
             let mut payment = payments::tariff_payment(tenant, &sub, PaymentKind::Purchase, &plan, &version, now);
             payment.expires_at = Some(now + PENDING_PAYMENT_TTL);
@@ -245,9 +182,7 @@ pub async fn purchase(
             // The purchase's widget attempt is known to the gateway by the payment id.
             let mut attempt = AttemptRow::new(tenant.id, payment.id, 1, AttemptChannel::Widget, None, now);
             attempt.invoice_id = payment.id.to_string();
-            payments_db::insert_attempt(conn, &attempt).await?;
-            // Pending purchases expire after 24 h: the scheduler needs to know when.
-            super::scheduler::advance(conn, now, tenant, &plan, &mut sub).await?;
+            attempts_db::insert_attempt(conn, &attempt).await?;
             let confirmation =
                 payments::confirmation(gateways, tenant, &payment, &attempt.invoice_id, &customer.email).await?;
             Some(payments::view(&payment, Some(confirmation))?)
@@ -261,7 +196,7 @@ pub async fn purchase(
         let previous = price_at(&plan.prices, before).map(|p| p.price);
         let increase = previous.is_some_and(|p| v.price.amount() > p.amount());
         let change = PriceChange { plan: &plan, version: v, previous, increase };
-        plans::notify_price_change(conn, now, tenant, &change, &[(sub.id, customer.id)]).await?;
+        prices::notify_price_change(conn, now, tenant, &change, &[(sub.id, customer.id)]).await?;
     }
 
     Ok(PurchaseView {

@@ -20,7 +20,7 @@ use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::refunds::{self as db, RefundRow};
 use crate::domain::ledger::Posting;
 use crate::domain::states::{PaymentStatus, RefundStatus};
-use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::subscription::{Cause, SubscriptionStatus};
 use crate::domain::tenant::RefundReason;
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::RefundReport;
@@ -105,15 +105,24 @@ async fn end_refunded_period(
     if payment.duplicate_of.is_some() || !payment.kind.pays_tariff() {
         return Ok(());
     }
-    let (mut sub, plan) = super::lifecycle::lock(conn, tenant, sub_id).await?;
-    let live = super::subscriptions::status_of(&sub)?.is_live();
+    let (mut sub, plan) = super::subscriptions::lock(conn, tenant, sub_id).await?;
+    let live = sub.status.is_live();
     if !live || sub.current_period_start != Some(start) || sub.current_period_end != Some(end) || end <= now {
         return Ok(());
     }
     let extra = json!({"cause": "refunded", "payment_id": payment.id});
-    super::subscriptions::end(conn, now, tenant, &mut sub, &plan.code, SubscriptionStatus::Expired, "refunded", extra)
-        .await?;
-    crate::db::subscriptions::save(conn, &sub).await?;
+    super::subscriptions::end(
+        conn,
+        now,
+        tenant,
+        &mut sub,
+        &plan.code,
+        SubscriptionStatus::Expired,
+        Cause::Refunded,
+        extra,
+    )
+    .await?;
+    super::subscriptions::store(conn, now, tenant, &mut sub).await?;
     Ok(())
 }
 

@@ -1,30 +1,35 @@
-//! Subscriptions: views, state transitions and activation.
+//! Subscriptions: views, loading and storing the aggregate, and recording what a
+//! domain transition did (`domain::subscription`): its history entry and its
+//! events, in the caller's transaction.
+//!
+//! Use cases only set `due_at` ([`store`]: the domain's `schedule::due_at`); the
+//! worker's scheduler alone performs what is due.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::plans::Plan;
+use super::plans::{self, Plan};
 use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt};
 use crate::db::outbox::{self, NewEvent};
-use crate::db::payments::{self as payments_db, PaymentRow};
-use crate::db::schema::plans;
-use crate::db::subscriptions::{self as db, SubscriptionRow};
+use crate::db::payments as payments_db;
+use crate::db::subscriptions as db;
 use crate::domain::money::{Currency, Money, MoneyView};
-use crate::domain::period::period_end;
-use crate::domain::states::PaymentStatus;
-use crate::domain::subscription::{AccessFacts, SubscriptionStatus, has_access};
+use crate::domain::states::{PAYMENT_EXPIRED, PaymentStatus};
+use crate::domain::subscription::schedule::due_at;
+use crate::domain::subscription::{Cause, Change, EventKind, InvalidTransition, Subscription, SubscriptionStatus};
 use crate::error::{ServiceError, ServiceResult};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TransitionView {
     pub from: Option<SubscriptionStatus>,
     pub to: SubscriptionStatus,
+    /// Why: `purchase`, `payment_succeeded`, `renewed`, `renewal_declined`,
+    /// `grace_ended`, `canceled`, `plan_changed`, `plan_change_scheduled`, ...
     pub cause: String,
     pub at: DateTime<Utc>,
     #[schema(value_type = Option<Object>)]
@@ -57,77 +62,77 @@ pub struct SubscriptionView {
     /// When dunning gives up unless paid.
     pub dunning_ends_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
-    /// Every transition with its cause and time, oldest first.
+    /// Every change with its cause and time, oldest first.
     pub history: Vec<TransitionView>,
 }
 
-pub fn status_of(row: &SubscriptionRow) -> ServiceResult<SubscriptionStatus> {
-    Ok(row.status)
-}
-
-pub fn access_facts(row: &SubscriptionRow) -> ServiceResult<AccessFacts> {
-    Ok(AccessFacts {
-        status: status_of(row)?,
-        auto_renew: row.auto_renew,
-        period_end: row.current_period_end,
-        grace_until: row.grace_until,
-    })
-}
-
-pub fn has_access_now(row: &SubscriptionRow, now: DateTime<Utc>) -> ServiceResult<bool> {
-    Ok(has_access(access_facts(row)?, now))
-}
-
-async fn plan_code(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<String> {
-    Ok(plans::table.find(id).select(plans::code).first(conn).await?)
-}
-
-pub async fn view(conn: &mut AsyncPgConnection, row: &SubscriptionRow) -> ServiceResult<SubscriptionView> {
-    let plan = plan_code(conn, row.plan_id).await?;
-    let scheduled_plan = match row.scheduled_plan_id {
-        Some(id) => Some(plan_code(conn, id).await?),
+pub async fn view(conn: &mut AsyncPgConnection, sub: &Subscription) -> ServiceResult<SubscriptionView> {
+    let plan = plans::code_of(conn, sub.plan_id).await?;
+    let scheduled_plan = match sub.scheduled_plan_id {
+        Some(id) => Some(plans::code_of(conn, id).await?),
         None => None,
     };
-    let history = db::history(conn, row.id)
+    let history = db::history(conn, sub.id)
         .await?
         .into_iter()
-        .map(|t| TransitionView { from: t.from_status, to: t.to_status, cause: t.cause, at: t.at, details: t.details })
+        .map(|t| TransitionView {
+            from: t.from,
+            to: t.to,
+            cause: t.cause.as_str().to_owned(),
+            at: t.at,
+            details: t.details,
+        })
         .collect();
     Ok(SubscriptionView {
-        id: row.id,
-        customer_id: row.customer_id,
-        status: status_of(row)?,
+        id: sub.id,
+        customer_id: sub.customer_id,
+        status: sub.status,
         plan,
-        auto_renew: row.auto_renew,
-        current_period_start: row.current_period_start,
-        current_period_end: row.current_period_end,
-        next_charge_at: row.next_charge_at,
+        auto_renew: sub.auto_renew,
+        current_period_start: sub.current_period_start,
+        current_period_end: sub.current_period_end,
+        next_charge_at: sub.next_charge_at,
         scheduled_plan,
-        grace_until: row.grace_until,
-        paid_amount: row
+        grace_until: sub.grace_until,
+        paid_amount: sub
             .paid_amount
             .map(|a| Money::new(a, Currency::Rub).map(MoneyView::from))
             .transpose()
             .map_err(|e| corrupt("subscription paid amount", e))?,
-        paid_through: row.paid_through,
-        canceled_at: row.canceled_at,
-        renewal_payment_id: row.renewal_payment_id,
-        next_retry_at: row.next_retry_at,
-        dunning_ends_at: row.dunning_ends_at,
-        created_at: row.created_at,
+        paid_through: sub.paid_through,
+        canceled_at: sub.canceled_at,
+        renewal_payment_id: sub.renewal_payment_id,
+        next_retry_at: sub.next_retry_at,
+        dunning_ends_at: sub.dunning_ends_at,
+        created_at: sub.created_at,
         history,
     })
 }
 
-pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<SubscriptionRow> {
-    db::find(conn, tenant.id, id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("subscription_not_found", "no such subscription"))
+fn not_found() -> ServiceError {
+    ServiceError::not_found("subscription_not_found", "no such subscription")
+}
+
+pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<Subscription> {
+    db::find(conn, tenant.id, id).await?.ok_or_else(not_found)
+}
+
+/// The tenant's subscription locked, with its plan.
+pub async fn lock(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<(Subscription, Plan)> {
+    load(conn, tenant, id).await?;
+    let sub = db::find_for_update(conn, id).await?.ok_or_else(not_found)?;
+    let plan = plans::load(conn, sub.plan_id).await?;
+    Ok((sub, plan))
+}
+
+/// A subscription the caller knows exists, locked.
+pub async fn lock_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Subscription> {
+    db::find_for_update(conn, id).await?.ok_or_else(|| ServiceError::Internal(format!("subscription {id} vanished")))
 }
 
 pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<SubscriptionView> {
-    let row = load(conn, tenant, id).await?;
-    view(conn, &row).await
+    let sub = load(conn, tenant, id).await?;
+    view(conn, &sub).await
 }
 
 pub async fn list(
@@ -136,40 +141,35 @@ pub async fn list(
     customer_id: Option<Uuid>,
     page: PageRequest,
 ) -> ServiceResult<Page<SubscriptionView>> {
-    let rows = db::list_for_customer(conn, tenant.id, customer_id, page.starting_after, page.fetch()).await?;
-    let mut views = Vec::with_capacity(rows.len());
-    for r in &rows {
-        views.push(view(conn, r).await?);
+    let subs = db::list_for_customer(conn, tenant.id, customer_id, page.starting_after, page.fetch()).await?;
+    let mut views = Vec::with_capacity(subs.len());
+    for s in &subs {
+        views.push(view(conn, s).await?);
     }
     Ok(Page::from_rows(views, page, |v| v))
 }
 
-/// Moves the row to `to` and records the transition (the caller saves the row).
-pub async fn transition(
-    conn: &mut AsyncPgConnection,
-    row: &mut SubscriptionRow,
-    to: SubscriptionStatus,
-    cause: &str,
-    at: DateTime<Utc>,
-    details: Option<Value>,
-) -> ServiceResult<()> {
-    let from = row.status;
-    row.status = to;
-    db::record_transition(conn, row.id, Some(from), to, cause, at, details).await?;
-    Ok(())
+/// A transition the state did not allow: the request conflicts with it (409).
+pub fn conflict(code: &'static str) -> impl FnOnce(InvalidTransition) -> ServiceError {
+    move |e| ServiceError::conflict(code, e.to_string())
 }
 
-/// `data` of subscription events.
-pub fn event_data(row: &SubscriptionRow, plan_code: &str, extra: Value) -> Value {
+/// A transition the state should always allow at this point: a bug, not a conflict.
+pub fn unexpected(e: InvalidTransition) -> ServiceError {
+    ServiceError::Internal(format!("unexpected subscription transition: {e}"))
+}
+
+/// `data` of subscription events: the subscription's ids, plan and dates, and `extra`.
+pub fn event_data(sub: &Subscription, plan_code: &str, extra: Value) -> Value {
     let mut data = json!({
-        "subscription_id": row.id,
-        "customer_id": row.customer_id,
+        "subscription_id": sub.id,
+        "customer_id": sub.customer_id,
         "plan": plan_code,
-        "status": row.status,
-        "auto_renew": row.auto_renew,
-        "current_period_start": row.current_period_start,
-        "current_period_end": row.current_period_end,
-        "next_charge_at": row.next_charge_at,
+        "status": sub.status,
+        "auto_renew": sub.auto_renew,
+        "current_period_start": sub.current_period_start,
+        "current_period_end": sub.current_period_end,
+        "next_charge_at": sub.next_charge_at,
     });
     if let (Some(d), Value::Object(e)) = (data.as_object_mut(), extra) {
         d.extend(e);
@@ -177,86 +177,98 @@ pub fn event_data(row: &SubscriptionRow, plan_code: &str, extra: Value) -> Value
     data
 }
 
-/// Emits a subscription event ordered by the subscription.
-pub async fn emit(
+/// The outbox messages of a subscription event, ordered by the subscription.
+pub fn event(tenant: &Tenant, sub: &Subscription, plan_code: &str, kind: EventKind, extra: Value) -> NewEvent {
+    NewEvent::event(tenant.id, sub.id, kind.as_str(), event_data(sub, plan_code, extra))
+}
+
+/// Records what a transition did: its history entry, and its events (with the
+/// subscription as it is now).
+pub async fn record(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    row: &SubscriptionRow,
+    sub: &Subscription,
     plan_code: &str,
-    event_type: &'static str,
-    extra: Value,
-) -> ServiceResult<Uuid> {
-    Ok(outbox::emit(conn, now, NewEvent::event(tenant.id, row.id, event_type, event_data(row, plan_code, extra)))
-        .await?)
-}
-
-/// Starts the first paid period at `now` (SPEC §4: the period starts when the
-/// payment is confirmed): anchor = start, next charge at the end for auto-renew
-/// plans. The caller saves the row (through the scheduler's `advance`) and emits
-/// the events.
-pub async fn activate(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    tenant: &Tenant,
-    row: &mut SubscriptionRow,
-    plan: &Plan,
-    payment: &PaymentRow,
+    change: Change,
 ) -> ServiceResult<()> {
-    let end = period_end(now, now, plan.period, tenant.tz);
-    row.current_period_start = Some(now);
-    row.current_period_end = Some(end);
-    row.anchor_at = Some(now);
-    row.paid_amount = Some(payment.amount);
-    row.price_id = payment.price_id;
-    row.next_charge_at = if row.auto_renew { Some(end) } else { None };
-    row.grace_until = None;
-    transition(conn, row, SubscriptionStatus::Active, "payment_succeeded", now, Some(json!({"payment_id": payment.id})))
-        .await
+    db::record(conn, sub.id, &change.history).await?;
+    let events = change.events.into_iter().map(|e| event(tenant, sub, plan_code, e.kind, e.extra)).collect();
+    outbox::emit_many(conn, now, events).await?;
+    Ok(())
 }
 
-/// Ends a subscription: its pending payments fail, nothing stays scheduled, and
-/// `subscription.expired` is emitted. The caller saves the row.
-pub async fn expire(
+/// Stores the subscription with its next due instant.
+pub async fn store(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    row: &mut SubscriptionRow,
+    sub: &mut Subscription,
+) -> ServiceResult<()> {
+    sub.due_at = due_at(now, sub, tenant.policy.renewal_notice_days);
+    db::save(conn, sub).await?;
+    Ok(())
+}
+
+/// [`record`] then [`store`]: a use case's transition, done.
+pub async fn commit(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub: &mut Subscription,
     plan_code: &str,
-    cause: &str,
+    change: Change,
 ) -> ServiceResult<()> {
-    end(conn, now, tenant, row, plan_code, SubscriptionStatus::Expired, cause, json!({"cause": cause})).await
+    record(conn, now, tenant, sub, plan_code, change).await?;
+    store(conn, now, tenant, sub).await
 }
 
-/// Ends a subscription as `expired` or `terminated` (the provider ended it early):
-/// its pending payments fail, nothing stays scheduled, and the matching event is
-/// emitted with `extra`. The caller saves the row.
+/// Ends a subscription as `expired` or `terminated`: its pending payments fail
+/// (`payment.failed`; expired ones as `expired`), nothing stays scheduled, the
+/// end is recorded with `extra` on its event. The caller stores it.
 #[allow(clippy::too_many_arguments)]
 pub async fn end(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    row: &mut SubscriptionRow,
+    sub: &mut Subscription,
     plan_code: &str,
     to: SubscriptionStatus,
-    cause: &str,
+    cause: Cause,
     extra: Value,
 ) -> ServiceResult<()> {
-    for mut p in payments_db::pending_of_subscription(conn, row.id).await? {
+    fail_pending_payments(conn, now, tenant, sub, cause).await?;
+    let change = sub.end(now, to, cause, extra).map_err(unexpected)?;
+    record(conn, now, tenant, sub, plan_code, change).await
+}
+
+/// [`end`] as `expired` with `cause`.
+pub async fn expire(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub: &mut Subscription,
+    plan_code: &str,
+    cause: Cause,
+) -> ServiceResult<()> {
+    end(conn, now, tenant, sub, plan_code, SubscriptionStatus::Expired, cause, json!({"cause": cause.as_str()})).await
+}
+
+/// The subscription's unpaid payments fail with it.
+pub async fn fail_pending_payments(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub: &Subscription,
+    cause: Cause,
+) -> ServiceResult<()> {
+    for mut p in payments_db::pending_of_subscription(conn, sub.id).await? {
         let expired = p.expires_at.is_some_and(|e| e <= now);
         p.status = PaymentStatus::Failed;
-        p.failure_reason = Some(if expired { crate::domain::states::PAYMENT_EXPIRED } else { cause }.into());
+        p.failure_reason = Some(if expired { PAYMENT_EXPIRED } else { cause.as_str() }.into());
         payments_db::save(conn, &p).await?;
         let data = super::payments::event_data(&p)?;
-        outbox::emit(conn, now, NewEvent::event(tenant.id, row.id, "payment.failed", data)).await?;
+        outbox::emit(conn, now, NewEvent::event(tenant.id, sub.id, "payment.failed", data)).await?;
     }
-    transition(conn, row, to, cause, now, None).await?;
-    row.next_charge_at = None;
-    row.next_retry_at = None;
-    row.dunning_ends_at = None;
-    row.grace_until = None;
-    row.due_at = None;
-    let event = if to == SubscriptionStatus::Terminated { "subscription.terminated" } else { "subscription.expired" };
-    emit(conn, now, tenant, row, plan_code, event, extra).await?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::db::refunds as db;
 use crate::domain::money::Money;
 use crate::domain::refund::prorata;
 use crate::domain::states::PaymentKind;
-use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::subscription::{Cause, SubscriptionStatus};
 use crate::domain::tenant::RefundReason;
 use crate::error::{ServiceError, ServiceResult};
 
@@ -72,8 +72,8 @@ pub async fn terminate(
     }
     // Payments are locked before the subscription, the order of every capture.
     let paid = payments_db::lock_paid_periods(conn, tenant.id, id, now).await?;
-    let (mut sub, plan) = super::lifecycle::lock(conn, tenant, id).await?;
-    let status = super::subscriptions::status_of(&sub)?;
+    let (mut sub, plan) = super::subscriptions::lock(conn, tenant, id).await?;
+    let status = sub.status;
     if !status.is_live() || status == SubscriptionStatus::PendingPayment {
         return Err(ServiceError::conflict(
             "subscription_ended",
@@ -113,18 +113,9 @@ pub async fn terminate(
         "refund_id": refund.as_ref().map(|r| r.id),
         "additional_refund_ids": additional_refunds.iter().map(|r| r.id).collect::<Vec<_>>(),
     });
-    let cause = if req.customer_fault { "terminated_customer_fault" } else { "terminated_by_provider" };
-    super::subscriptions::end(
-        conn,
-        now,
-        tenant,
-        &mut sub,
-        &plan.code,
-        crate::domain::subscription::SubscriptionStatus::Terminated,
-        cause,
-        extra,
-    )
-    .await?;
-    crate::db::subscriptions::save(conn, &sub).await?;
+    let cause = if req.customer_fault { Cause::TerminatedCustomerFault } else { Cause::TerminatedByProvider };
+    super::subscriptions::end(conn, now, tenant, &mut sub, &plan.code, SubscriptionStatus::Terminated, cause, extra)
+        .await?;
+    super::subscriptions::store(conn, now, tenant, &mut sub).await?;
     Ok(Terminated { subscription: super::subscriptions::view(conn, &sub).await?, refund, additional_refunds })
 }

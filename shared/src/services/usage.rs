@@ -18,18 +18,18 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::charges;
+use super::collection;
 use super::payments::{self, Line};
 use super::plans::{self, Plan};
 use super::tenants::Tenant;
+use crate::db::attempts as attempts_db;
 use crate::db::outbox::{self, NewEvent};
-use crate::db::payments::{self as payments_db, AttemptRow, PaymentRow};
-use crate::db::subscriptions::SubscriptionRow;
+use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::usage::{self as db, CounterState, Increment};
 use crate::domain::money::Money;
 use crate::domain::plan::{MetricKind, QuotaReset};
 use crate::domain::states::{AttemptChannel, LineKind, PaymentKind};
-use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::subscription::{Subscription, SubscriptionStatus};
 use crate::domain::usage::{PeriodFacts, Unattributable, Usage, overage, period_of};
 use crate::error::{ServiceError, ServiceResult};
 
@@ -107,14 +107,14 @@ fn kind_str(kind: MetricKind) -> &'static str {
 }
 
 /// Whether a period follows the current one at its end.
-fn continues(sub: &SubscriptionRow) -> bool {
+fn continues(sub: &Subscription) -> bool {
     let end = sub.current_period_end;
     (sub.auto_renew && sub.status != SubscriptionStatus::Canceled)
         || sub.paid_through.is_some_and(|p| end.is_some_and(|e| p > e))
 }
 
 /// The facts attribution needs, or `None` when the subscription has no period.
-pub fn facts(sub: &SubscriptionRow, plan: &Plan, customer_tz: chrono_tz::Tz) -> Option<PeriodFacts> {
+pub fn facts(sub: &Subscription, plan: &Plan, customer_tz: chrono_tz::Tz) -> Option<PeriodFacts> {
     Some(PeriodFacts {
         created_at: sub.created_at,
         period_start: sub.current_period_start?,
@@ -322,7 +322,7 @@ async fn emit_exhausted(
 pub async fn usage_now(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
-    sub: &SubscriptionRow,
+    sub: &Subscription,
     plan: &Plan,
     customer_tz: chrono_tz::Tz,
 ) -> ServiceResult<HashMap<String, Usage>> {
@@ -342,7 +342,7 @@ pub async fn close_period(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    sub: &SubscriptionRow,
+    sub: &Subscription,
     plan: &Plan,
     period_start: DateTime<Utc>,
 ) -> ServiceResult<Vec<Line>> {
@@ -376,7 +376,7 @@ pub async fn bill_ended_period(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    sub: &SubscriptionRow,
+    sub: &Subscription,
     plan: &Plan,
 ) -> ServiceResult<()> {
     let Some(start) = sub.current_period_start else { return Ok(()) };
@@ -397,7 +397,7 @@ pub async fn charge_lines(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    sub: &SubscriptionRow,
+    sub: &Subscription,
     lines: Vec<Line>,
 ) -> ServiceResult<()> {
     let Some(first) = lines.first() else { return Ok(()) };
@@ -415,11 +415,10 @@ pub async fn charge_lines(
     payment.period_end = sub.current_period_end;
     payments::set_lines(&mut payment, &lines)?;
     payments_db::insert(conn, &payment).await?;
-    if payments_db::default_payment_method(conn, sub.customer_id).await?.is_some() {
-        charges::start_attempt(conn, now, tenant, &mut payment, AttemptChannel::Manual).await?;
+    if attempts_db::default_payment_method(conn, sub.customer_id).await?.is_some() {
+        collection::start_attempt(conn, now, tenant, &payment, AttemptChannel::Manual).await?;
     } else {
-        let attempt = AttemptRow::new(tenant.id, payment.id, 1, AttemptChannel::Widget, None, now);
-        payments_db::insert_attempt(conn, &attempt).await?;
+        collection::open_widget_attempt(conn, now, tenant, &payment).await?;
     }
     Ok(())
 }

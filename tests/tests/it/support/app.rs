@@ -203,21 +203,8 @@ impl TestApp {
                 let unpublished =
                     self.count("SELECT count(*) AS n FROM outbox_events WHERE published_at IS NULL").await;
                 let open = self.count("SELECT count(*) AS n FROM payment_attempts WHERE status IN ('pending', 'sent', 'unknown') AND channel <> 'widget'").await;
-                let mut conn = self.db.conn().await;
-                let rows: Vec<billing_shared::db::subscriptions::SubscriptionRow> = diesel_async::RunQueryDsl::load(
-                    diesel::QueryDsl::select(
-                        diesel::QueryDsl::filter(
-                            billing_shared::db::schema::subscriptions::table,
-                            diesel::ExpressionMethods::is_not_null(billing_shared::db::schema::subscriptions::due_at),
-                        ),
-                        <billing_shared::db::subscriptions::SubscriptionRow as diesel::SelectableHelper<
-                            diesel::pg::Pg,
-                        >>::as_select(),
-                    ),
-                    &mut conn,
-                )
-                .await
-                .unwrap_or_default();
+                let rows =
+                    self.rows("SELECT row_to_json(s)::text AS row FROM subscriptions s WHERE due_at IS NOT NULL").await;
                 panic!(
                     "the worker did not settle at {}: {due} due subscriptions, {unpublished} unpublished messages, {open} open charges\n{rows:#?}",
                     c["now"]
@@ -371,6 +358,19 @@ impl TestApp {
         let params: WidgetParams =
             serde_json::from_value(purchase["payment"]["confirmation"].clone()).expect("widget params");
         self.sim.pay_widget(&params, card).await.expect("widget flow")
+    }
+
+    /// The text of each row of `sql`, which names its one column `row`.
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct R {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            row: String,
+        }
+        let mut conn = self.db.conn().await;
+        let rows: Vec<R> = diesel::sql_query(sql).load(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().map(|r| r.row).collect()
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

@@ -1,0 +1,119 @@
+//! Collecting a payment: its attempts. A card payment opens a widget attempt (the
+//! customer pays through the gateway's checkout); a charge of the saved card is
+//! an attempt queued for the worker (`Job::ChargeAttempt`), whose outcome comes
+//! back through `payment_outcomes`. Each attempt's id is the gateway's invoice id
+//! and idempotency key.
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use uuid::Uuid;
+
+use super::payments::{self, PayWith, PaymentView};
+use super::tenants::Tenant;
+use crate::db::attempts::{self as attempts_db, AttemptRow};
+use crate::db::outbox::{self, NewEvent};
+use crate::db::payments::{self as payments_db, PaymentRow};
+use crate::domain::states::{AttemptChannel, AttemptStatus, PAYMENT_SUPERSEDED, PaymentKind, PaymentStatus};
+use crate::error::{ServiceError, ServiceResult};
+use crate::gateways::registry::Gateways;
+use crate::queue::jobs::Job;
+
+/// The work message that charges an attempt (ordered with the subscription's
+/// messages, else the customer's).
+pub fn charge_job(payment: &PaymentRow, attempt_id: Uuid) -> NewEvent {
+    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    NewEvent::job(payment.tenant_id, ordering, Job::ChargeAttempt { attempt_id })
+}
+
+/// Creates the next attempt of `payment` on the customer's saved card (a
+/// scheduled renewal attempt or one the customer asked for) and queues its
+/// charge. Without a usable saved card the worker declines it (hard).
+pub async fn start_attempt(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &PaymentRow,
+    channel: AttemptChannel,
+) -> ServiceResult<AttemptRow> {
+    let attempt_no = attempts_db::next_attempt_no(conn, payment.id).await?;
+    let method = attempts_db::default_payment_method(conn, payment.customer_id).await?;
+    let attempt = AttemptRow::new(tenant.id, payment.id, attempt_no, channel, method.map(|m| m.id), now);
+    attempts_db::insert_attempt(conn, &attempt).await?;
+    outbox::emit(conn, now, charge_job(payment, attempt.id)).await?;
+    Ok(attempt)
+}
+
+/// Opens a widget attempt of `payment`: the customer pays it through the checkout.
+pub async fn open_widget_attempt(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &PaymentRow,
+) -> ServiceResult<AttemptRow> {
+    let attempt_no = attempts_db::next_attempt_no(conn, payment.id).await?;
+    let attempt = AttemptRow::new(tenant.id, payment.id, attempt_no, AttemptChannel::Widget, None, now);
+    attempts_db::insert_attempt(conn, &attempt).await?;
+    Ok(attempt)
+}
+
+/// Collects `payment` by the saved card (a queued charge) or a new widget
+/// payment, and answers the payment with how to collect it.
+pub async fn collect(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    gateways: &Gateways,
+    tenant: &Tenant,
+    payment: &mut PaymentRow,
+    pay_with: PayWith,
+) -> ServiceResult<PaymentView> {
+    match pay_with {
+        PayWith::SavedCard => {
+            if attempts_db::default_payment_method(conn, payment.customer_id).await?.is_none() {
+                return Err(ServiceError::invalid(
+                    "no_saved_card",
+                    "the customer has no usable saved card: pay with \"card\"",
+                ));
+            }
+            start_attempt(conn, now, tenant, payment, AttemptChannel::Manual).await?;
+        }
+        PayWith::Card => {
+            open_widget_attempt(conn, now, tenant, payment).await?;
+        }
+        PayWith::Balance | PayWith::Invoice => {
+            return Err(ServiceError::not_supported("pay_with balance and invoice are not supported yet"));
+        }
+    }
+    let fresh = payments_db::find_for_update(conn, payment.id).await?.unwrap_or_else(|| payment.clone());
+    payments::view_of(conn, gateways, tenant, &fresh).await
+}
+
+/// A newer request replaces the subscription's unpaid payments of `kinds`: each
+/// fails as `superseded`, with its attempts not yet sent, so none of them can be
+/// charged any more. A charge already sent cannot be taken back: 409
+/// `payment_in_progress` until its outcome is known.
+pub async fn supersede_pending(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    kinds: &[PaymentKind],
+) -> ServiceResult<()> {
+    let pending = payments_db::pending_of_subscription(conn, subscription_id).await?;
+    for mut p in pending.into_iter().filter(|p| kinds.contains(&p.kind)) {
+        let attempts = attempts_db::attempts_of(conn, p.id).await?;
+        if attempts.iter().any(|a| a.status.may_have_reached_provider()) {
+            return Err(ServiceError::conflict(
+                "payment_in_progress",
+                format!("a charge of the earlier {} payment is in progress; wait for its outcome", p.kind),
+            ));
+        }
+        // Pending and refused attempts were never charged: they can be called off.
+        for mut a in attempts.into_iter().filter(|a| a.status.never_charged()) {
+            a.status = AttemptStatus::Failed;
+            a.failure_reason = Some(PAYMENT_SUPERSEDED.into());
+            attempts_db::save_attempt(conn, &a).await?;
+        }
+        p.status = PaymentStatus::Failed;
+        p.failure_reason = Some(PAYMENT_SUPERSEDED.into());
+        payments_db::save(conn, &p).await?;
+    }
+    Ok(())
+}
