@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use billing_shared::db::PgPool;
-use billing_shared::db::schema::tenants;
+use billing_shared::db::tenants;
 use billing_shared::queue::topology;
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use lapin::Connection;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -23,9 +21,7 @@ pub async fn run(conn: Arc<Connection>, pool: PgPool, mut stop: watch::Receiver<
     let mut bound: HashSet<Uuid> = HashSet::new();
     loop {
         let wanted: Option<Vec<(Uuid, bool)>> = match pool.get().await {
-            Ok(mut c) => tenants::table
-                .select((tenants::id, tenants::webhook_url.is_not_null()))
-                .load(&mut c)
+            Ok(mut c) => tenants::webhook_targets(&mut c)
                 .await
                 .map_err(|e| tracing::warn!(error = %e, "reading tenants for webhook bindings failed"))
                 .ok(),

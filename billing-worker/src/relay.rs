@@ -14,9 +14,6 @@ use std::time::Duration;
 use billing_shared::db::outbox::{self, LANES, Route};
 use billing_shared::db::{PgPool, in_transaction};
 use billing_shared::error::{ServiceError, ServiceResult};
-use diesel::sql_types::{Bool, Integer};
-use diesel::{QueryableByName, sql_query};
-use diesel_async::RunQueryDsl;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::watch;
@@ -25,21 +22,10 @@ use tokio::sync::watch;
 const RELAY_LOCK: i32 = 0x7265_6c61;
 const BATCH: i64 = 500;
 
-#[derive(QueryableByName)]
-struct Locked {
-    #[diesel(sql_type = Bool)]
-    locked: bool,
-}
-
 async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceResult<usize> {
     let mut conn = pool.get().await?;
     in_transaction(&mut conn, async |c| {
-        let got: Locked = sql_query("SELECT pg_try_advisory_xact_lock($1, $2) AS locked")
-            .bind::<Integer, _>(RELAY_LOCK)
-            .bind::<Integer, _>(i32::from(lane))
-            .get_result(c)
-            .await?;
-        if !got.locked {
+        if !outbox::try_lock_lane(c, RELAY_LOCK, lane).await? {
             return Ok(0);
         }
         let rows = outbox::pending(c, lane, BATCH).await?;

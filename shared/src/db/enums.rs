@@ -10,7 +10,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 
 use crate::domain::states::{
-    AttemptChannel, AttemptStatus, PaymentKind, PaymentStatus, ReceiptKind, ReceiptStatus, RefundStatus,
+    AttemptChannel, AttemptStatus, DeliveryStatus, PaymentKind, PaymentStatus, ReceiptKind, ReceiptStatus, RefundStatus,
 };
 use crate::domain::subscription::{Cause, SubscriptionStatus};
 
@@ -65,4 +65,5 @@ text_column!(
     RefundStatus,
     ReceiptKind,
     ReceiptStatus,
+    DeliveryStatus,
 );

@@ -3,8 +3,10 @@
 
 pub mod attempts;
 pub mod customers;
+pub mod dead_letters;
 pub mod enums;
 pub mod gateway_events;
+pub mod idempotency;
 pub mod ledger;
 pub mod outbox;
 pub mod payments;
@@ -16,6 +18,8 @@ pub mod subscriptions;
 pub mod tenants;
 pub mod trials;
 pub mod usage;
+pub mod webhook_deliveries;
+pub mod work;
 
 use diesel::Connection;
 use diesel::RunQueryDsl as _;

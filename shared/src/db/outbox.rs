@@ -213,3 +213,21 @@ pub async fn lag_seconds(conn: &mut AsyncPgConnection) -> QueryResult<f64> {
         .await?;
     Ok(oldest.map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0))
 }
+
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
+}
+
+/// Takes the relay's transaction-scoped advisory lock of `lane` (namespace
+/// `namespace`); false when another relay holds it. Released at commit.
+pub async fn try_lock_lane(conn: &mut AsyncPgConnection, namespace: i32, lane: i16) -> QueryResult<bool> {
+    use diesel::sql_types::Integer;
+    let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1, $2) AS locked")
+        .bind::<Integer, _>(namespace)
+        .bind::<Integer, _>(i32::from(lane))
+        .get_result(conn)
+        .await?;
+    Ok(got.locked)
+}

@@ -107,3 +107,9 @@ pub async fn record_maintenance(
         .await
         .map(|_| ())
 }
+
+/// Every tenant's id with whether it has a webhook URL (the worker binds the
+/// webhook queue to exactly those that do).
+pub async fn webhook_targets(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(Uuid, bool)>> {
+    tenants::table.select((tenants::id, tenants::webhook_url.is_not_null())).load(conn).await
+}

@@ -302,3 +302,23 @@ pub async fn rearm_exhausted(
     .await
     .map(|_| ())
 }
+
+/// True when the subscription recorded any usage (a counter above zero) in the
+/// period starting at `period_start`: such a period is not refunded in full.
+pub async fn has_usage(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    period_start: DateTime<Utc>,
+) -> diesel::QueryResult<bool> {
+    use diesel::{ExpressionMethods, QueryDsl};
+
+    use super::schema::usage_counters;
+    diesel::select(diesel::dsl::exists(
+        usage_counters::table
+            .filter(usage_counters::subscription_id.eq(subscription_id))
+            .filter(usage_counters::period_start.eq(period_start))
+            .filter(usage_counters::peak.gt(0)),
+    ))
+    .get_result(conn)
+    .await
+}

@@ -194,6 +194,16 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Where an outgoing webhook's delivery stands: delivered, failing (will be
+    /// retried) or dead (retries exhausted, dead-lettered for replay).
+    pub enum DeliveryStatus {
+        Delivered = "delivered",
+        Failing = "failing",
+        Dead = "dead",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +230,6 @@ mod tests {
         round_trips(RefundStatus::ALL, RefundStatus::as_str, RefundStatus::parse);
         round_trips(ReceiptKind::ALL, ReceiptKind::as_str, ReceiptKind::parse);
         round_trips(ReceiptStatus::ALL, ReceiptStatus::as_str, ReceiptStatus::parse);
+        round_trips(DeliveryStatus::ALL, DeliveryStatus::as_str, DeliveryStatus::parse);
     }
 }

@@ -1,31 +1,16 @@
 //! Dead letters, as operators see them: what the worker gave up on, why, after how
 //! many attempts, and whether it was put back to work.
 
-use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde::Serialize;
+use diesel_async::AsyncPgConnection;
 use serde_json::Value;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Page, PageRequest};
-use crate::db::schema::dead_letters;
+use crate::db::dead_letters as db;
+pub use crate::db::dead_letters::DeadLetter;
 use crate::error::ServiceResult;
 
-#[derive(Debug, Clone, Serialize, ToSchema, Queryable, Selectable)]
-#[diesel(table_name = dead_letters, check_for_backend(diesel::pg::Pg))]
-pub struct DeadLetter {
-    pub id: Uuid,
-    pub queue: String,
-    pub reason: String,
-    pub attempts: i32,
-    #[schema(value_type = Option<Object>)]
-    pub payload: Option<Value>,
-    pub dead_at: DateTime<Utc>,
-    pub replayed_at: Option<DateTime<Utc>>,
-}
-
+/// Records a dead letter and counts it (`billing_dead_letters_total{queue}`).
 pub async fn record(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -34,17 +19,7 @@ pub async fn record(
     attempts: i32,
     payload: Option<Value>,
 ) -> ServiceResult<()> {
-    diesel::insert_into(dead_letters::table)
-        .values((
-            dead_letters::id.eq(id),
-            dead_letters::queue.eq(queue),
-            dead_letters::reason.eq(reason),
-            dead_letters::attempts.eq(attempts),
-            dead_letters::payload.eq(payload),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    db::insert(conn, id, queue, reason, attempts, payload).await?;
     metrics::counter!("billing_dead_letters_total", "queue" => queue.to_owned()).increment(1);
     Ok(())
 }
@@ -56,25 +31,10 @@ pub async fn list(
     include_replayed: bool,
     page: PageRequest,
 ) -> ServiceResult<Page<DeadLetter>> {
-    let mut q = dead_letters::table.into_boxed();
-    if let Some(queue) = queue {
-        q = q.filter(dead_letters::queue.eq(queue.to_owned()));
-    }
-    if !include_replayed {
-        q = q.filter(dead_letters::replayed_at.is_null());
-    }
-    if let Some(after) = page.starting_after {
-        q = q.filter(dead_letters::id.gt(after));
-    }
-    let rows = q.order(dead_letters::id.asc()).limit(page.fetch()).select(DeadLetter::as_select()).load(conn).await?;
+    let rows = db::list(conn, queue, include_replayed, page.starting_after, page.fetch()).await?;
     Ok(Page::from_rows(rows, page, |r| r))
 }
 
 pub async fn mark_replayed(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> ServiceResult<usize> {
-    Ok(diesel::update(
-        dead_letters::table.filter(dead_letters::id.eq_any(ids)).filter(dead_letters::replayed_at.is_null()),
-    )
-    .set(dead_letters::replayed_at.eq(diesel::dsl::now))
-    .execute(conn)
-    .await?)
+    Ok(db::mark_replayed(conn, ids).await?)
 }

@@ -7,11 +7,10 @@
 //! body: `idempotency_key_reused`. Answers that carry secrets are never stored: their
 //! replay is refused with 409.
 
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 
-use crate::db::schema::idempotency_keys;
+use crate::db::idempotency as db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::signing::sha256;
 
@@ -81,26 +80,10 @@ pub enum Claim {
 }
 
 pub async fn claim(conn: &mut AsyncPgConnection, req: &IdempotentRequest) -> ServiceResult<Claim> {
-    let inserted = diesel::insert_into(idempotency_keys::table)
-        .values((
-            idempotency_keys::scope.eq(&req.scope),
-            idempotency_keys::key.eq(&req.key),
-            idempotency_keys::method.eq(&req.method),
-            idempotency_keys::path.eq(&req.path),
-            idempotency_keys::request_hash.eq(&req.request_hash),
-            idempotency_keys::response_status.eq(0),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    if inserted == 1 {
+    if db::claim(conn, &req.scope, &req.key, &req.method, &req.path, &req.request_hash).await? {
         return Ok(Claim::Fresh);
     }
-    let (hash, status, body): (Vec<u8>, i32, Option<Value>) = idempotency_keys::table
-        .find((&req.scope, &req.key))
-        .select((idempotency_keys::request_hash, idempotency_keys::response_status, idempotency_keys::response_body))
-        .first(conn)
-        .await?;
+    let (hash, status, body) = db::stored(conn, &req.scope, &req.key).await?;
     if hash != req.request_hash {
         return Err(ServiceError::invalid(
             "idempotency_key_reused",
@@ -126,11 +109,7 @@ pub async fn complete(
     status: u16,
     body: Option<&Value>,
 ) -> ServiceResult<()> {
-    diesel::update(idempotency_keys::table.find((&req.scope, &req.key)))
-        .set((idempotency_keys::response_status.eq(i32::from(status)), idempotency_keys::response_body.eq(body)))
-        .execute(conn)
-        .await?;
-    Ok(())
+    Ok(db::complete(conn, &req.scope, &req.key, i32::from(status), body).await?)
 }
 
 #[cfg(test)]

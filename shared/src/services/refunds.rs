@@ -5,8 +5,7 @@
 //! database refuses refunds that together exceed what the payment captured.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -17,7 +16,6 @@ use super::{Page, PageRequest, corrupt, stored_money};
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::refunds::{self as db, RefundRow};
-use crate::db::schema::usage_counters;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Money, MoneyInput, MoneyView};
 use crate::domain::period::{local_date, resolve_local};
@@ -235,16 +233,7 @@ pub async fn request(
         if payment.kind == PaymentKind::Upgrade { (start.max(paid_at), end) } else { (start, end) }
     });
     let usage_present = match (payment.subscription_id, payment.period_start) {
-        (Some(sub), Some(start)) => {
-            diesel::select(diesel::dsl::exists(
-                usage_counters::table
-                    .filter(usage_counters::subscription_id.eq(sub))
-                    .filter(usage_counters::period_start.eq(start))
-                    .filter(usage_counters::peak.gt(0)),
-            ))
-            .get_result(conn)
-            .await?
-        }
+        (Some(sub), Some(start)) => crate::db::usage::has_usage(conn, sub, start).await?,
         _ => false,
     };
     let facts = RefundFacts {

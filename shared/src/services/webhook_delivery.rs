@@ -6,9 +6,6 @@
 
 use std::time::Duration;
 
-use diesel::prelude::*;
-use diesel::upsert::excluded;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -16,7 +13,8 @@ use super::JobResult;
 use super::tenants::{self, Tenant};
 use crate::clock::real_now;
 use crate::db::PgPool;
-use crate::db::schema::webhook_deliveries;
+use crate::db::webhook_deliveries::{self, Delivery};
+use crate::domain::states::DeliveryStatus;
 use crate::error::{ServiceError, ServiceResult};
 use crate::signing::hmac_sha256;
 
@@ -40,40 +38,6 @@ pub fn signature_header(tenant: &Tenant, t: i64, body: &[u8]) -> String {
 struct EnvelopeHead {
     id: Uuid,
     tenant_id: Uuid,
-}
-
-async fn record(
-    conn: &mut AsyncPgConnection,
-    head: &EnvelopeHead,
-    url: Option<&str>,
-    status: &str,
-    attempts: i32,
-    last_status: Option<i32>,
-    last_error: Option<&str>,
-) -> ServiceResult<()> {
-    diesel::insert_into(webhook_deliveries::table)
-        .values((
-            webhook_deliveries::event_id.eq(head.id),
-            webhook_deliveries::tenant_id.eq(head.tenant_id),
-            webhook_deliveries::url.eq(url),
-            webhook_deliveries::status.eq(status),
-            webhook_deliveries::attempts.eq(attempts),
-            webhook_deliveries::last_status.eq(last_status),
-            webhook_deliveries::last_error.eq(last_error),
-        ))
-        .on_conflict(webhook_deliveries::event_id)
-        .do_update()
-        .set((
-            webhook_deliveries::url.eq(excluded(webhook_deliveries::url)),
-            webhook_deliveries::status.eq(excluded(webhook_deliveries::status)),
-            webhook_deliveries::attempts.eq(excluded(webhook_deliveries::attempts)),
-            webhook_deliveries::last_status.eq(excluded(webhook_deliveries::last_status)),
-            webhook_deliveries::last_error.eq(excluded(webhook_deliveries::last_error)),
-            webhook_deliveries::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// Delivers one event (the exact bytes published) to its tenant's webhook URL.
@@ -101,9 +65,7 @@ pub async fn deliver(
         return Ok(JobResult::Done);
     };
     let mut conn = pool.get().await?;
-    let done: Option<String> =
-        webhook_deliveries::table.find(head.id).select(webhook_deliveries::status).first(&mut conn).await.optional()?;
-    if done.as_deref() == Some("delivered") {
+    if webhook_deliveries::status(&mut conn, head.id).await? == Some(DeliveryStatus::Delivered) {
         return Ok(JobResult::Done);
     }
     let attempts = i32::try_from(attempt).unwrap_or(i32::MAX);
@@ -124,14 +86,23 @@ pub async fn deliver(
     };
     let mut conn = pool.get().await?;
     let state = if ok {
-        "delivered"
+        DeliveryStatus::Delivered
     } else if last {
-        "dead"
+        DeliveryStatus::Dead
     } else {
-        "failing"
+        DeliveryStatus::Failing
     };
-    record(&mut conn, &head, Some(&url), state, attempts, status, error.as_deref()).await?;
-    metrics::counter!("billing_webhook_deliveries_total", "outcome" => state).increment(1);
+    let delivery = Delivery {
+        event_id: head.id,
+        tenant_id: head.tenant_id,
+        url: &url,
+        status: state,
+        attempts,
+        last_status: status,
+        last_error: error.as_deref(),
+    };
+    webhook_deliveries::record(&mut conn, &delivery).await?;
+    metrics::counter!("billing_webhook_deliveries_total", "outcome" => state.as_str()).increment(1);
     Ok(if ok {
         JobResult::Done
     } else {

@@ -20,8 +20,11 @@
 //!   `POST /sim/tokens/script` scripts a token; `GET /sim/transactions` lists.
 
 mod refunds;
+mod tokens;
+mod widget;
 
 pub use refunds::{Refund, RefundScript};
+pub use widget::{Delivery, WidgetOutcome, WidgetParams, base_fields};
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -29,8 +32,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix_web::web::{self, Data, Json};
 use actix_web::{App, HttpResponse, HttpServer};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -151,39 +152,6 @@ struct State {
     quiet_refunds: bool,
 }
 
-/// Widget parameters as the billing service returns them in `payment.confirmation`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WidgetParams {
-    pub public_id: String,
-    pub invoice_id: String,
-    pub account_id: String,
-    pub amount: String,
-    pub currency: String,
-    pub description: String,
-    pub email: String,
-}
-
-/// One notification the simulator sent, with the merchant's answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct Delivery {
-    pub kind: String,
-    pub http_status: u16,
-    /// The `code` of the merchant's JSON answer, when it gave one.
-    pub code: Option<i64>,
-}
-
-/// Result of a widget payment.
-#[derive(Debug, Clone, Serialize)]
-pub struct WidgetOutcome {
-    pub transaction_id: i64,
-    /// `Completed`, `Declined`, or `Rejected` (the merchant's Check refused it).
-    pub status: String,
-    pub check_code: Option<i64>,
-    pub deliveries: Vec<Delivery>,
-    /// The fields of the last notification sent, to replay it as a provider retry.
-    pub fields: Vec<(String, String)>,
-}
-
 /// A running simulator.
 #[derive(Clone)]
 pub struct CloudPaymentsSim {
@@ -212,11 +180,11 @@ impl CloudPaymentsSim {
             App::new()
                 .app_data(data.clone())
                 .route("/sim/sites", web::post().to(http_register_site))
-                .route("/sim/widget/pay", web::post().to(http_pay_widget))
+                .route("/sim/widget/pay", web::post().to(widget::http_pay_widget))
                 .route("/sim/transactions", web::get().to(http_transactions))
                 .route("/sim/tokens/script", web::post().to(http_script_token))
-                .route("/payments/tokens/charge", web::post().to(http_token_charge))
-                .route("/payments/find", web::post().to(http_find))
+                .route("/payments/tokens/charge", web::post().to(tokens::http_token_charge))
+                .route("/payments/find", web::post().to(tokens::http_find))
                 .route("/payments/refund", web::post().to(refunds::http_refund))
                 .route("/payments/get", web::post().to(refunds::http_get))
         })
@@ -334,156 +302,9 @@ impl CloudPaymentsSim {
         let digest = hmac_sha256(b"sim-token", card.as_bytes());
         format!("tk_{}", hex::encode(&digest[..12]))
     }
-
-    /// Runs the checkout widget: Check, then Pay or Fail, like the real widget.
-    pub async fn pay_widget(&self, params: &WidgetParams, card: &str) -> anyhow::Result<WidgetOutcome> {
-        let (site, behaviour) = {
-            let st = self.state();
-            let site = st
-                .sites
-                .get(&params.public_id)
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("unknown public id {}", params.public_id))?;
-            (site, st.cards.get(card).copied().unwrap_or(CardBehaviour::Approve))
-        };
-        let amount: Decimal = params.amount.parse()?;
-        let tx_id = self.next_transaction_id();
-        let mut fields = base_fields(tx_id, params, amount, card);
-        let mut deliveries = Vec::new();
-
-        let check_code = if self.state().no_check.contains(&site.public_id) {
-            Some(0)
-        } else {
-            let check = self.notify(&site, "check", &fields).await?;
-            let code = check.code;
-            deliveries.push(check);
-            code
-        };
-        if check_code != Some(0) {
-            return Ok(WidgetOutcome {
-                transaction_id: tx_id,
-                status: "Rejected".into(),
-                check_code,
-                deliveries,
-                fields,
-            });
-        }
-        let (status, reason_code, token) = match behaviour {
-            CardBehaviour::Approve => {
-                let token = Self::token_for(card);
-                fields.push(("Status".into(), "Completed".into()));
-                fields.push(("Token".into(), token.clone()));
-                fields.push(("TotalFee".into(), "0".into()));
-                ("Completed", None, Some(token))
-            }
-            CardBehaviour::Decline { reason_code } => {
-                fields.push(("Status".into(), "Declined".into()));
-                fields.push(("Reason".into(), reason_name(reason_code).into()));
-                fields.push(("ReasonCode".into(), reason_code.to_string()));
-                ("Declined", Some(reason_code), None)
-            }
-        };
-        self.state().transactions.push(Transaction {
-            id: tx_id,
-            public_id: site.public_id.clone(),
-            invoice_id: Some(params.invoice_id.clone()),
-            account_id: Some(params.account_id.clone()),
-            amount,
-            currency: params.currency.clone(),
-            status: status.into(),
-            reason_code,
-            token,
-            card_last_four: card.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect(),
-            tr_initiator_code: None,
-            payment_scheduled: None,
-            request_id: None,
-        });
-        let kind = if status == "Completed" { "pay" } else { "fail" };
-        deliveries.push(self.notify(&site, kind, &fields).await?);
-        Ok(WidgetOutcome { transaction_id: tx_id, status: status.into(), check_code, deliveries, fields })
-    }
-
-    /// Re-sends a notification exactly as before (providers retry).
-    pub async fn resend(&self, public_id: &str, kind: &str, fields: &[(String, String)]) -> anyhow::Result<Delivery> {
-        let site = self.state().sites.get(public_id).cloned().ok_or_else(|| anyhow::anyhow!("unknown site"))?;
-        self.notify(&site, kind, fields).await
-    }
-
-    /// Signs and POSTs a notification to the site.
-    pub async fn notify(&self, site: &Site, kind: &str, fields: &[(String, String)]) -> anyhow::Result<Delivery> {
-        let (body, content_type) = encode(site.format, fields)?;
-        let signature = STANDARD.encode(hmac_sha256(site.api_secret.as_bytes(), &body));
-        let res = self
-            .http
-            .post(format!("{}/{kind}", site.notify_base.trim_end_matches('/')))
-            .header("Content-Type", content_type)
-            .header("Content-HMAC", &signature)
-            .header("X-Content-HMAC", &signature)
-            .body(body)
-            .send()
-            .await?;
-        let http_status = res.status().as_u16();
-        let code = res.json::<serde_json::Value>().await.ok().and_then(|v| v.get("code").and_then(|c| c.as_i64()));
-        Ok(Delivery { kind: kind.into(), http_status, code })
-    }
 }
 
-/// The fields CloudPayments sends with every payment notification.
-pub fn base_fields(tx_id: i64, p: &WidgetParams, amount: Decimal, card: &str) -> Vec<(String, String)> {
-    let last4: String = card.chars().skip(card.len().saturating_sub(4)).collect();
-    let first6: String = card.chars().take(6).collect();
-    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
-    let amount = format!("{amount:.2}");
-    [
-        ("TransactionId", tx_id.to_string()),
-        ("Amount", amount.clone()),
-        ("Currency", p.currency.clone()),
-        ("PaymentAmount", amount),
-        ("PaymentCurrency", p.currency.clone()),
-        ("DateTime", now),
-        ("CardFirstSix", first6),
-        ("CardLastFour", last4),
-        ("CardType", "Visa".into()),
-        ("CardExpDate", "12/29".into()),
-        ("TestMode", "1".into()),
-        ("OperationType", "Payment".into()),
-        ("GatewayName", "Test".into()),
-        ("InvoiceId", p.invoice_id.clone()),
-        ("AccountId", p.account_id.clone()),
-        ("Name", "CARDHOLDER NAME".into()),
-        ("Email", p.email.clone()),
-        ("IpAddress", "127.0.0.1".into()),
-        ("IpCountry", "RU".into()),
-        ("IpCity", "Москва".into()),
-        ("Issuer", "Sim Bank".into()),
-        ("Description", p.description.clone()),
-        ("Data", "{}".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
-}
-
-fn encode(format: Format, fields: &[(String, String)]) -> anyhow::Result<(Vec<u8>, &'static str)> {
-    Ok(match format {
-        Format::Form => (serde_urlencoded::to_string(fields)?.into_bytes(), "application/x-www-form-urlencoded"),
-        Format::Json => {
-            let mut map = serde_json::Map::new();
-            for (k, v) in fields {
-                // Amounts and ids are JSON numbers in CloudPayments' JSON notifications.
-                let value = match k.as_str() {
-                    "TransactionId" | "Amount" | "PaymentAmount" | "TotalFee" | "ReasonCode" => {
-                        serde_json::from_str::<serde_json::Value>(v).unwrap_or(serde_json::Value::String(v.clone()))
-                    }
-                    _ => serde_json::Value::String(v.clone()),
-                };
-                map.insert(k.clone(), value);
-            }
-            (serde_json::to_vec(&map)?, "application/json")
-        }
-    })
-}
-
+/// Base64-free HMAC-SHA256 of `message` under `key` (notification signatures, token ids).
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     match Hmac::<Sha256>::new_from_slice(key) {
         Ok(mut mac) => {
@@ -494,28 +315,9 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     }
 }
 
-#[derive(Deserialize)]
-struct PayRequest {
-    #[serde(flatten)]
-    params: WidgetParams,
-    #[serde(default = "default_card")]
-    card: String,
-}
-
-fn default_card() -> String {
-    CARD_OK.to_owned()
-}
-
 async fn http_register_site(sim: Data<CloudPaymentsSim>, site: Json<Site>) -> HttpResponse {
     sim.register_site(site.into_inner());
     HttpResponse::NoContent().finish()
-}
-
-async fn http_pay_widget(sim: Data<CloudPaymentsSim>, req: Json<PayRequest>) -> HttpResponse {
-    match sim.pay_widget(&req.params, &req.card).await {
-        Ok(outcome) => HttpResponse::Ok().json(outcome),
-        Err(e) => HttpResponse::BadRequest().json(serde_json::json!({"error": e.to_string()})),
-    }
 }
 
 async fn http_transactions(sim: Data<CloudPaymentsSim>) -> HttpResponse {
@@ -531,183 +333,4 @@ struct ScriptRequest {
 async fn http_script_token(sim: Data<CloudPaymentsSim>, req: Json<ScriptRequest>) -> HttpResponse {
     sim.script_token(&req.token, &req.script);
     HttpResponse::NoContent().finish()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TokenChargeRequest {
-    token: String,
-    account_id: String,
-    amount: Box<serde_json::value::RawValue>,
-    currency: String,
-    #[serde(default)]
-    invoice_id: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    tr_initiator_code: u8,
-    #[serde(default)]
-    payment_scheduled: Option<u8>,
-}
-
-/// The site whose Basic credentials the request carries.
-fn authenticate(sim: &CloudPaymentsSim, req: &actix_web::HttpRequest) -> Option<Site> {
-    let header = req.headers().get("Authorization")?.to_str().ok()?;
-    let encoded = header.strip_prefix("Basic ")?;
-    let decoded = String::from_utf8(STANDARD.decode(encoded).ok()?).ok()?;
-    let (user, pass) = decoded.split_once(':')?;
-    sim.site(user).filter(|s| s.api_secret == pass)
-}
-
-async fn http_token_charge(sim: Data<CloudPaymentsSim>, req: actix_web::HttpRequest, body: web::Bytes) -> HttpResponse {
-    let Some(site) = authenticate(&sim, &req) else {
-        return HttpResponse::Unauthorized().finish();
-    };
-    // Amounts are JSON numbers: read them exactly.
-    let Ok(charge) = serde_json::from_slice::<TokenChargeRequest>(&body) else {
-        return HttpResponse::Ok().json(serde_json::json!({"Success": false, "Message": "Invalid request"}));
-    };
-    let Ok(amount) = charge.amount.get().parse::<Decimal>() else {
-        return HttpResponse::Ok().json(serde_json::json!({"Success": false, "Message": "Invalid Amount"}));
-    };
-    if charge.tr_initiator_code > 1 {
-        return HttpResponse::Ok()
-            .json(serde_json::json!({"Success": false, "Message": "TrInitiatorCode is required"}));
-    }
-    let request_id = req.headers().get("X-Request-ID").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let (script, slow, known_token) = {
-        let mut st = sim.state();
-        st.charge_requests += 1;
-        if let Some(id) = &request_id
-            && !st.dedup_off
-            && let Some(previous) = st.answered.get(id)
-        {
-            return HttpResponse::Ok().json(previous.clone());
-        }
-        let known =
-            st.accept_any_token || st.transactions.iter().any(|t| t.token.as_deref() == Some(charge.token.as_str()));
-        let script =
-            st.token_scripts.get_mut(&charge.token).and_then(|q| q.pop_front()).unwrap_or(TokenScript::Approve);
-        (script, st.slow_ms, known)
-    };
-    if !known_token {
-        return HttpResponse::Ok().json(serde_json::json!({"Success": false, "Message": "Token not found"}));
-    }
-    let charges = !matches!(
-        script,
-        TokenScript::TimeoutBeforeCharge | TokenScript::ErrorBeforeCharge | TokenScript::BusyBeforeCharge
-    );
-    let mut answer = serde_json::json!({"Success": false, "Message": null});
-    if charges {
-        let tx_id = sim.next_transaction_id();
-        let decline = match script {
-            TokenScript::Decline { reason_code } => Some(reason_code),
-            _ => None,
-        };
-        let status = if decline.is_some() { "Declined" } else { "Completed" };
-        sim.state().transactions.push(Transaction {
-            id: tx_id,
-            public_id: site.public_id.clone(),
-            invoice_id: charge.invoice_id.clone(),
-            account_id: Some(charge.account_id.clone()),
-            amount,
-            currency: charge.currency.clone(),
-            status: status.into(),
-            reason_code: decline,
-            token: Some(charge.token.clone()),
-            card_last_four: "4444".into(),
-            tr_initiator_code: Some(charge.tr_initiator_code),
-            payment_scheduled: charge.payment_scheduled,
-            request_id: request_id.clone(),
-        });
-        let mut model = serde_json::json!({
-            "TransactionId": tx_id, "Amount": json_number(amount), "Currency": charge.currency, "InvoiceId": charge.invoice_id,
-            "AccountId": charge.account_id, "Status": status, "Token": charge.token, "TestMode": true,
-        });
-        if let Some(code) = decline {
-            model["ReasonCode"] = serde_json::json!(code);
-            model["Reason"] = serde_json::json!(reason_name(code));
-            model["CardHolderMessage"] = serde_json::json!("Операция отклонена");
-        }
-        answer = serde_json::json!({"Success": decline.is_none(), "Message": null, "Model": model});
-        if let Some(id) = &request_id {
-            sim.state().answered.insert(id.clone(), answer.clone());
-        }
-        if !sim.state().quiet_token_charges {
-            let sim = sim.get_ref().clone();
-            let params = WidgetParams {
-                public_id: site.public_id.clone(),
-                invoice_id: charge.invoice_id.clone().unwrap_or_default(),
-                account_id: charge.account_id.clone(),
-                amount: format!("{amount:.2}"),
-                currency: charge.currency.clone(),
-                description: charge.description.clone().unwrap_or_default(),
-                email: charge.email.clone().unwrap_or_default(),
-            };
-            let token = charge.token.clone();
-            tokio::spawn(async move {
-                let mut fields = base_fields(tx_id, &params, amount, "5555555555554444");
-                fields.push(("Token".into(), token));
-                let kind = match decline {
-                    None => {
-                        fields.push(("Status".into(), "Completed".into()));
-                        "pay"
-                    }
-                    Some(code) => {
-                        fields.push(("Status".into(), "Declined".into()));
-                        fields.push(("Reason".into(), reason_name(code).into()));
-                        fields.push(("ReasonCode".into(), code.to_string()));
-                        "fail"
-                    }
-                };
-                let _ = sim.notify(&site, kind, &fields).await;
-            });
-        }
-    }
-    match script {
-        TokenScript::TimeoutAfterCharge | TokenScript::TimeoutBeforeCharge => {
-            tokio::time::sleep(std::time::Duration::from_millis(slow)).await;
-            HttpResponse::Ok().json(answer)
-        }
-        TokenScript::ErrorAfterCharge | TokenScript::ErrorBeforeCharge => HttpResponse::InternalServerError().finish(),
-        TokenScript::BusyBeforeCharge => HttpResponse::RequestTimeout().finish(),
-        _ => HttpResponse::Ok().json(answer),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct FindRequest {
-    invoice_id: String,
-}
-
-async fn http_find(sim: Data<CloudPaymentsSim>, req: actix_web::HttpRequest, body: Json<FindRequest>) -> HttpResponse {
-    if authenticate(&sim, &req).is_none() {
-        return HttpResponse::Unauthorized().finish();
-    }
-    let found = sim
-        .state()
-        .transactions
-        .iter()
-        .rev()
-        .find(|t| t.invoice_id.as_deref() == Some(body.invoice_id.as_str()))
-        .cloned();
-    match found {
-        None => HttpResponse::Ok().json(serde_json::json!({"Success": false, "Message": "Not found"})),
-        Some(t) => {
-            let mut model = serde_json::json!({"TransactionId": t.id, "Amount": json_number(t.amount), "Currency": t.currency,
-                "InvoiceId": t.invoice_id, "AccountId": t.account_id, "Status": t.status});
-            if let Some(code) = t.reason_code {
-                model["ReasonCode"] = serde_json::json!(code);
-                model["Reason"] = serde_json::json!(reason_name(code));
-            }
-            HttpResponse::Ok().json(serde_json::json!({"Success": true, "Message": null, "Model": model}))
-        }
-    }
-}
-
-/// An amount as a JSON number, the way CloudPayments writes it.
-fn json_number(amount: Decimal) -> serde_json::Value {
-    serde_json::from_str(&format!("{amount:.2}")).unwrap_or(serde_json::Value::Null)
 }

@@ -10,7 +10,8 @@ use actix_web::web::{Bytes, Data};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{CloudPaymentsSim, authenticate, json_number};
+use super::CloudPaymentsSim;
+use super::tokens::{authenticate, json_number};
 
 /// A refund the simulated processing made.
 #[derive(Debug, Clone, Serialize)]

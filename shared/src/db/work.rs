@@ -1,0 +1,44 @@
+//! Whether any work is due: the test clock's `settled` check.
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::{exists, select};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::schema::{outbox_events, payment_attempts, receipts, refunds, subscriptions};
+use crate::domain::states::{AttemptChannel, AttemptStatus, ReceiptStatus, RefundStatus};
+
+/// True when some work is due at or before `now`: a due subscription, an
+/// unpublished outbox message, an unresolved token charge (widget attempts wait
+/// for the customer, not for us), an overdue refund review not yet notified, a
+/// refund in flight or a receipt waiting for registration. One statement, so the
+/// checks see one snapshot (a charge recorded between separate checks could
+/// otherwise hide both its in-flight state and the work it made due).
+pub async fn busy(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> diesel::QueryResult<bool> {
+    let due = subscriptions::table.filter(subscriptions::due_at.le(now));
+    let unpublished = outbox_events::table.filter(outbox_events::published_at.is_null());
+    let charging = payment_attempts::table
+        .filter(payment_attempts::status.eq_any([
+            AttemptStatus::Pending,
+            AttemptStatus::Sent,
+            AttemptStatus::Unknown,
+            AttemptStatus::Refused,
+        ]))
+        .filter(payment_attempts::channel.ne(AttemptChannel::Widget));
+    let overdue = refunds::table
+        .filter(refunds::status.eq(RefundStatus::PendingReview))
+        .filter(refunds::overdue_notified_at.is_null())
+        .filter(refunds::review_due_at.le(now));
+    let refunding = refunds::table.filter(refunds::status.eq_any([RefundStatus::Approved, RefundStatus::Processing]));
+    let registering = receipts::table.filter(receipts::status.eq(ReceiptStatus::Pending));
+    select(
+        exists(due)
+            .or(exists(unpublished))
+            .or(exists(charging))
+            .or(exists(overdue))
+            .or(exists(refunding))
+            .or(exists(registering)),
+    )
+    .get_result(conn)
+    .await
+}
