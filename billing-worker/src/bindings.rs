@@ -9,18 +9,18 @@ use std::time::Duration;
 
 use billing_shared::db::PgPool;
 use billing_shared::db::tenants;
+use billing_shared::domain::ids::TenantId;
 use billing_shared::queue::topology;
 use lapin::Connection;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 const EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(conn: Arc<Connection>, pool: PgPool, mut stop: watch::Receiver<bool>) -> Result<(), lapin::Error> {
     let channel = conn.create_channel().await?;
-    let mut bound: HashSet<Uuid> = HashSet::new();
+    let mut bound: HashSet<TenantId> = HashSet::new();
     loop {
-        let wanted: Option<Vec<(Uuid, bool)>> = match pool.get().await {
+        let wanted: Option<Vec<(TenantId, bool)>> = match pool.get().await {
             Ok(mut c) => tenants::webhook_targets(&mut c)
                 .await
                 .map_err(|e| tracing::warn!(error = %e, "reading tenants for webhook bindings failed"))

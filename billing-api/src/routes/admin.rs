@@ -18,6 +18,7 @@ use super::parse_id;
 use crate::error::{ApiError, Problem};
 use crate::extract::{AdminAuth, Idempotency, JsonBody};
 use crate::state::{AppState, Replayable};
+use billing_shared::domain::ids::TenantId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(create_tenant)
@@ -76,7 +77,7 @@ async fn patch_tenant(
 /// Routes the tenant's events to the webhook queue exactly while it has a webhook
 /// URL. Called inside the tenant's transaction, before it commits: a new URL
 /// receives every event committed after it.
-async fn bind_webhooks(state: &AppState, tenant_id: uuid::Uuid, on: bool) -> Result<(), ServiceError> {
+async fn bind_webhooks(state: &AppState, tenant_id: TenantId, on: bool) -> Result<(), ServiceError> {
     billing_shared::queue::set_webhook_binding(&state.amqp_url, tenant_id, on).await.map_err(|e| {
         tracing::error!(error = %e, "binding the webhook queue failed");
         ServiceError::Unavailable("RabbitMQ is not reachable; the webhook URL was not changed, retry later".into())

@@ -34,8 +34,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Ids in paths: anything that is not a UUID cannot exist, so it is a 404.
-pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| {
+pub fn parse_id<T: From<Uuid>>(raw: &str, what: &str) -> Result<T, ApiError> {
+    Uuid::parse_str(raw).map(T::from).map_err(|_| {
         ApiError::new(actix_web::http::StatusCode::NOT_FOUND, format!("{what}_not_found"), format!("no such {what}"))
     })
 }

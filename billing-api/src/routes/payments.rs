@@ -12,6 +12,7 @@ use super::parse_id;
 use crate::error::{ApiError, Problem};
 use crate::extract::TenantAuth;
 use crate::state::AppState;
+use billing_shared::domain::ids::CustomerId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list_payments).service(get_payment);
@@ -20,7 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentQuery {
-    pub customer_id: Option<Uuid>,
+    pub customer_id: Option<CustomerId>,
     pub limit: Option<i64>,
     pub starting_after: Option<Uuid>,
 }

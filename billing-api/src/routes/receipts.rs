@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::extract::TenantAuth;
 use crate::state::AppState;
+use billing_shared::domain::ids::PaymentId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list_receipts);
@@ -20,7 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct ReceiptQuery {
     /// The payment's receipts: its income receipt and a refund receipt per refund.
-    pub payment_id: Option<Uuid>,
+    pub payment_id: Option<PaymentId>,
     pub limit: Option<i64>,
     pub starting_after: Option<Uuid>,
 }

@@ -13,6 +13,7 @@ use super::parse_id;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Idempotency, JsonBody, TenantAuth};
 use crate::state::AppState;
+use billing_shared::domain::ids::PaymentId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(request_refund)
@@ -45,7 +46,7 @@ async fn request_refund(
 pub struct RefundQuery {
     /// e.g. `pending_review`: the review queue.
     pub status: Option<String>,
-    pub payment_id: Option<Uuid>,
+    pub payment_id: Option<PaymentId>,
     pub limit: Option<i64>,
     pub starting_after: Option<Uuid>,
 }

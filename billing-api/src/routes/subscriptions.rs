@@ -17,6 +17,7 @@ use super::parse_id;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Idempotency, JsonBody, TenantAuth};
 use crate::state::AppState;
+use billing_shared::domain::ids::CustomerId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(create_subscription)
@@ -54,7 +55,7 @@ async fn create_subscription(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionQuery {
-    pub customer_id: Option<Uuid>,
+    pub customer_id: Option<CustomerId>,
     pub limit: Option<i64>,
     pub starting_after: Option<Uuid>,
 }

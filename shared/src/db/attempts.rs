@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::schema::{payment_attempts, payment_methods};
+use crate::domain::ids::{CustomerId, PaymentId, TenantId};
 use crate::domain::states::{AttemptChannel, AttemptStatus, PAYMENT_EXPIRED, PAYMENT_SUPERSEDED, PaymentStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -16,8 +17,8 @@ use crate::domain::states::{AttemptChannel, AttemptStatus, PAYMENT_EXPIRED, PAYM
 #[diesel(treat_none_as_null = true)]
 pub struct AttemptRow {
     pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub payment_id: Uuid,
+    pub tenant_id: TenantId,
+    pub payment_id: PaymentId,
     pub attempt_no: i32,
     pub invoice_id: String,
     pub channel: AttemptChannel,
@@ -34,8 +35,8 @@ impl AttemptRow {
     /// A new pending attempt. Its id doubles as the gateway's InvoiceId (and
     /// X-Request-ID), so one attempt is never known to the provider by two ids.
     pub fn new(
-        tenant_id: Uuid,
-        payment_id: Uuid,
+        tenant_id: TenantId,
+        payment_id: PaymentId,
         attempt_no: i32,
         channel: AttemptChannel,
         payment_method_id: Option<Uuid>,
@@ -64,8 +65,8 @@ impl AttemptRow {
 #[diesel(table_name = payment_methods, check_for_backend(diesel::pg::Pg))]
 pub struct PaymentMethodRow {
     pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub customer_id: Uuid,
+    pub tenant_id: TenantId,
+    pub customer_id: CustomerId,
     pub gateway: String,
     pub token: String,
     pub card_first_six: Option<String>,
@@ -91,7 +92,7 @@ pub async fn insert_attempts(conn: &mut AsyncPgConnection, rows: &[AttemptRow]) 
 /// Calls off a payment's attempts the provider refused for the merchant's own
 /// request (never charged): the customer is paying by hand instead. A replay of
 /// their dead-lettered jobs then finds them failed and does nothing.
-pub async fn call_off_refused(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<usize> {
+pub async fn call_off_refused(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<usize> {
     diesel::update(
         payment_attempts::table
             .filter(payment_attempts::payment_id.eq(payment_id))
@@ -107,7 +108,7 @@ pub async fn call_off_refused(conn: &mut AsyncPgConnection, payment_id: Uuid) ->
 }
 
 /// The next attempt number of a payment.
-pub async fn next_attempt_no(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<i32> {
+pub async fn next_attempt_no(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<i32> {
     let max: Option<i32> = payment_attempts::table
         .filter(payment_attempts::payment_id.eq(payment_id))
         .select(diesel::dsl::max(payment_attempts::attempt_no))
@@ -119,8 +120,8 @@ pub async fn next_attempt_no(conn: &mut AsyncPgConnection, payment_id: Uuid) -> 
 /// The newest usable saved card of each customer.
 pub async fn default_payment_methods(
     conn: &mut AsyncPgConnection,
-    customer_ids: &[Uuid],
-) -> QueryResult<Vec<(Uuid, Uuid)>> {
+    customer_ids: &[CustomerId],
+) -> QueryResult<Vec<(CustomerId, Uuid)>> {
     payment_methods::table
         .filter(payment_methods::customer_id.eq_any(customer_ids))
         .filter(payment_methods::revoked_at.is_null())
@@ -142,7 +143,7 @@ pub async fn save_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> Que
 /// The attempt a gateway knows by `invoice_id` (CloudPayments InvoiceId).
 pub async fn find_attempt_by_invoice(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     invoice_id: &str,
 ) -> QueryResult<Option<AttemptRow>> {
     payment_attempts::table
@@ -154,7 +155,7 @@ pub async fn find_attempt_by_invoice(
         .optional()
 }
 
-pub async fn attempts_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<Vec<AttemptRow>> {
+pub async fn attempts_of(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<Vec<AttemptRow>> {
     payment_attempts::table
         .filter(payment_attempts::payment_id.eq(payment_id))
         .order(payment_attempts::attempt_no.asc())
@@ -177,7 +178,7 @@ pub async fn save_payment_method(conn: &mut AsyncPgConnection, row: &PaymentMeth
 /// The customer's newest usable saved card.
 pub async fn default_payment_method(
     conn: &mut AsyncPgConnection,
-    customer_id: Uuid,
+    customer_id: CustomerId,
 ) -> QueryResult<Option<PaymentMethodRow>> {
     payment_methods::table
         .filter(payment_methods::customer_id.eq(customer_id))
@@ -223,7 +224,7 @@ pub async fn revoke_method(
 }
 
 /// How many scheduled attempts of a renewal payment were declined.
-pub async fn failed_scheduled_attempts(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<i64> {
+pub async fn failed_scheduled_attempts(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<i64> {
     payment_attempts::table
         .filter(payment_attempts::payment_id.eq(payment_id))
         .filter(payment_attempts::channel.eq(AttemptChannel::Scheduled))
@@ -238,7 +239,7 @@ pub const OPEN: [AttemptStatus; 4] =
     [AttemptStatus::Pending, AttemptStatus::Sent, AttemptStatus::Unknown, AttemptStatus::Refused];
 
 /// True when the payment has an attempt without an outcome.
-pub async fn has_open_attempt(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<bool> {
+pub async fn has_open_attempt(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         payment_attempts::table
             .filter(payment_attempts::payment_id.eq(payment_id))
@@ -250,7 +251,7 @@ pub async fn has_open_attempt(conn: &mut AsyncPgConnection, payment_id: Uuid) ->
 
 /// True when a charge of the payment is in flight or queued (a widget attempt
 /// waiting for the customer does not count): paying by hand must wait for it.
-pub async fn has_charge_in_progress(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<bool> {
+pub async fn has_charge_in_progress(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         payment_attempts::table.filter(payment_attempts::payment_id.eq(payment_id)).filter(
             payment_attempts::status.eq_any([AttemptStatus::Sent, AttemptStatus::Unknown]).or(
@@ -272,9 +273,9 @@ pub struct Claimed {
     #[diesel(sql_type = Text)]
     pub invoice_id: String,
     #[diesel(sql_type = SqlUuid)]
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     #[diesel(sql_type = SqlUuid)]
-    pub customer_id: Uuid,
+    pub customer_id: CustomerId,
     #[diesel(sql_type = Numeric)]
     pub amount: Decimal,
     #[diesel(sql_type = Text)]

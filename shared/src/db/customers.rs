@@ -6,12 +6,13 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::customers;
+use crate::domain::ids::{CustomerId, TenantId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = customers, check_for_backend(diesel::pg::Pg))]
 pub struct CustomerRow {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub id: CustomerId,
+    pub tenant_id: TenantId,
     pub external_id: String,
     pub email: String,
     pub time_zone: String,
@@ -24,7 +25,11 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &CustomerRow) -> QueryRes
     diesel::insert_into(customers::table).values(row).execute(conn).await.map(|_| ())
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<CustomerRow>> {
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    id: CustomerId,
+) -> QueryResult<Option<CustomerRow>> {
     customers::table
         .filter(customers::tenant_id.eq(tenant_id))
         .filter(customers::id.eq(id))
@@ -37,8 +42,8 @@ pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> Qu
 /// Locks the customer row: purchases of one customer are serialised.
 pub async fn find_for_update(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    id: Uuid,
+    tenant_id: TenantId,
+    id: CustomerId,
 ) -> QueryResult<Option<CustomerRow>> {
     customers::table
         .filter(customers::tenant_id.eq(tenant_id))
@@ -52,7 +57,7 @@ pub async fn find_for_update(
 
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     external_id: Option<&str>,
     starting_after: Option<Uuid>,
     limit: i64,
@@ -69,7 +74,7 @@ pub async fn list(
 
 pub async fn update_contact(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: CustomerId,
     email: &str,
     time_zone: &str,
 ) -> QueryResult<usize> {
@@ -84,6 +89,6 @@ pub async fn update_contact(
 }
 
 /// A customer's current e-mail (receipts go to it).
-pub async fn email_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<String> {
+pub async fn email_of(conn: &mut AsyncPgConnection, id: CustomerId) -> QueryResult<String> {
     customers::table.find(id).select(customers::email).first(conn).await
 }

@@ -6,11 +6,12 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::gateway_events;
+use crate::domain::ids::TenantId;
 
 /// A verified notification to store.
 #[derive(Debug, Clone, Copy)]
 pub struct Received<'a> {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub provider: &'a str,
     pub kind: &'a str,
     /// The key a provider's retries share (CloudPayments: the transaction id).

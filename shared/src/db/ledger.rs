@@ -9,13 +9,14 @@ use uuid::Uuid;
 use diesel::sql_types::{self, Array, Nullable};
 
 use super::schema::ledger_entries;
+use crate::domain::ids::{CustomerId, PaymentId, TenantId};
 use crate::domain::ledger::{Account, Posting};
 use crate::domain::money::Currency;
 
 /// One posting to record for a tenant.
 pub struct Posted<'a> {
-    pub tenant_id: Uuid,
-    pub payment_id: Option<Uuid>,
+    pub tenant_id: TenantId,
+    pub payment_id: Option<PaymentId>,
     pub occurred_at: DateTime<Utc>,
     pub posting: &'a Posting,
 }
@@ -23,8 +24,8 @@ pub struct Posted<'a> {
 /// Records a posting as one ledger transaction. Returns the transaction id.
 pub async fn post(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    payment_id: Option<Uuid>,
+    tenant_id: TenantId,
+    payment_id: Option<PaymentId>,
     occurred_at: DateTime<Utc>,
     posting: &Posting,
 ) -> QueryResult<Uuid> {
@@ -39,7 +40,7 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
     let mut account_ids: Vec<Uuid> = Vec::new();
     let mut account_tenants = Vec::new();
     let mut codes = Vec::new();
-    let mut customers: Vec<Option<Uuid>> = Vec::new();
+    let mut customers: Vec<Option<CustomerId>> = Vec::new();
     let mut account_currencies = Vec::new();
     let (mut txn_ids, mut txn_tenants, mut kinds, mut payments, mut descriptions, mut occurred) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -107,7 +108,7 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
 /// Sum of an account's entries.
 pub async fn balance(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     account: Account,
     currency: Currency,
 ) -> QueryResult<Decimal> {
@@ -121,7 +122,7 @@ pub async fn balance(
 
 /// True when a payment's capture was booked to the customer's balance (a
 /// duplicate capture, or one with nothing left to apply it to) rather than to revenue.
-pub async fn captured_to_balance(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<bool> {
+pub async fn captured_to_balance(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<bool> {
     use super::schema::ledger_transactions;
     diesel::select(diesel::dsl::exists(
         ledger_transactions::table

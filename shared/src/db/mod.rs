@@ -7,6 +7,7 @@ pub mod dead_letters;
 pub mod enums;
 pub mod gateway_events;
 pub mod idempotency;
+pub mod ids;
 pub mod ledger;
 pub mod outbox;
 pub mod payments;

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::schema::outbox_events;
+use crate::domain::ids::TenantId;
 use crate::queue::jobs::Job;
 use crate::queue::topology::{EVENTS_EXCHANGE, RETRY_EXCHANGE, WORK_EXCHANGE, retry_queue};
 
@@ -46,7 +47,7 @@ impl Message {
 /// is commit order per key.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub ordering_key: Uuid,
     pub event_type: &'static str,
     pub data: Value,
@@ -57,11 +58,16 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    pub fn event(tenant_id: Uuid, ordering_key: Uuid, event_type: &'static str, data: Value) -> Self {
+    /// An event of `event_type`, ordered behind the earlier messages of
+    /// `ordering_key` (a subscription, or a customer for what has none).
+    pub fn event(tenant_id: TenantId, ordering_key: impl Into<Uuid>, event_type: &'static str, data: Value) -> Self {
+        let ordering_key = ordering_key.into();
         NewEvent { tenant_id, ordering_key, event_type, data, message: Message::Event, delay_step: None }
     }
 
-    pub fn job(tenant_id: Uuid, ordering_key: Uuid, job: Job) -> Self {
+    /// A job for the worker, ordered like [`NewEvent::event`].
+    pub fn job(tenant_id: TenantId, ordering_key: impl Into<Uuid>, job: Job) -> Self {
+        let ordering_key = ordering_key.into();
         let (event_type, data) = (job.type_name(), job.data());
         NewEvent { tenant_id, ordering_key, event_type, data, message: Message::Job, delay_step: None }
     }
@@ -152,7 +158,7 @@ pub async fn emit(conn: &mut AsyncPgConnection, created_at: DateTime<Utc>, event
 pub struct Pending {
     pub seq: i64,
     pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub message: String,
     pub event_type: String,
     pub delay_step: Option<i16>,

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::schema::{payment_attempts, payments};
+use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::money::Money;
 use crate::domain::states::{PaymentKind, PaymentStatus};
 
@@ -14,10 +15,10 @@ use crate::domain::states::{PaymentKind, PaymentStatus};
 #[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
 pub struct PaymentRow {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub customer_id: Uuid,
-    pub subscription_id: Option<Uuid>,
+    pub id: PaymentId,
+    pub tenant_id: TenantId,
+    pub customer_id: CustomerId,
+    pub subscription_id: Option<SubscriptionId>,
     pub kind: PaymentKind,
     pub status: PaymentStatus,
     pub amount: Decimal,
@@ -32,7 +33,7 @@ pub struct PaymentRow {
     pub gateway_transaction_id: Option<String>,
     pub failure_reason: Option<String>,
     pub failure_code: Option<String>,
-    pub duplicate_of: Option<Uuid>,
+    pub duplicate_of: Option<PaymentId>,
     pub expires_at: Option<DateTime<Utc>>,
     pub captured_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -45,13 +46,19 @@ pub struct PaymentRow {
 /// Who pays, for [`PaymentRow::pending`].
 #[derive(Debug, Clone, Copy)]
 pub struct Payer<'a> {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub gateway: &'a str,
-    pub customer_id: Uuid,
-    pub subscription_id: Option<Uuid>,
+    pub customer_id: CustomerId,
+    pub subscription_id: Option<SubscriptionId>,
 }
 
 impl PaymentRow {
+    /// The key its events and jobs are ordered by: its subscription, or its
+    /// customer when it pays for none (a top-up).
+    pub fn ordering_key(&self) -> Uuid {
+        self.subscription_id.map(Uuid::from).unwrap_or(self.customer_id.0)
+    }
+
     /// A new pending payment of `amount` by `payer` (tenant, gateway, customer,
     /// subscription); the caller sets what it pays for.
     pub fn pending(
@@ -63,7 +70,7 @@ impl PaymentRow {
     ) -> Self {
         let Payer { tenant_id, gateway, customer_id, subscription_id } = payer;
         PaymentRow {
-            id: Uuid::now_v7(),
+            id: PaymentId::new(),
             tenant_id,
             customer_id,
             subscription_id,
@@ -103,7 +110,7 @@ pub async fn save(conn: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResult
         .map(|_| ())
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<PaymentRow>> {
+pub async fn find(conn: &mut AsyncPgConnection, tenant_id: TenantId, id: PaymentId) -> QueryResult<Option<PaymentRow>> {
     payments::table
         .filter(payments::tenant_id.eq(tenant_id))
         .filter(payments::id.eq(id))
@@ -113,13 +120,13 @@ pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> Qu
         .optional()
 }
 
-pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<PaymentRow>> {
+pub async fn find_for_update(conn: &mut AsyncPgConnection, id: PaymentId) -> QueryResult<Option<PaymentRow>> {
     payments::table.find(id).select(PaymentRow::as_select()).for_update().first(conn).await.optional()
 }
 
 /// A captured payment, as the batch path records it.
 pub struct Captured {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     pub attempt_id: Uuid,
     pub transaction_id: String,
     pub period_start: Option<DateTime<Utc>>,
@@ -133,7 +140,7 @@ pub async fn mark_captured_many(
     rows: &[Captured],
 ) -> QueryResult<()> {
     use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-    let payment_ids: Vec<Uuid> = rows.iter().map(|r| r.payment_id).collect();
+    let payment_ids: Vec<PaymentId> = rows.iter().map(|r| r.payment_id).collect();
     let attempt_ids: Vec<Uuid> = rows.iter().map(|r| r.attempt_id).collect();
     let transactions: Vec<&str> = rows.iter().map(|r| r.transaction_id.as_str()).collect();
     let starts: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.period_start).collect();
@@ -164,7 +171,7 @@ pub async fn mark_captured_many(
 /// The tenant's payment with this gateway transaction, locked.
 pub async fn lock_by_transaction(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     transaction_id: &str,
 ) -> QueryResult<Option<PaymentRow>> {
     payments::table
@@ -182,8 +189,8 @@ pub async fn lock_by_transaction(
 /// locked in id order.
 pub async fn lock_paid_periods(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    subscription_id: Uuid,
+    tenant_id: TenantId,
+    subscription_id: SubscriptionId,
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<PaymentRow>> {
     payments::table
@@ -206,7 +213,10 @@ pub async fn lock_paid_periods(
 }
 
 /// Who a payment is ordered by: (subscription, customer).
-pub async fn payer_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<(Option<Uuid>, Uuid)> {
+pub async fn payer_of(
+    conn: &mut AsyncPgConnection,
+    id: PaymentId,
+) -> QueryResult<(Option<SubscriptionId>, CustomerId)> {
     payments::table.find(id).select((payments::subscription_id, payments::customer_id)).first(conn).await
 }
 
@@ -230,7 +240,7 @@ pub async fn lock_of_attempts(conn: &mut AsyncPgConnection, attempt_ids: &[Uuid]
 /// The paid extension whose period starts at `start` (it takes over then).
 pub async fn extension_starting_at(
     conn: &mut AsyncPgConnection,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     start: DateTime<Utc>,
 ) -> QueryResult<Option<PaymentRow>> {
     payments::table
@@ -247,7 +257,7 @@ pub async fn extension_starting_at(
 /// Paid extensions queued from `from` on.
 pub async fn queued_extensions(
     conn: &mut AsyncPgConnection,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     from: DateTime<Utc>,
 ) -> QueryResult<Vec<PaymentRow>> {
     payments::table
@@ -278,8 +288,8 @@ pub async fn lock_by_attempt(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> 
 
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    customer_id: Option<Uuid>,
+    tenant_id: TenantId,
+    customer_id: Option<CustomerId>,
     starting_after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<PaymentRow>> {
@@ -296,7 +306,7 @@ pub async fn list(
 /// Pending payments of a subscription (a superseded purchase is failed with them).
 pub async fn pending_of_subscription(
     conn: &mut AsyncPgConnection,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
 ) -> QueryResult<Vec<PaymentRow>> {
     payments::table
         .filter(payments::subscription_id.eq(subscription_id))

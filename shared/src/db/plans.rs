@@ -7,12 +7,13 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::schema::{plan_prices, plans, price_notices};
+use crate::domain::ids::{SubscriptionId, TenantId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = plans, check_for_backend(diesel::pg::Pg))]
 pub struct PlanRow {
     pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub code: String,
     pub name: String,
     pub period_unit: String,
@@ -48,7 +49,11 @@ pub async fn insert_price(conn: &mut AsyncPgConnection, price: &PriceRow) -> Que
     diesel::insert_into(plan_prices::table).values(price).execute(conn).await.map(|_| ())
 }
 
-pub async fn find_by_code(conn: &mut AsyncPgConnection, tenant_id: Uuid, code: &str) -> QueryResult<Option<PlanRow>> {
+pub async fn find_by_code(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    code: &str,
+) -> QueryResult<Option<PlanRow>> {
     plans::table
         .filter(plans::tenant_id.eq(tenant_id))
         .filter(plans::code.eq(code))
@@ -69,7 +74,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
 
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     starting_after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<PlanRow>> {
@@ -113,9 +118,9 @@ pub async fn code_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Stri
 pub async fn record_price_notices(
     conn: &mut AsyncPgConnection,
     price_id: Uuid,
-    subscriptions: &[Uuid],
+    subscriptions: &[SubscriptionId],
     sent_at: DateTime<Utc>,
-) -> QueryResult<Vec<Uuid>> {
+) -> QueryResult<Vec<SubscriptionId>> {
     let rows: Vec<_> = subscriptions
         .iter()
         .map(|sub| {

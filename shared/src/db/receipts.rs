@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::schema::receipts;
+use crate::domain::ids::{PaymentId, TenantId};
 use crate::domain::states::{ReceiptKind, ReceiptStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -14,8 +15,8 @@ use crate::domain::states::{ReceiptKind, ReceiptStatus};
 #[diesel(treat_none_as_null = true)]
 pub struct ReceiptRow {
     pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub payment_id: Uuid,
+    pub tenant_id: TenantId,
+    pub payment_id: PaymentId,
     pub refund_id: Option<Uuid>,
     pub kind: ReceiptKind,
     pub status: ReceiptStatus,
@@ -58,8 +59,8 @@ pub async fn save(conn: &mut AsyncPgConnection, row: &ReceiptRow) -> QueryResult
 /// A tenant's receipts, optionally of one payment, oldest first.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    payment_id: Option<Uuid>,
+    tenant_id: TenantId,
+    payment_id: Option<PaymentId>,
     starting_after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<ReceiptRow>> {
@@ -76,9 +77,9 @@ pub async fn list(
 /// The tenant's pending receipt the provider knows as `provider_id`: (receipt, payment).
 pub async fn pending_by_provider_id(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     provider_id: &str,
-) -> QueryResult<Option<(Uuid, Uuid)>> {
+) -> QueryResult<Option<(Uuid, PaymentId)>> {
     receipts::table
         .filter(receipts::tenant_id.eq(tenant_id))
         .filter(receipts::provider_uuid.eq(provider_id))

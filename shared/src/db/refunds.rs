@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::schema::refunds;
+use crate::domain::ids::{CustomerId, PaymentId, TenantId};
 use crate::domain::states::RefundStatus;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -14,9 +15,9 @@ use crate::domain::states::RefundStatus;
 #[diesel(treat_none_as_null = true)]
 pub struct RefundRow {
     pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub payment_id: Uuid,
-    pub customer_id: Uuid,
+    pub tenant_id: TenantId,
+    pub payment_id: PaymentId,
+    pub customer_id: CustomerId,
     pub reason: String,
     pub status: RefundStatus,
     pub decision_code: String,
@@ -55,7 +56,7 @@ pub async fn save(conn: &mut AsyncPgConnection, row: &RefundRow) -> QueryResult<
 
 pub async fn find_for_update(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     id: Uuid,
 ) -> QueryResult<Option<RefundRow>> {
     refunds::table
@@ -69,7 +70,7 @@ pub async fn find_for_update(
 }
 
 /// What the payment's refunds hold (refunded, being refunded or waiting for review).
-pub async fn held_for_payment(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<Decimal> {
+pub async fn held_for_payment(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<Decimal> {
     let sum: Option<Decimal> = refunds::table
         .filter(refunds::payment_id.eq(payment_id))
         .filter(refunds::status.eq_any(RefundStatus::HOLDING))
@@ -81,9 +82,9 @@ pub async fn held_for_payment(conn: &mut AsyncPgConnection, payment_id: Uuid) ->
 
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     status: Option<RefundStatus>,
-    payment_id: Option<Uuid>,
+    payment_id: Option<PaymentId>,
     starting_after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<RefundRow>> {
@@ -101,12 +102,12 @@ pub async fn list(
 }
 
 /// The tenant a refund belongs to.
-pub async fn tenant_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Uuid>> {
+pub async fn tenant_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<TenantId>> {
     refunds::table.find(id).select(refunds::tenant_id).first(conn).await.optional()
 }
 
 /// The payment a refund of the tenant belongs to.
-pub async fn payment_of(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<Uuid>> {
+pub async fn payment_of(conn: &mut AsyncPgConnection, tenant_id: TenantId, id: Uuid) -> QueryResult<Option<PaymentId>> {
     refunds::table
         .filter(refunds::tenant_id.eq(tenant_id))
         .filter(refunds::id.eq(id))
@@ -133,7 +134,7 @@ pub async fn overdue(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i6
 }
 
 /// The payment's requests waiting for review, newest first, locked.
-pub async fn pending_review_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<Vec<RefundRow>> {
+pub async fn pending_review_of(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<Vec<RefundRow>> {
     refunds::table
         .filter(refunds::payment_id.eq(payment_id))
         .filter(refunds::status.eq(RefundStatus::PendingReview))
@@ -148,7 +149,7 @@ pub async fn pending_review_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -
 /// transaction) is not recorded yet, locked.
 pub async fn in_flight_without_transaction(
     conn: &mut AsyncPgConnection,
-    payment_id: Uuid,
+    payment_id: PaymentId,
     amount: Decimal,
 ) -> QueryResult<Option<RefundRow>> {
     refunds::table
@@ -167,7 +168,7 @@ pub async fn in_flight_without_transaction(
 /// The tenant's refund with this gateway transaction, locked.
 pub async fn find_by_gateway_transaction(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     transaction_id: &str,
 ) -> QueryResult<Option<RefundRow>> {
     refunds::table

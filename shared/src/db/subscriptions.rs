@@ -9,15 +9,16 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::schema::{subscription_notices, subscription_transitions, subscriptions};
+use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::subscription::{Cause, HistoryEntry, Subscription, SubscriptionStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = subscriptions, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
 struct Row {
-    id: Uuid,
-    tenant_id: Uuid,
-    customer_id: Uuid,
+    id: SubscriptionId,
+    tenant_id: TenantId,
+    customer_id: CustomerId,
     plan_id: Uuid,
     status: SubscriptionStatus,
     auto_renew: bool,
@@ -31,7 +32,7 @@ struct Row {
     scheduled_plan_id: Option<Uuid>,
     created_at: DateTime<Utc>,
     due_at: Option<DateTime<Utc>>,
-    renewal_payment_id: Option<Uuid>,
+    renewal_payment_id: Option<PaymentId>,
     next_retry_at: Option<DateTime<Utc>>,
     dunning_ends_at: Option<DateTime<Utc>>,
     retries_stopped: bool,
@@ -94,7 +95,11 @@ pub async fn save(conn: &mut AsyncPgConnection, sub: &Subscription) -> QueryResu
         .map(|_| ())
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> QueryResult<Option<Subscription>> {
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    id: SubscriptionId,
+) -> QueryResult<Option<Subscription>> {
     subscriptions::table
         .filter(subscriptions::tenant_id.eq(tenant_id))
         .filter(subscriptions::id.eq(id))
@@ -105,14 +110,14 @@ pub async fn find(conn: &mut AsyncPgConnection, tenant_id: Uuid, id: Uuid) -> Qu
         .map(|r| r.map(Subscription::from))
 }
 
-pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Subscription>> {
+pub async fn find_for_update(conn: &mut AsyncPgConnection, id: SubscriptionId) -> QueryResult<Option<Subscription>> {
     let row: Option<Row> =
         subscriptions::table.find(id).select(Row::as_select()).for_update().first(conn).await.optional()?;
     Ok(row.map(Subscription::from))
 }
 
 /// These subscriptions, locked in id order.
-pub async fn lock_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Subscription>> {
+pub async fn lock_many(conn: &mut AsyncPgConnection, ids: &[SubscriptionId]) -> QueryResult<Vec<Subscription>> {
     let rows: Vec<Row> = subscriptions::table
         .filter(subscriptions::id.eq_any(ids))
         .order(subscriptions::id)
@@ -125,7 +130,7 @@ pub async fn lock_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResul
 
 /// The customer's live subscription (at most one exists, by a unique index; a
 /// pending purchase waiting next to a trial it will replace is not it).
-pub async fn find_live(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Option<Subscription>> {
+pub async fn find_live(conn: &mut AsyncPgConnection, customer_id: CustomerId) -> QueryResult<Option<Subscription>> {
     let row: Option<Row> = subscriptions::table
         .filter(subscriptions::customer_id.eq(customer_id))
         .filter(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated]))
@@ -139,7 +144,7 @@ pub async fn find_live(conn: &mut AsyncPgConnection, customer_id: Uuid) -> Query
 
 /// Every subscription of the customer that has not ended (a live one and a pending
 /// purchase at most), locked.
-pub async fn live_of_customer(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<Vec<Subscription>> {
+pub async fn live_of_customer(conn: &mut AsyncPgConnection, customer_id: CustomerId) -> QueryResult<Vec<Subscription>> {
     let rows: Vec<Row> = subscriptions::table
         .filter(subscriptions::customer_id.eq(customer_id))
         .filter(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated]))
@@ -153,8 +158,8 @@ pub async fn live_of_customer(conn: &mut AsyncPgConnection, customer_id: Uuid) -
 
 pub async fn list_for_customer(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    customer_id: Option<Uuid>,
+    tenant_id: TenantId,
+    customer_id: Option<CustomerId>,
     starting_after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<Subscription>> {
@@ -171,7 +176,10 @@ pub async fn list_for_customer(
 
 /// The subscriptions of these customers that can record usage (trialing, active,
 /// past due or canceled: not suspended, since without access nothing is used).
-pub async fn using_of_customers(conn: &mut AsyncPgConnection, customer_ids: &[Uuid]) -> QueryResult<Vec<Subscription>> {
+pub async fn using_of_customers(
+    conn: &mut AsyncPgConnection,
+    customer_ids: &[CustomerId],
+) -> QueryResult<Vec<Subscription>> {
     let rows: Vec<Row> = subscriptions::table
         .filter(subscriptions::customer_id.eq_any(customer_ids))
         .filter(subscriptions::status.eq_any([
@@ -202,7 +210,7 @@ pub async fn claim_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: 
 }
 
 /// Postpones a subscription whose step failed.
-pub async fn postpone(conn: &mut AsyncPgConnection, id: Uuid, until: DateTime<Utc>) -> QueryResult<()> {
+pub async fn postpone(conn: &mut AsyncPgConnection, id: SubscriptionId, until: DateTime<Utc>) -> QueryResult<()> {
     diesel::update(subscriptions::table.find(id)).set(subscriptions::due_at.eq(until)).execute(conn).await.map(|_| ())
 }
 
@@ -210,7 +218,7 @@ pub async fn postpone(conn: &mut AsyncPgConnection, id: Uuid, until: DateTime<Ut
 /// access at `now` and no renewal in flight, locked in id order.
 pub async fn lock_shiftable(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<Subscription>> {
     let rows: Vec<Row> = subscriptions::table
@@ -236,7 +244,7 @@ pub async fn subscribers_of_plan(
     conn: &mut AsyncPgConnection,
     plan_id: Uuid,
     statuses: &[SubscriptionStatus],
-) -> QueryResult<Vec<(Uuid, Uuid)>> {
+) -> QueryResult<Vec<(SubscriptionId, CustomerId)>> {
     subscriptions::table
         .filter(subscriptions::plan_id.eq(plan_id).or(subscriptions::scheduled_plan_id.eq(plan_id)))
         .filter(subscriptions::status.eq_any(statuses.to_vec()))
@@ -246,12 +254,16 @@ pub async fn subscribers_of_plan(
 }
 
 /// Records one history entry of a subscription.
-pub async fn record(conn: &mut AsyncPgConnection, subscription_id: Uuid, entry: &HistoryEntry) -> QueryResult<()> {
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    subscription_id: SubscriptionId,
+    entry: &HistoryEntry,
+) -> QueryResult<()> {
     record_many(conn, &[(subscription_id, entry)]).await
 }
 
 /// Records history entries in one statement per chunk.
-pub async fn record_many(conn: &mut AsyncPgConnection, entries: &[(Uuid, &HistoryEntry)]) -> QueryResult<()> {
+pub async fn record_many(conn: &mut AsyncPgConnection, entries: &[(SubscriptionId, &HistoryEntry)]) -> QueryResult<()> {
     for chunk in entries.chunks(2000) {
         let rows: Vec<_> = chunk
             .iter()
@@ -272,7 +284,7 @@ pub async fn record_many(conn: &mut AsyncPgConnection, entries: &[(Uuid, &Histor
 }
 
 /// A subscription's history, oldest first.
-pub async fn history(conn: &mut AsyncPgConnection, subscription_id: Uuid) -> QueryResult<Vec<HistoryEntry>> {
+pub async fn history(conn: &mut AsyncPgConnection, subscription_id: SubscriptionId) -> QueryResult<Vec<HistoryEntry>> {
     let rows: Vec<TransitionRow> = subscription_transitions::table
         .filter(subscription_transitions::subscription_id.eq(subscription_id))
         .order(subscription_transitions::id.asc())
@@ -289,7 +301,7 @@ pub async fn history(conn: &mut AsyncPgConnection, subscription_id: Uuid) -> Que
 /// false when it had gone out before.
 pub async fn record_notice(
     conn: &mut AsyncPgConnection,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     kind: &str,
     period_end: DateTime<Utc>,
     sent_at: DateTime<Utc>,
@@ -308,8 +320,8 @@ pub async fn record_notice(
 }
 
 /// Links subscriptions to their renewal payments in flight (bulk renewal start).
-pub async fn start_renewals(conn: &mut AsyncPgConnection, started: &[(Uuid, Uuid)]) -> QueryResult<()> {
-    let (ids, payments): (Vec<Uuid>, Vec<Uuid>) = started.iter().copied().unzip();
+pub async fn start_renewals(conn: &mut AsyncPgConnection, started: &[(SubscriptionId, PaymentId)]) -> QueryResult<()> {
+    let (ids, payments): (Vec<SubscriptionId>, Vec<PaymentId>) = started.iter().copied().unzip();
     diesel::sql_query(
         "UPDATE subscriptions s SET renewal_payment_id = v.payment_id, due_at = NULL, updated_at = now() \
          FROM unnest($1::uuid[], $2::uuid[]) AS v(id, payment_id) WHERE s.id = v.id",
@@ -324,7 +336,7 @@ pub async fn start_renewals(conn: &mut AsyncPgConnection, started: &[(Uuid, Uuid
 /// Moves renewed subscriptions to their new periods (one statement): the fields a
 /// renewal changes, as the domain's `renew` left them.
 pub async fn apply_renewals(conn: &mut AsyncPgConnection, renewed: &[Subscription]) -> QueryResult<()> {
-    let ids: Vec<Uuid> = renewed.iter().map(|s| s.id).collect();
+    let ids: Vec<SubscriptionId> = renewed.iter().map(|s| s.id).collect();
     let starts: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.current_period_start).collect();
     let ends: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.current_period_end).collect();
     let paid: Vec<Option<Decimal>> = renewed.iter().map(|s| s.paid_amount).collect();

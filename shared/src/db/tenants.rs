@@ -6,12 +6,14 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::{api_keys, maintenance_extensions, tenants};
+use crate::domain::ids::TenantId;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+/// A tenant row. No `Debug`: it holds the webhook signing secrets in plain text.
+#[derive(Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
 pub struct TenantRow {
-    pub id: Uuid,
+    pub id: TenantId,
     pub name: String,
     pub time_zone: String,
     pub gateway: serde_json::Value,
@@ -29,7 +31,7 @@ pub struct TenantRow {
 #[diesel(table_name = api_keys)]
 pub struct NewApiKey {
     pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub key_hash: Vec<u8>,
     pub key_prefix: String,
 }
@@ -42,11 +44,11 @@ pub async fn update(conn: &mut AsyncPgConnection, row: &TenantRow) -> QueryResul
     diesel::update(tenants::table.find(row.id)).set(row).execute(conn).await.map(|_| ())
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<TenantRow>> {
+pub async fn find(conn: &mut AsyncPgConnection, id: TenantId) -> QueryResult<Option<TenantRow>> {
     tenants::table.find(id).select(TenantRow::as_select()).first(conn).await.optional()
 }
 
-pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<TenantRow>> {
+pub async fn find_for_update(conn: &mut AsyncPgConnection, id: TenantId) -> QueryResult<Option<TenantRow>> {
     tenants::table.find(id).select(TenantRow::as_select()).for_update().first(conn).await.optional()
 }
 
@@ -57,7 +59,7 @@ pub async fn insert_api_key(conn: &mut AsyncPgConnection, key: &NewApiKey) -> Qu
 /// Expires every key of the tenant that has no expiry yet, at `until`.
 pub async fn expire_api_keys(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     until: DateTime<Utc>,
 ) -> QueryResult<usize> {
     diesel::update(api_keys::table.filter(api_keys::tenant_id.eq(tenant_id)).filter(api_keys::expires_at.is_null()))
@@ -86,7 +88,7 @@ pub async fn find_by_key_hash(
 pub async fn record_maintenance(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     days: u32,
     reason: &str,
     applied_at: DateTime<Utc>,
@@ -110,6 +112,6 @@ pub async fn record_maintenance(
 
 /// Every tenant's id with whether it has a webhook URL (the worker binds the
 /// webhook queue to exactly those that do).
-pub async fn webhook_targets(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(Uuid, bool)>> {
+pub async fn webhook_targets(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(TenantId, bool)>> {
     tenants::table.select((tenants::id, tenants::webhook_url.is_not_null())).load(conn).await
 }

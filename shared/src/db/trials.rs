@@ -6,9 +6,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::trials;
+use crate::domain::ids::{CustomerId, SubscriptionId};
 
 /// Whether the customer has had the plan's trial.
-pub async fn used(conn: &mut AsyncPgConnection, customer_id: Uuid, plan_id: Uuid) -> QueryResult<bool> {
+pub async fn used(conn: &mut AsyncPgConnection, customer_id: CustomerId, plan_id: Uuid) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         trials::table.filter(trials::customer_id.eq(customer_id)).filter(trials::plan_id.eq(plan_id)),
     ))
@@ -20,9 +21,9 @@ pub async fn used(conn: &mut AsyncPgConnection, customer_id: Uuid, plan_id: Uuid
 /// unique key decides under concurrency).
 pub async fn record(
     conn: &mut AsyncPgConnection,
-    customer_id: Uuid,
+    customer_id: CustomerId,
     plan_id: Uuid,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     at: DateTime<Utc>,
 ) -> QueryResult<bool> {
     let inserted = diesel::insert_into(trials::table)

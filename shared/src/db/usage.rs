@@ -7,11 +7,12 @@ use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlU
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::domain::ids::{CustomerId, SubscriptionId, TenantId};
 use crate::domain::subscription::Subscription;
 
 /// A customer of the batch with its live subscription, if any.
 pub struct Target {
-    pub customer_id: Uuid,
+    pub customer_id: CustomerId,
     pub time_zone: String,
     pub subscription: Option<Subscription>,
 }
@@ -19,22 +20,26 @@ pub struct Target {
 #[derive(QueryableByName)]
 struct CustomerZone {
     #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
+    id: CustomerId,
     #[diesel(sql_type = Text)]
     time_zone: String,
 }
 
 /// The tenant's customers among `ids` with their live (not pending) subscriptions:
 /// two statements for the whole batch.
-pub async fn targets(conn: &mut AsyncPgConnection, tenant_id: Uuid, ids: &[Uuid]) -> diesel::QueryResult<Vec<Target>> {
+pub async fn targets(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    ids: &[CustomerId],
+) -> diesel::QueryResult<Vec<Target>> {
     let customers: Vec<CustomerZone> =
         diesel::sql_query("SELECT id, time_zone FROM customers WHERE tenant_id = $1 AND id = ANY($2)")
             .bind::<SqlUuid, _>(tenant_id)
             .bind::<Array<SqlUuid>, _>(ids)
             .load(conn)
             .await?;
-    let found: Vec<Uuid> = customers.iter().map(|c| c.id).collect();
-    let mut subs: std::collections::HashMap<Uuid, Subscription> =
+    let found: Vec<CustomerId> = customers.iter().map(|c| c.id).collect();
+    let mut subs: std::collections::HashMap<CustomerId, Subscription> =
         super::subscriptions::using_of_customers(conn, &found).await?.into_iter().map(|s| (s.customer_id, s)).collect();
     Ok(customers
         .into_iter()
@@ -45,8 +50,8 @@ pub async fn targets(conn: &mut AsyncPgConnection, tenant_id: Uuid, ids: &[Uuid]
 /// An event to record.
 pub struct NewEvent<'a> {
     pub event_id: &'a str,
-    pub customer_id: Uuid,
-    pub subscription_id: Uuid,
+    pub customer_id: CustomerId,
+    pub subscription_id: SubscriptionId,
     pub metric: &'a str,
     pub quantity: i64,
     pub occurred_at: DateTime<Utc>,
@@ -63,12 +68,12 @@ struct EventId {
 /// recorded now (the others are duplicates).
 pub async fn insert_events(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     events: &[NewEvent<'_>],
 ) -> diesel::QueryResult<Vec<String>> {
     let ids: Vec<&str> = events.iter().map(|e| e.event_id).collect();
-    let customers: Vec<Uuid> = events.iter().map(|e| e.customer_id).collect();
-    let subs: Vec<Uuid> = events.iter().map(|e| e.subscription_id).collect();
+    let customers: Vec<CustomerId> = events.iter().map(|e| e.customer_id).collect();
+    let subs: Vec<SubscriptionId> = events.iter().map(|e| e.subscription_id).collect();
     let metrics: Vec<&str> = events.iter().map(|e| e.metric).collect();
     let quantities: Vec<i64> = events.iter().map(|e| e.quantity).collect();
     let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
@@ -93,7 +98,7 @@ pub async fn insert_events(
 
 /// Removes events recorded in this transaction that turned out to belong to a
 /// closed period.
-pub async fn delete_events(conn: &mut AsyncPgConnection, tenant_id: Uuid, ids: &[&str]) -> diesel::QueryResult<()> {
+pub async fn delete_events(conn: &mut AsyncPgConnection, tenant_id: TenantId, ids: &[&str]) -> diesel::QueryResult<()> {
     diesel::sql_query("DELETE FROM usage_events WHERE tenant_id = $1 AND event_id = ANY($2)")
         .bind::<SqlUuid, _>(tenant_id)
         .bind::<Array<Text>, _>(ids)
@@ -104,7 +109,7 @@ pub async fn delete_events(conn: &mut AsyncPgConnection, tenant_id: Uuid, ids: &
 
 /// One counter's share of a batch.
 pub struct Increment<'a> {
-    pub subscription_id: Uuid,
+    pub subscription_id: SubscriptionId,
     pub period_start: DateTime<Utc>,
     pub metric: &'a str,
     /// `counter` or `gauge`.
@@ -122,7 +127,7 @@ pub struct Increment<'a> {
 #[derive(Debug, Clone, QueryableByName)]
 pub struct CounterState {
     #[diesel(sql_type = SqlUuid)]
-    pub subscription_id: Uuid,
+    pub subscription_id: SubscriptionId,
     #[diesel(sql_type = Timestamptz)]
     pub period_start: DateTime<Utc>,
     #[diesel(sql_type = Text)]
@@ -137,10 +142,10 @@ pub struct CounterState {
 /// billed is left alone and not returned: its events are to be rejected.
 pub async fn add(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     increments: &[Increment<'_>],
 ) -> diesel::QueryResult<Vec<CounterState>> {
-    let subs: Vec<Uuid> = increments.iter().map(|i| i.subscription_id).collect();
+    let subs: Vec<SubscriptionId> = increments.iter().map(|i| i.subscription_id).collect();
     let periods: Vec<DateTime<Utc>> = increments.iter().map(|i| i.period_start).collect();
     let metrics: Vec<&str> = increments.iter().map(|i| i.metric).collect();
     let kinds: Vec<&str> = increments.iter().map(|i| i.kind).collect();
@@ -184,7 +189,7 @@ pub async fn mark_exhausted(
     at: DateTime<Utc>,
     increments: &[Increment<'_>],
 ) -> diesel::QueryResult<Vec<CounterState>> {
-    let subs: Vec<Uuid> = increments.iter().map(|i| i.subscription_id).collect();
+    let subs: Vec<SubscriptionId> = increments.iter().map(|i| i.subscription_id).collect();
     let periods: Vec<DateTime<Utc>> = increments.iter().map(|i| i.period_start).collect();
     let metrics: Vec<&str> = increments.iter().map(|i| i.metric).collect();
     let limits: Vec<i64> = increments.iter().map(|i| i.limit).collect();
@@ -208,7 +213,7 @@ pub async fn mark_exhausted(
 /// The counters of one subscription period.
 pub async fn of_period(
     conn: &mut AsyncPgConnection,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     period_start: DateTime<Utc>,
 ) -> diesel::QueryResult<Vec<CounterState>> {
     diesel::sql_query(
@@ -226,8 +231,8 @@ pub async fn of_period(
 /// period closed before returns nothing).
 pub async fn close(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    subscription_id: Uuid,
+    tenant_id: TenantId,
+    subscription_id: SubscriptionId,
     period_start: DateTime<Utc>,
     metrics: &[(&str, &'static str)],
     at: DateTime<Utc>,
@@ -258,7 +263,7 @@ pub async fn close(
 /// events keep the key they were attributed with (a record, not read again).
 pub async fn rekey(
     conn: &mut AsyncPgConnection,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> diesel::QueryResult<()> {
@@ -282,7 +287,7 @@ pub async fn rekey(
 /// again (and `quota.exhausted` fire for the new limit).
 pub async fn rearm_exhausted(
     conn: &mut AsyncPgConnection,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     period_start: DateTime<Utc>,
     limits: &[(&str, i64)],
 ) -> diesel::QueryResult<()> {
@@ -307,7 +312,7 @@ pub async fn rearm_exhausted(
 /// period starting at `period_start`: such a period is not refunded in full.
 pub async fn has_usage(
     conn: &mut AsyncPgConnection,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     period_start: DateTime<Utc>,
 ) -> diesel::QueryResult<bool> {
     use diesel::{ExpressionMethods, QueryDsl};

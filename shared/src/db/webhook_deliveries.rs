@@ -6,13 +6,14 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::webhook_deliveries;
+use crate::domain::ids::TenantId;
 use crate::domain::states::DeliveryStatus;
 
 /// One try at delivering an event: where it went, how it ended, how many tries so
 /// far, the endpoint's HTTP status and the error, if any.
 pub struct Delivery<'a> {
     pub event_id: Uuid,
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub url: &'a str,
     pub status: DeliveryStatus,
     pub attempts: i32,

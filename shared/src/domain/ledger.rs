@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::money::{Currency, Money};
+use crate::domain::ids::{CustomerId, TenantId};
 
 /// Accounts of a tenant's books.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,7 +20,7 @@ pub enum Account {
     /// Recognised revenue from tariffs, upgrades, extensions, overage.
     Revenue,
     /// A customer's prepaid balance (liability to the customer).
-    Customer(Uuid),
+    Customer(CustomerId),
 }
 
 impl Account {
@@ -31,7 +32,7 @@ impl Account {
         }
     }
 
-    pub fn customer_id(&self) -> Option<Uuid> {
+    pub fn customer_id(&self) -> Option<CustomerId> {
         match self {
             Account::Customer(id) => Some(*id),
             _ => None,
@@ -39,7 +40,7 @@ impl Account {
     }
 
     /// Deterministic account id, so accounts are created idempotently without a read.
-    pub fn id(&self, tenant_id: Uuid, currency: Currency) -> Uuid {
+    pub fn id(&self, tenant_id: TenantId, currency: Currency) -> Uuid {
         let name = format!(
             "{tenant_id}/{}/{}/{}",
             self.code(),
@@ -86,7 +87,7 @@ impl Posting {
     /// A customer pays `amount` through the gateway for something they consume at
     /// once (a tariff period, an upgrade, an extension): the money passes through
     /// the customer's balance into revenue, leaving the balance unchanged.
-    pub fn captured_charge(kind: &'static str, description: String, customer: Uuid, amount: Money) -> Posting {
+    pub fn captured_charge(kind: &'static str, description: String, customer: CustomerId, amount: Money) -> Posting {
         let c = amount.currency();
         let a = amount.amount();
         Posting {
@@ -103,7 +104,12 @@ impl Posting {
 
     /// Money captured that the customer did not owe (a duplicate capture): it sits on
     /// the customer's balance until it is refunded.
-    pub fn captured_to_balance(kind: &'static str, description: String, customer: Uuid, amount: Money) -> Posting {
+    pub fn captured_to_balance(
+        kind: &'static str,
+        description: String,
+        customer: CustomerId,
+        amount: Money,
+    ) -> Posting {
         let c = amount.currency();
         let a = amount.amount();
         Posting {
@@ -119,7 +125,7 @@ impl Posting {
     /// Money paid back to the customer through the gateway. What was revenue is
     /// reversed through the customer's balance; money that only ever sat on the
     /// balance (a duplicate capture) leaves from there.
-    pub fn refunded(description: String, customer: Uuid, amount: Money, from_revenue: bool) -> Posting {
+    pub fn refunded(description: String, customer: CustomerId, amount: Money, from_revenue: bool) -> Posting {
         let c = amount.currency();
         let a = amount.amount();
         let mut entries = Vec::with_capacity(4);
@@ -137,7 +143,7 @@ impl Posting {
     /// tariff is credited back (revenue reversed), the new tariff's charge is
     /// booked, and a difference below the minimum charge is waived. A credit larger
     /// than the charge stays on the customer's balance. `None` when nothing moves.
-    pub fn plan_change(description: String, customer: Uuid, parts: PlanChangeParts) -> Option<Posting> {
+    pub fn plan_change(description: String, customer: CustomerId, parts: PlanChangeParts) -> Option<Posting> {
         let c = parts.paid.currency();
         let customer = Account::Customer(customer);
         let mut entries = Vec::new();
@@ -176,7 +182,7 @@ mod tests {
         #[test]
         fn postings_always_balance(kopecks in 1i64..10_000_000_000) {
             let m = Money::rub(Decimal::new(kopecks, 2)).unwrap();
-            let c = Uuid::new_v4();
+            let c = CustomerId::new();
             let charge = Posting::captured_charge("payment_captured", "x".into(), c, m);
             prop_assert!(charge.is_balanced());
             let customer_sum: Decimal = charge.entries().iter().filter(|e| e.account == Account::Customer(c)).map(|e| e.amount).sum();
@@ -187,14 +193,14 @@ mod tests {
         }
     }
 
-    fn customer_net(p: &Posting, c: Uuid) -> Decimal {
+    fn customer_net(p: &Posting, c: CustomerId) -> Decimal {
         p.entries().iter().filter(|e| e.account == Account::Customer(c)).map(|e| e.amount).sum()
     }
 
     #[test]
     fn plan_change_books_credit_and_charge_separately() {
         let rub = |s: &str| Money::rub(s.parse().unwrap()).unwrap();
-        let c = Uuid::new_v4();
+        let c = CustomerId::new();
         // WhatsMonster USER -> PRO: 460.00 credit, 1390.00 charge, 930.00 paid.
         let parts =
             PlanChangeParts { paid: rub("930.00"), credit: rub("460.00"), charge: rub("1390.00"), waived: rub("0") };
@@ -220,10 +226,13 @@ mod tests {
 
     #[test]
     fn account_ids_are_deterministic_and_distinct() {
-        let t = Uuid::new_v4();
-        let c = Uuid::new_v4();
+        let t = TenantId::new();
+        let c = CustomerId::new();
         assert_eq!(Account::Revenue.id(t, Currency::Rub), Account::Revenue.id(t, Currency::Rub));
         assert_ne!(Account::Revenue.id(t, Currency::Rub), Account::GatewayClearing.id(t, Currency::Rub));
-        assert_ne!(Account::Customer(c).id(t, Currency::Rub), Account::Customer(Uuid::new_v4()).id(t, Currency::Rub));
+        assert_ne!(
+            Account::Customer(c).id(t, Currency::Rub),
+            Account::Customer(CustomerId::new()).id(t, Currency::Rub)
+        );
     }
 }

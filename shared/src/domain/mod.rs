@@ -3,6 +3,7 @@
 
 pub mod calendar;
 pub mod dunning;
+pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod period;
@@ -10,6 +11,7 @@ pub mod plan;
 pub mod proration;
 pub mod receipt;
 pub mod refund;
+pub mod secret;
 pub mod states;
 pub mod subscription;
 pub mod tenant;

@@ -250,7 +250,12 @@ mod tests {
             payment_object: object,
             payment_address: "https://seller.ru".into(),
             email: "billing@seller.ru".into(),
-            provider: FiscalProvider { login: "l".into(), password: "p".into(), group_code: "g".into(), api_url: None },
+            provider: FiscalProvider {
+                login: "l".into(),
+                password: crate::domain::secret::Secret::new("p"),
+                group_code: "g".into(),
+                api_url: None,
+            },
         }
     }
 

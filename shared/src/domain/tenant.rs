@@ -9,20 +9,22 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::secret::Secret;
+
 /// Payment gateway account of a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum GatewayConfig {
     Cloudpayments {
         public_id: String,
-        api_secret: String,
+        api_secret: Secret,
         /// Overrides `https://api.cloudpayments.ru/` (sandboxes, simulators).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         api_url: Option<String>,
     },
     Yookassa {
         shop_id: String,
-        api_secret: String,
+        api_secret: Secret,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         api_url: Option<String>,
     },
@@ -41,7 +43,7 @@ impl GatewayConfig {
             GatewayConfig::Cloudpayments { public_id, api_secret, api_url } => (public_id, api_secret, api_url),
             GatewayConfig::Yookassa { shop_id, api_secret, api_url } => (shop_id, api_secret, api_url),
         };
-        if id.trim().is_empty() || secret.trim().is_empty() {
+        if id.trim().is_empty() || secret.is_blank() {
             return Err("gateway account id and api_secret must not be empty".into());
         }
         if let Some(u) = url {
@@ -119,7 +121,7 @@ pub enum SettlementSign {
 #[serde(deny_unknown_fields)]
 pub struct FiscalProvider {
     pub login: String,
-    pub password: String,
+    pub password: Secret,
     pub group_code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
@@ -154,7 +156,7 @@ impl FiscalSettings {
         if !crate::domain::is_plausible_email(&self.email) {
             return Err("fiscal.email must be an e-mail address".into());
         }
-        if self.provider.login.is_empty() || self.provider.password.is_empty() || self.provider.group_code.is_empty() {
+        if self.provider.login.is_empty() || self.provider.password.is_blank() || self.provider.group_code.is_empty() {
             return Err("fiscal.provider needs login, password and group_code".into());
         }
         if let Some(u) = &self.provider.api_url {

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use super::cloudpayments::{self, Account, CloudPayments, client::Client};
 use super::{GatewayError, PaymentGateway};
-use crate::config::Secret;
 use crate::domain::tenant::GatewayConfig;
 
 /// Builds an adapter bound to one merchant account.
@@ -49,7 +48,7 @@ impl Gateways {
             GatewayConfig::Cloudpayments { public_id, api_secret, api_url } => {
                 let account = Account {
                     public_id: public_id.clone(),
-                    api_secret: Secret::new(api_secret.clone()),
+                    api_secret: api_secret.clone(),
                     base_url: api_url.clone().unwrap_or_else(|| cloudpayments::DEFAULT_API_URL.to_owned()),
                 };
                 Ok(Box::new(CloudPayments::new(self.cloudpayments.clone(), account)))

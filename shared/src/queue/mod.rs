@@ -8,6 +8,7 @@ use std::time::Duration;
 use lapin::{Connection, ConnectionProperties};
 
 use crate::config::Secret;
+use crate::domain::ids::TenantId;
 
 /// Opens a connection to the broker.
 pub async fn connect(url: &Secret, name: &str) -> Result<Connection, lapin::Error> {
@@ -28,7 +29,7 @@ pub async fn ping(url: &Secret) -> bool {
 
 /// Binds (or unbinds) the webhook queue to a tenant's events, on a connection of
 /// its own (tenant changes are rare).
-pub async fn set_webhook_binding(url: &Secret, tenant_id: uuid::Uuid, on: bool) -> Result<(), lapin::Error> {
+pub async fn set_webhook_binding(url: &Secret, tenant_id: TenantId, on: bool) -> Result<(), lapin::Error> {
     let conn = tokio::time::timeout(Duration::from_secs(5), connect(url, "billing-api-bindings"))
         .await
         .map_err(|_| lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed)))??;

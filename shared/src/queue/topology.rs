@@ -14,6 +14,7 @@
 //! other tenants cost no durable queue write: the API binds before it commits a new
 //! URL, and the worker reconciles the bindings when it connects and periodically.
 
+use crate::domain::ids::TenantId;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
@@ -84,12 +85,12 @@ pub const WEBHOOKS: WorkQueue = WorkQueue {
 };
 
 /// Routing-key pattern of one tenant's events.
-pub fn tenant_events(tenant_id: uuid::Uuid) -> String {
+pub fn tenant_events(tenant_id: TenantId) -> String {
     format!("{tenant_id}.#")
 }
 
 /// Binds (or unbinds) the webhook queue to a tenant's events (idempotent).
-pub async fn bind_webhooks(channel: &Channel, tenant_id: uuid::Uuid, on: bool) -> Result<(), lapin::Error> {
+pub async fn bind_webhooks(channel: &Channel, tenant_id: TenantId, on: bool) -> Result<(), lapin::Error> {
     let key = tenant_events(tenant_id);
     if on {
         channel

@@ -36,6 +36,7 @@ use crate::db::attempts as attempts_db;
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments as payments_db;
 use crate::db::{PgPool, customers as customers_db, in_transaction};
+use crate::domain::ids::CustomerId;
 use crate::domain::money::Money;
 use crate::domain::states::AttemptStatus;
 use crate::error::{ServiceError, ServiceResult};
@@ -51,7 +52,7 @@ struct AttemptCall {
     amount: Money,
     invoice_id: String,
     description: String,
-    customer_id: Uuid,
+    customer_id: CustomerId,
     email: Option<String>,
 }
 
@@ -326,7 +327,7 @@ async fn finish(
                 }
                 attempt.status = AttemptStatus::Unknown;
                 attempts_db::save_attempt(c, &attempt).await?;
-                let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+                let ordering = payment.ordering_key();
                 let job = NewEvent::job(tenant.id, ordering, Job::ReconcileAttempt { attempt_id }).delayed(0);
                 outbox::emit(c, now, job).await?;
                 Ok(JobResult::Done)

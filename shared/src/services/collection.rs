@@ -13,6 +13,7 @@ use super::tenants::Tenant;
 use crate::db::attempts::{self as attempts_db, AttemptRow};
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
+use crate::domain::ids::SubscriptionId;
 use crate::domain::states::{AttemptChannel, AttemptStatus, PAYMENT_SUPERSEDED, PaymentKind, PaymentStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::registry::Gateways;
@@ -21,7 +22,7 @@ use crate::queue::jobs::Job;
 /// The work message that charges an attempt (ordered with the subscription's
 /// messages, else the customer's).
 pub fn charge_job(payment: &PaymentRow, attempt_id: Uuid) -> NewEvent {
-    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    let ordering = payment.ordering_key();
     NewEvent::job(payment.tenant_id, ordering, Job::ChargeAttempt { attempt_id })
 }
 
@@ -93,7 +94,7 @@ pub async fn collect(
 /// `payment_in_progress` until its outcome is known.
 pub async fn supersede_pending(
     conn: &mut AsyncPgConnection,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     kinds: &[PaymentKind],
 ) -> ServiceResult<()> {
     let pending = payments_db::pending_of_subscription(conn, subscription_id).await?;

@@ -4,11 +4,11 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::tenants::Tenant;
 use super::{Page, PageRequest};
 use crate::db::customers::{self as db, CustomerRow};
+use crate::domain::ids::CustomerId;
 use crate::domain::{is_plausible_email, parse_time_zone};
 use crate::error::{ServiceError, ServiceResult};
 
@@ -51,7 +51,7 @@ pub struct CustomerPatch {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CustomerView {
-    pub id: Uuid,
+    pub id: CustomerId,
     pub external_id: String,
     pub email: String,
     pub time_zone: String,
@@ -112,7 +112,7 @@ pub async fn create(
         return Err(ServiceError::validation("legal_entity needs a name and a 10- or 12-digit INN"));
     }
     let row = CustomerRow {
-        id: Uuid::now_v7(),
+        id: CustomerId::new(),
         tenant_id: tenant.id,
         external_id: spec.external_id,
         email: spec.email,
@@ -139,13 +139,13 @@ pub async fn create(
     Ok(row.into())
 }
 
-pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<CustomerRow> {
+pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant, id: CustomerId) -> ServiceResult<CustomerRow> {
     db::find(conn, tenant.id, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("customer_not_found", "no such customer"))
 }
 
-pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<CustomerView> {
+pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant, id: CustomerId) -> ServiceResult<CustomerView> {
     load(conn, tenant, id).await.map(Into::into)
 }
 
@@ -162,7 +162,7 @@ pub async fn list(
 pub async fn patch(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    id: Uuid,
+    id: CustomerId,
     patch: CustomerPatch,
 ) -> ServiceResult<CustomerView> {
     let mut row = db::find_for_update(conn, tenant.id, id)

@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::customers;
 use super::plans;
 use super::tenants::Tenant;
 use super::usage;
 use crate::db::subscriptions as subs_db;
+use crate::domain::ids::{CustomerId, SubscriptionId};
 use crate::domain::plan::{MetricKind, QuotaMode};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::usage::remaining;
@@ -37,7 +37,7 @@ pub struct MetricEntitlement {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Entitlements {
     pub access: bool,
-    pub subscription_id: Option<Uuid>,
+    pub subscription_id: Option<SubscriptionId>,
     /// Plan code.
     pub plan: Option<String>,
     pub status: Option<SubscriptionStatus>,
@@ -49,7 +49,7 @@ pub async fn get(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    customer_id: Uuid,
+    customer_id: CustomerId,
 ) -> ServiceResult<Entitlements> {
     let customer = customers::load(conn, tenant, customer_id).await?;
     let none = Entitlements {

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::collection::{collect, supersede_pending};
 use super::payments::{self, PayWith, PaymentView};
@@ -15,6 +14,7 @@ use super::subscriptions::{self, SubscriptionView, conflict};
 use super::tenants::Tenant;
 use crate::db::attempts as attempts_db;
 use crate::db::payments as payments_db;
+use crate::domain::ids::SubscriptionId;
 use crate::domain::states::PaymentKind;
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::subscription::schedule::PENDING_PAYMENT_TTL;
@@ -40,7 +40,7 @@ pub async fn cancel(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    id: Uuid,
+    id: SubscriptionId,
 ) -> ServiceResult<SubscriptionView> {
     let (mut sub, plan) = subscriptions::lock(conn, tenant, id).await?;
     let ends = matches!(
@@ -62,7 +62,7 @@ pub async fn resume(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    id: Uuid,
+    id: SubscriptionId,
 ) -> ServiceResult<SubscriptionView> {
     let (mut sub, plan) = subscriptions::lock(conn, tenant, id).await?;
     if sub.status != SubscriptionStatus::Canceled {
@@ -82,7 +82,7 @@ pub async fn pay_now(
     now: DateTime<Utc>,
     gateways: &Gateways,
     tenant: &Tenant,
-    id: Uuid,
+    id: SubscriptionId,
     req: PayRequest,
 ) -> ServiceResult<PaymentAnswer> {
     let (sub, _plan) = subscriptions::lock(conn, tenant, id).await?;
@@ -117,7 +117,7 @@ pub async fn extend(
     now: DateTime<Utc>,
     gateways: &Gateways,
     tenant: &Tenant,
-    id: Uuid,
+    id: SubscriptionId,
     req: PayRequest,
 ) -> ServiceResult<PaymentAnswer> {
     let (sub, plan) = subscriptions::lock(conn, tenant, id).await?;

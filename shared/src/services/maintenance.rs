@@ -18,6 +18,7 @@ use super::subscriptions::{self, unexpected};
 use super::tenants::{self, Tenant};
 use crate::db::payments as payments_db;
 use crate::db::subscriptions as subs_db;
+use crate::domain::ids::TenantId;
 use crate::domain::period::shift_days;
 use crate::error::{ServiceError, ServiceResult};
 
@@ -35,7 +36,7 @@ pub struct MaintenanceSpec {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MaintenanceView {
     pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub days: u32,
     pub reason: String,
     pub applied_at: DateTime<Utc>,
@@ -46,7 +47,7 @@ pub struct MaintenanceView {
 pub async fn record(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     spec: MaintenanceSpec,
 ) -> ServiceResult<MaintenanceView> {
     if !(1..=MAX_DAYS).contains(&spec.days) {

@@ -38,6 +38,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::domain::ids::TenantId;
 use crate::domain::money::Money;
 use crate::error::{ServiceError, ServiceResult};
 
@@ -108,7 +109,7 @@ pub(crate) fn stored_money(amount: rust_decimal::Decimal, currency: &str, what: 
 /// the same work is retried with the queue's back-off, then dead-lettered with
 /// this reason (replayable once the settings are fixed).
 pub(crate) fn merchant_side_failure(
-    tenant: Uuid,
+    tenant: TenantId,
     provider: &'static str,
     operation: &'static str,
     reason: &str,

@@ -24,6 +24,7 @@ use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::subscriptions as subs_db;
 use crate::domain::dunning;
+use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId};
 use crate::domain::ledger::Posting;
 use crate::domain::period::period_end;
 use crate::domain::states::{AttemptChannel, AttemptStatus, PaymentKind, PaymentStatus};
@@ -42,8 +43,7 @@ async fn emit_payment(
     event_type: &'static str,
 ) -> ServiceResult<()> {
     let data = payments::event_data(p)?;
-    outbox::emit(conn, now, NewEvent::event(tenant.id, p.subscription_id.unwrap_or(p.customer_id), event_type, data))
-        .await?;
+    outbox::emit(conn, now, NewEvent::event(tenant.id, p.ordering_key(), event_type, data)).await?;
     Ok(())
 }
 
@@ -51,7 +51,7 @@ async fn save_card(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    customer_id: Uuid,
+    customer_id: CustomerId,
     card: &CardDetails,
 ) -> ServiceResult<()> {
     let Some(token) = &card.token else { return Ok(()) };
@@ -115,7 +115,7 @@ pub async fn apply_capture(
     payments_db::save(conn, payment).await?;
     attempts_db::save_attempt(conn, attempt).await?;
     let money = money_of(payment)?;
-    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    let ordering = payment.ordering_key();
     let mut events = vec![NewEvent::event(tenant.id, ordering, "payment.succeeded", payments::event_data(payment)?)];
     let (posting, outcome) = match applied {
         Some(a) => {
@@ -165,7 +165,7 @@ async fn record_duplicate_capture(
     transaction_id: &str,
 ) -> ServiceResult<()> {
     let dup = PaymentRow {
-        id: Uuid::now_v7(),
+        id: PaymentId::new(),
         status: PaymentStatus::Succeeded,
         gateway_transaction_id: Some(transaction_id.to_owned()),
         duplicate_of: Some(original.id),
@@ -204,7 +204,7 @@ async fn activate_purchase(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    sub_id: Uuid,
+    sub_id: SubscriptionId,
     payment: &mut PaymentRow,
 ) -> ServiceResult<Option<Applied>> {
     let mut sub = subscriptions::lock_by_id(conn, sub_id).await?;
@@ -248,7 +248,7 @@ async fn renew(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    sub_id: Uuid,
+    sub_id: SubscriptionId,
     payment: &mut PaymentRow,
 ) -> ServiceResult<Option<Applied>> {
     let mut sub = subscriptions::lock_by_id(conn, sub_id).await?;
@@ -292,7 +292,7 @@ async fn extend(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    sub_id: Uuid,
+    sub_id: SubscriptionId,
     payment: &mut PaymentRow,
 ) -> ServiceResult<Option<Applied>> {
     let mut sub = subscriptions::lock_by_id(conn, sub_id).await?;
@@ -364,7 +364,7 @@ async fn dun(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    sub_id: Uuid,
+    sub_id: SubscriptionId,
     payment: &PaymentRow,
     hard: bool,
 ) -> ServiceResult<()> {

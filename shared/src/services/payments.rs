@@ -5,13 +5,13 @@ use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::plans::Plan;
 use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt, stored_money};
 use crate::db::customers as customers_db;
 use crate::db::payments::{self as db, Payer, PaymentRow};
+use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId};
 use crate::domain::money::{Currency, Money, MoneyView};
 use crate::domain::states::{AttemptChannel, AttemptStatus, LineKind, PaymentKind, PaymentStatus};
 use crate::domain::subscription::Subscription;
@@ -21,9 +21,9 @@ use crate::gateways::{CheckoutRequest, Confirmation};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaymentView {
-    pub id: Uuid,
-    pub customer_id: Uuid,
-    pub subscription_id: Option<Uuid>,
+    pub id: PaymentId,
+    pub customer_id: CustomerId,
+    pub subscription_id: Option<SubscriptionId>,
     pub kind: PaymentKind,
     pub status: PaymentStatus,
     pub amount: MoneyView,
@@ -34,7 +34,7 @@ pub struct PaymentView {
     pub failure_reason: Option<String>,
     pub failure_code: Option<String>,
     /// Set on a second capture of an already paid invoice.
-    pub duplicate_of: Option<Uuid>,
+    pub duplicate_of: Option<PaymentId>,
     /// The period this payment pays for, when it pays for one.
     pub period_start: Option<DateTime<Utc>>,
     pub period_end: Option<DateTime<Utc>>,
@@ -81,7 +81,7 @@ impl Line {
 }
 
 /// Who pays, for a new payment of the tenant's gateway.
-pub fn payer(tenant: &Tenant, customer_id: Uuid, subscription_id: Option<Uuid>) -> Payer<'_> {
+pub fn payer(tenant: &Tenant, customer_id: CustomerId, subscription_id: Option<SubscriptionId>) -> Payer<'_> {
     Payer { tenant_id: tenant.id, gateway: tenant.gateway.kind(), customer_id, subscription_id }
 }
 
@@ -244,7 +244,7 @@ pub async fn get(
     conn: &mut AsyncPgConnection,
     gateways: &Gateways,
     tenant: &Tenant,
-    id: Uuid,
+    id: PaymentId,
 ) -> ServiceResult<PaymentView> {
     let p = db::find(conn, tenant.id, id)
         .await?
@@ -255,7 +255,7 @@ pub async fn get(
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    customer_id: Option<Uuid>,
+    customer_id: Option<CustomerId>,
     page: PageRequest,
 ) -> ServiceResult<Page<PaymentView>> {
     let rows = db::list(conn, tenant.id, customer_id, page.starting_after, page.fetch()).await?;

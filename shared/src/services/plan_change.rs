@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::collection::{collect, supersede_pending};
 use super::corrupt;
@@ -28,6 +27,7 @@ use super::tenants::Tenant;
 use crate::db::attempts as attempts_db;
 use crate::db::outbox;
 use crate::db::payments::{self as payments_db, PaymentRow};
+use crate::domain::ids::SubscriptionId;
 use crate::domain::money::{Money, MoneyView};
 use crate::domain::period::local_days_between;
 use crate::domain::proration::{self, ChangeInput};
@@ -96,7 +96,7 @@ pub async fn change_plan(
     now: DateTime<Utc>,
     gateways: &Gateways,
     tenant: &Tenant,
-    id: Uuid,
+    id: SubscriptionId,
     req: ChangePlanRequest,
 ) -> ServiceResult<ChangePlanView> {
     let (mut sub, plan) = subscriptions::lock(conn, tenant, id).await?;

@@ -16,6 +16,7 @@ use super::subscriptions::{self, unexpected};
 use super::tenants::Tenant;
 use super::{corrupt, usage};
 use crate::db::payments::PaymentRow;
+use crate::domain::ids::SubscriptionId;
 use crate::domain::ledger::{PlanChangeParts, Posting};
 use crate::domain::money::{Money, MoneyView};
 use crate::domain::subscription::changes::PlanSwitch;
@@ -51,7 +52,7 @@ pub async fn apply_paid(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    sub_id: Uuid,
+    sub_id: SubscriptionId,
     payment: &mut PaymentRow,
 ) -> ServiceResult<Option<Applied>> {
     let Some(stored) = payment.plan_change.clone() else { return Ok(None) };

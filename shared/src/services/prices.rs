@@ -15,6 +15,7 @@ use super::tenants::Tenant;
 use crate::db::outbox::{self, NewEvent};
 use crate::db::plans::{self as db, PriceRow};
 use crate::db::subscriptions as subs_db;
+use crate::domain::ids::{CustomerId, SubscriptionId};
 use crate::domain::money::{Money, MoneyInput, MoneyView};
 use crate::domain::plan::{PriceVersion, check_price_change, price_at};
 use crate::domain::subscription::SubscriptionStatus;
@@ -89,11 +90,11 @@ pub async fn notify_price_change(
     now: DateTime<Utc>,
     tenant: &Tenant,
     change: &PriceChange<'_>,
-    subscribers: &[(Uuid, Uuid)],
+    subscribers: &[(SubscriptionId, CustomerId)],
 ) -> ServiceResult<usize> {
     let mut sent = 0;
     for chunk in subscribers.chunks(1000) {
-        let subs: Vec<Uuid> = chunk.iter().map(|(sub, _)| *sub).collect();
+        let subs: Vec<SubscriptionId> = chunk.iter().map(|(sub, _)| *sub).collect();
         let inserted = db::record_price_notices(conn, change.version.id, &subs, now).await?;
         let events: Vec<NewEvent> = chunk
             .iter()

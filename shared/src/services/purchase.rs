@@ -28,6 +28,7 @@ use crate::db::customers::{self as customers_db, CustomerRow};
 use crate::db::payments as payments_db;
 use crate::db::subscriptions as db;
 use crate::db::trials as trials_db;
+use crate::domain::ids::{CustomerId, SubscriptionId};
 use crate::domain::period::{period_end, shift_days};
 use crate::domain::plan::{price_at, scheduled_after};
 use crate::domain::states::{AttemptChannel, PaymentKind};
@@ -40,7 +41,7 @@ use crate::gateways::registry::Gateways;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseSpec {
-    pub customer_id: Uuid,
+    pub customer_id: CustomerId,
     /// Plan code.
     pub plan: String,
     #[serde(default)]
@@ -93,7 +94,7 @@ async fn start_of(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    customer_id: Uuid,
+    customer_id: CustomerId,
     plan: &Plan,
     free_price: Option<Uuid>,
 ) -> ServiceResult<Starting> {
@@ -157,8 +158,16 @@ pub async fn purchase(
         }
     }
 
-    let (mut sub, change) =
-        Subscription::start(Uuid::now_v7(), tenant.id, customer.id, plan.id, &plan.code, plan.auto_renew, start, now);
+    let (mut sub, change) = Subscription::start(
+        SubscriptionId::new(),
+        tenant.id,
+        customer.id,
+        plan.id,
+        &plan.code,
+        plan.auto_renew,
+        start,
+        now,
+    );
     db::insert(conn, &sub).await.map_err(|e| {
         let e = ServiceError::from(e);
         match e.violated_constraint() {

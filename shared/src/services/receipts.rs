@@ -19,6 +19,7 @@ use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::receipts::{self as db, ReceiptRow};
 use crate::db::refunds::RefundRow;
+use crate::domain::ids::{PaymentId, SubscriptionId, TenantId};
 use crate::domain::money::MoneyView;
 use crate::domain::plan::PlanFiscal;
 use crate::domain::receipt::{FiscalAttributes, ReceiptDocument, document, refund_lines};
@@ -29,7 +30,7 @@ use crate::queue::jobs::Job;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ReceiptView {
     pub id: Uuid,
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     pub refund_id: Option<Uuid>,
     pub kind: ReceiptKind,
     pub status: ReceiptStatus,
@@ -151,7 +152,7 @@ async fn create(
         created_at: now,
     };
     if db::insert(conn, &row).await? {
-        let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+        let ordering = payment.ordering_key();
         enqueue(conn, now, tenant.id, ordering, row.id).await?;
     }
     Ok(())
@@ -159,15 +160,18 @@ async fn create(
 
 /// A receipt's messages are ordered with its payment's: by its subscription, else
 /// its customer. Returns (subscription, ordering key).
-async fn ordering_of(conn: &mut AsyncPgConnection, payment_id: Uuid) -> ServiceResult<(Option<Uuid>, Uuid)> {
+async fn ordering_of(
+    conn: &mut AsyncPgConnection,
+    payment_id: PaymentId,
+) -> ServiceResult<(Option<SubscriptionId>, Uuid)> {
     let (sub, customer) = payments_db::payer_of(conn, payment_id).await?;
-    Ok((sub, sub.unwrap_or(customer)))
+    Ok((sub, sub.map(Uuid::from).unwrap_or(customer.0)))
 }
 
 async fn enqueue(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     ordering: Uuid,
     id: Uuid,
 ) -> ServiceResult<()> {
@@ -212,7 +216,7 @@ pub async fn create_refund(
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    payment_id: Option<Uuid>,
+    payment_id: Option<PaymentId>,
     page: PageRequest,
 ) -> ServiceResult<Page<ReceiptView>> {
     let rows = db::list(conn, tenant.id, payment_id, page.starting_after, page.fetch()).await?;

@@ -177,7 +177,7 @@ async fn settle(
                     refund.gateway_transaction_id = Some(tx);
                     db::save(c, &refund).await?;
                     // Ask the gateway if the notification has not closed it by then.
-                    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+                    let ordering = payment.ordering_key();
                     let job =
                         NewEvent::job(tenant.id, ordering, Job::ReconcileRefund { refund_id: refund.id }).delayed(1);
                     outbox::emit(c, now, job).await?;

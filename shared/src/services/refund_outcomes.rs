@@ -18,6 +18,7 @@ use crate::db::ledger;
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::refunds::{self as db, RefundRow};
+use crate::domain::ids::{PaymentId, TenantId};
 use crate::domain::ledger::Posting;
 use crate::domain::states::{PaymentStatus, RefundStatus};
 use crate::domain::subscription::{Cause, SubscriptionStatus};
@@ -83,7 +84,7 @@ pub(crate) async fn succeed(
     super::receipts::create_refund(conn, now, tenant, payment, refund).await?;
     emit(conn, now, tenant, payment, refund, "refund.succeeded").await?;
     let data = super::payments::event_data(payment)?;
-    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    let ordering = payment.ordering_key();
     outbox::emit(conn, now, NewEvent::event(tenant.id, ordering, "payment.refunded", data)).await?;
     if payment.status == PaymentStatus::Refunded {
         end_refunded_period(conn, now, tenant, payment).await?;
@@ -174,8 +175,8 @@ pub async fn notified(
 /// recorded yet. `None`: a refund made outside the service.
 async fn find_ours(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    payment_id: Uuid,
+    tenant_id: TenantId,
+    payment_id: PaymentId,
     data_refund_id: Option<Uuid>,
     refund_tx: &str,
     amount: Decimal,

@@ -17,6 +17,7 @@ use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::refunds::{self as db, RefundRow};
 use crate::domain::calendar::Calendar;
+use crate::domain::ids::{CustomerId, PaymentId, TenantId};
 use crate::domain::money::{Money, MoneyInput, MoneyView};
 use crate::domain::period::{local_date, resolve_local};
 use crate::domain::refund::{Outcome, RefundFacts, decide};
@@ -29,7 +30,7 @@ use crate::queue::jobs::Job;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundRequest {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     pub reason: RefundReason,
     /// At most this much; absent: as much as the rules allow.
     #[serde(default)]
@@ -41,8 +42,8 @@ pub struct RefundRequest {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RefundView {
     pub id: Uuid,
-    pub payment_id: Uuid,
-    pub customer_id: Uuid,
+    pub payment_id: PaymentId,
+    pub customer_id: CustomerId,
     pub reason: String,
     pub status: RefundStatus,
     /// Why: `approved`, `review_required`, `refund_window_closed`, `usage_present`,
@@ -80,7 +81,7 @@ pub(crate) fn money(amount: rust_decimal::Decimal, currency: &str) -> ServiceRes
 /// every writer of its refunds. `None` when the tenant has no such refund.
 pub(crate) async fn lock_with_payment(
     conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     id: Uuid,
 ) -> ServiceResult<Option<(PaymentRow, RefundRow)>> {
     let Some(payment_id) = db::payment_of(conn, tenant_id, id).await? else { return Ok(None) };
@@ -171,7 +172,7 @@ pub(crate) async fn emit(
     if let Some(d) = data.as_object_mut() {
         d.insert("subscription_id".into(), serde_json::json!(payment.subscription_id));
     }
-    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    let ordering = payment.ordering_key();
     outbox::emit(conn, now, NewEvent::event(tenant.id, ordering, ty, data)).await?;
     Ok(())
 }
@@ -344,7 +345,7 @@ pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     status: Option<&str>,
-    payment_id: Option<Uuid>,
+    payment_id: Option<PaymentId>,
     page: PageRequest,
 ) -> ServiceResult<Page<RefundView>> {
     let status = status
@@ -394,7 +395,7 @@ async fn enqueue(
     payment: &PaymentRow,
     refund: &RefundRow,
 ) -> ServiceResult<()> {
-    let ordering = payment.subscription_id.unwrap_or(payment.customer_id);
+    let ordering = payment.ordering_key();
     let job = NewEvent::job(refund.tenant_id, ordering, Job::ExecuteRefund { refund_id: refund.id });
     outbox::emit(conn, now, job).await?;
     Ok(())

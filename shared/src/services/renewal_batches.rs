@@ -21,6 +21,7 @@ use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, Captured, PaymentRow};
 use crate::db::subscriptions as subs_db;
 use crate::db::{PgPool, in_transaction, ledger};
+use crate::domain::ids::{PaymentId, SubscriptionId, TenantId};
 use crate::domain::ledger::Posting;
 use crate::domain::states::{AttemptStatus, PaymentKind, PaymentStatus};
 use crate::domain::subscription::renewal::RenewalPaid;
@@ -54,8 +55,8 @@ fn plain_renewal(payment: &PaymentRow, attempt: &AttemptRow, sub: &Subscription)
 struct Batch {
     marked: Vec<Captured>,
     renewed: Vec<Subscription>,
-    history: Vec<(Uuid, HistoryEntry)>,
-    postings: Vec<(Uuid, Uuid, Posting)>,
+    history: Vec<(SubscriptionId, HistoryEntry)>,
+    postings: Vec<(TenantId, PaymentId, Posting)>,
     events: Vec<NewEvent>,
 }
 
@@ -65,12 +66,12 @@ pub async fn record(pool: &PgPool, clock: Clock, captures: &[Capture<'_>]) -> Se
     in_transaction(&mut conn, async |c| {
         let now = clock.now(c).await?;
         let attempt_ids: Vec<Uuid> = captures.iter().map(|k| k.attempt_id).collect();
-        let mut payments: HashMap<Uuid, PaymentRow> =
+        let mut payments: HashMap<PaymentId, PaymentRow> =
             payments_db::lock_of_attempts(c, &attempt_ids).await?.into_iter().map(|p| (p.id, p)).collect();
         let attempts: HashMap<Uuid, AttemptRow> =
             attempts_db::find_attempts(c, &attempt_ids).await?.into_iter().map(|a| (a.id, a)).collect();
-        let sub_ids: Vec<Uuid> = payments.values().filter_map(|p| p.subscription_id).collect();
-        let subs: HashMap<Uuid, Subscription> =
+        let sub_ids: Vec<SubscriptionId> = payments.values().filter_map(|p| p.subscription_id).collect();
+        let subs: HashMap<SubscriptionId, Subscription> =
             subs_db::lock_many(c, &sub_ids).await?.into_iter().map(|s| (s.id, s)).collect();
         let mut batch = Batch::default();
         for capture in captures {
@@ -94,7 +95,7 @@ pub async fn record(pool: &PgPool, clock: Clock, captures: &[Capture<'_>]) -> Se
         }
         payments_db::mark_captured_many(c, now, &batch.marked).await?;
         subs_db::apply_renewals(c, &batch.renewed).await?;
-        let history: Vec<(Uuid, &HistoryEntry)> = batch.history.iter().map(|(id, e)| (*id, e)).collect();
+        let history: Vec<(SubscriptionId, &HistoryEntry)> = batch.history.iter().map(|(id, e)| (*id, e)).collect();
         subs_db::record_many(c, &history).await?;
         let posted: Vec<ledger::Posted<'_>> = batch
             .postings

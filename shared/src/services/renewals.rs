@@ -18,6 +18,7 @@ use crate::db::attempts::{self as attempts_db, AttemptRow};
 use crate::db::outbox;
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::subscriptions as subs_db;
+use crate::domain::ids::{PaymentId, SubscriptionId};
 use crate::domain::period::period_end;
 use crate::domain::plan::QuotaMode;
 use crate::domain::states::{AttemptChannel, LineKind, PaymentKind};
@@ -171,7 +172,7 @@ pub(crate) async fn start_in_bulk(
     payments_db::insert_many(conn, &payments).await?;
     attempts_db::insert_attempts(conn, &attempts).await?;
     outbox::emit_many(conn, now, jobs).await?;
-    let started: Vec<(Uuid, Uuid)> = items.iter().map(|(s, p, _)| (s.id, p.id)).collect();
+    let started: Vec<(SubscriptionId, PaymentId)> = items.iter().map(|(s, p, _)| (s.id, p.id)).collect();
     subs_db::start_renewals(conn, &started).await?;
     metrics::counter!("billing_renewals_started_total").increment(items.len() as u64);
     Ok(())

@@ -28,6 +28,7 @@ use crate::db::attempts as attempts_db;
 use crate::db::in_transaction;
 use crate::db::payments as payments_db;
 use crate::db::subscriptions as subs_db;
+use crate::domain::ids::{CustomerId, TenantId};
 use crate::domain::money::MoneyView;
 use crate::domain::states::AttemptChannel;
 use crate::domain::subscription::schedule::{Action, Next, Notice, decide};
@@ -166,7 +167,7 @@ pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) 
     if claimed == 0 {
         return Ok(0);
     }
-    let mut tenants_cache: HashMap<Uuid, Tenant> = HashMap::new();
+    let mut tenants_cache: HashMap<TenantId, Tenant> = HashMap::new();
     let mut plans_cache: HashMap<Uuid, Plan> = HashMap::new();
     for sub in &due {
         if let Entry::Vacant(slot) = tenants_cache.entry(sub.tenant_id) {
@@ -177,8 +178,8 @@ pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) 
         }
     }
     // Saved cards of the whole batch, fetched once.
-    let customers: Vec<Uuid> = due.iter().map(|s| s.customer_id).collect();
-    let methods: HashMap<Uuid, Uuid> =
+    let customers: Vec<CustomerId> = due.iter().map(|s| s.customer_id).collect();
+    let methods: HashMap<CustomerId, Uuid> =
         attempts_db::default_payment_methods(conn, &customers).await?.into_iter().collect();
 
     let mut bulk = Vec::new();

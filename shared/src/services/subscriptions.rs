@@ -10,7 +10,6 @@ use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::plans::{self, Plan};
 use super::tenants::Tenant;
@@ -18,6 +17,7 @@ use super::{Page, PageRequest, corrupt};
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments as payments_db;
 use crate::db::subscriptions as db;
+use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId};
 use crate::domain::money::{Currency, Money, MoneyView};
 use crate::domain::states::{PAYMENT_EXPIRED, PaymentStatus};
 use crate::domain::subscription::schedule::due_at;
@@ -38,8 +38,8 @@ pub struct TransitionView {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SubscriptionView {
-    pub id: Uuid,
-    pub customer_id: Uuid,
+    pub id: SubscriptionId,
+    pub customer_id: CustomerId,
     pub status: SubscriptionStatus,
     /// Plan code.
     pub plan: String,
@@ -57,7 +57,7 @@ pub struct SubscriptionView {
     pub paid_through: Option<DateTime<Utc>>,
     pub canceled_at: Option<DateTime<Utc>>,
     /// The renewal payment being collected (dunning), if any.
-    pub renewal_payment_id: Option<Uuid>,
+    pub renewal_payment_id: Option<PaymentId>,
     pub next_retry_at: Option<DateTime<Utc>>,
     /// When dunning gives up unless paid.
     pub dunning_ends_at: Option<DateTime<Utc>>,
@@ -113,12 +113,16 @@ fn not_found() -> ServiceError {
     ServiceError::not_found("subscription_not_found", "no such subscription")
 }
 
-pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<Subscription> {
+pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant, id: SubscriptionId) -> ServiceResult<Subscription> {
     db::find(conn, tenant.id, id).await?.ok_or_else(not_found)
 }
 
 /// The tenant's subscription locked, with its plan.
-pub async fn lock(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<(Subscription, Plan)> {
+pub async fn lock(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    id: SubscriptionId,
+) -> ServiceResult<(Subscription, Plan)> {
     load(conn, tenant, id).await?;
     let sub = db::find_for_update(conn, id).await?.ok_or_else(not_found)?;
     let plan = plans::load(conn, sub.plan_id).await?;
@@ -126,11 +130,11 @@ pub async fn lock(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> Se
 }
 
 /// A subscription the caller knows exists, locked.
-pub async fn lock_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Subscription> {
+pub async fn lock_by_id(conn: &mut AsyncPgConnection, id: SubscriptionId) -> ServiceResult<Subscription> {
     db::find_for_update(conn, id).await?.ok_or_else(|| ServiceError::Internal(format!("subscription {id} vanished")))
 }
 
-pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> ServiceResult<SubscriptionView> {
+pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant, id: SubscriptionId) -> ServiceResult<SubscriptionView> {
     let sub = load(conn, tenant, id).await?;
     view(conn, &sub).await
 }
@@ -138,7 +142,7 @@ pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> Ser
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    customer_id: Option<Uuid>,
+    customer_id: Option<CustomerId>,
     page: PageRequest,
 ) -> ServiceResult<Page<SubscriptionView>> {
     let subs = db::list_for_customer(conn, tenant.id, customer_id, page.starting_after, page.fetch()).await?;

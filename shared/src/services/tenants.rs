@@ -13,7 +13,9 @@ use uuid::Uuid;
 use super::corrupt;
 use crate::clock::real_now;
 use crate::db::tenants::{self as db, NewApiKey, TenantRow};
+use crate::domain::ids::TenantId;
 use crate::domain::parse_time_zone;
+use crate::domain::secret::Secret;
 use crate::domain::tenant::{FiscalSettings, GatewayConfig, Policy, validate_http_url};
 use crate::error::{ServiceError, ServiceResult};
 use crate::signing::{random_bytes, sha256};
@@ -21,7 +23,7 @@ use crate::signing::{random_bytes, sha256};
 /// A tenant with its configuration parsed.
 #[derive(Debug, Clone)]
 pub struct Tenant {
-    pub id: Uuid,
+    pub id: TenantId,
     pub name: String,
     pub time_zone: String,
     pub tz: Tz,
@@ -29,8 +31,8 @@ pub struct Tenant {
     pub fiscal: Option<FiscalSettings>,
     pub policy: Policy,
     pub webhook_url: Option<String>,
-    pub webhook_secret: String,
-    pub webhook_secret_prev: Option<(String, DateTime<Utc>)>,
+    pub webhook_secret: Secret,
+    pub webhook_secret_prev: Option<(Secret, DateTime<Utc>)>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -47,8 +49,8 @@ impl TryFrom<TenantRow> for Tenant {
             name: r.name,
             time_zone: r.time_zone,
             webhook_url: r.webhook_url,
-            webhook_secret: r.webhook_secret,
-            webhook_secret_prev: r.webhook_secret_prev.zip(r.webhook_secret_prev_until),
+            webhook_secret: Secret::new(r.webhook_secret),
+            webhook_secret_prev: r.webhook_secret_prev.map(Secret::new).zip(r.webhook_secret_prev_until),
             created_at: r.created_at,
         })
     }
@@ -110,7 +112,7 @@ impl TenantSpec {
 /// A tenant as shown to operators: configuration without secrets.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TenantView {
-    pub id: Uuid,
+    pub id: TenantId,
     pub name: String,
     pub time_zone: String,
     #[schema(value_type = Object)]
@@ -140,17 +142,17 @@ impl From<&Tenant> for TenantView {
 /// Answer to tenant creation: the only time the secrets are shown.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TenantCreated {
-    pub id: Uuid,
-    pub api_key: String,
-    pub webhook_secret: String,
+    pub id: TenantId,
+    pub api_key: Secret,
+    pub webhook_secret: Secret,
     pub tenant: TenantView,
 }
 
 /// Answer to key rotation: the new secrets, shown once.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KeysRotated {
-    pub api_key: Option<String>,
-    pub webhook_secret: Option<String>,
+    pub api_key: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
     /// Until when the previous key/secret keep working.
     pub previous_valid_until: DateTime<Utc>,
 }
@@ -160,7 +162,7 @@ fn random_token(prefix: &str) -> ServiceResult<String> {
     Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
-async fn issue_api_key(conn: &mut AsyncPgConnection, tenant_id: Uuid) -> ServiceResult<String> {
+async fn issue_api_key(conn: &mut AsyncPgConnection, tenant_id: TenantId) -> ServiceResult<Secret> {
     let key = random_token("bk_")?;
     db::insert_api_key(
         conn,
@@ -172,14 +174,19 @@ async fn issue_api_key(conn: &mut AsyncPgConnection, tenant_id: Uuid) -> Service
         },
     )
     .await?;
-    Ok(key)
+    Ok(Secret::new(key))
 }
 
 fn to_json<T: Serialize>(v: &T) -> ServiceResult<Value> {
     serde_json::to_value(v).map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
-fn to_row(id: Uuid, spec: &TenantSpec, webhook_secret: String, created_at: DateTime<Utc>) -> ServiceResult<TenantRow> {
+fn to_row(
+    id: TenantId,
+    spec: &TenantSpec,
+    webhook_secret: String,
+    created_at: DateTime<Utc>,
+) -> ServiceResult<TenantRow> {
     Ok(TenantRow {
         id,
         name: spec.name.trim().to_owned(),
@@ -198,31 +205,31 @@ fn to_row(id: Uuid, spec: &TenantSpec, webhook_secret: String, created_at: DateT
 
 pub async fn create(conn: &mut AsyncPgConnection, spec: TenantSpec) -> ServiceResult<TenantCreated> {
     spec.validate()?;
-    let id = Uuid::now_v7();
+    let id = TenantId::new();
     let webhook_secret = random_token("whsec_")?;
     let row = to_row(id, &spec, webhook_secret.clone(), real_now())?;
     db::insert(conn, &row).await?;
     let api_key = issue_api_key(conn, id).await?;
     let tenant = Tenant::try_from(row)?;
-    Ok(TenantCreated { id, api_key, webhook_secret, tenant: TenantView::from(&tenant) })
+    Ok(TenantCreated { id, api_key, webhook_secret: Secret::new(webhook_secret), tenant: TenantView::from(&tenant) })
 }
 
 /// How long the worker may use a tenant's configuration without re-reading it.
 const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
-type TenantCache = std::sync::Mutex<std::collections::HashMap<Uuid, (std::time::Instant, Tenant)>>;
+type TenantCache = std::sync::Mutex<std::collections::HashMap<TenantId, (std::time::Instant, Tenant)>>;
 
 static CACHE: std::sync::OnceLock<TenantCache> = std::sync::OnceLock::new();
 
 /// The cached tenant, if read less than [`CACHE_TTL`] ago.
-pub fn cached(id: Uuid) -> Option<Tenant> {
+pub fn cached(id: TenantId) -> Option<Tenant> {
     let map = CACHE.get_or_init(Default::default).lock().ok()?;
     map.get(&id).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, t)| t.clone())
 }
 
 /// Drops a tenant from this process's cache (its settings changed here; other
 /// processes see the change within [`CACHE_TTL`]).
-fn forget(id: Uuid) {
+fn forget(id: TenantId) {
     if let Some(cache) = CACHE.get()
         && let Ok(mut map) = cache.lock()
     {
@@ -232,7 +239,7 @@ fn forget(id: Uuid) {
 
 /// A tenant read at most [`CACHE_TTL`] ago (for the worker's hot paths: a changed
 /// webhook URL or gateway credential takes effect within seconds).
-pub async fn load_cached(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Tenant> {
+pub async fn load_cached(conn: &mut AsyncPgConnection, id: TenantId) -> ServiceResult<Tenant> {
     if let Some(tenant) = cached(id) {
         return Ok(tenant);
     }
@@ -244,7 +251,7 @@ pub async fn load_cached(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResul
     Ok(tenant)
 }
 
-pub async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Tenant> {
+pub async fn load(conn: &mut AsyncPgConnection, id: TenantId) -> ServiceResult<Tenant> {
     db::find(conn, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("tenant_not_found", "no such tenant"))
@@ -254,7 +261,7 @@ pub async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Tenan
 /// Applies an RFC 7396 JSON merge patch to the tenant's document and validates the
 /// result as a whole: `{"gateway": {"api_url": null}}` removes the override and
 /// keeps the secret.
-pub async fn patch(conn: &mut AsyncPgConnection, id: Uuid, patch: Value) -> ServiceResult<TenantView> {
+pub async fn patch(conn: &mut AsyncPgConnection, id: TenantId, patch: Value) -> ServiceResult<TenantView> {
     if !patch.is_object() {
         return Err(ServiceError::validation("body must be a JSON object"));
     }
@@ -277,7 +284,7 @@ pub async fn patch(conn: &mut AsyncPgConnection, id: Uuid, patch: Value) -> Serv
 /// Issues a new API key and/or webhook secret; the previous ones stay valid for an hour.
 pub async fn rotate_keys(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: TenantId,
     api_key: bool,
     webhook_secret: bool,
 ) -> ServiceResult<KeysRotated> {
@@ -301,7 +308,7 @@ pub async fn rotate_keys(
         row.updated_at = real_now();
         db::update(conn, &row).await?;
         forget(id);
-        Some(secret)
+        Some(Secret::new(secret))
     } else {
         None
     };

@@ -6,13 +6,13 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::payments;
 use super::refunds::{Approved, RefundView, check_comment, money, record_approved};
 use super::tenants::Tenant;
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::refunds as db;
+use crate::domain::ids::SubscriptionId;
 use crate::domain::money::Money;
 use crate::domain::refund::prorata;
 use crate::domain::states::PaymentKind;
@@ -62,7 +62,7 @@ pub async fn terminate(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    id: Uuid,
+    id: SubscriptionId,
     req: TerminateRequest,
 ) -> ServiceResult<Terminated> {
     let reason = req.reason.trim().to_owned();

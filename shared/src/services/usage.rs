@@ -26,6 +26,7 @@ use crate::db::attempts as attempts_db;
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::usage::{self as db, CounterState, Increment};
+use crate::domain::ids::{CustomerId, SubscriptionId};
 use crate::domain::money::Money;
 use crate::domain::plan::{MetricKind, QuotaReset};
 use crate::domain::states::{AttemptChannel, LineKind, PaymentKind};
@@ -57,7 +58,7 @@ pub struct UsageBatch {
 pub struct UsageEvent {
     /// Unique per tenant: the same id again counts once.
     pub event_id: String,
-    pub customer_id: Uuid,
+    pub customer_id: CustomerId,
     pub metric: String,
     /// Counter: units used (summed). Gauge: the absolute level measured.
     pub quantity: i64,
@@ -89,7 +90,7 @@ pub struct UsageResult {
 struct Valid {
     index: usize,
     event: UsageEvent,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     period_start: DateTime<Utc>,
     kind: MetricKind,
     limit: i64,
@@ -167,10 +168,10 @@ pub async fn ingest(
     }
 
     // Customers, subscriptions and plans of the whole batch.
-    let mut customers: Vec<Uuid> = parsed.iter().map(|(_, e)| e.customer_id).collect();
+    let mut customers: Vec<CustomerId> = parsed.iter().map(|(_, e)| e.customer_id).collect();
     customers.sort_unstable();
     customers.dedup();
-    let targets: HashMap<Uuid, db::Target> =
+    let targets: HashMap<CustomerId, db::Target> =
         db::targets(conn, tenant.id, &customers).await?.into_iter().map(|t| (t.customer_id, t)).collect();
     let mut plans_of: HashMap<Uuid, Plan> = HashMap::new();
     for sub in targets.values().filter_map(|t| t.subscription.as_ref()) {
@@ -236,7 +237,7 @@ pub async fn ingest(
     let states = db::add(conn, tenant.id, &increments).await?;
     // Counters not updated belong to a period billed meanwhile: their events are
     // taken back and rejected.
-    let open: HashSet<(Uuid, DateTime<Utc>, &str)> =
+    let open: HashSet<(SubscriptionId, DateTime<Utc>, &str)> =
         states.iter().map(|s| (s.subscription_id, s.period_start, s.metric.as_str())).collect();
     let (counted, closed): (Vec<&Valid>, Vec<&Valid>) =
         fresh.iter().partition(|v| open.contains(&(v.subscription_id, v.period_start, v.event.metric.as_str())));
@@ -254,7 +255,7 @@ pub async fn ingest(
 /// One increment per (subscription, period, metric): counters sum, gauges keep the
 /// latest level (by `occurred_at`) and the highest.
 fn aggregate(events: &[Valid]) -> Vec<Increment<'_>> {
-    let mut by_key: BTreeMap<(Uuid, DateTime<Utc>, &str), Increment<'_>> = BTreeMap::new();
+    let mut by_key: BTreeMap<(SubscriptionId, DateTime<Utc>, &str), Increment<'_>> = BTreeMap::new();
     for v in events {
         let q = v.event.quantity;
         let at = v.event.occurred_at;
@@ -296,8 +297,9 @@ async fn emit_exhausted(
     if exhausted.is_empty() {
         return Ok(());
     }
-    let customers: HashMap<Uuid, Uuid> = events.iter().map(|v| (v.subscription_id, v.event.customer_id)).collect();
-    let limits: HashMap<(Uuid, &str), i64> =
+    let customers: HashMap<SubscriptionId, CustomerId> =
+        events.iter().map(|v| (v.subscription_id, v.event.customer_id)).collect();
+    let limits: HashMap<(SubscriptionId, &str), i64> =
         events.iter().map(|v| ((v.subscription_id, v.event.metric.as_str()), v.limit)).collect();
     let out = exhausted
         .iter()

@@ -14,16 +14,18 @@ use super::tenants::{self, Tenant};
 use crate::clock::real_now;
 use crate::db::PgPool;
 use crate::db::webhook_deliveries::{self, Delivery};
+use crate::domain::ids::TenantId;
+use crate::domain::secret::Secret;
 use crate::domain::states::DeliveryStatus;
 use crate::error::{ServiceError, ServiceResult};
 use crate::signing::hmac_sha256;
 
 /// The header value for `body` signed at unix time `t`.
 pub fn signature_header(tenant: &Tenant, t: i64, body: &[u8]) -> String {
-    let sign = |secret: &str| {
+    let sign = |secret: &Secret| {
         let mut message = format!("{t}.").into_bytes();
         message.extend_from_slice(body);
-        hex::encode(hmac_sha256(secret.as_bytes(), &message))
+        hex::encode(hmac_sha256(secret.expose().as_bytes(), &message))
     };
     let mut header = format!("t={t},v1={}", sign(&tenant.webhook_secret));
     if let Some((prev, until)) = &tenant.webhook_secret_prev
@@ -37,7 +39,7 @@ pub fn signature_header(tenant: &Tenant, t: i64, body: &[u8]) -> String {
 #[derive(Deserialize)]
 struct EnvelopeHead {
     id: Uuid,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
 }
 
 /// Delivers one event (the exact bytes published) to its tenant's webhook URL.

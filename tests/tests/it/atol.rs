@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use billing_shared::domain::receipt::{Client, Company, Item, Payment, ReceiptDocument, Vat};
+use billing_shared::domain::secret::Secret;
 use billing_shared::domain::states::ReceiptKind;
 use billing_shared::domain::tenant::{FiscalProvider, FiscalSettings, SettlementSign, TaxationSystem, VatType};
 use billing_shared::fiscal::{FiscalError, FiscalRegistrar, Registered, Registrars, RegistrationRequest, ReportState};
@@ -26,7 +27,7 @@ fn settings(sim: &AtolSim, password: &str) -> FiscalSettings {
         email: "billing@seller.ru".into(),
         provider: FiscalProvider {
             login: "seller-login".into(),
-            password: password.into(),
+            password: Secret::new(password),
             group_code: GROUP.into(),
             api_url: Some(sim.base_url.clone()),
         },

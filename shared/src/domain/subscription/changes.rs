@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{Cause, Change, EventKind, InvalidTransition, PlanRef, Subscription, SubscriptionStatus};
+use crate::domain::ids::PaymentId;
 use crate::domain::period::{period_end, shift_days};
 
 /// An upgrade (or a change below the minimum charge) applied now.
@@ -23,7 +24,7 @@ pub struct PlanSwitch<'a> {
     pub paid_amount: Decimal,
     /// A new full period starts now (`restart_with_credit`).
     pub restarts: bool,
-    pub payment_id: Option<Uuid>,
+    pub payment_id: Option<PaymentId>,
     /// The quote's figures for the event (`amount_due`, `credit`, `charge`, ...).
     pub quote: Value,
 }
@@ -116,7 +117,7 @@ impl Subscription {
     }
 
     /// A renewal charge for the period starting at the current end is in flight.
-    pub fn start_renewal(&mut self, payment_id: Uuid) {
+    pub fn start_renewal(&mut self, payment_id: PaymentId) {
         self.renewal_payment_id = Some(payment_id);
         self.due_at = None;
     }
@@ -205,7 +206,7 @@ mod tests {
         assert_eq!(sub.next_charge_at, Some(t("2026-04-04T09:00:00Z")));
         assert_eq!(change.events[0].extra["previous_period_end"], "2026-04-01T09:00:00Z");
         let mut renewing = subscription(SubscriptionStatus::Active);
-        renewing.start_renewal(Uuid::now_v7());
+        renewing.start_renewal(PaymentId::new());
         assert!(renewing.shift_period(t("2026-03-10T09:00:00Z"), 3, TZ, Uuid::nil(), "outage").is_err());
     }
 

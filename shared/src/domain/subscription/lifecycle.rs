@@ -6,6 +6,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{Cause, Change, EventKind, HistoryEntry, InvalidTransition, Subscription, SubscriptionStatus};
+use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::money::{Money, MoneyView};
 
 /// How a new subscription starts.
@@ -21,7 +22,7 @@ pub enum Start {
 /// The paid period a confirmed payment opens.
 #[derive(Debug, Clone, Copy)]
 pub struct Paid {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     /// The payment's amount (for the event).
     pub amount: Money,
     /// What it paid for the tariff (the period's `paid_amount`).
@@ -36,9 +37,9 @@ impl Subscription {
     /// payment. `plan_code` goes into the history's details.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
-        id: Uuid,
-        tenant_id: Uuid,
-        customer_id: Uuid,
+        id: SubscriptionId,
+        tenant_id: TenantId,
+        customer_id: CustomerId,
         plan_id: Uuid,
         plan_code: &str,
         auto_renew: bool,
@@ -195,7 +196,7 @@ mod tests {
 
     fn paid(end: &str) -> Paid {
         Paid {
-            payment_id: Uuid::nil(),
+            payment_id: PaymentId(Uuid::nil()),
             amount: Money::rub(Decimal::new(199000, 2)).unwrap(),
             tariff: Decimal::new(199000, 2),
             price_id: None,
@@ -206,16 +207,32 @@ mod tests {
     #[test]
     fn a_purchase_waits_for_its_payment_and_a_trial_starts_at_once() {
         let at = t("2026-03-01T09:00:00Z");
-        let (sub, change) =
-            Subscription::start(Uuid::nil(), Uuid::nil(), Uuid::nil(), Uuid::nil(), "START", true, Start::Paid, at);
+        let (sub, change) = Subscription::start(
+            SubscriptionId(Uuid::nil()),
+            TenantId(Uuid::nil()),
+            CustomerId(Uuid::nil()),
+            Uuid::nil(),
+            "START",
+            true,
+            Start::Paid,
+            at,
+        );
         assert_eq!(
             (sub.status, change.history.cause, change.history.from),
             (SubscriptionStatus::PendingPayment, Cause::Purchase, None)
         );
         assert!(change.events.is_empty());
         let trial = Start::Free { ends_at: t("2026-03-08T09:00:00Z"), renews: false, price_id: None };
-        let (sub, change) =
-            Subscription::start(Uuid::nil(), Uuid::nil(), Uuid::nil(), Uuid::nil(), "DEMO", false, trial, at);
+        let (sub, change) = Subscription::start(
+            SubscriptionId(Uuid::nil()),
+            TenantId(Uuid::nil()),
+            CustomerId(Uuid::nil()),
+            Uuid::nil(),
+            "DEMO",
+            false,
+            trial,
+            at,
+        );
         assert_eq!(sub.status, SubscriptionStatus::Trialing);
         assert_eq!(sub.current_period_end, Some(t("2026-03-08T09:00:00Z")));
         assert_eq!(change.events[0].kind, EventKind::Activated);

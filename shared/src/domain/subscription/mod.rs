@@ -22,6 +22,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::period::Period;
+use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 
 super::states::string_enum! {
     pub enum SubscriptionStatus {
@@ -97,9 +98,9 @@ super::states::string_enum! {
 /// schedule depends on. Stored one-to-one as a row; `db` converts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub customer_id: Uuid,
+    pub id: SubscriptionId,
+    pub tenant_id: TenantId,
+    pub customer_id: CustomerId,
     pub plan_id: Uuid,
     pub status: SubscriptionStatus,
     pub auto_renew: bool,
@@ -119,7 +120,7 @@ pub struct Subscription {
     /// The earliest instant anything is due (the scheduler's claim key).
     pub due_at: Option<DateTime<Utc>>,
     /// The renewal payment being collected, while a renewal is in flight.
-    pub renewal_payment_id: Option<Uuid>,
+    pub renewal_payment_id: Option<PaymentId>,
     pub next_retry_at: Option<DateTime<Utc>>,
     pub dunning_ends_at: Option<DateTime<Utc>>,
     /// A hard decline stopped the automatic retries.
@@ -263,9 +264,9 @@ pub(crate) mod tests {
     pub(crate) fn subscription(status: SubscriptionStatus) -> Subscription {
         let (start, end) = (t("2026-03-01T09:00:00Z"), t("2026-04-01T09:00:00Z"));
         Subscription {
-            id: Uuid::now_v7(),
-            tenant_id: Uuid::nil(),
-            customer_id: Uuid::nil(),
+            id: SubscriptionId::new(),
+            tenant_id: TenantId(Uuid::nil()),
+            customer_id: CustomerId(Uuid::nil()),
             plan_id: Uuid::now_v7(),
             status,
             auto_renew: true,

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{Cause, Change, EventKind, InvalidTransition, PlanRef, Subscription, SubscriptionStatus};
 use crate::domain::dunning::Schedule;
+use crate::domain::ids::PaymentId;
 use crate::domain::money::{Money, MoneyView};
 use crate::domain::period::period_end;
 use crate::domain::tenant::AfterLastRetry;
@@ -19,7 +20,7 @@ use crate::domain::tenant::AfterLastRetry;
 /// A captured renewal payment.
 #[derive(Debug, Clone, Copy)]
 pub struct RenewalPaid<'a> {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     /// The payment's amount (tariff and any overage lines), for the event.
     pub amount: Money,
     /// What it paid for the tariff: the next period's `paid_amount`.
@@ -34,7 +35,7 @@ pub struct RenewalPaid<'a> {
 /// A paid extension queued after the current period, as it takes over.
 #[derive(Debug, Clone, Copy)]
 pub struct QueuedExtension<'a> {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     pub period_end: DateTime<Utc>,
     pub tariff: Decimal,
     pub price_id: Option<Uuid>,
@@ -45,7 +46,7 @@ pub struct QueuedExtension<'a> {
 /// A declined renewal attempt, as dunning sees it.
 #[derive(Debug, Clone)]
 pub struct Declined<'a> {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     pub failure_code: Option<&'a str>,
     pub failure_reason: Option<&'a str>,
     /// A hard decline: no more automatic attempts.
@@ -58,7 +59,7 @@ impl Subscription {
     fn renewal_start(
         &self,
         at: DateTime<Utc>,
-        payment_id: Uuid,
+        payment_id: PaymentId,
         other_live: bool,
     ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         if self.renewal_payment_id != Some(payment_id) {
@@ -161,7 +162,7 @@ impl Subscription {
     pub fn record_extension(
         &mut self,
         at: DateTime<Utc>,
-        payment_id: Uuid,
+        payment_id: PaymentId,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Change, InvalidTransition> {
@@ -324,7 +325,7 @@ mod tests {
 
     fn in_renewal(status: SubscriptionStatus) -> Subscription {
         let mut sub = subscription(status);
-        sub.renewal_payment_id = Some(Uuid::now_v7());
+        sub.renewal_payment_id = Some(PaymentId::new());
         sub
     }
 
@@ -358,7 +359,7 @@ mod tests {
     fn only_the_outstanding_renewal_renews_and_a_downgrade_takes_over_with_it() {
         let mut sub = subscription(SubscriptionStatus::Active);
         let stray =
-            RenewalPaid { payment_id: Uuid::now_v7(), ..paid(&in_renewal(SubscriptionStatus::Active), sub.plan_id) };
+            RenewalPaid { payment_id: PaymentId::new(), ..paid(&in_renewal(SubscriptionStatus::Active), sub.plan_id) };
         assert!(sub.renew(t("2026-04-01T09:00:00Z"), stray, TZ, false).is_err());
         let mut sub = in_renewal(SubscriptionStatus::Active);
         let lite = Uuid::now_v7();
@@ -413,7 +414,7 @@ mod tests {
         sub.auto_renew = false;
         let (start, end) = sub.extension_period(MONTH, TZ).unwrap();
         assert_eq!((start, end), (t("2026-04-01T09:00:00Z"), t("2026-05-01T09:00:00Z")));
-        let payment_id = Uuid::now_v7();
+        let payment_id = PaymentId::new();
         let change = sub.record_extension(t("2026-03-20T09:00:00Z"), payment_id, start, end).unwrap();
         assert_eq!((sub.paid_through, change.history.cause), (Some(end), Cause::ExtensionPaid));
         let ext = QueuedExtension {

@@ -130,7 +130,7 @@ mod tests {
         assert_eq!(decide(t("2026-03-29T09:00:00Z"), &noticed, 3, false), Next::Wait(Some(t("2026-04-01T09:00:00Z"))));
         assert_eq!(decide(t("2026-04-01T09:00:00Z"), &noticed, 3, false), Next::Act(Action::StartRenewal));
         let mut in_flight = noticed.clone();
-        in_flight.renewal_payment_id = Some(uuid::Uuid::nil());
+        in_flight.renewal_payment_id = Some(crate::domain::ids::PaymentId(uuid::Uuid::nil()));
         assert_eq!(decide(t("2026-04-01T09:00:00Z"), &in_flight, 3, false), Next::Wait(None));
     }
 

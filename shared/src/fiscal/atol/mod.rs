@@ -21,6 +21,7 @@ use self::wire::{
     format_timestamp, read, report_from,
 };
 use super::{Failure, FiscalError, FiscalRegistrar, Registered, RegistrationRequest, ReportState};
+use crate::domain::secret::Secret;
 use crate::domain::states::ReceiptKind;
 use crate::domain::tenant::FiscalProvider;
 
@@ -33,7 +34,7 @@ const DOCUMENT_ERRORS: [i64; 2] = [13, 32];
 #[derive(Debug, Clone)]
 pub struct AtolAccount {
     pub login: String,
-    pub password: String,
+    pub password: Secret,
     pub group_code: String,
     pub base_url: String,
 }
@@ -87,7 +88,7 @@ impl Client {
         if let Some(token) = self.cache().get(&Self::key(account)) {
             return Ok(token.clone());
         }
-        let body = serde_json::json!({"login": account.login, "pass": account.password}).to_string();
+        let body = serde_json::json!({"login": account.login, "pass": account.password.expose()}).to_string();
         let res = self
             .http
             .post(account.url("getToken"))
@@ -232,7 +233,7 @@ mod tests {
 
     #[test]
     fn accounts_join_urls_with_or_without_a_slash() {
-        let p = FiscalProvider { login: "l".into(), password: "p".into(), group_code: "g".into(), api_url: None };
+        let p = FiscalProvider { login: "l".into(), password: Secret::new("p"), group_code: "g".into(), api_url: None };
         let a = AtolAccount::from_provider(&p);
         assert_eq!(a.url("getToken"), "https://online.atol.ru/possystem/v5/getToken");
         let b = AtolAccount { base_url: "http://sim/possystem/v5".into(), ..a };
