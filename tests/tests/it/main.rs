@@ -14,6 +14,7 @@ mod gateway;
 mod ledger;
 mod lifecycle;
 mod plan_change;
+mod ports;
 mod purchase;
 mod receipts;
 mod refund_execution;

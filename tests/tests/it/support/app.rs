@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use billing_api::Application;
 use billing_shared::config::Config;
+use billing_shared::ports::Ports;
 use billing_tests::atol::AtolSim;
 use billing_tests::cloudpayments::{CloudPaymentsSim, Site, WidgetOutcome, WidgetParams};
 use billing_tests::process::{Proc, binary, free_port};
@@ -25,6 +26,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub mq: TestVhost,
     server: actix_web::dev::ServerHandle,
+    /// Adapters the test plugged behind the ports (else the built-in ones).
+    ports: Option<Ports>,
     worker: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -101,6 +104,16 @@ impl TestApp {
 
     /// Spawns with some settings overridden (e.g. the test clock off).
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
+        Self::spawn_on(overrides, None).await
+    }
+
+    /// Spawns with the test's own adapters behind the gateway and fiscal ports;
+    /// the worker started later uses them too.
+    pub async fn spawn_with_ports(ports: Ports) -> TestApp {
+        Self::spawn_on(&[], Some(ports)).await
+    }
+
+    async fn spawn_on(overrides: &[(&str, &str)], ports: Option<Ports>) -> TestApp {
         billing_shared::telemetry::install_crypto_provider();
         if std::env::var("TEST_LOG").is_ok() {
             billing_shared::telemetry::init_logs(billing_shared::config::LogFormat::Text);
@@ -124,14 +137,17 @@ impl TestApp {
         };
         let config = Config::from_lookup(lookup).expect("config");
         let settable_clock = config.test_clock && config.admin_token.is_some();
-        let app = Application::build(&config).await.expect("build app");
+        let app = match &ports {
+            Some(ports) => Application::build_with(&config, ports.clone()).expect("build app"),
+            None => Application::build(&config).await.expect("build app"),
+        };
         let base = format!("http://127.0.0.1:{}", app.port());
         let server = app.handle();
         tokio::spawn(app.run_until_stopped());
         let sim = CloudPaymentsSim::start("127.0.0.1:0").expect("start simulator");
         let atol = AtolSim::start("127.0.0.1:0").expect("start ATOL simulator");
         let http = reqwest::Client::builder().no_proxy().build().expect("http client");
-        let app = TestApp { base, http, sim, atol, db, mq, server, worker: None };
+        let app = TestApp { base, http, sim, atol, db, mq, server, ports, worker: None };
         if settable_clock {
             app.set_clock(T0).await;
         }
@@ -162,12 +178,16 @@ impl TestApp {
 
     pub fn start_worker_with(&mut self, overrides: &[(&str, &str)]) {
         let config = self.worker_config_with(overrides);
+        let ports = self.ports.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            let _ = billing_worker::run(config, async {
+            let stop = async {
                 let _ = rx.await;
-            })
-            .await;
+            };
+            let _ = match ports {
+                Some(ports) => billing_worker::run_with(config, ports, stop).await,
+                None => billing_worker::run(config, stop).await,
+            };
         });
         self.worker = Some((tx, handle));
     }
