@@ -10,7 +10,8 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 
 use crate::domain::states::{
-    AttemptChannel, AttemptStatus, DeliveryStatus, PaymentKind, PaymentStatus, ReceiptKind, ReceiptStatus, RefundStatus,
+    AttemptChannel, AttemptStatus, DeliveryStatus, OutboxMessage, PaymentKind, PaymentStatus, ReceiptKind,
+    ReceiptStatus, RefundStatus,
 };
 use crate::domain::subscription::{Cause, SubscriptionStatus};
 
@@ -66,4 +67,5 @@ text_column!(
     ReceiptKind,
     ReceiptStatus,
     DeliveryStatus,
+    OutboxMessage,
 );

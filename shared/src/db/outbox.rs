@@ -23,23 +23,7 @@ pub fn lane_of(ordering_key: Uuid) -> i16 {
     i16::try_from(ordering_key.as_u128() % LANES as u128).unwrap_or(0)
 }
 
-/// What an outbox row carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message {
-    /// An event for product backends (`billing.events`, and their webhooks).
-    Event,
-    /// Work for the worker.
-    Job,
-}
-
-impl Message {
-    fn as_str(self) -> &'static str {
-        match self {
-            Message::Event => "event",
-            Message::Job => "job",
-        }
-    }
-}
+pub use crate::domain::states::OutboxMessage as Message;
 
 /// A message to append. `ordering_key` (the subscription, or the customer when
 /// there is none) keeps the messages of one aggregate in order through the relay;
@@ -91,11 +75,11 @@ impl Route {
     /// exchange under their queue's name, or through a retry queue when delayed.
     /// `None` for a job type no queue knows (a row written by a newer binary).
     pub fn of(row: &Pending) -> Option<Route> {
-        Some(match row.message.as_str() {
-            "event" => {
+        Some(match row.message {
+            Message::Event => {
                 Route { exchange: EVENTS_EXCHANGE, routing_key: format!("{}.{}", row.tenant_id, row.event_type) }
             }
-            _ => {
+            Message::Job => {
                 let queue = Job::queue_of(&row.event_type)?;
                 match row.delay_step.and_then(|s| usize::try_from(s).ok()) {
                     None => Route { exchange: WORK_EXCHANGE, routing_key: queue.name.to_owned() },
@@ -159,7 +143,7 @@ pub struct Pending {
     pub seq: i64,
     pub id: Uuid,
     pub tenant_id: TenantId,
-    pub message: String,
+    pub message: Message,
     pub event_type: String,
     pub delay_step: Option<i16>,
     pub payload: Value,

@@ -204,6 +204,15 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// What an outbox row carries: an event for product backends (the topic
+    /// exchange `billing.events`, and their webhooks) or a job for the worker.
+    pub enum OutboxMessage {
+        Event = "event",
+        Job = "job",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +240,6 @@ mod tests {
         round_trips(ReceiptKind::ALL, ReceiptKind::as_str, ReceiptKind::parse);
         round_trips(ReceiptStatus::ALL, ReceiptStatus::as_str, ReceiptStatus::parse);
         round_trips(DeliveryStatus::ALL, DeliveryStatus::as_str, DeliveryStatus::parse);
+        round_trips(OutboxMessage::ALL, OutboxMessage::as_str, OutboxMessage::parse);
     }
 }

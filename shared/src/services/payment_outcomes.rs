@@ -233,12 +233,9 @@ async fn activate_purchase(
         period_end: period_end(now, now, plan.period, tenant.tz),
     };
     let change = sub.activate(now, paid).map_err(unexpected)?;
-    subs_db::record(conn, sub.id, &change.history).await?;
-    subscriptions::store(conn, now, tenant, &mut sub).await?;
     payment.period_start = sub.current_period_start;
     payment.period_end = sub.current_period_end;
-    let events =
-        change.events.into_iter().map(|e| subscriptions::event(tenant, &sub, &plan.code, e.kind, e.extra)).collect();
+    let events = subscriptions::commit_deferred(conn, now, tenant, &mut sub, &plan.code, change).await?;
     Ok(Some(Applied { events, posting: None }))
 }
 
@@ -279,10 +276,7 @@ async fn renew(
     }
     payment.period_start = sub.current_period_start;
     payment.period_end = sub.current_period_end;
-    subs_db::record(conn, sub.id, &change.history).await?;
-    subscriptions::store(conn, now, tenant, &mut sub).await?;
-    let events =
-        change.events.into_iter().map(|e| subscriptions::event(tenant, &sub, &plan.code, e.kind, e.extra)).collect();
+    let events = subscriptions::commit_deferred(conn, now, tenant, &mut sub, &plan.code, change).await?;
     Ok(Some(Applied { events, posting: None }))
 }
 
@@ -301,9 +295,8 @@ async fn extend(
     let Ok(change) = sub.record_extension(now, payment.id, start, end) else { return Ok(None) };
     payment.period_start = Some(start);
     payment.period_end = Some(end);
-    subs_db::record(conn, sub.id, &change.history).await?;
-    subscriptions::store(conn, now, tenant, &mut sub).await?;
-    Ok(Some(Applied::default()))
+    let events = subscriptions::commit_deferred(conn, now, tenant, &mut sub, &paid_plan.code, change).await?;
+    Ok(Some(Applied { events, posting: None }))
 }
 
 /// The decline of a charge that has no usable saved card to charge: hard.

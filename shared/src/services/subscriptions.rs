@@ -21,7 +21,9 @@ use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId};
 use crate::domain::money::{Currency, Money, MoneyView};
 use crate::domain::states::{PAYMENT_EXPIRED, PaymentStatus};
 use crate::domain::subscription::schedule::due_at;
-use crate::domain::subscription::{Cause, Change, EventKind, InvalidTransition, Subscription, SubscriptionStatus};
+use crate::domain::subscription::{
+    Cause, Change, Event, EventKind, InvalidTransition, Subscription, SubscriptionStatus,
+};
 use crate::error::{ServiceError, ServiceResult};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -197,9 +199,12 @@ pub async fn record(
     change: Change,
 ) -> ServiceResult<()> {
     db::record(conn, sub.id, &change.history).await?;
-    let events = change.events.into_iter().map(|e| event(tenant, sub, plan_code, e.kind, e.extra)).collect();
-    outbox::emit_many(conn, now, events).await?;
+    outbox::emit_many(conn, now, events_of(tenant, sub, plan_code, change.events)).await?;
     Ok(())
+}
+
+fn events_of(tenant: &Tenant, sub: &Subscription, plan_code: &str, events: Vec<Event>) -> Vec<NewEvent> {
+    events.into_iter().map(|e| event(tenant, sub, plan_code, e.kind, e.extra)).collect()
 }
 
 /// Stores the subscription with its next due instant.
@@ -225,6 +230,23 @@ pub async fn commit(
 ) -> ServiceResult<()> {
     record(conn, now, tenant, sub, plan_code, change).await?;
     store(conn, now, tenant, sub).await
+}
+
+/// Records the transition's history entry and stores the subscription, like
+/// [`commit`], but returns its events for the caller to emit after its own (a
+/// payment's events go out before what the payment did to the subscription).
+pub async fn commit_deferred(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    sub: &mut Subscription,
+    plan_code: &str,
+    change: Change,
+) -> ServiceResult<Vec<NewEvent>> {
+    db::record(conn, sub.id, &change.history).await?;
+    let events = events_of(tenant, sub, plan_code, change.events);
+    store(conn, now, tenant, sub).await?;
+    Ok(events)
 }
 
 /// Ends a subscription as `expired` or `terminated`: its pending payments fail
