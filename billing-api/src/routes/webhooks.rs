@@ -5,12 +5,20 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse, post};
 use billing_shared::error::ServiceError;
-use billing_shared::services::notifications::{self, NotificationAnswer, RawNotification};
+use billing_shared::services::notifications::{self, RawNotification};
 use billing_shared::services::{receipts, tenants};
 
 use super::parse_id;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
+
+/// CloudPayments' answer to every notification: HTTP 200 `{"code": N}`, where a
+/// Check's code accepts (0) or rejects the payment (10 invoice, 11 account,
+/// 12 amount, 13 not acceptable, 20 expired).
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct NotificationAnswer {
+    pub code: i32,
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(cloudpayments_notification).service(atol_callback);

@@ -12,6 +12,9 @@ use super::schema::{payment_attempts, payment_methods};
 use crate::domain::ids::{CustomerId, PaymentId, TenantId};
 use crate::domain::states::{AttemptChannel, AttemptStatus, PAYMENT_EXPIRED, PAYMENT_SUPERSEDED, PaymentStatus};
 
+/// One try at collecting a payment (`payment_attempts`): the widget session of a
+/// purchase, or one token charge of a renewal or retry, known to the gateway by
+/// `invoice_id`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = payment_attempts, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
@@ -61,6 +64,8 @@ impl AttemptRow {
     }
 }
 
+/// A saved card (the gateway's token) a customer's later payments are charged to;
+/// revoked after a hard decline.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = payment_methods, check_for_backend(diesel::pg::Pg))]
 pub struct PaymentMethodRow {
@@ -78,10 +83,12 @@ pub struct PaymentMethodRow {
     pub revoked_reason: Option<String>,
 }
 
+/// Records a new attempt.
 pub async fn insert_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
     diesel::insert_into(payment_attempts::table).values(row).execute(conn).await.map(|_| ())
 }
 
+/// Records new attempts in one statement per 1000.
 pub async fn insert_attempts(conn: &mut AsyncPgConnection, rows: &[AttemptRow]) -> QueryResult<()> {
     for chunk in rows.chunks(2000) {
         diesel::insert_into(payment_attempts::table).values(chunk).execute(conn).await?;
@@ -132,6 +139,7 @@ pub async fn default_payment_methods(
         .await
 }
 
+/// Stores an attempt's new state.
 pub async fn save_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
     diesel::update(payment_attempts::table.find(row.id))
         .set((row, payment_attempts::updated_at.eq(diesel::dsl::now)))
@@ -155,6 +163,7 @@ pub async fn find_attempt_by_invoice(
         .optional()
 }
 
+/// A payment's attempts, oldest first.
 pub async fn attempts_of(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<Vec<AttemptRow>> {
     payment_attempts::table
         .filter(payment_attempts::payment_id.eq(payment_id))
@@ -190,10 +199,12 @@ pub async fn default_payment_method(
         .optional()
 }
 
+/// The attempts with these ids.
 pub async fn find_attempts(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<AttemptRow>> {
     payment_attempts::table.filter(payment_attempts::id.eq_any(ids)).select(AttemptRow::as_select()).load(conn).await
 }
 
+/// The attempt with this id (`NotFound` when there is none).
 pub async fn find_attempt(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<AttemptRow> {
     payment_attempts::table.find(id).select(AttemptRow::as_select()).first(conn).await
 }
@@ -282,8 +293,12 @@ pub struct Claimed {
     pub currency: String,
     #[diesel(sql_type = Text)]
     pub description: String,
+    /// The saved card's token, unless it was revoked meanwhile.
     #[diesel(sql_type = Nullable<Text>)]
     pub token: Option<String>,
+    /// Whether the attempt was made with a saved card at all.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub had_method: bool,
     #[diesel(sql_type = Nullable<Text>)]
     pub email: Option<String>,
 }
@@ -302,7 +317,7 @@ pub async fn claim_pending(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryR
                                             AND (p.status = $4 OR p.failure_reason = ANY($5))) \
                           RETURNING id, invoice_id, payment_id, payment_method_id) \
          SELECT c.id AS attempt_id, c.invoice_id, p.tenant_id, p.customer_id, p.amount, p.currency, p.description, \
-                pm.token, cu.email \
+                pm.token, c.payment_method_id IS NOT NULL AS had_method, cu.email \
          FROM claimed c JOIN payments p ON p.id = c.payment_id JOIN customers cu ON cu.id = p.customer_id \
          LEFT JOIN payment_methods pm ON pm.id = c.payment_method_id AND pm.revoked_at IS NULL",
     )

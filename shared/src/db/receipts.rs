@@ -10,6 +10,8 @@ use super::schema::receipts;
 use crate::domain::ids::{PaymentId, TenantId};
 use crate::domain::states::{ReceiptKind, ReceiptStatus};
 
+/// A 54-FZ receipt (`receipts`): its document as sent, the registration
+/// attempt it is at, and the provider's uuid and fiscal attributes once known.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = receipts, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
@@ -40,14 +42,17 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &ReceiptRow) -> QueryResu
     Ok(inserted == 1)
 }
 
+/// The receipt with this id.
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ReceiptRow>> {
     receipts::table.find(id).select(ReceiptRow::as_select()).first(conn).await.optional()
 }
 
+/// The receipt with this id, locked.
 pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ReceiptRow>> {
     receipts::table.find(id).select(ReceiptRow::as_select()).for_update().first(conn).await.optional()
 }
 
+/// Stores a receipt's new state.
 pub async fn save(conn: &mut AsyncPgConnection, row: &ReceiptRow) -> QueryResult<()> {
     diesel::update(receipts::table.find(row.id))
         .set((row, receipts::updated_at.eq(diesel::dsl::now)))

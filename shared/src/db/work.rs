@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::{outbox_events, payment_attempts, receipts, refunds, subscriptions};
-use crate::domain::states::{AttemptChannel, AttemptStatus, ReceiptStatus, RefundStatus};
+use crate::domain::states::{AttemptChannel, ReceiptStatus, RefundStatus};
 
 /// True when some work is due at or before `now`: a due subscription, an
 /// unpublished outbox message, an unresolved token charge (widget attempts wait
@@ -18,12 +18,7 @@ pub async fn busy(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> diesel::Q
     let due = subscriptions::table.filter(subscriptions::due_at.le(now));
     let unpublished = outbox_events::table.filter(outbox_events::published_at.is_null());
     let charging = payment_attempts::table
-        .filter(payment_attempts::status.eq_any([
-            AttemptStatus::Pending,
-            AttemptStatus::Sent,
-            AttemptStatus::Unknown,
-            AttemptStatus::Refused,
-        ]))
+        .filter(payment_attempts::status.eq_any(super::attempts::OPEN))
         .filter(payment_attempts::channel.ne(AttemptChannel::Widget));
     let overdue = refunds::table
         .filter(refunds::status.eq(RefundStatus::PendingReview))

@@ -18,10 +18,6 @@ macro_rules! uuid_id {
             pub fn new() -> Self {
                 $name(uuid::Uuid::now_v7())
             }
-
-            pub fn uuid(self) -> uuid::Uuid {
-                self.0
-            }
         }
 
         impl Default for $name {

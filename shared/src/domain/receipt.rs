@@ -37,6 +37,7 @@ pub struct Client {
     pub phone: Option<String>,
 }
 
+/// The seller (ATOL `company`): e-mail, taxation system, INN, payment address.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Company {
     pub email: String,
@@ -45,6 +46,8 @@ pub struct Company {
     pub payment_address: String,
 }
 
+/// One position (ATOL `items[]`): name, price × quantity = sum, settlement sign
+/// (`payment_method`), subject (`payment_object`) and VAT.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     pub name: String,
@@ -61,12 +64,15 @@ pub struct Item {
     pub vat: Vat,
 }
 
+/// A position's VAT rate (ATOL `vat.type`: `none`, `vat22`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vat {
     #[serde(rename = "type")]
     pub kind: String,
 }
 
+/// How the receipt was paid (ATOL `payments[]`): type 1 cashless, 2 prepayment
+/// offset; the sum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payment {
     /// 1 = cashless, 2 = prepayment offset, ...

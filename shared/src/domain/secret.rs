@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret's text.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
@@ -25,6 +26,7 @@ impl Secret {
         &self.0
     }
 
+    /// True when empty or only whitespace (a setting left blank).
     pub fn is_blank(&self) -> bool {
         self.0.trim().is_empty()
     }

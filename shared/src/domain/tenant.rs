@@ -167,11 +167,19 @@ impl FiscalSettings {
 
     /// The settings without the provider password, for responses.
     pub fn public_view(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(p) = v.get_mut("provider").and_then(|p| p.as_object_mut()) {
-            p.remove("password");
-        }
-        v
+        serde_json::json!({
+            "inn": self.inn,
+            "sno": self.sno,
+            "vat": self.vat,
+            "settlement_sign": self.settlement_sign,
+            "payment_object": self.payment_object,
+            "payment_address": self.payment_address,
+            "email": self.email,
+            "provider": match &self.provider.api_url {
+                Some(url) => serde_json::json!({"login": self.provider.login, "group_code": self.provider.group_code, "api_url": url}),
+                None => serde_json::json!({"login": self.provider.login, "group_code": self.provider.group_code}),
+            },
+        })
     }
 }
 

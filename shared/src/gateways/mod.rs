@@ -166,6 +166,8 @@ pub struct RawNotification<'a> {
     pub path: &'a str,
     pub headers: Vec<(String, String)>,
     pub body: &'a [u8],
+    /// The peer address, for providers that authenticate callbacks by their
+    /// published IP ranges (YooKassa, GATEWAYS.md §2) rather than a signature.
     pub source_ip: Option<std::net::IpAddr>,
 }
 
@@ -175,6 +177,7 @@ impl RawNotification<'_> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// The `Content-Type` header, if sent.
     pub fn content_type(&self) -> Option<&str> {
         self.header("content-type")
     }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::topology::{GATEWAY_FOLLOWUPS, RECEIPTS, REFUNDS, RENEWALS, WorkQueue};
 
+/// A unit of work for the worker (see the module docs for its wire form).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum Job {

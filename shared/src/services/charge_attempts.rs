@@ -49,6 +49,8 @@ struct AttemptCall {
     tenant: Tenant,
     gateway: Box<dyn PaymentGateway>,
     token: Option<String>,
+    /// The attempt was made with a saved card (revoked since, when `token` is none).
+    had_method: bool,
     amount: Money,
     invoice_id: String,
     description: String,
@@ -84,7 +86,8 @@ impl Outcome {
 /// Sends the attempt's charge (a saved card that was revoked meanwhile is a decline).
 async fn call_gateway(call: &AttemptCall) -> Outcome {
     let Some(token) = call.token.as_deref() else {
-        return Outcome::Charge(ChargeOutcome::Declined(no_saved_card("saved card revoked")));
+        let reason = if call.had_method { "saved card revoked" } else { "no saved card" };
+        return Outcome::Charge(ChargeOutcome::Declined(no_saved_card(reason)));
     };
     let charge = ChargeRequest {
         attempt_id: &call.invoice_id,
@@ -235,6 +238,7 @@ async fn claim_pending(
                 tenant,
                 gateway,
                 token: row.token,
+                had_method: row.had_method,
                 amount,
                 invoice_id: row.invoice_id,
                 description: row.description,
@@ -275,6 +279,7 @@ async fn claim(conn: &mut AsyncPgConnection, gateways: &Gateways, attempt_id: Uu
         tenant,
         gateway,
         token,
+        had_method: attempt.payment_method_id.is_some(),
         amount: payments::money_of(&payment)?,
         invoice_id: attempt.invoice_id.clone(),
         description: payment.description.clone(),

@@ -47,8 +47,12 @@ pub async fn cancel(
         sub.status,
         SubscriptionStatus::PastDue | SubscriptionStatus::Suspended | SubscriptionStatus::PendingPayment
     );
-    if let Some(change) = sub.cancel(now).map_err(conflict("subscription_ended"))? {
-        if ends {
+    if let Some(mut change) = sub.cancel(now).map_err(conflict("subscription_ended"))? {
+        if ends && !change.events.is_empty() {
+            // The product sees it canceled, then its unpaid payments fail, then it expires.
+            let canceled = change.events.remove(0);
+            let event = subscriptions::event(tenant, &sub, &plan.code, canceled.kind, canceled.extra);
+            crate::db::outbox::emit(conn, now, event).await?;
             subscriptions::fail_pending_payments(conn, now, tenant, &sub, crate::domain::subscription::Cause::Canceled)
                 .await?;
         }

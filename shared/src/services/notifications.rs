@@ -11,9 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use serde::{Deserialize, Serialize};
 use tracing::warn;
-use utoipa::ToSchema;
 
 use super::payment_outcomes::{self, apply_decline};
 use super::tenants::Tenant;
@@ -29,14 +27,6 @@ use crate::gateways::registry::Gateways;
 use crate::gateways::{
     CheckVerdict, Notification, NotificationError, NotificationEvent, NotificationReply, PaymentGateway, PaymentReport,
 };
-
-/// CloudPayments' answer to every notification: HTTP 200 `{"code": N}`, where a
-/// Check's code accepts (0) or rejects the payment (10 invoice, 11 account,
-/// 12 amount, 13 not acceptable, 20 expired).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-pub struct NotificationAnswer {
-    pub code: i32,
-}
 
 /// The adapter for `tenant`'s gateway, if it is `provider`'s (a callback for
 /// another provider's path is 404).

@@ -118,14 +118,8 @@ pub async fn apply(
         let limits: Vec<(&str, i64)> = target.quotas.iter().map(|(m, q)| (m.as_str(), q.limit())).collect();
         crate::db::usage::rearm_exhausted(conn, sub.id, start, &limits).await?;
     }
-    // The history now; the event is emitted with the payment's own events.
-    crate::db::subscriptions::record(conn, sub.id, &change.history).await?;
-    subscriptions::store(conn, now, tenant, sub).await?;
-    let events = change
-        .events
-        .into_iter()
-        .map(|e| subscriptions::event(tenant, sub, &target.code, e.kind, e.extra))
-        .collect::<Vec<_>>();
+    // The history now; the events go out with the payment's own.
+    let events = subscriptions::commit_deferred(conn, now, tenant, sub, &target.code, change).await?;
     let total = money(&stored.total)?;
     // Below the minimum charge nothing was collected: the difference is waived.
     let waived = if payment.is_none() && total.amount() > rust_decimal::Decimal::ZERO {

@@ -183,7 +183,9 @@ async fn step(
         Ok(ReportState::Failed { failure, document_refused: true }) => Ok(Learned::Failed(failure.to_string())),
         Ok(ReportState::Failed { failure, document_refused: false }) => Ok(Learned::AttemptFailed(failure.to_string())),
         Err(FiscalError::Configuration(reason)) => Err(Retry::Configuration("report", reason)),
-        Err(FiscalError::DocumentRefused(f)) => Ok(Learned::Failed(f.to_string())),
+        // An error answering the report request says nothing about the document:
+        // only a report that says so fails it.
+        Err(FiscalError::DocumentRefused(f)) => Err(Retry::Later(format!("report refused: {f}"))),
         Err(FiscalError::Retryable(reason)) => Err(Retry::Later(reason)),
     }
 }

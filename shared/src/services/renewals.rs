@@ -123,7 +123,7 @@ pub(crate) async fn roll_extension(
     let queued = match &extension {
         Some(p) => Some(QueuedExtension {
             payment_id: p.id,
-            period_end: p.period_end.unwrap_or(end),
+            period_end: p.period_end,
             tariff: payments_svc::tariff_amount(p)?,
             price_id: p.price_id,
             plan: extension_plan.as_ref().map(|e| PlanRef { id: e.id, code: &e.code, period: e.period }),

@@ -141,8 +141,7 @@ async fn send_notice(
         Notice::ExpiringSoon => EventKind::ExpiringSoon,
     };
     let Some(end) = sub.current_period_end else { return Ok(()) };
-    sub.mark_notice(kind);
-    if !subs_db::record_notice(conn, sub.id, kind.as_str(), end, now).await? {
+    if !sub.mark_notice(kind) || !subs_db::record_notice(conn, sub.id, kind.as_str(), end, now).await? {
         return Ok(());
     }
     let extra = match notice {

@@ -137,9 +137,12 @@ impl Subscription {
             SubscriptionStatus::PastDue | SubscriptionStatus::Suspended | SubscriptionStatus::PendingPayment => {
                 self.auto_renew = false;
                 self.canceled_at = Some(at);
-                let ended = self.end(at, SubscriptionStatus::Expired, Cause::Canceled, json!({"cause": "canceled"}))?;
-                let mut change = ended;
-                change.events.insert(0, super::Event { kind: EventKind::Canceled, extra: json!({"access_until": at}) });
+                // The cancel event shows the subscription as it was canceled, before it ended.
+                let canceled =
+                    json!({"access_until": at, "status": self.status, "next_charge_at": self.next_charge_at});
+                let mut change =
+                    self.end(at, SubscriptionStatus::Expired, Cause::Canceled, json!({"cause": "canceled"}))?;
+                change.events.insert(0, super::Event { kind: EventKind::Canceled, extra: canceled });
                 Ok(Some(change))
             }
             SubscriptionStatus::Expired | SubscriptionStatus::Terminated => Err(self.invalid("be canceled")),

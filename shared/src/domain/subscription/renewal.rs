@@ -36,7 +36,9 @@ pub struct RenewalPaid<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct QueuedExtension<'a> {
     pub payment_id: PaymentId,
-    pub period_end: DateTime<Utc>,
+    /// The end its payment recorded; `None`: one period of the plan from the
+    /// current end.
+    pub period_end: Option<DateTime<Utc>>,
     pub tariff: Decimal,
     pub price_id: Option<Uuid>,
     /// The plan it paid for, when it is not the current one (a downgrade).
@@ -205,7 +207,8 @@ impl Subscription {
         let (Some(end), Some(anchor)) = (self.current_period_end, self.anchor_at) else {
             return Err(self.invalid("roll an extension without a period"));
         };
-        let next_end = extension.map_or_else(|| period_end(end, anchor, default.period, tz), |e| e.period_end);
+        let next_end =
+            extension.and_then(|e| e.period_end).unwrap_or_else(|| period_end(end, anchor, default.period, tz));
         self.current_period_start = Some(end);
         self.current_period_end = Some(next_end);
         let mut switched = None;
@@ -241,7 +244,9 @@ impl Subscription {
 
     /// The outstanding renewal's scheduled attempt was declined: `past_due` (from
     /// `active`) with the dunning `schedule` (grace, next retry, when it ends); a
-    /// hard decline stops the automatic retries for good.
+    /// hard decline stops the automatic retries for good. In any other status
+    /// (already in dunning, or canceled with the renewal in flight) only the
+    /// schedule moves.
     pub fn decline(
         &mut self,
         at: DateTime<Utc>,
@@ -265,10 +270,9 @@ impl Subscription {
                     .enter(SubscriptionStatus::PastDue, Cause::RenewalDeclined, at, Some(details))
                     .with(EventKind::PastDue, extra))
             }
-            SubscriptionStatus::PastDue | SubscriptionStatus::Suspended => {
-                Ok(self.enter(self.status, Cause::RetryDeclined, at, Some(details)))
-            }
-            _ => Err(self.invalid("enter dunning")),
+            // Already in dunning; or canceled (or ended) with its renewal still in
+            // flight: the decline moves only the dunning schedule.
+            _ => Ok(self.enter(self.status, Cause::RetryDeclined, at, Some(details))),
         }
     }
 
@@ -406,6 +410,15 @@ mod tests {
                 .give_up(t("2026-04-06T09:00:00Z"), AfterLastRetry::Expire)
                 .is_err()
         );
+        // Canceled with its renewal in flight: the decline moves only the schedule.
+        let mut canceled = in_renewal(SubscriptionStatus::Canceled);
+        let declined = Declined { payment_id: canceled.renewal_payment_id.unwrap(), ..declined };
+        let change = canceled.decline(t("2026-04-01T09:00:00Z"), &declined, schedule).unwrap();
+        assert_eq!((canceled.status, change.events.len()), (SubscriptionStatus::Canceled, 0));
+        assert_eq!(canceled.next_retry_at, Some(t("2026-04-02T09:00:00Z")));
+        // Not its renewal: refused.
+        let other = Declined { payment_id: crate::domain::ids::PaymentId::new(), ..declined };
+        assert!(canceled.decline(t("2026-04-01T09:00:00Z"), &other, schedule).is_err());
     }
 
     #[test]
@@ -419,7 +432,7 @@ mod tests {
         assert_eq!((sub.paid_through, change.history.cause), (Some(end), Cause::ExtensionPaid));
         let ext = QueuedExtension {
             payment_id,
-            period_end: end,
+            period_end: Some(end),
             tariff: Decimal::new(139000, 2),
             price_id: None,
             plan: None,

@@ -25,6 +25,7 @@ use crate::domain::secret::Secret;
 use crate::domain::states::ReceiptKind;
 use crate::domain::tenant::FiscalProvider;
 
+/// ATOL Online v5 production base; a tenant's `fiscal.provider.api_url` overrides it.
 pub const DEFAULT_API_URL: &str = "https://online.atol.ru/possystem/v5/";
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 /// Report errors that say the document itself is wrong: a new attempt would fail alike.
@@ -40,6 +41,7 @@ pub struct AtolAccount {
 }
 
 impl AtolAccount {
+    /// The account of a tenant's `fiscal.provider` settings.
     pub fn from_provider(p: &FiscalProvider) -> AtolAccount {
         AtolAccount {
             login: p.login.clone(),
@@ -63,10 +65,12 @@ impl AtolAccount {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    tokens: Arc<Mutex<HashMap<(String, String), String>>>,
+    tokens: Arc<Mutex<HashMap<(String, String), Secret>>>,
 }
 
 impl Client {
+    /// An HTTP client whose calls give up after `timeout`; errors only when TLS
+    /// cannot be set up.
     pub fn new(timeout: Duration) -> Result<Client, FiscalError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -76,7 +80,7 @@ impl Client {
         Ok(Client { http, tokens: Arc::new(Mutex::new(HashMap::new())) })
     }
 
-    fn cache(&self) -> MutexGuard<'_, HashMap<(String, String), String>> {
+    fn cache(&self) -> MutexGuard<'_, HashMap<(String, String), Secret>> {
         self.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -84,7 +88,7 @@ impl Client {
         (account.base().to_owned(), account.login.clone())
     }
 
-    async fn token(&self, account: &AtolAccount) -> Result<String, AtolError> {
+    async fn token(&self, account: &AtolAccount) -> Result<Secret, AtolError> {
         if let Some(token) = self.cache().get(&Self::key(account)) {
             return Ok(token.clone());
         }
@@ -99,7 +103,7 @@ impl Client {
             .map_err(|e| AtolError::Unknown(format!("getToken: {e}")))?;
         let (status, a) = read("getToken", res).await?;
         match (a.error, a.token) {
-            (None, Some(token)) if status.is_success() && !token.is_empty() => {
+            (None, Some(token)) if status.is_success() && !token.is_blank() => {
                 self.cache().insert(Self::key(account), token.clone());
                 Ok(token)
             }
@@ -125,7 +129,7 @@ impl Client {
         let mut renewed = false;
         loop {
             let token = self.token(account).await?;
-            let res = build(&token).send().await.map_err(|e| AtolError::Unknown(format!("{what}: {e}")))?;
+            let res = build(token.expose()).send().await.map_err(|e| AtolError::Unknown(format!("{what}: {e}")))?;
             let (status, a) = read(what, res).await?;
             if !matches!(a.error.as_ref().and_then(|e| e.code), Some(10 | 11)) {
                 return Ok((status, a));
@@ -173,6 +177,7 @@ pub struct Atol {
 }
 
 impl Atol {
+    /// The registrar for one ATOL account, over a shared client.
     pub fn new(client: Client, account: AtolAccount) -> Self {
         Atol { client, account }
     }

@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::receipt::{FiscalAttributes, ReceiptDocument, int_opt};
+use crate::domain::secret::Secret;
 
 /// The receipt operation: `sell` (приход) or `sell_refund` (возврат прихода).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +128,7 @@ pub(super) struct Answer {
     pub uuid: Option<String>,
     pub status: Option<String>,
     pub error: Option<WireError>,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     pub payload: Option<FiscalAttributes>,
 }
 

@@ -33,6 +33,7 @@ use crate::signing::verify_hmac_sha256;
 /// Production API base; a tenant's `api_url` overrides it.
 pub const DEFAULT_API_URL: &str = "https://api.cloudpayments.ru/";
 
+/// The provider's name, stored with its payments and notifications.
 pub const PROVIDER: &str = "cloudpayments";
 
 /// Reason codes after which retrying the card is pointless (SPEC §4).
@@ -74,6 +75,7 @@ pub struct CloudPayments {
 }
 
 impl CloudPayments {
+    /// The adapter for one merchant account (site), over a shared client.
     pub fn new(client: Client, account: Account) -> Self {
         CloudPayments { client, account }
     }
