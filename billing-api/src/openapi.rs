@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, customers, payments, plans, receipts, refunds, service, subscriptions, usage, webhooks};
+use crate::routes::{
+    admin, balance, customers, payments, plans, receipts, refunds, service, subscriptions, usage, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +21,7 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
         admin::list_dead_letters, admin::replay_dead_letters, admin::record_maintenance,
         plans::create_plan, plans::list_plans, plans::get_plan, plans::add_price, plans::cancel_price, plans::archive_plan,
         customers::create_customer, customers::list_customers, customers::get_customer, customers::patch_customer,
-        customers::get_entitlements,
+        customers::get_entitlements, balance::get_balance, balance::create_top_up,
         subscriptions::create_subscription, subscriptions::list_subscriptions, subscriptions::get_subscription,
         subscriptions::cancel_subscription, subscriptions::resume_subscription, subscriptions::pay_subscription,
         subscriptions::extend_subscription, subscriptions::change_plan, subscriptions::terminate_subscription,

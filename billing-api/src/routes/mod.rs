@@ -2,6 +2,7 @@
 //! service inside [`AppState::run`](crate::state::AppState::run), answer.
 
 pub mod admin;
+pub mod balance;
 pub mod customers;
 pub mod payments;
 pub mod plans;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     admin::configure(cfg);
     plans::configure(cfg);
     customers::configure(cfg);
+    balance::configure(cfg);
     subscriptions::configure(cfg);
     payments::configure(cfg);
     usage::configure(cfg);

@@ -51,6 +51,9 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
         Vec<String>,
     ) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut seen = std::collections::HashSet::new();
+    // Balances kept beside the entries of spendable accounts, in id order (the
+    // order every writer locks them in).
+    let mut spendable: std::collections::BTreeMap<Uuid, Decimal> = std::collections::BTreeMap::new();
     for item in items {
         let txn_id = Uuid::now_v7();
         txn_ids.push(txn_id);
@@ -67,6 +70,9 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
                 codes.push(e.account.code().to_owned());
                 customers.push(e.account.customer_id());
                 account_currencies.push(e.currency.code().to_owned());
+            }
+            if e.account.is_spendable() {
+                *spendable.entry(id).or_default() += e.amount;
             }
             entry_txns.push(txn_id);
             entry_accounts.push(id);
@@ -102,7 +108,42 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
     .bind::<Array<sql_types::Text>, _>(&currencies)
     .execute(conn)
     .await?;
+    if !spendable.is_empty() {
+        // A spend beyond the balance violates `ledger_accounts_no_overdraft`.
+        let (ids, deltas): (Vec<Uuid>, Vec<Decimal>) = spendable.into_iter().unzip();
+        diesel::sql_query(
+            "UPDATE ledger_accounts a SET balance = a.balance + d.delta \
+             FROM unnest($1::uuid[], $2::numeric[]) AS d(id, delta) WHERE a.id = d.id",
+        )
+        .bind::<Array<sql_types::Uuid>, _>(&ids)
+        .bind::<Array<sql_types::Numeric>, _>(&deltas)
+        .execute(conn)
+        .await?;
+    }
     Ok(txn_ids)
+}
+
+/// The constraint a spend beyond a customer's balance violates.
+pub const NO_OVERDRAFT: &str = "ledger_accounts_no_overdraft";
+
+/// What a customer can spend: (prepaid money, cashback), as kept beside the
+/// ledger; zero for accounts not opened yet.
+pub async fn spendable(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    customer_id: CustomerId,
+    currency: Currency,
+) -> QueryResult<(Decimal, Decimal)> {
+    use super::schema::ledger_accounts;
+    let prepaid = Account::Prepaid(customer_id).id(tenant_id, currency);
+    let cashback = Account::Cashback(customer_id).id(tenant_id, currency);
+    let rows: Vec<(Uuid, Decimal)> = ledger_accounts::table
+        .filter(ledger_accounts::id.eq_any([prepaid, cashback]))
+        .select((ledger_accounts::id, ledger_accounts::balance))
+        .load(conn)
+        .await?;
+    let of = |id: Uuid| rows.iter().find(|(a, _)| *a == id).map_or(Decimal::ZERO, |(_, b)| *b);
+    Ok((of(prepaid), of(cashback)))
 }
 
 /// Sum of an account's entries.

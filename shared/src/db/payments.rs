@@ -41,6 +41,12 @@ pub struct PaymentRow {
     pub lines: Option<serde_json::Value>,
     /// An upgrade's quote (`services::plan_change`).
     pub plan_change: Option<serde_json::Value>,
+    /// Taken from the customer's prepaid money (the rest came through the gateway).
+    pub from_prepaid: Decimal,
+    /// Taken from the customer's cashback.
+    pub from_cashback: Decimal,
+    /// Cashback the capture credited (`domain::balance::earned`).
+    pub cashback_earned: Decimal,
 }
 
 /// Who pays, for [`PaymentRow::pending`].
@@ -94,6 +100,9 @@ impl PaymentRow {
             created_at: now,
             lines: None,
             plan_change: None,
+            from_prepaid: Decimal::ZERO,
+            from_cashback: Decimal::ZERO,
+            cashback_earned: Decimal::ZERO,
         }
     }
 }

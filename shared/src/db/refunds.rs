@@ -40,6 +40,14 @@ pub struct RefundRow {
     /// When the current try was sent to the gateway.
     pub sent_at: Option<DateTime<Utc>>,
     pub succeeded_at: Option<DateTime<Utc>>,
+    /// A balance-paid payment's refund goes back onto the balance: this much to
+    /// the prepaid money, this much to the cashback (together `amount`).
+    pub to_prepaid: Decimal,
+    pub to_cashback: Decimal,
+    /// Cashback the payment earned, taken back by this refund from the balance...
+    pub cashback_reversed: Decimal,
+    /// ...and the part already spent, deducted from `amount` instead.
+    pub cashback_deducted: Decimal,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &RefundRow) -> QueryResult<()> {
@@ -78,6 +86,41 @@ pub async fn held_for_payment(conn: &mut AsyncPgConnection, payment_id: PaymentI
         .first(conn)
         .await?;
     Ok(sum.unwrap_or_default())
+}
+
+/// What a payment's refunds (those approved or paid back) already hold, part by part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    pub amount: Decimal,
+    pub to_prepaid: Decimal,
+    pub to_cashback: Decimal,
+    /// Cashback reversed plus cashback deducted.
+    pub cashback_taken: Decimal,
+}
+
+/// [`Held`] of a payment by its refunds other than `except`, in one statement.
+pub async fn held_parts(conn: &mut AsyncPgConnection, payment_id: PaymentId, except: Uuid) -> QueryResult<Held> {
+    use diesel::dsl::sum;
+    type Sums = (Option<Decimal>, Option<Decimal>, Option<Decimal>, Option<Decimal>, Option<Decimal>);
+    let (amount, to_prepaid, to_cashback, reversed, deducted): Sums = refunds::table
+        .filter(refunds::payment_id.eq(payment_id))
+        .filter(refunds::id.ne(except))
+        .filter(refunds::status.eq_any(RefundStatus::HOLDING))
+        .select((
+            sum(refunds::amount),
+            sum(refunds::to_prepaid),
+            sum(refunds::to_cashback),
+            sum(refunds::cashback_reversed),
+            sum(refunds::cashback_deducted),
+        ))
+        .first(conn)
+        .await?;
+    Ok(Held {
+        amount: amount.unwrap_or_default(),
+        to_prepaid: to_prepaid.unwrap_or_default(),
+        to_cashback: to_cashback.unwrap_or_default(),
+        cashback_taken: reversed.unwrap_or_default() + deducted.unwrap_or_default(),
+    })
 }
 
 pub async fn list(

@@ -171,6 +171,9 @@ diesel::table! {
         updated_at -> Timestamptz,
         lines -> Nullable<Jsonb>,
         plan_change -> Nullable<Jsonb>,
+        from_prepaid -> Numeric,
+        from_cashback -> Numeric,
+        cashback_earned -> Numeric,
     }
 }
 
@@ -201,6 +204,7 @@ diesel::table! {
         customer_id -> Nullable<Uuid>,
         currency -> Text,
         created_at -> Timestamptz,
+        balance -> Numeric,
     }
 }
 
@@ -396,6 +400,10 @@ diesel::table! {
         failure_reason -> Nullable<Text>,
         sent_at -> Nullable<Timestamptz>,
         succeeded_at -> Nullable<Timestamptz>,
+        to_prepaid -> Numeric,
+        to_cashback -> Numeric,
+        cashback_reversed -> Numeric,
+        cashback_deducted -> Numeric,
     }
 }
 

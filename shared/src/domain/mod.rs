@@ -1,6 +1,7 @@
 //! Pure business rules: no database, no HTTP, no broker, no clock reads (`now` is
 //! always an argument).
 
+pub mod balance;
 pub mod calendar;
 pub mod dunning;
 pub mod ids;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::plan::PlanFiscal;
-use super::tenant::FiscalSettings;
+use super::tenant::{FiscalSettings, SettlementSign, VatType};
 
 /// The longest item name a fiscal provider takes (ATOL: 128 characters).
 const NAME_CHARS: usize = 128;
@@ -125,18 +125,55 @@ fn wire_name<T: Serialize>(value: &T) -> Result<String, DocumentError> {
     }
 }
 
+/// What a receipt records being paid (GATEWAYS.md §5), which sets its
+/// settlement sign, payment type and, for an advance, subject and VAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Paid by card for what it buys: the tenant's settlement sign, cashless
+    /// (payment type 1).
+    Cashless,
+    /// A top-up of the customer's prepaid money: the item is not defined yet, so
+    /// `advance`, subject 10 (payment: «аванс, задаток, предоплата»), VAT at the
+    /// calculated rate (22/122, ...), cashless.
+    Advance,
+    /// Paid from the prepaid money: the prepayment is offset (`full_payment`,
+    /// payment type 2, «зачет аванса») with the tariff's own VAT and subject.
+    PrepaymentOffset,
+}
+
+/// ATOL payment subject "payment" (аванс, задаток, предоплата).
+const SUBJECT_PAYMENT: u8 = 10;
+
+/// The calculated rate of a VAT rate, for advances (vat22 → vat122, ...).
+fn calculated(vat: VatType) -> VatType {
+    match vat {
+        VatType::Vat5 => VatType::Vat105,
+        VatType::Vat7 => VatType::Vat107,
+        VatType::Vat10 => VatType::Vat110,
+        VatType::Vat20 => VatType::Vat120,
+        VatType::Vat22 => VatType::Vat122,
+        other => other,
+    }
+}
+
 /// The document of an income (or income refund) receipt: one item per charged
 /// line `(name, sum)`, with the tenant's settings unless the plan overrides VAT
-/// or the payment object, paid by card (cashless).
+/// or the payment object, on `basis`.
 pub fn document(
     fiscal: &FiscalSettings,
     overrides: Option<PlanFiscal>,
     email: &str,
     lines: &[(String, Decimal)],
+    basis: Basis,
 ) -> Result<ReceiptDocument, DocumentError> {
     let vat = overrides.and_then(|o| o.vat).unwrap_or(fiscal.vat);
     let payment_object = overrides.and_then(|o| o.payment_object).unwrap_or(fiscal.payment_object);
-    let payment_method = wire_name(&fiscal.settlement_sign)?;
+    let (sign, vat, payment_object, payment_kind) = match basis {
+        Basis::Cashless => (fiscal.settlement_sign, vat, payment_object, 1),
+        Basis::Advance => (SettlementSign::Advance, calculated(vat), SUBJECT_PAYMENT, 1),
+        Basis::PrepaymentOffset => (SettlementSign::FullPayment, vat, payment_object, 2),
+    };
+    let payment_method = wire_name(&sign)?;
     let vat = Vat { kind: wire_name(&vat)? };
     let items = lines
         .iter()
@@ -161,9 +198,26 @@ pub fn document(
             payment_address: fiscal.payment_address.clone(),
         },
         items,
-        payments: vec![Payment { kind: 1, sum: total }],
+        payments: vec![Payment { kind: payment_kind, sum: total }],
         total,
     })
+}
+
+/// The lines a receipt records of a payment that took `discount` from cashback:
+/// cashback is the seller's own money given back, so the tariff lines it paid
+/// (in order) are receipted net of it, like a discount; lines left at zero are
+/// dropped.
+pub fn net_of_cashback(lines: &[(String, Decimal)], tariff: &[bool], discount: Decimal) -> Vec<(String, Decimal)> {
+    let mut left = discount;
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, (name, sum)) in lines.iter().enumerate() {
+        let off = if tariff.get(i).copied().unwrap_or(false) { (*sum).min(left) } else { Decimal::ZERO };
+        left -= off;
+        if *sum - off > Decimal::ZERO {
+            out.push((name.clone(), *sum - off));
+        }
+    }
+    out
 }
 
 /// A refund's lines: refunds take the payment's `lines` in order, each up to its
@@ -280,10 +334,10 @@ mod tests {
     #[test]
     fn a_plan_override_wins_over_the_tenant() {
         let lines = [("Подписка Pro, 1 мес".to_owned(), Decimal::new(99000, 2))];
-        let doc = document(&settings(VatType::Vat22, 4), None, "a@b.ru", &lines).unwrap();
+        let doc = document(&settings(VatType::Vat22, 4), None, "a@b.ru", &lines, Basis::Cashless).unwrap();
         assert_eq!((doc.items[0].vat.kind.as_str(), doc.items[0].payment_object), ("vat22", 4));
         let licence = PlanFiscal { vat: Some(VatType::None), payment_object: Some(9) };
-        let doc = document(&settings(VatType::Vat22, 4), Some(licence), "a@b.ru", &lines).unwrap();
+        let doc = document(&settings(VatType::Vat22, 4), Some(licence), "a@b.ru", &lines, Basis::Cashless).unwrap();
         assert_eq!((doc.items[0].vat.kind.as_str(), doc.items[0].payment_object), ("none", 9));
         assert_eq!(doc.company.sno, "usn_income");
         assert_eq!(doc.items[0].payment_method, "full_prepayment");
@@ -292,9 +346,37 @@ mod tests {
     }
 
     #[test]
+    fn a_top_up_is_an_advance_and_a_balance_payment_offsets_it() {
+        let lines = [("Пополнение лицевого счета".to_owned(), Decimal::new(200000, 2))];
+        let doc = document(&settings(VatType::Vat22, 4), None, "a@b.ru", &lines, Basis::Advance).unwrap();
+        assert_eq!(doc.items[0].payment_method, "advance");
+        assert_eq!((doc.items[0].vat.kind.as_str(), doc.items[0].payment_object), ("vat122", 10));
+        assert_eq!(doc.payments, vec![Payment { kind: 1, sum: Decimal::new(200000, 2) }]);
+        let doc = document(&settings(VatType::None, 4), None, "a@b.ru", &lines, Basis::Advance).unwrap();
+        assert_eq!(doc.items[0].vat.kind, "none");
+        let tariff = [("Тариф PRO".to_owned(), Decimal::new(139000, 2))];
+        let doc = document(&settings(VatType::Vat22, 4), None, "a@b.ru", &tariff, Basis::PrepaymentOffset).unwrap();
+        assert_eq!(doc.items[0].payment_method, "full_payment");
+        assert_eq!((doc.items[0].vat.kind.as_str(), doc.items[0].payment_object), ("vat22", 4));
+        assert_eq!(doc.payments, vec![Payment { kind: 2, sum: Decimal::new(139000, 2) }]);
+    }
+
+    #[test]
+    fn cashback_is_receipted_as_a_discount_of_the_tariff() {
+        let d = |v: i64| Decimal::new(v, 2);
+        let lines = [("Тариф".to_owned(), d(139000)), ("Сверх лимита".to_owned(), d(5000))];
+        assert_eq!(
+            net_of_cashback(&lines, &[true, false], d(6950)),
+            vec![("Тариф".to_owned(), d(132050)), ("Сверх лимита".to_owned(), d(5000))]
+        );
+        assert_eq!(net_of_cashback(&lines, &[true, false], d(139000)), vec![("Сверх лимита".to_owned(), d(5000))]);
+        assert_eq!(net_of_cashback(&lines, &[true, false], d(0)).len(), 2);
+    }
+
+    #[test]
     fn long_names_are_cut_to_what_the_provider_takes() {
         let lines = [("Я".repeat(300), Decimal::new(100, 2))];
-        let doc = document(&settings(VatType::None, 4), None, "a@b.ru", &lines).unwrap();
+        let doc = document(&settings(VatType::None, 4), None, "a@b.ru", &lines, Basis::Cashless).unwrap();
         assert_eq!(doc.items[0].name.chars().count(), 128);
     }
 

@@ -122,6 +122,8 @@ string_enum! {
         Scheduled = "token",
         /// A charge of the saved card the customer asked for.
         Manual = "token_manual",
+        /// Taken from the customer's balance (prepaid money and cashback).
+        Balance = "balance",
     }
 }
 

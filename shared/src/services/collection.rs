@@ -1,8 +1,9 @@
 //! Collecting a payment: its attempts. A card payment opens a widget attempt (the
 //! customer pays through the gateway's checkout); a charge of the saved card is
 //! an attempt queued for the worker (`Job::ChargeAttempt`), whose outcome comes
-//! back through `payment_outcomes`. Each attempt's id is the gateway's invoice id
-//! and idempotency key.
+//! back through `payment_outcomes`; a payment from the balance is settled at once
+//! (`balance_payments`). Each gateway attempt's id is the gateway's invoice id and
+//! idempotency key.
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
@@ -57,8 +58,8 @@ pub async fn open_widget_attempt(
     Ok(attempt)
 }
 
-/// Collects `payment` by the saved card (a queued charge) or a new widget
-/// payment, and answers the payment with how to collect it.
+/// Collects `payment` by the saved card (a queued charge), a new widget payment
+/// or the balance (at once), and answers the payment with how to collect it.
 pub async fn collect(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -80,9 +81,8 @@ pub async fn collect(
         PayWith::Card => {
             open_widget_attempt(conn, now, tenant, payment).await?;
         }
-        PayWith::Balance | PayWith::Invoice => {
-            return Err(ServiceError::not_supported("pay_with balance and invoice are not supported yet"));
-        }
+        PayWith::Balance => super::balance_payments::pay(conn, now, tenant, payment).await?,
+        PayWith::Invoice => return Err(ServiceError::not_supported("pay_with invoice is not supported yet")),
     }
     let fresh = payments_db::find_for_update(conn, payment.id).await?.unwrap_or_else(|| payment.clone());
     payments::view_of(conn, gateways, tenant, &fresh).await

@@ -3,6 +3,9 @@
 //! authenticated tenant; it calls domain rules and db queries and writes outbox
 //! events in the same transaction as the state change.
 
+pub mod balance;
+pub mod balance_payments;
+pub mod cashback;
 pub mod charge_attempts;
 pub mod collection;
 pub mod customers;
@@ -21,6 +24,7 @@ pub mod prices;
 pub mod purchase;
 pub mod receipt_registration;
 pub mod receipts;
+pub mod refund_approval;
 pub mod refund_execution;
 pub mod refund_outcomes;
 pub mod refunds;
@@ -31,6 +35,7 @@ pub mod subscriptions;
 pub mod tenants;
 pub mod termination;
 pub mod test_clock;
+pub mod top_ups;
 pub mod usage;
 pub mod webhook_delivery;
 

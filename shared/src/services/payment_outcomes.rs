@@ -32,7 +32,7 @@ use crate::domain::subscription::lifecycle::Paid;
 use crate::domain::subscription::renewal::{Declined, RenewalPaid};
 use crate::domain::subscription::{Cause, PlanRef, SubscriptionStatus};
 use crate::domain::tenant::RefundReason;
-use crate::error::ServiceResult;
+use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::{CardDetails, Decline, DeclineClass};
 
 async fn emit_payment(
@@ -110,18 +110,27 @@ pub async fn apply_capture(
         (PaymentKind::Upgrade, Some(sub)) => super::plan_switch::apply_paid(conn, now, tenant, sub, payment).await?,
         // Usage above the quota of a period that has ended: nothing to apply.
         (PaymentKind::Overage, _) => Some(Applied::default()),
+        (PaymentKind::TopUp, _) => {
+            let posting = Posting::top_up(payment.description.clone(), payment.customer_id, money_of(payment)?);
+            Some(Applied { events: Vec::new(), posting: Some(posting) })
+        }
         _ => None,
     };
-    payments_db::save(conn, payment).await?;
-    attempts_db::save_attempt(conn, attempt).await?;
-    let money = money_of(payment)?;
+    let funding = payments::funding_of(payment)?;
+    if applied.is_none() && funding.from_balance() {
+        // Taken from the balance in this very transaction: refuse it whole instead.
+        return Err(ServiceError::conflict(
+            "payment_not_applicable",
+            format!("the {} payment no longer applies to anything", payment.kind),
+        ));
+    }
     let ordering = payment.ordering_key();
     let mut events = vec![NewEvent::event(tenant.id, ordering, "payment.succeeded", payments::event_data(payment)?)];
     let (posting, outcome) = match applied {
         Some(a) => {
             events.extend(a.events);
             let posting = a.posting.unwrap_or_else(|| {
-                Posting::captured_charge("payment_captured", payment.description.clone(), payment.customer_id, money)
+                Posting::charge("payment_captured", payment.description.clone(), payment.customer_id, funding)
             });
             (posting, "applied")
         }
@@ -132,12 +141,15 @@ pub async fn apply_capture(
                 "payment_captured_unapplied",
                 payment.description.clone(),
                 payment.customer_id,
-                money,
+                money_of(payment)?,
             ),
             "captured_unapplied",
         ),
     };
     ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
+    events.extend(balance_events(conn, now, tenant, payment, outcome == "applied").await?);
+    payments_db::save(conn, payment).await?;
+    attempts_db::save_attempt(conn, attempt).await?;
     super::receipts::create_income(conn, now, tenant, payment).await?;
     outbox::emit_many(conn, now, events).await?;
     if outcome == "captured_unapplied" {
@@ -152,6 +164,31 @@ pub async fn apply_capture(
         super::refunds::record_approved(conn, now, tenant, payment, decided).await?;
     }
     Ok(outcome)
+}
+
+/// What a capture did to the customer's balance: a top-up credited it, a
+/// payment from it debited it, a tariff payment earned cashback (credited here).
+async fn balance_events(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &mut PaymentRow,
+    applied: bool,
+) -> ServiceResult<Vec<NewEvent>> {
+    let mut events = Vec::new();
+    let money = money_of(payment)?;
+    if payment.kind == PaymentKind::TopUp {
+        events.push(super::balance::event(conn, tenant, payment, true, "top_up", money).await?);
+    }
+    let spent = payment.from_prepaid + payment.from_cashback;
+    if !spent.is_zero() {
+        let spent = crate::domain::money::Money::round(spent, money.currency());
+        events.push(super::balance::event(conn, tenant, payment, false, "payment", spent).await?);
+    }
+    if applied && let Some(e) = super::cashback::credit(conn, now, tenant, payment).await? {
+        events.push(e);
+    }
+    Ok(events)
 }
 
 /// A second capture of a payment that is already paid: its own payment, with the

@@ -12,6 +12,7 @@ use super::{Page, PageRequest, corrupt, stored_money};
 use crate::db::customers as customers_db;
 use crate::db::payments::{self as db, Payer, PaymentRow};
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId};
+use crate::domain::ledger::Funding;
 use crate::domain::money::{Currency, Money, MoneyView};
 use crate::domain::states::{AttemptChannel, AttemptStatus, LineKind, PaymentKind, PaymentStatus};
 use crate::domain::subscription::Subscription;
@@ -51,6 +52,12 @@ pub struct PaymentView {
     /// How the customer pays a pending payment (for CloudPayments, the checkout
     /// widget's parameters), while a card payment is open.
     pub confirmation: Option<Confirmation>,
+    /// Taken from the customer's prepaid money (`pay_with: "balance"`).
+    pub from_prepaid: MoneyView,
+    /// Taken from the customer's cashback (tariffs only).
+    pub from_cashback: MoneyView,
+    /// Cashback this payment credited to the customer (its plan's `cashback_rate`).
+    pub cashback_earned: MoneyView,
 }
 
 /// One charged thing of a payment.
@@ -169,6 +176,34 @@ pub fn money_of(p: &PaymentRow) -> ServiceResult<Money> {
     stored_money(p.amount, &p.currency, "payment amount")
 }
 
+/// The part of a payment that pays for tariffs — a period, an extension, an
+/// upgrade's surcharge: what cashback may pay for and what earns cashback
+/// (`domain::balance`). Overage lines and top-ups are not tariffs.
+pub fn tariff_part(p: &PaymentRow) -> ServiceResult<rust_decimal::Decimal> {
+    if !matches!(p.kind, PaymentKind::Purchase | PaymentKind::Renewal | PaymentKind::Extension | PaymentKind::Upgrade) {
+        return Ok(rust_decimal::Decimal::ZERO);
+    }
+    if p.lines.is_none() {
+        return Ok(p.amount);
+    }
+    let mut sum = rust_decimal::Decimal::ZERO;
+    for line in lines_of(p)?.iter().filter(|l| matches!(l.kind, LineKind::Tariff | LineKind::Upgrade)) {
+        sum += line.money()?.amount();
+    }
+    Ok(sum)
+}
+
+/// Where a payment's money came from: `from_prepaid` and `from_cashback` off the
+/// customer's balance, the rest through the gateway.
+pub fn funding_of(p: &PaymentRow) -> ServiceResult<Funding> {
+    let part = |amount, what| stored_money(amount, &p.currency, what);
+    Ok(Funding {
+        gateway: part(p.amount - p.from_prepaid - p.from_cashback, "payment gateway part")?,
+        prepaid: part(p.from_prepaid, "payment prepaid part")?,
+        cashback: part(p.from_cashback, "payment cashback part")?,
+    })
+}
+
 fn refunded_of(p: &PaymentRow) -> ServiceResult<Money> {
     stored_money(p.refunded_amount, &p.currency, "payment refunded amount")
 }
@@ -216,6 +251,9 @@ pub fn view(p: &PaymentRow, confirmation: Option<Confirmation>) -> ServiceResult
         lines: lines_of(p)?,
         plan_change: p.plan_change.clone(),
         confirmation,
+        from_prepaid: stored_money(p.from_prepaid, &p.currency, "payment prepaid part")?.into(),
+        from_cashback: stored_money(p.from_cashback, &p.currency, "payment cashback part")?.into(),
+        cashback_earned: stored_money(p.cashback_earned, &p.currency, "payment cashback earned")?.into(),
     })
 }
 
@@ -272,6 +310,8 @@ pub fn event_data(p: &PaymentRow) -> ServiceResult<Value> {
         "kind": p.kind,
         "status": p.status,
         "amount": MoneyView::from(money_of(p)?),
+        "from_prepaid": MoneyView::from(stored_money(p.from_prepaid, &p.currency, "payment prepaid part")?),
+        "from_cashback": MoneyView::from(stored_money(p.from_cashback, &p.currency, "payment cashback part")?),
         "gateway_transaction_id": p.gateway_transaction_id,
         "failure_reason": p.failure_reason,
         "failure_code": p.failure_code,

@@ -17,7 +17,7 @@ use super::tenants::Tenant;
 use super::{corrupt, usage};
 use crate::db::payments::PaymentRow;
 use crate::domain::ids::SubscriptionId;
-use crate::domain::ledger::{PlanChangeParts, Posting};
+use crate::domain::ledger::{Funding, PlanChangeParts, Posting};
 use crate::domain::money::{Money, MoneyView};
 use crate::domain::subscription::changes::PlanSwitch;
 use crate::domain::subscription::{PlanRef, Subscription, SubscriptionStatus};
@@ -94,8 +94,8 @@ pub async fn apply(
     }
     let version = target.price_at(now)?;
     let paid = match payment {
-        Some(p) => payments::money_of(p)?,
-        None => Money::zero(version.price.currency()),
+        Some(p) => payments::funding_of(p)?,
+        None => Funding::gateway(Money::zero(version.price.currency())),
     };
     let switch = PlanSwitch {
         from: PlanRef { id: plan.id, code: &plan.code, period: plan.period },
@@ -105,7 +105,7 @@ pub async fn apply(
         paid_amount: version.price.amount(),
         restarts: stored.restarts,
         payment_id: payment.map(|p| p.id),
-        quote: json!({"amount_due": MoneyView::from(paid), "credit": stored.credit, "charge": stored.charge}),
+        quote: json!({"amount_due": MoneyView::from(Money::round(paid.total(), paid.currency())), "credit": stored.credit, "charge": stored.charge}),
     };
     let change = sub.change_plan(now, &switch, tenant.tz).map_err(unexpected)?;
     if stored.restarts

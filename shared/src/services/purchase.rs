@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::collection;
 pub use super::payments::PayWith;
 use super::payments::{self, PaymentView};
 use super::plans::{self, Plan, PriceView};
@@ -136,13 +137,8 @@ pub async fn purchase(
             format!("plan {} is archived: no new purchases", plan.code),
         ));
     }
-    match spec.pay_with {
-        PayWith::Card => {}
-        PayWith::SavedCard => {
-            return Err(ServiceError::not_supported("pay_with saved_card is not supported for purchases yet"));
-        }
-        PayWith::Balance => return Err(ServiceError::not_supported("pay_with balance is not supported yet")),
-        PayWith::Invoice => return Err(ServiceError::not_supported("pay_with invoice is not supported yet")),
+    if spec.pay_with == PayWith::Invoice {
+        return Err(ServiceError::not_supported("pay_with invoice is not supported yet"));
     }
     let version = plan.price_at(now)?.clone();
     let free_price = version.price.is_zero().then_some(version.id);
@@ -188,13 +184,21 @@ pub async fn purchase(
             let mut payment = payments::tariff_payment(tenant, &sub, PaymentKind::Purchase, &plan, &version, now);
             payment.expires_at = Some(now + PENDING_PAYMENT_TTL);
             payments_db::insert(conn, &payment).await?;
-            // The purchase's widget attempt is known to the gateway by the payment id.
-            let mut attempt = AttemptRow::new(tenant.id, payment.id, 1, AttemptChannel::Widget, None, now);
-            attempt.invoice_id = payment.id.to_string();
-            attempts_db::insert_attempt(conn, &attempt).await?;
-            let confirmation =
-                payments::confirmation(gateways, tenant, &payment, &attempt.invoice_id, &customer.email).await?;
-            Some(payments::view(&payment, Some(confirmation))?)
+            if spec.pay_with == PayWith::Card {
+                // The purchase's widget attempt is known to the gateway by the payment id.
+                let mut attempt = AttemptRow::new(tenant.id, payment.id, 1, AttemptChannel::Widget, None, now);
+                attempt.invoice_id = payment.id.to_string();
+                attempts_db::insert_attempt(conn, &attempt).await?;
+                let confirmation =
+                    payments::confirmation(gateways, tenant, &payment, &attempt.invoice_id, &customer.email).await?;
+                Some(payments::view(&payment, Some(confirmation))?)
+            } else {
+                // The saved card is charged by the worker; the balance pays (and
+                // activates the subscription) at once, or nothing is written.
+                let view = collection::collect(conn, now, gateways, tenant, &mut payment, spec.pay_with).await?;
+                sub = db::find(conn, tenant.id, sub.id).await?.unwrap_or(sub);
+                Some(view)
+            }
         }
     };
 

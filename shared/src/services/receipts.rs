@@ -22,8 +22,8 @@ use crate::db::refunds::RefundRow;
 use crate::domain::ids::{PaymentId, SubscriptionId, TenantId};
 use crate::domain::money::MoneyView;
 use crate::domain::plan::PlanFiscal;
-use crate::domain::receipt::{FiscalAttributes, ReceiptDocument, document, refund_lines};
-use crate::domain::states::{ReceiptKind, ReceiptStatus};
+use crate::domain::receipt::{Basis, FiscalAttributes, ReceiptDocument, document, net_of_cashback, refund_lines};
+use crate::domain::states::{LineKind, PaymentKind, ReceiptKind, ReceiptStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::queue::jobs::Job;
 
@@ -109,9 +109,23 @@ pub(crate) fn external_id(r: &ReceiptRow) -> String {
     format!("{}-{}", r.id, r.attempt)
 }
 
-/// What a payment charged, one line `(name, sum)` per charged thing.
-fn payment_lines(payment: &PaymentRow) -> ServiceResult<Vec<(String, Decimal)>> {
-    super::payments::lines_of(payment)?.iter().map(|l| Ok((l.description.clone(), l.money()?.amount()))).collect()
+/// What a receipt of `payment` records, one line `(name, sum)` per charged thing
+/// (net of cashback spent, GATEWAYS.md §5 and `domain::receipt::net_of_cashback`),
+/// and on what basis: a top-up is an advance, a payment from the prepaid money
+/// offsets it, a card payment is cashless.
+fn receipted(payment: &PaymentRow) -> ServiceResult<(Vec<(String, Decimal)>, Basis)> {
+    let lines = super::payments::lines_of(payment)?;
+    let named =
+        lines.iter().map(|l| Ok((l.description.clone(), l.money()?.amount()))).collect::<ServiceResult<Vec<_>>>()?;
+    let tariff: Vec<bool> = lines.iter().map(|l| matches!(l.kind, LineKind::Tariff | LineKind::Upgrade)).collect();
+    let basis = if payment.kind == PaymentKind::TopUp {
+        Basis::Advance
+    } else if payment.from_prepaid > Decimal::ZERO {
+        Basis::PrepaymentOffset
+    } else {
+        Basis::Cashless
+    };
+    Ok((net_of_cashback(&named, &tariff, payment.from_cashback), basis))
 }
 
 async fn plan_overrides(conn: &mut AsyncPgConnection, payment: &PaymentRow) -> ServiceResult<Option<PlanFiscal>> {
@@ -129,10 +143,15 @@ async fn create(
     payment: &PaymentRow,
     refund: Option<&RefundRow>,
     lines: &[(String, Decimal)],
+    basis: Basis,
 ) -> ServiceResult<()> {
     let Some(fiscal) = &tenant.fiscal else { return Ok(()) };
+    // Nothing paid in money (all of it cashback): nothing to receipt.
+    if lines.iter().all(|(_, sum)| sum.is_zero()) {
+        return Ok(());
+    }
     let email = customers_db::email_of(conn, payment.customer_id).await?;
-    let doc = document(fiscal, plan_overrides(conn, payment).await?, &email, lines)
+    let doc = document(fiscal, plan_overrides(conn, payment).await?, &email, lines, basis)
         .map_err(|e| ServiceError::Internal(format!("receipt of payment {}: {e}", payment.id)))?;
     let row = ReceiptRow {
         id: Uuid::now_v7(),
@@ -191,7 +210,8 @@ pub async fn create_income(
     if tenant.fiscal.is_none() {
         return Ok(());
     }
-    create(conn, now, tenant, payment, None, &payment_lines(payment)?).await
+    let (lines, basis) = receipted(payment)?;
+    create(conn, now, tenant, payment, None, &lines, basis).await
 }
 
 /// The refund receipt of a refund paid back (`payment.refunded_amount` already
@@ -206,10 +226,21 @@ pub async fn create_refund(
     if tenant.fiscal.is_none() {
         return Ok(());
     }
+    // It mirrors what was receipted: money paid back to the balance is the
+    // prepaid part (prepaid first), the cashback part was never receipted.
+    let (paid_lines, basis) = receipted(payment)?;
     let earlier = payment.refunded_amount - refund.amount;
-    let lines = refund_lines(&payment_lines(payment)?, earlier, refund.amount)
+    let (earlier, amount) = if (refund.to_prepaid + refund.to_cashback).is_zero() {
+        (earlier, refund.amount)
+    } else {
+        (earlier.min(payment.from_prepaid), refund.to_prepaid)
+    };
+    if amount.is_zero() {
+        return Ok(());
+    }
+    let lines = refund_lines(&paid_lines, earlier, amount)
         .map_err(|e| ServiceError::Internal(format!("refund receipt of payment {}: {e}", payment.id)))?;
-    create(conn, now, tenant, payment, Some(refund), &lines).await
+    create(conn, now, tenant, payment, Some(refund), &lines, basis).await
 }
 
 /// `GET /v1/receipts?payment_id=`.

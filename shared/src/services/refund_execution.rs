@@ -3,6 +3,9 @@
 //! not come, a lookup of the refund's transaction) closes it
 //! ([`super::refund_outcomes`]).
 //!
+//! A refund of a payment taken from the balance goes back onto the balance at
+//! once (`approved → succeeded`), without the gateway.
+//!
 //! A refund moves `approved → processing → succeeded | failed`. Each execution try
 //! has its own idempotency key `<refund id>-<try>`: a try whose outcome is unknown
 //! is re-sent with the same key, so it never refunds twice; a retry of a failed
@@ -55,9 +58,15 @@ async fn claim(
     gateways: &Gateways,
     refund_id: Uuid,
 ) -> ServiceResult<Step> {
-    let Some((tenant, payment, mut refund)) = lock(conn, refund_id).await? else {
+    let Some((tenant, mut payment, mut refund)) = lock(conn, refund_id).await? else {
         return Err(ServiceError::not_found("refund_not_found", format!("no refund {refund_id}")));
     };
+    // A payment from the balance is refunded back onto it: no gateway involved.
+    if refund.status == RefundStatus::Approved && !(refund.to_prepaid + refund.to_cashback).is_zero() {
+        let transaction = format!("{}:{}", super::balance::BALANCE, refund.id);
+        succeed(conn, now, &tenant, &mut payment, &mut refund, &transaction).await?;
+        return Ok(Step::Nothing);
+    }
     let gateway = match gateways.for_config(&tenant.gateway) {
         Ok(g) => g,
         Err(GatewayError::Unsupported(why)) => {

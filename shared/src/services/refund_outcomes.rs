@@ -19,8 +19,8 @@ use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::refunds::{self as db, RefundRow};
 use crate::domain::ids::{PaymentId, TenantId};
-use crate::domain::ledger::Posting;
-use crate::domain::states::{PaymentStatus, RefundStatus};
+use crate::domain::ledger::{Funding, Posting};
+use crate::domain::states::{PaymentKind, PaymentStatus, RefundStatus};
 use crate::domain::subscription::{Cause, SubscriptionStatus};
 use crate::domain::tenant::RefundReason;
 use crate::error::{ServiceError, ServiceResult};
@@ -45,10 +45,21 @@ pub(crate) async fn fail(
 /// True when the payment's money was booked to the customer's balance rather
 /// than to revenue (a duplicate capture, or a capture whose purchase was gone).
 async fn booked_to_balance(conn: &mut AsyncPgConnection, payment: &PaymentRow) -> ServiceResult<bool> {
-    if payment.duplicate_of.is_some() {
+    // A top-up was never revenue: its refund leaves from where its hold put it.
+    if payment.duplicate_of.is_some() || payment.kind == PaymentKind::TopUp {
         return Ok(true);
     }
     Ok(ledger::captured_to_balance(conn, payment.id).await?)
+}
+
+/// Where a refund's money goes: back onto the balance for a balance-paid
+/// payment (`to_prepaid`, `to_cashback`), else through the gateway.
+fn destination(refund: &RefundRow) -> ServiceResult<Funding> {
+    let part = |a| money(a, &refund.currency);
+    if refund.to_prepaid.is_zero() && refund.to_cashback.is_zero() {
+        return Ok(Funding::gateway(part(refund.amount)?));
+    }
+    Ok(Funding::balance(part(refund.to_prepaid)?, part(refund.to_cashback)?))
 }
 
 /// The refund has been paid back: the payment, the ledger, the receipt, the
@@ -73,14 +84,19 @@ pub(crate) async fn succeed(
         PaymentStatus::PartiallyRefunded
     };
     payments_db::save(conn, payment).await?;
-    let amount = money(refund.amount, &refund.currency)?;
     let posting = Posting::refunded(
         format!("refund {} of payment {}", refund.id, payment.id),
         payment.customer_id,
-        amount,
+        destination(refund)?,
         !booked_to_balance(conn, payment).await?,
     );
     ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
+    let to_balance = refund.to_prepaid + refund.to_cashback;
+    if !to_balance.is_zero() {
+        let amount = money(to_balance, &refund.currency)?;
+        let event = super::balance::event(conn, tenant, payment, true, "refund", amount).await?;
+        outbox::emit(conn, now, event).await?;
+    }
     super::receipts::create_refund(conn, now, tenant, payment, refund).await?;
     emit(conn, now, tenant, payment, refund, "refund.succeeded").await?;
     let data = super::payments::event_data(payment)?;

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::payments;
 use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt, stored_money};
+use super::{payments, refund_approval};
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::refunds::{self as db, RefundRow};
@@ -48,7 +48,8 @@ pub struct RefundView {
     pub status: RefundStatus,
     /// Why: `approved`, `review_required`, `refund_window_closed`, `usage_present`,
     /// `reason_not_refundable`, `nothing_to_refund`, `approved_by_review`,
-    /// `rejected_by_review`.
+    /// `rejected_by_review`, `balance_spent` (a top-up's money was spent),
+    /// `cashback_spent` (the cashback it earned was spent: nothing left to pay back).
     pub decision_code: String,
     /// What is (to be) refunded; zero when rejected by the rules.
     pub amount: MoneyView,
@@ -63,6 +64,14 @@ pub struct RefundView {
     /// A held request is overdue for review from this instant (the tenant's
     /// `review_deadline_business_days`).
     pub review_due_at: Option<DateTime<Utc>>,
+    /// A payment from the balance is refunded onto it: to the prepaid money...
+    pub to_prepaid: MoneyView,
+    /// ...and to the cashback.
+    pub to_cashback: MoneyView,
+    /// Cashback the payment earned, taken back from the customer's cashback.
+    pub cashback_reversed: MoneyView,
+    /// Cashback it earned that was already spent: deducted from `amount`.
+    pub cashback_deducted: MoneyView,
 }
 
 /// `POST /v1/refunds/{id}/approve` and `/reject` body.
@@ -114,6 +123,10 @@ pub(crate) fn view(r: &RefundRow) -> ServiceResult<RefundView> {
         decided_at: r.decided_at,
         created_at: r.created_at,
         review_due_at: r.review_due_at,
+        to_prepaid: money(r.to_prepaid, &r.currency)?.into(),
+        to_cashback: money(r.to_cashback, &r.currency)?.into(),
+        cashback_reversed: money(r.cashback_reversed, &r.currency)?.into(),
+        cashback_deducted: money(r.cashback_deducted, &r.currency)?.into(),
     })
 }
 
@@ -149,6 +162,10 @@ pub(crate) fn new_row(
         failure_reason: None,
         sent_at: None,
         succeeded_at: None,
+        to_prepaid: rust_decimal::Decimal::ZERO,
+        to_cashback: rust_decimal::Decimal::ZERO,
+        cashback_reversed: rust_decimal::Decimal::ZERO,
+        cashback_deducted: rust_decimal::Decimal::ZERO,
     })
 }
 
@@ -256,14 +273,25 @@ pub async fn request(
     {
         tracing::warn!(year, "the production calendar has no data for this year: weekends only");
     }
-    let decision = decide(&tenant.policy.refund_rules, &tenant.policy.holidays, Calendar::russia(), &facts);
+    let mut decision = decide(&tenant.policy.refund_rules, &tenant.policy.holidays, Calendar::russia(), &facts);
+    // A top-up is refunded only as far as its money is unspent.
+    if let Some(cap) = refund_approval::cap(conn, tenant, &payment).await?
+        && decision.outcome != Outcome::Reject
+        && decision.amount.amount() > cap
+    {
+        decision.amount = Money::round(cap, captured.currency());
+        if cap.is_zero() {
+            decision.outcome = Outcome::Reject;
+            decision.code = "balance_spent";
+        }
+    }
     let status = match decision.outcome {
         Outcome::Approve => RefundStatus::Approved,
         Outcome::Review => RefundStatus::PendingReview,
         Outcome::Reject => RefundStatus::Rejected,
     };
     let held_for_review = decision.outcome == Outcome::Review;
-    let row = RefundRow {
+    let mut row = RefundRow {
         requested_amount: requested.map(|m| m.amount()),
         comment: req.comment,
         window_ends_at: decision.window_ends_at,
@@ -271,17 +299,36 @@ pub async fn request(
         review_due_at: held_for_review.then(|| review_due(tenant, now)),
         ..new_row(&payment, req.reason, status, decision.code, decision.amount.amount(), now)?
     };
+    let settled = match row.status {
+        RefundStatus::Approved => refund_approval::settle(conn, now, tenant, &payment, &mut row).await?,
+        _ => Vec::new(),
+    };
     db::insert(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, &payment, &row, "refund.requested").await?;
-    match decision.outcome {
-        Outcome::Approve => {
-            emit(conn, now, tenant, &payment, &row, "refund.approved").await?;
-            enqueue(conn, now, &payment, &row).await?;
-        }
-        Outcome::Reject => emit(conn, now, tenant, &payment, &row, "refund.rejected").await?,
-        Outcome::Review => {}
-    }
+    announce_decision(conn, now, tenant, &payment, &row, settled).await?;
     view(&row)
+}
+
+/// The events of a decided refund (`refund.approved` and its job, or
+/// `refund.rejected`), then what approving it did to the balance.
+async fn announce_decision(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &PaymentRow,
+    row: &RefundRow,
+    settled: Vec<NewEvent>,
+) -> ServiceResult<()> {
+    match row.status {
+        RefundStatus::Approved => {
+            emit(conn, now, tenant, payment, row, "refund.approved").await?;
+            enqueue(conn, now, payment, row).await?;
+        }
+        RefundStatus::Rejected => emit(conn, now, tenant, payment, row, "refund.rejected").await?,
+        _ => {}
+    }
+    outbox::emit_many(conn, now, settled).await?;
+    Ok(())
 }
 
 /// The end (24:00 tenant time) of the N-th business day after the request.
@@ -324,20 +371,21 @@ pub async fn review(
             format!("only a refund waiting for review can be decided (it is {})", row.status),
         ));
     }
-    let (status, code, event) = if approve {
-        (RefundStatus::Approved, "approved_by_review", "refund.approved")
+    let (status, code) = if approve {
+        (RefundStatus::Approved, "approved_by_review")
     } else {
-        (RefundStatus::Rejected, "rejected_by_review", "refund.rejected")
+        (RefundStatus::Rejected, "rejected_by_review")
     };
     row.status = status;
     row.decision_code = code.into();
     row.decided_at = Some(now);
     row.review_comment = req.comment;
+    let settled = match row.status {
+        RefundStatus::Approved => refund_approval::settle(conn, now, tenant, &payment, &mut row).await?,
+        _ => Vec::new(),
+    };
     db::save(conn, &row).await.map_err(over_capture)?;
-    emit(conn, now, tenant, &payment, &row, event).await?;
-    if approve {
-        enqueue(conn, now, &payment, &row).await?;
-    }
+    announce_decision(conn, now, tenant, &payment, &row, settled).await?;
     view(&row)
 }
 
@@ -377,14 +425,14 @@ pub(crate) async fn record_approved(
     payment: &PaymentRow,
     decided: Approved,
 ) -> ServiceResult<RefundView> {
-    let row = RefundRow {
+    let mut row = RefundRow {
         comment: decided.comment,
         ..new_row(payment, decided.reason, RefundStatus::Approved, decided.code, decided.amount, now)?
     };
+    let settled = refund_approval::settle(conn, now, tenant, payment, &mut row).await?;
     db::insert(conn, &row).await.map_err(over_capture)?;
     emit(conn, now, tenant, payment, &row, "refund.requested").await?;
-    emit(conn, now, tenant, payment, &row, "refund.approved").await?;
-    enqueue(conn, now, payment, &row).await?;
+    announce_decision(conn, now, tenant, payment, &row, settled).await?;
     view(&row)
 }
 

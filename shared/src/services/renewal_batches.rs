@@ -3,7 +3,8 @@
 //! plan — go through the domain's `renew` one by one and are written with
 //! set-based statements (payments and attempts, subscriptions and their history,
 //! ledger, receipts, events) in one transaction; any other capture of the batch
-//! takes the one-by-one path ([`super::payment_outcomes::apply_capture`]).
+//! — and a renewal whose plan pays cashback — takes the one-by-one path
+//! ([`super::payment_outcomes::apply_capture`]).
 
 use std::collections::HashMap;
 
@@ -77,17 +78,23 @@ pub async fn record(pool: &PgPool, clock: Clock, captures: &[Capture<'_>]) -> Se
         for capture in captures {
             let Some(attempt) = attempts.get(&capture.attempt_id) else { continue };
             let Some(payment) = payments.get_mut(&attempt.payment_id) else { continue };
-            match payment.subscription_id.and_then(|id| subs.get(&id)) {
+            let plain = match payment.subscription_id.and_then(|id| subs.get(&id)) {
                 Some(sub) if plain_renewal(payment, attempt, sub) => {
-                    renew_plainly(c, now, capture, payment, sub, &mut batch).await?;
+                    // Cashback is credited on the one-by-one path.
+                    let plan = plans::load_cached(c, sub.plan_id).await?;
+                    plan.cashback_rate.is_none_or(|r| r.is_zero()).then_some(sub)
                 }
-                _ if attempt.status == AttemptStatus::Sent => {
+                _ => None,
+            };
+            match plain {
+                Some(sub) => renew_plainly(c, now, capture, payment, sub, &mut batch).await?,
+                None if attempt.status == AttemptStatus::Sent => {
                     let mut attempt = attempt.clone();
                     let (tenant, tx) = (capture.tenant, capture.transaction_id);
                     apply_capture(c, now, tenant, payment, &mut attempt, tx, &CardDetails::default()).await?;
                 }
                 // A notification recorded this attempt's outcome first.
-                _ => {}
+                None => {}
             }
         }
         if batch.marked.is_empty() {

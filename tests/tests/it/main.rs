@@ -5,6 +5,8 @@
 mod support;
 
 mod atol;
+mod balance;
+mod balance_receipts;
 mod catalog;
 mod conventions;
 mod dunning;
