@@ -1,15 +1,14 @@
 //! Collecting a payment: its attempts. A card payment opens a widget attempt (the
 //! customer pays through the gateway's checkout); a charge of the saved card is
 //! an attempt queued for the worker (`Job::ChargeAttempt`), whose outcome comes
-//! back through `payment_outcomes`; a payment from the balance is settled at once
-//! (`balance_payments`). Each gateway attempt's id is the gateway's invoice id and
-//! idempotency key.
+//! back through `payment_outcomes`. Each attempt's id is the gateway's invoice id
+//! and idempotency key. Choosing how a payment is collected (`pay_with`) is
+//! `payment_sources`.
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::payments::{self, PayWith, PaymentView};
 use super::tenants::Tenant;
 use crate::db::attempts::{self as attempts_db, AttemptRow};
 use crate::db::outbox::{self, NewEvent};
@@ -17,7 +16,6 @@ use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::domain::ids::SubscriptionId;
 use crate::domain::states::{AttemptChannel, AttemptStatus, PAYMENT_SUPERSEDED, PaymentKind, PaymentStatus};
 use crate::error::{ServiceError, ServiceResult};
-use crate::gateways::registry::Gateways;
 use crate::queue::jobs::Job;
 
 /// The work message that charges an attempt (ordered with the subscription's
@@ -56,36 +54,6 @@ pub async fn open_widget_attempt(
     let attempt = AttemptRow::new(tenant.id, payment.id, attempt_no, AttemptChannel::Widget, None, now);
     attempts_db::insert_attempt(conn, &attempt).await?;
     Ok(attempt)
-}
-
-/// Collects `payment` by the saved card (a queued charge), a new widget payment
-/// or the balance (at once), and answers the payment with how to collect it.
-pub async fn collect(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    gateways: &Gateways,
-    tenant: &Tenant,
-    payment: &mut PaymentRow,
-    pay_with: PayWith,
-) -> ServiceResult<PaymentView> {
-    match pay_with {
-        PayWith::SavedCard => {
-            if attempts_db::default_payment_method(conn, payment.customer_id).await?.is_none() {
-                return Err(ServiceError::invalid(
-                    "no_saved_card",
-                    "the customer has no usable saved card: pay with \"card\"",
-                ));
-            }
-            start_attempt(conn, now, tenant, payment, AttemptChannel::Manual).await?;
-        }
-        PayWith::Card => {
-            open_widget_attempt(conn, now, tenant, payment).await?;
-        }
-        PayWith::Balance => super::balance_payments::pay(conn, now, tenant, payment).await?,
-        PayWith::Invoice => return Err(ServiceError::not_supported("pay_with invoice is not supported yet")),
-    }
-    let fresh = payments_db::find_for_update(conn, payment.id).await?.unwrap_or_else(|| payment.clone());
-    payments::view_of(conn, gateways, tenant, &fresh).await
 }
 
 /// A newer request replaces the subscription's unpaid payments of `kinds`: each

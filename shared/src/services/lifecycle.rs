@@ -7,7 +7,8 @@ use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::collection::{collect, supersede_pending};
+use super::collection::supersede_pending;
+use super::payment_sources::collect;
 use super::payments::{self, PayWith, PaymentView};
 use super::plans;
 use super::subscriptions::{self, SubscriptionView, conflict};

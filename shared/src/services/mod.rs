@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod maintenance;
 pub mod notifications;
 pub mod payment_outcomes;
+pub mod payment_sources;
 pub mod payments;
 pub mod plan_change;
 pub mod plan_switch;

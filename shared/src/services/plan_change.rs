@@ -17,8 +17,9 @@ use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::collection::{collect, supersede_pending};
+use super::collection::supersede_pending;
 use super::corrupt;
+use super::payment_sources::collect;
 use super::payments::{self, Line, PayWith, PaymentView};
 use super::plan_switch::{self, StoredChange};
 use super::plans::{self, Plan};

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::collection;
+use super::payment_sources;
 pub use super::payments::PayWith;
 use super::payments::{self, PaymentView};
 use super::plans::{self, Plan, PriceView};
@@ -195,7 +195,7 @@ pub async fn purchase(
             } else {
                 // The saved card is charged by the worker; the balance pays (and
                 // activates the subscription) at once, or nothing is written.
-                let view = collection::collect(conn, now, gateways, tenant, &mut payment, spec.pay_with).await?;
+                let view = payment_sources::collect(conn, now, gateways, tenant, &mut payment, spec.pay_with).await?;
                 sub = db::find(conn, tenant.id, sub.id).await?.unwrap_or(sub);
                 Some(view)
             }

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::collection;
+use super::payment_sources;
 use super::payments::{self, PayWith, PaymentView};
 use super::tenants::Tenant;
 use crate::db::customers as customers_db;
@@ -55,5 +55,5 @@ pub async fn top_up(
         PaymentRow::pending(payments::payer(tenant, customer.id, None), PaymentKind::TopUp, amount, description, now);
     payment.expires_at = Some(now + crate::domain::subscription::schedule::PENDING_PAYMENT_TTL);
     payments_db::insert(conn, &payment).await?;
-    collection::collect(conn, now, gateways, tenant, &mut payment, spec.pay_with).await
+    payment_sources::collect(conn, now, gateways, tenant, &mut payment, spec.pay_with).await
 }

@@ -1,0 +1,46 @@
+//! How a payment is collected, by the source the product chose (`pay_with`,
+//! API.md): a new card payment through the gateway's checkout, the saved card
+//! (a charge queued for the worker), or the customer's balance (settled at once,
+//! `balance_payments`). Bank-transfer invoices are not built yet (501).
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+
+use super::collection::{open_widget_attempt, start_attempt};
+use super::payments::{self, PayWith, PaymentView};
+use super::tenants::Tenant;
+use crate::db::attempts as attempts_db;
+use crate::db::payments::{self as payments_db, PaymentRow};
+use crate::domain::states::AttemptChannel;
+use crate::error::{ServiceError, ServiceResult};
+use crate::gateways::registry::Gateways;
+
+/// Collects `payment` by the saved card (a queued charge), a new widget payment
+/// or the balance (at once), and answers the payment with how to collect it.
+pub async fn collect(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    gateways: &Gateways,
+    tenant: &Tenant,
+    payment: &mut PaymentRow,
+    pay_with: PayWith,
+) -> ServiceResult<PaymentView> {
+    match pay_with {
+        PayWith::SavedCard => {
+            if attempts_db::default_payment_method(conn, payment.customer_id).await?.is_none() {
+                return Err(ServiceError::invalid(
+                    "no_saved_card",
+                    "the customer has no usable saved card: pay with \"card\"",
+                ));
+            }
+            start_attempt(conn, now, tenant, payment, AttemptChannel::Manual).await?;
+        }
+        PayWith::Card => {
+            open_widget_attempt(conn, now, tenant, payment).await?;
+        }
+        PayWith::Balance => super::balance_payments::pay(conn, now, tenant, payment).await?,
+        PayWith::Invoice => return Err(ServiceError::not_supported("pay_with invoice is not supported yet")),
+    }
+    let fresh = payments_db::find_for_update(conn, payment.id).await?.unwrap_or_else(|| payment.clone());
+    payments::view_of(conn, gateways, tenant, &fresh).await
+}
