@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, balance, customers, payments, plans, receipts, refunds, service, subscriptions, usage, webhooks,
+    admin, balance, customers, partners, payments, plans, receipts, refunds, service, subscriptions, usage, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -29,6 +29,7 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
         refunds::request_refund, refunds::list_refunds, refunds::approve_refund, refunds::reject_refund,
         refunds::retry_refund, receipts::list_receipts,
         payments::list_payments, payments::get_payment,
+        partners::create_partner, partners::list_partners, partners::get_statement,
         webhooks::cloudpayments_notification, webhooks::atol_callback,
         service::healthz, service::readyz, service::metrics,
     ),
@@ -40,6 +41,7 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
         (name = "subscriptions", description = "Purchases and the subscription lifecycle"),
         (name = "usage", description = "Usage events and quotas"),
         (name = "payments", description = "Payments"),
+        (name = "partners", description = "Partners and their commission statements"),
         (name = "refunds", description = "Refund requests, decided by the tenant's refund rules, and their review"),
         (name = "receipts", description = "54-FZ receipts registered with the tenant's ATOL Online account"),
         (name = "webhooks", description = "Provider callbacks, authenticated by the provider's scheme"),

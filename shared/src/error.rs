@@ -72,12 +72,16 @@ impl ServiceError {
         matches!(self, ServiceError::Database(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)))
     }
 
-    /// The constraint name of a unique violation, if that is what this is.
+    /// The constraint a unique, check or foreign-key violation names, if that is
+    /// what this is.
     pub fn violated_constraint(&self) -> Option<&str> {
         match self {
-            ServiceError::Database(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
-                info.constraint_name()
-            }
+            ServiceError::Database(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::CheckViolation
+                | DatabaseErrorKind::ForeignKeyViolation,
+                info,
+            )) => info.constraint_name(),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod balance;
 pub mod customers;
+pub mod partners;
 pub mod payments;
 pub mod plans;
 pub mod receipts;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     balance::configure(cfg);
     subscriptions::configure(cfg);
     payments::configure(cfg);
+    partners::configure(cfg);
     usage::configure(cfg);
     refunds::configure(cfg);
     receipts::configure(cfg);

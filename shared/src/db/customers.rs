@@ -72,20 +72,33 @@ pub async fn list(
     q.order(customers::id.asc()).limit(limit).select(CustomerRow::as_select()).load(conn).await
 }
 
+/// Stores a customer's contact details and partner attribution.
 pub async fn update_contact(
     conn: &mut AsyncPgConnection,
     id: CustomerId,
     email: &str,
     time_zone: &str,
+    partner_code: Option<&str>,
 ) -> QueryResult<usize> {
     diesel::update(customers::table.find(id))
         .set((
             customers::email.eq(email),
             customers::time_zone.eq(time_zone),
+            customers::partner_code.eq(partner_code),
             customers::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
         .await
+}
+
+/// True when any of the customer's payments was captured.
+pub async fn has_captured_payment(conn: &mut AsyncPgConnection, id: CustomerId) -> QueryResult<bool> {
+    use super::schema::payments;
+    diesel::select(diesel::dsl::exists(
+        payments::table.filter(payments::customer_id.eq(id)).filter(payments::captured_at.is_not_null()),
+    ))
+    .get_result(conn)
+    .await
 }
 
 /// A customer's current e-mail (receipts go to it).

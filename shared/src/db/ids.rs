@@ -7,7 +7,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::{Nullable, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
+use crate::domain::ids::{CustomerId, PartnerId, PaymentId, SubscriptionId, TenantId};
 
 macro_rules! uuid_column {
     ($($t:ident),+ $(,)?) => {$(
@@ -65,4 +65,4 @@ macro_rules! uuid_column {
     )+};
 }
 
-uuid_column!(TenantId, CustomerId, SubscriptionId, PaymentId);
+uuid_column!(TenantId, CustomerId, SubscriptionId, PaymentId, PartnerId);

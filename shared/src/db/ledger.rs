@@ -173,3 +173,25 @@ pub async fn captured_to_balance(conn: &mut AsyncPgConnection, payment_id: Payme
     .get_result(conn)
     .await
 }
+
+/// How much an account's entries moved in `[from, to)` (by their transactions'
+/// `occurred_at`).
+pub async fn change_in_window(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    account: Account,
+    currency: Currency,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> QueryResult<Decimal> {
+    use super::schema::ledger_transactions;
+    let sum: Option<Decimal> = ledger_entries::table
+        .inner_join(ledger_transactions::table)
+        .filter(ledger_entries::account_id.eq(account.id(tenant_id, currency)))
+        .filter(ledger_transactions::occurred_at.ge(from))
+        .filter(ledger_transactions::occurred_at.lt(to))
+        .select(diesel::dsl::sum(ledger_entries::amount))
+        .first(conn)
+        .await?;
+    Ok(sum.unwrap_or(Decimal::ZERO))
+}

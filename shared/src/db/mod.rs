@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod ledger;
 pub mod outbox;
+pub mod partners;
 pub mod payments;
 pub mod plans;
 pub mod receipts;

@@ -428,6 +428,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    partners (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        code -> Text,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    partner_commissions (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        partner_id -> Uuid,
+        customer_id -> Uuid,
+        payment_id -> Uuid,
+        refund_id -> Nullable<Uuid>,
+        kind -> Text,
+        base -> Numeric,
+        rate -> Numeric,
+        amount -> Numeric,
+        currency -> Text,
+        occurred_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(partner_commissions -> partners (partner_id));
 diesel::joinable!(refunds -> payments (payment_id));
 diesel::joinable!(receipts -> payments (payment_id));
 
@@ -459,4 +487,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     maintenance_extensions,
     refunds,
     receipts,
+    partners,
+    partner_commissions,
 );

@@ -72,12 +72,30 @@ pub struct Reversal {
     pub deducted: Decimal,
 }
 
+/// What a refund of `refund` out of a payment of `paid` takes back of an amount
+/// `total` the payment earned (cashback, a partner's commission), after earlier
+/// refunds of `refunded_before` took `taken_before`: the cumulative share
+/// `total × (refunded_before + refund) / paid`, rounded once, minus what earlier
+/// refunds took — so refunds in parts never take more than `total`, and a full
+/// refund takes all of it.
+pub fn pro_rata(
+    total: Decimal,
+    paid: Decimal,
+    refunded_before: Decimal,
+    taken_before: Decimal,
+    refund: Decimal,
+) -> Decimal {
+    if total <= Decimal::ZERO || paid <= Decimal::ZERO {
+        return Decimal::ZERO;
+    }
+    let refunded = (refunded_before + refund).min(paid);
+    let share = round_kopecks(total * refunded / paid).min(total);
+    (share - taken_before).max(Decimal::ZERO)
+}
+
 /// The cashback reversal of a refund of `refund` out of a payment of `paid` that
-/// earned `earned`, after earlier refunds of `refunded_before` whose reversals
-/// (reversed plus deducted) total `reversed_before`; `cashback_balance` is what
-/// the customer has left. The cumulative share `earned × (refunded_before +
-/// refund) / paid` is rounded once; this refund takes it minus what earlier ones
-/// took. Whatever the balance cannot cover is deducted from the refund, never
+/// earned `earned` ([`pro_rata`]), with `cashback_balance` what the customer has
+/// left: whatever the balance cannot cover is deducted from the refund, never
 /// more than the refund itself.
 pub fn reversal(
     earned: Decimal,
@@ -87,12 +105,7 @@ pub fn reversal(
     refund: Decimal,
     cashback_balance: Decimal,
 ) -> Reversal {
-    if earned <= Decimal::ZERO || paid <= Decimal::ZERO {
-        return Reversal { reversed: Decimal::ZERO, deducted: Decimal::ZERO };
-    }
-    let refunded = (refunded_before + refund).min(paid);
-    let share = round_kopecks(earned * refunded / paid).min(earned);
-    let due = (share - reversed_before).max(Decimal::ZERO);
+    let due = pro_rata(earned, paid, refunded_before, reversed_before, refund);
     let reversed = due.min(cashback_balance.max(Decimal::ZERO));
     let deducted = (due - reversed).min(refund);
     Reversal { reversed: round_kopecks(reversed), deducted: round_kopecks(deducted) }

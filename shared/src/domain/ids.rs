@@ -74,6 +74,9 @@ uuid_id! {
     SubscriptionId;
     /// A payment (purchase, renewal, upgrade, extension, top-up, overage).
     PaymentId;
+    /// A tenant's partner, who earns a commission on the payments of the
+    /// customers attributed to them.
+    PartnerId;
 }
 
 #[cfg(test)]

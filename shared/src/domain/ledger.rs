@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::money::{Currency, Money};
-use crate::domain::ids::{CustomerId, TenantId};
+use crate::domain::ids::{CustomerId, PartnerId, TenantId};
 
 /// Accounts of a tenant's books.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,6 +29,10 @@ pub enum Account {
     Cashback(CustomerId),
     /// What cashback costs the tenant (credited cashback, less reversals).
     CashbackExpense,
+    /// Commission owed to a partner (liability).
+    PartnerPayable(PartnerId),
+    /// What partner commissions cost the tenant.
+    CommissionExpense,
 }
 
 impl Account {
@@ -40,6 +44,8 @@ impl Account {
             Account::Prepaid(_) => "customer_prepaid",
             Account::Cashback(_) => "customer_cashback",
             Account::CashbackExpense => "cashback_expense",
+            Account::PartnerPayable(_) => "partner_payable",
+            Account::CommissionExpense => "commission_expense",
         }
     }
 
@@ -56,12 +62,20 @@ impl Account {
         matches!(self, Account::Prepaid(_) | Account::Cashback(_))
     }
 
+    /// Whose account it is: the customer's or the partner's, none for the tenant's own.
+    fn holder(&self) -> Option<Uuid> {
+        match self {
+            Account::PartnerPayable(p) => Some(p.0),
+            other => other.customer_id().map(|c| c.0),
+        }
+    }
+
     /// Deterministic account id, so accounts are created idempotently without a read.
     pub fn id(&self, tenant_id: TenantId, currency: Currency) -> Uuid {
         let name = format!(
             "{tenant_id}/{}/{}/{}",
             self.code(),
-            self.customer_id().map(|c| c.to_string()).unwrap_or_default(),
+            self.holder().map(|h| h.to_string()).unwrap_or_default(),
             currency.code()
         );
         Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())
@@ -199,6 +213,20 @@ impl Posting {
             entries: vec![
                 Entry { account: Account::Prepaid(customer), amount: -a, currency: c },
                 Entry { account: Account::Customer(customer), amount: a, currency: c },
+            ],
+        }
+    }
+
+    /// A partner's commission accrued (or reversed, `reversed` true).
+    pub fn commission(description: String, partner: PartnerId, amount: Money, reversed: bool) -> Posting {
+        let c = amount.currency();
+        let a = if reversed { -amount.amount() } else { amount.amount() };
+        Posting {
+            kind: if reversed { "commission_reversed" } else { "commission_accrued" },
+            description,
+            entries: vec![
+                Entry { account: Account::CommissionExpense, amount: -a, currency: c },
+                Entry { account: Account::PartnerPayable(partner), amount: a, currency: c },
             ],
         }
     }

@@ -47,6 +47,10 @@ pub struct CustomerPatch {
     pub email: Option<String>,
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// Attributes the customer to a partner: once, and only before its first
+    /// captured payment (SellerGPT 3.2.2); else 409 `partner_attribution_closed`.
+    #[serde(default)]
+    pub partner_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -127,7 +131,9 @@ pub async fn create(
     };
     db::insert(conn, &row).await.map_err(|e| {
         let e = ServiceError::from(e);
-        if e.is_unique_violation() {
+        if e.violated_constraint() == Some(PARTNER_FK) {
+            unknown_partner(row.partner_code.as_deref().unwrap_or_default())
+        } else if e.is_unique_violation() {
             ServiceError::conflict(
                 "customer_exists",
                 format!("a customer with external_id {:?} exists", row.external_id),
@@ -176,6 +182,32 @@ pub async fn patch(
         check_zone(&zone)?;
         row.time_zone = zone;
     }
-    db::update_contact(conn, id, &row.email, &row.time_zone).await?;
+    if let Some(code) = patch.partner_code {
+        if row.partner_code.is_some() || db::has_captured_payment(conn, id).await? {
+            return Err(ServiceError::conflict(
+                "partner_attribution_closed",
+                "a customer is attributed once, before its first payment",
+            ));
+        }
+        row.partner_code = Some(code);
+    }
+    db::update_contact(conn, id, &row.email, &row.time_zone, row.partner_code.as_deref()).await.map_err(|e| {
+        let e = ServiceError::from(e);
+        if e.violated_constraint() == Some(PARTNER_FK) {
+            unknown_partner(row.partner_code.as_deref().unwrap_or_default())
+        } else {
+            e
+        }
+    })?;
     Ok(row.into())
+}
+
+/// The constraint that ties a customer's `partner_code` to a registered partner.
+const PARTNER_FK: &str = "customers_partner_fk";
+
+fn unknown_partner(code: &str) -> ServiceError {
+    ServiceError::invalid(
+        "partner_not_found",
+        format!("no partner with code {code:?}: register it with POST /v1/partners"),
+    )
 }

@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod notifications;
+pub mod partners;
 pub mod payment_outcomes;
 pub mod payment_sources;
 pub mod payments;

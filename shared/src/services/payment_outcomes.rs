@@ -147,7 +147,7 @@ pub async fn apply_capture(
         ),
     };
     ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
-    events.extend(balance_events(conn, now, tenant, payment, outcome == "applied").await?);
+    events.extend(money_events(conn, now, tenant, payment, outcome == "applied").await?);
     payments_db::save(conn, payment).await?;
     attempts_db::save_attempt(conn, attempt).await?;
     super::receipts::create_income(conn, now, tenant, payment).await?;
@@ -166,9 +166,10 @@ pub async fn apply_capture(
     Ok(outcome)
 }
 
-/// What a capture did to the customer's balance: a top-up credited it, a
-/// payment from it debited it, a tariff payment earned cashback (credited here).
-async fn balance_events(
+/// What a capture did beyond the payment: a top-up credited the balance, a
+/// payment from it debited it; applied to what it paid for, it earns cashback
+/// and its customer's partner a commission (both credited here).
+async fn money_events(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
@@ -185,8 +186,9 @@ async fn balance_events(
         let spent = crate::domain::money::Money::round(spent, money.currency());
         events.push(super::balance::event(conn, tenant, payment, false, "payment", spent).await?);
     }
-    if applied && let Some(e) = super::cashback::credit(conn, now, tenant, payment).await? {
-        events.push(e);
+    if applied {
+        events.extend(super::cashback::credit(conn, now, tenant, payment).await?);
+        events.extend(super::partners::accrue(conn, now, tenant, payment).await?);
     }
     Ok(events)
 }

@@ -97,6 +97,9 @@ pub(crate) async fn succeed(
         let event = super::balance::event(conn, tenant, payment, true, "refund", amount).await?;
         outbox::emit(conn, now, event).await?;
     }
+    if let Some(event) = super::partners::reverse(conn, now, tenant, payment, refund).await? {
+        outbox::emit(conn, now, event).await?;
+    }
     super::receipts::create_refund(conn, now, tenant, payment, refund).await?;
     emit(conn, now, tenant, payment, refund, "refund.succeeded").await?;
     let data = super::payments::event_data(payment)?;

@@ -13,12 +13,13 @@ use uuid::Uuid;
 
 use super::payment_outcomes::apply_capture;
 use super::payments;
-use super::plans;
 use super::subscriptions::{self, unexpected};
 use super::tenants::Tenant;
+use super::{partners, plans};
 use crate::clock::Clock;
 use crate::db::attempts::{self as attempts_db, AttemptRow};
 use crate::db::outbox::{self, NewEvent};
+use crate::db::partners as partners_db;
 use crate::db::payments::{self as payments_db, Captured, PaymentRow};
 use crate::db::subscriptions as subs_db;
 use crate::db::{PgPool, in_transaction, ledger};
@@ -53,12 +54,14 @@ fn plain_renewal(payment: &PaymentRow, attempt: &AttemptRow, sub: &Subscription)
 
 /// What the batch writes set-based.
 #[derive(Default)]
-struct Batch {
+struct Batch<'a> {
     marked: Vec<Captured>,
     renewed: Vec<Subscription>,
     history: Vec<(SubscriptionId, HistoryEntry)>,
     postings: Vec<(TenantId, PaymentId, Posting)>,
     events: Vec<NewEvent>,
+    /// The captured payments, with their tenants.
+    paid: Vec<(PaymentRow, &'a Tenant)>,
 }
 
 /// Records a batch of captures in one transaction.
@@ -115,7 +118,15 @@ pub async fn record(pool: &PgPool, clock: Clock, captures: &[Capture<'_>]) -> Se
             })
             .collect();
         ledger::post_many(c, &posted).await?;
-        outbox::emit_many(c, now, batch.events).await?;
+        // Commissions of the renewals of customers attributed to a partner.
+        let customers: Vec<_> = batch.paid.iter().map(|(p, _)| p.customer_id).collect();
+        let mut events = batch.events;
+        for (customer, partner) in partners_db::of_customers(c, &customers).await? {
+            for (payment, tenant) in batch.paid.iter().filter(|(p, _)| p.customer_id == customer) {
+                events.extend(partners::accrue_for(c, now, tenant, payment, &partner).await?);
+            }
+        }
+        outbox::emit_many(c, now, events).await?;
         Ok(())
     })
     .await
@@ -123,13 +134,13 @@ pub async fn record(pool: &PgPool, clock: Clock, captures: &[Capture<'_>]) -> Se
 
 /// One plain renewal of the batch: the domain renews a copy of the subscription,
 /// the rest is collected for the set-based writes.
-async fn renew_plainly(
+async fn renew_plainly<'a>(
     c: &mut AsyncPgConnection,
     now: chrono::DateTime<chrono::Utc>,
-    capture: &Capture<'_>,
+    capture: &Capture<'a>,
     payment: &mut PaymentRow,
     sub: &Subscription,
-    batch: &mut Batch,
+    batch: &mut Batch<'a>,
 ) -> ServiceResult<()> {
     let tenant = capture.tenant;
     let plan = plans::load_cached(c, sub.plan_id).await?;
@@ -164,6 +175,7 @@ async fn renew_plainly(
         batch.events.push(subscriptions::event(tenant, &next, &plan.code, e.kind, e.extra));
     }
     super::receipts::create_income(c, now, tenant, payment).await?;
+    batch.paid.push((payment.clone(), tenant));
     batch.history.push((sub.id, change.history));
     batch.renewed.push(next);
     Ok(())

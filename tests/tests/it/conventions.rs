@@ -144,6 +144,7 @@ async fn bad_input_is_a_clear_4xx_never_a_500() {
 async fn customers_can_be_found_and_patched() {
     let app = TestApp::spawn().await;
     let t = app.tenant("A", "Asia/Yekaterinburg", json!({})).await;
+    app.post(&t, "/v1/partners", json!({"code": "P1", "name": "Partner 1"})).await.expect(201);
     let c = app
         .post(
             &t,

@@ -15,6 +15,7 @@ mod faults;
 mod gateway;
 mod ledger;
 mod lifecycle;
+mod partners;
 mod plan_change;
 mod ports;
 mod purchase;

@@ -1,0 +1,3 @@
+DROP TABLE partner_commissions;
+ALTER TABLE customers DROP CONSTRAINT customers_partner_fk;
+DROP TABLE partners;
