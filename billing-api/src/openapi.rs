@@ -4,16 +4,15 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, balance, customers, partners, payments, plans, receipts, refunds, service, subscriptions, usage, webhooks,
+    admin, balance, customers, invoices, partners, payments, plans, receipts, refunds, service, subscriptions, usage,
+    webhooks,
 };
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Billing service",
-        description = "Subscriptions, recurring payments, entitlements, refunds and 54-FZ receipts for SaaS products. \
-Money is `{\"value\": \"690.00\", \"currency\": \"RUB\"}`; errors are RFC 9457 problem details with a stable `code`; \
-every POST that creates something or moves money accepts `Idempotency-Key`.",
+        description = include_str!("events.md"),
         license(name = "Apache-2.0")
     ),
     paths(
@@ -30,6 +29,8 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
         refunds::retry_refund, receipts::list_receipts,
         payments::list_payments, payments::get_payment,
         partners::create_partner, partners::list_partners, partners::get_statement,
+        invoices::list_invoices, invoices::get_invoice, invoices::get_invoice_pdf, invoices::mark_paid,
+        invoices::import_statement, invoices::get_act, invoices::get_act_pdf,
         webhooks::cloudpayments_notification, webhooks::atol_callback,
         service::healthz, service::readyz, service::metrics,
     ),
@@ -42,6 +43,7 @@ every POST that creates something or moves money accepts `Idempotency-Key`.",
         (name = "usage", description = "Usage events and quotas"),
         (name = "payments", description = "Payments"),
         (name = "partners", description = "Partners and their commission statements"),
+        (name = "invoices", description = "Invoices for bank transfer, bank statement imports and closing acts"),
         (name = "refunds", description = "Refund requests, decided by the tenant's refund rules, and their review"),
         (name = "receipts", description = "54-FZ receipts registered with the tenant's ATOL Online account"),
         (name = "webhooks", description = "Provider callbacks, authenticated by the provider's scheme"),

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod fiscal;
 pub mod gateways;
+pub mod pdf;
 pub mod ports;
 pub mod queue;
 pub mod services;

@@ -107,7 +107,7 @@ pub async fn seed(sim: &CloudPaymentsSim, atol: &AtolSim, cfg: &DemoConfig<'_>) 
 /// The walkthrough printed once the demo is up.
 pub fn walkthrough(api: &str, sim: &str, admin_token: &str, state: &Value) -> String {
     let key = |tenant: &str| state[tenant]["api_key"].as_str().unwrap_or("<key>").to_owned();
-    let (wm, orbita) = (key("whatsmonster"), key("orbita"));
+    let (wm, orbita, seller, alfa) = (key("whatsmonster"), key("orbita"), key("sellergpt"), key("alfacrm"));
     format!(
         r#"
 Billing demo is running.
@@ -154,6 +154,60 @@ Billing demo is running.
   curl -s {api}/v1/admin/clock -H "Authorization: Bearer {admin_token}" \
       -d "{{\"now\":\"$(date -u -d '+3 months' +%Y-%m-%dT%H:%M:%SZ)\"}}"
   curl -s "{api}/v1/payments?customer_id=$CUSTOMER" -H "Authorization: Bearer $KEY"   # purchase + 3 renewals
+
+3) WhatsMonster's personal account (7.18) and cashback (7.25): top up 5000 RUB by card,
+   buy VIP (3900, 5% cashback) from the balance, see the cashback, refund the VIP payment
+   back onto the balance (its cashback is taken back):
+
+  KEY={wm}
+  CUSTOMER=$(curl -s {api}/v1/customers -H "Authorization: Bearer $KEY" \
+      -d '{{"external_id":"user-3","email":"user-3@example.ru"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+  curl -s {api}/v1/customers/$CUSTOMER/top-ups -H "Authorization: Bearer $KEY" \
+      -d '{{"amount":{{"value":"5000.00","currency":"RUB"}}}}' > /tmp/topup.json
+  python3 -c 'import json;print(json.dumps(json.load(open("/tmp/topup.json"))["payment"]["confirmation"]))' \
+      | curl -s {sim}/sim/widget/pay -H 'content-type: application/json' -d @-
+  curl -s {api}/v1/subscriptions -H "Authorization: Bearer $KEY" \
+      -d "{{\"customer_id\":\"$CUSTOMER\",\"plan\":\"VIP\",\"pay_with\":\"balance\"}}" > /tmp/vip.json
+  curl -s {api}/v1/customers/$CUSTOMER/balance -H "Authorization: Bearer $KEY"   # 1100.00 prepaid + 195.00 cashback
+  PAYMENT=$(python3 -c 'import json;print(json.load(open("/tmp/vip.json"))["payment"]["id"])')
+  curl -s {api}/v1/refunds -H "Authorization: Bearer $KEY" -d "{{\"payment_id\":\"$PAYMENT\",\"reason\":\"unused\"}}"
+  curl -s {api}/v1/customers/$CUSTOMER/balance -H "Authorization: Bearer $KEY"   # 5000.00 prepaid again
+
+4) SellerGPT: a partner's customer (3.2.2) pays by invoice (3.1.2), the payment is marked
+   received, access starts, the act is issued; the partner's statement shows the commission:
+
+  KEY={seller}
+  curl -s {api}/v1/partners -H "Authorization: Bearer $KEY" -d '{{"code":"blogger","name":"Блогер"}}'
+  CUSTOMER=$(curl -s {api}/v1/customers -H "Authorization: Bearer $KEY" \
+      -d '{{"external_id":"corp-1","email":"corp@example.ru","partner_code":"blogger","legal_entity":{{"name":"ООО \"Ромашка\"","inn":"7701234567"}}}}' \
+      | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+  INVOICE=$(curl -s {api}/v1/subscriptions -H "Authorization: Bearer $KEY" \
+      -d "{{\"customer_id\":\"$CUSTOMER\",\"plan\":\"BASIC\",\"pay_with\":\"invoice\"}}" \
+      | python3 -c 'import json,sys;print(json.load(sys.stdin)["payment"]["invoice_id"])')
+  curl -s {api}/v1/invoices/$INVOICE/pdf -H "Authorization: Bearer $KEY" -o /tmp/invoice.pdf
+  AMOUNT=$(curl -s {api}/v1/invoices/$INVOICE -H "Authorization: Bearer $KEY" | python3 -c 'import json,sys;print(json.load(sys.stdin)["total"]["value"])')
+  NOW=$(curl -s {api}/v1/admin/clock -H "Authorization: Bearer {admin_token}" | python3 -c 'import json,sys;print(json.load(sys.stdin)["now"])')
+  curl -s {api}/v1/invoices/$INVOICE/mark-paid -H "Authorization: Bearer $KEY" \
+      -d "{{\"amount\":{{\"value\":\"$AMOUNT\",\"currency\":\"RUB\"}},\"paid_at\":\"$NOW\",\"reference\":\"пп 1\"}}" > /tmp/paid.json
+  ACT=$(python3 -c 'import json;print(json.load(open("/tmp/paid.json"))["invoice"]["act_id"])')
+  curl -s {api}/v1/acts/$ACT/pdf -H "Authorization: Bearer $KEY" -o /tmp/act.pdf
+  curl -s "{api}/v1/partners/blogger/statement?month=${{NOW:0:7}}" -H "Authorization: Bearer $KEY"
+
+5) Alfa CRM: a legal entity's invoice (5.3) paid by importing a bank statement (1C format):
+
+  KEY={alfa}
+  CUSTOMER=$(curl -s {api}/v1/customers -H "Authorization: Bearer $KEY" \
+      -d '{{"external_id":"school-1","email":"school@example.ru","legal_entity":{{"name":"ООО \"Школа\"","inn":"7702345678"}}}}' \
+      | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+  INVOICE=$(curl -s {api}/v1/subscriptions -H "Authorization: Bearer $KEY" \
+      -d "{{\"customer_id\":\"$CUSTOMER\",\"plan\":\"CLIENTS_100_M\",\"pay_with\":\"invoice\"}}" \
+      | python3 -c 'import json,sys;print(json.load(sys.stdin)["payment"]["invoice_id"])')
+  read NUMBER AMOUNT < <(curl -s {api}/v1/invoices/$INVOICE -H "Authorization: Bearer $KEY" \
+      | python3 -c 'import json,sys;i=json.load(sys.stdin);print(i["number"],i["total"]["value"])')
+  printf '1CClientBankExchange\nКодировка=Windows\nСекцияДокумент=Платежное поручение\nНомер=42\nДата=%s\nСумма=%s\nПлательщикИНН=7702345678\nПолучательИНН=5404029565\nНазначениеПлатежа=Оплата по счету %s\nКонецДокумента\nКонецФайла\n' \
+      "$(date +%d.%m.%Y)" "$AMOUNT" "$NUMBER" | iconv -f utf-8 -t cp1251 > /tmp/statement.txt
+  curl -s {api}/v1/invoices/import -H "Authorization: Bearer $KEY" -H 'content-type: text/plain' --data-binary @/tmp/statement.txt
+  curl -s {api}/v1/invoices/$INVOICE -H "Authorization: Bearer $KEY"   # paid, with its act
 "#
     )
 }

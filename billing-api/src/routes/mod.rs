@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod balance;
 pub mod customers;
+pub mod invoices;
 pub mod partners;
 pub mod payments;
 pub mod plans;
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     subscriptions::configure(cfg);
     payments::configure(cfg);
     partners::configure(cfg);
+    invoices::configure(cfg);
     usage::configure(cfg);
     refunds::configure(cfg);
     receipts::configure(cfg);

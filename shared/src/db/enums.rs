@@ -10,8 +10,8 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 
 use crate::domain::states::{
-    AttemptChannel, AttemptStatus, DeliveryStatus, OutboxMessage, PaymentKind, PaymentStatus, ReceiptKind,
-    ReceiptStatus, RefundStatus,
+    AttemptChannel, AttemptStatus, DeliveryStatus, DocumentKind, InvoiceStatus, OutboxMessage, PaymentKind,
+    PaymentStatus, ReceiptKind, ReceiptStatus, RefundStatus, TransferSource,
 };
 use crate::domain::subscription::{Cause, SubscriptionStatus};
 
@@ -68,4 +68,7 @@ text_column!(
     ReceiptStatus,
     DeliveryStatus,
     OutboxMessage,
+    InvoiceStatus,
+    DocumentKind,
+    TransferSource,
 );

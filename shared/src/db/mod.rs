@@ -8,6 +8,7 @@ pub mod enums;
 pub mod gateway_events;
 pub mod idempotency;
 pub mod ids;
+pub mod invoices;
 pub mod ledger;
 pub mod outbox;
 pub mod partners;

@@ -40,6 +40,7 @@ struct Row {
     canceled_at: Option<DateTime<Utc>>,
     renewal_notice_for: Option<DateTime<Utc>>,
     expiry_notice_for: Option<DateTime<Utc>>,
+    pending_until: Option<DateTime<Utc>>,
 }
 
 /// Converts between the row and the aggregate, field by field both ways.
@@ -55,7 +56,7 @@ macro_rules! subscription_fields {
             id, tenant_id, customer_id, plan_id, status, auto_renew, current_period_start, current_period_end,
             anchor_at, paid_amount, price_id, next_charge_at, grace_until, scheduled_plan_id, created_at, due_at,
             renewal_payment_id, next_retry_at, dunning_ends_at, retries_stopped, paid_through, canceled_at,
-            renewal_notice_for, expiry_notice_for,
+            renewal_notice_for, expiry_notice_for, pending_until,
         })
     };
 }

@@ -18,6 +18,8 @@ pub struct TenantRow {
     pub time_zone: String,
     pub gateway: serde_json::Value,
     pub fiscal: Option<serde_json::Value>,
+    /// The seller's requisites for invoices and acts (`domain::invoice::Requisites`).
+    pub requisites: Option<serde_json::Value>,
     pub policy: serde_json::Value,
     pub webhook_url: Option<String>,
     pub webhook_secret: String,

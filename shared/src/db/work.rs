@@ -9,8 +9,8 @@ use super::schema::{outbox_events, payment_attempts, receipts, refunds, subscrip
 use crate::domain::states::{AttemptChannel, ReceiptStatus, RefundStatus};
 
 /// True when some work is due at or before `now`: a due subscription, an
-/// unpublished outbox message, an unresolved token charge (widget attempts wait
-/// for the customer, not for us), an overdue refund review not yet notified, a
+/// unpublished outbox message, an unresolved token charge (widget and invoice
+/// attempts wait for the customer, not for us), an overdue refund review not yet notified, a
 /// refund in flight or a receipt waiting for registration. One statement, so the
 /// checks see one snapshot (a charge recorded between separate checks could
 /// otherwise hide both its in-flight state and the work it made due).
@@ -19,7 +19,7 @@ pub async fn busy(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> diesel::Q
     let unpublished = outbox_events::table.filter(outbox_events::published_at.is_null());
     let charging = payment_attempts::table
         .filter(payment_attempts::status.eq_any(super::attempts::OPEN))
-        .filter(payment_attempts::channel.ne(AttemptChannel::Widget));
+        .filter(payment_attempts::channel.ne_all([AttemptChannel::Widget, AttemptChannel::Invoice]));
     let overdue = refunds::table
         .filter(refunds::status.eq(RefundStatus::PendingReview))
         .filter(refunds::overdue_notified_at.is_null())

@@ -17,6 +17,8 @@ use crate::domain::ids::{CustomerId, PartnerId, TenantId};
 pub enum Account {
     /// Money held by the payment gateway for the tenant (asset).
     GatewayClearing,
+    /// Money received on the tenant's bank account by transfer (asset).
+    BankClearing,
     /// Recognised revenue from tariffs, upgrades, extensions, overage.
     Revenue,
     /// The customer's pass-through account: payments enter it from where the money
@@ -39,6 +41,7 @@ impl Account {
     pub fn code(&self) -> &'static str {
         match self {
             Account::GatewayClearing => "gateway_clearing",
+            Account::BankClearing => "bank_clearing",
             Account::Revenue => "revenue",
             Account::Customer(_) => "customer_balance",
             Account::Prepaid(_) => "customer_prepaid",
@@ -197,6 +200,21 @@ impl Posting {
             description,
             entries: vec![
                 Entry { account: Account::GatewayClearing, amount: -a, currency: c },
+                Entry { account: Account::Prepaid(customer), amount: a, currency: c },
+            ],
+        }
+    }
+
+    /// A bank transfer received for an invoice: it becomes the customer's prepaid
+    /// money, which then pays the invoice once it covers it.
+    pub fn bank_transfer(description: String, customer: CustomerId, amount: Money) -> Posting {
+        let c = amount.currency();
+        let a = amount.amount();
+        Posting {
+            kind: "bank_transfer",
+            description,
+            entries: vec![
+                Entry { account: Account::BankClearing, amount: -a, currency: c },
                 Entry { account: Account::Prepaid(customer), amount: a, currency: c },
             ],
         }

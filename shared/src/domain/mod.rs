@@ -2,9 +2,11 @@
 //! always an argument).
 
 pub mod balance;
+pub mod bank_statement;
 pub mod calendar;
 pub mod dunning;
 pub mod ids;
+pub mod invoice;
 pub mod ledger;
 pub mod money;
 pub mod period;

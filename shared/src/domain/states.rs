@@ -124,6 +124,8 @@ string_enum! {
         Manual = "token_manual",
         /// Taken from the customer's balance (prepaid money and cashback).
         Balance = "balance",
+        /// An invoice paid by bank transfer.
+        Invoice = "invoice",
     }
 }
 
@@ -215,6 +217,33 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Where an invoice for bank transfer stands: issued, partly paid (less than
+    /// its total received so far), or paid (its payment captured).
+    pub enum InvoiceStatus {
+        Issued = "issued",
+        PartiallyPaid = "partially_paid",
+        Paid = "paid",
+    }
+}
+
+string_enum! {
+    /// A numbered document of a tenant (numbered per kind and year).
+    pub enum DocumentKind {
+        Invoice = "invoice",
+        Act = "act",
+    }
+}
+
+string_enum! {
+    /// How a bank transfer for an invoice became known: recorded by hand
+    /// (`mark-paid`) or found in an imported bank statement.
+    pub enum TransferSource {
+        Manual = "manual",
+        BankStatement = "bank_statement",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +272,8 @@ mod tests {
         round_trips(ReceiptStatus::ALL, ReceiptStatus::as_str, ReceiptStatus::parse);
         round_trips(DeliveryStatus::ALL, DeliveryStatus::as_str, DeliveryStatus::parse);
         round_trips(OutboxMessage::ALL, OutboxMessage::as_str, OutboxMessage::parse);
+        round_trips(InvoiceStatus::ALL, InvoiceStatus::as_str, InvoiceStatus::parse);
+        round_trips(DocumentKind::ALL, DocumentKind::as_str, DocumentKind::parse);
+        round_trips(TransferSource::ALL, TransferSource::as_str, TransferSource::parse);
     }
 }

@@ -134,9 +134,6 @@ pub async fn extend(
             format!("only a subscription with access can be extended (it is {}); buy the plan again", sub.status),
         ));
     }
-    if req.pay_with == PayWith::Invoice {
-        return Err(ServiceError::not_supported("pay_with invoice is not supported yet"));
-    }
     if plan.archived_at.is_some() {
         return Err(ServiceError::conflict("plan_archived", "the plan is archived: choose another plan"));
     }

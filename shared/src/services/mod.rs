@@ -3,15 +3,19 @@
 //! authenticated tenant; it calls domain rules and db queries and writes outbox
 //! events in the same transaction as the state change.
 
+pub mod acts;
 pub mod balance;
 pub mod balance_payments;
+pub mod bank_statements;
 pub mod cashback;
 pub mod charge_attempts;
 pub mod collection;
 pub mod customers;
 pub mod dead_letters;
+pub mod documents;
 pub mod entitlements;
 pub mod idempotency;
+pub mod invoices;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod notifications;

@@ -1,11 +1,12 @@
 //! How a payment is collected, by the source the product chose (`pay_with`,
 //! API.md): a new card payment through the gateway's checkout, the saved card
 //! (a charge queued for the worker), or the customer's balance (settled at once,
-//! `balance_payments`). Bank-transfer invoices are not built yet (501).
+//! `balance_payments`), or a numbered invoice for bank transfer (`invoices`).
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 
+use super::balance_payments::Take;
 use super::collection::{open_widget_attempt, start_attempt};
 use super::payments::{self, PayWith, PaymentView};
 use super::tenants::Tenant;
@@ -38,8 +39,8 @@ pub async fn collect(
         PayWith::Card => {
             open_widget_attempt(conn, now, tenant, payment).await?;
         }
-        PayWith::Balance => super::balance_payments::pay(conn, now, tenant, payment).await?,
-        PayWith::Invoice => return Err(ServiceError::not_supported("pay_with invoice is not supported yet")),
+        PayWith::Balance => super::balance_payments::pay(conn, now, tenant, payment, Take::Balance).await?,
+        PayWith::Invoice => super::invoices::issue(conn, now, tenant, payment).await?,
     }
     let fresh = payments_db::find_for_update(conn, payment.id).await?.unwrap_or_else(|| payment.clone());
     payments::view_of(conn, gateways, tenant, &fresh).await

@@ -58,6 +58,8 @@ pub struct PaymentView {
     pub from_cashback: MoneyView,
     /// Cashback this payment credited to the customer (its plan's `cashback_rate`).
     pub cashback_earned: MoneyView,
+    /// The invoice collecting it (`pay_with: "invoice"`): `GET /v1/invoices/{id}`.
+    pub invoice_id: Option<uuid::Uuid>,
 }
 
 /// One charged thing of a payment.
@@ -91,6 +93,9 @@ impl Line {
 pub fn payer(tenant: &Tenant, customer_id: CustomerId, subscription_id: Option<SubscriptionId>) -> Payer<'_> {
     Payer { tenant_id: tenant.id, gateway: tenant.gateway.kind(), customer_id, subscription_id }
 }
+
+/// The gateway name of payments collected by an invoice (bank transfer).
+pub const INVOICE: &str = "invoice";
 
 /// How a product asks to collect a payment (`pay_with`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
@@ -254,6 +259,7 @@ pub fn view(p: &PaymentRow, confirmation: Option<Confirmation>) -> ServiceResult
         from_prepaid: stored_money(p.from_prepaid, &p.currency, "payment prepaid part")?.into(),
         from_cashback: stored_money(p.from_cashback, &p.currency, "payment cashback part")?.into(),
         cashback_earned: stored_money(p.cashback_earned, &p.currency, "payment cashback earned")?.into(),
+        invoice_id: None,
     })
 }
 
@@ -275,7 +281,11 @@ pub async fn view_of(
         },
         None => None,
     };
-    view(p, confirmation)
+    let mut v = view(p, confirmation)?;
+    if p.gateway == INVOICE {
+        v.invoice_id = crate::db::invoices::of_payment(conn, p.id).await?.map(|i| i.id);
+    }
+    Ok(v)
 }
 
 pub async fn get(

@@ -137,9 +137,6 @@ pub async fn purchase(
             format!("plan {} is archived: no new purchases", plan.code),
         ));
     }
-    if spec.pay_with == PayWith::Invoice {
-        return Err(ServiceError::not_supported("pay_with invoice is not supported yet"));
-    }
     let version = plan.price_at(now)?.clone();
     let free_price = version.price.is_zero().then_some(version.id);
     let Starting { start, record_trial } = start_of(conn, now, tenant, customer.id, &plan, free_price).await?;

@@ -109,6 +109,13 @@ pub(crate) fn external_id(r: &ReceiptRow) -> String {
     format!("{}-{}", r.id, r.attempt)
 }
 
+/// Whether a payment gets receipts at all: an invoice paid by a legal entity's
+/// bank transfer does not (54-FZ art. 2 p. 9: settlements between organisations
+/// and entrepreneurs by bank transfer without an electronic means of payment).
+fn receipted_at_all(payment: &PaymentRow) -> bool {
+    payment.gateway != super::payments::INVOICE
+}
+
 /// What a receipt of `payment` records, one line `(name, sum)` per charged thing
 /// (net of cashback spent, GATEWAYS.md §5 and `domain::receipt::net_of_cashback`),
 /// and on what basis: a top-up is an advance, a payment from the prepaid money
@@ -207,7 +214,7 @@ pub async fn create_income(
     tenant: &Tenant,
     payment: &PaymentRow,
 ) -> ServiceResult<()> {
-    if tenant.fiscal.is_none() {
+    if tenant.fiscal.is_none() || !receipted_at_all(payment) {
         return Ok(());
     }
     let (lines, basis) = receipted(payment)?;
@@ -223,7 +230,7 @@ pub async fn create_refund(
     payment: &PaymentRow,
     refund: &RefundRow,
 ) -> ServiceResult<()> {
-    if tenant.fiscal.is_none() {
+    if tenant.fiscal.is_none() || !receipted_at_all(payment) {
         return Ok(());
     }
     // It mirrors what was receipted: money paid back to the balance is the

@@ -14,6 +14,7 @@ use super::corrupt;
 use crate::clock::real_now;
 use crate::db::tenants::{self as db, NewApiKey, TenantRow};
 use crate::domain::ids::TenantId;
+use crate::domain::invoice::Requisites;
 use crate::domain::parse_time_zone;
 use crate::domain::secret::Secret;
 use crate::domain::tenant::{FiscalSettings, GatewayConfig, Policy, validate_http_url};
@@ -29,6 +30,7 @@ pub struct Tenant {
     pub tz: Tz,
     pub gateway: GatewayConfig,
     pub fiscal: Option<FiscalSettings>,
+    pub requisites: Option<Requisites>,
     pub policy: Policy,
     pub webhook_url: Option<String>,
     pub webhook_secret: Secret,
@@ -44,6 +46,11 @@ impl TryFrom<TenantRow> for Tenant {
             tz: parse_time_zone(&r.time_zone).ok_or_else(|| corrupt("tenant time zone", &r.time_zone))?,
             gateway: serde_json::from_value(r.gateway).map_err(|e| corrupt("tenant gateway", e))?,
             fiscal: r.fiscal.map(serde_json::from_value).transpose().map_err(|e| corrupt("tenant fiscal", e))?,
+            requisites: r
+                .requisites
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| corrupt("tenant requisites", e))?,
             policy: serde_json::from_value(r.policy).map_err(|e| corrupt("tenant policy", e))?,
             id: r.id,
             name: r.name,
@@ -67,6 +74,10 @@ pub struct TenantSpec {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub fiscal: Option<FiscalSettings>,
+    /// The seller's requisites printed on invoices and acts (needed for
+    /// `pay_with: "invoice"`).
+    #[serde(default)]
+    pub requisites: Option<Requisites>,
     #[serde(default)]
     pub policy: Option<Policy>,
     #[serde(default)]
@@ -88,6 +99,9 @@ impl TenantSpec {
         if let Some(f) = &self.fiscal {
             f.validate().map_err(ServiceError::validation)?;
         }
+        if let Some(r) = &self.requisites {
+            r.validate().map_err(ServiceError::validation)?;
+        }
         if let Some(p) = &self.policy {
             p.validate().map_err(ServiceError::validation)?;
         }
@@ -103,6 +117,7 @@ impl TenantSpec {
             time_zone: t.time_zone.clone(),
             gateway: t.gateway.clone(),
             fiscal: t.fiscal.clone(),
+            requisites: t.requisites.clone(),
             policy: Some(t.policy.clone()),
             webhook_url: t.webhook_url.clone(),
         }
@@ -119,6 +134,7 @@ pub struct TenantView {
     pub gateway: Value,
     #[schema(value_type = Option<Object>)]
     pub fiscal: Option<Value>,
+    pub requisites: Option<Requisites>,
     pub policy: Policy,
     pub webhook_url: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -132,6 +148,7 @@ impl From<&Tenant> for TenantView {
             time_zone: t.time_zone.clone(),
             gateway: t.gateway.public_view(),
             fiscal: t.fiscal.as_ref().map(FiscalSettings::public_view),
+            requisites: t.requisites.clone(),
             policy: t.policy.clone(),
             webhook_url: t.webhook_url.clone(),
             created_at: t.created_at,
@@ -193,6 +210,7 @@ fn to_row(
         time_zone: spec.time_zone.clone(),
         gateway: to_json(&spec.gateway)?,
         fiscal: spec.fiscal.as_ref().map(to_json).transpose()?,
+        requisites: spec.requisites.as_ref().map(to_json).transpose()?,
         policy: to_json(&spec.policy.clone().unwrap_or_default())?,
         webhook_url: spec.webhook_url.clone(),
         webhook_secret,

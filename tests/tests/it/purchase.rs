@@ -268,9 +268,10 @@ async fn capabilities_not_built_yet_answer_501() {
     let t = app.tenant("WhatsMonster", "Europe/Moscow", json!({})).await;
     app.plan_pro(&t).await;
     let customer = app.customer(&t, "wm-7").await;
+    // Invoices need requisites and a legal entity: refused whole, nothing written.
     app.post(&t, "/v1/subscriptions", json!({"customer_id": customer, "plan": "PRO", "pay_with": "invoice"}))
         .await
-        .problem(501, "not_supported");
+        .problem(422, "requisites_missing");
     assert_eq!(app.count("SELECT count(*) AS n FROM subscriptions").await, 0, "nothing written");
     let yookassa = json!({"name": "Y", "time_zone": "Europe/Moscow", "gateway": {"kind": "yookassa", "shop_id": "1", "api_secret": "s"}});
     app.admin(reqwest::Method::POST, "/v1/admin/tenants", Some(&yookassa)).await.problem(501, "not_supported");

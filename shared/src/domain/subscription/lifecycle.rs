@@ -71,6 +71,7 @@ impl Subscription {
             canceled_at: None,
             renewal_notice_for: None,
             expiry_notice_for: None,
+            pending_until: None,
         };
         let mut events = Vec::new();
         let cause = match start {

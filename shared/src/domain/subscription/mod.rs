@@ -132,6 +132,9 @@ pub struct Subscription {
     pub renewal_notice_for: Option<DateTime<Utc>>,
     /// The period end whose expiry notice went out.
     pub expiry_notice_for: Option<DateTime<Utc>>,
+    /// A purchase waiting for a bank transfer waits until its invoice is due
+    /// (else [`schedule::PENDING_PAYMENT_TTL`] after it was created).
+    pub pending_until: Option<DateTime<Utc>>,
 }
 
 /// A plan as a transition needs it: which, its code for events, its period.
@@ -288,6 +291,7 @@ pub(crate) mod tests {
             canceled_at: None,
             renewal_notice_for: None,
             expiry_notice_for: None,
+            pending_until: None,
         }
     }
 

@@ -56,7 +56,8 @@ pub fn decide(now: DateTime<Utc>, sub: &Subscription, notice_days: u32, charge_i
     let mut candidates: Vec<(DateTime<Utc>, Action)> = Vec::new();
     match sub.status {
         SubscriptionStatus::PendingPayment => {
-            candidates.push((sub.created_at + PENDING_PAYMENT_TTL, Action::ExpirePending))
+            let until = sub.pending_until.unwrap_or(sub.created_at + PENDING_PAYMENT_TTL);
+            candidates.push((until, Action::ExpirePending))
         }
         SubscriptionStatus::Active | SubscriptionStatus::Canceled | SubscriptionStatus::Trialing => {
             let Some(end) = sub.current_period_end else { return Next::Wait(None) };

@@ -2,4 +2,4 @@
 
 pub mod app;
 
-pub use app::{T0, Tenant, TestApp};
+pub use app::{Answer, T0, Tenant, TestApp};

@@ -2,6 +2,10 @@
 //! would need libpq). `tests` in this crate's integration suite check every table
 //! here against the migrated database.
 
+mod documents;
+
+pub use documents::*;
+
 diesel::table! {
     tenants (id) {
         id -> Uuid,
@@ -16,6 +20,7 @@ diesel::table! {
         webhook_secret_prev_until -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        requisites -> Nullable<Jsonb>,
     }
 }
 
@@ -129,6 +134,7 @@ diesel::table! {
         canceled_at -> Nullable<Timestamptz>,
         renewal_notice_for -> Nullable<Timestamptz>,
         expiry_notice_for -> Nullable<Timestamptz>,
+        pending_until -> Nullable<Timestamptz>,
     }
 }
 
@@ -428,34 +434,6 @@ diesel::table! {
     }
 }
 
-diesel::table! {
-    partners (id) {
-        id -> Uuid,
-        tenant_id -> Uuid,
-        code -> Text,
-        name -> Text,
-        created_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    partner_commissions (id) {
-        id -> Uuid,
-        tenant_id -> Uuid,
-        partner_id -> Uuid,
-        customer_id -> Uuid,
-        payment_id -> Uuid,
-        refund_id -> Nullable<Uuid>,
-        kind -> Text,
-        base -> Numeric,
-        rate -> Numeric,
-        amount -> Numeric,
-        currency -> Text,
-        occurred_at -> Timestamptz,
-    }
-}
-
-diesel::joinable!(partner_commissions -> partners (partner_id));
 diesel::joinable!(refunds -> payments (payment_id));
 diesel::joinable!(receipts -> payments (payment_id));
 
@@ -489,4 +467,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     receipts,
     partners,
     partner_commissions,
+    invoices,
+    invoice_payments,
+    invoice_counters,
+    acts,
 );
