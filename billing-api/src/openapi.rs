@@ -27,7 +27,7 @@ use crate::routes::{
         usage::report_usage,
         refunds::request_refund, refunds::list_refunds, refunds::approve_refund, refunds::reject_refund,
         refunds::retry_refund, receipts::list_receipts,
-        payments::list_payments, payments::get_payment,
+        payments::list_payments, payments::get_payment, payments::pay_payment,
         partners::create_partner, partners::list_partners, partners::get_statement,
         invoices::list_invoices, invoices::get_invoice, invoices::get_invoice_pdf, invoices::mark_paid,
         invoices::import_statement, invoices::get_act, invoices::get_act_pdf,

@@ -1,21 +1,52 @@
 //! Payment endpoints.
 
+use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path, Query};
-use actix_web::{HttpResponse, get};
-use billing_shared::services::Page;
-use billing_shared::services::payments::{self, PaymentView};
+use actix_web::{HttpResponse, get, post};
+use billing_shared::services::payments::{self, PayWith, PaymentView};
+use billing_shared::services::{Page, payment_sources};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::parse_id;
 use crate::error::{ApiError, Problem};
-use crate::extract::TenantAuth;
+use crate::extract::{Idempotency, JsonBody, TenantAuth};
 use crate::state::AppState;
 use billing_shared::domain::ids::CustomerId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(list_payments).service(get_payment);
+    cfg.service(list_payments).service(get_payment).service(pay_payment);
+}
+
+/// `POST /v1/payments/{id}/pay`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayPayment {
+    pub pay_with: PayWith,
+}
+
+/// Pay an overage payment that is pending or was declined another way: from the
+/// balance, by card (the answer's `confirmation`) or the saved card.
+#[utoipa::path(post, path = "/v1/payments/{id}/pay", tag = "payments", security(("tenant_key" = [])),
+    request_body = PayPayment, params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = PaymentView), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 422, body = Problem)))]
+#[post("/v1/payments/{id}/pay")]
+async fn pay_payment(
+    state: Data<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    idem: Idempotency,
+    id: Path<String>,
+    body: JsonBody<PayPayment>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "payment")?;
+    let req = idem.request(tenant.id.to_string(), &body.raw)?;
+    state
+        .run(StatusCode::OK, req, async |conn, now| {
+            payment_sources::pay_pending(conn, now, &state.ports.gateways, &tenant, id, body.value.pay_with).await
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -45,3 +45,47 @@ pub async fn collect(
     let fresh = payments_db::find_for_update(conn, payment.id).await?.unwrap_or_else(|| payment.clone());
     payments::view_of(conn, gateways, tenant, &fresh).await
 }
+
+/// `POST /v1/payments/{id}/pay {pay_with}`: pays an overage payment (usage above a
+/// quota billed at a period's end, SPEC §5) that is pending or was declined — the
+/// usage was consumed, so the debt stays payable — another way: from the balance,
+/// by card or the saved card, while no charge of it is in flight. Payments of
+/// subscriptions are paid through the subscription's own endpoints.
+pub async fn pay_pending(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    gateways: &Gateways,
+    tenant: &Tenant,
+    id: crate::domain::ids::PaymentId,
+    pay_with: PayWith,
+) -> ServiceResult<PaymentView> {
+    let mut payment = payments_db::find_for_update(conn, id)
+        .await?
+        .filter(|p| p.tenant_id == tenant.id)
+        .ok_or_else(|| ServiceError::not_found("payment_not_found", "no such payment"))?;
+    if payment.kind != crate::domain::states::PaymentKind::Overage {
+        return Err(ServiceError::conflict(
+            "payment_not_payable_here",
+            format!("a {} payment is paid through its subscription's endpoints", payment.kind),
+        ));
+    }
+    use crate::domain::states::PaymentStatus;
+    match payment.status {
+        PaymentStatus::Pending => {}
+        PaymentStatus::Failed => {
+            payment.status = PaymentStatus::Pending;
+            payment.failure_reason = None;
+            payment.failure_code = None;
+            payments_db::save(conn, &payment).await?;
+        }
+        other => return Err(ServiceError::conflict("payment_not_payable", format!("the payment is {other}"))),
+    }
+    attempts_db::call_off_refused(conn, payment.id).await?;
+    if attempts_db::has_charge_in_progress(conn, payment.id).await? {
+        return Err(ServiceError::conflict(
+            "payment_in_progress",
+            "a charge of this payment is in progress; wait for its outcome",
+        ));
+    }
+    collect(conn, now, gateways, tenant, &mut payment, pay_with).await
+}

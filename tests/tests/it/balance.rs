@@ -323,3 +323,46 @@ async fn concurrent_spends_of_one_balance_never_overdraw_it() {
     assert!(err.to_string().contains("ledger_accounts_no_overdraft"), "{err}");
     app.assert_ledger_balanced().await;
 }
+
+#[tokio::test]
+async fn a_declined_overage_payment_is_paid_from_the_balance() {
+    let app = TestApp::with_worker().await;
+    let t = app.tenant("WhatsMonster", "Europe/Moscow", json!({"renewal_notice_days": 0})).await;
+    app.plan_pro(&t).await; // 100 000 messages, 0.05 above, manual renewal
+    let customer = app.customer(&t, "bal-over").await;
+    let bought = app.purchase(&t, &customer, "PRO").await;
+    app.pay(&bought, CARD_OK).await;
+    let token = billing_tests::cloudpayments::CloudPaymentsSim::token_for(CARD_OK);
+    app.sim.script_token(&token, &[billing_tests::cloudpayments::TokenScript::Decline { reason_code: 5051 }]);
+    app.set_clock("2026-03-20T09:00:00Z").await;
+    let usage = json!({"event_id": "m1", "customer_id": customer, "metric": "messages", "quantity": 100_200,
+                       "occurred_at": "2026-03-19T09:00:00Z"});
+    app.post(&t, "/v1/usage", json!({"events": [usage]})).await.expect(200);
+    app.advance_to("2026-04-04T09:00:00Z").await;
+    let payments = app.get(&t, &format!("/v1/payments?customer_id={customer}")).await.expect(200);
+    let overage = payments["data"].as_array().unwrap().iter().find(|p| p["kind"] == "overage").cloned().unwrap();
+    assert_eq!((overage["status"].as_str(), overage["amount"]["value"].as_str()), (Some("failed"), Some("10.00")));
+    let path = format!("/v1/payments/{}/pay", overage["id"].as_str().unwrap());
+    // Nothing on the balance yet: refused whole, the debt stays as it was.
+    app.post(&t, &path, json!({"pay_with": "balance"})).await.problem(422, "insufficient_balance");
+    assert_eq!(
+        app.get(&t, &format!("/v1/payments/{}", overage["id"].as_str().unwrap())).await.expect(200)["status"],
+        "failed"
+    );
+    // Top up by the saved card, then pay the overage from the balance.
+    app.post(
+        &t,
+        &format!("/v1/customers/{customer}/top-ups"),
+        json!({"amount": {"value": "100.00", "currency": "RUB"}, "pay_with": "saved_card"}),
+    )
+    .await
+    .expect(201);
+    app.settle().await;
+    let paid = app.post(&t, &path, json!({"pay_with": "balance"})).await.expect(200);
+    assert_eq!((paid["status"].as_str(), paid["from_prepaid"]["value"].as_str()), (Some("succeeded"), Some("10.00")));
+    assert_eq!(balance(&app, &t, &customer).await, ("90.00".into(), "90.00".into(), "0.00".into()));
+    app.post(&t, &path, json!({"pay_with": "balance"})).await.problem(409, "payment_not_payable");
+    let purchase = format!("/v1/payments/{}/pay", bought["payment"]["id"].as_str().unwrap());
+    app.post(&t, &purchase, json!({"pay_with": "balance"})).await.problem(409, "payment_not_payable_here");
+    app.assert_ledger_balanced().await;
+}
