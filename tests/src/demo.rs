@@ -110,7 +110,8 @@ pub fn walkthrough(api: &str, sim: &str, admin_token: &str, state: &Value) -> St
     let (wm, orbita, seller, alfa) = (key("whatsmonster"), key("orbita"), key("sellergpt"), key("alfacrm"));
     format!(
         r#"
-Billing demo is running.
+Billing demo is running. The walkthrough is bash (python3 parses JSON, iconv encodes the
+bank statement); run the steps in one shell, in order: they share KEY, CUSTOMER, ...
   API        {api}   (docs: {api}/docs/)
   simulator  {sim}   (CloudPayments), ATOL Online v5 on :8092
   RabbitMQ   http://127.0.0.1:15672  (guest / guest: queues billing.renewals, billing.refunds, billing.receipts, ...)
@@ -139,6 +140,7 @@ Billing demo is running.
   PAYMENT=$(python3 -c 'import json;print(json.load(open("/tmp/purchase.json"))["payment"]["id"])')
   curl -s "{api}/v1/receipts?payment_id=$PAYMENT" -H "Authorization: Bearer $KEY"
   curl -s {api}/v1/refunds -H "Authorization: Bearer $KEY" -d "{{\"payment_id\":\"$PAYMENT\",\"reason\":\"unused\"}}"
+  sleep 5   # the worker pays it back through the simulator
   curl -s "{api}/v1/refunds?payment_id=$PAYMENT" -H "Authorization: Bearer $KEY"    # succeeded
 
 2) Watch an autopay renewal: buy Orbita START (monthly autopay) the same way, then
@@ -153,6 +155,7 @@ Billing demo is running.
       | curl -s {sim}/sim/widget/pay -H 'content-type: application/json' -d @-
   curl -s {api}/v1/admin/clock -H "Authorization: Bearer {admin_token}" \
       -d "{{\"now\":\"$(date -u -d '+3 months' +%Y-%m-%dT%H:%M:%SZ)\"}}"
+  sleep 10  # the scheduler catches up period by period; the clock reports "settled": true when done
   curl -s "{api}/v1/payments?customer_id=$CUSTOMER" -H "Authorization: Bearer $KEY"   # purchase + 3 renewals
 
 3) WhatsMonster's personal account (7.18) and cashback (7.25): top up 5000 RUB by card,
@@ -171,6 +174,7 @@ Billing demo is running.
   curl -s {api}/v1/customers/$CUSTOMER/balance -H "Authorization: Bearer $KEY"   # 1100.00 prepaid + 195.00 cashback
   PAYMENT=$(python3 -c 'import json;print(json.load(open("/tmp/vip.json"))["payment"]["id"])')
   curl -s {api}/v1/refunds -H "Authorization: Bearer $KEY" -d "{{\"payment_id\":\"$PAYMENT\",\"reason\":\"unused\"}}"
+  sleep 5   # the worker puts it back onto the balance
   curl -s {api}/v1/customers/$CUSTOMER/balance -H "Authorization: Bearer $KEY"   # 5000.00 prepaid again
 
 4) SellerGPT: a partner's customer (3.2.2) pays by invoice (3.1.2), the payment is marked
@@ -191,6 +195,7 @@ Billing demo is running.
       -d "{{\"amount\":{{\"value\":\"$AMOUNT\",\"currency\":\"RUB\"}},\"paid_at\":\"$NOW\",\"reference\":\"пп 1\"}}" > /tmp/paid.json
   ACT=$(python3 -c 'import json;print(json.load(open("/tmp/paid.json"))["invoice"]["act_id"])')
   curl -s {api}/v1/acts/$ACT/pdf -H "Authorization: Bearer $KEY" -o /tmp/act.pdf
+  curl -s "{api}/v1/customers/$CUSTOMER/entitlements" -H "Authorization: Bearer $KEY"     # access: true
   curl -s "{api}/v1/partners/blogger/statement?month=${{NOW:0:7}}" -H "Authorization: Bearer $KEY"
 
 5) Alfa CRM: a legal entity's invoice (5.3) paid by importing a bank statement (1C format):
@@ -204,8 +209,10 @@ Billing demo is running.
       | python3 -c 'import json,sys;print(json.load(sys.stdin)["payment"]["invoice_id"])')
   read NUMBER AMOUNT < <(curl -s {api}/v1/invoices/$INVOICE -H "Authorization: Bearer $KEY" \
       | python3 -c 'import json,sys;i=json.load(sys.stdin);print(i["number"],i["total"]["value"])')
+  TODAY=$(curl -s {api}/v1/admin/clock -H "Authorization: Bearer {admin_token}" \
+      | python3 -c 'import json,sys;d=json.load(sys.stdin)["now"][:10].split("-");print(".".join(reversed(d)))')
   printf '1CClientBankExchange\nКодировка=Windows\nСекцияДокумент=Платежное поручение\nНомер=42\nДата=%s\nСумма=%s\nПлательщикИНН=7702345678\nПолучательИНН=5404029565\nНазначениеПлатежа=Оплата по счету %s\nКонецДокумента\nКонецФайла\n' \
-      "$(date +%d.%m.%Y)" "$AMOUNT" "$NUMBER" | iconv -f utf-8 -t cp1251 > /tmp/statement.txt
+      "$TODAY" "$AMOUNT" "$NUMBER" | iconv -f utf-8 -t cp1251 > /tmp/statement.txt
   curl -s {api}/v1/invoices/import -H "Authorization: Bearer $KEY" -H 'content-type: text/plain' --data-binary @/tmp/statement.txt
   curl -s {api}/v1/invoices/$INVOICE -H "Authorization: Bearer $KEY"   # paid, with its act
 "#

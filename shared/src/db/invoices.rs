@@ -145,7 +145,7 @@ pub async fn of_payment(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> 
         .optional()
 }
 
-/// The tenant's invoices (of one customer), newest first, before `starting_after`.
+/// The tenant's invoices (of one customer), oldest first, after `starting_after`.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,

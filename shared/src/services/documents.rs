@@ -39,8 +39,8 @@ fn rub(m: &MoneyView) -> String {
 fn positions(lines: &[DocumentLine]) -> Block {
     let columns = vec![
         Column { title: "№".into(), width_mm: 10.0, align: Align::Right },
-        Column { title: "Наименование".into(), width_mm: 92.0, align: Align::Left },
-        Column { title: "Кол-во".into(), width_mm: 16.0, align: Align::Right },
+        Column { title: "Наименование".into(), width_mm: 88.0, align: Align::Left },
+        Column { title: "Кол-во".into(), width_mm: 20.0, align: Align::Right },
         Column { title: "Ед.".into(), width_mm: 12.0, align: Align::Left },
         Column { title: "Цена".into(), width_mm: 20.0, align: Align::Right },
         Column { title: "Сумма".into(), width_mm: 20.0, align: Align::Right },
@@ -69,6 +69,11 @@ fn totals(total: &MoneyView, vat_label: &str, vat: Option<&MoneyView>, words: &s
     ]
 }
 
+/// The last day a due instant (24:00 of that day) leaves for paying.
+fn last_day(due_at: chrono::DateTime<chrono::Utc>, tz: Tz) -> String {
+    date_ru(due_at - chrono::TimeDelta::seconds(1), tz)
+}
+
 fn rendered(title: &str, blocks: &[Block]) -> ServiceResult<Vec<u8>> {
     render(title, blocks).map_err(|e| ServiceError::Internal(format!("PDF: {e}")))
 }
@@ -92,7 +97,7 @@ pub fn invoice_pdf(i: &InvoiceView, tz: Tz) -> ServiceResult<Vec<u8>> {
         Block::Fields(vec![
             ("Поставщик".into(), seller_line(s)),
             ("Покупатель".into(), buyer_line(&i.buyer)),
-            ("Оплатить до".into(), date_ru(i.due_at, tz)),
+            ("Оплатить до".into(), format!("{} включительно", last_day(i.due_at, tz))),
         ]),
         Block::Space(3.0),
         positions(&i.lines),
@@ -103,7 +108,7 @@ pub fn invoice_pdf(i: &InvoiceView, tz: Tz) -> ServiceResult<Vec<u8>> {
         "В назначении платежа укажите номер счёта {}. Оплата счёта означает согласие с условиями оферты \
          и размером вознаграждения. Счёт действителен до {} включительно.",
         i.number,
-        date_ru(i.due_at - chrono::TimeDelta::seconds(1), tz)
+        last_day(i.due_at, tz)
     )));
     rendered(&title, &blocks)
 }

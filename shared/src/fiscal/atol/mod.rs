@@ -1,7 +1,7 @@
 //! ATOL Online v5 adapter of the fiscal registrar port (GATEWAYS.md §4):
 //! `getToken`, `{group_code}/{sell|sell_refund}` and `{group_code}/report/{uuid}`.
 //!
-//! The token is cached per (base URL, login) and fetched again once when a call
+//! The token is cached per (base URL, login, group) and fetched again once when a call
 //! answers error 10 or 11. Registration is idempotent by `external_id` (a re-send
 //! is answered 33 and polled). Report errors 13 and 32 are the document's fault
 //! (a new attempt would fail alike); other failures allow a new attempt.
@@ -60,12 +60,15 @@ impl AtolAccount {
     }
 }
 
+/// What a token is cached by: (base URL, login, group code).
+type TokenKey = (String, String, String);
+
 /// The ATOL Online HTTP client; clones share the connection pool and the token
 /// cache (per base URL and login).
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    tokens: Arc<Mutex<HashMap<(String, String), Secret>>>,
+    tokens: Arc<Mutex<HashMap<TokenKey, Secret>>>,
 }
 
 impl Client {
@@ -80,12 +83,14 @@ impl Client {
         Ok(Client { http, tokens: Arc::new(Mutex::new(HashMap::new())) })
     }
 
-    fn cache(&self) -> MutexGuard<'_, HashMap<(String, String), Secret>> {
+    fn cache(&self) -> MutexGuard<'_, HashMap<TokenKey, Secret>> {
         self.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn key(account: &AtolAccount) -> (String, String) {
-        (account.base().to_owned(), account.login.clone())
+    /// Tokens are cached per endpoint, login and group: ATOL refuses a token for a
+    /// group its login does not serve (error 20).
+    fn key(account: &AtolAccount) -> TokenKey {
+        (account.base().to_owned(), account.login.clone(), account.group_code.clone())
     }
 
     async fn token(&self, account: &AtolAccount) -> Result<Secret, AtolError> {
