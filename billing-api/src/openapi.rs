@@ -31,7 +31,7 @@ use crate::routes::{
         partners::create_partner, partners::list_partners, partners::get_statement,
         invoices::list_invoices, invoices::get_invoice, invoices::get_invoice_pdf, invoices::mark_paid,
         invoices::import_statement, invoices::get_act, invoices::get_act_pdf,
-        webhooks::cloudpayments_notification, webhooks::atol_callback,
+        webhooks::cloudpayments_notification, webhooks::yookassa_notification, webhooks::atol_callback,
         service::healthz, service::readyz, service::metrics,
     ),
     modifiers(&Security),

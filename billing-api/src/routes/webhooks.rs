@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse, post};
 use billing_shared::error::ServiceError;
+use billing_shared::gateways::NotificationEvent;
 use billing_shared::services::notifications::{self, RawNotification};
 use billing_shared::services::{receipts, tenants};
 
@@ -21,7 +22,7 @@ pub struct NotificationAnswer {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(cloudpayments_notification).service(atol_callback);
+    cfg.service(cloudpayments_notification).service(yookassa_notification).service(atol_callback);
 }
 
 /// CloudPayments notification (`check`, `pay`, `fail`, `refund`, `recurrent`,
@@ -45,9 +46,33 @@ async fn cloudpayments_notification(
     provider_notification(&state, &req, "cloudpayments", &tenant_id, &kind, &body).await
 }
 
+/// YooKassa notification (`payment.waiting_for_capture`, `payment.succeeded`,
+/// `payment.canceled`, `refund.succeeded`, ...). Unsigned, so only a hint: it is
+/// accepted only from the tenant's `gateway.notification_ips` (default: YooKassa's
+/// published ranges), and the payment or refund it names is fetched from YooKassa
+/// with the tenant's credentials; only that answer is acted on. A payment awaiting
+/// capture is captured (or cancelled when it is no longer wanted). Answered `{}`;
+/// 422 `unknown_object` (stored for the operator) when YooKassa does not know the
+/// object, 503 when YooKassa cannot be asked now (it delivers again).
+#[utoipa::path(post, path = "/v1/webhooks/yookassa/{tenant_id}", tag = "webhooks",
+    params(("tenant_id" = String, Path)),
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, body = Object), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+#[post("/v1/webhooks/yookassa/{tenant_id}")]
+async fn yookassa_notification(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: Path<String>,
+    body: Bytes,
+) -> Result<HttpResponse, ApiError> {
+    provider_notification(&state, &req, "yookassa", &path, "", &body).await
+}
+
 /// A provider's callback: the tenant's gateway adapter verifies and reads the raw
 /// bytes (nothing is parsed or written before), the service applies it in one
-/// transaction, and the answer is the provider's own.
+/// transaction, a Check verdict the provider takes as a call is carried out after
+/// the commit, and the answer is the provider's own.
 async fn provider_notification(
     state: &AppState,
     req: &HttpRequest,
@@ -65,10 +90,16 @@ async fn provider_notification(
     let headers =
         req.headers().iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
     let raw = RawNotification { path, headers, body, source_ip: req.peer_addr().map(|a| a.ip()) };
-    let notification = notifications::verify(&*gateway, &tenant, &raw).await?;
-    let (status, answer) = state
+    let notification = notifications::verify(&state.pool, &*gateway, &tenant, &raw).await?;
+    let check = match &notification.event {
+        NotificationEvent::Check(report) => Some(report.clone()),
+        _ => None,
+    };
+    let reply = state
         .transaction(async |conn, now| notifications::handle(conn, now, &tenant, &*gateway, &raw, notification).await)
         .await?;
+    notifications::settle(&*gateway, check.as_ref(), reply).await?;
+    let (status, answer) = gateway.reply(reply);
     let status = StatusCode::from_u16(status).map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))?;
     Ok(HttpResponse::build(status).json(answer))
 }

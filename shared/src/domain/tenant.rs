@@ -22,11 +22,17 @@ pub enum GatewayConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         api_url: Option<String>,
     },
+    /// YooKassa API v3 (GATEWAYS.md §2): `shop_id` and secret key for Basic auth.
     Yookassa {
         shop_id: String,
         api_secret: Secret,
+        /// Overrides `https://api.yookassa.ru/v3/` (simulators).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         api_url: Option<String>,
+        /// CIDRs (or single addresses) notifications may come from; absent means
+        /// YooKassa's published ranges. A simulator lists its own (`127.0.0.0/8`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notification_ips: Option<Vec<String>>,
     },
 }
 
@@ -41,7 +47,12 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), String> {
         let (id, secret, url) = match self {
             GatewayConfig::Cloudpayments { public_id, api_secret, api_url } => (public_id, api_secret, api_url),
-            GatewayConfig::Yookassa { shop_id, api_secret, api_url } => (shop_id, api_secret, api_url),
+            GatewayConfig::Yookassa { shop_id, api_secret, api_url, notification_ips } => {
+                for ip in notification_ips.iter().flatten() {
+                    parse_ip_range(ip).map_err(|e| format!("gateway.notification_ips: {e}"))?;
+                }
+                (shop_id, api_secret, api_url)
+            }
         };
         if id.trim().is_empty() || secret.is_blank() {
             return Err("gateway account id and api_secret must not be empty".into());
@@ -58,11 +69,20 @@ impl GatewayConfig {
             GatewayConfig::Cloudpayments { public_id, api_url, .. } => {
                 serde_json::json!({"kind": "cloudpayments", "public_id": public_id, "api_url": api_url})
             }
-            GatewayConfig::Yookassa { shop_id, api_url, .. } => {
-                serde_json::json!({"kind": "yookassa", "shop_id": shop_id, "api_url": api_url})
-            }
+            GatewayConfig::Yookassa { shop_id, api_url, notification_ips, .. } => serde_json::json!({
+                "kind": "yookassa", "shop_id": shop_id, "api_url": api_url, "notification_ips": notification_ips
+            }),
         }
     }
+}
+
+/// An IP range as written in settings: a CIDR (`185.71.76.0/27`, `2a02:5180::/32`)
+/// or a single address (`77.75.156.11`, read as a /32 or /128).
+pub fn parse_ip_range(raw: &str) -> Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{raw:?} is not an IP address or CIDR range"))
 }
 
 pub fn validate_http_url(raw: &str) -> Result<(), String> {

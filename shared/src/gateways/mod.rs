@@ -16,6 +16,7 @@
 
 pub mod cloudpayments;
 pub mod registry;
+pub mod yookassa;
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
@@ -146,6 +147,14 @@ pub enum Confirmation {
         description: String,
         email: String,
     },
+    /// The token for YooKassa's embedded checkout widget
+    /// (`new YooMoneyCheckoutWidget({confirmation_token, return_url})`): the
+    /// payment is already created at YooKassa under our attempt id.
+    YookassaWidget {
+        confirmation_token: String,
+        /// YooKassa's payment id.
+        payment_id: String,
+    },
 }
 
 /// A customer-present payment to start at the provider.
@@ -195,6 +204,14 @@ pub enum NotificationError {
     /// Signed but unreadable: 422.
     #[error("{0}")]
     Malformed(String),
+    /// Authentic-looking, but the provider does not know the object it names
+    /// (YooKassa's re-fetch answered 404): stored under `key` for the operator
+    /// and refused with 422.
+    #[error("{detail}")]
+    UnknownObject { key: String, detail: String },
+    /// The provider could not be asked to confirm it: 503, so it is delivered again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Card details reported with a capture.
@@ -316,6 +333,14 @@ pub trait PaymentGateway: Send + Sync {
 
     /// Verifies a callback (fail closed) and reads it.
     async fn notification(&self, raw: &RawNotification<'_>) -> Result<Notification, NotificationError>;
+
+    /// Carries out the merchant's verdict on a [`NotificationEvent::Check`] after
+    /// it is committed, for providers where the verdict is a call rather than the
+    /// reply (YooKassa: capture a `waiting_for_capture` payment, or cancel it).
+    /// Providers that take the verdict in the reply (CloudPayments) do nothing.
+    async fn settle_check(&self, _report: &PaymentReport, _verdict: CheckVerdict) -> Result<(), GatewayError> {
+        Ok(())
+    }
 
     /// The provider's expected answer to a notification: HTTP status and JSON body.
     fn reply(&self, reply: NotificationReply) -> (u16, serde_json::Value);

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cloudpayments::{self, Account, CloudPayments, client::Client};
+use super::cloudpayments::{self, Account, CloudPayments};
+use super::yookassa::{self, YooKassa};
 use super::{GatewayError, PaymentGateway};
 use crate::domain::tenant::GatewayConfig;
 
@@ -22,7 +23,8 @@ pub trait GatewayFactory: Send + Sync {
 /// The payment gateways this process can talk to.
 #[derive(Clone)]
 pub struct Gateways {
-    cloudpayments: Client,
+    cloudpayments: cloudpayments::client::Client,
+    yookassa: yookassa::client::Client,
     plugged: HashMap<&'static str, Arc<dyn GatewayFactory>>,
 }
 
@@ -30,7 +32,11 @@ impl Gateways {
     /// The built-in adapters; provider calls give up after `timeout` (the outcome
     /// is then unknown and reconciled).
     pub fn new(timeout: Duration) -> Result<Self, GatewayError> {
-        Ok(Gateways { cloudpayments: Client::new(timeout)?, plugged: HashMap::new() })
+        Ok(Gateways {
+            cloudpayments: cloudpayments::client::Client::new(timeout)?,
+            yookassa: yookassa::client::Client::new(timeout)?,
+            plugged: HashMap::new(),
+        })
     }
 
     /// Serves tenants whose `gateway.kind` is `kind` with `factory` instead.
@@ -53,8 +59,13 @@ impl Gateways {
                 };
                 Ok(Box::new(CloudPayments::new(self.cloudpayments.clone(), account)))
             }
-            GatewayConfig::Yookassa { .. } => {
-                Err(GatewayError::Unsupported("payments through YooKassa are not supported yet".into()))
+            GatewayConfig::Yookassa { shop_id, api_secret, api_url, notification_ips } => {
+                let account = yookassa::client::Account {
+                    shop_id: shop_id.clone(),
+                    api_secret: api_secret.clone(),
+                    base_url: api_url.clone().unwrap_or_else(|| yookassa::DEFAULT_API_URL.to_owned()),
+                };
+                Ok(Box::new(YooKassa::new(self.yookassa.clone(), account, notification_ips.as_deref())?))
             }
         }
     }

@@ -15,6 +15,7 @@ use tracing::warn;
 
 use super::payment_outcomes::{self, apply_decline};
 use super::tenants::Tenant;
+use crate::db::PgPool;
 use crate::db::attempts::{self as attempts_db, AttemptRow};
 use crate::db::gateway_events::{self as events_db, Received};
 use crate::db::payments::{self as payments_db, PaymentRow};
@@ -38,24 +39,70 @@ pub fn gateway_for(gateways: &Gateways, tenant: &Tenant, provider: &str) -> Serv
 }
 
 /// Verifies and reads a callback (outside any transaction: an adapter may ask
-/// the provider). A refusal is logged with the tenant.
+/// the provider). A refusal is logged with the tenant; a notification naming an
+/// object the provider does not know is also stored raw (kind `unverified`, its
+/// own statement on `pool`) for the operator before it is refused.
 pub async fn verify(
+    pool: &PgPool,
     gateway: &dyn PaymentGateway,
     tenant: &Tenant,
     raw: &RawNotification<'_>,
 ) -> ServiceResult<Notification> {
-    gateway.notification(raw).await.map_err(|e| match e {
+    let refused = match gateway.notification(raw).await {
+        Ok(n) => return Ok(n),
+        Err(e) => e,
+    };
+    Err(match refused {
         NotificationError::Unauthenticated(detail) => {
             warn!(tenant = %tenant.id, provider = gateway.provider(), path = raw.path, %detail, "refused an unauthenticated notification");
             ServiceError::unauthenticated("invalid_signature", detail)
         }
         NotificationError::UnknownKind(detail) => ServiceError::not_found("not_found", detail),
         NotificationError::Malformed(detail) => ServiceError::invalid("invalid_notification", detail),
+        NotificationError::UnknownObject { key, detail } => {
+            warn!(tenant = %tenant.id, provider = gateway.provider(), %detail, "refused a notification of an unknown object");
+            let received = Received {
+                tenant_id: tenant.id,
+                provider: gateway.provider(),
+                kind: UNVERIFIED,
+                key: &key,
+                content_type: raw.content_type(),
+                raw_body: raw.body,
+            };
+            let mut conn = pool.get().await?;
+            events_db::store(&mut conn, &received, "refused: the provider does not know this object").await?;
+            ServiceError::invalid("unknown_object", detail)
+        }
+        NotificationError::Unavailable(detail) => {
+            warn!(tenant = %tenant.id, provider = gateway.provider(), %detail, "could not verify a notification now");
+            ServiceError::Unavailable(detail)
+        }
+    })
+}
+
+/// The kind under which refused notifications of unknown objects are stored.
+pub const UNVERIFIED: &str = "unverified";
+
+/// Carries out a committed Check verdict where the provider takes it as a call
+/// (YooKassa's capture or cancel of a `waiting_for_capture` payment). A failed
+/// call is 503: the provider delivers the notification again and the Check is
+/// decided again (Checks are never de-duplicated).
+pub async fn settle(
+    gateway: &dyn PaymentGateway,
+    check: Option<&PaymentReport>,
+    reply: NotificationReply,
+) -> ServiceResult<()> {
+    let (Some(report), NotificationReply::Check(verdict)) = (check, reply) else {
+        return Ok(());
+    };
+    gateway.settle_check(report, verdict).await.map_err(|e| {
+        warn!(provider = gateway.provider(), transaction = %report.transaction_id, error = %e, "carrying out a Check verdict failed");
+        ServiceError::Unavailable(format!("the provider did not take our verdict yet: {e}"))
     })
 }
 
 /// Applies a verified notification (in the caller's transaction) and returns the
-/// provider's expected answer: HTTP status and body.
+/// reply to give (encoded by [`PaymentGateway::reply`] once [`settle`] is done).
 pub async fn handle(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -63,7 +110,7 @@ pub async fn handle(
     gateway: &dyn PaymentGateway,
     raw: &RawNotification<'_>,
     n: Notification,
-) -> ServiceResult<(u16, serde_json::Value)> {
+) -> ServiceResult<NotificationReply> {
     let received = Received {
         tenant_id: tenant.id,
         provider: gateway.provider(),
@@ -75,7 +122,7 @@ pub async fn handle(
     let check = matches!(n.event, NotificationEvent::Check(_));
     if !events_db::store(conn, &received, "received").await? && !check {
         // A provider retry of a notification already acted on.
-        return Ok(gateway.reply(NotificationReply::Accepted));
+        return Ok(NotificationReply::Accepted);
     }
     let (reply, outcome) = match n.event {
         NotificationEvent::Check(report) => {
@@ -103,7 +150,7 @@ pub async fn handle(
         NotificationEvent::Recorded => (NotificationReply::Accepted, "recorded".to_owned()),
     };
     events_db::set_outcome(conn, &received, &outcome).await?;
-    Ok(gateway.reply(reply))
+    Ok(reply)
 }
 
 /// The attempt and its payment a notification's invoice id names. The payment row
@@ -157,7 +204,10 @@ async fn check_payment(
     let open = payment.status == PaymentStatus::Pending
         || (payment.status == PaymentStatus::Failed
             && !matches!(payment.failure_reason.as_deref(), Some(PAYMENT_SUPERSEDED | PAYMENT_EXPIRED)));
-    if attempt.channel != AttemptChannel::Widget || !open {
+    // A saved-card charge reaches a Check only at providers that hold two-stage
+    // payments for the merchant (YooKassa `waiting_for_capture`): it is ours.
+    if !matches!(attempt.channel, AttemptChannel::Widget | AttemptChannel::Scheduled | AttemptChannel::Manual) || !open
+    {
         return Ok(CheckVerdict::NotAcceptable);
     }
     if let Some(sub_id) = payment.subscription_id {

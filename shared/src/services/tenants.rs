@@ -93,9 +93,6 @@ impl TenantSpec {
             ServiceError::invalid("invalid_time_zone", format!("unknown time zone {:?}", self.time_zone))
         })?;
         self.gateway.validate().map_err(ServiceError::validation)?;
-        if matches!(self.gateway, GatewayConfig::Yookassa { .. }) {
-            return Err(ServiceError::not_supported("YooKassa tenants are not supported yet; use cloudpayments"));
-        }
         if let Some(f) = &self.fiscal {
             f.validate().map_err(ServiceError::validation)?;
         }
