@@ -13,3 +13,4 @@ pub mod process;
 pub mod testdb;
 pub mod testmq;
 pub mod webhook_sink;
+pub mod yookassa;

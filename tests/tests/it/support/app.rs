@@ -10,6 +10,7 @@ use billing_tests::atol::AtolSim;
 use billing_tests::cloudpayments::{CloudPaymentsSim, Site, WidgetOutcome, WidgetParams};
 use billing_tests::process::{Proc, binary, free_port};
 use billing_tests::testmq::TestVhost;
+use billing_tests::yookassa::{Shop, YooKassaSim};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -21,6 +22,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub sim: CloudPaymentsSim,
+    /// The YooKassa v3 simulator, for tenants made with [`super::Gw::YooKassa`].
+    pub yk: YooKassaSim,
     /// The fiscal provider (ATOL Online v5) of tenants made by [`TestApp::fiscal_tenant`].
     pub atol: AtolSim,
     pub db: TestDb,
@@ -90,8 +93,10 @@ pub struct Tenant {
     pub id: String,
     pub api_key: String,
     pub webhook_secret: String,
+    /// CloudPayments public id, or YooKassa shop id.
     pub public_id: String,
     pub api_secret: String,
+    pub gateway: super::Gw,
 }
 
 /// Default test start: a Thursday morning in Moscow.
@@ -145,9 +150,10 @@ impl TestApp {
         let server = app.handle();
         tokio::spawn(app.run_until_stopped());
         let sim = CloudPaymentsSim::start("127.0.0.1:0").expect("start simulator");
+        let yk = YooKassaSim::start("127.0.0.1:0").expect("start YooKassa simulator");
         let atol = AtolSim::start("127.0.0.1:0").expect("start ATOL simulator");
         let http = reqwest::Client::builder().no_proxy().build().expect("http client");
-        let app = TestApp { base, http, sim, atol, db, mq, server, ports, worker: None };
+        let app = TestApp { base, http, sim, yk, atol, db, mq, server, ports, worker: None };
         if settable_clock {
             app.set_clock(T0).await;
         }
@@ -277,7 +283,12 @@ impl TestApp {
 
     /// A CloudPayments tenant registered with the simulator.
     pub async fn tenant(&self, name: &str, time_zone: &str, policy: Value) -> Tenant {
-        self.tenant_with(name, time_zone, policy, Value::Null).await
+        self.tenant_on(super::Gw::CloudPayments, name, time_zone, policy).await
+    }
+
+    /// A tenant on `gateway`, registered with its simulator.
+    pub async fn tenant_on(&self, gateway: super::Gw, name: &str, time_zone: &str, policy: Value) -> Tenant {
+        self.tenant_with(gateway, name, time_zone, policy, Value::Null).await
     }
 
     /// A tenant with 54-FZ settings (`fiscal` without its provider): receipts are
@@ -289,33 +300,54 @@ impl TestApp {
         let mut fiscal = fiscal;
         fiscal["provider"] =
             json!({"login": login, "password": "atol-pass", "group_code": group, "api_url": self.atol.base_url});
-        self.tenant_with(name, "Europe/Moscow", policy, fiscal).await
+        self.tenant_with(super::Gw::CloudPayments, name, "Europe/Moscow", policy, fiscal).await
     }
 
-    async fn tenant_with(&self, name: &str, time_zone: &str, policy: Value, fiscal: Value) -> Tenant {
+    async fn tenant_with(
+        &self,
+        gateway: super::Gw,
+        name: &str,
+        time_zone: &str,
+        policy: Value,
+        fiscal: Value,
+    ) -> Tenant {
         let public_id = format!("pk_{}", uuid::Uuid::new_v4().simple());
         let api_secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
+        let gateway_json = match gateway {
+            super::Gw::CloudPayments => json!({"kind": "cloudpayments", "public_id": public_id,
+                "api_secret": api_secret, "api_url": self.sim.base_url}),
+            super::Gw::YooKassa => json!({"kind": "yookassa", "shop_id": public_id, "api_secret": api_secret,
+                "api_url": self.yk.api_url(), "notification_ips": ["127.0.0.0/8", "::1/128"]}),
+        };
         let body = json!({
             "name": name,
             "time_zone": time_zone,
-            "gateway": {"kind": "cloudpayments", "public_id": public_id, "api_secret": api_secret, "api_url": self.sim.base_url},
+            "gateway": gateway_json,
             "policy": policy,
             "fiscal": fiscal,
         });
         let created = self.admin(reqwest::Method::POST, "/v1/admin/tenants", Some(&body)).await.expect(201);
         let id = created["id"].as_str().expect("id").to_owned();
-        self.sim.register_site(Site {
-            public_id: public_id.clone(),
-            api_secret: api_secret.clone(),
-            notify_base: format!("{}/v1/webhooks/cloudpayments/{id}", self.base),
-            format: Default::default(),
-        });
+        match gateway {
+            super::Gw::CloudPayments => self.sim.register_site(Site {
+                public_id: public_id.clone(),
+                api_secret: api_secret.clone(),
+                notify_base: format!("{}/v1/webhooks/cloudpayments/{id}", self.base),
+                format: Default::default(),
+            }),
+            super::Gw::YooKassa => self.yk.register_shop(Shop {
+                shop_id: public_id.clone(),
+                secret_key: api_secret.clone(),
+                notification_url: format!("{}/v1/webhooks/yookassa/{id}", self.base),
+            }),
+        }
         Tenant {
             id,
             api_key: created["api_key"].as_str().expect("api_key").to_owned(),
             webhook_secret: created["webhook_secret"].as_str().expect("secret").to_owned(),
             public_id,
             api_secret,
+            gateway,
         }
     }
 

@@ -1,5 +1,7 @@
-//! Test support: databases, the app under test, and simulators.
+//! Test support: databases, the app under test, simulators, and both gateways.
 
 pub mod app;
+pub mod gateways;
 
 pub use app::{Answer, T0, Tenant, TestApp};
+pub use gateways::{Card, Charge, Gw, Paid};

@@ -1,0 +1,226 @@
+//! Both payment gateways under the same tests: a scenario is an `async fn(Gw)`,
+//! run once per gateway by [`on_both_gateways!`]; the helpers here speak to
+//! whichever simulator the tenant's gateway is (CloudPayments' widget and token
+//! charges, YooKassa's embedded checkout and autopayments) in neutral terms.
+
+use billing_tests::cloudpayments::{self as cp, CardBehaviour, TokenScript, WidgetParams};
+use billing_tests::yookassa::{self as yk, MethodScript, YookassaWidget};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use super::{Tenant, TestApp};
+
+/// Which payment gateway a tenant uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gw {
+    CloudPayments,
+    YooKassa,
+}
+
+/// Runs each named `async fn(Gw)` scenario as two tests, `<name>::cloudpayments`
+/// and `<name>::yookassa`.
+#[macro_export]
+macro_rules! on_both_gateways {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn cloudpayments() {
+                super::$name($crate::support::Gw::CloudPayments).await
+            }
+            #[tokio::test]
+            async fn yookassa() {
+                super::$name($crate::support::Gw::YooKassa).await
+            }
+        }
+    )*};
+}
+
+/// A card the customer pays with, in each provider's test numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Card {
+    Ok,
+    InsufficientFunds,
+}
+
+/// What became of a checkout payment.
+#[derive(Debug, Clone)]
+pub struct Paid {
+    pub approved: bool,
+    /// The provider's transaction (CloudPayments TransactionId, YooKassa payment id).
+    pub transaction_id: String,
+}
+
+/// The next charge of a saved method, in neutral terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    Approve,
+    /// Insufficient funds (CloudPayments 5051, YooKassa `insufficient_funds`).
+    SoftDecline,
+    /// An expired card (CloudPayments 5054, YooKassa `card_expired`).
+    HardDecline,
+    TimeoutAfterCharge,
+    TimeoutBeforeCharge,
+    ErrorAfterCharge,
+    ErrorBeforeCharge,
+}
+
+impl Charge {
+    fn cloudpayments(self) -> TokenScript {
+        match self {
+            Charge::Approve => TokenScript::Approve,
+            Charge::SoftDecline => TokenScript::Decline { reason_code: 5051 },
+            Charge::HardDecline => TokenScript::Decline { reason_code: 5054 },
+            Charge::TimeoutAfterCharge => TokenScript::TimeoutAfterCharge,
+            Charge::TimeoutBeforeCharge => TokenScript::TimeoutBeforeCharge,
+            Charge::ErrorAfterCharge => TokenScript::ErrorAfterCharge,
+            Charge::ErrorBeforeCharge => TokenScript::ErrorBeforeCharge,
+        }
+    }
+
+    fn yookassa(self) -> MethodScript {
+        match self {
+            Charge::Approve => MethodScript::Approve,
+            Charge::SoftDecline => MethodScript::Decline { reason: "insufficient_funds".into() },
+            Charge::HardDecline => MethodScript::Decline { reason: "card_expired".into() },
+            Charge::TimeoutAfterCharge => MethodScript::TimeoutAfterCharge,
+            Charge::TimeoutBeforeCharge => MethodScript::TimeoutBeforeCharge,
+            Charge::ErrorAfterCharge => MethodScript::ErrorAfterCharge,
+            Charge::ErrorBeforeCharge => MethodScript::ErrorBeforeCharge,
+        }
+    }
+}
+
+impl TestApp {
+    /// The customer pays a pending payment's `confirmation` with `card` in the
+    /// provider's checkout (and the provider notifies the service).
+    pub async fn pay_by(&self, answer: &Value, card: Card) -> Paid {
+        let confirmation = if answer["confirmation"].is_object() {
+            answer["confirmation"].clone()
+        } else {
+            answer["payment"]["confirmation"].clone()
+        };
+        match confirmation["type"].as_str() {
+            Some("cloudpayments_widget") => {
+                let params: WidgetParams = serde_json::from_value(confirmation).expect("widget params");
+                let number = match card {
+                    Card::Ok => cp::CARD_OK,
+                    Card::InsufficientFunds => cp::CARD_INSUFFICIENT_FUNDS,
+                };
+                let outcome = self.sim.pay_widget(&params, number).await.expect("widget flow");
+                Paid { approved: outcome.status == "Completed", transaction_id: outcome.transaction_id.to_string() }
+            }
+            Some("yookassa_widget") => {
+                let widget: YookassaWidget = serde_json::from_value(confirmation).expect("yookassa widget");
+                let number = match card {
+                    Card::Ok => yk::CARD_OK,
+                    Card::InsufficientFunds => yk::CARD_INSUFFICIENT_FUNDS,
+                };
+                let outcome = self.yk.confirm(&widget.confirmation_token, number).await.expect("checkout");
+                assert_eq!(outcome.notification_status, Some(200), "the service accepted the notification");
+                Paid { approved: outcome.status == "succeeded", transaction_id: outcome.payment_id }
+            }
+            other => panic!("no checkout confirmation ({other:?}) in {answer}"),
+        }
+    }
+
+    /// The saved method (card token or payment method id) of `customer`.
+    pub async fn saved_method(&self, customer: &str) -> String {
+        let rows = self
+            .rows(&format!(
+                "SELECT token AS row FROM payment_methods WHERE customer_id = '{customer}' AND revoked_at IS NULL"
+            ))
+            .await;
+        assert_eq!(rows.len(), 1, "one saved method for {customer}");
+        rows[0].clone()
+    }
+
+    /// Scripts the next charges of `customer`'s saved method (later ones approve).
+    pub async fn script_charges(&self, t: &Tenant, customer: &str, script: &[Charge]) {
+        let method = self.saved_method(customer).await;
+        match t.gateway {
+            Gw::CloudPayments => {
+                self.sim.script_token(&method, &script.iter().map(|c| c.cloudpayments()).collect::<Vec<_>>())
+            }
+            Gw::YooKassa => self.yk.script_method(&method, &script.iter().map(|c| c.yookassa()).collect::<Vec<_>>()),
+        }
+    }
+
+    /// Makes the provider's checkout decline `card` from now on with a soft reason.
+    pub fn decline_card_softly(&self, t: &Tenant, card: Card) {
+        match (t.gateway, card) {
+            (_, Card::InsufficientFunds) => {}
+            (Gw::CloudPayments, Card::Ok) => {
+                self.sim.script_card(cp::CARD_OK, CardBehaviour::Decline { reason_code: 5051 })
+            }
+            (Gw::YooKassa, Card::Ok) => {
+                self.yk.script_card(yk::CARD_OK, yk::CardBehaviour::Decline { reason: "insufficient_funds".into() })
+            }
+        }
+    }
+
+    /// Switches the provider's idempotency (X-Request-ID / Idempotence-Key)
+    /// de-duplication: off, a blind re-send shows as a second charge.
+    pub fn set_request_dedup(&self, on: bool) {
+        self.sim.set_request_dedup(on);
+        self.yk.set_request_dedup(on);
+    }
+
+    /// Captured payments the provider holds for `customer`.
+    pub fn captures_of(&self, t: &Tenant, customer: &str) -> usize {
+        match t.gateway {
+            Gw::CloudPayments => self.sim.captures_for_account(customer),
+            Gw::YooKassa => self.yk.captures_for_customer(customer),
+        }
+    }
+
+    /// Merchant-initiated charges of saved methods the provider captured.
+    pub fn saved_method_captures(&self, t: &Tenant) -> usize {
+        match t.gateway {
+            Gw::CloudPayments => self
+                .sim
+                .transactions()
+                .iter()
+                .filter(|x| x.tr_initiator_code.is_some() && x.status == "Completed")
+                .count(),
+            Gw::YooKassa => self.yk.payments().iter().filter(|p| p.autopay && p.status == "succeeded").count(),
+        }
+    }
+
+    /// Requests to charge a saved method the provider received (repeats included).
+    pub fn charge_requests(&self, t: &Tenant) -> u64 {
+        match t.gateway {
+            Gw::CloudPayments => self.sim.charge_requests(),
+            // YooKassa counts every POST /v3/payments, checkouts included.
+            Gw::YooKassa => self.yk.payment_requests(),
+        }
+    }
+
+    /// Refunded so far at the provider of payment transaction `tx`.
+    pub fn refunded_at_provider(&self, t: &Tenant, tx: &str) -> Decimal {
+        match t.gateway {
+            Gw::CloudPayments => self.sim.refunded_of(tx.parse().expect("CloudPayments transaction id")),
+            Gw::YooKassa => self.yk.refunded_of(tx),
+        }
+    }
+
+    /// A refund of `tx` made in the provider's dashboard (only its notification
+    /// reaches the service).
+    pub async fn refund_in_dashboard(&self, t: &Tenant, tx: &str, amount: Decimal) {
+        match t.gateway {
+            Gw::CloudPayments => {
+                self.sim.refund_in_dashboard(&t.public_id, tx.parse().expect("transaction id"), amount).await.unwrap();
+            }
+            Gw::YooKassa => {
+                self.yk.refund_in_dashboard(tx, amount).await.unwrap();
+            }
+        }
+    }
+
+    /// Stops (or resumes) the notifications that follow refunds.
+    pub fn set_refund_notifications(&self, t: &Tenant, on: bool) {
+        match t.gateway {
+            Gw::CloudPayments => self.sim.set_refund_notifications(on),
+            Gw::YooKassa => self.yk.set_notifications(on),
+        }
+    }
+}
