@@ -4,8 +4,13 @@
 use billing_tests::cloudpayments::{CARD_OK, CloudPaymentsSim, TokenScript};
 use serde_json::{Value, json};
 
-use crate::renewals::{bought_monthly, orbita, payments_of};
-use crate::support::{Tenant, TestApp};
+use crate::renewals::{bought_monthly, orbita, orbita_on, payments_of};
+use crate::support::{Card, Charge, Gw, Tenant, TestApp};
+
+crate::on_both_gateways!(
+    declines_retry_on_schedule_and_a_late_success_starts_a_new_period,
+    a_hard_decline_stops_retries_and_revokes_the_card,
+);
 
 fn token() -> String {
     CloudPaymentsSim::token_for(CARD_OK)
@@ -30,13 +35,12 @@ async fn renewal_charges(app: &TestApp) -> Vec<billing_tests::cloudpayments::Tra
     app.sim.transactions().into_iter().filter(|t| t.tr_initiator_code.is_some()).collect()
 }
 
-#[tokio::test]
-async fn declines_retry_on_schedule_and_a_late_success_starts_a_new_period() {
+async fn declines_retry_on_schedule_and_a_late_success_starts_a_new_period(gw: Gw) {
     let app = TestApp::with_worker().await;
-    let t =
-        orbita(&app, json!({"grace_period_hours": 0, "dunning_retry_days": [1, 3, 5], "renewal_notice_days": 0})).await;
+    let policy = json!({"grace_period_hours": 0, "dunning_retry_days": [1, 3, 5], "renewal_notice_days": 0});
+    let t = orbita_on(&app, gw, policy).await;
     let (customer, id) = bought_monthly(&app, &t, "dun-1", "2026-03-01T09:00:00Z").await;
-    app.sim.script_token(&token(), &[DECLINE, DECLINE, TokenScript::Approve]);
+    app.script_charges(&t, &customer, &[Charge::SoftDecline, Charge::SoftDecline, Charge::Approve]).await;
 
     app.advance_to("2026-04-01T09:00:00Z").await;
     let s = sub(&app, &t, &id).await;
@@ -53,7 +57,7 @@ async fn declines_retry_on_schedule_and_a_late_success_starts_a_new_period() {
     app.advance_to("2026-04-02T09:00:00Z").await;
     assert_eq!(sub(&app, &t, &id).await["next_retry_at"], "2026-04-04T09:00:00Z");
     app.advance_to("2026-04-03T23:00:00Z").await;
-    assert_eq!(renewal_charges(&app).await.len(), 2, "nothing between retries");
+    assert_eq!(app.saved_method_charges(&t).len(), 2, "nothing between retries");
 
     app.advance_to("2026-04-04T09:00:00Z").await;
     let s = sub(&app, &t, &id).await;
@@ -62,12 +66,9 @@ async fn declines_retry_on_schedule_and_a_late_success_starts_a_new_period() {
     assert_eq!(s["current_period_start"], "2026-04-04T09:00:00Z");
     assert_eq!(s["current_period_end"], "2026-05-04T09:00:00Z");
     assert_eq!(s["next_retry_at"], Value::Null);
-    let charges = renewal_charges(&app).await;
-    assert_eq!(
-        charges.iter().map(|c| c.status.as_str()).collect::<Vec<_>>(),
-        vec!["Declined", "Declined", "Completed"]
-    );
-    let invoices: std::collections::HashSet<_> = charges.iter().map(|c| c.invoice_id.clone()).collect();
+    let charges = app.saved_method_charges(&t);
+    assert_eq!(charges.iter().map(|c| c.0).collect::<Vec<_>>(), vec![false, false, true]);
+    let invoices: std::collections::HashSet<_> = charges.iter().map(|c| c.1.clone()).collect();
     assert_eq!(invoices.len(), 3, "each retry is a new attempt with its own id");
     let renewal = payments_of(&app, &t, &customer).await.into_iter().find(|p| p["kind"] == "renewal").unwrap();
     assert_eq!((renewal["status"].as_str(), renewal["amount"]["value"].as_str()), (Some("succeeded"), Some("1990.00")));
@@ -156,34 +157,35 @@ async fn stay_suspended_waits_for_the_customer_to_pay_now() {
         .problem(409, "nothing_to_pay");
 }
 
-#[tokio::test]
-async fn a_hard_decline_stops_retries_and_revokes_the_card() {
+async fn a_hard_decline_stops_retries_and_revokes_the_card(gw: Gw) {
     let app = TestApp::with_worker().await;
-    let t = orbita(&app, json!({"dunning_retry_days": [1, 3, 5], "after_last_retry": "stay_suspended"})).await;
-    let (_customer, id) = bought_monthly(&app, &t, "dun-5", "2026-03-01T09:00:00Z").await;
-    app.sim.script_token(&token(), &[TokenScript::Decline { reason_code: 5054 }]);
+    let t = orbita_on(&app, gw, json!({"dunning_retry_days": [1, 3, 5], "after_last_retry": "stay_suspended"})).await;
+    let (customer, id) = bought_monthly(&app, &t, "dun-5", "2026-03-01T09:00:00Z").await;
+    app.script_charges(&t, &customer, &[Charge::HardDecline]).await;
     app.advance_to("2026-04-01T09:00:00Z").await;
     app.advance_to("2026-04-10T09:00:00Z").await;
     let s = sub(&app, &t, &id).await;
     assert_eq!(s["status"], "suspended");
     assert_eq!(s["next_retry_at"], Value::Null);
-    assert_eq!(renewal_charges(&app).await.len(), 1, "expired card: no retries");
-    assert_eq!(
-        app.count("SELECT count(*) AS n FROM payment_methods WHERE revoked_at IS NOT NULL AND revoked_reason = '5054'")
-            .await,
-        1
+    assert_eq!(app.saved_method_charges(&t).len(), 1, "expired card: no retries");
+    let revoked = format!(
+        "SELECT count(*) AS n FROM payment_methods WHERE revoked_at IS NOT NULL AND revoked_reason = '{}'",
+        app.hard_decline_code(&t)
     );
+    assert_eq!(app.count(&revoked).await, 1);
     app.post(&t, &format!("/v1/subscriptions/{id}/pay"), json!({"pay_with": "saved_card"}))
         .await
         .problem(422, "no_saved_card");
     // Paying by hand with a new card reactivates it.
     let paid = app.post(&t, &format!("/v1/subscriptions/{id}/pay"), json!({"pay_with": "card"})).await.expect(200);
     let widget = &paid["payment"]["confirmation"];
-    assert_eq!(widget["amount"], "1990.00");
-    assert_ne!(widget["invoice_id"], paid["payment"]["id"], "the widget attempt has its own invoice id");
-    let outcome = app.pay(&paid, "4111111111111111").await;
-    assert_eq!((outcome.status.as_str(), outcome.check_code), ("Completed", Some(0)));
+    if gw == Gw::CloudPayments {
+        assert_eq!(widget["amount"], "1990.00");
+        assert_ne!(widget["invoice_id"], paid["payment"]["id"], "the widget attempt has its own invoice id");
+    }
+    assert!(app.pay_by(&paid, Card::Ok).await.approved);
     app.settle().await;
+    assert_eq!(app.captures_of(&t, &customer), 2, "the purchase and the payment by hand");
     let s = sub(&app, &t, &id).await;
     assert_eq!(s["status"], "active");
     assert_eq!(s["current_period_start"], "2026-04-10T09:00:00Z");

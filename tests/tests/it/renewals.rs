@@ -1,10 +1,9 @@
 //! Autopay renewals through the worker: exact periods and amounts, price versions,
 //! notices, catch-up after a clock jump.
 
-use billing_tests::cloudpayments::CARD_OK;
 use serde_json::{Value, json};
 
-use crate::support::{Tenant, TestApp};
+use crate::support::{Card, Gw, Tenant, TestApp};
 
 /// Buys Orbita START (1990 RUB / month, autopay) at `at` and pays it; returns
 /// (customer, subscription).
@@ -12,8 +11,7 @@ pub async fn bought_monthly(app: &TestApp, t: &Tenant, external_id: &str, at: &s
     app.set_clock(at).await;
     let customer = app.customer(t, external_id).await;
     let bought = app.purchase(t, &customer, "START").await;
-    let outcome = app.pay(&bought, CARD_OK).await;
-    assert_eq!(outcome.status, "Completed");
+    assert!(app.pay_by(&bought, Card::Ok).await.approved);
     (customer, bought["subscription"]["id"].as_str().unwrap().to_owned())
 }
 
@@ -25,15 +23,21 @@ pub async fn payments_of(app: &TestApp, t: &Tenant, customer: &str) -> Vec<Value
 }
 
 pub async fn orbita(app: &TestApp, policy: Value) -> Tenant {
-    let t = app.tenant("Orbita", "Europe/Moscow", policy).await;
+    orbita_on(app, Gw::CloudPayments, policy).await
+}
+
+/// Orbita with its START plan on `gw`.
+pub async fn orbita_on(app: &TestApp, gw: Gw, policy: Value) -> Tenant {
+    let t = app.tenant_on(gw, "Orbita", "Europe/Moscow", policy).await;
     app.plan_monthly(&t, "START", "1990.00").await;
     t
 }
 
-#[tokio::test]
-async fn a_year_of_monthly_renewals_after_one_clock_jump() {
+crate::on_both_gateways!(a_year_of_monthly_renewals_after_one_clock_jump);
+
+async fn a_year_of_monthly_renewals_after_one_clock_jump(gw: Gw) {
     let app = TestApp::with_worker().await;
-    let t = orbita(&app, json!({"renewal_notice_days": 3})).await;
+    let t = orbita_on(&app, gw, json!({"renewal_notice_days": 3})).await;
     let (customer, sub_id) = bought_monthly(&app, &t, "year-1", "2026-01-31T10:00:00Z").await;
 
     // One jump over the whole year: the worker catches up period by period.
@@ -68,14 +72,42 @@ async fn a_year_of_monthly_renewals_after_one_clock_jump() {
     assert_eq!(sub["current_period_end"], "2027-02-28T10:00:00Z");
     assert_eq!(sub["next_charge_at"], "2027-02-28T10:00:00Z");
 
-    // Every renewal reached the provider once, as a scheduled merchant-initiated charge.
-    let txs: Vec<_> =
-        app.sim.transactions().into_iter().filter(|t| t.token.is_some() && t.tr_initiator_code.is_some()).collect();
-    assert_eq!(txs.len(), 12);
-    assert!(
-        txs.iter().all(|t| t.status == "Completed" && t.tr_initiator_code == Some(0) && t.payment_scheduled == Some(1))
-    );
-    assert_eq!(app.sim.captures_for_account(&customer), 13);
+    // Every renewal reached the provider once, as a merchant-initiated charge of the saved method.
+    match gw {
+        Gw::CloudPayments => {
+            let txs: Vec<_> = app
+                .sim
+                .transactions()
+                .into_iter()
+                .filter(|t| t.token.is_some() && t.tr_initiator_code.is_some())
+                .collect();
+            assert_eq!(txs.len(), 12);
+            assert!(
+                txs.iter().all(|t| t.status == "Completed"
+                    && t.tr_initiator_code == Some(0)
+                    && t.payment_scheduled == Some(1))
+            );
+        }
+        Gw::YooKassa => {
+            let method = app.saved_method(&customer).await;
+            let autopays: Vec<_> = app.yk.payments().into_iter().filter(|p| p.autopay).collect();
+            assert_eq!(autopays.len(), 12);
+            for (p, renewal) in autopays.iter().zip(&renewals) {
+                assert_eq!(p.status, "succeeded");
+                assert!(p.capture && p.confirmation_token.is_none());
+                assert_eq!(p.method_id.as_deref(), Some(method.as_str()), "charged by payment_method_id");
+                assert_eq!(p.amount.to_string(), "1990.00");
+                assert_eq!(p.metadata["customer_id"], customer.as_str());
+                assert_eq!(
+                    p.idempotence_key,
+                    p.metadata["attempt_id"].as_str().unwrap(),
+                    "Idempotence-Key = attempt id"
+                );
+                assert_eq!(renewal["gateway_transaction_id"], p.id.as_str());
+            }
+        }
+    }
+    assert_eq!(app.captures_of(&t, &customer), 13);
 
     let events = app.event_types(&t).await;
     let count = |ty: &str| events.iter().filter(|e| *e == ty).count();

@@ -173,16 +173,37 @@ impl TestApp {
         }
     }
 
-    /// Merchant-initiated charges of saved methods the provider captured.
-    pub fn saved_method_captures(&self, t: &Tenant) -> usize {
+    /// Merchant-initiated charges of saved methods at the provider, in order:
+    /// (captured?, our attempt id).
+    pub fn saved_method_charges(&self, t: &Tenant) -> Vec<(bool, String)> {
         match t.gateway {
             Gw::CloudPayments => self
                 .sim
                 .transactions()
-                .iter()
-                .filter(|x| x.tr_initiator_code.is_some() && x.status == "Completed")
-                .count(),
-            Gw::YooKassa => self.yk.payments().iter().filter(|p| p.autopay && p.status == "succeeded").count(),
+                .into_iter()
+                .filter(|x| x.tr_initiator_code.is_some())
+                .map(|x| (x.status == "Completed", x.invoice_id.unwrap_or_default()))
+                .collect(),
+            Gw::YooKassa => self
+                .yk
+                .payments()
+                .into_iter()
+                .filter(|p| p.autopay && p.status != "pending")
+                .map(|p| (p.status == "succeeded", p.metadata["attempt_id"].as_str().unwrap_or_default().to_owned()))
+                .collect(),
+        }
+    }
+
+    /// Merchant-initiated charges of saved methods the provider captured.
+    pub fn saved_method_captures(&self, t: &Tenant) -> usize {
+        self.saved_method_charges(t).iter().filter(|(captured, _)| *captured).count()
+    }
+
+    /// The reason code a hard decline revokes a method with (`5054`, `card_expired`).
+    pub fn hard_decline_code(&self, t: &Tenant) -> &'static str {
+        match t.gateway {
+            Gw::CloudPayments => "5054",
+            Gw::YooKassa => "card_expired",
         }
     }
 
