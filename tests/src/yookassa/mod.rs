@@ -330,6 +330,13 @@ impl YooKassaSim {
         self.notify(&p.shop_id, &format!("payment.{}", p.status), p.object()).await
     }
 
+    /// Re-sends a refund's `refund.succeeded` notification (providers retry).
+    pub async fn resend_refund(&self, refund_id: &str) -> anyhow::Result<u16> {
+        let r = self.state().refunds.iter().find(|r| r.id == refund_id).cloned();
+        let r = r.ok_or_else(|| anyhow::anyhow!("unknown refund {refund_id}"))?;
+        self.notify(&r.shop_id, "refund.succeeded", r.object()).await
+    }
+
     fn payment(&self, id: &str) -> Option<Payment> {
         self.state().payments.iter().find(|p| p.id == id).cloned()
     }

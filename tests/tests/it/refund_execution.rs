@@ -1,20 +1,23 @@
-//! Approved refunds executed by the worker through the CloudPayments simulator:
-//! `payments/refund` with its idempotency key, the Refund notification closing the
-//! refund, reconciliation when it does not come, failures and retries, refunds made
-//! in the dashboard, the ledger reversal, and access ending with a full refund.
+//! Approved refunds executed by the worker through the gateways' simulators
+//! (CloudPayments `payments/refund`, YooKassa `POST /v3/refunds`) with their
+//! idempotency keys, the provider's notification closing the refund,
+//! reconciliation when it does not come, failures and retries, refunds made in the
+//! dashboard, the ledger reversal, and access ending with a full refund.
 
 use billing_tests::cloudpayments::{CARD_OK, RefundScript};
 use serde_json::{Value, json};
 
-use crate::refunds::whatsmonster;
-use crate::support::{Tenant, TestApp};
+use crate::refunds::{whatsmonster, whatsmonster_on};
+use crate::support::{Card, Gw, Tenant, TestApp};
+
+crate::on_both_gateways!(approved_refunds_are_paid_back_and_a_full_refund_ends_access, refunds_made_in_the_dashboard_are_recorded_once);
 
 /// A paid PRO purchase: (customer, subscription, payment, gateway transaction).
-async fn paid(app: &TestApp, t: &Tenant, external_id: &str) -> (String, String, String, i64) {
+async fn paid(app: &TestApp, t: &Tenant, external_id: &str) -> (String, String, String, String) {
     let customer = app.customer(t, external_id).await;
     let bought = app.purchase(t, &customer, "PRO").await;
-    let paid = app.pay(&bought, CARD_OK).await;
-    assert_eq!(paid.status, "Completed");
+    let paid = app.pay_by(&bought, Card::Ok).await;
+    assert!(paid.approved);
     let id = |v: &Value| v.as_str().unwrap().to_owned();
     (customer, id(&bought["subscription"]["id"]), id(&bought["payment"]["id"]), paid.transaction_id)
 }
@@ -34,22 +37,36 @@ async fn refund_of(app: &TestApp, t: &Tenant, id: &Value) -> Value {
     list["data"].as_array().unwrap().iter().find(|r| r["id"] == *id).cloned().expect("refund listed")
 }
 
-#[tokio::test]
-async fn approved_refunds_are_paid_back_and_a_full_refund_ends_access() {
+async fn approved_refunds_are_paid_back_and_a_full_refund_ends_access(gw: Gw) {
     let app = TestApp::with_worker().await;
-    let t = whatsmonster(&app).await;
+    let t = whatsmonster_on(&app, gw).await;
     let (_, sub, payment, tx) = paid(&app, &t, "rx-1").await;
 
     let first = request(&app, &t, &payment, Some("390.00")).await;
     app.settle().await;
     let done = refund_of(&app, &t, &first["id"]).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    let refunds = app.sim.refunds();
-    assert_eq!(refunds.len(), 1);
-    assert_eq!(refunds[0].payment_transaction_id, tx);
-    assert_eq!(refunds[0].amount.to_string(), "390.00");
-    assert_eq!(refunds[0].request_id.as_deref(), Some(format!("{}-1", first["id"].as_str().unwrap()).as_str()));
-    assert_eq!(refunds[0].json_data, Some(json!({"refund_id": first["id"]})));
+    let key = format!("{}-1", first["id"].as_str().unwrap());
+    match gw {
+        Gw::CloudPayments => {
+            let refunds = app.sim.refunds();
+            assert_eq!(refunds.len(), 1);
+            assert_eq!(refunds[0].payment_transaction_id.to_string(), tx);
+            assert_eq!(refunds[0].amount.to_string(), "390.00");
+            assert_eq!(refunds[0].request_id.as_deref(), Some(key.as_str()));
+            assert_eq!(refunds[0].json_data, Some(json!({"refund_id": first["id"]})));
+        }
+        Gw::YooKassa => {
+            let refunds = app.yk.refunds();
+            assert_eq!(refunds.len(), 1);
+            assert_eq!(refunds[0].payment_id, tx);
+            assert_eq!(refunds[0].amount.to_string(), "390.00");
+            assert_eq!(refunds[0].idempotence_key.as_deref(), Some(key.as_str()));
+            assert_eq!(refunds[0].description, Some(format!("refund {}", first["id"].as_str().unwrap())));
+            let ours = format!("SELECT count(*) AS n FROM refunds WHERE gateway_transaction_id = '{}'", refunds[0].id);
+            assert_eq!(app.count(&ours).await, 1, "the refund object's id is the refund's transaction");
+        }
+    }
     let p = app.get(&t, &format!("/v1/payments/{payment}")).await.expect(200);
     assert_eq!(
         (p["status"].as_str(), p["refunded_amount"]["value"].as_str()),
@@ -63,7 +80,7 @@ async fn approved_refunds_are_paid_back_and_a_full_refund_ends_access() {
     assert_eq!(rest["amount"]["value"], "1000.00");
     app.settle().await;
     assert_eq!(refund_of(&app, &t, &rest["id"]).await["status"], "succeeded");
-    assert_eq!(app.sim.refunded_of(tx).to_string(), "1390.00");
+    assert_eq!(app.refunded_at_provider(&t, &tx).to_string(), "1390.00");
     let p = app.get(&t, &format!("/v1/payments/{payment}")).await.expect(200);
     assert_eq!((p["status"].as_str(), p["refunded_amount"]["value"].as_str()), (Some("refunded"), Some("1390.00")));
     let s = app.get(&t, &format!("/v1/subscriptions/{sub}")).await.expect(200);
@@ -95,6 +112,7 @@ async fn lost_answers_and_notifications_are_reconciled_and_failed_refunds_retrie
     let app = TestApp::with_worker().await;
     let t = whatsmonster(&app).await;
     let (_, _, payment, tx) = paid(&app, &t, "rx-2").await;
+    let tx: i64 = tx.parse().unwrap();
 
     // The refund happens but its answer is an HTTP 500 and no notification comes: the
     // same try is re-sent (same X-Request-ID, nothing refunded twice) and the refund's
@@ -135,16 +153,15 @@ async fn lost_answers_and_notifications_are_reconciled_and_failed_refunds_retrie
     app.assert_ledger_balanced().await;
 }
 
-#[tokio::test]
-async fn refunds_made_in_the_dashboard_are_recorded_once() {
+async fn refunds_made_in_the_dashboard_are_recorded_once(gw: Gw) {
     let app = TestApp::with_worker().await;
-    let t = whatsmonster(&app).await;
+    let t = whatsmonster_on(&app, gw).await;
     let (_, sub, payment, tx) = paid(&app, &t, "rx-3").await;
-    let (refund_tx, fields) = app.sim.refund_in_dashboard(&t.public_id, tx, "500.00".parse().unwrap()).await.unwrap();
+    let dashboard = app.refund_in_dashboard(&t, &tx, "500.00".parse().unwrap()).await;
+    let refund_tx = &dashboard.id;
     app.settle().await;
     // The provider retries the notification: nothing changes.
-    let again = app.sim.resend(&t.public_id, "refund", &fields).await.unwrap();
-    assert_eq!((again.http_status, again.code), (200, Some(0)));
+    assert_eq!(app.resend_refund_notification(&t, &dashboard).await, 200);
     let list = app.get(&t, &format!("/v1/refunds?payment_id={payment}")).await.expect(200);
     let rows = list["data"].as_array().unwrap();
     assert_eq!(rows.len(), 1);

@@ -20,8 +20,14 @@ async fn refund(app: &TestApp, t: &Tenant, body: Value) -> Value {
 /// Refunds of unused tariffs approved within a day of payment (WhatsMonster 7.12),
 /// with its PRO tariff.
 pub(crate) async fn whatsmonster(app: &TestApp) -> Tenant {
+    whatsmonster_on(app, crate::support::Gw::CloudPayments).await
+}
+
+/// [`whatsmonster`] on `gw`.
+pub(crate) async fn whatsmonster_on(app: &TestApp, gw: crate::support::Gw) -> Tenant {
     let t = app
-        .tenant(
+        .tenant_on(
+            gw,
             "WhatsMonster",
             "Europe/Moscow",
             json!({"refund_rules": [

@@ -1,16 +1,22 @@
 //! The worker as a real process: killed with SIGKILL in the middle of a wave of due
-//! renewals and restarted, two workers at once, a lost broker connection. Each
-//! subscription is charged exactly once — with the simulator's X-Request-ID
-//! de-duplication off, so a blind re-send would show as a second capture.
+//! renewals and restarted, two workers at once (both on each gateway), a lost
+//! broker connection. Each subscription is charged exactly once — with
+//! CloudPayments' X-Request-ID de-duplication off, so a blind re-send would show as
+//! a second capture; YooKassa keeps its Idempotence-Key de-duplication, which is
+//! what its reconciliation relies on.
 
 use std::time::{Duration, Instant};
 
-use billing_tests::cloudpayments::{CARD_OK, WidgetParams};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::renewals::orbita;
-use crate::support::{Tenant, TestApp};
+use crate::renewals::{orbita, orbita_on};
+use crate::support::{Card, Gw, Tenant, TestApp};
+
+crate::on_both_gateways!(
+    a_worker_killed_mid_wave_and_restarted_charges_each_subscription_once,
+    two_workers_at_once_never_double_charge,
+);
 
 /// `n` customers with a paid monthly subscription bought at 2026-03-10T09:00Z.
 async fn seed(app: &TestApp, t: &Tenant, n: usize) -> Vec<String> {
@@ -19,8 +25,7 @@ async fn seed(app: &TestApp, t: &Tenant, n: usize) -> Vec<String> {
         .map(|i| async move {
             let customer = app.customer(t, &format!("wave-{i}")).await;
             let bought = app.purchase(t, &customer, "START").await;
-            let params: WidgetParams = serde_json::from_value(bought["payment"]["confirmation"].clone()).unwrap();
-            assert_eq!(app.sim.pay_widget(&params, CARD_OK).await.unwrap().status, "Completed");
+            assert!(app.pay_by(&bought, Card::Ok).await.approved);
             customer
         })
         .buffer_unordered(8)
@@ -28,13 +33,9 @@ async fn seed(app: &TestApp, t: &Tenant, n: usize) -> Vec<String> {
         .await
 }
 
-fn renewal_captures(app: &TestApp) -> usize {
-    app.sim.transactions().iter().filter(|t| t.tr_initiator_code.is_some() && t.status == "Completed").count()
-}
-
-async fn assert_each_charged_once(app: &TestApp, customers: &[String]) {
+async fn assert_each_charged_once(app: &TestApp, t: &Tenant, customers: &[String]) {
     for c in customers {
-        assert_eq!(app.sim.captures_for_account(c), 2, "customer {c}: purchase + exactly one renewal");
+        assert_eq!(app.captures_of(t, c), 2, "customer {c}: purchase + exactly one renewal");
     }
     let n = customers.len() as i64;
     assert_eq!(
@@ -55,40 +56,38 @@ async fn assert_each_charged_once(app: &TestApp, customers: &[String]) {
     assert_eq!(app.count("SELECT count(*) AS n FROM ledger_transactions").await, 2 * n);
 }
 
-#[tokio::test]
-async fn a_worker_killed_mid_wave_and_restarted_charges_each_subscription_once() {
+async fn a_worker_killed_mid_wave_and_restarted_charges_each_subscription_once(gw: Gw) {
     let app = TestApp::spawn().await;
     app.sim.set_request_dedup(false);
-    let t = orbita(&app, json!({"renewal_notice_days": 0})).await;
+    let t = orbita_on(&app, gw, json!({"renewal_notice_days": 0})).await;
     let customers = seed(&app, &t, 300).await;
 
     let mut worker = app.worker_process();
     app.set_clock("2026-04-10T09:00:00Z").await;
     let start = Instant::now();
-    while renewal_captures(&app) < 40 {
+    while app.saved_method_captures(&t) < 40 {
         assert!(start.elapsed() < Duration::from_secs(120), "the wave did not start");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     worker.kill_hard();
-    let at_kill = renewal_captures(&app);
+    let at_kill = app.saved_method_captures(&t);
     assert!(at_kill < customers.len(), "killed mid-wave ({at_kill} of {} done)", customers.len());
 
     let mut restarted = app.worker_process();
     app.settle().await;
-    assert_each_charged_once(&app, &customers).await;
+    assert_each_charged_once(&app, &t, &customers).await;
     assert!(restarted.terminate(Duration::from_secs(40)).is_some_and(|s| s.success()));
 }
 
-#[tokio::test]
-async fn two_workers_at_once_never_double_charge() {
+async fn two_workers_at_once_never_double_charge(gw: Gw) {
     let app = TestApp::spawn().await;
     app.sim.set_request_dedup(false);
-    let t = orbita(&app, json!({"renewal_notice_days": 0})).await;
+    let t = orbita_on(&app, gw, json!({"renewal_notice_days": 0})).await;
     let customers = seed(&app, &t, 200).await;
     let mut a = app.worker_process();
     let mut b = app.worker_process();
     app.advance_to("2026-04-10T09:00:00Z").await;
-    assert_each_charged_once(&app, &customers).await;
+    assert_each_charged_once(&app, &t, &customers).await;
     assert!(a.is_running() && b.is_running());
     a.terminate(Duration::from_secs(40));
     b.terminate(Duration::from_secs(40));
@@ -127,7 +126,7 @@ async fn the_worker_reconnects_after_losing_the_broker() {
         http.delete(url).basic_auth("guest", Some("guest")).send().await.unwrap();
     }
     app.advance_to("2026-04-10T09:00:00Z").await;
-    assert_each_charged_once(&app, &customers).await;
+    assert_each_charged_once(&app, &t, &customers).await;
     app.stop_worker().await;
 }
 
@@ -155,7 +154,7 @@ async fn the_worker_exposes_prometheus_metrics() {
     let t = orbita(&app, json!({"dunning_retry_days": [1]})).await;
     let customers = seed(&app, &t, 2).await;
     app.sim.script_token(
-        &billing_tests::cloudpayments::CloudPaymentsSim::token_for(CARD_OK),
+        &billing_tests::cloudpayments::CloudPaymentsSim::token_for(billing_tests::cloudpayments::CARD_OK),
         &[billing_tests::cloudpayments::TokenScript::Decline { reason_code: 5051 }],
     );
     app.advance_to("2026-04-10T09:00:00Z").await;

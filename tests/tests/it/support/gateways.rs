@@ -50,6 +50,15 @@ pub struct Paid {
     pub transaction_id: String,
 }
 
+/// A refund made in the provider's dashboard.
+#[derive(Debug, Clone)]
+pub struct DashboardRefund {
+    /// The provider's refund transaction.
+    pub id: String,
+    /// CloudPayments: the Refund notification's fields, to replay it.
+    fields: Vec<(String, String)>,
+}
+
 /// The next charge of a saved method, in neutral terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charge {
@@ -226,14 +235,29 @@ impl TestApp {
 
     /// A refund of `tx` made in the provider's dashboard (only its notification
     /// reaches the service).
-    pub async fn refund_in_dashboard(&self, t: &Tenant, tx: &str, amount: Decimal) {
+    pub async fn refund_in_dashboard(&self, t: &Tenant, tx: &str, amount: Decimal) -> DashboardRefund {
         match t.gateway {
             Gw::CloudPayments => {
-                self.sim.refund_in_dashboard(&t.public_id, tx.parse().expect("transaction id"), amount).await.unwrap();
+                let tx = tx.parse().expect("transaction id");
+                let (id, fields) = self.sim.refund_in_dashboard(&t.public_id, tx, amount).await.unwrap();
+                DashboardRefund { id: id.to_string(), fields }
             }
             Gw::YooKassa => {
-                self.yk.refund_in_dashboard(tx, amount).await.unwrap();
+                let refund = self.yk.refund_in_dashboard(tx, amount).await.unwrap();
+                DashboardRefund { id: refund.id, fields: Vec::new() }
             }
+        }
+    }
+
+    /// The provider's retry of a dashboard refund's notification; answers the HTTP status.
+    pub async fn resend_refund_notification(&self, t: &Tenant, refund: &DashboardRefund) -> u16 {
+        match t.gateway {
+            Gw::CloudPayments => {
+                let again = self.sim.resend(&t.public_id, "refund", &refund.fields).await.unwrap();
+                assert_eq!(again.code, Some(0));
+                again.http_status
+            }
+            Gw::YooKassa => self.yk.resend_refund(&refund.id).await.unwrap(),
         }
     }
 
