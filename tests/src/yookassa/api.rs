@@ -16,14 +16,21 @@ fn error(status: u16, code: &str, description: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({"type": "error", "id": new_id(), "code": code, "description": description}))
 }
 
+/// An error answer, boxed (an `HttpResponse` is large).
+type Refusal = Box<HttpResponse>;
+
+fn refuse(status: u16, code: &str, description: &str) -> Refusal {
+    Box::new(error(status, code, description))
+}
+
 fn answer(status: u16, body: &Value) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::OK);
     HttpResponse::build(status).json(body)
 }
 
 /// The shop whose Basic credentials the request carries.
-fn authenticate(sim: &YooKassaSim, req: &HttpRequest) -> Result<String, HttpResponse> {
-    let refused = || error(401, "invalid_credentials", "Authentication by given credentials failed");
+fn authenticate(sim: &YooKassaSim, req: &HttpRequest) -> Result<String, Refusal> {
+    let refused = || refuse(401, "invalid_credentials", "Authentication by given credentials failed");
     let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).ok_or_else(refused)?;
     let decoded = header.strip_prefix("Basic ").and_then(|b| STANDARD.decode(b).ok()).ok_or_else(refused)?;
     let text = String::from_utf8(decoded).map_err(|_| refused())?;
@@ -34,13 +41,13 @@ fn authenticate(sim: &YooKassaSim, req: &HttpRequest) -> Result<String, HttpResp
     }
 }
 
-fn idempotence_key(req: &HttpRequest) -> Result<String, HttpResponse> {
+fn idempotence_key(req: &HttpRequest) -> Result<String, Refusal> {
     req.headers()
         .get("idempotence-key")
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.is_empty() && k.len() <= 64)
         .map(str::to_owned)
-        .ok_or_else(|| error(400, "invalid_request", "Idempotence-Key header is required (1..64 characters)"))
+        .ok_or_else(|| refuse(400, "invalid_request", "Idempotence-Key header is required (1..64 characters)"))
 }
 
 #[derive(Deserialize)]
@@ -50,12 +57,12 @@ struct AmountIn {
 }
 
 impl AmountIn {
-    fn parse(&self) -> Result<Decimal, HttpResponse> {
+    fn parse(&self) -> Result<Decimal, Refusal> {
         self.value
             .parse::<Decimal>()
             .ok()
             .filter(|v| *v > Decimal::ZERO && v.scale() <= 2)
-            .ok_or_else(|| error(400, "invalid_request", "amount.value must be a positive decimal string"))
+            .ok_or_else(|| refuse(400, "invalid_request", "amount.value must be a positive decimal string"))
     }
 }
 
@@ -81,7 +88,7 @@ async fn once(
     sim: &YooKassaSim,
     shop: &str,
     key: &str,
-    f: impl AsyncFnOnce() -> Result<(u16, Value), HttpResponse>,
+    f: impl AsyncFnOnce() -> Result<(u16, Value), Refusal>,
 ) -> HttpResponse {
     let slot = (shop.to_owned(), key.to_owned());
     {
@@ -95,14 +102,14 @@ async fn once(
             sim.state().answered.insert(slot, (status, body.clone()));
             answer(status, &body)
         }
-        Err(res) => res,
+        Err(res) => *res,
     }
 }
 
 pub(super) async fn http_create_payment(sim: Data<YooKassaSim>, req: HttpRequest, body: Bytes) -> HttpResponse {
     let (shop, key) = match (authenticate(&sim, &req), idempotence_key(&req)) {
         (Ok(s), Ok(k)) => (s, k),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return *e,
     };
     sim.state().payment_requests += 1;
     let input: CreatePaymentIn = match serde_json::from_slice(&body) {
@@ -111,7 +118,7 @@ pub(super) async fn http_create_payment(sim: Data<YooKassaSim>, req: HttpRequest
     };
     let amount = match input.amount.parse() {
         Ok(a) => a,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let payment = Payment {
         id: new_id(),
@@ -142,13 +149,13 @@ pub(super) async fn http_create_payment(sim: Data<YooKassaSim>, req: HttpRequest
             sim2.state().payments.push(p);
             Ok((200, object))
         }
-        None => Err(error(400, "invalid_request", "confirmation {type: embedded} or payment_method_id is required")),
+        None => Err(refuse(400, "invalid_request", "confirmation {type: embedded} or payment_method_id is required")),
     })
     .await
 }
 
 /// An autopayment of a saved method, as scripted.
-async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16, Value), HttpResponse> {
+async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16, Value), Refusal> {
     let (known, script, slow_ms) = {
         let mut st = sim.state();
         let saved = st.payments.iter().find(|x| x.method_id.as_deref() == Some(method) && x.method_saved);
@@ -158,7 +165,7 @@ async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16
         (known, script, st.slow_ms)
     };
     if !known {
-        return Err(error(400, "invalid_request", "payment_method_id: no saved payment method with this id"));
+        return Err(refuse(400, "invalid_request", "payment_method_id: no saved payment method with this id"));
     }
     p.autopay = true;
     p.method_id = Some(method.to_owned());
@@ -166,16 +173,14 @@ async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16
     let slow = || tokio::time::sleep(std::time::Duration::from_millis(slow_ms));
     let (status, cancellation) = match &script {
         MethodScript::Processing => {
-            return Err(answer(
-                202,
-                &json!({"type": "processing", "description": "Request accepted", "retry_after": 1800}),
-            ));
+            let processing = json!({"type": "processing", "description": "Request accepted", "retry_after": 1800});
+            return Err(Box::new(answer(202, &processing)));
         }
         MethodScript::TimeoutBeforeCharge => {
             slow().await;
-            return Err(error(500, "internal_server_error", "timed out"));
+            return Err(refuse(500, "internal_server_error", "timed out"));
         }
-        MethodScript::ErrorBeforeCharge => return Err(error(500, "internal_server_error", "Internal server error")),
+        MethodScript::ErrorBeforeCharge => return Err(refuse(500, "internal_server_error", "Internal server error")),
         MethodScript::Decline { reason } => ("canceled", Some(("payment_network".to_owned(), reason.clone()))),
         MethodScript::MerchantSide { reason } => ("canceled", Some(("merchant".to_owned(), reason.clone()))),
         MethodScript::PendingUntilFetched => ("pending", None),
@@ -202,7 +207,7 @@ async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16
             slow().await;
             Ok((200, object))
         }
-        MethodScript::ErrorAfterCharge => Err(error(500, "internal_server_error", "Internal server error")),
+        MethodScript::ErrorAfterCharge => Err(refuse(500, "internal_server_error", "Internal server error")),
         _ => Ok((200, object)),
     }
 }
@@ -214,7 +219,7 @@ fn find_payment(sim: &YooKassaSim, shop: &str, id: &str) -> Option<usize> {
 pub(super) async fn http_get_payment(sim: Data<YooKassaSim>, req: HttpRequest, id: Path<String>) -> HttpResponse {
     let shop = match authenticate(&sim, &req) {
         Ok(s) => s,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     if sim.state().unreachable.contains(id.as_str()) {
         return error(500, "internal_server_error", "Internal server error");
@@ -242,7 +247,7 @@ pub(super) async fn http_get_payment(sim: Data<YooKassaSim>, req: HttpRequest, i
 async fn settle(sim: &YooKassaSim, req: &HttpRequest, id: &str, to: &str) -> HttpResponse {
     let (shop, key) = match (authenticate(sim, req), idempotence_key(req)) {
         (Ok(s), Ok(k)) => (s, k),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return *e,
     };
     let Some(i) = find_payment(sim, &shop, id) else {
         return error(404, "not_found", "Payment not found");
@@ -258,7 +263,7 @@ async fn settle(sim: &YooKassaSim, req: &HttpRequest, id: &str, to: &str) -> Htt
                 return Ok((200, p.object()));
             }
             if p.status != "waiting_for_capture" {
-                return Err(error(400, "invalid_request", &format!("payment is {}", p.status)));
+                return Err(refuse(400, "invalid_request", &format!("payment is {}", p.status)));
             }
             p.status = to.clone();
             if to == "canceled" {
@@ -292,7 +297,7 @@ struct CreateRefundIn {
 pub(super) async fn http_create_refund(sim: Data<YooKassaSim>, req: HttpRequest, body: Bytes) -> HttpResponse {
     let (shop, key) = match (authenticate(&sim, &req), idempotence_key(&req)) {
         (Ok(s), Ok(k)) => (s, k),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return *e,
     };
     let input: CreateRefundIn = match serde_json::from_slice(&body) {
         Ok(i) => i,
@@ -305,13 +310,13 @@ pub(super) async fn http_create_refund(sim: Data<YooKassaSim>, req: HttpRequest,
             let mut st = sim2.state();
             if st.refund_errors > 0 {
                 st.refund_errors -= 1;
-                return Err(error(500, "internal_server_error", "Internal server error"));
+                return Err(refuse(500, "internal_server_error", "Internal server error"));
             }
         }
         let amount = input.amount.parse()?;
         let refund = sim2
             .make_refund(&input.payment_id, Some(&shop), amount, Some(key.clone()), input.description.clone())
-            .map_err(|e| error(400, "invalid_request", &e))?;
+            .map_err(|e| refuse(400, "invalid_request", &e))?;
         let object = refund.object();
         sim2.notify_later(&shop, "refund.succeeded".into(), object.clone());
         Ok((200, object))
@@ -322,7 +327,7 @@ pub(super) async fn http_create_refund(sim: Data<YooKassaSim>, req: HttpRequest,
 pub(super) async fn http_get_refund(sim: Data<YooKassaSim>, req: HttpRequest, id: Path<String>) -> HttpResponse {
     let shop = match authenticate(&sim, &req) {
         Ok(s) => s,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let refund = sim.state().refunds.iter().find(|r| r.id == *id && r.shop_id == shop).cloned();
     match refund {

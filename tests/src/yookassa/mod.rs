@@ -277,6 +277,16 @@ impl YooKassaSim {
         self.state().slow_ms = ms;
     }
 
+    /// Makes every fetch of payment `id` fail with HTTP 500 (or work again).
+    pub fn set_unreachable(&self, id: &str, unreachable: bool) {
+        let mut st = self.state();
+        if unreachable {
+            st.unreachable.insert(id.to_owned());
+        } else {
+            st.unreachable.remove(id);
+        }
+    }
+
     /// The next `n` refund requests fail with HTTP 500 before refunding.
     pub fn fail_refunds(&self, n: u32) {
         self.state().refund_errors = n;

@@ -5,7 +5,7 @@ use billing_tests::cloudpayments::{CARD_OK, CloudPaymentsSim, TokenScript};
 use serde_json::{Value, json};
 
 use crate::renewals::{bought_monthly, orbita, orbita_on, payments_of};
-use crate::support::{Card, Charge, Gw, Tenant, TestApp};
+use crate::support::{Card, ChargeScript, Gw, Tenant, TestApp};
 
 crate::on_both_gateways!(
     declines_retry_on_schedule_and_a_late_success_starts_a_new_period,
@@ -40,7 +40,8 @@ async fn declines_retry_on_schedule_and_a_late_success_starts_a_new_period(gw: G
     let policy = json!({"grace_period_hours": 0, "dunning_retry_days": [1, 3, 5], "renewal_notice_days": 0});
     let t = orbita_on(&app, gw, policy).await;
     let (customer, id) = bought_monthly(&app, &t, "dun-1", "2026-03-01T09:00:00Z").await;
-    app.script_charges(&t, &customer, &[Charge::SoftDecline, Charge::SoftDecline, Charge::Approve]).await;
+    app.script_charges(&t, &customer, &[ChargeScript::SoftDecline, ChargeScript::SoftDecline, ChargeScript::Approve])
+        .await;
 
     app.advance_to("2026-04-01T09:00:00Z").await;
     let s = sub(&app, &t, &id).await;
@@ -161,7 +162,7 @@ async fn a_hard_decline_stops_retries_and_revokes_the_card(gw: Gw) {
     let app = TestApp::with_worker().await;
     let t = orbita_on(&app, gw, json!({"dunning_retry_days": [1, 3, 5], "after_last_retry": "stay_suspended"})).await;
     let (customer, id) = bought_monthly(&app, &t, "dun-5", "2026-03-01T09:00:00Z").await;
-    app.script_charges(&t, &customer, &[Charge::HardDecline]).await;
+    app.script_charges(&t, &customer, &[ChargeScript::HardDecline]).await;
     app.advance_to("2026-04-01T09:00:00Z").await;
     app.advance_to("2026-04-10T09:00:00Z").await;
     let s = sub(&app, &t, &id).await;

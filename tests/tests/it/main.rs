@@ -29,3 +29,4 @@ mod resilience;
 mod tenants;
 mod usage;
 mod webhooks;
+mod yookassa;

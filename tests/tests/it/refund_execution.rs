@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 use crate::refunds::{whatsmonster, whatsmonster_on};
 use crate::support::{Card, Gw, Tenant, TestApp};
 
-crate::on_both_gateways!(approved_refunds_are_paid_back_and_a_full_refund_ends_access, refunds_made_in_the_dashboard_are_recorded_once);
+crate::on_both_gateways!(
+    approved_refunds_are_paid_back_and_a_full_refund_ends_access,
+    refunds_made_in_the_dashboard_are_recorded_once
+);
 
 /// A paid PRO purchase: (customer, subscription, payment, gateway transaction).
 async fn paid(app: &TestApp, t: &Tenant, external_id: &str) -> (String, String, String, String) {

@@ -3,7 +3,7 @@
 //! whichever simulator the tenant's gateway is (CloudPayments' widget and token
 //! charges, YooKassa's embedded checkout and autopayments) in neutral terms.
 
-use billing_tests::cloudpayments::{self as cp, CardBehaviour, TokenScript, WidgetParams};
+use billing_tests::cloudpayments::{self as cp, TokenScript, WidgetParams};
 use billing_tests::yookassa::{self as yk, MethodScript, YookassaWidget};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -61,7 +61,7 @@ pub struct DashboardRefund {
 
 /// The next charge of a saved method, in neutral terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charge {
+pub enum ChargeScript {
     Approve,
     /// Insufficient funds (CloudPayments 5051, YooKassa `insufficient_funds`).
     SoftDecline,
@@ -73,28 +73,28 @@ pub enum Charge {
     ErrorBeforeCharge,
 }
 
-impl Charge {
+impl ChargeScript {
     fn cloudpayments(self) -> TokenScript {
         match self {
-            Charge::Approve => TokenScript::Approve,
-            Charge::SoftDecline => TokenScript::Decline { reason_code: 5051 },
-            Charge::HardDecline => TokenScript::Decline { reason_code: 5054 },
-            Charge::TimeoutAfterCharge => TokenScript::TimeoutAfterCharge,
-            Charge::TimeoutBeforeCharge => TokenScript::TimeoutBeforeCharge,
-            Charge::ErrorAfterCharge => TokenScript::ErrorAfterCharge,
-            Charge::ErrorBeforeCharge => TokenScript::ErrorBeforeCharge,
+            ChargeScript::Approve => TokenScript::Approve,
+            ChargeScript::SoftDecline => TokenScript::Decline { reason_code: 5051 },
+            ChargeScript::HardDecline => TokenScript::Decline { reason_code: 5054 },
+            ChargeScript::TimeoutAfterCharge => TokenScript::TimeoutAfterCharge,
+            ChargeScript::TimeoutBeforeCharge => TokenScript::TimeoutBeforeCharge,
+            ChargeScript::ErrorAfterCharge => TokenScript::ErrorAfterCharge,
+            ChargeScript::ErrorBeforeCharge => TokenScript::ErrorBeforeCharge,
         }
     }
 
     fn yookassa(self) -> MethodScript {
         match self {
-            Charge::Approve => MethodScript::Approve,
-            Charge::SoftDecline => MethodScript::Decline { reason: "insufficient_funds".into() },
-            Charge::HardDecline => MethodScript::Decline { reason: "card_expired".into() },
-            Charge::TimeoutAfterCharge => MethodScript::TimeoutAfterCharge,
-            Charge::TimeoutBeforeCharge => MethodScript::TimeoutBeforeCharge,
-            Charge::ErrorAfterCharge => MethodScript::ErrorAfterCharge,
-            Charge::ErrorBeforeCharge => MethodScript::ErrorBeforeCharge,
+            ChargeScript::Approve => MethodScript::Approve,
+            ChargeScript::SoftDecline => MethodScript::Decline { reason: "insufficient_funds".into() },
+            ChargeScript::HardDecline => MethodScript::Decline { reason: "card_expired".into() },
+            ChargeScript::TimeoutAfterCharge => MethodScript::TimeoutAfterCharge,
+            ChargeScript::TimeoutBeforeCharge => MethodScript::TimeoutBeforeCharge,
+            ChargeScript::ErrorAfterCharge => MethodScript::ErrorAfterCharge,
+            ChargeScript::ErrorBeforeCharge => MethodScript::ErrorBeforeCharge,
         }
     }
 }
@@ -144,7 +144,7 @@ impl TestApp {
     }
 
     /// Scripts the next charges of `customer`'s saved method (later ones approve).
-    pub async fn script_charges(&self, t: &Tenant, customer: &str, script: &[Charge]) {
+    pub async fn script_charges(&self, t: &Tenant, customer: &str, script: &[ChargeScript]) {
         let method = self.saved_method(customer).await;
         match t.gateway {
             Gw::CloudPayments => {
@@ -152,26 +152,6 @@ impl TestApp {
             }
             Gw::YooKassa => self.yk.script_method(&method, &script.iter().map(|c| c.yookassa()).collect::<Vec<_>>()),
         }
-    }
-
-    /// Makes the provider's checkout decline `card` from now on with a soft reason.
-    pub fn decline_card_softly(&self, t: &Tenant, card: Card) {
-        match (t.gateway, card) {
-            (_, Card::InsufficientFunds) => {}
-            (Gw::CloudPayments, Card::Ok) => {
-                self.sim.script_card(cp::CARD_OK, CardBehaviour::Decline { reason_code: 5051 })
-            }
-            (Gw::YooKassa, Card::Ok) => {
-                self.yk.script_card(yk::CARD_OK, yk::CardBehaviour::Decline { reason: "insufficient_funds".into() })
-            }
-        }
-    }
-
-    /// Switches the provider's idempotency (X-Request-ID / Idempotence-Key)
-    /// de-duplication: off, a blind re-send shows as a second charge.
-    pub fn set_request_dedup(&self, on: bool) {
-        self.sim.set_request_dedup(on);
-        self.yk.set_request_dedup(on);
     }
 
     /// Captured payments the provider holds for `customer`.
@@ -258,14 +238,6 @@ impl TestApp {
                 again.http_status
             }
             Gw::YooKassa => self.yk.resend_refund(&refund.id).await.unwrap(),
-        }
-    }
-
-    /// Stops (or resumes) the notifications that follow refunds.
-    pub fn set_refund_notifications(&self, t: &Tenant, on: bool) {
-        match t.gateway {
-            Gw::CloudPayments => self.sim.set_refund_notifications(on),
-            Gw::YooKassa => self.yk.set_notifications(on),
         }
     }
 }

@@ -4,4 +4,4 @@ pub mod app;
 pub mod gateways;
 
 pub use app::{Answer, T0, Tenant, TestApp};
-pub use gateways::{Card, Charge, Gw};
+pub use gateways::{Card, ChargeScript, Gw};
