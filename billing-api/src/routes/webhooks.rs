@@ -5,7 +5,6 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse, post};
 use billing_shared::error::ServiceError;
-use billing_shared::gateways::NotificationEvent;
 use billing_shared::services::notifications::{self, RawNotification};
 use billing_shared::services::{receipts, tenants};
 
@@ -91,10 +90,7 @@ async fn provider_notification(
         req.headers().iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
     let raw = RawNotification { path, headers, body, source_ip: req.peer_addr().map(|a| a.ip()) };
     let notification = notifications::verify(&state.pool, &*gateway, &tenant, &raw).await?;
-    let check = match &notification.event {
-        NotificationEvent::Check(report) => Some(report.clone()),
-        _ => None,
-    };
+    let check = notifications::check_of(&notification);
     let reply = state
         .transaction(async |conn, now| notifications::handle(conn, now, &tenant, &*gateway, &raw, notification).await)
         .await?;

@@ -83,6 +83,15 @@ pub async fn verify(
 /// The kind under which refused notifications of unknown objects are stored.
 pub const UNVERIFIED: &str = "unverified";
 
+/// The payment a Check asks about, kept to carry out the verdict after the commit
+/// ([`settle`]); `None` for every other notification.
+pub fn check_of(n: &Notification) -> Option<PaymentReport> {
+    match &n.event {
+        NotificationEvent::Check(report) => Some(report.clone()),
+        _ => None,
+    }
+}
+
 /// Carries out a committed Check verdict where the provider takes it as a call
 /// (YooKassa's capture or cancel of a `waiting_for_capture` payment). A failed
 /// call is 503: the provider delivers the notification again and the Check is
