@@ -1,7 +1,7 @@
 //! The local demo: seeds the demo tenants (built from the five offers) into a
 //! running billing API through its operator and tenant endpoints, registers their
-//! CloudPayments sites and ATOL Online accounts with the simulators, and prints how
-//! to try a purchase.
+//! CloudPayments sites or YooKassa shops and ATOL Online accounts with the
+//! simulators, and prints how to try a purchase.
 //!
 //! Keys are shown only once by the API, so they are kept in a state file; on a
 //! later run the stored keys are reused when they still authenticate.
@@ -13,6 +13,14 @@ use serde_json::{Value, json};
 
 use crate::atol::AtolSim;
 use crate::cloudpayments::{CloudPaymentsSim, Site};
+use crate::yookassa::{Shop, YooKassaSim};
+
+/// The simulators the demo tenants are registered with.
+pub struct Simulators<'a> {
+    pub cloudpayments: &'a CloudPaymentsSim,
+    pub yookassa: &'a YooKassaSim,
+    pub atol: &'a AtolSim,
+}
 
 pub struct DemoConfig<'a> {
     pub api: &'a str,
@@ -32,7 +40,8 @@ async fn wait_for_api(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
 }
 
 /// Seeds (or re-attaches) every demo tenant; returns the state (keys per tenant).
-pub async fn seed(sim: &CloudPaymentsSim, atol: &AtolSim, cfg: &DemoConfig<'_>) -> anyhow::Result<Value> {
+pub async fn seed(sims: &Simulators<'_>, cfg: &DemoConfig<'_>) -> anyhow::Result<Value> {
+    let atol = sims.atol;
     let http = reqwest::Client::builder().no_proxy().build()?;
     wait_for_api(&http, cfg.api).await?;
     let tenants: Vec<Value> =
@@ -57,7 +66,10 @@ pub async fn seed(sim: &CloudPaymentsSim, atol: &AtolSim, cfg: &DemoConfig<'_>) 
                     obj.remove(k);
                 }
             }
-            body["gateway"]["api_url"] = json!(sim.base_url);
+            body["gateway"]["api_url"] = match body["gateway"]["kind"].as_str() {
+                Some("yookassa") => json!(sims.yookassa.api_url()),
+                _ => json!(sims.cloudpayments.base_url),
+            };
             if body["fiscal"].is_object() {
                 body["fiscal"]["provider"]["api_url"] = json!(atol.base_url);
             }
@@ -83,12 +95,20 @@ pub async fn seed(sim: &CloudPaymentsSim, atol: &AtolSim, cfg: &DemoConfig<'_>) 
             );
         }
         let tenant_id = entry["tenant_id"].as_str().context("tenant_id")?;
-        sim.register_site(Site {
-            public_id: t["gateway"]["public_id"].as_str().context("public_id")?.to_owned(),
-            api_secret: t["gateway"]["api_secret"].as_str().context("api_secret")?.to_owned(),
-            notify_base: format!("{}/v1/webhooks/cloudpayments/{tenant_id}", cfg.api),
-            format: Default::default(),
-        });
+        let secret = t["gateway"]["api_secret"].as_str().context("api_secret")?.to_owned();
+        match t["gateway"]["kind"].as_str() {
+            Some("yookassa") => sims.yookassa.register_shop(Shop {
+                shop_id: t["gateway"]["shop_id"].as_str().context("shop_id")?.to_owned(),
+                secret_key: secret,
+                notification_url: format!("{}/v1/webhooks/yookassa/{tenant_id}", cfg.api),
+            }),
+            _ => sims.cloudpayments.register_site(Site {
+                public_id: t["gateway"]["public_id"].as_str().context("public_id")?.to_owned(),
+                api_secret: secret,
+                notify_base: format!("{}/v1/webhooks/cloudpayments/{tenant_id}", cfg.api),
+                format: Default::default(),
+            }),
+        }
         let provider = &t["fiscal"]["provider"];
         if let (Some(login), Some(password), Some(group)) =
             (provider["login"].as_str(), provider["password"].as_str(), provider["group_code"].as_str())
@@ -105,15 +125,16 @@ pub async fn seed(sim: &CloudPaymentsSim, atol: &AtolSim, cfg: &DemoConfig<'_>) 
 }
 
 /// The walkthrough printed once the demo is up.
-pub fn walkthrough(api: &str, sim: &str, admin_token: &str, state: &Value) -> String {
+pub fn walkthrough(api: &str, sim: &str, yk: &str, admin_token: &str, state: &Value) -> String {
     let key = |tenant: &str| state[tenant]["api_key"].as_str().unwrap_or("<key>").to_owned();
     let (wm, orbita, seller, alfa) = (key("whatsmonster"), key("orbita"), key("sellergpt"), key("alfacrm"));
+    let smm = key("smm-gpt");
     format!(
         r#"
 Billing demo is running. The walkthrough is bash (python3 parses JSON, iconv encodes the
 bank statement); run the steps in one shell, in order: they share KEY, CUSTOMER, ...
   API        {api}   (docs: {api}/docs/)
-  simulator  {sim}   (CloudPayments), ATOL Online v5 on :8092
+  simulators {sim}   (CloudPayments), {yk}   (YooKassa v3), ATOL Online v5 on :8092
   RabbitMQ   http://127.0.0.1:15672  (guest / guest: queues billing.renewals, billing.refunds, billing.receipts, ...)
   worker     http://127.0.0.1:9090/metrics
   operator   Authorization: Bearer {admin_token}
@@ -215,6 +236,30 @@ bank statement); run the steps in one shell, in order: they share KEY, CUSTOMER,
       "$TODAY" "$AMOUNT" "$NUMBER" | iconv -f utf-8 -t cp1251 > /tmp/statement.txt
   curl -s {api}/v1/invoices/import -H "Authorization: Bearer $KEY" -H 'content-type: text/plain' --data-binary @/tmp/statement.txt
   curl -s {api}/v1/invoices/$INVOICE -H "Authorization: Bearer $KEY"   # paid, with its act
+
+6) SMM-GPT takes cards through YooKassa (the simulator): buy START (490 RUB / month,
+   autopay) in YooKassa's embedded checkout, see it renew by payment_method_id, and
+   refund the renewal (unused, within 5 business days: SMM-GPT 3.6):
+
+  KEY={smm}
+  CUSTOMER=$(curl -s {api}/v1/customers -H "Authorization: Bearer $KEY" \
+      -d '{{"external_id":"user-6","email":"user-6@example.ru"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+  TOKEN=$(curl -s {api}/v1/subscriptions -H "Authorization: Bearer $KEY" \
+      -d "{{\"customer_id\":\"$CUSTOMER\",\"plan\":\"START\",\"pay_with\":\"card\"}}" \
+      | python3 -c 'import json,sys;print(json.load(sys.stdin)["payment"]["confirmation"]["confirmation_token"])')
+  # the customer pays in the simulated widget; YooKassa notifies, the service re-fetches the payment:
+  curl -s {yk}/sim/yookassa/confirm -H 'content-type: application/json' -d "{{\"confirmation_token\":\"$TOKEN\"}}"
+  curl -s {api}/v1/customers/$CUSTOMER/entitlements -H "Authorization: Bearer $KEY"   # access: true
+  NOW=$(curl -s {api}/v1/admin/clock -H "Authorization: Bearer {admin_token}" | python3 -c 'import json,sys;print(json.load(sys.stdin)["now"])')
+  curl -s {api}/v1/admin/clock -H "Authorization: Bearer {admin_token}" \
+      -d "{{\"now\":\"$(date -u -d "$NOW +1 month +1 hour" +%Y-%m-%dT%H:%M:%SZ)\"}}"
+  sleep 5   # the worker renews by the saved payment_method_id
+  RENEWAL=$(curl -s "{api}/v1/payments?customer_id=$CUSTOMER" -H "Authorization: Bearer $KEY" \
+      | python3 -c 'import json,sys;print([p["id"] for p in json.load(sys.stdin)["data"] if p["kind"]=="renewal"][0])')
+  curl -s {api}/v1/refunds -H "Authorization: Bearer $KEY" -d "{{\"payment_id\":\"$RENEWAL\",\"reason\":\"unused\"}}"
+  sleep 5   # refunded through POST /v3/refunds, closed by the refund.succeeded notification
+  curl -s "{api}/v1/refunds?payment_id=$RENEWAL" -H "Authorization: Bearer $KEY"     # succeeded
+  curl -s {yk}/sim/yookassa/payments     # what YooKassa holds: the checkout, the autopayment
 "#
     )
 }
