@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Renewal throughput, end to end against the CloudPayments simulator.
+# Renewal throughput, end to end against the CloudPayments and YooKassa simulators.
 #
-# For each size N (default 10000 and 100000) it builds a fresh database with N
+# For each gateway (GATEWAYS, default "cloudpayments yookassa") and each size N
+# (default 10000 and 100000) it builds a fresh database with N
 # subscriptions due at one instant plus IDLE (default 1 000 000) subscriptions due
 # weeks later, starts the release binaries (API, worker, simulator), moves the test
 # clock to the due instant, and measures until every due subscription has a
@@ -10,7 +11,8 @@
 # pgbench measures a payment-shaped durable transaction on this machine: the
 # ceiling (a renewal commits about twice).
 #
-# usage: bench/renewals.sh [N ...]      env: IDLE=1000000 NOTIFY=0 (simulator Pay notifications)
+# usage: bench/renewals.sh [N ...]      env: IDLE=1000000 NOTIFY=0 (simulator notifications)
+#        GATEWAYS="cloudpayments yookassa"
 #        NO_BUILD=1 uses the release binaries already built
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +31,8 @@ export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
 export AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$DB"
 export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
 export BILLING_TEST_CLOCK=1 BILLING_LOG_FORMAT=text RUST_LOG=warn
-API_PORT=18080 SIM_PORT=18091 METRICS_PORT=19090
+API_PORT=18080 SIM_PORT=18091 YK_PORT=18093 METRICS_PORT=19090
+GATEWAYS="${GATEWAYS:-cloudpayments yookassa}"
 API="http://127.0.0.1:$API_PORT"
 DUE="2026-06-01T09:00:00Z"
 mkdir -p .run/bench
@@ -62,8 +65,8 @@ SQL
   pgbench -h 127.0.0.1 -U postgres -n -c 8 -j 2 -T 15 -f .run/bench/payment.sql "$DB" 2>/dev/null | awk '/^tps/ {printf "%d", $3}'
 }
 
-run_size() { # N
-  local n=$1
+run_size() { # GATEWAY N
+  local gw=$1 n=$2
   psql -h 127.0.0.1 -U postgres -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
   # A broker vhost of its own, fresh each run: no message of an earlier (aborted) run
   # is consumed in this one.
@@ -72,28 +75,38 @@ run_size() { # N
   rabbitmqctl -q set_permissions -p "$DB" guest '.*' '.*' '.*' >/dev/null
   $BIN/billing-api migrate
   [ -n "${PG_LOG_MS:-}" ] && psql -h 127.0.0.1 -U postgres -qAt -c "ALTER DATABASE $DB SET log_min_duration_statement = ${PG_LOG_MS}"
-  SIM_ADDR="127.0.0.1:$SIM_PORT" SIM_ACCEPT_ANY_TOKEN=1 SIM_TOKEN_NOTIFICATIONS="${NOTIFY:-0}" \
+  SIM_ADDR="127.0.0.1:$SIM_PORT" SIM_YOOKASSA_ADDR="127.0.0.1:$YK_PORT" SIM_ACCEPT_ANY_TOKEN=1 SIM_TOKEN_NOTIFICATIONS="${NOTIFY:-0}" \
     $BIN/provider-sim >.run/bench/sim.log 2>&1 & pids+=($!)
   BILLING_API_ADDR="127.0.0.1:$API_PORT" $BIN/billing-api >.run/bench/api.log 2>&1 & pids+=($!)
-  wait_port "$API_PORT" api 30; wait_port "$SIM_PORT" simulator 30
+  wait_port "$API_PORT" api 30; wait_port "$SIM_PORT" simulator 30; wait_port "$YK_PORT" "YooKassa simulator" 30
   curl -sf -X POST "$API/v1/admin/clock" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d "{\"now\":\"2026-05-01T09:00:00Z\"}" >/dev/null
+  local gateway
+  case "$gw" in
+    cloudpayments) gateway="{\"kind\":\"cloudpayments\",\"public_id\":\"pk_bench\",\"api_secret\":\"bench-secret\",\"api_url\":\"http://127.0.0.1:$SIM_PORT\"}" ;;
+    yookassa) gateway="{\"kind\":\"yookassa\",\"shop_id\":\"bench-shop\",\"api_secret\":\"bench-secret\",\"api_url\":\"http://127.0.0.1:$YK_PORT/v3/\",\"notification_ips\":[\"127.0.0.0/8\"]}" ;;
+    *) log "unknown gateway $gw"; return 1 ;;
+  esac
   local tenant; tenant=$(curl -sf -X POST "$API/v1/admin/tenants" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d "{
-    \"name\":\"Orbita (bench)\",\"time_zone\":\"Europe/Moscow\",
-    \"gateway\":{\"kind\":\"cloudpayments\",\"public_id\":\"pk_bench\",\"api_secret\":\"bench-secret\",\"api_url\":\"http://127.0.0.1:$SIM_PORT\"},
+    \"name\":\"Orbita (bench)\",\"time_zone\":\"Europe/Moscow\",\"gateway\":$gateway,
     \"policy\":{\"renewal_notice_days\":3,\"dunning_retry_days\":[1,3,5]}}")
   local tid key; tid=$(echo "$tenant" | json "['id']"); key=$(echo "$tenant" | json "['api_key']")
-  curl -sf -X POST "http://127.0.0.1:$SIM_PORT/sim/sites" -H 'content-type: application/json' \
-    -d "{\"public_id\":\"pk_bench\",\"api_secret\":\"bench-secret\",\"notify_base\":\"$API/v1/webhooks/cloudpayments/$tid\"}"
+  if [ "$gw" = yookassa ]; then
+    curl -sf -X POST "http://127.0.0.1:$YK_PORT/sim/yookassa/shops" -H 'content-type: application/json' \
+      -d "{\"shop_id\":\"bench-shop\",\"secret_key\":\"bench-secret\",\"notification_url\":\"$API/v1/webhooks/yookassa/$tid\"}"
+  else
+    curl -sf -X POST "http://127.0.0.1:$SIM_PORT/sim/sites" -H 'content-type: application/json' \
+      -d "{\"public_id\":\"pk_bench\",\"api_secret\":\"bench-secret\",\"notify_base\":\"$API/v1/webhooks/cloudpayments/$tid\"}"
+  fi
   curl -sf -X POST "$API/v1/plans" -H "Authorization: Bearer $key" \
     -d '{"code":"START","name":"START","price":{"value":"1990.00","currency":"RUB"},"period":{"unit":"month","count":1}}' >/dev/null
-  log "seeding $n due and $IDLE idle subscriptions"
-  q -v tid="$tid" -v n="$n" -v idle="$IDLE" -v due="$DUE" <<'SQL'
+  log "$gw: seeding $n due and $IDLE idle subscriptions"
+  q -v tid="$tid" -v n="$n" -v idle="$IDLE" -v due="$DUE" -v gw="$gw" <<'SQL'
 SELECT p.id AS plan_id, pp.id AS price_id FROM plans p JOIN plan_prices pp ON pp.plan_id = p.id \gset
 INSERT INTO customers (id, tenant_id, external_id, email, time_zone, created_at)
   SELECT gen_random_uuid(), :'tid', 'bench-' || g, 'c' || g || '@example.ru', 'Europe/Moscow', '2026-05-01T09:00:00Z'
   FROM generate_series(1, :n + :idle) g;
 INSERT INTO payment_methods (id, tenant_id, customer_id, gateway, token, created_at)
-  SELECT gen_random_uuid(), :'tid', id, 'cloudpayments', 'tk_bench_' || substr(external_id, 7), '2026-05-01T09:00:00Z' FROM customers;
+  SELECT gen_random_uuid(), :'tid', id, :'gw', 'tk_bench_' || substr(external_id, 7), '2026-05-01T09:00:00Z' FROM customers;
 INSERT INTO subscriptions (id, tenant_id, customer_id, plan_id, status, auto_renew, current_period_start, current_period_end,
     anchor_at, paid_amount, price_id, next_charge_at, due_at, created_at)
   SELECT gen_random_uuid(), :'tid', c.id, :'plan_id', 'active', true,
@@ -130,16 +143,16 @@ SQL
   local unbalanced; unbalanced=$(q -c "SELECT count(*) FROM (SELECT transaction_id FROM ledger_entries GROUP BY transaction_id HAVING sum(amount) <> 0) s")
   local doubles; doubles=$(q -c "SELECT count(*) FROM (SELECT subscription_id FROM payments WHERE kind = 'renewal' GROUP BY subscription_id HAVING count(*) > 1) s")
   cleanup
-  printf '| %8s | %9s | %7s | %11s | %13s | %10s | %14s |\n' "$n" "$IDLE" "$secs" "$rate" "$rss" "$unbalanced" "$doubles" >> .run/bench/rows.txt
+  printf '| %13s | %8s | %9s | %7s | %11s | %13s | %10s | %14s |\n' "$gw" "$n" "$IDLE" "$secs" "$rate" "$rss" "$unbalanced" "$doubles" >> .run/bench/rows.txt
 }
 
 : > .run/bench/rows.txt
-for n in "${sizes[@]}"; do run_size "$n"; done
+for gw in $GATEWAYS; do for n in "${sizes[@]}"; do run_size "$gw" "$n"; done; done
 ceiling=$(pg_ceiling)
 echo
 echo "Renewals end to end (scheduler -> outbox -> RabbitMQ -> charge against the simulator -> period, ledger, events)"
-printf '| %8s | %9s | %7s | %11s | %13s | %10s | %14s |\n' "due" "idle" "seconds" "renewals/s" "worker RSS MB" "unbalanced" "double charges"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------" "-----------" "---------" "-------------" "---------------" "------------" "----------------"
+printf '| %13s | %8s | %9s | %7s | %11s | %13s | %10s | %14s |\n' "gateway" "due" "idle" "seconds" "renewals/s" "worker RSS MB" "unbalanced" "double charges"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "---------------" "----------" "-----------" "---------" "-------------" "---------------" "------------" "----------------"
 cat .run/bench/rows.txt
 echo
 echo "Ceiling: pgbench, payment-shaped durable transaction (insert payment, update subscription, 4 ledger entries, 2 outbox rows), 8 clients: ${ceiling} tx/s"

@@ -158,9 +158,9 @@ pub(super) async fn http_create_payment(sim: Data<YooKassaSim>, req: HttpRequest
 async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16, Value), Refusal> {
     let (known, script, slow_ms) = {
         let mut st = sim.state();
-        let saved = st.payments.iter().find(|x| x.method_id.as_deref() == Some(method) && x.method_saved);
+        let saved = st.saved_methods.get(method).cloned();
         let known = st.accept_any_method || saved.is_some();
-        p.card_last4 = saved.and_then(|x| x.card_last4.clone());
+        p.card_last4 = saved.flatten();
         let script = st.method_scripts.get_mut(method).and_then(|q| q.pop_front()).unwrap_or(MethodScript::Approve);
         (known, script, st.slow_ms)
     };
@@ -270,7 +270,12 @@ async fn settle(sim: &YooKassaSim, req: &HttpRequest, id: &str, to: &str) -> Htt
                 p.cancellation = Some(("merchant".into(), "canceled_by_merchant".into()));
                 p.method_saved = false;
             }
-            p.object()
+            let (object, method, saved) = (p.object(), p.method_id.clone(), p.method_saved);
+            if let (Some(method), true) = (method, saved && !p.autopay) {
+                let last4 = p.card_last4.clone();
+                st.saved_methods.insert(method, last4);
+            }
+            object
         };
         sim2.notify_later(&shop, format!("payment.{to}"), object.clone());
         Ok((200, object))

@@ -52,13 +52,19 @@ impl YooKassaSim {
                 }
             }
             p.method_saved = p.save_payment_method && p.status != "canceled";
+            let saved = p.method_saved && p.status == "succeeded";
+            let (method, last4) = (p.id.clone(), p.card_last4.clone());
             let outcome = ConfirmOutcome {
                 payment_id: p.id.clone(),
                 status: p.status.clone(),
                 method_id: p.method_saved.then(|| p.id.clone()),
                 notification_status: None,
             };
-            (p.shop_id.clone(), p.object(), outcome)
+            let answer = (p.shop_id.clone(), p.object(), outcome);
+            if saved {
+                st.saved_methods.insert(method, last4);
+            }
+            answer
         };
         let quiet = self.state().quiet;
         let notification_status =

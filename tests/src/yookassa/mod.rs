@@ -166,6 +166,8 @@ struct State {
     cards: HashMap<String, CardBehaviour>,
     payments: Vec<Payment>,
     refunds: Vec<Refund>,
+    /// Saved methods (`payment_method.id`) and their cards' last four digits.
+    saved_methods: HashMap<String, Option<String>>,
     method_scripts: HashMap<String, VecDeque<MethodScript>>,
     /// (shop, Idempotence-Key) -> the answer given to it.
     answered: HashMap<(String, String), (u16, Value)>,
