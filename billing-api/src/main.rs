@@ -1,5 +1,7 @@
-//! `billing-api [migrate]`: serves the HTTP API (applying pending migrations first),
-//! or with `migrate` only applies migrations and exits.
+//! `billing-api [migrate | audit [--tenant ID]]`: serves the HTTP API (applying
+//! pending migrations first); with `migrate` only applies migrations and exits; with
+//! `audit` checks every invariant the service promises (`services::audit`), prints
+//! a table and exits 1 when any is breached (2 on a usage error).
 
 use anyhow::Context;
 use billing_api::Application;
@@ -20,12 +22,39 @@ async fn main() -> anyhow::Result<()> {
     if !missing.is_empty() {
         anyhow::bail!("the database lacks migrations this binary needs: {missing:?}");
     }
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        return Ok(());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("migrate") => return Ok(()),
+        Some("audit") => std::process::exit(audit(&config, &args[1..]).await?),
+        _ => {}
     }
     let app = Application::build(&config).await?;
     tracing::info!(addr = %config.api_addr, port = app.port(), test_clock = config.test_clock, "billing-api listening");
     app.run_until_stopped().await?;
     tracing::info!("billing-api stopped");
     Ok(())
+}
+
+/// `audit [--tenant ID]`: the exit code (0 clean, 1 breaches, 2 usage).
+#[allow(clippy::print_stdout, clippy::print_stderr)] // the report is the command's output
+async fn audit(config: &Config, args: &[String]) -> anyhow::Result<i32> {
+    let tenant = match args {
+        [] => None,
+        [flag, id] if flag == "--tenant" => match id.parse() {
+            Ok(t) => Some(t),
+            Err(_) => {
+                eprintln!("billing-api audit: {id:?} is not a tenant id");
+                return Ok(2);
+            }
+        },
+        _ => {
+            eprintln!("usage: billing-api audit [--tenant ID]");
+            return Ok(2);
+        }
+    };
+    let pool = billing_shared::db::build_pool(&config.database_url, 1)?;
+    let mut conn = pool.get().await?;
+    let findings = billing_shared::services::audit::run(&mut conn, tenant).await?;
+    print!("{}", billing_shared::services::audit::table(&findings));
+    Ok(if findings.iter().any(|f| !f.breaches.is_empty()) { 1 } else { 0 })
 }

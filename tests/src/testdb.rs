@@ -156,6 +156,12 @@ impl TestDb {
         AsyncPgConnection::establish(&self.url).await.expect("connect to test database")
     }
 
+    /// Runs a statement (tests that corrupt data on purpose); panics on failure.
+    pub async fn execute(&self, sql: &str) {
+        let mut conn = self.conn().await;
+        sql_query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// Whether a query returns `true` (for ad-hoc assertions).
     pub async fn check(&self, sql: &str) -> bool {
         let mut conn = self.conn().await;

@@ -2,6 +2,7 @@
 //! `&mut AsyncPgConnection` so services can compose them inside one transaction.
 
 pub mod attempts;
+pub mod audit;
 pub mod customers;
 pub mod dead_letters;
 pub mod enums;

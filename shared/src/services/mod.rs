@@ -4,6 +4,7 @@
 //! events in the same transaction as the state change.
 
 pub mod acts;
+pub mod audit;
 pub mod balance;
 pub mod balance_payments;
 pub mod bank_statements;

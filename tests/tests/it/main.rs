@@ -5,6 +5,7 @@
 mod support;
 
 mod atol;
+mod audit;
 mod balance;
 mod balance_receipts;
 mod bank_statements;

@@ -1,0 +1,114 @@
+//! The invariants `billing-api audit` checks, each one query listing what breaches
+//! it (at most [`LIMIT`] keys), optionally for one tenant (`$1`, NULL for all).
+
+use diesel::sql_types::{Nullable, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use diesel::QueryResult;
+
+/// How many offending keys a check lists at most.
+pub const LIMIT: i64 = 1000;
+
+/// One invariant: a stable name, what it promises, and the query listing breaches.
+#[derive(Debug, Clone, Copy)]
+pub struct Invariant {
+    pub name: &'static str,
+    pub promise: &'static str,
+    sql: &'static str,
+}
+
+/// Every invariant, in the order the audit prints them.
+pub const INVARIANTS: [Invariant; 9] = [
+    Invariant {
+        name: "ledger_balanced",
+        promise: "every ledger transaction sums to zero per currency",
+        sql: "SELECT t.id::text || ' ' || e.currency AS key FROM ledger_entries e \
+              JOIN ledger_transactions t ON t.id = e.transaction_id \
+              WHERE ($1::uuid IS NULL OR t.tenant_id = $1) \
+              GROUP BY t.id, e.currency HAVING sum(e.amount) <> 0",
+    },
+    Invariant {
+        name: "balances_match_entries",
+        promise: "each customer's prepaid and cashback balance equals its entries",
+        sql: "SELECT a.id::text AS key FROM ledger_accounts a \
+              WHERE a.code IN ('customer_prepaid', 'customer_cashback') AND ($1::uuid IS NULL OR a.tenant_id = $1) \
+                AND a.balance <> (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e WHERE e.account_id = a.id)",
+    },
+    Invariant {
+        name: "transaction_in_one_payment",
+        promise: "a provider transaction is recorded in one payment only",
+        sql: "SELECT p.gateway || ':' || p.gateway_transaction_id AS key FROM payments p \
+              WHERE p.gateway_transaction_id IS NOT NULL AND ($1::uuid IS NULL OR p.tenant_id = $1) \
+              GROUP BY p.tenant_id, p.gateway, p.gateway_transaction_id HAVING count(*) > 1",
+    },
+    Invariant {
+        name: "capture_booked_once",
+        promise: "no payment's capture is booked to the ledger twice",
+        sql: "SELECT t.payment_id::text AS key FROM ledger_transactions t \
+              WHERE t.kind IN ('payment_captured', 'payment_captured_unapplied', 'duplicate_capture') \
+                AND t.payment_id IS NOT NULL AND ($1::uuid IS NULL OR t.tenant_id = $1) \
+              GROUP BY t.payment_id HAVING count(*) > 1",
+    },
+    Invariant {
+        name: "income_receipts",
+        promise: "every captured card or balance payment of a fiscal tenant has exactly one income receipt \
+                  (since the tenant's first receipt)",
+        sql: "SELECT p.id::text AS key FROM payments p JOIN tenants t ON t.id = p.tenant_id \
+              WHERE t.fiscal IS NOT NULL AND p.captured_at IS NOT NULL AND p.gateway <> 'invoice' \
+                AND p.amount - p.from_cashback > 0 AND ($1::uuid IS NULL OR p.tenant_id = $1) \
+                AND p.captured_at >= (SELECT min(r.created_at) FROM receipts r WHERE r.tenant_id = p.tenant_id) \
+                AND (SELECT count(*) FROM receipts r WHERE r.payment_id = p.id AND r.kind = 'income') <> 1",
+    },
+    Invariant {
+        name: "refund_receipts",
+        promise: "every refund paid back in money by a fiscal tenant has exactly one refund receipt \
+                  (since the tenant's first receipt)",
+        sql: "SELECT f.id::text AS key FROM refunds f JOIN payments p ON p.id = f.payment_id \
+              JOIN tenants t ON t.id = f.tenant_id \
+              WHERE t.fiscal IS NOT NULL AND f.status = 'succeeded' AND p.gateway <> 'invoice' \
+                AND (CASE WHEN f.to_prepaid + f.to_cashback = 0 THEN f.amount ELSE f.to_prepaid END) > 0 \
+                AND ($1::uuid IS NULL OR f.tenant_id = $1) \
+                AND f.updated_at >= (SELECT min(r.created_at) FROM receipts r WHERE r.tenant_id = f.tenant_id) \
+                AND (SELECT count(*) FROM receipts r WHERE r.refund_id = f.id AND r.kind = 'income_refund') <> 1",
+    },
+    Invariant {
+        name: "refunds_within_captures",
+        promise: "a payment's refunded amount never exceeds it and equals its succeeded refunds",
+        sql: "SELECT p.id::text AS key FROM payments p WHERE ($1::uuid IS NULL OR p.tenant_id = $1) \
+                AND (p.refunded_amount > p.amount OR p.refunded_amount <> \
+                     (SELECT coalesce(sum(f.amount), 0) FROM refunds f WHERE f.payment_id = p.id AND f.status = 'succeeded'))",
+    },
+    Invariant {
+        name: "subscriptions_match_payments",
+        promise: "no subscription waits for a purchase payment that succeeded",
+        sql: "SELECT s.id::text AS key FROM subscriptions s \
+              WHERE s.status = 'pending_payment' AND ($1::uuid IS NULL OR s.tenant_id = $1) \
+                AND EXISTS (SELECT 1 FROM payments p WHERE p.subscription_id = s.id AND p.kind = 'purchase' \
+                            AND p.status IN ('succeeded', 'partially_refunded') AND p.duplicate_of IS NULL)",
+    },
+    Invariant {
+        name: "outbox_draining",
+        promise: "no outbox message waits unpublished for more than 5 minutes",
+        sql: "SELECT o.seq::text AS key FROM outbox_events o \
+              WHERE o.published_at IS NULL AND o.inserted_at < now() - interval '5 minutes' \
+                AND ($1::uuid IS NULL OR o.tenant_id = $1)",
+    },
+];
+
+#[derive(diesel::QueryableByName)]
+struct Key {
+    #[diesel(sql_type = Text)]
+    key: String,
+}
+
+/// The keys (ids) breaching `invariant`, at most [`LIMIT`].
+pub async fn breaches(
+    conn: &mut AsyncPgConnection,
+    invariant: &Invariant,
+    tenant: Option<Uuid>,
+) -> QueryResult<Vec<String>> {
+    let sql = format!("SELECT key FROM ({}) breaches ORDER BY key LIMIT {LIMIT}", invariant.sql);
+    let rows: Vec<Key> = diesel::sql_query(sql).bind::<Nullable<SqlUuid>, _>(tenant).load(conn).await?;
+    Ok(rows.into_iter().map(|k| k.key).collect())
+}
