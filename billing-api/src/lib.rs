@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod fallback;
 pub mod openapi;
 pub mod routes;
 pub mod state;
@@ -16,7 +17,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::web::{self, Data};
-use actix_web::{App, HttpServer, ResponseError};
+use actix_web::{App, HttpServer};
 use billing_shared::clock::Clock;
 use billing_shared::config::Config;
 use billing_shared::db::build_pool;
@@ -53,9 +54,11 @@ impl Application {
         };
         let _ = billing_shared::telemetry::prometheus();
         let openapi = openapi::ApiDoc::openapi();
+        let routes = Data::new(fallback::RouteTable::from_openapi(&openapi));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(Data::new(state.clone()))
+                .app_data(routes.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                 .app_data(
                     web::QueryConfig::default()
@@ -66,7 +69,7 @@ impl Application {
                 .configure(routes::configure)
                 .service(web::redirect("/docs", "/docs/"))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
-                .default_service(web::to(|| async { ApiError::not_found("no such route").error_response() }))
+                .default_service(web::to(fallback::fallback))
         })
         .shutdown_timeout(30)
         .listen(listener)?

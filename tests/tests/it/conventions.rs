@@ -135,6 +135,13 @@ async fn bad_input_is_a_clear_4xx_never_a_500() {
     app.get(&t, "/v1/customers?starting_after=xyz").await.problem(422, "validation_failed");
     app.get(&t, "/v1/customers?limit=101").await.problem(422, "validation_failed");
     app.get(&t, "/v1/nothing-here").await.problem(404, "not_found");
+    // A known path under a method it does not declare: 405, and which ones it does.
+    let wrong = app.send(Method::DELETE, "/v1/customers", Some(&t.api_key), None, None).await;
+    let detail = wrong.problem(405, "method_not_allowed");
+    assert!(detail["detail"].as_str().unwrap().ends_with("allowed: GET, POST"), "{detail}");
+    let res = app.http.put(format!("{}/v1/payments/{}/pay", app.base, uuid::Uuid::nil())).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 405);
+    assert_eq!(res.headers()["allow"], "POST");
     app.send(Method::GET, "/v1/plans", None, None, None).await.problem(401, "unauthorized");
     app.send(Method::GET, "/v1/plans", Some("bk_unknown"), None, None).await.problem(401, "unauthorized");
     assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
