@@ -135,6 +135,20 @@ async fn bad_input_is_a_clear_4xx_never_a_500() {
     app.get(&t, "/v1/customers?starting_after=xyz").await.problem(422, "validation_failed");
     app.get(&t, "/v1/customers?limit=101").await.problem(422, "validation_failed");
     app.get(&t, "/v1/nothing-here").await.problem(404, "not_found");
+    // A body beyond the limit (16 MiB) is refused before it is read whole.
+    let huge = format!(r#"{{"external_id": "x", "email": "a@b.ru", "pad": "{}"}}"#, "x".repeat(17 << 20));
+    let res = app
+        .http
+        .post(format!("{}/v1/customers", app.base))
+        .bearer_auth(&t.api_key)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 413);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["code"], "payload_too_large");
     // A known path under a method it does not declare: 405, and which ones it does.
     let wrong = app.send(Method::DELETE, "/v1/customers", Some(&t.api_key), None, None).await;
     let detail = wrong.problem(405, "method_not_allowed");

@@ -129,3 +129,42 @@ async fn recurrent_notifications_are_stored_once_and_acknowledged() {
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"code": 0}));
     assert_eq!(app.count("SELECT count(*) AS n FROM gateway_events WHERE kind = 'recurrent'").await, 1, "deduplicated");
 }
+
+#[tokio::test]
+async fn a_notification_replayed_a_day_later_with_a_valid_signature_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let (t, bought) = setup(&app).await;
+    let body = pay_body(&bought, 777_001);
+    let signed = [("Content-HMAC", sign(&t.api_secret, &body))];
+    let res = post_raw(&app, &t, "pay", &body, &signed).await;
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"code": 0}));
+    let sub_id = bought["subscription"]["id"].as_str().unwrap();
+    let sub_before = app.get(&t, &format!("/v1/subscriptions/{sub_id}")).await.expect(200);
+    assert_eq!(sub_before["status"], "active");
+    let snapshot = async || {
+        (
+            app.count("SELECT count(*) AS n FROM payments").await,
+            app.count("SELECT count(*) AS n FROM ledger_transactions").await,
+            app.count("SELECT count(*) AS n FROM outbox_events").await,
+            app.count("SELECT count(*) AS n FROM payment_methods").await,
+            app.count("SELECT count(*) AS n FROM subscription_transitions").await,
+        )
+    };
+    let before = snapshot().await;
+
+    // A day later someone replays the captured bytes, signature and all.
+    app.set_clock("2026-03-06T09:00:00Z").await;
+    for _ in 0..2 {
+        let res = post_raw(&app, &t, "pay", &body, &signed).await;
+        assert_eq!(res.json::<Value>().await.unwrap(), json!({"code": 0}), "acknowledged, not acted on");
+    }
+    // A replayed Check of the paid invoice is refused (its payment window has
+    // passed: 20), and changes nothing either.
+    let check = post_raw(&app, &t, "check", &body, &signed).await;
+    assert_eq!(check.json::<Value>().await.unwrap(), json!({"code": 20}));
+    assert_eq!(snapshot().await, before);
+    let sub_after = app.get(&t, &format!("/v1/subscriptions/{sub_id}")).await.expect(200);
+    assert_eq!(sub_after["current_period_end"], sub_before["current_period_end"]);
+    assert_eq!(app.count("SELECT count(*) AS n FROM gateway_events WHERE kind = 'pay'").await, 1);
+    app.assert_ledger_balanced().await;
+}
