@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod fallback;
 pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
 
@@ -55,16 +56,19 @@ impl Application {
         let _ = billing_shared::telemetry::prometheus();
         let openapi = openapi::ApiDoc::openapi();
         let routes = Data::new(fallback::RouteTable::from_openapi(&openapi));
+        let limits = Data::new(rate_limit::Limits::new(config.rate_limit_per_second, config.rate_limit_burst));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(Data::new(state.clone()))
                 .app_data(routes.clone())
+                .app_data(limits.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                 .app_data(
                     web::QueryConfig::default()
                         .error_handler(|e, _| ApiError::validation(format!("query: {e}")).into()),
                 )
                 .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::not_found(e.to_string()).into()))
+                .wrap(from_fn(rate_limit::limit))
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .service(web::redirect("/docs", "/docs/"))

@@ -54,6 +54,11 @@ pub struct Config {
     pub gateway_timeout: Duration,
     pub webhook_timeout: Duration,
     pub public_url: Option<String>,
+    /// Requests per second each API key (bearer token) may make; 0 turns the limit
+    /// off. Beyond it: 429 with `Retry-After`.
+    pub rate_limit_per_second: u32,
+    /// How many requests a key may make at once above its rate.
+    pub rate_limit_burst: u32,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/billing";
@@ -137,6 +142,9 @@ impl Config {
             worker_metrics_addr: addr("BILLING_WORKER_METRICS_ADDR", "127.0.0.1:9090")?,
             log_format,
             public_url,
+            rate_limit_per_second: u32::try_from(number("BILLING_RATE_LIMIT_PER_SECOND", 1000, 0..=1_000_000)?)
+                .unwrap_or(1000),
+            rate_limit_burst: u32::try_from(number("BILLING_RATE_LIMIT_BURST", 2000, 1..=10_000_000)?).unwrap_or(2000),
         })
     }
 }

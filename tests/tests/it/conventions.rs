@@ -220,3 +220,29 @@ async fn service_endpoints() {
     let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("http_requests_total"), "{metrics}");
 }
+
+#[tokio::test]
+async fn each_api_key_is_rate_limited_with_retry_after() {
+    let app = TestApp::spawn_with(&[("BILLING_RATE_LIMIT_PER_SECOND", "1"), ("BILLING_RATE_LIMIT_BURST", "5")]).await;
+    let a = app.tenant("A", "Europe/Moscow", json!({})).await;
+    let b = app.tenant("B", "Europe/Moscow", json!({})).await;
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..8 {
+            v.push(app.get(&a, "/v1/plans").await.status.as_u16());
+        }
+        v
+    };
+    assert_eq!(&statuses[..5], &[200; 5], "the burst is served: {statuses:?}");
+    assert!(statuses[5..].contains(&429), "beyond it, 429: {statuses:?}");
+    let res = app.http.get(format!("{}/v1/plans", app.base)).bearer_auth(&a.api_key).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 429);
+    let wait: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["code"], "rate_limited");
+    // Another key has its own budget; requests without a key are not limited here.
+    app.get(&b, "/v1/plans").await.expect(200);
+    let health = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
