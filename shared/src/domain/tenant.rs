@@ -48,6 +48,11 @@ impl GatewayConfig {
         let (id, secret, url) = match self {
             GatewayConfig::Cloudpayments { public_id, api_secret, api_url } => (public_id, api_secret, api_url),
             GatewayConfig::Yookassa { shop_id, api_secret, api_url, notification_ips } => {
+                if notification_ips.as_ref().is_some_and(Vec::is_empty) {
+                    return Err("gateway.notification_ips: list at least one range, or leave it out for \
+                                YooKassa's published ranges"
+                        .into());
+                }
                 for ip in notification_ips.iter().flatten() {
                     parse_ip_range(ip).map_err(|e| format!("gateway.notification_ips: {e}"))?;
                 }

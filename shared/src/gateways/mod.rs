@@ -78,6 +78,10 @@ pub enum ChargeOutcome {
 pub enum AttemptLookup {
     /// Never seen: the same attempt may be sent (again).
     NotFound,
+    /// The provider cannot look an attempt up by our id (YooKassa): sending the
+    /// same request again under the same idempotency key is the lookup — it
+    /// answers the first request's result, or carries it out if it never arrived.
+    ResendToKnow,
     /// Still being processed (e.g. awaiting 3-D Secure): ask again later.
     InProgress,
     Done(ChargeOutcome),
@@ -208,7 +212,12 @@ pub enum NotificationError {
     /// (YooKassa's re-fetch answered 404): stored under `key` for the operator
     /// and refused with 422.
     #[error("{detail}")]
-    UnknownObject { key: String, detail: String },
+    UnknownObject {
+        /// What the refusal is stored under (`<event>:<object id>`).
+        key: String,
+        /// Why, for the operator and the answer.
+        detail: String,
+    },
     /// The provider could not be asked to confirm it: 503, so it is delivered again.
     #[error("{0}")]
     Unavailable(String),

@@ -121,20 +121,28 @@ pub async fn process_attempt(
         Step::Done => return Ok(JobResult::Done),
         Step::Send(call) => call,
         Step::Reconcile(call) => {
-            if call.token.is_some() {
-                match call.gateway.find_attempt(&call.invoice_id).await {
-                    Ok(AttemptLookup::Done(outcome)) => {
-                        return finish(pool, clock, attempt_id, &call, Outcome::Charge(outcome)).await;
-                    }
-                    Ok(AttemptLookup::InProgress) => {
-                        return Ok(JobResult::RetryLater("the provider is still processing the attempt".into()));
-                    }
-                    Ok(AttemptLookup::NotFound) => {}
-                    Err(GatewayError::Refused(why)) => {
-                        return Ok(merchant_side_failure(call.tenant.id, call.gateway.provider(), "find", &why));
-                    }
-                    Err(e) => return Ok(JobResult::RetryLater(format!("reconciliation failed: {e}"))),
+            // Asked even when the saved card was revoked meanwhile: the earlier try
+            // may have charged it.
+            match call.gateway.find_attempt(&call.invoice_id).await {
+                Ok(AttemptLookup::Done(outcome)) => {
+                    return finish(pool, clock, attempt_id, &call, Outcome::Charge(outcome)).await;
                 }
+                Ok(AttemptLookup::InProgress) => {
+                    return Ok(JobResult::RetryLater("the provider is still processing the attempt".into()));
+                }
+                Ok(AttemptLookup::NotFound) => {}
+                Ok(AttemptLookup::ResendToKnow) if call.token.is_none() => {
+                    // Only the same request can tell, and its card is gone: an operator
+                    // looks the attempt up in the provider's dashboard.
+                    let why = "the outcome is unknown and only re-sending the charge could tell, but its saved \
+                               card was revoked meanwhile";
+                    return Ok(merchant_side_failure(call.tenant.id, call.gateway.provider(), "find", why));
+                }
+                Ok(AttemptLookup::ResendToKnow) => {}
+                Err(GatewayError::Refused(why)) => {
+                    return Ok(merchant_side_failure(call.tenant.id, call.gateway.provider(), "find", &why));
+                }
+                Err(e) => return Ok(JobResult::RetryLater(format!("reconciliation failed: {e}"))),
             }
             call
         }

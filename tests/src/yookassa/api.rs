@@ -137,7 +137,7 @@ pub(super) async fn http_create_payment(sim: Data<YooKassaSim>, req: HttpRequest
         cancellation: None,
         autopay: false,
         idempotence_key: key.clone(),
-        succeed_on_fetch: false,
+        fetches_until_success: 0,
     };
     let sim2 = sim.clone();
     once(&sim, &shop, &key, async move || match input.payment_method_id {
@@ -172,10 +172,6 @@ async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16
     p.method_saved = true;
     let slow = || tokio::time::sleep(std::time::Duration::from_millis(slow_ms));
     let (status, cancellation) = match &script {
-        MethodScript::Processing => {
-            let processing = json!({"type": "processing", "description": "Request accepted", "retry_after": 1800});
-            return Err(Box::new(answer(202, &processing)));
-        }
         MethodScript::TimeoutBeforeCharge => {
             slow().await;
             return Err(refuse(500, "internal_server_error", "timed out"));
@@ -189,7 +185,7 @@ async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16
     };
     p.status = status.into();
     p.cancellation = cancellation;
-    p.succeed_on_fetch = script == MethodScript::PendingUntilFetched;
+    p.fetches_until_success = if script == MethodScript::PendingUntilFetched { 2 } else { 0 };
     let object = p.object();
     let shop = p.shop_id.clone();
     {
@@ -208,6 +204,10 @@ async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16
             Ok((200, object))
         }
         MethodScript::ErrorAfterCharge => Err(refuse(500, "internal_server_error", "Internal server error")),
+        MethodScript::Processing => {
+            let processing = json!({"type": "processing", "description": "Request accepted", "retry_after": 1800});
+            Err(Box::new(answer(202, &processing)))
+        }
         _ => Ok((200, object)),
     }
 }
@@ -230,9 +230,9 @@ pub(super) async fn http_get_payment(sim: Data<YooKassaSim>, req: HttpRequest, i
     let (object, became) = {
         let mut st = sim.state();
         let p = &mut st.payments[i];
-        let became = p.succeed_on_fetch;
+        let became = p.fetches_until_success == 1;
+        p.fetches_until_success = p.fetches_until_success.saturating_sub(1);
         if became {
-            p.succeed_on_fetch = false;
             p.status = "succeeded".into();
         }
         (p.object(), became)
@@ -311,19 +311,19 @@ pub(super) async fn http_create_refund(sim: Data<YooKassaSim>, req: HttpRequest,
     let sim2 = sim.clone();
     let (shop2, key2) = (shop.clone(), key.clone());
     once(&sim, &shop2, &key2, async move || {
-        {
-            let mut st = sim2.state();
-            if st.refund_errors > 0 {
-                st.refund_errors -= 1;
-                return Err(refuse(500, "internal_server_error", "Internal server error"));
-            }
-        }
         let amount = input.amount.parse()?;
         let refund = sim2
             .make_refund(&input.payment_id, Some(&shop), amount, Some(key.clone()), input.description.clone())
             .map_err(|e| refuse(400, "invalid_request", &e))?;
         let object = refund.object();
         sim2.notify_later(&shop, "refund.succeeded".into(), object.clone());
+        let mut st = sim2.state();
+        if st.refund_errors > 0 {
+            // Refunded, but the answer is lost: the key keeps the result.
+            st.refund_errors -= 1;
+            st.answered.insert((shop.clone(), key.clone()), (200, object));
+            return Err(refuse(500, "internal_server_error", "Internal server error"));
+        }
         Ok((200, object))
     })
     .await

@@ -73,9 +73,11 @@ pub enum MethodScript {
     MerchantSide {
         reason: String,
     },
-    /// Answered `pending`; it succeeds when the merchant fetches it.
+    /// Answered `pending`, and still pending at the first fetch; it succeeds at the
+    /// second (so the merchant must come back, under the same key).
     PendingUntilFetched,
-    /// Answers `202 {"type": "processing"}` without charging.
+    /// Charges, but answers `202 {"type": "processing"}`: only the same request
+    /// under the same key learns the result.
     Processing,
     /// Charges, then answers too late: the client times out, the money is taken.
     TimeoutAfterCharge,
@@ -110,9 +112,9 @@ pub struct Payment {
     /// Autopayments: the saved method charged.
     pub autopay: bool,
     pub idempotence_key: String,
-    /// Succeeds when next fetched (scripted `PendingUntilFetched`).
+    /// Fetches left before a scripted `PendingUntilFetched` payment succeeds (0: none).
     #[serde(skip)]
-    pub succeed_on_fetch: bool,
+    pub fetches_until_success: u8,
 }
 
 impl Payment {
@@ -289,7 +291,8 @@ impl YooKassaSim {
         }
     }
 
-    /// The next `n` refund requests fail with HTTP 500 before refunding.
+    /// The next `n` refund requests refund, then answer HTTP 500 (the key keeps the
+    /// result: only a re-send under the same key avoids a second refund).
     pub fn fail_refunds(&self, n: u32) {
         self.state().refund_errors = n;
     }

@@ -24,7 +24,9 @@ use crate::gateways::GatewayError;
 /// The shop a call is made for.
 #[derive(Debug, Clone)]
 pub struct Account {
+    /// The shop id (Basic auth user).
     pub shop_id: String,
+    /// The secret key (Basic auth password).
     pub api_secret: Secret,
     /// `https://api.yookassa.ru/v3/` or a simulator's equivalent (ends before `payments`).
     pub base_url: String,

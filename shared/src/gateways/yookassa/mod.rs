@@ -14,8 +14,8 @@
 //! * **Declines**: `cancellation_details.reason` `permission_revoked`,
 //!   `card_expired`, `invalid_card_number` and `payment_method_restricted` are hard
 //!   (SPEC §4: stop retrying, revoke the method); others are soft. A cancellation by
-//!   `party: merchant` (`canceled_by_merchant`, `expired_on_capture`) is the
-//!   merchant's side failing, never a decline ([`GatewayError::Refused`]).
+//!   `party: merchant` (e.g. `canceled_by_merchant`) is the merchant's side failing,
+//!   never a decline ([`GatewayError::Refused`]).
 //! * **Two-stage payments** (`waiting_for_capture`) are never left hanging: our
 //!   own charges are captured at once; a notified one becomes a Check whose verdict
 //!   [`PaymentGateway::settle_check`] carries out (capture, or cancel).
@@ -66,6 +66,31 @@ pub const PUBLISHED_RANGES: [&str; 7] = [
 /// Cancellation reasons after which charging the method again is pointless (SPEC §4).
 const HARD_DECLINES: [&str; 4] =
     ["permission_revoked", "card_expired", "invalid_card_number", "payment_method_restricted"];
+
+/// How long after an attempt was made a re-send under its key is trusted to be
+/// de-duplicated by YooKassa. Its key lifetime is commonly said to be 24 h
+/// (UNCONFIRMED, GATEWAYS.md §6); past this margin a charge is not sent again but
+/// refused for an operator, who checks the payment (`metadata.attempt_id`) in the
+/// YooKassa dashboard — a second charge is never risked.
+pub const KEY_TRUSTED_FOR: std::time::Duration = std::time::Duration::from_secs(20 * 3600);
+
+/// Refuses to send attempt `attempt_id` (a UUIDv7: its creation time is in it)
+/// once its key may have expired at YooKassa. Ids without a timestamp pass.
+fn key_still_kept(attempt_id: &str, now: std::time::SystemTime) -> Result<(), GatewayError> {
+    let Some(made) = uuid::Uuid::parse_str(attempt_id).ok().and_then(|id| id.get_timestamp()) else {
+        return Ok(());
+    };
+    let (secs, nanos) = made.to_unix();
+    let made = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+    match now.duration_since(made) {
+        Ok(age) if age > KEY_TRUSTED_FOR => Err(GatewayError::Refused(format!(
+            "attempt {attempt_id} was made {} h ago, longer than YooKassa is trusted to keep its Idempotence-Key: \
+             check the payment with this metadata.attempt_id in the YooKassa dashboard before charging again",
+            age.as_secs() / 3600
+        ))),
+        _ => Ok(()),
+    }
+}
 
 /// A decline's class by its cancellation reason.
 pub fn decline_class(reason: &str) -> DeclineClass {
@@ -229,6 +254,7 @@ impl PaymentGateway for YooKassa {
     }
 
     async fn charge(&self, req: &ChargeRequest<'_>) -> Result<ChargeOutcome, GatewayError> {
+        key_still_kept(req.attempt_id, std::time::SystemTime::now())?;
         let body = CreatePayment {
             amount: req.amount.into(),
             capture: true,
@@ -251,7 +277,7 @@ impl PaymentGateway for YooKassa {
 
     async fn find_attempt(&self, _attempt_id: &str) -> Result<AttemptLookup, GatewayError> {
         // No lookup by our id: re-sending under the same Idempotence-Key is the lookup.
-        Ok(AttemptLookup::NotFound)
+        Ok(AttemptLookup::ResendToKnow)
     }
 
     async fn refund(&self, req: &RefundRequest<'_>) -> Result<RefundOutcome, GatewayError> {
@@ -384,6 +410,21 @@ mod tests {
         // Trusted, but YooKassa cannot be asked (nothing listens): 503, delivered again.
         let unavailable = adapter(Some(&["10.0.0.0/8".to_owned()])).notification(&raw(Some("10.0.0.1"))).await;
         assert!(matches!(unavailable, Err(NotificationError::Unavailable(_))), "{unavailable:?}");
+    }
+
+    #[test]
+    fn old_attempts_are_not_sent_again_under_a_key_that_may_have_expired() {
+        let now = std::time::SystemTime::now();
+        let secs = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let made = |hours_ago: u64| {
+            let ts = uuid::Timestamp::from_unix(uuid::NoContext, secs - hours_ago * 3600, 0);
+            uuid::Uuid::new_v7(ts).to_string()
+        };
+        assert!(key_still_kept(&made(0), now).is_ok());
+        assert!(key_still_kept(&made(19), now).is_ok());
+        assert!(matches!(key_still_kept(&made(21), now), Err(GatewayError::Refused(_))));
+        assert!(key_still_kept(&uuid::Uuid::new_v4().to_string(), now).is_ok(), "no timestamp: cannot tell");
+        assert!(key_still_kept("not-a-uuid", now).is_ok());
     }
 
     #[test]

@@ -15,10 +15,20 @@ use crate::domain::money::Money;
 /// An amount as YooKassa writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Amount {
-    /// Decimal string with two decimals (`"990.00"`).
+    /// Decimal string with at most two decimals (`"990.00"`), not negative; a JSON
+    /// number or anything else is refused.
+    #[serde(deserialize_with = "amount_value")]
     pub value: Decimal,
     /// ISO 4217 (`RUB`).
     pub currency: String,
+}
+
+fn amount_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse::<Decimal>()
+        .ok()
+        .filter(|v| !v.is_sign_negative() && v.scale() <= 2)
+        .ok_or_else(|| serde::de::Error::custom(format!("amount value {text:?} is not a decimal string in kopecks")))
 }
 
 impl From<Money> for Amount {
@@ -42,6 +52,7 @@ pub struct Metadata {
 /// `return_url` from us (the product's page gives the widget its own).
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfirmationRequest {
+    /// The object's `type`.
     #[serde(rename = "type")]
     pub kind: &'static str,
 }
@@ -51,15 +62,21 @@ pub struct ConfirmationRequest {
 /// (`payment_method_id`). Always one-stage (`capture: true`).
 #[derive(Debug, Clone, Serialize)]
 pub struct CreatePayment<'a> {
+    /// The amount.
     pub amount: Amount,
+    /// `true`: one-stage (captured at once).
     pub capture: bool,
     /// At most 128 characters (YooKassa refuses longer).
     pub description: String,
+    /// Our ids, echoed in every payment object.
     pub metadata: Metadata,
+    /// How the customer confirms the payment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<ConfirmationRequest>,
+    /// Save the card for autopayments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save_payment_method: Option<bool>,
+    /// The saved method to charge (autopayments).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_method_id: Option<&'a str>,
 }
@@ -67,13 +84,16 @@ pub struct CreatePayment<'a> {
 /// `POST /v3/payments/{id}/capture` of the whole authorised amount.
 #[derive(Debug, Clone, Serialize)]
 pub struct CapturePayment {
+    /// The amount.
     pub amount: Amount,
 }
 
 /// `POST /v3/refunds`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CreateRefund<'a> {
+    /// The refunded payment.
     pub payment_id: &'a str,
+    /// The amount.
     pub amount: Amount,
     /// `refund <our refund id>`: refunds carry no metadata, the description
     /// brings our id back in the refund object.
@@ -84,9 +104,13 @@ pub struct CreateRefund<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
+    /// Created, not yet paid or confirmed.
     Pending,
+    /// Authorised, held for the merchant's capture or cancel.
     WaitingForCapture,
+    /// Paid.
     Succeeded,
+    /// Canceled (`cancellation_details` says why).
     Canceled,
 }
 
@@ -94,8 +118,11 @@ pub enum PaymentStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundStatus {
+    /// Being processed.
     Pending,
+    /// Refunded.
     Succeeded,
+    /// Refused.
     Canceled,
 }
 
@@ -103,8 +130,12 @@ pub enum RefundStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Party {
+    /// The shop (us, or its dashboard).
     Merchant,
+    /// YooKassa itself (its current documentation also says `yoo_money`).
+    #[serde(alias = "yoo_money")]
     YooKassa,
+    /// The card network or issuer.
     PaymentNetwork,
     /// A party this adapter does not know (kept, treated as the network's).
     #[serde(other)]
@@ -114,21 +145,28 @@ pub enum Party {
 /// `cancellation_details`: who canceled and why (`permission_revoked`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancellationDetails {
+    /// Who canceled.
     pub party: Party,
+    /// Why (`permission_revoked`, `insufficient_funds`, ...).
     pub reason: String,
 }
 
 /// `payment_method.card`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Card {
+    /// The card number's first six digits.
     #[serde(default)]
     pub first6: Option<String>,
+    /// The card number's last four digits.
     #[serde(default)]
     pub last4: Option<String>,
+    /// `MM`.
     #[serde(default)]
     pub expiry_month: Option<String>,
+    /// `YYYY`.
     #[serde(default)]
     pub expiry_year: Option<String>,
+    /// `MasterCard`, `Visa`, `Mir`, ...
     #[serde(default)]
     pub card_type: Option<String>,
 }
@@ -136,11 +174,15 @@ pub struct Card {
 /// `payment_method`: `id` is what autopayments use once `saved` is true.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentMethod {
+    /// The object's `type`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// YooKassa's id of the object.
     pub id: String,
+    /// Whether autopayments may use it.
     #[serde(default)]
     pub saved: bool,
+    /// Card details, for cards.
     #[serde(default)]
     pub card: Option<Card>,
 }
@@ -148,10 +190,13 @@ pub struct PaymentMethod {
 /// `confirmation` of a payment object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confirmation {
+    /// The object's `type`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The embedded widget's token.
     #[serde(default)]
     pub confirmation_token: Option<String>,
+    /// The redirect page.
     #[serde(default)]
     pub confirmation_url: Option<String>,
 }
@@ -159,15 +204,22 @@ pub struct Confirmation {
 /// The payment object (answers and notifications).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
+    /// YooKassa's id of the object.
     pub id: String,
+    /// The object's status.
     pub status: PaymentStatus,
+    /// The amount.
     pub amount: Amount,
+    /// Our ids, echoed in every payment object.
     #[serde(default)]
     pub metadata: Option<HashMap<String, String>>,
+    /// What paid.
     #[serde(default)]
     pub payment_method: Option<PaymentMethod>,
+    /// How the customer confirms the payment.
     #[serde(default)]
     pub confirmation: Option<Confirmation>,
+    /// Why it was canceled.
     #[serde(default)]
     pub cancellation_details: Option<CancellationDetails>,
 }
@@ -182,12 +234,18 @@ impl Payment {
 /// The refund object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
+    /// YooKassa's id of the object.
     pub id: String,
+    /// The refunded payment.
     pub payment_id: String,
+    /// The object's status.
     pub status: RefundStatus,
+    /// The amount.
     pub amount: Amount,
+    /// Free text (at most 128 characters for payments).
     #[serde(default)]
     pub description: Option<String>,
+    /// Why it was canceled.
     #[serde(default)]
     pub cancellation_details: Option<CancellationDetails>,
 }
@@ -195,8 +253,10 @@ pub struct Refund {
 /// An error answer (`{"type": "error", "code": "invalid_credentials", ...}`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ErrorBody {
+    /// The error code (`invalid_credentials`, `invalid_request`, ...).
     #[serde(default)]
     pub code: Option<String>,
+    /// Free text (at most 128 characters for payments).
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -216,22 +276,28 @@ impl ErrorBody {
 /// The object a notification names (only its id is trusted: it is re-fetched).
 #[derive(Debug, Clone, Deserialize)]
 pub struct NotifiedObject {
+    /// YooKassa's id of the object.
     pub id: String,
 }
 
 /// `{"type": "notification", "event": "payment.succeeded", "object": {...}}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NotificationBody {
+    /// The object's `type`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// `payment.succeeded`, `refund.succeeded`, ...
     pub event: String,
+    /// The object the event is about (only its id is trusted).
     pub object: NotifiedObject,
 }
 
 /// What a notification's event names, to re-fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
+    /// `payment.*` events: fetched with `GET /v3/payments/{id}`.
     Payment,
+    /// `refund.*` events: fetched with `GET /v3/refunds/{id}`.
     Refund,
 }
 
@@ -290,6 +356,10 @@ mod tests {
             r#"{"id":"x","status":"refunded","amount":{"value":"1.00","currency":"RUB"}}"#,
         );
         assert!(unknown.is_err(), "an unknown status is an error, not a guess");
+        for bad in [r#"990.5"#, r#""990.001""#, r#""-1.00""#, r#""abc""#] {
+            let json = format!(r#"{{"value":{bad},"currency":"RUB"}}"#);
+            assert!(serde_json::from_str::<Amount>(&json).is_err(), "{bad}");
+        }
     }
 
     #[test]
