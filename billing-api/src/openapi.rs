@@ -64,3 +64,27 @@ impl Modify for Security {
         components.add_security_scheme("operator_token", bearer("BILLING_ADMIN_TOKEN"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The served contract is reviewed like code: `billing-api/openapi.json` is its
+    /// snapshot, and any change to the document fails here until the snapshot is
+    /// regenerated (`UPDATE_OPENAPI_SNAPSHOT=1 cargo test -p billing-api openapi`)
+    /// and the diff committed.
+    #[test]
+    fn the_served_openapi_matches_its_reviewed_snapshot() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+        let served = ApiDoc::openapi().to_pretty_json().unwrap() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI_SNAPSHOT").is_some() {
+            std::fs::write(path, &served).unwrap();
+        }
+        let reviewed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            served == reviewed,
+            "the served OpenAPI differs from billing-api/openapi.json: review the change, then run \
+             UPDATE_OPENAPI_SNAPSHOT=1 cargo test -p billing-api openapi and commit the file"
+        );
+    }
+}
