@@ -9,6 +9,7 @@
 pub mod atol;
 pub mod cloudpayments;
 pub mod demo;
+pub mod fuzz;
 pub mod process;
 pub mod testdb;
 pub mod testmq;

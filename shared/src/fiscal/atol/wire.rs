@@ -179,11 +179,31 @@ pub(super) fn report_from(uuid: &str, status: StatusCode, a: Answer) -> Result<R
 /// counts as an expired token (error 11).
 pub(super) async fn read(what: &str, res: reqwest::Response) -> Result<(StatusCode, Answer), AtolError> {
     let status = res.status();
+    outcome_known(what, status)?;
+    let bytes = res.bytes().await.map_err(|e| AtolError::Unknown(format!("{what}: reading answer: {e}")))?;
+    answer_of(what, status, &bytes)
+}
+
+/// A report answer as the client reads it, from its HTTP status and raw bytes: the
+/// report of `uuid`, or why there is none (the parsing half of `Client::report`,
+/// public for the fuzz harness).
+pub fn report_of(uuid: &str, status: u16, bytes: &[u8]) -> Result<Report, AtolError> {
+    let status = StatusCode::from_u16(status).map_err(|e| AtolError::Unknown(format!("report: {e}")))?;
+    outcome_known("report", status)?;
+    let (status, answer) = answer_of("report", status, bytes)?;
+    report_from(uuid, status, answer)
+}
+
+/// 5xx, 408 and 429 leave the outcome unknown.
+fn outcome_known(what: &str, status: StatusCode) -> Result<(), AtolError> {
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
         return Err(AtolError::Unknown(format!("{what}: HTTP {status}")));
     }
-    let bytes = res.bytes().await.map_err(|e| AtolError::Unknown(format!("{what}: reading answer: {e}")))?;
-    match serde_json::from_slice::<Answer>(&bytes) {
+    Ok(())
+}
+
+fn answer_of(what: &str, status: StatusCode, bytes: &[u8]) -> Result<(StatusCode, Answer), AtolError> {
+    match serde_json::from_slice::<Answer>(bytes) {
         Ok(a) => Ok((status, a)),
         Err(e) if status.is_success() => Err(AtolError::Unknown(format!("{what}: unreadable answer: {e}"))),
         Err(_) if status == StatusCode::UNAUTHORIZED => {
@@ -198,7 +218,7 @@ pub(super) async fn read(what: &str, res: reqwest::Response) -> Result<(StatusCo
             code: i64::from(status.as_u16()),
             text: format!(
                 "{what}: HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()
+                String::from_utf8_lossy(bytes).chars().take(200).collect::<String>()
             ),
             kind: "http".into(),
         })),
