@@ -44,6 +44,19 @@ impl Proc {
         Proc { child: cmd.spawn().expect("spawn binary") }
     }
 
+    /// Like [`Proc::spawn`], with stdout and stderr appended to `log` and the
+    /// service's own settings (`RUST_LOG`, `BILLING_LOG_FORMAT`) taken from `env`.
+    pub fn spawn_logged(bin: &PathBuf, env: &[(&str, String)], log: &std::path::Path) -> Proc {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        let mut cmd = Command::new(bin);
+        cmd.env_remove("RUST_LOG").stdin(Stdio::null());
+        cmd.stdout(file.try_clone().expect("log file")).stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Proc { child: cmd.spawn().expect("spawn binary") }
+    }
+
     pub fn id(&self) -> u32 {
         self.child.id()
     }
