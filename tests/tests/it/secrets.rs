@@ -136,7 +136,8 @@ async fn secrets_never_reach_logs_or_problem_details() {
         .await
         .unwrap();
     assert_eq!(forged.status().as_u16(), 401);
-    api.problems.lock().unwrap().push(forged.text().await.unwrap());
+    let forged_answer = forged.text().await.unwrap();
+    api.problems.lock().unwrap().push(forged_answer);
     let (_, rotated) = api
         .call(
             Method::POST,
