@@ -34,7 +34,7 @@ use crate::routes::{
         webhooks::cloudpayments_notification, webhooks::yookassa_notification, webhooks::atol_callback,
         service::healthz, service::readyz, service::metrics,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &Problems),
     tags(
         (name = "operator", description = "Operators of the billing service (BILLING_ADMIN_TOKEN)"),
         (name = "catalog", description = "Plans and versioned prices"),
@@ -65,6 +65,55 @@ impl Modify for Security {
     }
 }
 
+/// Every error answer is declared as `application/problem+json` (the `Problem`
+/// schema), and each operation lists the errors every request can meet: 401 when
+/// it needs a key or token, 429 (`rate_limited`) when a key's rate applies, 413
+/// (`payload_too_large`) and 422 (`validation_failed`) when it takes a body or
+/// parameters.
+struct Problems;
+
+impl Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = |description: &str| {
+            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+            RefOr::T(ResponseBuilder::new().description(description).content(PROBLEM_JSON, content).build())
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations =
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten();
+            for op in operations {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let takes_input = op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let responses = &mut op.responses.responses;
+                for (status, response) in responses.iter_mut() {
+                    if let (true, RefOr::T(r)) = (status.as_str() >= "400", response)
+                        && let Some(content) = r.content.shift_remove("application/json")
+                    {
+                        r.content.insert(PROBLEM_JSON.to_owned(), content);
+                    }
+                }
+                let mut add = |status: &str, description: &str| {
+                    responses.entry(status.to_owned()).or_insert_with(|| problem(description));
+                };
+                if secured {
+                    add("401", "Missing or unknown key or token");
+                    add("429", "Too many requests for this key (`rate_limited`, with `Retry-After`)");
+                }
+                if op.request_body.is_some() {
+                    add("413", "Body over 16 MiB (`payload_too_large`)");
+                }
+                if takes_input {
+                    add("422", "Invalid input (`validation_failed` or a more specific code)");
+                }
+            }
+        }
+    }
+}
+
+/// The media type of every error answer (RFC 9457).
+const PROBLEM_JSON: &str = "application/problem+json";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +122,20 @@ mod tests {
     /// snapshot, and any change to the document fails here until the snapshot is
     /// regenerated (`UPDATE_OPENAPI_SNAPSHOT=1 cargo test -p billing-api openapi`)
     /// and the diff committed.
+    #[test]
+    fn every_error_answer_is_problem_json_and_common_errors_are_declared() {
+        let doc = ApiDoc::openapi();
+        let customers = doc.paths.paths.get("/v1/customers").and_then(|p| p.post.as_ref()).unwrap();
+        for status in ["401", "413", "422", "429"] {
+            let Some(utoipa::openapi::RefOr::T(r)) = customers.responses.responses.get(status) else {
+                panic!("POST /v1/customers does not declare {status}");
+            };
+            assert_eq!(r.content.keys().collect::<Vec<_>>(), vec![PROBLEM_JSON], "{status}");
+        }
+        let json = doc.to_json().unwrap();
+        assert!(!json.contains(r##""application/json":{"schema":{"$ref":"#/components/schemas/Problem"}}"##));
+    }
+
     #[test]
     fn the_served_openapi_matches_its_reviewed_snapshot() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");

@@ -164,6 +164,8 @@ pub struct DeadLetterQuery {
     /// Also list dead letters already replayed.
     #[serde(default)]
     pub include_replayed: bool,
+    /// Page size, 1..100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     pub starting_after: Option<uuid::Uuid>,
 }

@@ -43,6 +43,8 @@ async fn create_customer(
 pub struct CustomerQuery {
     /// Find the customer with this product id.
     pub external_id: Option<String>,
+    /// Page size, 1..100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     pub starting_after: Option<Uuid>,
 }

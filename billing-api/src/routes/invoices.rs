@@ -31,6 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct InvoiceQuery {
     pub customer_id: Option<Uuid>,
+    /// Page size, 1..100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     pub starting_after: Option<Uuid>,
 }

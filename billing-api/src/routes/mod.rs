@@ -50,6 +50,8 @@ pub fn parse_id<T: From<Uuid>>(raw: &str, what: &str) -> Result<T, ApiError> {
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Page size, 1..100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     pub starting_after: Option<Uuid>,
 }

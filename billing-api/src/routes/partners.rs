@@ -35,6 +35,8 @@ async fn create_partner(
 #[serde(deny_unknown_fields)]
 pub struct PartnerQuery {
     /// 1..100, default 20.
+    /// Page size, 1..100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// A partner code: list the ones after it.
     pub starting_after: Option<String>,

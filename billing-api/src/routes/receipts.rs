@@ -22,6 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct ReceiptQuery {
     /// The payment's receipts: its income receipt and a refund receipt per refund.
     pub payment_id: Option<PaymentId>,
+    /// Page size, 1..100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     pub starting_after: Option<Uuid>,
 }

@@ -47,6 +47,8 @@ pub struct RefundQuery {
     /// e.g. `pending_review`: the review queue.
     pub status: Option<String>,
     pub payment_id: Option<PaymentId>,
+    /// Page size, 1..100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     pub starting_after: Option<Uuid>,
 }

@@ -56,6 +56,8 @@ async fn create_subscription(
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionQuery {
     pub customer_id: Option<CustomerId>,
+    /// Page size, 1..100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     pub starting_after: Option<Uuid>,
 }

@@ -28,12 +28,16 @@ pub struct LegalEntity {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerSpec {
+    /// The product's own id of the customer, unique per tenant.
+    #[schema(min_length = 1, max_length = 200)]
     pub external_id: String,
     pub email: String,
     /// IANA zone; defaults to the tenant's. Quota resets use it.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// The partner who brought the customer (registered code).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64)]
     pub partner_code: Option<String>,
     #[serde(default)]
     pub legal_entity: Option<LegalEntity>,
