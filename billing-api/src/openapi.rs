@@ -67,9 +67,9 @@ impl Modify for Security {
 
 /// Every error answer is declared as `application/problem+json` (the `Problem`
 /// schema), and each operation lists the errors every request can meet: 401 when
-/// it needs a key or token, 429 (`rate_limited`) when a key's rate applies, 413
-/// (`payload_too_large`) and 422 (`validation_failed`) when it takes a body or
-/// parameters.
+/// it needs a key or token, 429 (`rate_limited`) when a key's rate applies, 400
+/// (`malformed_json`) and 413 (`payload_too_large`) when it takes a body, 422
+/// (`validation_failed`) when it takes a body or parameters.
 struct Problems;
 
 impl Modify for Problems {
@@ -83,6 +83,13 @@ impl Modify for Problems {
             let operations =
                 [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten();
             for op in operations {
+                for param in op.parameters.iter_mut().flatten() {
+                    if let RefOr::T(param) = param
+                        && param.name == "Idempotency-Key"
+                    {
+                        param.schema = Some(idempotency_key());
+                    }
+                }
                 let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 let takes_input = op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
                 let responses = &mut op.responses.responses;
@@ -101,6 +108,7 @@ impl Modify for Problems {
                     add("429", "Too many requests for this key (`rate_limited`, with `Retry-After`)");
                 }
                 if op.request_body.is_some() {
+                    add("400", "The body is not well-formed JSON (`malformed_json`)");
                     add("413", "Body over 16 MiB (`payload_too_large`)");
                 }
                 if takes_input {
@@ -109,6 +117,19 @@ impl Modify for Problems {
             }
         }
     }
+}
+
+/// `Idempotency-Key`: 1..255 visible ASCII characters (else 422 `invalid_idempotency_key`).
+fn idempotency_key() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    utoipa::openapi::RefOr::T(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(255))
+            .pattern(Some("^[!-~]+$"))
+            .into(),
+    )
 }
 
 /// The media type of every error answer (RFC 9457).
@@ -126,7 +147,7 @@ mod tests {
     fn every_error_answer_is_problem_json_and_common_errors_are_declared() {
         let doc = ApiDoc::openapi();
         let customers = doc.paths.paths.get("/v1/customers").and_then(|p| p.post.as_ref()).unwrap();
-        for status in ["401", "413", "422", "429"] {
+        for status in ["400", "401", "413", "422", "429"] {
             let Some(utoipa::openapi::RefOr::T(r)) = customers.responses.responses.get(status) else {
                 panic!("POST /v1/customers does not declare {status}");
             };

@@ -60,6 +60,7 @@ async fn list_partners(
 #[serde(deny_unknown_fields)]
 pub struct StatementQuery {
     /// `YYYY-MM`, in the tenant's time zone.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub month: String,
 }
 

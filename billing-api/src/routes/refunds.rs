@@ -45,6 +45,7 @@ async fn request_refund(
 #[serde(deny_unknown_fields)]
 pub struct RefundQuery {
     /// e.g. `pending_review`: the review queue.
+    #[param(pattern = "^(pending_review|approved|rejected|processing|succeeded|failed)$")]
     pub status: Option<String>,
     pub payment_id: Option<PaymentId>,
     /// Page size, 1..100 (default 20).

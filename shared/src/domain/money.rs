@@ -208,10 +208,12 @@ impl From<Money> for MoneyView {
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyInput {
-    #[schema(value_type = String, example = "690.00")]
+    /// A decimal string (`"690.00"`).
+    #[schema(value_type = String, example = "690.00", required = true)]
     #[serde(default)]
     pub value: serde_json::Value,
-    #[schema(value_type = String, example = "RUB")]
+    /// `RUB`.
+    #[schema(value_type = String, example = "RUB", required = true)]
     #[serde(default)]
     pub currency: serde_json::Value,
 }

@@ -43,6 +43,8 @@ impl PeriodUnit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Period {
     pub unit: PeriodUnit,
+    /// How many units, at least 1 (at most ten years in all).
+    #[schema(minimum = 1)]
     pub count: u32,
 }
 

@@ -31,6 +31,8 @@ pub struct CustomerSpec {
     /// The product's own id of the customer, unique per tenant.
     #[schema(min_length = 1, max_length = 200)]
     pub external_id: String,
+    /// Where receipts and notices go.
+    #[schema(max_length = 254, pattern = r"^[^@\s]+@[^@\s.][^@\s]*\.[^@\s]*[^@\s.]$")]
     pub email: String,
     /// IANA zone; defaults to the tenant's. Quota resets use it.
     #[serde(default)]

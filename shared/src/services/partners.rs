@@ -43,7 +43,10 @@ use crate::error::{ServiceError, ServiceResult};
 #[serde(deny_unknown_fields)]
 pub struct PartnerSpec {
     /// 1..64 letters, digits, `-` or `_`: what customers are attributed by.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub code: String,
+    /// 1..200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
 }
 

@@ -149,7 +149,11 @@ pub struct QuotaInput {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanSpec {
+    /// 1..64 letters, digits, `_`, `-` or `.`; unique per tenant.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub code: String,
+    /// 1..200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     pub price: MoneyInput,
     pub period: Period,
@@ -157,7 +161,9 @@ pub struct PlanSpec {
     /// plans set false: customers extend by hand.
     #[serde(default = "yes")]
     pub auto_renew: bool,
+    /// Free days before the first charge, 1..366.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 366)]
     pub trial_days: Option<u32>,
     #[serde(default)]
     pub once_per_customer: bool,
@@ -308,7 +314,7 @@ pub async fn create(
     if !valid_code(&spec.code) {
         return Err(ServiceError::validation("code must be 1..64 letters, digits, _ - ."));
     }
-    if spec.name.trim().is_empty() || spec.name.len() > 200 {
+    if spec.name.trim().is_empty() || spec.name.chars().count() > 200 {
         return Err(ServiceError::validation("name must be 1..200 characters"));
     }
     let price = spec.price.money()?;
