@@ -65,7 +65,9 @@ async fn get_plan(
 /// (`notice_period_too_short`); every affected subscriber gets `price_change.notice`.
 #[utoipa::path(post, path = "/v1/plans/{code}/prices", tag = "catalog", security(("tenant_key" = [])), request_body = NewPriceSpec,
     params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = PriceView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = PriceView), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the plan is archived (`plan_archived`)"),
+        (status = 422, body = Problem)))]
 #[post("/v1/plans/{code}/prices")]
 async fn add_price(
     state: Data<AppState>,

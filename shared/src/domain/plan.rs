@@ -165,9 +165,12 @@ pub type Quotas = BTreeMap<String, Quota>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanFiscal {
+    /// The VAT of this plan's receipt lines instead of the tenant's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vat: Option<VatType>,
+    /// The ATOL v5 payment object code (1..26) instead of the tenant's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 26)]
     pub payment_object: Option<u8>,
 }
 

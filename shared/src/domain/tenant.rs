@@ -161,6 +161,7 @@ pub struct FiscalSettings {
     pub vat: VatType,
     pub settlement_sign: SettlementSign,
     /// ATOL v5 payment object: 4 = service, 9 = licence (intellectual activity), ...
+    #[schema(minimum = 1, maximum = 26)]
     pub payment_object: u8,
     pub payment_address: String,
     pub email: String,
