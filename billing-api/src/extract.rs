@@ -22,7 +22,8 @@ fn state_of(req: &HttpRequest) -> Result<Data<AppState>, ApiError> {
     req.app_data::<Data<AppState>>().cloned().ok_or_else(ApiError::internal)
 }
 
-fn bearer(req: &HttpRequest) -> Option<String> {
+/// The token of `Authorization: Bearer <token>` (scheme in any case), if sent.
+pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())

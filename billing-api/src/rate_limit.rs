@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::{Error, ResponseError};
@@ -60,13 +60,8 @@ pub async fn limit(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let token = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let over = match (token, req.app_data::<Data<Limits>>()) {
+    // The token exactly as authentication reads it.
+    let over = match (crate::extract::bearer(req.request()), req.app_data::<Data<Limits>>()) {
         (Some(token), Some(limits)) => limits.check(&token).err(),
         _ => None,
     };

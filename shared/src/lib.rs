@@ -11,6 +11,7 @@ pub mod fiscal;
 pub mod gateways;
 pub mod pdf;
 pub mod ports;
+pub mod provider_http;
 pub mod queue;
 pub mod services;
 pub mod signing;

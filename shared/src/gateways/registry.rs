@@ -32,9 +32,12 @@ impl Gateways {
     /// The built-in adapters; provider calls give up after `timeout` (the outcome
     /// is then unknown and reconciled).
     pub fn new(timeout: Duration) -> Result<Self, GatewayError> {
+        // One connection pool for every provider's calls.
+        let http =
+            crate::provider_http::client(timeout).map_err(|e| GatewayError::Protocol(format!("http client: {e}")))?;
         Ok(Gateways {
-            cloudpayments: cloudpayments::client::Client::new(timeout)?,
-            yookassa: yookassa::client::Client::new(timeout)?,
+            cloudpayments: cloudpayments::client::Client::new(http.clone()),
+            yookassa: yookassa::client::Client::new(http),
             plugged: HashMap::new(),
         })
     }

@@ -75,11 +75,8 @@ impl Client {
     /// An HTTP client whose calls give up after `timeout`; errors only when TLS
     /// cannot be set up.
     pub fn new(timeout: Duration) -> Result<Client, FiscalError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| FiscalError::Retryable(format!("http client: {e}")))?;
+        let http =
+            crate::provider_http::client(timeout).map_err(|e| FiscalError::Retryable(format!("http client: {e}")))?;
         Ok(Client { http, tokens: Arc::new(Mutex::new(HashMap::new())) })
     }
 

@@ -196,7 +196,7 @@ pub fn report_of(uuid: &str, status: u16, bytes: &[u8]) -> Result<Report, AtolEr
 
 /// 5xx, 408 and 429 leave the outcome unknown.
 fn outcome_known(what: &str, status: StatusCode) -> Result<(), AtolError> {
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
+    if crate::provider_http::outcome_unknown(status) {
         return Err(AtolError::Unknown(format!("{what}: HTTP {status}")));
     }
     Ok(())

@@ -9,8 +9,6 @@
 //! provider refusing our request ([`GatewayError::Refused`]); `Success: false` with
 //! a transaction is a decline of the card.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde::Serialize;
 
@@ -21,6 +19,7 @@ use super::{Account, decline_class};
 use crate::gateways::{
     AttemptLookup, ChargeOutcome, ChargeRequest, Decline, GatewayError, RefundLookup, RefundOutcome, RefundRequest,
 };
+use crate::provider_http::outcome_unknown;
 
 /// The HTTP side of the adapter; clones share the connection pool.
 #[derive(Clone)]
@@ -39,14 +38,10 @@ fn decline_from(model: &Model) -> Decline {
 }
 
 impl Client {
-    /// A client whose calls give up after `timeout` (then the outcome is unknown).
-    pub fn new(timeout: Duration) -> Result<Self, GatewayError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| GatewayError::Protocol(format!("http client: {e}")))?;
-        Ok(Client { http })
+    /// The adapter's calls over `http` (a [`crate::provider_http::client`], whose
+    /// timeout makes an outcome unknown).
+    pub fn new(http: reqwest::Client) -> Self {
+        Client { http }
     }
 
     async fn call<B: Serialize>(
@@ -66,10 +61,7 @@ impl Client {
         }
         let res = req.send().await.map_err(|e| GatewayError::Unknown(format!("{method}: {e}")))?;
         let status = res.status();
-        // 408 and 429 say the request was not processed (yet): like a 5xx, the outcome
-        // is settled by asking, never by assuming a refusal.
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
-        {
+        if outcome_unknown(status) {
             return Err(GatewayError::Unknown(format!("{method}: HTTP {status}")));
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

@@ -229,7 +229,7 @@ mod tests {
 
     fn adapter(secret: &str) -> CloudPayments {
         crate::telemetry::install_crypto_provider();
-        let client = Client::new(std::time::Duration::from_secs(1)).unwrap();
+        let client = Client::new(crate::provider_http::client(std::time::Duration::from_secs(1)).unwrap());
         let account = Account { public_id: "pk".into(), api_secret: Secret::new(secret), base_url: "http://x".into() };
         CloudPayments::new(client, account)
     }

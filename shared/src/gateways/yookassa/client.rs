@@ -11,8 +11,6 @@
 //! provider refusing our request ([`GatewayError::Refused`]); a 404 on a `GET` is
 //! "no such object".
 
-use std::time::Duration;
-
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +18,7 @@ use serde::de::DeserializeOwned;
 use super::wire::{Amount, ErrorBody, Payment, Refund};
 use crate::config::Secret;
 use crate::gateways::GatewayError;
+use crate::provider_http::outcome_unknown;
 
 /// The shop a call is made for.
 #[derive(Debug, Clone)]
@@ -45,14 +44,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client whose calls give up after `timeout` (then the outcome is unknown).
-    pub fn new(timeout: Duration) -> Result<Self, GatewayError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| GatewayError::Protocol(format!("http client: {e}")))?;
-        Ok(Client { http })
+    /// The adapter's calls over `http` (a [`crate::provider_http::client`], whose
+    /// timeout makes an outcome unknown).
+    pub fn new(http: reqwest::Client) -> Self {
+        Client { http }
     }
 
     /// One call; `Ok(None)` is a 404.
@@ -80,8 +75,7 @@ impl Client {
         if status == StatusCode::ACCEPTED {
             return Err(GatewayError::Unknown(format!("{what}: still processing (HTTP 202)")));
         }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
-        {
+        if outcome_unknown(status) {
             return Err(GatewayError::Unknown(format!("{what}: HTTP {status}")));
         }
         let bytes = res.bytes().await.map_err(|e| GatewayError::Unknown(format!("{what}: reading answer: {e}")))?;

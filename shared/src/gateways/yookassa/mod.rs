@@ -129,20 +129,18 @@ impl YooKassa {
     }
 
     /// What a payment object says about one of our charges; a payment awaiting
-    /// capture is captured, one still pending is an unknown outcome.
+    /// capture is captured first, one still pending is an unknown outcome.
     async fn outcome(&self, p: Payment) -> Result<ChargeOutcome, GatewayError> {
+        let p = match p.status {
+            PaymentStatus::WaitingForCapture => self.client.capture(&self.account, &p.id, p.amount.clone()).await?,
+            _ => p,
+        };
         match p.status {
             PaymentStatus::Succeeded => Ok(ChargeOutcome::Captured { transaction_id: p.id }),
             PaymentStatus::Canceled => Ok(ChargeOutcome::Declined(declined(&p)?)),
-            PaymentStatus::WaitingForCapture => {
-                let captured = self.client.capture(&self.account, &p.id, p.amount.clone()).await?;
-                match captured.status {
-                    PaymentStatus::Succeeded => Ok(ChargeOutcome::Captured { transaction_id: captured.id }),
-                    PaymentStatus::Canceled => Ok(ChargeOutcome::Declined(declined(&captured)?)),
-                    _ => Err(GatewayError::Unknown(format!("payment {} is still being captured", p.id))),
-                }
+            PaymentStatus::Pending | PaymentStatus::WaitingForCapture => {
+                Err(GatewayError::Unknown(format!("payment {} is still {}", p.id, p.status.as_str())))
             }
-            PaymentStatus::Pending => Err(GatewayError::Unknown(format!("payment {} is still pending", p.id))),
         }
     }
 
@@ -153,8 +151,7 @@ impl YooKassa {
             .await
             .map_err(unavailable)?
             .ok_or_else(|| unknown_object(n))?;
-        let status = serde_json::to_value(p.status).ok().and_then(|v| v.as_str().map(str::to_owned));
-        let kind = format!("payment.{}", status.unwrap_or_default());
+        let kind = format!("payment.{}", p.status.as_str());
         let event = match p.status {
             PaymentStatus::Succeeded => NotificationEvent::Captured(report(&p)),
             PaymentStatus::WaitingForCapture => NotificationEvent::Check(report(&p)),
@@ -175,20 +172,16 @@ impl YooKassa {
             .await
             .map_err(unavailable)?
             .ok_or_else(|| unknown_object(n))?;
-        let (kind, event) = match r.status {
-            RefundStatus::Succeeded => (
-                "refund.succeeded",
-                NotificationEvent::Refunded(RefundReport {
-                    transaction_id: r.id.clone(),
-                    payment_transaction_id: Some(r.payment_id.clone()),
-                    amount: Some(r.amount.value),
-                    refund_id: wire::refund_id_of(r.description.as_deref()),
-                }),
-            ),
-            RefundStatus::Pending => ("refund.pending", NotificationEvent::Recorded),
-            RefundStatus::Canceled => ("refund.canceled", NotificationEvent::Recorded),
+        let event = match r.status {
+            RefundStatus::Succeeded => NotificationEvent::Refunded(RefundReport {
+                transaction_id: r.id.clone(),
+                payment_transaction_id: Some(r.payment_id.clone()),
+                amount: Some(r.amount.value),
+                refund_id: wire::refund_id_of(r.description.as_deref()),
+            }),
+            RefundStatus::Pending | RefundStatus::Canceled => NotificationEvent::Recorded,
         };
-        Ok(Notification { kind: kind.to_owned(), dedup_key: r.id, event })
+        Ok(Notification { kind: format!("refund.{}", r.status.as_str()), dedup_key: r.id, event })
     }
 }
 
@@ -358,7 +351,7 @@ impl PaymentGateway for YooKassa {
         };
         match p.status {
             PaymentStatus::Succeeded | PaymentStatus::Canceled => Ok(()),
-            _ => Err(GatewayError::Unknown(format!("payment {id} is still {:?} after our verdict", p.status))),
+            _ => Err(GatewayError::Unknown(format!("payment {id} is still {} after our verdict", p.status.as_str()))),
         }
     }
 
@@ -374,7 +367,7 @@ mod tests {
 
     fn adapter(ips: Option<&[String]>) -> YooKassa {
         crate::telemetry::install_crypto_provider();
-        let client = Client::new(std::time::Duration::from_secs(1)).unwrap();
+        let client = Client::new(crate::provider_http::client(std::time::Duration::from_secs(1)).unwrap());
         let account =
             Account { shop_id: "1".into(), api_secret: Secret::new("s"), base_url: "http://127.0.0.1:9".into() };
         YooKassa::new(client, account, ips).unwrap()

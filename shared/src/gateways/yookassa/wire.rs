@@ -114,6 +114,18 @@ pub enum PaymentStatus {
     Canceled,
 }
 
+impl PaymentStatus {
+    /// The wire name (`waiting_for_capture`, ...), as stored with notifications.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::WaitingForCapture => "waiting_for_capture",
+            PaymentStatus::Succeeded => "succeeded",
+            PaymentStatus::Canceled => "canceled",
+        }
+    }
+}
+
 /// A refund's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -124,6 +136,17 @@ pub enum RefundStatus {
     Succeeded,
     /// Refused.
     Canceled,
+}
+
+impl RefundStatus {
+    /// The wire name, as stored with notifications.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "pending",
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Canceled => "canceled",
+        }
+    }
 }
 
 /// Who canceled a payment or refund.
@@ -356,6 +379,12 @@ mod tests {
             r#"{"id":"x","status":"refunded","amount":{"value":"1.00","currency":"RUB"}}"#,
         );
         assert!(unknown.is_err(), "an unknown status is an error, not a guess");
+        for status in [PaymentStatus::Pending, PaymentStatus::WaitingForCapture, PaymentStatus::Succeeded] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str(), "as_str is the wire name");
+        }
+        for status in [RefundStatus::Pending, RefundStatus::Succeeded, RefundStatus::Canceled] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
         for bad in [r#"990.5"#, r#""990.001""#, r#""-1.00""#, r#""abc""#] {
             let json = format!(r#"{{"value":{bad},"currency":"RUB"}}"#);
             assert!(serde_json::from_str::<Amount>(&json).is_err(), "{bad}");
