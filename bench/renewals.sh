@@ -30,6 +30,7 @@ DB=billing_bench
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
 export AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$DB"
 export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
+export BILLING_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)"
 export BILLING_TEST_CLOCK=1 BILLING_LOG_FORMAT=text RUST_LOG=warn BILLING_RATE_LIMIT_PER_SECOND=0
 API_PORT=18080 SIM_PORT=18091 YK_PORT=18093 METRICS_PORT=19090
 GATEWAYS="${GATEWAYS:-cloudpayments yookassa}"

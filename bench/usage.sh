@@ -22,6 +22,7 @@ cargo build --release --quiet -p billing-api
 DB=billing_bench_usage
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
 export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
+export BILLING_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)"
 export BILLING_TEST_CLOCK=1 BILLING_LOG_FORMAT=text RUST_LOG=warn BILLING_RATE_LIMIT_PER_SECOND=0
 API_PORT=18081
 API="http://127.0.0.1:$API_PORT"

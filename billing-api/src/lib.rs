@@ -43,6 +43,7 @@ impl Application {
 
     /// Builds the server with the given adapters behind its ports.
     pub fn build_with(config: &Config, ports: Ports) -> anyhow::Result<Self> {
+        billing_shared::sealing::install(config.keyring()?);
         let pool = build_pool(&config.database_url, config.db_pool_size)?;
         let listener = TcpListener::bind(config.api_addr)?;
         let port = listener.local_addr()?.port();

@@ -1,7 +1,8 @@
 //! `billing-api [migrate | audit [--tenant ID]]`: serves the HTTP API (applying
 //! pending migrations first); with `migrate` only applies migrations and exits; with
 //! `audit` checks every invariant the service promises (`services::audit`), prints
-//! a table and exits 1 when any is breached (2 on a usage error).
+//! a table and exits 1 when any is breached (2 on a usage error). Serving needs
+//! `BILLING_SECRETS_KEY` and first re-seals tenants' secrets under it.
 
 use anyhow::Context;
 use billing_api::Application;
@@ -28,10 +29,24 @@ async fn main() -> anyhow::Result<()> {
         Some("audit") => std::process::exit(audit(&config, &args[1..]).await?),
         _ => {}
     }
+    reseal_tenant_secrets(&config).await?;
     let app = Application::build(&config).await?;
     tracing::info!(addr = %config.api_addr, port = app.port(), test_clock = config.test_clock, "billing-api listening");
     app.run_until_stopped().await?;
     tracing::info!("billing-api stopped");
+    Ok(())
+}
+
+/// Installs the secrets keyring and re-seals every tenant's secrets under the
+/// current key (plain rows from before sealing, rows under the previous key).
+async fn reseal_tenant_secrets(config: &Config) -> anyhow::Result<()> {
+    billing_shared::sealing::install(config.keyring()?);
+    let pool = billing_shared::db::build_pool(&config.database_url, 1)?;
+    let mut conn = pool.get().await?;
+    let changed = billing_shared::services::tenant_secrets::reseal_all(&mut conn).await?;
+    if changed > 0 {
+        tracing::info!(tenants = changed, "re-sealed tenant secrets under the current key");
+    }
     Ok(())
 }
 

@@ -63,6 +63,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
 /// Runs the worker with the given adapters behind its ports until `shutdown` resolves.
 pub async fn run_with(config: Config, ports: Ports, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    billing_shared::sealing::install(config.keyring()?);
     let pool = build_pool(&config.database_url, config.db_pool_size)?;
     let clock = Clock::from_test_flag(config.test_clock);
     let metrics = metrics_server::start(config.worker_metrics_addr, pool.clone())?;

@@ -18,12 +18,15 @@
 //! | `BILLING_RETRY_DELAY_DIVISOR` | divides retry-queue delays (tests) | `1` |
 //! | `BILLING_GATEWAY_TIMEOUT_MS` | payment provider call timeout | `30000` |
 //! | `BILLING_WEBHOOK_TIMEOUT_MS` | outgoing webhook timeout | `10000` |
+//! | `BILLING_SECRETS_KEY` | 32 bytes, base64: seals tenants' secrets at rest (`sealing`) | none: the API and worker refuse to start |
+//! | `BILLING_SECRETS_KEY_PREVIOUS` | a second key, for opening only, during a rotation | none |
 //! | `BILLING_PUBLIC_URL` | the API's public base URL, for providers' callbacks (ATOL `callback_url`) | none: no callbacks, reports are polled |
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::domain::secret::Secret;
+use crate::sealing::Keyring;
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -59,6 +62,8 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// How many requests a key may make at once above its rate.
     pub rate_limit_burst: u32,
+    /// `BILLING_SECRETS_KEY` and `BILLING_SECRETS_KEY_PREVIOUS` (validated).
+    secrets_keys: Option<(Secret, Option<Secret>)>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/billing";
@@ -91,6 +96,16 @@ impl Config {
         {
             return Err(ConfigError("BILLING_ADMIN_TOKEN must be at least 16 characters".into()));
         }
+        let secrets_keys = match (var("BILLING_SECRETS_KEY"), var("BILLING_SECRETS_KEY_PREVIOUS")) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(ConfigError("BILLING_SECRETS_KEY_PREVIOUS needs BILLING_SECRETS_KEY".into()));
+            }
+            (Some(k), prev) => {
+                Keyring::from_base64(&k, prev.as_deref()).map_err(|e| ConfigError(e.to_string()))?;
+                Some((Secret::new(k), prev.map(Secret::new)))
+            }
+        };
         let public_url = var("BILLING_PUBLIC_URL");
         if let Some(u) = &public_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
@@ -145,7 +160,23 @@ impl Config {
             rate_limit_per_second: u32::try_from(number("BILLING_RATE_LIMIT_PER_SECOND", 1000, 0..=1_000_000)?)
                 .unwrap_or(1000),
             rate_limit_burst: u32::try_from(number("BILLING_RATE_LIMIT_BURST", 2000, 1..=10_000_000)?).unwrap_or(2000),
+            secrets_keys,
         })
+    }
+
+    /// The keyring sealing tenants' secrets at rest.
+    ///
+    /// Errors: `BILLING_SECRETS_KEY` is not set (the API and worker need it; the
+    /// `migrate` and `audit` commands do not).
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let (key, prev) = self.secrets_keys.as_ref().ok_or_else(|| {
+            ConfigError(
+                "BILLING_SECRETS_KEY is not set: it seals tenants' secrets at rest \
+                 (make one with `openssl rand -base64 32`)"
+                    .into(),
+            )
+        })?;
+        Keyring::from_base64(key.expose(), prev.as_ref().map(Secret::expose)).map_err(|e| ConfigError(e.to_string()))
     }
 }
 
@@ -177,6 +208,19 @@ mod tests {
         assert!(cfg(&[("DATABASE_URL", "mysql://x")]).is_err());
         assert!(cfg(&[("BILLING_ADMIN_TOKEN", "short")]).is_err());
         assert!(cfg(&[("BILLING_TEST_CLOCK", "1")]).unwrap().test_clock);
+    }
+
+    #[test]
+    fn secrets_key_is_validated_and_needed_to_serve() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let err = cfg(&[]).unwrap().keyring().unwrap_err().to_string();
+        assert!(err.contains("BILLING_SECRETS_KEY is not set"), "{err}");
+        let err = cfg(&[("BILLING_SECRETS_KEY", "c2hvcnQ=")]).unwrap_err().to_string();
+        assert!(err.contains("32 bytes"), "{err}");
+        assert!(cfg(&[("BILLING_SECRETS_KEY_PREVIOUS", key)]).is_err());
+        let c = cfg(&[("BILLING_SECRETS_KEY", key)]).unwrap();
+        assert_eq!(c.keyring().unwrap().current_id().len(), 8);
+        assert!(!format!("{c:?}").contains(key));
     }
 
     #[test]

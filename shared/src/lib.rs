@@ -13,6 +13,7 @@ pub mod pdf;
 pub mod ports;
 pub mod provider_http;
 pub mod queue;
+pub mod sealing;
 pub mod services;
 pub mod signing;
 pub mod telemetry;

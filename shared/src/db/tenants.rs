@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::schema::{api_keys, maintenance_extensions, tenants};
 use crate::domain::ids::TenantId;
 
-/// A tenant row. No `Debug`: it holds the webhook signing secrets in plain text.
+/// A tenant row. Its secrets (webhook secrets, the gateway's `api_secret`, the fiscal
+/// provider's `password`) are sealed (`services::tenant_secrets`); no `Debug` all the same.
 #[derive(Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
@@ -110,6 +111,11 @@ pub async fn record_maintenance(
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// Every tenant's id.
+pub async fn ids(conn: &mut AsyncPgConnection) -> QueryResult<Vec<TenantId>> {
+    tenants::table.select(tenants::id).order(tenants::id).load(conn).await
 }
 
 /// Every tenant's id with whether it has a webhook URL (the worker binds the

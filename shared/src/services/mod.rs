@@ -39,6 +39,7 @@ pub mod renewal_batches;
 pub mod renewals;
 pub mod scheduler;
 pub mod subscriptions;
+pub mod tenant_secrets;
 pub mod tenants;
 pub mod termination;
 pub mod test_clock;

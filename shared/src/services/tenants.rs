@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::corrupt;
+use super::tenant_secrets as secrets;
 use crate::clock::real_now;
 use crate::db::tenants::{self as db, NewApiKey, TenantRow};
 use crate::domain::ids::TenantId;
@@ -41,23 +42,30 @@ pub struct Tenant {
 impl TryFrom<TenantRow> for Tenant {
     type Error = ServiceError;
 
+    /// Parses a stored row, opening its sealed secrets ([`secrets`]).
     fn try_from(r: TenantRow) -> ServiceResult<Self> {
+        let id = r.id;
+        let gateway = secrets::open_json(id, "gateway", r.gateway)?;
+        let fiscal = r.fiscal.map(|f| secrets::open_json(id, "fiscal", f)).transpose()?;
         Ok(Tenant {
             tz: parse_time_zone(&r.time_zone).ok_or_else(|| corrupt("tenant time zone", &r.time_zone))?,
-            gateway: serde_json::from_value(r.gateway).map_err(|e| corrupt("tenant gateway", e))?,
-            fiscal: r.fiscal.map(serde_json::from_value).transpose().map_err(|e| corrupt("tenant fiscal", e))?,
+            gateway: serde_json::from_value(gateway).map_err(|e| corrupt("tenant gateway", e))?,
+            fiscal: fiscal.map(serde_json::from_value).transpose().map_err(|e| corrupt("tenant fiscal", e))?,
             requisites: r
                 .requisites
                 .map(serde_json::from_value)
                 .transpose()
                 .map_err(|e| corrupt("tenant requisites", e))?,
             policy: serde_json::from_value(r.policy).map_err(|e| corrupt("tenant policy", e))?,
-            id: r.id,
+            webhook_secret: secrets::open(id, "webhook_secret", &r.webhook_secret)?,
+            webhook_secret_prev: match (r.webhook_secret_prev, r.webhook_secret_prev_until) {
+                (Some(s), Some(until)) => Some((secrets::open(id, "webhook_secret_prev", &s)?, until)),
+                _ => None,
+            },
+            id,
             name: r.name,
             time_zone: r.time_zone,
             webhook_url: r.webhook_url,
-            webhook_secret: Secret::new(r.webhook_secret),
-            webhook_secret_prev: r.webhook_secret_prev.map(Secret::new).zip(r.webhook_secret_prev_until),
             created_at: r.created_at,
         })
     }
@@ -195,24 +203,32 @@ fn to_json<T: Serialize>(v: &T) -> ServiceResult<Value> {
     serde_json::to_value(v).map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
+/// The webhook signing secrets a row is written with: the current one and, for an
+/// hour after a rotation, the previous one with its expiry.
+struct WebhookSecrets<'a> {
+    current: &'a str,
+    previous: Option<(&'a str, DateTime<Utc>)>,
+}
+
+/// The row for a tenant, its secrets sealed.
 fn to_row(
     id: TenantId,
     spec: &TenantSpec,
-    webhook_secret: String,
+    webhook: WebhookSecrets<'_>,
     created_at: DateTime<Utc>,
 ) -> ServiceResult<TenantRow> {
     Ok(TenantRow {
         id,
         name: spec.name.trim().to_owned(),
         time_zone: spec.time_zone.clone(),
-        gateway: to_json(&spec.gateway)?,
-        fiscal: spec.fiscal.as_ref().map(to_json).transpose()?,
+        gateway: secrets::seal_json(id, "gateway", to_json(&spec.gateway)?)?,
+        fiscal: spec.fiscal.as_ref().map(|f| secrets::seal_json(id, "fiscal", to_json(f)?)).transpose()?,
         requisites: spec.requisites.as_ref().map(to_json).transpose()?,
         policy: to_json(&spec.policy.clone().unwrap_or_default())?,
         webhook_url: spec.webhook_url.clone(),
-        webhook_secret,
-        webhook_secret_prev: None,
-        webhook_secret_prev_until: None,
+        webhook_secret: secrets::seal(id, "webhook_secret", webhook.current)?,
+        webhook_secret_prev: webhook.previous.map(|(s, _)| secrets::seal(id, "webhook_secret_prev", s)).transpose()?,
+        webhook_secret_prev_until: webhook.previous.map(|(_, until)| until),
         created_at,
         updated_at: real_now(),
     })
@@ -222,7 +238,7 @@ pub async fn create(conn: &mut AsyncPgConnection, spec: TenantSpec) -> ServiceRe
     spec.validate()?;
     let id = TenantId::new();
     let webhook_secret = random_token("whsec_")?;
-    let row = to_row(id, &spec, webhook_secret.clone(), real_now())?;
+    let row = to_row(id, &spec, WebhookSecrets { current: &webhook_secret, previous: None }, real_now())?;
     db::insert(conn, &row).await?;
     let api_key = issue_api_key(conn, id).await?;
     let tenant = Tenant::try_from(row)?;
@@ -288,9 +304,7 @@ pub async fn patch(conn: &mut AsyncPgConnection, id: TenantId, patch: Value) -> 
     merge_patch(&mut doc, &patch);
     let spec: TenantSpec = serde_json::from_value(doc).map_err(|e| ServiceError::validation(e.to_string()))?;
     spec.validate()?;
-    let mut new_row = to_row(id, &spec, row.webhook_secret.clone(), row.created_at)?;
-    new_row.webhook_secret_prev = row.webhook_secret_prev;
-    new_row.webhook_secret_prev_until = row.webhook_secret_prev_until;
+    let new_row = to_row(id, &spec, webhook_secrets(&current), row.created_at)?;
     db::update(conn, &new_row).await?;
     forget(id);
     Ok(TenantView::from(&Tenant::try_from(new_row)?))
@@ -306,9 +320,10 @@ pub async fn rotate_keys(
     if !api_key && !webhook_secret {
         return Err(ServiceError::validation("rotate at least one of api_key and webhook_secret"));
     }
-    let mut row = db::find_for_update(conn, id)
+    let row = db::find_for_update(conn, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("tenant_not_found", "no such tenant"))?;
+    let current = Tenant::try_from(row.clone())?;
     let until = real_now() + TimeDelta::hours(1);
     let new_key = if api_key {
         db::expire_api_keys(conn, id, until).await?;
@@ -318,16 +333,22 @@ pub async fn rotate_keys(
     };
     let new_secret = if webhook_secret {
         let secret = random_token("whsec_")?;
-        row.webhook_secret_prev = Some(std::mem::replace(&mut row.webhook_secret, secret.clone()));
-        row.webhook_secret_prev_until = Some(until);
-        row.updated_at = real_now();
-        db::update(conn, &row).await?;
+        let webhook = WebhookSecrets { current: &secret, previous: Some((current.webhook_secret.expose(), until)) };
+        db::update(conn, &to_row(id, &TenantSpec::from_tenant(&current), webhook, row.created_at)?).await?;
         forget(id);
         Some(Secret::new(secret))
     } else {
         None
     };
     Ok(KeysRotated { api_key: new_key, webhook_secret: new_secret, previous_valid_until: until })
+}
+
+/// The tenant's webhook secrets as they stand.
+fn webhook_secrets(t: &Tenant) -> WebhookSecrets<'_> {
+    WebhookSecrets {
+        current: t.webhook_secret.expose(),
+        previous: t.webhook_secret_prev.as_ref().map(|(s, until)| (s.expose(), *until)),
+    }
 }
 
 /// RFC 7396 JSON merge patch.

@@ -27,6 +27,7 @@ mod refund_execution;
 mod refunds;
 mod renewals;
 mod resilience;
+mod sealing;
 mod secrets;
 mod tenants;
 mod usage;

@@ -56,8 +56,12 @@ pub fn worker_env_on(db_url: &str, amqp_url: &str, metrics_port: u16) -> Vec<(&'
         ("BILLING_GATEWAY_TIMEOUT_MS", "1000".to_owned()),
         ("BILLING_WEBHOOK_TIMEOUT_MS", "2000".to_owned()),
         ("BILLING_DB_POOL_SIZE", "6".to_owned()),
+        ("BILLING_SECRETS_KEY", SECRETS_KEY.to_owned()),
     ]
 }
+
+/// The key sealing tenants' secrets in every test process (32 bytes, base64).
+pub const SECRETS_KEY: &str = "dGVzdC1zZWNyZXRzLWtleS0zMi1ieXRlcy1sb25nISE=";
 
 /// An HTTP answer: status and JSON body (Null when the body is not JSON).
 #[derive(Debug, Clone)]
@@ -132,6 +136,7 @@ impl TestApp {
             ("BILLING_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
             ("BILLING_TEST_CLOCK", "1".to_owned()),
             ("BILLING_DB_POOL_SIZE", "4".to_owned()),
+            ("BILLING_SECRETS_KEY", SECRETS_KEY.to_owned()),
         ];
         let lookup = |k: &str| {
             overrides

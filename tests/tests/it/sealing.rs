@@ -1,0 +1,132 @@
+//! Tenants' secrets at rest (issue 14, part 5): the webhook secrets, the gateway's
+//! `api_secret` and ATOL's password are stored sealed under `BILLING_SECRETS_KEY`;
+//! the API re-seals plain rows (from before sealing) and rows under the previous
+//! key at start-up, and refuses to start under a key that opens nothing.
+
+use std::process::Command;
+use std::time::Duration;
+
+use billing_shared::sealing::Keyring;
+use billing_tests::process::{Proc, binary, free_port, wait_http_ok};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::app::{SECRETS_KEY, worker_env};
+use crate::support::{Tenant, TestApp};
+
+const NEW_KEY: &str = "bmV3LXNlY3JldHMta2V5LWFmdGVyLWEtcm90YXRpb24=";
+
+fn fiscal() -> Value {
+    json!({"inn": "7704211201", "sno": "osn", "vat": "vat22", "settlement_sign": "full_payment",
+           "payment_object": 4, "payment_address": "https://orbita.example.ru", "email": "b@orbita.example.ru"})
+}
+
+/// The tenant row's four secret slots as stored.
+async fn stored(app: &TestApp, t: &Tenant) -> [String; 4] {
+    let row = app
+        .rows(&format!(
+            "SELECT json_build_array(webhook_secret, webhook_secret_prev, gateway->>'api_secret', \
+             fiscal->'provider'->>'password')::text AS row FROM tenants WHERE id = '{}'",
+            t.id
+        ))
+        .await;
+    let v: Vec<String> = serde_json::from_str(&row[0]).unwrap();
+    v.try_into().unwrap()
+}
+
+/// The slots opened with `ring`, in the same order.
+fn opened(ring: &Keyring, t: &Tenant, slots: &[String; 4]) -> Vec<String> {
+    ["webhook_secret", "webhook_secret_prev", "gateway/api_secret", "fiscal/provider/password"]
+        .iter()
+        .zip(slots)
+        .map(|(field, v)| ring.open(&format!("{}/{field}", t.id), v).unwrap_or_else(|e| panic!("{field}: {e}")))
+        .collect()
+}
+
+/// Serves `billing-api` on the test database with `extra` settings until the
+/// returned process is dropped.
+async fn serve(app: &TestApp, extra: &[(&'static str, &str)]) -> Proc {
+    let port = free_port();
+    let mut env = worker_env(&app.db.url, &app.mq.amqp_url);
+    env.push(("BILLING_API_ADDR", format!("127.0.0.1:{port}")));
+    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let proc = Proc::spawn(&binary("billing-api"), &[], &env);
+    assert!(wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), Duration::from_secs(30)).await, "API up");
+    proc
+}
+
+#[tokio::test]
+async fn tenant_secrets_are_sealed_at_rest_and_resealed_at_start() {
+    let app = TestApp::spawn().await;
+    let t = app.fiscal_tenant("Orbita", json!({}), fiscal()).await;
+    let old_webhook = t.webhook_secret.clone();
+    let rotated = app
+        .admin(Method::POST, &format!("/v1/admin/tenants/{}/keys/rotate", t.id), Some(&json!({"webhook_secret": true})))
+        .await
+        .expect(200);
+    let new_webhook = rotated["webhook_secret"].as_str().unwrap().to_owned();
+    let plain = vec![new_webhook, old_webhook, t.api_secret.clone(), "atol-pass".to_owned()];
+
+    // Sealed: no secret in the row, each slot names the key and opens to the secret.
+    let ring = Keyring::from_base64(SECRETS_KEY, None).unwrap();
+    let slots = stored(&app, &t).await;
+    let whole_row = app.rows(&format!("SELECT row_to_json(t)::text AS row FROM tenants t WHERE id = '{}'", t.id)).await;
+    for secret in &plain {
+        assert!(!whole_row[0].contains(secret.as_str()), "{secret} stored in plain: {}", whole_row[0]);
+    }
+    for slot in &slots {
+        assert!(slot.starts_with(&format!("v1.{}.", ring.current_id())), "{slot}");
+    }
+    assert_eq!(opened(&ring, &t, &slots), plain);
+    // A sealed value moved to another tenant does not open there.
+    let other = app.tenant("Other", "Europe/Moscow", json!({})).await;
+    assert!(ring.open(&format!("{}/webhook_secret", other.id), &slots[0]).is_err());
+
+    // A row from before sealing (plain values) is sealed at the next start.
+    app.db
+        .execute(&format!(
+            "UPDATE tenants SET webhook_secret = '{}', webhook_secret_prev = '{}', \
+             gateway = jsonb_set(gateway, '{{api_secret}}', to_jsonb('{}'::text)), \
+             fiscal = jsonb_set(fiscal, '{{provider,password}}', '\"atol-pass\"') WHERE id = '{}'",
+            plain[0], plain[1], plain[2], t.id
+        ))
+        .await;
+    drop(serve(&app, &[]).await);
+    let resealed = stored(&app, &t).await;
+    assert!(resealed.iter().all(|s| ring.is_current(s)), "{resealed:?}");
+    assert_eq!(opened(&ring, &t, &resealed), plain);
+
+    // Rotation: the new key current, the old one previous; start-up moves every row.
+    drop(serve(&app, &[("BILLING_SECRETS_KEY", NEW_KEY), ("BILLING_SECRETS_KEY_PREVIOUS", SECRETS_KEY)]).await);
+    let new_ring = Keyring::from_base64(NEW_KEY, None).unwrap();
+    let moved = stored(&app, &t).await;
+    assert!(moved.iter().all(|s| new_ring.is_current(s)), "{moved:?}");
+    assert_eq!(opened(&new_ring, &t, &moved), plain);
+    assert!(ring.open(&format!("{}/webhook_secret", t.id), &moved[0]).is_err(), "the old key alone no longer opens");
+
+    // Under a key that opens nothing the API refuses to start, naming tenant and field.
+    let out = Command::new(binary("billing-api"))
+        .envs(worker_env(&app.db.url, &app.mq.amqp_url))
+        .env("BILLING_API_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("BILLING_LOG_FORMAT", "text")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started under the wrong key: {stderr}");
+    assert!(stderr.contains("webhook_secret cannot be re-sealed"), "{stderr}");
+    assert!(stderr.contains(&t.id) || stderr.contains(&other.id), "names the tenant: {stderr}");
+    assert!(!plain.iter().any(|s| stderr.contains(s.as_str())), "{stderr}");
+    assert_eq!(stored(&app, &t).await, moved, "nothing rewritten by the refused start");
+
+    // Without any key neither binary starts.
+    for bin in ["billing-api", "billing-worker"] {
+        let out = Command::new(binary(bin))
+            .envs(worker_env(&app.db.url, &app.mq.amqp_url).into_iter().filter(|(k, _)| *k != "BILLING_SECRETS_KEY"))
+            .env("BILLING_API_ADDR", format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("BILLING_SECRETS_KEY is not set"), "{bin}");
+    }
+}
