@@ -7,6 +7,7 @@
 //! the service cannot hide behind a matching bug in the simulator.
 
 pub mod atol;
+pub mod chaos;
 pub mod cloudpayments;
 pub mod demo;
 pub mod fuzz;

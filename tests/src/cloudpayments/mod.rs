@@ -150,6 +150,8 @@ struct State {
     no_check: std::collections::HashSet<String>,
     refund_scripts: std::collections::VecDeque<refunds::RefundScript>,
     quiet_refunds: bool,
+    /// How often an undelivered notification (no answer, 5xx) is repeated.
+    notify_retries: u32,
 }
 
 /// A running simulator.
@@ -264,6 +266,12 @@ impl CloudPaymentsSim {
     }
 
     /// How long a "slow" answer takes (must exceed the client's timeout).
+    /// Repeats undelivered notifications (no answer or 5xx) up to `n` times, 250 ms
+    /// apart (CloudPayments repeats them; the fault-injection run kills the API).
+    pub fn set_notification_retries(&self, n: u32) {
+        self.state().notify_retries = n;
+    }
+
     pub fn set_slow_ms(&self, ms: u64) {
         self.state().slow_ms = ms;
     }

@@ -113,22 +113,38 @@ impl CloudPaymentsSim {
         self.notify(&site, kind, fields).await
     }
 
-    /// Signs and POSTs a notification to the site.
+    /// Signs and POSTs a notification to the site. With
+    /// [`CloudPaymentsSim::set_notification_retries`] an unanswered or 5xx delivery
+    /// is repeated, as CloudPayments repeats undelivered notifications.
     pub async fn notify(&self, site: &Site, kind: &str, fields: &[(String, String)]) -> anyhow::Result<Delivery> {
         let (body, content_type) = encode(site.format, fields)?;
         let signature = STANDARD.encode(hmac_sha256(site.api_secret.as_bytes(), &body));
-        let res = self
-            .http
-            .post(format!("{}/{kind}", site.notify_base.trim_end_matches('/')))
-            .header("Content-Type", content_type)
-            .header("Content-HMAC", &signature)
-            .header("X-Content-HMAC", &signature)
-            .body(body)
-            .send()
-            .await?;
-        let http_status = res.status().as_u16();
-        let code = res.json::<serde_json::Value>().await.ok().and_then(|v| v.get("code").and_then(|c| c.as_i64()));
-        Ok(Delivery { kind: kind.into(), http_status, code })
+        let retries = self.state().notify_retries;
+        let mut tries = 0;
+        loop {
+            let sent = self
+                .http
+                .post(format!("{}/{kind}", site.notify_base.trim_end_matches('/')))
+                .header("Content-Type", content_type)
+                .header("Content-HMAC", &signature)
+                .header("X-Content-HMAC", &signature)
+                .body(body.clone())
+                .send()
+                .await;
+            let retry = match &sent {
+                Ok(res) => res.status().is_server_error(),
+                Err(_) => true,
+            };
+            if retry && tries < retries {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                continue;
+            }
+            let res = sent?;
+            let http_status = res.status().as_u16();
+            let code = res.json::<serde_json::Value>().await.ok().and_then(|v| v.get("code").and_then(|c| c.as_i64()));
+            return Ok(Delivery { kind: kind.into(), http_status, code });
+        }
     }
 }
 
