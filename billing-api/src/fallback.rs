@@ -55,19 +55,27 @@ impl RouteTable {
         RouteTable(routes)
     }
 
-    /// The methods declared for `path` (empty when no template matches it).
+    /// The methods declared for `path` (empty when no template matches it). A
+    /// concrete path wins over a templated one (OpenAPI 3.1 "Path Templating
+    /// Matching"): `/v1/invoices/import` is not `/v1/invoices/{id}`.
     pub fn allowed(&self, path: &str) -> Vec<&'static str> {
         let parts: Vec<&str> = segments(path).collect();
+        let matching: Vec<(usize, &Vec<&'static str>)> = self
+            .0
+            .iter()
+            .filter(|(template, _)| {
+                template.len() == parts.len()
+                    && template.iter().zip(&parts).all(|(t, p)| match t {
+                        Segment::Param => !p.is_empty(),
+                        Segment::Literal(l) => l == p,
+                    })
+            })
+            .map(|(template, declared)| (template.iter().filter(|s| **s != Segment::Param).count(), declared))
+            .collect();
+        let most_specific = matching.iter().map(|(literals, _)| *literals).max().unwrap_or(0);
         let mut methods: Vec<&'static str> = Vec::new();
-        for (template, declared) in &self.0 {
-            let matches = template.len() == parts.len()
-                && template.iter().zip(&parts).all(|(t, p)| match t {
-                    Segment::Param => !p.is_empty(),
-                    Segment::Literal(l) => l == p,
-                });
-            if matches {
-                methods.extend(declared.iter().filter(|m| !methods.contains(m)).collect::<Vec<_>>());
-            }
+        for (_, declared) in matching.iter().filter(|(literals, _)| *literals == most_specific) {
+            methods.extend(declared.iter().filter(|m| !methods.contains(m)).collect::<Vec<_>>());
         }
         methods
     }
@@ -101,5 +109,7 @@ mod tests {
         assert_eq!(table.allowed("/v1/payments/abc/pay"), vec!["POST"]);
         assert!(table.allowed("/v1/payments/abc/nope").is_empty());
         assert!(table.allowed("/v1/nope").is_empty());
+        assert_eq!(table.allowed("/v1/invoices/import"), vec!["POST"], "the concrete path wins");
+        assert_eq!(table.allowed("/v1/invoices/abc"), vec!["GET"]);
     }
 }

@@ -34,6 +34,7 @@ use crate::routes::{
         webhooks::cloudpayments_notification, webhooks::yookassa_notification, webhooks::atol_callback,
         service::healthz, service::readyz, service::metrics,
     ),
+    components(schemas(billing_shared::services::plans::QuotaInput)),
     modifiers(&Security, &Problems),
     tags(
         (name = "operator", description = "Operators of the billing service (BILLING_ADMIN_TOKEN)"),

@@ -14,7 +14,11 @@ async fn starts_connects_and_stops_cleanly_on_sigterm() {
     let mut worker = Proc::spawn(
         &binary("billing-worker"),
         &[],
-        &[("DATABASE_URL", db.url.clone()), ("BILLING_WORKER_METRICS_ADDR", format!("127.0.0.1:{port}"))],
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("BILLING_WORKER_METRICS_ADDR", format!("127.0.0.1:{port}")),
+            ("BILLING_SECRETS_KEY", "cHJvY2Vzcy10ZXN0LXNlY3JldHMta2V5LTMyYnl0ZXM=".into()),
+        ],
     );
     assert!(
         wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), Duration::from_secs(60)).await,

@@ -59,8 +59,8 @@ async fn list_partners(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct StatementQuery {
-    /// `YYYY-MM`, in the tenant's time zone.
-    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+    /// `YYYY-MM`, in the tenant's time zone, 1970-01 to 9998-12.
+    #[param(pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$")]
     pub month: String,
 }
 

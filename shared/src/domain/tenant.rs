@@ -16,18 +16,24 @@ use super::secret::Secret;
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum GatewayConfig {
     Cloudpayments {
+        #[schema(pattern = r"\S")]
         public_id: String,
+        #[schema(pattern = r"\S")]
         api_secret: Secret,
         /// Overrides `https://api.cloudpayments.ru/` (sandboxes, simulators).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(pattern = r"^https?://[^/\s]+")]
         api_url: Option<String>,
     },
     /// YooKassa API v3 (GATEWAYS.md §2): `shop_id` and secret key for Basic auth.
     Yookassa {
+        #[schema(pattern = r"\S")]
         shop_id: String,
+        #[schema(pattern = r"\S")]
         api_secret: Secret,
         /// Overrides `https://api.yookassa.ru/v3/` (simulators).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(pattern = r"^https?://[^/\s]+")]
         api_url: Option<String>,
         /// CIDRs (or single addresses) notifications may come from; absent means
         /// YooKassa's published ranges. A simulator lists its own (`127.0.0.0/8`).
@@ -145,10 +151,14 @@ pub enum SettlementSign {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FiscalProvider {
+    #[schema(min_length = 1)]
     pub login: String,
+    #[schema(pattern = r"\S")]
     pub password: Secret,
+    #[schema(min_length = 1)]
     pub group_code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^https?://[^/\s]+")]
     pub api_url: Option<String>,
 }
 
@@ -156,6 +166,7 @@ pub struct FiscalProvider {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FiscalSettings {
+    #[schema(pattern = "^([0-9]{10}|[0-9]{12})$")]
     pub inn: String,
     pub sno: TaxationSystem,
     pub vat: VatType,
@@ -163,7 +174,9 @@ pub struct FiscalSettings {
     /// ATOL v5 payment object: 4 = service, 9 = licence (intellectual activity), ...
     #[schema(minimum = 1, maximum = 26)]
     pub payment_object: u8,
+    #[schema(pattern = r"\S")]
     pub payment_address: String,
+    #[schema(max_length = 254, pattern = r"^[^@\s]+@[^@\s.][^@\s]*\.[^@\s]*[^@\s.]$")]
     pub email: String,
     pub provider: FiscalProvider,
 }

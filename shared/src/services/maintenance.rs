@@ -29,7 +29,9 @@ pub const MAX_DAYS: u32 = 365;
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceSpec {
     /// Days of maintenance to give back, 1 to 365.
+    #[schema(minimum = 1, maximum = 365)]
     pub days: u32,
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 

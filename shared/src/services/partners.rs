@@ -261,12 +261,15 @@ fn event(tenant: &Tenant, payment: &PaymentRow, row: &CommissionRow, ty: &'stati
 
 /// The month `YYYY-MM` as `[from, to)` in `tz`.
 fn month_window(month: &str, tz: chrono_tz::Tz) -> ServiceResult<(DateTime<Utc>, DateTime<Utc>)> {
-    let bad = || ServiceError::validation("month must be YYYY-MM");
+    let bad = || ServiceError::validation("month must be YYYY-MM, from 1970-01 to 9998-12");
     let (y, m) = month.split_once('-').ok_or_else(bad)?;
     if y.len() != 4 || m.len() != 2 {
         return Err(bad());
     }
     let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if !(1970..=9998).contains(&y) {
+        return Err(bad());
+    }
     let first = NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad)?;
     let next = if m == 12 { NaiveDate::from_ymd_opt(y + 1, 1, 1) } else { NaiveDate::from_ymd_opt(y, m + 1, 1) };
     let next = next.ok_or_else(bad)?;

@@ -168,11 +168,13 @@ pub struct PlanSpec {
     #[serde(default)]
     pub once_per_customer: bool,
     #[serde(default)]
+    #[schema(schema_with = quotas_schema)]
     pub quotas: BTreeMap<String, QuotaInput>,
     #[serde(default)]
     pub quota_reset: QuotaReset,
-    /// Decimal string in 0..1, e.g. `"0.05"`.
+    /// Decimal string in 0..1 with at most 6 decimals, e.g. `"0.05"`.
     #[serde(default)]
+    #[schema(pattern = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$")]
     pub cashback_rate: Option<String>,
     #[serde(default)]
     pub fiscal: Option<PlanFiscal>,
@@ -184,6 +186,16 @@ fn yes() -> bool {
 
 fn valid_code(code: &str) -> bool {
     !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+/// The `quotas` map's schema: metric names as [`valid_metric`] takes them, each
+/// a `QuotaInput`.
+fn quotas_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Type};
+    ObjectBuilder::new()
+        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z0-9_.-]{1,64}$"))))
+        .additional_properties(Some(RefOr::Ref(Ref::from_schema_name("QuotaInput"))))
+        .build()
 }
 
 fn valid_metric(name: &str) -> bool {

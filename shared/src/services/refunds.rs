@@ -36,6 +36,7 @@ pub struct RefundRequest {
     #[serde(default)]
     pub amount: Option<MoneyInput>,
     #[serde(default)]
+    #[schema(max_length = 1000, pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$")]
     pub comment: Option<String>,
 }
 
@@ -79,6 +80,7 @@ pub struct RefundView {
 #[serde(deny_unknown_fields)]
 pub struct ReviewRequest {
     #[serde(default)]
+    #[schema(max_length = 1000, pattern = r"^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$")]
     pub comment: Option<String>,
 }
 

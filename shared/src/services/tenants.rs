@@ -76,8 +76,10 @@ impl TryFrom<TenantRow> for Tenant {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSpec {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// IANA time zone, e.g. `Europe/Moscow`.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub time_zone: String,
     pub gateway: GatewayConfig,
     #[serde(default)]
@@ -89,6 +91,7 @@ pub struct TenantSpec {
     #[serde(default)]
     pub policy: Option<Policy>,
     #[serde(default)]
+    #[schema(pattern = r"^https?://[^/\s]+")]
     pub webhook_url: Option<String>,
 }
 

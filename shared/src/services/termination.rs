@@ -26,6 +26,10 @@ use crate::error::{ServiceError, ServiceResult};
 pub struct TerminateRequest {
     /// The customer broke the terms (Alfa 10.3): nothing is refunded.
     pub customer_fault: bool,
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\u0000-\u001F\u007F-\u009F\s][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: String,
 }
 

@@ -118,6 +118,21 @@ async fn bad_input_is_a_clear_4xx_never_a_500() {
     assert_eq!(raw("{not json").await, (400, "application/problem+json".into(), "malformed_json".into()));
     assert_eq!(raw("").await, (400, "application/problem+json".into(), "malformed_json".into()));
     assert_eq!(raw("[]").await, (422, "application/problem+json".into(), "validation_failed".into()));
+    // serde would take an array for a struct; a body must be an object.
+    assert_eq!(raw(r#"["a", "a@b.ru"]"#).await.2, "validation_failed");
+    // PostgreSQL text cannot hold U+0000: 422, not a database error.
+    assert_eq!(raw(r#"{"external_id": "a\u0000", "email": "a@b.ru"}"#).await.2, "validation_failed");
+    // 30.0 is the integer 30 (JSON Schema), wherever an integer is taken.
+    let days = app
+        .post(
+            &t,
+            "/v1/plans",
+            json!({"code": "D", "name": "D", "price": {"value": "10.00", "currency": "RUB"},
+        "period": {"unit": "day", "count": 30.0}}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(days["period"]["count"], 30);
     assert_eq!(raw(r#"{"external_id": 5, "email": "a@b.ru"}"#).await.2, "validation_failed");
     assert_eq!(raw(r#"{"external_id": "a", "email": "a@b.ru", "nick": "x"}"#).await.2, "validation_failed");
     assert_eq!(raw(r#"{"external_id": "a", "email": "not-an-email"}"#).await.2, "invalid_email");
