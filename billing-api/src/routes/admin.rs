@@ -86,6 +86,7 @@ async fn bind_webhooks(state: &AppState, tenant_id: TenantId, on: bool) -> Resul
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"api_key": true, "webhook_secret": false})))]
 pub struct RotateKeys {
     #[serde(default = "yes")]
     pub api_key: bool,

@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `POST /v1/payments/{id}/pay`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"pay_with": "card"})))]
 pub struct PayPayment {
     pub pay_with: PayWith,
 }

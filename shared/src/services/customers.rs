@@ -27,6 +27,7 @@ pub struct LegalEntity {
 /// `POST /v1/customers` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"external_id": "user-42", "email": "user42@example.ru", "time_zone": "Europe/Moscow"})))]
 pub struct CustomerSpec {
     /// The product's own id of the customer, unique per tenant.
     #[schema(min_length = 1, max_length = 200)]
@@ -48,6 +49,7 @@ pub struct CustomerSpec {
 /// `PATCH /v1/customers/{id}` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"email": "new-address@example.ru"})))]
 pub struct CustomerPatch {
     #[serde(default)]
     pub email: Option<String>,

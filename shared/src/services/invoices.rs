@@ -86,6 +86,7 @@ pub struct TransferView {
 /// `POST /v1/invoices/{id}/mark-paid`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"amount": {"value": "1390.00", "currency": "RUB"}, "paid_at": "2026-03-06T10:00:00Z", "reference": "payment order 123"})))]
 pub struct TransferSpec {
     /// What arrived (it may be less or more than the invoice).
     pub amount: MoneyInput,

@@ -25,6 +25,7 @@ use crate::gateways::registry::Gateways;
 /// `pay` / `extend` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"pay_with": "card"})))]
 pub struct PayRequest {
     #[serde(default)]
     pub pay_with: PayWith,

@@ -27,6 +27,7 @@ pub const MAX_DAYS: u32 = 365;
 /// `POST /v1/admin/tenants/{id}/maintenance` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"days": 2, "reason": "Outage on 2026-03-10"})))]
 pub struct MaintenanceSpec {
     /// Days of maintenance to give back, 1 to 365.
     #[schema(minimum = 1, maximum = 365)]

@@ -41,6 +41,7 @@ use crate::error::{ServiceError, ServiceResult};
 /// `POST /v1/partners`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"code": "blogger-1", "name": "Blogger One"})))]
 pub struct PartnerSpec {
     /// 1..64 letters, digits, `-` or `_`: what customers are attributed by.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]

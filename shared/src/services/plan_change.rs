@@ -42,6 +42,7 @@ use crate::gateways::registry::Gateways;
 /// `change-plan` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"plan": "PRO", "preview": true})))]
 pub struct ChangePlanRequest {
     /// Code of the plan to change to.
     pub plan: String,

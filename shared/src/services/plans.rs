@@ -148,6 +148,7 @@ pub struct QuotaInput {
 /// `POST /v1/plans` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"code": "PRO", "name": "PRO", "price": {"value": "1390.00", "currency": "RUB"}, "period": {"unit": "month", "count": 1}, "auto_renew": true, "quotas": {"messages": {"limit": 100000, "mode": "overage", "unit_price": {"value": "0.05", "currency": "RUB"}}}})))]
 pub struct PlanSpec {
     /// 1..64 letters, digits, `_`, `-` or `.`; unique per tenant.
     #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]

@@ -24,6 +24,7 @@ use crate::error::{ServiceError, ServiceResult};
 /// `POST /v1/plans/{code}/prices` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"price": {"value": "790.00", "currency": "RUB"}, "effective_from": "2026-06-01T00:00:00Z"})))]
 pub struct NewPriceSpec {
     pub price: MoneyInput,
     pub effective_from: DateTime<Utc>,

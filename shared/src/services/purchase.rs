@@ -41,6 +41,7 @@ use crate::gateways::registry::Gateways;
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"customer_id": "01926f6e-8d40-7b3a-9c1e-2f4a5b6c7d8e", "plan": "PRO", "pay_with": "card"})))]
 pub struct PurchaseSpec {
     pub customer_id: CustomerId,
     /// Plan code.

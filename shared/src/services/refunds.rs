@@ -29,6 +29,7 @@ use crate::queue::jobs::Job;
 /// `POST /v1/refunds` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"payment_id": "01926f6e-8d40-7b3a-9c1e-2f4a5b6c7d8f", "reason": "unused", "comment": "The customer asked on 2026-03-07"})))]
 pub struct RefundRequest {
     pub payment_id: PaymentId,
     pub reason: RefundReason,
@@ -78,6 +79,7 @@ pub struct RefundView {
 /// `POST /v1/refunds/{id}/approve` and `/reject` body.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"comment": "Approved by support"})))]
 pub struct ReviewRequest {
     #[serde(default)]
     #[schema(max_length = 1000, pattern = r"^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$")]

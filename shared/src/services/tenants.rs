@@ -75,6 +75,7 @@ impl TryFrom<TenantRow> for Tenant {
 /// merges into).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "Orbita", "time_zone": "Europe/Moscow", "gateway": {"kind": "cloudpayments", "public_id": "pk_0123456789abcdef", "api_secret": "0123456789abcdef0123456789abcdef"}, "policy": {"dunning_retry_days": [1, 3, 5]}, "webhook_url": "https://orbita.example.ru/billing-events"})))]
 pub struct TenantSpec {
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,

@@ -23,6 +23,7 @@ use crate::error::{ServiceError, ServiceResult};
 /// `POST /v1/subscriptions/{id}/terminate` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"customer_fault": false, "reason": "Service discontinued"})))]
 pub struct TerminateRequest {
     /// The customer broke the terms (Alfa 10.3): nothing is refunded.
     pub customer_fault: bool,

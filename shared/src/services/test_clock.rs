@@ -20,6 +20,7 @@ pub struct ClockView {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"now": "2026-03-05T09:00:00Z"})))]
 pub struct SetClock {
     pub now: DateTime<Utc>,
 }

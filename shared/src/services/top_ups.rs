@@ -23,6 +23,7 @@ use crate::gateways::registry::Gateways;
 /// `POST /v1/customers/{id}/top-ups`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"amount": {"value": "1500.00", "currency": "RUB"}, "pay_with": "card"})))]
 pub struct TopUpSpec {
     /// At least 1.00.
     pub amount: MoneyInput,

@@ -45,6 +45,7 @@ const FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
 /// listed in `rejected`, the others are accepted.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"events": [{"event_id": "evt-1", "customer_id": "01926f6e-8d40-7b3a-9c1e-2f4a5b6c7d8e", "metric": "messages", "quantity": 1, "occurred_at": "2026-03-05T09:00:00Z"}]})))]
 pub struct UsageBatch {
     /// Kept raw so each event is parsed (and rejected) on its own, straight into
     /// [`UsageEvent`] without an intermediate JSON tree.
