@@ -5,6 +5,7 @@ pub mod balance;
 pub mod bank_statement;
 pub mod calendar;
 pub mod dunning;
+pub mod fiscal_settings;
 pub mod ids;
 pub mod invoice;
 pub mod ledger;

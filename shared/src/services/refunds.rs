@@ -82,7 +82,7 @@ pub struct RefundView {
 #[schema(examples(json!({"comment": "Approved by support"})))]
 pub struct ReviewRequest {
     #[serde(default)]
-    #[schema(max_length = 1000, pattern = r"^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$")]
+    #[schema(max_length = 1000, pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$")]
     pub comment: Option<String>,
 }
 
