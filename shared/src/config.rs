@@ -23,6 +23,7 @@
 //! | `BILLING_PUBLIC_URL` | the API's public base URL, for providers' callbacks (ATOL `callback_url`) | none: no callbacks, reports are polled |
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::domain::secret::Secret;
@@ -62,8 +63,8 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// How many requests a key may make at once above its rate.
     pub rate_limit_burst: u32,
-    /// `BILLING_SECRETS_KEY` and `BILLING_SECRETS_KEY_PREVIOUS` (validated).
-    secrets_keys: Option<(Secret, Option<Secret>)>,
+    /// The keyring of `BILLING_SECRETS_KEY` and `BILLING_SECRETS_KEY_PREVIOUS`.
+    secrets_keys: Option<Arc<Keyring>>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/billing";
@@ -102,8 +103,7 @@ impl Config {
                 return Err(ConfigError("BILLING_SECRETS_KEY_PREVIOUS needs BILLING_SECRETS_KEY".into()));
             }
             (Some(k), prev) => {
-                Keyring::from_base64(&k, prev.as_deref()).map_err(|e| ConfigError(e.to_string()))?;
-                Some((Secret::new(k), prev.map(Secret::new)))
+                Some(Arc::new(Keyring::from_base64(&k, prev.as_deref()).map_err(|e| ConfigError(e.to_string()))?))
             }
         };
         let public_url = var("BILLING_PUBLIC_URL");
@@ -168,15 +168,14 @@ impl Config {
     ///
     /// Errors: `BILLING_SECRETS_KEY` is not set (the API and worker need it; the
     /// `migrate` and `audit` commands do not).
-    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
-        let (key, prev) = self.secrets_keys.as_ref().ok_or_else(|| {
+    pub fn keyring(&self) -> Result<Arc<Keyring>, ConfigError> {
+        self.secrets_keys.clone().ok_or_else(|| {
             ConfigError(
                 "BILLING_SECRETS_KEY is not set: it seals tenants' secrets at rest \
                  (make one with `openssl rand -base64 32`)"
                     .into(),
             )
-        })?;
-        Keyring::from_base64(key.expose(), prev.as_ref().map(Secret::expose)).map_err(|e| ConfigError(e.to_string()))
+        })
     }
 }
 

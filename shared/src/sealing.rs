@@ -13,7 +13,7 @@
 //! the API re-seals every tenant under the current key at start-up
 //! ([`crate::services::tenants::reseal_all`]).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -142,10 +142,10 @@ impl Keyring {
     }
 }
 
-static KEYRING: OnceLock<Keyring> = OnceLock::new();
+static KEYRING: OnceLock<Arc<Keyring>> = OnceLock::new();
 
 /// Installs the process's keyring (once, at start-up; a second call is ignored).
-pub fn install(keyring: Keyring) {
+pub fn install(keyring: Arc<Keyring>) {
     let _ = KEYRING.set(keyring);
 }
 
@@ -153,7 +153,7 @@ pub fn install(keyring: Keyring) {
 ///
 /// Errors: [`SealError::NotInstalled`] before [`install`].
 pub fn keyring() -> Result<&'static Keyring, SealError> {
-    KEYRING.get().ok_or(SealError::NotInstalled)
+    KEYRING.get().map(|k| &**k).ok_or(SealError::NotInstalled)
 }
 
 #[cfg(test)]

@@ -91,34 +91,28 @@ fn reseal_value(k: &Keyring, ctx: &str, stored: &str) -> Result<Option<String>, 
 /// Re-seals one row's secrets under the current key; true when anything changed.
 fn reseal_row(k: &Keyring, row: &mut TenantRow) -> ServiceResult<bool> {
     let id = row.id;
-    let fail =
-        |field: &str, e: SealError| ServiceError::Internal(format!("tenant {id}: {field} cannot be re-sealed: {e}"));
-    let mut changed = false;
-    let mut text = |field: &str, value: &mut String| -> ServiceResult<()> {
-        if let Some(new) = reseal_value(k, &context(id, field), value).map_err(|e| fail(field, e))? {
-            *value = new;
-            changed = true;
+    let changed = std::cell::Cell::new(false);
+    // The stored value as it must be: re-sealed, or as it is.
+    let reseal = |field: &str, stored: &str| -> ServiceResult<String> {
+        match reseal_value(k, &context(id, field), stored) {
+            Ok(Some(new)) => {
+                changed.set(true);
+                Ok(new)
+            }
+            Ok(None) => Ok(stored.to_owned()),
+            Err(e) => Err(ServiceError::Internal(format!("tenant {id}: {field} cannot be re-sealed: {e}"))),
         }
-        Ok(())
     };
-    text("webhook_secret", &mut row.webhook_secret)?;
+    row.webhook_secret = reseal("webhook_secret", &row.webhook_secret)?;
     if let Some(prev) = row.webhook_secret_prev.as_mut() {
-        text("webhook_secret_prev", prev)?;
+        *prev = reseal("webhook_secret_prev", prev)?;
     }
     for (column, doc) in [("gateway", Some(&mut row.gateway)), ("fiscal", row.fiscal.as_mut())] {
         if let Some(doc) = doc {
-            map_json(column, doc, |field, stored| {
-                Ok(match reseal_value(k, &context(id, field), stored).map_err(|e| fail(field, e))? {
-                    Some(new) => {
-                        changed = true;
-                        new
-                    }
-                    None => stored.to_owned(),
-                })
-            })?;
+            map_json(column, doc, &reseal)?;
         }
     }
-    Ok(changed)
+    Ok(changed.get())
 }
 
 /// Seals every tenant's secrets under the current key: plain values left from
@@ -154,7 +148,9 @@ mod tests {
     use crate::sealing::install;
 
     fn keyring_installed() {
-        install(Keyring::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", None).unwrap());
+        install(std::sync::Arc::new(
+            Keyring::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", None).unwrap(),
+        ));
     }
 
     fn fiscal() -> FiscalSettings {

@@ -303,12 +303,13 @@ pub async fn patch(conn: &mut AsyncPgConnection, id: TenantId, patch: Value) -> 
     let row = db::find_for_update(conn, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("tenant_not_found", "no such tenant"))?;
-    let current = Tenant::try_from(row.clone())?;
+    let created_at = row.created_at;
+    let current = Tenant::try_from(row)?;
     let mut doc = to_json(&TenantSpec::from_tenant(&current))?;
     merge_patch(&mut doc, &patch);
     let spec: TenantSpec = serde_json::from_value(doc).map_err(|e| ServiceError::validation(e.to_string()))?;
     spec.validate()?;
-    let new_row = to_row(id, &spec, webhook_secrets(&current), row.created_at)?;
+    let new_row = to_row(id, &spec, webhook_secrets(&current), created_at)?;
     db::update(conn, &new_row).await?;
     forget(id);
     Ok(TenantView::from(&Tenant::try_from(new_row)?))
@@ -327,7 +328,8 @@ pub async fn rotate_keys(
     let row = db::find_for_update(conn, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("tenant_not_found", "no such tenant"))?;
-    let current = Tenant::try_from(row.clone())?;
+    let created_at = row.created_at;
+    let current = Tenant::try_from(row)?;
     let until = real_now() + TimeDelta::hours(1);
     let new_key = if api_key {
         db::expire_api_keys(conn, id, until).await?;
@@ -338,7 +340,7 @@ pub async fn rotate_keys(
     let new_secret = if webhook_secret {
         let secret = random_token("whsec_")?;
         let webhook = WebhookSecrets { current: &secret, previous: Some((current.webhook_secret.expose(), until)) };
-        db::update(conn, &to_row(id, &TenantSpec::from_tenant(&current), webhook, row.created_at)?).await?;
+        db::update(conn, &to_row(id, &TenantSpec::from_tenant(&current), webhook, created_at)?).await?;
         forget(id);
         Some(Secret::new(secret))
     } else {
