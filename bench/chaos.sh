@@ -28,6 +28,7 @@ rabbitmqctl -q add_vhost "$DB" >/dev/null
 rabbitmqctl -q set_permissions -p "$DB" guest '.*' '.*' '.*' >/dev/null
 rm -rf .run/chaos && mkdir -p .run/chaos
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$DB"
+export BILLING_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)"
 target/release/billing-api migrate
 log "running (logs in .run/chaos/)"
 status=0

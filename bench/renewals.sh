@@ -42,33 +42,11 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-q() { psql -h 127.0.0.1 -U postgres -d "$DB" -qAt -v ON_ERROR_STOP=1 "$@"; }
-
-pg_ceiling() {
-  q <<'SQL'
-DROP TABLE IF EXISTS pgb_subs, pgb_payments, pgb_ledger, pgb_outbox;
-CREATE TABLE pgb_subs (id int PRIMARY KEY, period_end timestamptz NOT NULL);
-INSERT INTO pgb_subs SELECT g, now() FROM generate_series(1, 100000) g;
-CREATE TABLE pgb_payments (id uuid PRIMARY KEY, sub int NOT NULL, amount numeric(14,2) NOT NULL, created_at timestamptz NOT NULL);
-CREATE TABLE pgb_ledger (id bigserial PRIMARY KEY, txn uuid NOT NULL, account int NOT NULL, amount numeric(14,2) NOT NULL);
-CREATE TABLE pgb_outbox (seq bigserial PRIMARY KEY, payload jsonb NOT NULL, published_at timestamptz);
-SQL
-  cat > .run/bench/payment.sql <<'SQL'
-\set sub random(1, 100000)
-BEGIN;
-INSERT INTO pgb_payments VALUES (gen_random_uuid(), :sub, 1990.00, now());
-UPDATE pgb_subs SET period_end = period_end + interval '1 month' WHERE id = :sub;
-INSERT INTO pgb_ledger (txn, account, amount) SELECT t, a, v FROM (SELECT gen_random_uuid() t) x,
-  (VALUES (1, -1990.00), (2, 1990.00), (2, -1990.00), (3, 1990.00)) e(a, v);
-INSERT INTO pgb_outbox (payload) VALUES ('{"type":"subscription.renewed"}'), ('{"type":"payment.succeeded"}');
-COMMIT;
-SQL
-  pgbench -h 127.0.0.1 -U postgres -n -c 8 -j 2 -T 15 -f .run/bench/payment.sql "$DB" 2>/dev/null | awk '/^tps/ {printf "%d", $3}'
-}
+source bench/lib.sh
 
 run_size() { # GATEWAY N
   local gw=$1 n=$2
-  psql -h 127.0.0.1 -U postgres -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+  fresh_db "$DB"
   # A broker vhost of its own, fresh each run: no message of an earlier (aborted) run
   # is consumed in this one.
   rabbitmqctl -q delete_vhost "$DB" >/dev/null 2>&1 || true

@@ -30,11 +30,12 @@ mkdir -p .run/bench
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
 trap cleanup EXIT
-q() { psql -h 127.0.0.1 -U postgres -d "$DB" -qAt -v ON_ERROR_STOP=1 "$@"; }
+source bench/lib.sh
 
-psql -h 127.0.0.1 -U postgres -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+fresh_db "$DB"
 target/release/billing-api migrate
-BILLING_API_ADDR="127.0.0.1:$API_PORT" BILLING_DB_POOL_SIZE=8 target/release/billing-api >.run/bench/usage-api.log 2>&1 & pids+=($!)
+BILLING_API_ADDR="127.0.0.1:$API_PORT" BILLING_DB_POOL_SIZE=8 target/release/billing-api >.run/bench/usage-api.log 2>&1 &
+api=$!; pids+=($api)
 wait_port "$API_PORT" api 30
 curl -sf -X POST "$API/v1/admin/clock" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d '{"now":"2026-05-01T09:00:00Z"}' >/dev/null
 tenant=$(curl -sf -X POST "$API/v1/admin/tenants" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d '{
@@ -114,5 +115,6 @@ printf '| %6s | %7s | %8s | %8s | %7s | %9s | %9s |\n' "batch" "calls" "events" 
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------" "---------" "----------" "----------" "---------" "-----------" "-----------"
 cat .run/bench/usage-rows.txt
 echo
+echo "API peak RSS MB: $(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$api/status")"
 echo "check: counter events stored = $events, sum of counters = $messages (must be equal)"
 echo "machine: $(nproc) cores, PostgreSQL $(psql -h 127.0.0.1 -U postgres -qAt -c 'SHOW server_version')"

@@ -3,11 +3,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, Data};
 use actix_web::{FromRequest, HttpRequest};
+use billing_shared::clock::real_now;
 use billing_shared::services::idempotency::IdempotentRequest;
 use billing_shared::services::tenants::{self, Tenant};
 use billing_shared::signing::sha256;
@@ -29,8 +31,9 @@ pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
-/// The tenant whose API key is in `Authorization: Bearer <key>`.
-pub struct TenantAuth(pub Tenant);
+/// The tenant whose API key is in `Authorization: Bearer <key>` (looked up through
+/// this process's cache: no database round trip on a hit).
+pub struct TenantAuth(pub Arc<Tenant>);
 
 impl FromRequest for TenantAuth {
     type Error = ApiError;
@@ -43,8 +46,7 @@ impl FromRequest for TenantAuth {
             let state = state?;
             let token = token
                 .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer <api key>)"))?;
-            let mut conn = state.conn().await?;
-            tenants::authenticate(&mut conn, &token)
+            tenants::authenticate(&state.pool, &token, real_now())
                 .await?
                 .map(TenantAuth)
                 .ok_or_else(|| ApiError::unauthorized("unknown or expired API key"))
@@ -205,6 +207,28 @@ impl FromRequest for Idempotency {
             }),
         })
     }
+}
+
+/// The middleware refusing U+0000 (`%00`) in a request's path or query before any
+/// handler sees it: PostgreSQL text cannot hold it. A path holding it names no
+/// resource (404 `not_found`); a query holding it is 422 `validation_failed`.
+pub async fn refuse_nul(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    use actix_web::ResponseError as _;
+    let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0');
+    let refusal = if has_nul(req.path()) {
+        ApiError::not_found("a path holding U+0000 (NUL) names no resource")
+    } else if has_nul(req.query_string()) {
+        ApiError::validation("query: text must not contain U+0000 (NUL)")
+    } else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    Ok(req.into_response(refusal.error_response()).map_into_right_body())
 }
 
 #[cfg(test)]

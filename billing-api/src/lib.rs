@@ -32,13 +32,20 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
+    pool: billing_shared::db::PgPool,
 }
 
 impl Application {
     /// Builds the server from configuration with the built-in adapters
-    /// (migrations are the caller's job).
+    /// (migrations are the caller's job), after checking that the secrets key
+    /// opens every tenant's secrets.
+    ///
+    /// Errors: bad settings, the address taken, the database unreachable, or a
+    /// tenant secret that does not open (`tenant_secrets::verify_on_start`).
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        Self::build_with(config, Ports::from_config(config)?)
+        let app = Self::build_with(config, Ports::from_config(config)?)?;
+        billing_shared::services::tenant_secrets::verify_on_start(&app.pool).await?;
+        Ok(app)
     }
 
     /// Builds the server with the given adapters behind its ports.
@@ -48,7 +55,7 @@ impl Application {
         let listener = TcpListener::bind(config.api_addr)?;
         let port = listener.local_addr()?.port();
         let state = AppState {
-            pool,
+            pool: pool.clone(),
             ports,
             clock: Clock::from_test_flag(config.test_clock),
             admin_token: config.admin_token.clone(),
@@ -70,6 +77,7 @@ impl Application {
                 )
                 .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::not_found(e.to_string()).into()))
                 .wrap(from_fn(rate_limit::limit))
+                .wrap(from_fn(extract::refuse_nul))
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .service(web::redirect("/docs", "/docs/"))
@@ -79,7 +87,7 @@ impl Application {
         .shutdown_timeout(30)
         .listen(listener)?
         .run();
-        Ok(Application { port, server })
+        Ok(Application { port, server, pool })
     }
 
     pub fn port(&self) -> u16 {

@@ -1,8 +1,11 @@
 //! `billing-api [migrate | audit [--tenant ID]]`: serves the HTTP API (applying
-//! pending migrations first); with `migrate` only applies migrations and exits; with
-//! `audit` checks every invariant the service promises (`services::audit`), prints
-//! a table and exits 1 when any is breached (2 on a usage error). Serving needs
-//! `BILLING_SECRETS_KEY` and first re-seals tenants' secrets under it.
+//! pending migrations first); with `migrate` applies migrations, seals tenants'
+//! secrets under the current `BILLING_SECRETS_KEY` (plain rows from before sealing,
+//! rows under the previous key after a rotation) and exits; with `audit` checks
+//! every invariant the service promises (`services::audit`), prints a table and
+//! exits 1 when any is breached (2 on a usage error). Serving needs
+//! `BILLING_SECRETS_KEY` and refuses to start when it does not open every
+//! tenant's secrets.
 
 use anyhow::Context;
 use billing_api::Application;
@@ -25,11 +28,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("migrate") => return Ok(()),
+        Some("migrate") => return reseal_tenant_secrets(&config).await,
         Some("audit") => std::process::exit(audit(&config, &args[1..]).await?),
         _ => {}
     }
-    reseal_tenant_secrets(&config).await?;
     let app = Application::build(&config).await?;
     tracing::info!(addr = %config.api_addr, port = app.port(), test_clock = config.test_clock, "billing-api listening");
     app.run_until_stopped().await?;
@@ -39,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Installs the secrets keyring and re-seals every tenant's secrets under the
 /// current key (plain rows from before sealing, rows under the previous key).
+/// Errors: no key, or a secret neither key opens (named by tenant and field).
 async fn reseal_tenant_secrets(config: &Config) -> anyhow::Result<()> {
     billing_shared::sealing::install(config.keyring()?);
     let pool = billing_shared::db::build_pool(&config.database_url, 1)?;

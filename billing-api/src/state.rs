@@ -79,6 +79,19 @@ impl AppState {
         Ok(HttpResponse::build(status).json(body))
     }
 
+    /// Runs a read outside any transaction — no BEGIN/COMMIT round trips — and
+    /// answers 200 with its JSON result. Only for reads whose answer comes from one
+    /// statement (or from statements that need no common snapshot).
+    pub async fn read<T: Serialize>(
+        &self,
+        f: impl AsyncFnOnce(&mut AsyncPgConnection, DateTime<Utc>) -> Result<T, ServiceError>,
+    ) -> Result<HttpResponse, ApiError> {
+        let mut conn = self.conn().await?;
+        let now = self.clock.now(&mut conn).await?;
+        let value = f(&mut conn, now).await?;
+        Ok(HttpResponse::Ok().json(value))
+    }
+
     /// Runs `f` in one transaction (the clock read inside it) and returns its result.
     pub async fn transaction<T>(
         &self,

@@ -65,6 +65,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 pub async fn run_with(config: Config, ports: Ports, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     billing_shared::sealing::install(config.keyring()?);
     let pool = build_pool(&config.database_url, config.db_pool_size)?;
+    // A worker under the wrong key refuses to start rather than fail tenant by tenant.
+    billing_shared::services::tenant_secrets::verify_on_start(&pool).await?;
     let clock = Clock::from_test_flag(config.test_clock);
     let metrics = metrics_server::start(config.worker_metrics_addr, pool.clone())?;
     let handlers =

@@ -2,6 +2,7 @@
 //! rules, database access, use-case services, payment gateway adapters, the clock
 //! and configuration.
 
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod db;

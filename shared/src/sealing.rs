@@ -9,9 +9,11 @@
 //! (`<tenant id>/<field>`): a value copied to another row or field does not open.
 //!
 //! Rotation: `BILLING_SECRETS_KEY_PREVIOUS` is a second key accepted for opening
-//! only. Start every process with the new key as previous, then swap the two;
-//! the API re-seals every tenant under the current key at start-up
-//! ([`crate::services::tenants::reseal_all`]).
+//! only. Start every process with the new key as current and the old one as
+//! previous, run `billing-api migrate` (it re-seals every tenant under the current
+//! key: [`crate::services::tenant_secrets::reseal_all`]), then drop the previous
+//! key. Serving processes never rewrite secrets; at start-up they only check that
+//! their keys open every tenant's.
 
 use std::sync::{Arc, OnceLock};
 
@@ -29,8 +31,10 @@ const PREFIX: &str = "v1";
 pub enum SealError {
     #[error("{0} must be 32 bytes in base64 (make one with `openssl rand -base64 32`)")]
     BadKey(&'static str),
-    #[error("the value is not sealed (no `v1.` prefix)")]
+    #[error("the value is not sealed (no `v<N>.` prefix)")]
     NotSealed,
+    #[error("the value is sealed in format {0}, which this binary does not know (a newer release sealed it)")]
+    UnknownVersion(String),
     #[error("the value is sealed under key {0}, which is neither BILLING_SECRETS_KEY nor BILLING_SECRETS_KEY_PREVIOUS")]
     UnknownKey(String),
     #[error("the sealed value does not open (tampered, truncated or moved to another row)")]
@@ -106,13 +110,17 @@ impl Keyring {
 
     /// The plain text of a value sealed under either key for `context`.
     ///
-    /// Errors: [`SealError::NotSealed`], [`SealError::UnknownKey`],
-    /// [`SealError::DoesNotOpen`].
+    /// Errors: [`SealError::NotSealed`] (no `v<N>.` prefix: plain text),
+    /// [`SealError::UnknownVersion`] (`v<N>.` other than `v1.`),
+    /// [`SealError::UnknownKey`], [`SealError::DoesNotOpen`].
     pub fn open(&self, context: &str, sealed: &str) -> Result<String, SealError> {
-        let mut parts = sealed.splitn(3, '.');
-        let (Some(PREFIX), Some(id), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(SealError::NotSealed);
-        };
+        match version_of(sealed) {
+            None => return Err(SealError::NotSealed),
+            Some(PREFIX) => {}
+            Some(other) => return Err(SealError::UnknownVersion(other.to_owned())),
+        }
+        let mut parts = sealed.splitn(3, '.').skip(1);
+        let (Some(id), Some(body)) = (parts.next(), parts.next()) else { return Err(SealError::DoesNotOpen) };
         let key = [Some(&self.current), self.previous.as_ref()]
             .into_iter()
             .flatten()
@@ -140,6 +148,14 @@ impl Keyring {
             .and_then(|r| r.strip_prefix('.'))
             .is_some_and(|r| r.split_once('.').is_some_and(|(id, _)| id == self.current.id))
     }
+}
+
+/// The format version a value names (`v<digits>` before the first dot), or `None`
+/// for plain text.
+fn version_of(value: &str) -> Option<&str> {
+    let (version, _) = value.split_once('.')?;
+    let digits = version.strip_prefix('v')?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(version)
 }
 
 static KEYRING: OnceLock<Arc<Keyring>> = OnceLock::new();
@@ -184,6 +200,10 @@ mod tests {
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         assert_eq!(ring.open("c", std::str::from_utf8(&tampered).unwrap()), Err(SealError::DoesNotOpen));
         assert_eq!(ring.open("c", "secret"), Err(SealError::NotSealed));
+        assert_eq!(ring.open("c", "v.x.y"), Err(SealError::NotSealed));
+        // A later format is not mistaken for plain text (nor sealed again as such).
+        assert_eq!(ring.open("c", "v2.abcd.efgh"), Err(SealError::UnknownVersion("v2".into())));
+        assert_eq!(ring.open("c", "v1.only-two"), Err(SealError::DoesNotOpen));
         assert!(!ring.is_current("secret"));
         assert_eq!(ring.open("c", &sealed[..sealed.len() - 30]), Err(SealError::DoesNotOpen));
         let other = Keyring::from_base64(K2, None).unwrap();

@@ -99,5 +99,5 @@ async fn get_entitlements(
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "customer")?;
-    state.ok(async |conn, now| entitlements::get(conn, now, &tenant, id).await).await
+    state.read(async |conn, now| entitlements::get(conn, now, &tenant, id).await).await
 }

@@ -70,7 +70,7 @@ async fn list_refunds(
 /// Approve or reject a held request (idempotent by `Idempotency-Key`).
 async fn review(
     state: Data<AppState>,
-    tenant: billing_shared::services::tenants::Tenant,
+    tenant: std::sync::Arc<billing_shared::services::tenants::Tenant>,
     idem: Idempotency,
     id: Path<String>,
     body: JsonBody<ReviewRequest>,

@@ -83,7 +83,7 @@ async fn provider_notification(
     let tenant_id = parse_id(tenant_id, "tenant")?;
     let tenant = {
         let mut conn = state.conn().await?;
-        tenants::load(&mut conn, tenant_id).await?
+        tenants::load_cached(&mut conn, tenant_id).await?
     };
     let gateway = notifications::gateway_for(&state.ports.gateways, &tenant, provider)?;
     let headers =

@@ -19,7 +19,7 @@ pub struct Invariant {
 }
 
 /// Every invariant, in the order the audit prints them.
-pub const INVARIANTS: [Invariant; 9] = [
+pub const INVARIANTS: [Invariant; 10] = [
     Invariant {
         name: "ledger_balanced",
         promise: "every ledger transaction sums to zero per currency",
@@ -86,6 +86,19 @@ pub const INVARIANTS: [Invariant; 9] = [
               WHERE s.status = 'pending_payment' AND ($1::uuid IS NULL OR s.tenant_id = $1) \
                 AND EXISTS (SELECT 1 FROM payments p WHERE p.subscription_id = s.id AND p.kind = 'purchase' \
                             AND p.status IN ('succeeded', 'partially_refunded') AND p.duplicate_of IS NULL)",
+    },
+    Invariant {
+        name: "usage_counted_once",
+        promise: "each subscription's usage counters add up to the usage events stored for it \
+                  (no event counted twice or counted without being stored)",
+        sql: "SELECT coalesce(c.subscription_id, e.subscription_id)::text || ' ' || coalesce(c.metric, e.metric) AS key \
+              FROM (SELECT subscription_id, metric, sum(used) AS used FROM usage_counters \
+                     WHERE kind = 'counter' AND ($1::uuid IS NULL OR tenant_id = $1) GROUP BY 1, 2) c \
+              FULL JOIN (SELECT subscription_id, metric, sum(quantity) AS used FROM usage_events v \
+                          WHERE ($1::uuid IS NULL OR tenant_id = $1) AND NOT EXISTS (SELECT 1 FROM usage_counters g \
+                                WHERE g.subscription_id = v.subscription_id AND g.metric = v.metric AND g.kind <> 'counter') \
+                          GROUP BY 1, 2) e ON e.subscription_id = c.subscription_id AND e.metric = c.metric \
+              WHERE coalesce(c.used, 0) <> coalesce(e.used, 0)",
     },
     Invariant {
         name: "outbox_draining",

@@ -12,7 +12,7 @@ use super::schema::{subscription_notices, subscription_transitions, subscription
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::subscription::{Cause, HistoryEntry, Subscription, SubscriptionStatus};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = subscriptions, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
 struct Row {
@@ -141,6 +141,81 @@ pub async fn find_live(conn: &mut AsyncPgConnection, customer_id: CustomerId) ->
         .await
         .optional()?;
     Ok(row.map(Subscription::from))
+}
+
+/// A usage counter read with the live subscription.
+#[derive(Debug, Clone)]
+pub struct LiveCounter {
+    pub metric: String,
+    pub period_start: DateTime<Utc>,
+    pub used: i64,
+    pub peak: i64,
+}
+
+/// The entitlement read's answer: the customer's time zone, its live subscription
+/// and that subscription's counters keyed by its current period's start or end
+/// (the two keys current usage can be counted under).
+#[derive(Debug, Clone)]
+pub struct LiveWithCounters {
+    pub customer_time_zone: String,
+    pub subscription: Subscription,
+    pub counters: Vec<LiveCounter>,
+}
+
+#[derive(QueryableByName)]
+struct LiveJoined {
+    #[diesel(embed)]
+    sub: Row,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    customer_time_zone: String,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Text>)]
+    counter_metric: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    counter_period_start: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::BigInt>)]
+    counter_used: Option<i64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::BigInt>)]
+    counter_peak: Option<i64>,
+}
+
+/// The tenant's customer's live subscription (as [`find_live`] picks it) with its
+/// counters, in one statement and one round trip. `None` when the customer does
+/// not exist for the tenant or has no live subscription.
+pub async fn live_with_counters(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    customer_id: CustomerId,
+) -> QueryResult<Option<LiveWithCounters>> {
+    let rows: Vec<LiveJoined> = diesel::sql_query(
+        "SELECT s.*, c.time_zone AS customer_time_zone, u.metric AS counter_metric, \
+                u.period_start AS counter_period_start, u.used AS counter_used, u.peak AS counter_peak \
+           FROM customers c \
+          CROSS JOIN LATERAL (SELECT * FROM subscriptions s WHERE s.customer_id = c.id \
+                                AND s.status NOT IN ('expired', 'terminated') \
+                              ORDER BY s.status = 'pending_payment' LIMIT 1) s \
+           LEFT JOIN usage_counters u ON u.subscription_id = s.id \
+                 AND u.period_start IN (s.current_period_start, s.current_period_end) \
+          WHERE c.tenant_id = $1 AND c.id = $2",
+    )
+    .bind::<SqlUuid, _>(tenant_id)
+    .bind::<SqlUuid, _>(customer_id)
+    .load(conn)
+    .await?;
+    let mut rows = rows.into_iter();
+    let Some(first) = rows.next() else { return Ok(None) };
+    let counter = |r: &LiveJoined| match (&r.counter_metric, r.counter_period_start, r.counter_used, r.counter_peak) {
+        (Some(metric), Some(period_start), Some(used), Some(peak)) => {
+            Some(LiveCounter { metric: metric.clone(), period_start, used, peak })
+        }
+        _ => None,
+    };
+    let mut counters: Vec<LiveCounter> = counter(&first).into_iter().collect();
+    counters.extend(rows.filter_map(|r| counter(&r)));
+    Ok(Some(LiveWithCounters {
+        customer_time_zone: first.customer_time_zone,
+        subscription: Subscription::from(first.sub),
+        counters,
+    }))
 }
 
 /// Every subscription of the customer that has not ended (a live one and a pending

@@ -71,17 +71,18 @@ pub async fn expire_api_keys(
         .await
 }
 
-/// The tenant owning a key hash, if the key has not expired at `real_now`.
+/// The tenant holding the API key whose SHA-256 is `hash`, with the key's expiry
+/// (`None`: never), unless it expired by `real_now`.
 pub async fn find_by_key_hash(
     conn: &mut AsyncPgConnection,
     hash: &[u8],
     real_now: DateTime<Utc>,
-) -> QueryResult<Option<TenantRow>> {
+) -> QueryResult<Option<(TenantRow, Option<DateTime<Utc>>)>> {
     api_keys::table
         .inner_join(tenants::table)
         .filter(api_keys::key_hash.eq(hash))
         .filter(api_keys::expires_at.is_null().or(api_keys::expires_at.gt(real_now)))
-        .select(TenantRow::as_select())
+        .select((TenantRow::as_select(), api_keys::expires_at))
         .first(conn)
         .await
         .optional()

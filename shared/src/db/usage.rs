@@ -210,22 +210,6 @@ pub async fn mark_exhausted(
     .await
 }
 
-/// The counters of one subscription period.
-pub async fn of_period(
-    conn: &mut AsyncPgConnection,
-    subscription_id: SubscriptionId,
-    period_start: DateTime<Utc>,
-) -> diesel::QueryResult<Vec<CounterState>> {
-    diesel::sql_query(
-        "SELECT subscription_id, period_start, metric, used, peak FROM usage_counters \
-          WHERE subscription_id = $1 AND period_start = $2",
-    )
-    .bind::<SqlUuid, _>(subscription_id)
-    .bind::<Timestamptz, _>(period_start)
-    .load(conn)
-    .await
-}
-
 /// Closes a period's counters for billing — creating the ones nothing was reported
 /// for, so a late event cannot open them again — and returns those closed now (a
 /// period closed before returns nothing).

@@ -62,7 +62,7 @@ pub struct FiscalProvider {
     #[schema(min_length = 1)]
     pub group_code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^https?://[^/\s]+")]
+    #[schema(pattern = r"^https?://[^/\s]+\S*$")]
     pub api_url: Option<String>,
 }
 

@@ -32,8 +32,14 @@ pub fn is_plausible_email(s: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains('@')
-        && s.len() <= 254
+        && s.chars().count() <= 254
         && !s.chars().any(char::is_whitespace)
+}
+
+/// A name or free-text field: not only spaces, at most `max` characters (Unicode
+/// scalar values, as JSON Schema's `maxLength` counts them — not bytes).
+pub fn is_filled_within(s: &str, max: usize) -> bool {
+    !s.trim().is_empty() && s.chars().count() <= max
 }
 
 /// Parses an IANA time zone name.
@@ -49,5 +55,14 @@ mod tests {
         for bad in ["", "a", "a@b", "@b.ru", "a@.ru", "a b@c.ru", "a@b.ru.", "a@@b.ru"] {
             assert!(!super::is_plausible_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        let cyrillic = "Я".repeat(200); // 400 bytes
+        assert!(super::is_filled_within(&cyrillic, 200));
+        assert!(!super::is_filled_within(&format!("{cyrillic}Я"), 200));
+        assert!(!super::is_filled_within("   ", 200));
+        assert!(!super::is_filled_within("", 200));
     }
 }

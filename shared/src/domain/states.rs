@@ -7,8 +7,8 @@
 
 /// Declares a fieldless enum stored and shown as fixed strings.
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$meta])*
+    ($(#[doc = $doc:literal])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         $vis enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
@@ -34,11 +34,15 @@ macro_rules! string_enum {
             }
         }
 
-        /// The OpenAPI schema: a string, one of the shown names.
+        /// The OpenAPI schema: a string, one of the shown names, described by the
+        /// enum's doc comment.
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let doc: &[&str] = &[$($doc,)*];
+                let description = doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
+                    .description((!description.is_empty()).then_some(description))
                     .enum_values(Some([$($text,)+]))
                     .into()
             }

@@ -24,7 +24,7 @@ pub enum GatewayConfig {
         api_secret: Secret,
         /// Overrides `https://api.cloudpayments.ru/` (sandboxes, simulators).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(pattern = r"^https?://[^/\s]+")]
+        #[schema(pattern = r"^https?://[^/\s]+\S*$")]
         api_url: Option<String>,
     },
     /// YooKassa API v3 (GATEWAYS.md §2): `shop_id` and secret key for Basic auth.
@@ -35,7 +35,7 @@ pub enum GatewayConfig {
         api_secret: Secret,
         /// Overrides `https://api.yookassa.ru/v3/` (simulators).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(pattern = r"^https?://[^/\s]+")]
+        #[schema(pattern = r"^https?://[^/\s]+\S*$")]
         api_url: Option<String>,
         /// CIDRs (or single addresses) notifications may come from; absent means
         /// YooKassa's published ranges. A simulator lists its own (`127.0.0.0/8`).
@@ -98,7 +98,16 @@ pub fn parse_ip_range(raw: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{raw:?} is not an IP address or CIDR range"))
 }
 
+/// Checks a settings URL (webhook, gateway or ATOL API override): written as
+/// `http://` or `https://` (lower case) and a host, no whitespace anywhere — the
+/// schema's pattern `^https?://[^/\s]+\S*$` — and parsable as a URL.
+///
+/// Errors: the reason, naming the value.
 pub fn validate_http_url(raw: &str) -> Result<(), String> {
+    let shaped = (raw.starts_with("http://") || raw.starts_with("https://")) && !raw.chars().any(char::is_whitespace);
+    if !shaped {
+        return Err(format!("{raw:?} must start with http:// or https:// and hold no spaces"));
+    }
     let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!("{raw:?} must be an http(s) URL with a host"));
@@ -284,6 +293,16 @@ impl Policy {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn settings_urls_follow_their_pattern() {
+        for ok in ["https://orbita.example.ru/hooks?x=1", "http://127.0.0.1:8080"] {
+            assert_eq!(validate_http_url(ok), Ok(()), "{ok}");
+        }
+        for bad in ["HTTPS://a.ru", " https://a.ru", "https://a b.ru", "http:a.ru", "ftp://a.ru", "https://", "a.ru"] {
+            assert!(validate_http_url(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn arb_rule() -> impl Strategy<Value = RefundRule> {
         let reasons = proptest::sample::subsequence(

@@ -46,7 +46,7 @@ use crate::queue::jobs::Job;
 
 /// Everything needed to talk to the gateway about an attempt, read in one go.
 struct AttemptCall {
-    tenant: Tenant,
+    tenant: std::sync::Arc<Tenant>,
     gateway: Box<dyn PaymentGateway>,
     token: Option<String>,
     /// The attempt was made with a saved card (revoked since, when `token` is none).
@@ -284,7 +284,7 @@ async fn claim(conn: &mut AsyncPgConnection, gateways: &Gateways, attempt_id: Uu
         attempts_db::save_attempt(conn, &attempt).await?;
     }
     let call = Box::new(AttemptCall {
-        tenant,
+        tenant: tenant.into(),
         gateway,
         token,
         had_method: attempt.payment_method_id.is_some(),

@@ -107,13 +107,13 @@ pub async fn create(
     tenant: &Tenant,
     spec: CustomerSpec,
 ) -> ServiceResult<CustomerView> {
-    if spec.external_id.trim().is_empty() || spec.external_id.len() > 200 {
+    if !crate::domain::is_filled_within(&spec.external_id, 200) {
         return Err(ServiceError::validation("external_id must be 1..200 characters"));
     }
     check_email(&spec.email)?;
     let time_zone = spec.time_zone.unwrap_or_else(|| tenant.time_zone.clone());
     check_zone(&time_zone)?;
-    if spec.partner_code.as_ref().is_some_and(|p| p.is_empty() || p.len() > 64) {
+    if spec.partner_code.as_ref().is_some_and(|p| p.is_empty() || p.chars().count() > 64) {
         return Err(ServiceError::validation("partner_code must be 1..64 characters"));
     }
     if let Some(le) = &spec.legal_entity

@@ -114,7 +114,7 @@ pub async fn create(
     if !code_ok {
         return Err(ServiceError::validation("code must be 1..64 letters, digits, '-' or '_'"));
     }
-    if spec.name.trim().is_empty() || spec.name.chars().count() > 200 {
+    if !crate::domain::is_filled_within(&spec.name, 200) {
         return Err(ServiceError::validation("name must be 1..200 characters"));
     }
     let row =
@@ -260,15 +260,17 @@ fn event(tenant: &Tenant, payment: &PaymentRow, row: &CommissionRow, ty: &'stati
     Ok(NewEvent::event(tenant.id, payment.ordering_key(), ty, data))
 }
 
-/// The month `YYYY-MM` as `[from, to)` in `tz`.
+/// The month `YYYY-MM` (digits only, 1970-01 to 9999-12, as the query
+/// parameter's pattern says) as `[from, to)` in `tz`.
 fn month_window(month: &str, tz: chrono_tz::Tz) -> ServiceResult<(DateTime<Utc>, DateTime<Utc>)> {
-    let bad = || ServiceError::validation("month must be YYYY-MM, from 1970-01 to 9998-12");
+    let bad = || ServiceError::validation("month must be YYYY-MM, from 1970-01 to 9999-12");
     let (y, m) = month.split_once('-').ok_or_else(bad)?;
-    if y.len() != 4 || m.len() != 2 {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(y, 4) || !digits(m, 2) {
         return Err(bad());
     }
     let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if !(1970..=9998).contains(&y) {
+    if y < 1970 {
         return Err(bad());
     }
     let first = NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad)?;

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt};
+use crate::cache::Expiring;
 use crate::db::plans::{self as db, PlanRow, PriceRow};
 use crate::domain::money::{Currency, Money, MoneyInput, MoneyView};
 use crate::domain::period::{Period, PeriodUnit};
@@ -98,26 +99,17 @@ pub async fn load_by_code(conn: &mut AsyncPgConnection, tenant: &Tenant, code: &
     Plan::from_rows(row, prices)
 }
 
-const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+static CACHE: std::sync::LazyLock<Expiring<Uuid, Plan>> = std::sync::LazyLock::new(Expiring::new);
 
-type PlanCache = std::sync::Mutex<std::collections::HashMap<Uuid, (std::time::Instant, Plan)>>;
-
-static CACHE: std::sync::OnceLock<PlanCache> = std::sync::OnceLock::new();
-
-/// A plan read at most [`CACHE_TTL`] ago, for paths that need its period and code
-/// but never price it (prices are always read fresh where they are charged).
+/// A plan read at most [`crate::cache::TTL`] ago, for paths that need its code,
+/// period and quotas (none of which ever change) but never price it (prices are
+/// always read fresh where they are charged).
 pub async fn load_cached(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Plan> {
-    let cache = CACHE.get_or_init(Default::default);
-    if let Ok(map) = cache.lock()
-        && let Some((at, plan)) = map.get(&id)
-        && at.elapsed() < CACHE_TTL
-    {
-        return Ok(plan.clone());
+    if let Some(plan) = CACHE.get(&id) {
+        return Ok(plan);
     }
     let plan = load(conn, id).await?;
-    if let Ok(mut map) = cache.lock() {
-        map.insert(id, (std::time::Instant::now(), plan.clone()));
-    }
+    CACHE.put(id, plan.clone());
     Ok(plan)
 }
 
@@ -185,28 +177,43 @@ fn yes() -> bool {
     true
 }
 
-fn valid_code(code: &str) -> bool {
-    !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+/// A rate written as the schema's pattern `^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$`
+/// says: 0 to 1, at most 6 decimals, no sign, exponent or leading zeros.
+fn parse_rate(r: &str) -> Option<Decimal> {
+    let (int, frac) = r.split_once('.').map_or((r, None), |(i, f)| (i, Some(f)));
+    let frac_ok = frac.is_none_or(|f| (1..=6).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()));
+    let shaped = match int {
+        "0" => frac_ok,
+        "1" => frac_ok && frac.is_none_or(|f| f.bytes().all(|b| b == b'0')),
+        _ => false,
+    };
+    if shaped { r.parse().ok() } else { None }
 }
 
-/// The `quotas` map's schema: metric names as [`valid_metric`] takes them, each
+/// The pattern plan codes and quota metric names follow ([`valid_name`]); the
+/// `#[schema(pattern)]` attribute takes only a literal, which repeats it.
+const NAME_PATTERN: &str = "^[A-Za-z0-9_.-]{1,64}$";
+
+/// A plan code or quota metric name: 1 to 64 of ASCII letters, digits, `_ - .`
+/// ([`NAME_PATTERN`]).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+/// The `quotas` map's schema: metric names as [`valid_name`] takes them, each
 /// a `QuotaInput`.
 fn quotas_schema() -> utoipa::openapi::Object {
     use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Type};
     ObjectBuilder::new()
-        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z0-9_.-]{1,64}$"))))
+        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some(NAME_PATTERN))))
         .additional_properties(Some(RefOr::Ref(Ref::from_schema_name("QuotaInput"))))
         .build()
-}
-
-fn valid_metric(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
 fn parse_quotas(input: &BTreeMap<String, QuotaInput>) -> ServiceResult<Quotas> {
     let mut quotas = Quotas::new();
     for (metric, q) in input {
-        if !valid_metric(metric) {
+        if !valid_name(metric) {
             return Err(ServiceError::validation(format!("quota metric {metric:?}: use letters, digits, _ - .")));
         }
         let unit_price = q.unit_price.as_ref().map(MoneyInput::unit_price).transpose()?;
@@ -324,10 +331,10 @@ pub async fn create(
     tenant: &Tenant,
     spec: PlanSpec,
 ) -> ServiceResult<PlanView> {
-    if !valid_code(&spec.code) {
+    if !valid_name(&spec.code) {
         return Err(ServiceError::validation("code must be 1..64 letters, digits, _ - ."));
     }
-    if spec.name.trim().is_empty() || spec.name.chars().count() > 200 {
+    if !crate::domain::is_filled_within(&spec.name, 200) {
         return Err(ServiceError::validation("name must be 1..200 characters"));
     }
     let price = spec.price.money()?;
@@ -342,9 +349,7 @@ pub async fn create(
         .cashback_rate
         .as_deref()
         .map(|r| {
-            r.parse::<Decimal>()
-                .ok()
-                .filter(|d| !d.is_sign_negative() && *d <= Decimal::ONE && d.scale() <= 6)
+            parse_rate(r)
                 .ok_or_else(|| ServiceError::validation("cashback_rate must be a decimal string between 0 and 1"))
         })
         .transpose()?;
@@ -433,4 +438,27 @@ pub async fn archive(
     let plan = load_by_code(conn, tenant, code).await?;
     db::archive(conn, plan.id, now).await?;
     load_by_code(conn, tenant, code).await?.view(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_read_exactly_as_their_pattern_says() {
+        for (ok, value) in [("0", "0"), ("0.05", "0.05"), ("0.123456", "0.123456"), ("1", "1"), ("1.000000", "1")] {
+            assert_eq!(parse_rate(ok).map(|d| d.normalize().to_string()).as_deref(), Some(value), "{ok}");
+        }
+        for bad in ["", ".5", "00.5", "+0.5", "-0", "0.", "0.1234567", "1.5", "1.01", "2", "5e-2", " 0.5", "0,5"] {
+            assert_eq!(parse_rate(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn codes_and_metrics_share_one_rule() {
+        assert!(valid_name("START") && valid_name("api.calls-v2_x") && valid_name(&"a".repeat(64)));
+        for bad in ["", "a b", "ключ", "a/b", &"a".repeat(65)] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
 }

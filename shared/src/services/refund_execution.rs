@@ -16,6 +16,8 @@
 //! dead-lettered for an operator (replayable) — it is not `failed`, which would
 //! tell the customer the refund was refused.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
@@ -43,7 +45,10 @@ enum Step {
 }
 
 /// Locks the refund's payment, then the refund (the order every writer uses).
-async fn lock(conn: &mut AsyncPgConnection, refund_id: Uuid) -> ServiceResult<Option<(Tenant, PaymentRow, RefundRow)>> {
+async fn lock(
+    conn: &mut AsyncPgConnection,
+    refund_id: Uuid,
+) -> ServiceResult<Option<(Arc<Tenant>, PaymentRow, RefundRow)>> {
     let Some(tenant_id) = db::tenant_of(conn, refund_id).await? else {
         return Ok(None);
     };

@@ -6,12 +6,14 @@
 //! Each value is bound to its tenant and field (`<tenant id>/<field>`), so a value
 //! copied to another tenant or field does not open.
 
+use std::time::{Duration, Instant};
+
 use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 
 use super::corrupt;
-use crate::db::in_transaction;
 use crate::db::tenants::{self as db, TenantRow};
+use crate::db::{PgPool, in_transaction};
 use crate::domain::ids::TenantId;
 use crate::domain::secret::Secret;
 use crate::error::{ServiceError, ServiceResult};
@@ -75,7 +77,7 @@ pub(super) fn open_json(tenant: TenantId, column: &str, mut doc: Value) -> Servi
 }
 
 /// The value re-sealed under the current key, or `None` when it already is.
-/// Plain text (a row from before sealing) is sealed as it is.
+/// Plain text (a row from before sealing: no `v<N>.` prefix) is sealed as it is.
 fn reseal_value(k: &Keyring, ctx: &str, stored: &str) -> Result<Option<String>, SealError> {
     if k.is_current(stored) {
         return Ok(None);
@@ -88,41 +90,45 @@ fn reseal_value(k: &Keyring, ctx: &str, stored: &str) -> Result<Option<String>, 
     k.seal(ctx, &plain).map(Some)
 }
 
-/// Re-seals one row's secrets under the current key; true when anything changed.
-fn reseal_row(k: &Keyring, row: &mut TenantRow) -> ServiceResult<bool> {
-    let id = row.id;
-    let changed = std::cell::Cell::new(false);
-    // The stored value as it must be: re-sealed, or as it is.
-    let reseal = |field: &str, stored: &str| -> ServiceResult<String> {
-        match reseal_value(k, &context(id, field), stored) {
-            Ok(Some(new)) => {
-                changed.set(true);
-                Ok(new)
-            }
-            Ok(None) => Ok(stored.to_owned()),
-            Err(e) => Err(ServiceError::Internal(format!("tenant {id}: {field} cannot be re-sealed: {e}"))),
-        }
-    };
-    row.webhook_secret = reseal("webhook_secret", &row.webhook_secret)?;
+/// Passes each secret slot of the row through `f(field, stored)`, which returns
+/// what the slot is to hold.
+fn map_slots(row: &mut TenantRow, mut f: impl FnMut(&str, &str) -> ServiceResult<String>) -> ServiceResult<()> {
+    row.webhook_secret = f("webhook_secret", &row.webhook_secret)?;
     if let Some(prev) = row.webhook_secret_prev.as_mut() {
-        *prev = reseal("webhook_secret_prev", prev)?;
+        *prev = f("webhook_secret_prev", prev)?;
     }
     for (column, doc) in [("gateway", Some(&mut row.gateway)), ("fiscal", row.fiscal.as_mut())] {
         if let Some(doc) = doc {
-            map_json(column, doc, &reseal)?;
+            map_json(column, doc, &mut f)?;
         }
     }
-    Ok(changed.get())
+    Ok(())
+}
+
+/// Re-seals one row's secrets under the current key; true when anything changed.
+fn reseal_row(k: &Keyring, row: &mut TenantRow) -> ServiceResult<bool> {
+    let id = row.id;
+    let mut changed = false;
+    map_slots(row, |field, stored| match reseal_value(k, &context(id, field), stored) {
+        Ok(Some(new)) => {
+            changed = true;
+            Ok(new)
+        }
+        Ok(None) => Ok(stored.to_owned()),
+        Err(e) => Err(ServiceError::Internal(format!("tenant {id}: {field} cannot be re-sealed: {e}"))),
+    })?;
+    Ok(changed)
 }
 
 /// Seals every tenant's secrets under the current key: plain values left from
 /// before sealing, and values under `BILLING_SECRETS_KEY_PREVIOUS` after a
-/// rotation. Run by the API at start-up; each tenant in its own transaction under
-/// a row lock, so replicas starting together do not race. Returns how many rows
-/// changed.
+/// rotation. Run by `billing-api migrate` (an explicit one-off step, never by a
+/// serving process); each tenant in its own transaction under a row lock, so two
+/// runs do not race. Returns how many rows changed.
 ///
-/// Errors: a value neither key opens (the wrong `BILLING_SECRETS_KEY`) stops the
-/// start-up with the tenant and field named.
+/// Errors: a value neither key opens (the wrong `BILLING_SECRETS_KEY`), or sealed
+/// in a format version this binary does not know, stops it with the tenant and
+/// field named; nothing of that tenant is rewritten.
 pub async fn reseal_all(conn: &mut AsyncPgConnection) -> ServiceResult<usize> {
     let k = keyring().map_err(sealing_error)?;
     let mut changed = 0;
@@ -139,6 +145,48 @@ pub async fn reseal_all(conn: &mut AsyncPgConnection) -> ServiceResult<usize> {
         changed += usize::from(done);
     }
     Ok(changed)
+}
+
+/// Checks at start-up that the installed keys open every tenant's secrets, so a
+/// process under the wrong `BILLING_SECRETS_KEY` refuses to start instead of
+/// failing tenant by tenant later. Read-only. Returns how many tenants it checked.
+///
+/// Errors: a secret that does not open, or one still in plain text (run
+/// `billing-api migrate` to seal it), named by tenant and field, never by value.
+pub async fn verify_all(conn: &mut AsyncPgConnection) -> ServiceResult<usize> {
+    let k = keyring().map_err(sealing_error)?;
+    let ids = db::ids(conn).await?;
+    for id in &ids {
+        let Some(mut row) = db::find(conn, *id).await? else { continue };
+        map_slots(&mut row, |field, stored| match k.open(&context(*id, field), stored) {
+            Ok(_) => Ok(String::new()),
+            Err(SealError::NotSealed) => Err(ServiceError::Internal(format!(
+                "tenant {id}: {field} is not sealed (a row from before sealing): run `billing-api migrate`"
+            ))),
+            Err(e) => Err(ServiceError::Internal(format!("tenant {id}: {field} does not open: {e}"))),
+        })?;
+    }
+    Ok(ids.len())
+}
+
+/// [`verify_all`] at a process's start-up, waiting up to a minute for the database
+/// to accept connections (a replica restarted while PostgreSQL restarts too).
+///
+/// Errors: the database still unreachable after that, or [`verify_all`]'s.
+pub async fn verify_on_start(pool: &PgPool) -> ServiceResult<usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match pool.get().await {
+            Ok(mut conn) => return verify_all(&mut conn).await,
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "PostgreSQL not reachable");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,13 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use std::sync::{Arc, LazyLock};
+
 use super::corrupt;
 use super::tenant_secrets as secrets;
+use crate::cache::Expiring;
 use crate::clock::real_now;
+use crate::db::PgPool;
 use crate::db::tenants::{self as db, NewApiKey, TenantRow};
 use crate::domain::ids::TenantId;
 use crate::domain::invoice::Requisites;
@@ -92,13 +96,13 @@ pub struct TenantSpec {
     #[serde(default)]
     pub policy: Option<Policy>,
     #[serde(default)]
-    #[schema(pattern = r"^https?://[^/\s]+")]
+    #[schema(pattern = r"^https?://[^/\s]+\S*$")]
     pub webhook_url: Option<String>,
 }
 
 impl TenantSpec {
     fn validate(&self) -> ServiceResult<Tz> {
-        if self.name.trim().is_empty() || self.name.len() > 200 {
+        if !crate::domain::is_filled_within(&self.name, 200) {
             return Err(ServiceError::validation("name must be 1..200 characters"));
         }
         let tz = parse_time_zone(&self.time_zone).ok_or_else(|| {
@@ -249,43 +253,7 @@ pub async fn create(conn: &mut AsyncPgConnection, spec: TenantSpec) -> ServiceRe
     Ok(TenantCreated { id, api_key, webhook_secret: Secret::new(webhook_secret), tenant: TenantView::from(&tenant) })
 }
 
-/// How long the worker may use a tenant's configuration without re-reading it.
-const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
-
-type TenantCache = std::sync::Mutex<std::collections::HashMap<TenantId, (std::time::Instant, Tenant)>>;
-
-static CACHE: std::sync::OnceLock<TenantCache> = std::sync::OnceLock::new();
-
-/// The cached tenant, if read less than [`CACHE_TTL`] ago.
-pub fn cached(id: TenantId) -> Option<Tenant> {
-    let map = CACHE.get_or_init(Default::default).lock().ok()?;
-    map.get(&id).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, t)| t.clone())
-}
-
-/// Drops a tenant from this process's cache (its settings changed here; other
-/// processes see the change within [`CACHE_TTL`]).
-fn forget(id: TenantId) {
-    if let Some(cache) = CACHE.get()
-        && let Ok(mut map) = cache.lock()
-    {
-        map.remove(&id);
-    }
-}
-
-/// A tenant read at most [`CACHE_TTL`] ago (for the worker's hot paths: a changed
-/// webhook URL or gateway credential takes effect within seconds).
-pub async fn load_cached(conn: &mut AsyncPgConnection, id: TenantId) -> ServiceResult<Tenant> {
-    if let Some(tenant) = cached(id) {
-        return Ok(tenant);
-    }
-    let cache = CACHE.get_or_init(Default::default);
-    let tenant = load(conn, id).await?;
-    if let Ok(mut map) = cache.lock() {
-        map.insert(id, (std::time::Instant::now(), tenant.clone()));
-    }
-    Ok(tenant)
-}
-
+/// Reads the tenant now, bypassing the cache. Errors: 404 `tenant_not_found`.
 pub async fn load(conn: &mut AsyncPgConnection, id: TenantId) -> ServiceResult<Tenant> {
     db::find(conn, id)
         .await?
@@ -373,13 +341,58 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// The tenant holding this API key, if any (expired keys do not authenticate).
-pub async fn authenticate(conn: &mut AsyncPgConnection, api_key: &str) -> ServiceResult<Option<Tenant>> {
-    let hash = sha256(api_key.as_bytes());
-    match db::find_by_key_hash(conn, &hash, real_now()).await? {
-        Some(row) => Ok(Some(Tenant::try_from(row)?)),
-        None => Ok(None),
+// This process's caches of tenants (by id) and API-key lookups (by the key's
+// SHA-256): the hot paths — every authenticated request, every provider
+// notification, the worker's jobs — neither read nor unseal the row each time.
+// `patch` and `rotate_keys` drop the tenant's entries here at once; other replicas
+// see a change within `cache::TTL`. API keys are never revoked at once (a rotated
+// key stays valid for an hour) and a key's `expires_at` is cached with it and
+// checked on every hit, so a cached key never authenticates past its expiry.
+
+/// A key lookup: the tenant and when the key expires (`None`: never).
+type KeyEntry = (Arc<Tenant>, Option<DateTime<Utc>>);
+
+static TENANTS: LazyLock<Expiring<TenantId, Arc<Tenant>>> = LazyLock::new(Expiring::new);
+static KEYS: LazyLock<Expiring<[u8; 32], KeyEntry>> = LazyLock::new(Expiring::new);
+
+/// Drops the tenant's entries (its settings or keys changed in this process).
+pub fn forget(id: TenantId) {
+    TENANTS.retain(|k, _| *k != id);
+    KEYS.retain(|_, (t, _)| t.id != id);
+}
+
+/// The tenant as cached, if read less than [`crate::cache::TTL`] ago.
+pub fn cached(id: TenantId) -> Option<Arc<Tenant>> {
+    TENANTS.get(&id)
+}
+
+/// The tenant, read at most [`crate::cache::TTL`] ago (the hot paths: a changed
+/// webhook URL or gateway credential takes effect within seconds). Errors: 404 `tenant_not_found`; a row
+/// that does not parse or open.
+pub async fn load_cached(conn: &mut AsyncPgConnection, id: TenantId) -> ServiceResult<Arc<Tenant>> {
+    if let Some(t) = cached(id) {
+        return Ok(t);
     }
+    let row = db::find(conn, id).await?.ok_or_else(|| ServiceError::not_found("tenant_not_found", "no such tenant"))?;
+    let t = Arc::new(Tenant::try_from(row)?);
+    TENANTS.put(id, t.clone());
+    Ok(t)
+}
+
+/// The tenant holding this API key at `now` (expired keys do not authenticate),
+/// from the cache when looked up less than [`crate::cache::TTL`] ago; a connection is taken
+/// from `pool` only on a miss. Unknown keys are not cached.
+pub async fn authenticate(pool: &PgPool, api_key: &str, now: DateTime<Utc>) -> ServiceResult<Option<Arc<Tenant>>> {
+    let hash: [u8; 32] = sha256(api_key.as_bytes());
+    if let Some((tenant, expires_at)) = KEYS.get(&hash) {
+        return Ok(expires_at.is_none_or(|e| e > now).then_some(tenant));
+    }
+    let mut conn = pool.get().await?;
+    let Some((row, expires_at)) = db::find_by_key_hash(&mut conn, &hash, now).await? else { return Ok(None) };
+    let tenant = Arc::new(Tenant::try_from(row)?);
+    KEYS.put(hash, (tenant.clone(), expires_at));
+    TENANTS.put(tenant.id, tenant.clone());
+    Ok(Some(tenant))
 }
 
 #[cfg(test)]

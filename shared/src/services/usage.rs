@@ -57,13 +57,47 @@ pub struct UsageBatch {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageEvent {
-    /// Unique per tenant: the same id again counts once.
+    /// Unique per tenant: the same id again counts once. 1 to 255 characters,
+    /// no control characters (else the event is rejected: `invalid_event_id`).
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub event_id: String,
     pub customer_id: CustomerId,
+    /// A quota metric of the customer's plan (plan metric names follow this
+    /// pattern; any other is rejected: `unknown_metric`).
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub metric: String,
-    /// Counter: units used (summed). Gauge: the absolute level measured.
+    /// Counter: units used (summed). Gauge: the absolute level measured. An
+    /// integer; `5.0` counts as 5 (JSON Schema's integers), `5.5` is refused.
+    #[serde(deserialize_with = "integer")]
     pub quantity: i64,
     pub occurred_at: DateTime<Utc>,
+}
+
+/// An `i64` written as a JSON integer or as a number with a zero fraction.
+fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    struct Integer;
+    impl serde::de::Visitor<'_> for Integer {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom("integer out of range"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                // Exact: |v| < 2^53, so the conversion loses nothing.
+                #[allow(clippy::cast_possible_truncation)]
+                Ok(v as i64)
+            } else {
+                Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+    d.deserialize_any(Integer)
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -151,7 +185,10 @@ pub async fn ingest(
                 continue;
             }
         };
-        if event.event_id.is_empty() || event.event_id.len() > 255 || event.event_id.chars().any(char::is_control) {
+        if event.event_id.is_empty()
+            || event.event_id.chars().count() > 255
+            || event.event_id.chars().any(char::is_control)
+        {
             rejected.push(reject(
                 index,
                 "invalid_event_id",
@@ -321,22 +358,16 @@ async fn emit_exhausted(
     Ok(())
 }
 
-/// A metric's usage in the period that counts at `now`.
-pub async fn usage_now(
-    conn: &mut AsyncPgConnection,
+/// The key (period start) current usage of `sub` counts under at `now`: its
+/// current period's start, or — after the quota reset that opens the next
+/// window — its end. `None` when nothing counts now.
+pub fn current_key(
     now: DateTime<Utc>,
     sub: &Subscription,
     plan: &Plan,
     customer_tz: chrono_tz::Tz,
-) -> ServiceResult<HashMap<String, Usage>> {
-    let Some(key) = facts(sub, plan, customer_tz).and_then(|f| period_of(now, &f).ok()) else {
-        return Ok(HashMap::new());
-    };
-    Ok(db::of_period(conn, sub.id, key)
-        .await?
-        .into_iter()
-        .map(|c| (c.metric, Usage { used: c.used, peak: c.peak }))
-        .collect())
+) -> Option<DateTime<Utc>> {
+    facts(sub, plan, customer_tz).and_then(|f| period_of(now, &f).ok())
 }
 
 /// Closes a period's counters for billing and returns the overage lines (once:

@@ -1,7 +1,7 @@
 //! `chaos [--seed N] [--customers N]`: the fault-injection run
 //! (`billing_tests::chaos`) against release binaries in `BIN_DIR` (default
 //! `target/release`), on `DATABASE_URL` and `AMQP_URL` (fresh ones: `bench/chaos.sh`
-//! makes them). Prints the table; exits 1 when any check or the audit found a
+//! makes them) with `BILLING_SECRETS_KEY`. Prints the table; exits 1 when any check or the audit found a
 //! breach.
 
 use std::path::PathBuf;
@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
         log_dir: PathBuf::from(std::env::var("LOG_DIR").unwrap_or_else(|_| ".run/chaos".into())),
         database_url: env("DATABASE_URL")?,
         amqp_url: env("AMQP_URL")?,
+        secrets_key: env("BILLING_SECRETS_KEY")?,
         min_worker_kills: 20,
         min_api_kills: 10,
     };

@@ -1,9 +1,10 @@
 //! After the wave: wait for the work to settle, then check what a customer and an
 //! auditor would check — the audit, one capture per payment, provider refunds
-//! equal to ours, one fiscal registration per receipt, usage counted once, and
-//! nothing unresolved unless a dead letter names it.
+//! equal to ours and every requested refund paid back, one fiscal registration per
+//! receipt and none failed, usage counted once, every event delivered, and nothing
+//! unresolved unless a dead letter names it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
@@ -15,7 +16,7 @@ use crate::cloudpayments::CloudPaymentsSim;
 /// Rows still in flight: charges, refunds, receipts, unpublished events.
 const UNRESOLVED: &str = "\
     SELECT 'attempt ' || id || ' of payment ' || payment_id FROM payment_attempts WHERE status IN ('pending', 'sent', 'unknown') \
-    UNION ALL SELECT 'refund ' || id FROM refunds WHERE status IN ('approved', 'processing') \
+    UNION ALL SELECT 'refund ' || id FROM refunds WHERE status IN ('pending_review', 'approved', 'processing') \
     UNION ALL SELECT 'receipt ' || id FROM receipts WHERE status = 'pending' \
     UNION ALL SELECT 'event ' || id FROM outbox_events WHERE published_at IS NULL";
 
@@ -97,41 +98,100 @@ async fn charged_once(db: &Db, cp: &CloudPaymentsSim) -> anyhow::Result<Check> {
     })
 }
 
-/// Money refunded by the provider equals each payment's `refunded_amount`.
+/// Money refunded by the provider equals each payment's `refunded_amount`, over
+/// every transaction either side refunded (a provider refund of a payment we do not
+/// know is a breach too).
 async fn refunds_match(db: &Db, cp: &CloudPaymentsSim) -> anyhow::Result<Check> {
-    let rows = db
+    let mut ours: HashMap<i64, Decimal> = HashMap::new();
+    for row in db
         .rows("SELECT gateway_transaction_id, refunded_amount FROM payments WHERE gateway_transaction_id IS NOT NULL")
-        .await?;
-    let mut breaches = Vec::new();
-    for row in &rows {
-        let Some((tx, ours)) = row.split_once('|') else { anyhow::bail!("bad row {row}") };
-        let Ok(tx_id) = tx.parse::<i64>() else { continue };
-        let theirs = cp.refunded_of(tx_id);
-        if theirs != ours.parse::<Decimal>()? {
-            breaches.push(format!("transaction {tx}: refunded {theirs} at the provider, {ours} booked"));
+        .await?
+    {
+        let Some((tx, amount)) = row.split_once('|') else { anyhow::bail!("bad row {row}") };
+        if let Ok(tx) = tx.parse::<i64>() {
+            ours.insert(tx, amount.parse()?);
         }
     }
-    Ok(Check { name: "refunds at the provider = refunds booked", looked_at: rows.len(), breaches })
+    let mut theirs: HashMap<i64, Decimal> = HashMap::new();
+    for r in cp.refunds() {
+        *theirs.entry(r.payment_transaction_id).or_default() += r.amount;
+    }
+    let mut breaches = Vec::new();
+    for (tx, refunded) in &theirs {
+        match ours.get(tx) {
+            None => {
+                breaches.push(format!("transaction {tx}: refunded {refunded} at the provider, not a payment of ours"))
+            }
+            Some(booked) if booked != refunded => {
+                breaches.push(format!("transaction {tx}: refunded {refunded} at the provider, {booked} booked"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (tx, booked) in ours.iter().filter(|(tx, b)| !b.is_zero() && !theirs.contains_key(*tx)) {
+        breaches.push(format!("transaction {tx}: {booked} booked as refunded, nothing refunded at the provider"));
+    }
+    Ok(Check { name: "refunds at the provider = refunds booked", looked_at: theirs.len(), breaches })
 }
 
-/// Each receipt registered at most once, and every registered one is ours.
+/// Every refund the wave asked for (full, auto-approved by the tenant's rule)
+/// reached `succeeded`: the faults are all transient, so a failed, rejected or
+/// unfinished one is money a customer did not get back.
+async fn refunds_done(db: &Db, requested: u64) -> anyhow::Result<Check> {
+    let mut breaches: Vec<String> = db
+        .rows("SELECT id || ' ' || status FROM refunds WHERE status <> 'succeeded'")
+        .await?
+        .into_iter()
+        .map(|r| format!("refund {r}"))
+        .collect();
+    let recorded = db.number("SELECT count(*) FROM refunds").await?;
+    if u64::try_from(recorded)? != requested {
+        breaches.push(format!("{requested} refunds requested, {recorded} recorded"));
+    }
+    Ok(Check { name: "every requested refund succeeded", looked_at: usize::try_from(requested)?, breaches })
+}
+
+/// The receipt an ATOL document fiscalises: attempt N of receipt R is sent as
+/// `R-N` (`services::receipt_registration`).
+fn receipt_of(external_id: &str) -> &str {
+    external_id.rsplit_once('-').map_or(external_id, |(receipt, _)| receipt)
+}
+
+/// Each receipt fiscalised exactly once: the receipts ATOL holds a done document
+/// for are exactly the ones registered here, none twice; none failed (every ATOL
+/// fault the run injects is transient).
 async fn receipts_once(db: &Db, atol: &AtolSim) -> anyhow::Result<Check> {
     let mut done: HashMap<String, usize> = HashMap::new();
     for d in atol.documents().into_iter().filter(|d| d.status == "done") {
-        *done.entry(d.external_id).or_default() += 1;
+        *done.entry(receipt_of(&d.external_id).to_owned()).or_default() += 1;
     }
-    let registered = db.number("SELECT count(*) FROM receipts WHERE status = 'registered'").await?;
+    let registered: HashSet<String> =
+        db.rows("SELECT id::text FROM receipts WHERE status = 'registered'").await?.into_iter().collect();
     let mut breaches: Vec<String> =
         done.iter().filter(|(_, n)| **n > 1).map(|(id, n)| format!("receipt {id} fiscalised {n} times")).collect();
-    if usize::try_from(registered)? != done.len() {
-        breaches.push(format!("{registered} receipts registered, ATOL holds {} done documents", done.len()));
-    }
-    Ok(Check { name: "receipts fiscalised exactly once", looked_at: done.len(), breaches })
+    breaches.extend(
+        done.keys()
+            .filter(|id| !registered.contains(*id))
+            .map(|id| format!("receipt {id} fiscalised, not registered here")),
+    );
+    breaches.extend(
+        registered
+            .iter()
+            .filter(|id| !done.contains_key(*id))
+            .map(|id| format!("receipt {id} registered here, no ATOL document")),
+    );
+    breaches.extend(
+        db.rows("SELECT id::text FROM receipts WHERE status = 'failed'")
+            .await?
+            .into_iter()
+            .map(|id| format!("receipt {id} failed")),
+    );
+    Ok(Check { name: "receipts fiscalised exactly once, none failed", looked_at: registered.len(), breaches })
 }
 
-/// Each captured payment, succeeded refund and registered receipt has its event,
-/// published exactly once.
-async fn events_once(db: &Db) -> anyhow::Result<Check> {
+/// Each captured payment, succeeded refund and registered receipt recorded its
+/// event in the outbox exactly once, and that row was published.
+async fn events_recorded_once(db: &Db) -> anyhow::Result<Check> {
     let pairs = [
         ("payment.succeeded", "payment_id", "SELECT id::text FROM payments WHERE captured_at IS NOT NULL"),
         ("refund.succeeded", "id", "SELECT id::text FROM refunds WHERE status = 'succeeded'"),
@@ -146,9 +206,29 @@ async fn events_once(db: &Db) -> anyhow::Result<Check> {
              GROUP BY t.id HAVING count(o.seq) <> 1"
         );
         looked_at += usize::try_from(db.number(&format!("SELECT count(*) FROM ({things}) t")).await?)?;
-        breaches.extend(db.rows(&sql).await?.into_iter().map(|r| format!("{event} for {r} times published")));
+        breaches.extend(db.rows(&sql).await?.into_iter().map(|r| format!("{event} for {r} times recorded")));
     }
-    Ok(Check { name: "one published event per capture, refund and receipt", looked_at, breaches })
+    Ok(Check { name: "one event recorded and published per capture, refund and receipt", looked_at, breaches })
+}
+
+/// Every event the outbox published reached a subscriber bound to
+/// `billing.events` (at least once — a redelivery carries the same id), and the
+/// subscriber got nothing the outbox does not hold.
+async fn events_delivered(db: &Db, delivered: &HashMap<String, usize>) -> anyhow::Result<Check> {
+    let published: HashSet<String> = db
+        .rows("SELECT id::text FROM outbox_events WHERE message = 'event' AND published_at IS NOT NULL")
+        .await?
+        .into_iter()
+        .collect();
+    let mut breaches: Vec<String> = published
+        .iter()
+        .filter(|id| !delivered.contains_key(*id))
+        .map(|id| format!("event {id} never delivered"))
+        .collect();
+    breaches.extend(
+        delivered.keys().filter(|id| !published.contains(*id)).map(|id| format!("event {id} delivered, not published")),
+    );
+    Ok(Check { name: "every published event delivered to a subscriber", looked_at: published.len(), breaches })
 }
 
 /// Every usage event accepted is stored once.
@@ -176,20 +256,30 @@ async fn nothing_stuck(db: &Db, unresolved: &[String]) -> anyhow::Result<Check> 
     Ok(Check { name: "nothing unresolved without a dead letter naming it", looked_at: unresolved.len(), breaches })
 }
 
+/// What the checks compare the books with: the wave's own counts and what the
+/// events tap received.
+pub struct Observed<'a> {
+    pub usage_sent: u64,
+    pub refunds_requested: u64,
+    pub delivered: &'a HashMap<String, usize>,
+    pub unresolved: &'a [String],
+}
+
 /// Every check but the audit (run by the caller with the binary).
 pub async fn run_all(
     db: &Db,
     cp: &CloudPaymentsSim,
     atol: &AtolSim,
-    usage_sent: u64,
-    unresolved: &[String],
+    seen: &Observed<'_>,
 ) -> anyhow::Result<Vec<Check>> {
     Ok(vec![
         charged_once(db, cp).await?,
         refunds_match(db, cp).await?,
+        refunds_done(db, seen.refunds_requested).await?,
         receipts_once(db, atol).await?,
-        usage_once(db, usage_sent).await?,
-        events_once(db).await?,
-        nothing_stuck(db, unresolved).await?,
+        usage_once(db, seen.usage_sent).await?,
+        events_recorded_once(db).await?,
+        events_delivered(db, seen.delivered).await?,
+        nothing_stuck(db, seen.unresolved).await?,
     ])
 }

@@ -22,6 +22,8 @@ struct Replica {
     port: u16,
     child: Option<Child>,
     log: PathBuf,
+    /// Set when the injector killed the running process: its exit is expected.
+    killed: bool,
 }
 
 /// The replicas and how to start them.
@@ -30,6 +32,10 @@ pub struct Cluster {
     bin_dir: PathBuf,
     env: Vec<(String, String)>,
     replicas: Arc<Mutex<Vec<Replica>>>,
+    /// Processes found exited that nobody killed: `<bin>:<port> <exit status>`.
+    self_exits: Arc<Mutex<Vec<String>>>,
+    /// (Re)starts made by the supervisor.
+    starts: Arc<Mutex<usize>>,
 }
 
 impl Cluster {
@@ -40,11 +46,18 @@ impl Cluster {
             role,
             port,
             child: None,
+            killed: false,
             log: log_dir.join(format!("{}-{port}.log", if role == Role::Api { "api" } else { "worker" })),
         };
         let replicas =
             apis.iter().map(|p| replica(Role::Api, *p)).chain(workers.iter().map(|p| replica(Role::Worker, *p)));
-        Cluster { bin_dir: bin_dir.to_owned(), env, replicas: Arc::new(Mutex::new(replicas.collect())) }
+        Cluster {
+            bin_dir: bin_dir.to_owned(),
+            env,
+            replicas: Arc::new(Mutex::new(replicas.collect())),
+            self_exits: Arc::default(),
+            starts: Arc::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Replica>> {
@@ -67,33 +80,66 @@ impl Cluster {
             .with_context(|| format!("starting {bin}"))
     }
 
-    /// Starts every replica that is not running (the supervisor's one step);
-    /// returns how many were (re)started.
+    /// Starts every replica that is not running (the supervisor's one step),
+    /// noting the ones that exited though nobody killed them; returns how many
+    /// were (re)started.
     pub fn restart_exited(&self) -> anyhow::Result<usize> {
         let mut started = 0;
         let mut replicas = self.lock();
-        for i in 0..replicas.len() {
-            let running = replicas[i].child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
-            if !running {
-                let child = self.spawn(&replicas[i])?;
-                replicas[i].child = Some(child);
-                started += 1;
+        for r in replicas.iter_mut() {
+            let exited = match r.child.as_mut().map(Child::try_wait) {
+                None => None,
+                Some(Ok(None)) => continue, // running
+                Some(Ok(Some(status))) => Some(status.to_string()),
+                Some(Err(e)) => Some(e.to_string()),
+            };
+            if let Some(status) = exited.filter(|_| !r.killed) {
+                let name = format!("{:?}:{} {status}", r.role, r.port);
+                self.self_exits.lock().unwrap_or_else(|e| e.into_inner()).push(name);
             }
+            r.child = Some(self.spawn(r)?);
+            r.killed = false;
+            started += 1;
         }
+        *self.starts.lock().unwrap_or_else(|e| e.into_inner()) += started;
         Ok(started)
     }
 
-    /// SIGKILLs the `index`-th replica of `role` (modulo their number); it is
-    /// restarted by the next [`Cluster::restart_exited`].
-    pub fn kill(&self, role: Role, index: usize) -> anyhow::Result<u16> {
+    /// SIGKILLs the `index`-th replica of `role` (modulo their number) if it is
+    /// running — returning its port — or returns `None` (already down, not yet
+    /// restarted). The next [`Cluster::restart_exited`] restarts it.
+    pub fn kill(&self, role: Role, index: usize) -> anyhow::Result<Option<u16>> {
         let mut replicas = self.lock();
         let of_role: Vec<usize> = (0..replicas.len()).filter(|i| replicas[*i].role == role).collect();
         let Some(&i) = of_role.get(index % of_role.len().max(1)) else { bail!("no {role:?} replica") };
-        if let Some(child) = replicas[i].child.as_mut() {
-            child.kill()?; // SIGKILL on Unix
-            child.wait()?;
+        let r = &mut replicas[i];
+        let Some(child) = r.child.as_mut().filter(|_| !r.killed) else { return Ok(None) };
+        if child.try_wait()?.is_some() {
+            return Ok(None);
         }
-        Ok(replicas[i].port)
+        child.kill()?; // SIGKILL on Unix
+        child.wait()?;
+        r.killed = true;
+        Ok(Some(r.port))
+    }
+
+    /// The processes' own health over the run: none exited unless killed, no
+    /// panic in any log.
+    pub fn health_check(&self) -> anyhow::Result<super::checks::Check> {
+        let mut breaches: Vec<String> = self
+            .self_exits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|e| format!("{e}: exited without being killed"))
+            .collect();
+        for r in self.lock().iter() {
+            let log = std::fs::read_to_string(&r.log).unwrap_or_default();
+            breaches
+                .extend(log.lines().filter(|l| l.contains("panicked at")).map(|l| format!("{}: {l}", r.log.display())));
+        }
+        let looked_at = *self.starts.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(super::checks::Check { name: "no process exited on its own or panicked (starts)", looked_at, breaches })
     }
 
     /// Stops every replica (SIGKILL; the run is over).

@@ -85,12 +85,14 @@ impl Injector {
             }
             match rng.random_range(0..100u32) {
                 0..45 => {
-                    self.cluster.kill(Role::Worker, rng.random_range(0..2))?;
-                    self.count(WORKER_KILL).await;
+                    if self.cluster.kill(Role::Worker, rng.random_range(0..2))?.is_some() {
+                        self.count(WORKER_KILL).await;
+                    }
                 }
                 45..70 => {
-                    self.cluster.kill(Role::Api, rng.random_range(0..2))?;
-                    self.count(API_KILL).await;
+                    if self.cluster.kill(Role::Api, rng.random_range(0..2))?.is_some() {
+                        self.count(API_KILL).await;
+                    }
                 }
                 70..80 => {
                     let token = {

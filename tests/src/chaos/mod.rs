@@ -9,6 +9,7 @@ pub mod checks;
 pub mod client;
 pub mod cluster;
 pub mod faults;
+pub mod tap;
 pub mod wave;
 
 use std::fmt::Write as _;
@@ -37,6 +38,8 @@ pub struct Settings {
     pub log_dir: PathBuf,
     pub database_url: String,
     pub amqp_url: String,
+    /// `BILLING_SECRETS_KEY` of every process (the one `billing-api migrate` used).
+    pub secrets_key: String,
     pub min_worker_kills: u32,
     pub min_api_kills: u32,
 }
@@ -95,12 +98,12 @@ impl Report {
 
 const ADMIN_TOKEN: &str = "chaos-operator-token-0123456789";
 
-fn process_env(s: &Settings, secrets_key: &str) -> Vec<(String, String)> {
+fn process_env(s: &Settings) -> Vec<(String, String)> {
     [
         ("DATABASE_URL", s.database_url.as_str()),
         ("AMQP_URL", s.amqp_url.as_str()),
         ("BILLING_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("BILLING_SECRETS_KEY", secrets_key),
+        ("BILLING_SECRETS_KEY", s.secrets_key.as_str()),
         ("BILLING_TEST_CLOCK", "1"),
         ("BILLING_LOG_FORMAT", "text"),
         ("RUST_LOG", "warn"),
@@ -186,6 +189,14 @@ async fn operations(db: &Db, ops: &wave::Operations) -> anyhow::Result<Vec<(&'st
     ])
 }
 
+fn supervisor_stopped(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Error {
+    match r {
+        Ok(Err(e)) => e.context("the supervisor could not restart a replica"),
+        Ok(Ok(())) => anyhow::anyhow!("the supervisor stopped before the run was over"),
+        Err(e) => anyhow::Error::from(e).context("the supervisor panicked"),
+    }
+}
+
 /// Runs the wave under faults, settles, checks. Errors: a process or the wave
 /// failing outright (a breach is a finding in the report, not an error).
 pub async fn run(s: &Settings) -> anyhow::Result<Report> {
@@ -194,18 +205,14 @@ pub async fn run(s: &Settings) -> anyhow::Result<Report> {
     cp.set_notification_retries(400);
     let atol = AtolSim::start("127.0.0.1:0")?;
     atol.set_slow_ms(3000);
-    let secrets_key = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(billing_shared::signing::random_bytes::<32>()?)
-    };
     let (apis, workers) = ([free_port(), free_port()], [free_port(), free_port()]);
-    let cluster = Cluster::new(&s.bin_dir, process_env(s, &secrets_key), &apis, &workers, &s.log_dir);
+    let cluster = Cluster::new(&s.bin_dir, process_env(s), &apis, &workers, &s.log_dir);
     cluster.restart_exited()?;
     for url in cluster.api_urls() {
         anyhow::ensure!(wait_http_ok(&format!("{url}/healthz"), Duration::from_secs(60)).await, "{url} did not start");
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let supervisor = {
+    let mut supervisor = {
         let (cluster, stop) = (cluster.clone(), stop.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
@@ -215,6 +222,7 @@ pub async fn run(s: &Settings) -> anyhow::Result<Report> {
             anyhow::Ok(())
         })
     };
+    tap::declare(&s.amqp_url).await?;
     let client = Client::new(cluster.api_urls(), s.seed)?;
     let db = Db { url: s.database_url.clone() };
     let (_, api_key) = tenant(&client, &cp, &atol, &cluster.api_urls()[0]).await?;
@@ -246,17 +254,32 @@ pub async fn run(s: &Settings) -> anyhow::Result<Report> {
         ops: ops.clone(),
         tokens,
     });
-    let wave_result = wave.run().await;
+    // A supervisor that cannot restart a replica ends the run at once.
+    let wave_result = tokio::select! {
+        r = wave.run() => r,
+        r = &mut supervisor => return Err(supervisor_stopped(r)),
+    };
     wave_done.store(true, Ordering::SeqCst);
     let injector_result = injector.await?;
     cluster.restart_exited()?;
     wave_result?;
     injector_result?;
-    let unresolved = checks::settle(&db, Duration::from_secs(240)).await?;
+    let unresolved = tokio::select! {
+        r = checks::settle(&db, Duration::from_secs(240)) => r?,
+        r = &mut supervisor => return Err(supervisor_stopped(r)),
+    };
     stop.store(true, Ordering::SeqCst);
     supervisor.await??;
     let audit = cluster.api_command(&["audit"]).map(|(code, out, err)| (code, format!("{out}{err}")))?;
-    let checks = checks::run_all(&db, &cp, &atol, ops.usage_events_sent.load(Ordering::SeqCst), &unresolved).await?;
+    let delivered = tap::drain(&s.amqp_url).await?;
+    let seen = checks::Observed {
+        usage_sent: ops.usage_events_sent.load(Ordering::SeqCst),
+        refunds_requested: ops.refunds_requested.load(Ordering::SeqCst),
+        delivered: &delivered,
+        unresolved: &unresolved,
+    };
+    let mut checks = checks::run_all(&db, &cp, &atol, &seen).await?;
+    checks.push(cluster.health_check()?);
     let operations = operations(&db, &ops).await?;
     cluster.stop_all();
     let injections = injected.lock().await.iter().map(|(k, v)| (*k, *v)).collect();

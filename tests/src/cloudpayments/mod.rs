@@ -24,7 +24,7 @@ mod tokens;
 mod widget;
 
 pub use refunds::{Refund, RefundScript};
-pub use widget::{Delivery, WidgetOutcome, WidgetParams, base_fields};
+pub use widget::{Delivery, WidgetOutcome, WidgetParams, base_fields, encode, push_outcome};
 
 use std::collections::HashMap;
 use std::net::TcpListener;

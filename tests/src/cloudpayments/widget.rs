@@ -151,7 +151,7 @@ impl CloudPaymentsSim {
 /// Appends a payment's outcome to its notification fields (`Status`; for a
 /// decline also `Reason` and `ReasonCode`) and names the notification and the
 /// status: (`pay`, `Completed`) or (`fail`, `Declined`).
-pub(super) fn push_outcome(fields: &mut Vec<(String, String)>, decline: Option<u32>) -> (&'static str, &'static str) {
+pub fn push_outcome(fields: &mut Vec<(String, String)>, decline: Option<u32>) -> (&'static str, &'static str) {
     match decline {
         None => {
             fields.push(("Status".into(), "Completed".into()));
@@ -202,7 +202,9 @@ pub fn base_fields(tx_id: i64, p: &WidgetParams, amount: Decimal, card: &str) ->
     .collect()
 }
 
-fn encode(format: Format, fields: &[(String, String)]) -> anyhow::Result<(Vec<u8>, &'static str)> {
+/// A notification's fields as CloudPayments encodes them for the site's format:
+/// (body, content type).
+pub fn encode(format: Format, fields: &[(String, String)]) -> anyhow::Result<(Vec<u8>, &'static str)> {
     Ok(match format {
         Format::Form => (serde_urlencoded::to_string(fields)?.into_bytes(), "application/x-www-form-urlencoded"),
         Format::Json => {

@@ -36,12 +36,15 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
 
     let (code, table) = audit(&app, &[]);
     assert_eq!(code, 0, "{table}");
-    assert!(table.ends_with("9 invariants checked, 0 breaches\n"), "{table}");
-    for name in ["ledger_balanced", "income_receipts", "refunds_within_captures", "outbox_draining"] {
+    assert!(table.ends_with("10 invariants checked, 0 breaches\n"), "{table}");
+    for name in
+        ["ledger_balanced", "income_receipts", "refunds_within_captures", "usage_counted_once", "outbox_draining"]
+    {
         assert!(row(&table, name).contains("|        0 |"), "{table}");
     }
 
-    // Break three promises in the first tenant's data.
+    // Break four promises in the first tenant's data: a counter holding usage no
+    // stored event accounts for is usage counted twice.
     app.db.execute(&format!("UPDATE subscriptions SET status = 'pending_payment' WHERE id = '{sub}'")).await;
     app.db
         .execute(&format!(
@@ -50,17 +53,25 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
         .await;
     app.db
         .execute(
-            "UPDATE outbox_events SET published_at = NULL, inserted_at = now() - interval '1 hour' \
+            // On a lane no relay serves: the running worker cannot publish it again.
+            "UPDATE outbox_events SET published_at = NULL, inserted_at = now() - interval '1 hour', lane = 32000 \
              WHERE seq = (SELECT max(seq) FROM outbox_events)",
         )
         .await;
+    app.db
+        .execute(&format!(
+            "INSERT INTO usage_counters (subscription_id, period_start, metric, tenant_id, kind, used, peak) \
+             SELECT id, current_period_start, 'messages', tenant_id, 'counter', 3, 3 FROM subscriptions WHERE id = '{sub}'"
+        ))
+        .await;
     let (code, table) = audit(&app, &[]);
     assert_eq!(code, 1, "{table}");
+    assert!(row(&table, "usage_counted_once").contains(&format!("|        1 | {sub} messages")), "{table}");
     assert!(row(&table, "subscriptions_match_payments").contains(&format!("|        1 | {sub}")), "{table}");
     assert!(row(&table, "refunds_within_captures").contains("|        1 |"), "{table}");
     assert!(row(&table, "outbox_draining").contains("|        1 |"), "{table}");
     assert!(row(&table, "ledger_balanced").contains("|        0 |"), "{table}");
-    assert!(table.ends_with("9 invariants checked, 3 breaches\n"), "{table}");
+    assert!(table.ends_with("10 invariants checked, 4 breaches\n"), "{table}");
 
     // Per tenant: the other tenant's data is clean.
     let (code, table) = audit(&app, &["--tenant", &other.id]);

@@ -122,6 +122,10 @@ async fn bad_input_is_a_clear_4xx_never_a_500() {
     assert_eq!(raw(r#"["a", "a@b.ru"]"#).await.2, "validation_failed");
     // PostgreSQL text cannot hold U+0000: 422, not a database error.
     assert_eq!(raw(r#"{"external_id": "a\u0000", "email": "a@b.ru"}"#).await.2, "validation_failed");
+    // ...nor in a path or a query: the path names nothing, the query is invalid.
+    app.get(&t, "/v1/plans/a%00b").await.problem(404, "not_found");
+    app.get(&t, "/v1/customers?external_id=a%00b").await.problem(422, "validation_failed");
+    app.get(&t, "/v1/plans/a%2500b").await.problem(404, "plan_not_found");
     // 30.0 is the integer 30 (JSON Schema), wherever an integer is taken.
     let days = app
         .post(

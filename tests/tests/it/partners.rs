@@ -136,8 +136,12 @@ async fn statements_refuse_unknown_partners_and_bad_months() {
     let t = sellergpt(&app).await;
     app.post(&t, "/v1/partners", json!({"code": "p", "name": "P"})).await.expect(201);
     app.get(&t, "/v1/partners/nope/statement?month=2026-03").await.problem(404, "partner_not_found");
-    for month in ["2026-13", "2026-3", "26-03", "march", ""] {
+    // The parameter's pattern is the rule: 1970-01..9999-12, digits only.
+    for month in ["2026-13", "2026-3", "26-03", "march", "", "1969-12", "2026-%2B1", "%2B202-03", "2026-00"] {
         app.get(&t, &format!("/v1/partners/p/statement?month={month}")).await.problem(422, "validation_failed");
+    }
+    for edge in ["1970-01", "9999-12"] {
+        assert_eq!(statement(&app, &t, "p", edge).await["net"]["value"], "0.00", "{edge}");
     }
     let empty = statement(&app, &t, "p", "2026-03").await;
     assert_eq!((empty["net"]["value"].as_str(), empty["ledger_net"]["value"].as_str()), (Some("0.00"), Some("0.00")));

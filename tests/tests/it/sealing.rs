@@ -1,7 +1,8 @@
 //! Tenants' secrets at rest (issue 14, part 5): the webhook secrets, the gateway's
 //! `api_secret` and ATOL's password are stored sealed under `BILLING_SECRETS_KEY`;
-//! the API re-seals plain rows (from before sealing) and rows under the previous
-//! key at start-up, and refuses to start under a key that opens nothing.
+//! `billing-api migrate` seals plain rows (from before sealing) and moves rows
+//! under the previous key to the current one; serving processes never rewrite
+//! them and refuse to start under a key that does not open every tenant's.
 
 use std::process::Command;
 use std::time::Duration;
@@ -57,7 +58,7 @@ async fn serve(app: &TestApp, extra: &[(&'static str, &str)]) -> Proc {
 }
 
 #[tokio::test]
-async fn tenant_secrets_are_sealed_at_rest_and_resealed_at_start() {
+async fn tenant_secrets_are_sealed_at_rest_and_resealed_by_migrate() {
     let app = TestApp::spawn().await;
     let t = app.fiscal_tenant("Orbita", json!({}), fiscal()).await;
     let old_webhook = t.webhook_secret.clone();
@@ -83,7 +84,8 @@ async fn tenant_secrets_are_sealed_at_rest_and_resealed_at_start() {
     let other = app.tenant("Other", "Europe/Moscow", json!({})).await;
     assert!(ring.open(&format!("{}/webhook_secret", other.id), &slots[0]).is_err());
 
-    // A row from before sealing (plain values) is sealed at the next start.
+    // A row from before sealing (plain values): serving processes refuse to start
+    // (naming tenant and field, never the value) until `billing-api migrate` seals it.
     app.db
         .execute(&format!(
             "UPDATE tenants SET webhook_secret = '{}', webhook_secret_prev = '{}', \
@@ -92,32 +94,40 @@ async fn tenant_secrets_are_sealed_at_rest_and_resealed_at_start() {
             plain[0], plain[1], plain[2], t.id
         ))
         .await;
-    drop(serve(&app, &[]).await);
+    for bin in ["billing-api", "billing-worker"] {
+        let stderr = refused(&app, bin, &[], &plain);
+        assert!(stderr.contains(&format!("tenant {}: webhook_secret is not sealed", t.id)), "{bin}: {stderr}");
+        assert!(stderr.contains("run `billing-api migrate`"), "{bin}: {stderr}");
+    }
+    migrate(&app, &[]);
     let resealed = stored(&app, &t).await;
     assert!(resealed.iter().all(|s| ring.is_current(s)), "{resealed:?}");
     assert_eq!(opened(&ring, &t, &resealed), plain);
+    drop(serve(&app, &[]).await);
 
-    // Rotation: the new key current, the old one previous; start-up moves every row.
-    drop(serve(&app, &[("BILLING_SECRETS_KEY", NEW_KEY), ("BILLING_SECRETS_KEY_PREVIOUS", SECRETS_KEY)]).await);
+    // Rotation: with the new key current and the old one previous the processes
+    // serve (the old seal still opens) without rewriting anything; `migrate` moves
+    // every row to the new key.
+    let rotation = [("BILLING_SECRETS_KEY", NEW_KEY), ("BILLING_SECRETS_KEY_PREVIOUS", SECRETS_KEY)];
+    drop(serve(&app, &rotation).await);
+    assert_eq!(stored(&app, &t).await, resealed, "a serving process rewrote secrets");
+    migrate(&app, &rotation);
     let new_ring = Keyring::from_base64(NEW_KEY, None).unwrap();
     let moved = stored(&app, &t).await;
     assert!(moved.iter().all(|s| new_ring.is_current(s)), "{moved:?}");
     assert_eq!(opened(&new_ring, &t, &moved), plain);
     assert!(ring.open(&format!("{}/webhook_secret", t.id), &moved[0]).is_err(), "the old key alone no longer opens");
 
-    // Under a key that opens nothing the API refuses to start, naming tenant and field.
-    let out = Command::new(binary("billing-api"))
-        .envs(worker_env(&app.db.url, &app.mq.amqp_url))
-        .env("BILLING_API_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("BILLING_LOG_FORMAT", "text")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started under the wrong key: {stderr}");
+    // Under a key that opens nothing neither binary starts and `migrate` rewrites
+    // nothing; each names the tenant and field.
+    for bin in ["billing-api", "billing-worker"] {
+        let stderr = refused(&app, bin, &[], &plain);
+        assert!(stderr.contains("webhook_secret does not open"), "{bin}: {stderr}");
+        assert!(stderr.contains(&t.id) || stderr.contains(&other.id), "names the tenant: {stderr}");
+    }
+    let stderr = refused(&app, "billing-api", &["migrate"], &plain);
     assert!(stderr.contains("webhook_secret cannot be re-sealed"), "{stderr}");
-    assert!(stderr.contains(&t.id) || stderr.contains(&other.id), "names the tenant: {stderr}");
-    assert!(!plain.iter().any(|s| stderr.contains(s.as_str())), "{stderr}");
-    assert_eq!(stored(&app, &t).await, moved, "nothing rewritten by the refused start");
+    assert_eq!(stored(&app, &t).await, moved, "nothing rewritten by the refused runs");
 
     // Without any key neither binary starts.
     for bin in ["billing-api", "billing-worker"] {
@@ -129,4 +139,33 @@ async fn tenant_secrets_are_sealed_at_rest_and_resealed_at_start() {
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("BILLING_SECRETS_KEY is not set"), "{bin}");
     }
+}
+
+/// Runs `bin` with `args` on the test database (the test key unless `extra`
+/// overrides it) to completion: (success, stderr).
+fn run(app: &TestApp, bin: &str, args: &[&str], extra: &[(&'static str, &str)]) -> (bool, String) {
+    let mut env = worker_env(&app.db.url, &app.mq.amqp_url);
+    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let out = Command::new(binary(bin))
+        .args(args)
+        .envs(env)
+        .env("BILLING_API_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("BILLING_LOG_FORMAT", "text")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn migrate(app: &TestApp, extra: &[(&'static str, &str)]) {
+    let (ok, stderr) = run(app, "billing-api", &["migrate"], extra);
+    assert!(ok, "migrate: {stderr}");
+}
+
+/// `bin args` refused to run; returns its stderr, checked to show no secret.
+fn refused(app: &TestApp, bin: &str, args: &[&str], secrets: &[String]) -> String {
+    let (ok, stderr) = run(app, bin, args, &[]);
+    assert!(!ok, "{bin} {args:?} ran: {stderr}");
+    assert!(!secrets.iter().any(|s| stderr.contains(s.as_str())), "{stderr}");
+    stderr
 }

@@ -130,6 +130,13 @@ async fn events_count_once_and_invalid_ones_are_listed_by_index() {
     )
     .await;
     assert_eq!(codes(&r), vec![(0, "no_active_subscription".to_owned()), (1, "invalid_quantity".to_owned())]);
+    // 1.0 is the integer 1 (read, then refused for the idle customer); 2.5 is not.
+    let mut whole = event("x3", &idle, "generations", 0, "2026-03-06T08:00:00Z");
+    whole["quantity"] = json!(1.0);
+    let mut half = event("x4", &c, "generations", 0, "2026-03-06T08:00:00Z");
+    half["quantity"] = json!(2.5);
+    let r = report(&app, &t, vec![whole, half]).await;
+    assert_eq!(codes(&r), vec![(0, "no_active_subscription".to_owned()), (1, "validation_failed".to_owned())]);
     let too_many: Vec<Value> =
         (0..10_001).map(|i| event(&format!("big-{i}"), &c, "generations", 1, "2026-03-06T08:00:00Z")).collect();
     app.post(&t, "/v1/usage", json!({"events": too_many})).await.problem(422, "too_many_events");

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# One benchmark command (issue 15): builds the release binaries, measures
+# PostgreSQL's own ceilings on this machine (pgbench select-only, a payment-shaped
+# durable transaction, COPY into a usage-shaped table) and, in the same run, every
+# hot path — entitlement reads and CloudPayments Pay notifications (wrk), usage
+# ingest (bench/usage.sh), renewals end to end (bench/renewals.sh) — and prints one
+# table: throughput, p50/p99 latency, the ceiling, the ratio, and peak RSS. The
+# test clock is off wherever the path allows (renewals need it to make periods
+# due). Not a test: nothing asserts on time.
+#
+# usage: bench/all.sh          env: SECONDS_EACH=15 (each wrk/pgbench run)
+#        ENT_CUSTOMERS=10000 WEBHOOK_N=20000 RENEWAL_DUE=10000 IDLE=1000000
+#        NO_BUILD=1 (use the release binaries already built)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source deploy/lib.sh
+ensure_toolchain
+ensure_services
+command -v wrk >/dev/null || apt_install wrk
+command -v pgbench >/dev/null || { log "pgbench (postgresql-contrib) is needed"; exit 1; }
+if [ -z "${NO_BUILD:-}" ]; then
+  log "building release binaries"
+  cargo build --release --quiet -p billing-api -p billing-worker -p billing-tests --bins
+fi
+BIN=target/release
+DB=billing_bench_all
+source bench/lib.sh
+SECONDS_EACH="${SECONDS_EACH:-15}" ENT_CUSTOMERS="${ENT_CUSTOMERS:-10000}" WEBHOOK_N="${WEBHOOK_N:-20000}"
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f"
+export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
+export BILLING_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)"
+export BILLING_LOG_FORMAT=text RUST_LOG=warn BILLING_RATE_LIMIT_PER_SECOND=0
+unset BILLING_TEST_CLOCK
+API_PORT=18082
+API="http://127.0.0.1:$API_PORT"
+mkdir -p .run/bench
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+trap cleanup EXIT
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+admin() { curl -sf -X POST "$API$1" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -H 'content-type: application/json' -d "$2"; }
+tenant_call() { curl -sf -X POST "$API$1" -H "Authorization: Bearer $key" -H 'content-type: application/json' -d "$2"; }
+# wrk --latency output -> "req/s p50_ms p99_ms"
+wrk_figures() {
+  python3 -c '
+import re, sys
+text = sys.stdin.read()
+def ms(v, unit): return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p = {k: ms(v, u) for k, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
+print(f"{rps:.0f} {p[\"50\"]:.2f} {p[\"99\"]:.2f}")'
+}
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+
+fresh_db "$DB"
+$BIN/billing-api migrate
+log "ceilings: pgbench select-only, payment-shaped transaction, COPY"
+select_tps=$(select_ceiling)
+payment_tps=$(pg_ceiling)
+copy_rows=$(copy_ceiling 1000000)
+
+BILLING_API_ADDR="127.0.0.1:$API_PORT" BILLING_DB_POOL_SIZE=16 $BIN/billing-api >.run/bench/all-api.log 2>&1 &
+api=$!; pids+=($api)
+wait_port "$API_PORT" api 30
+tenant=$(admin /v1/admin/tenants '{"name":"Orbita (bench)","time_zone":"Europe/Moscow",
+  "gateway":{"kind":"cloudpayments","public_id":"pk_bench","api_secret":"bench-secret"}}')
+tid=$(echo "$tenant" | json "['id']"); key=$(echo "$tenant" | json "['api_key']")
+tenant_call /v1/plans '{"code":"PRO","name":"PRO","price":{"value":"1390.00","currency":"RUB"},
+  "period":{"unit":"month","count":1},"auto_renew":true,"quotas":{"messages":{"limit":100000,"mode":"block"}}}' >/dev/null
+
+log "entitlements: $ENT_CUSTOMERS customers with an active subscription and usage"
+q -v tid="$tid" -v n="$ENT_CUSTOMERS" <<'SQL'
+SELECT p.id AS plan_id, pp.id AS price_id FROM plans p JOIN plan_prices pp ON pp.plan_id = p.id \gset
+INSERT INTO customers (id, tenant_id, external_id, email, time_zone, created_at)
+  SELECT gen_random_uuid(), :'tid', 'ent-' || g, 'e' || g || '@example.ru', 'Europe/Moscow', now() - interval '10 days'
+  FROM generate_series(1, :n) g;
+INSERT INTO subscriptions (id, tenant_id, customer_id, plan_id, status, auto_renew, current_period_start, current_period_end,
+    anchor_at, paid_amount, price_id, next_charge_at, due_at, created_at)
+  SELECT gen_random_uuid(), :'tid', id, :'plan_id', 'active', true, now() - interval '10 days', now() + interval '20 days',
+         now() - interval '10 days', 1390.00, :'price_id', now() + interval '20 days', now() + interval '17 days',
+         now() - interval '10 days'
+  FROM customers WHERE external_id LIKE 'ent-%';
+INSERT INTO usage_counters (subscription_id, period_start, metric, tenant_id, kind, used, peak)
+  SELECT id, current_period_start, 'messages', tenant_id, 'counter', 42, 42 FROM subscriptions;
+INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start)
+  SELECT tenant_id, 'seed-' || id, customer_id, id, 'messages', 42, now() - interval '1 day', current_period_start
+  FROM subscriptions;
+ANALYZE;
+SQL
+q -c "SELECT id FROM customers WHERE external_id LIKE 'ent-%'" > .run/bench/ent-customers.txt
+CUSTOMERS=.run/bench/ent-customers.txt API_KEY="$key" \
+  wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency -s bench/wrk/entitlements.lua "$API" > .run/bench/wrk-entitlements.txt
+read -r ent_rps ent_p50 ent_p99 < <(wrk_figures < .run/bench/wrk-entitlements.txt)
+grep -q "Non-2xx" .run/bench/wrk-entitlements.txt && { log "entitlements: non-2xx answers"; cat .run/bench/wrk-entitlements.txt; exit 1; }
+
+log "webhooks: $WEBHOOK_N pending purchases, then their Pay notifications"
+python3 - "$API_PORT" "$key" "$WEBHOOK_N" > .run/bench/confirmations.jsonl <<'PY'
+import http.client, json, sys, threading
+port, key, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+out, lock, failed = [], threading.Lock(), []
+def worker(k, step):
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    h = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    for i in range(k, n, step):
+        conn.request("POST", "/v1/customers", json.dumps({"external_id": f"wh-{i}", "email": f"w{i}@example.ru"}), h)
+        r = conn.getresponse(); c = json.loads(r.read())
+        conn.request("POST", "/v1/subscriptions", json.dumps({"customer_id": c["id"], "plan_code": "PRO"}), h)
+        r = conn.getresponse(); body = json.loads(r.read())
+        if r.status != 201: failed.append(body); continue
+        with lock: out.append(json.dumps(body["payment"]["confirmation"]))
+threads = [threading.Thread(target=worker, args=(k, 4)) for k in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+if failed: print(failed[:2], file=sys.stderr); sys.exit(1)
+print("\n".join(out))
+PY
+$BIN/bench-notifications bench-secret 3000000000 < .run/bench/confirmations.jsonl > .run/bench/notifications.txt
+BODIES=.run/bench/notifications.txt NOTIFY_PATH="/v1/webhooks/cloudpayments/$tid/pay" WRK_THREADS=2 \
+  wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency -s bench/wrk/notifications.lua "$API" > .run/bench/wrk-webhooks.txt
+read -r _ wh_p50 wh_p99 < <(wrk_figures < .run/bench/wrk-webhooks.txt)
+read -r applied wh_rate < <(q -F ' ' -c "SELECT count(*), round(count(*) / greatest(extract(epoch FROM max(captured_at) - min(captured_at)), 0.001))
+  FROM payments WHERE kind = 'purchase' AND captured_at IS NOT NULL")
+[ "$applied" -lt "$WEBHOOK_N" ] || log "webhooks: all $WEBHOOK_N notifications were applied before the run ended (raise WEBHOOK_N for a steady rate)"
+api_rss=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$api/status")
+cleanup
+
+log "usage ingest (bench/usage.sh 10000)"
+NO_BUILD=1 bench/usage.sh 10000 > .run/bench/usage-out.txt
+usage_rate=$(awk -F'|' '$2 ~ /^ *10000 *$/ {gsub(/ /, "", $8); print $8}' .run/bench/usage-out.txt)
+usage_rss=$(awk '/API peak RSS/ {print $NF}' .run/bench/usage-out.txt)
+
+log "renewals (bench/renewals.sh ${RENEWAL_DUE:-10000}, ${IDLE:-1000000} idle, CloudPayments)"
+NO_BUILD=1 GATEWAYS=cloudpayments bench/renewals.sh "${RENEWAL_DUE:-10000}" > .run/bench/renewals-out.txt
+renewal_rate=$(awk -F'|' '$2 ~ /cloudpayments/ {gsub(/ /, "", $6); print $6}' .run/bench/renewals-out.txt | tail -1)
+worker_rss=$(awk -F'|' '$2 ~ /cloudpayments/ {gsub(/ /, "", $7); print $7}' .run/bench/renewals-out.txt | tail -1)
+renewal_ceiling=$(awk -F': ' '/^Ceiling/ {print $NF}' .run/bench/renewals-out.txt | awk '{print $1}')
+
+echo
+echo "Hot paths against PostgreSQL's own ceilings, same run ($(date -u +%F), ${SECONDS_EACH} s per wrk/pgbench run, test clock off but for renewals)"
+echo
+printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' path throughput "p50 ms" "p99 ms" ceiling "ceiling/s" ratio target "RSS MB"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------------------------------" "--------------" "---------" "---------" "------------------------------------" "------------" "-------" "--------" "---------"
+printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "GET entitlements (wrk, 16 connections)" "$ent_rps req/s" "$ent_p50" "$ent_p99" "pgbench select-only, 16 clients" "$select_tps" "$(ratio "$ent_rps" "$select_tps")" 0.35 "$api_rss"
+printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "CloudPayments Pay applied (wrk, 16 conn.)" "$wh_rate /s" "$wh_p50" "$wh_p99" "pgbench payment-shaped tx, 8 clients" "$payment_tps" "$(ratio "$wh_rate" "$payment_tps")" 0.30 "$api_rss"
+printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "usage ingest, 10 000-event batches" "$usage_rate ev/s" "-" "-" "COPY into a usage-shaped table" "$copy_rows" "$(ratio "$usage_rate" "$copy_rows")" 0.50 "${usage_rss:--}"
+printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals, ${RENEWAL_DUE:-10000} due + ${IDLE:-1000000} idle" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
+echo
+echo "Pay notifications applied: $applied of $WEBHOOK_N prepared (rate = applied / span of their capture times)."
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), PostgreSQL $(psql -h 127.0.0.1 -U postgres -qAt -c 'SHOW server_version')"

@@ -1,0 +1,63 @@
+# Shared by the benchmark scripts (sourced after deploy/lib.sh): PostgreSQL's own
+# ceilings on this machine, measured in the same run as the paths they bound.
+# Each prints one number. Needs DB (the database to work in) and .run/bench/.
+
+q() { psql -h 127.0.0.1 -U postgres -d "$DB" -qAt -v ON_ERROR_STOP=1 "$@"; }
+
+fresh_db() { # NAME
+  psql -h 127.0.0.1 -U postgres -qAt -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+}
+
+# A payment-shaped durable transaction (insert a payment, move a subscription's
+# period, 4 ledger entries, 2 outbox rows), 8 clients for SECONDS (default 15): tx/s.
+pg_ceiling() {
+  q <<'SQL'
+DROP TABLE IF EXISTS pgb_subs, pgb_payments, pgb_ledger, pgb_outbox;
+CREATE TABLE pgb_subs (id int PRIMARY KEY, period_end timestamptz NOT NULL);
+INSERT INTO pgb_subs SELECT g, now() FROM generate_series(1, 100000) g;
+CREATE TABLE pgb_payments (id uuid PRIMARY KEY, sub int NOT NULL, amount numeric(14,2) NOT NULL, created_at timestamptz NOT NULL);
+CREATE TABLE pgb_ledger (id bigserial PRIMARY KEY, txn uuid NOT NULL, account int NOT NULL, amount numeric(14,2) NOT NULL);
+CREATE TABLE pgb_outbox (seq bigserial PRIMARY KEY, payload jsonb NOT NULL, published_at timestamptz);
+SQL
+  cat > .run/bench/payment.sql <<'SQL'
+\set sub random(1, 100000)
+BEGIN;
+INSERT INTO pgb_payments VALUES (gen_random_uuid(), :sub, 1990.00, now());
+UPDATE pgb_subs SET period_end = period_end + interval '1 month' WHERE id = :sub;
+INSERT INTO pgb_ledger (txn, account, amount) SELECT t, a, v FROM (SELECT gen_random_uuid() t) x,
+  (VALUES (1, -1990.00), (2, 1990.00), (2, -1990.00), (3, 1990.00)) e(a, v);
+INSERT INTO pgb_outbox (payload) VALUES ('{"type":"subscription.renewed"}'), ('{"type":"payment.succeeded"}');
+COMMIT;
+SQL
+  pgbench -h 127.0.0.1 -U postgres -n -c 8 -j 2 -T "${SECONDS_EACH:-15}" -f .run/bench/payment.sql "$DB" 2>/dev/null |
+    awk '/^tps/ {printf "%d", $3}'
+  q -c "DROP TABLE pgb_subs, pgb_payments, pgb_ledger, pgb_outbox"
+}
+
+# pgbench's select-only script (one primary-key read per transaction, scale 10),
+# 16 clients: tx/s.
+select_ceiling() {
+  pgbench -h 127.0.0.1 -U postgres -i -q -s 10 "$DB" >/dev/null 2>&1
+  pgbench -h 127.0.0.1 -U postgres -n -S -c 16 -j 2 -T "${SECONDS_EACH:-15}" "$DB" 2>/dev/null | awk '/^tps/ {printf "%d", $3}'
+  q -c "DROP TABLE pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers"
+}
+
+# COPY of ROWS (default 1 000 000) usage-shaped rows (the usage_events columns and
+# primary key) from a file: rows/s.
+copy_ceiling() {
+  local rows=${1:-1000000}
+  python3 - "$rows" > .run/bench/copy.csv <<'PY'
+import sys, uuid
+n = int(sys.argv[1]); t = "00000000-0000-0000-0000-000000000001"
+out = sys.stdout
+for i in range(n):
+    out.write(f"{t},copy-{i},{uuid.UUID(int=i % 10000 + 1)},{uuid.UUID(int=i % 10000 + 2)},messages,1,2026-04-30 09:00:00+00,2026-04-20 09:00:00+00\n")
+PY
+  q -c "DROP TABLE IF EXISTS copy_ceiling" -c "CREATE TABLE copy_ceiling (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
+  local t0 t1
+  t0=$(date +%s.%N)
+  q -c "\\copy copy_ceiling (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start) FROM '.run/bench/copy.csv' CSV"
+  t1=$(date +%s.%N)
+  q -c "DROP TABLE copy_ceiling"
+  python3 -c "print(round($rows / ($t1 - $t0)))"
+}
