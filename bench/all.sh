@@ -48,7 +48,7 @@ text = sys.stdin.read()
 def ms(v, unit): return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 p = {k: ms(v, u) for k, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
-print(f"{rps:.0f} {p[\"50\"]:.2f} {p[\"99\"]:.2f}")'
+print("%.0f %.2f %.2f" % (rps, p["50"], p["99"]))'
 }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 
@@ -104,7 +104,7 @@ def worker(k, step):
     for i in range(k, n, step):
         conn.request("POST", "/v1/customers", json.dumps({"external_id": f"wh-{i}", "email": f"w{i}@example.ru"}), h)
         r = conn.getresponse(); c = json.loads(r.read())
-        conn.request("POST", "/v1/subscriptions", json.dumps({"customer_id": c["id"], "plan_code": "PRO"}), h)
+        conn.request("POST", "/v1/subscriptions", json.dumps({"customer_id": c["id"], "plan": "PRO"}), h)
         r = conn.getresponse(); body = json.loads(r.read())
         if r.status != 201: failed.append(body); continue
         with lock: out.append(json.dumps(body["payment"]["confirmation"]))

@@ -12,7 +12,7 @@ use super::schema::{subscription_notices, subscription_transitions, subscription
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::subscription::{Cause, HistoryEntry, Subscription, SubscriptionStatus};
 
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = subscriptions, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
 struct Row {
@@ -162,60 +162,56 @@ pub struct LiveWithCounters {
     pub counters: Vec<LiveCounter>,
 }
 
-#[derive(QueryableByName)]
-struct LiveJoined {
-    #[diesel(embed)]
-    sub: Row,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    customer_time_zone: String,
-    #[diesel(sql_type = Nullable<diesel::sql_types::Text>)]
-    counter_metric: Option<String>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    counter_period_start: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Nullable<diesel::sql_types::BigInt>)]
-    counter_used: Option<i64>,
-    #[diesel(sql_type = Nullable<diesel::sql_types::BigInt>)]
-    counter_peak: Option<i64>,
-}
+/// A counter's columns as the entitlement read selects them (absent: no counter).
+type CounterColumns = Option<(String, DateTime<Utc>, i64, i64)>;
 
-/// The tenant's customer's live subscription (as [`find_live`] picks it) with its
-/// counters, in one statement and one round trip. `None` when the customer does
-/// not exist for the tenant or has no live subscription.
+/// The tenant's customer's live subscription (as [`find_live`] picks it: a live
+/// one before a pending purchase; at most one of each exists) with its counters,
+/// in one prepared statement and one round trip. `None` when the customer does not
+/// exist for the tenant or has no live subscription.
 pub async fn live_with_counters(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,
     customer_id: CustomerId,
 ) -> QueryResult<Option<LiveWithCounters>> {
-    let rows: Vec<LiveJoined> = diesel::sql_query(
-        "SELECT s.*, c.time_zone AS customer_time_zone, u.metric AS counter_metric, \
-                u.period_start AS counter_period_start, u.used AS counter_used, u.peak AS counter_peak \
-           FROM customers c \
-          CROSS JOIN LATERAL (SELECT * FROM subscriptions s WHERE s.customer_id = c.id \
-                                AND s.status NOT IN ('expired', 'terminated') \
-                              ORDER BY s.status = 'pending_payment' LIMIT 1) s \
-           LEFT JOIN usage_counters u ON u.subscription_id = s.id \
-                 AND u.period_start IN (s.current_period_start, s.current_period_end) \
-          WHERE c.tenant_id = $1 AND c.id = $2",
-    )
-    .bind::<SqlUuid, _>(tenant_id)
-    .bind::<SqlUuid, _>(customer_id)
-    .load(conn)
-    .await?;
-    let mut rows = rows.into_iter();
-    let Some(first) = rows.next() else { return Ok(None) };
-    let counter = |r: &LiveJoined| match (&r.counter_metric, r.counter_period_start, r.counter_used, r.counter_peak) {
-        (Some(metric), Some(period_start), Some(used), Some(peak)) => {
-            Some(LiveCounter { metric: metric.clone(), period_start, used, peak })
-        }
-        _ => None,
+    use super::schema::{customers, usage_counters};
+    let rows: Vec<(Row, String, CounterColumns)> = customers::table
+        .inner_join(
+            subscriptions::table.on(subscriptions::customer_id
+                .eq(customers::id)
+                .and(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated]))),
+        )
+        .left_join(
+            usage_counters::table.on(usage_counters::subscription_id.eq(subscriptions::id).and(
+                usage_counters::period_start
+                    .nullable()
+                    .eq(subscriptions::current_period_start)
+                    .or(usage_counters::period_start.nullable().eq(subscriptions::current_period_end)),
+            )),
+        )
+        .filter(customers::tenant_id.eq(tenant_id))
+        .filter(customers::id.eq(customer_id))
+        .select((
+            Row::as_select(),
+            customers::time_zone,
+            (usage_counters::metric, usage_counters::period_start, usage_counters::used, usage_counters::peak)
+                .nullable(),
+        ))
+        .load(conn)
+        .await?;
+    // A live subscription before a pending purchase (ORDER BY status = 'pending_payment').
+    let pending = |r: &Row| r.status == SubscriptionStatus::PendingPayment;
+    let Some(chosen) = rows.iter().map(|(r, _, _)| r).min_by_key(|r| pending(r)).map(|r| r.id) else {
+        return Ok(None);
     };
-    let mut counters: Vec<LiveCounter> = counter(&first).into_iter().collect();
-    counters.extend(rows.filter_map(|r| counter(&r)));
-    Ok(Some(LiveWithCounters {
-        customer_time_zone: first.customer_time_zone,
-        subscription: Subscription::from(first.sub),
-        counters,
-    }))
+    let mut picked = rows.into_iter().filter(|(r, _, _)| r.id == chosen);
+    let Some((sub, customer_time_zone, first)) = picked.next() else { return Ok(None) };
+    let counters = first
+        .into_iter()
+        .chain(picked.filter_map(|(_, _, c)| c))
+        .map(|(metric, period_start, used, peak)| LiveCounter { metric, period_start, used, peak })
+        .collect();
+    Ok(Some(LiveWithCounters { customer_time_zone, subscription: Subscription::from(sub), counters }))
 }
 
 /// Every subscription of the customer that has not ended (a live one and a pending
