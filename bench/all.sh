@@ -33,11 +33,6 @@ export BILLING_LOG_FORMAT=text RUST_LOG=warn BILLING_RATE_LIMIT_PER_SECOND=0
 unset BILLING_TEST_CLOCK
 API_PORT=18082
 API="http://127.0.0.1:$API_PORT"
-mkdir -p .run/bench
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
-trap cleanup EXIT
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 admin() { curl -sf -X POST "$API$1" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -H 'content-type: application/json' -d "$2"; }
 tenant_call() { curl -sf -X POST "$API$1" -H "Authorization: Bearer $key" -H 'content-type: application/json' -d "$2"; }
 # wrk --latency output -> "req/s p50_ms p99_ms"

@@ -2,6 +2,13 @@
 # ceilings on this machine, measured in the same run as the paths they bound.
 # Each prints one number. Needs DB (the database to work in) and .run/bench/.
 
+mkdir -p .run/bench
+# The processes a script started; `cleanup` (trapped on exit) stops them.
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+trap cleanup EXIT
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
 q() { psql -h 127.0.0.1 -U postgres -d "$DB" -qAt -v ON_ERROR_STOP=1 "$@"; }
 
 fresh_db() { # NAME

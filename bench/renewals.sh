@@ -36,12 +36,7 @@ API_PORT=18080 SIM_PORT=18091 YK_PORT=18093 METRICS_PORT=19090
 GATEWAYS="${GATEWAYS:-cloudpayments yookassa}"
 API="http://127.0.0.1:$API_PORT"
 DUE="2026-06-01T09:00:00Z"
-mkdir -p .run/bench
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
-trap cleanup EXIT
 
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 source bench/lib.sh
 
 run_size() { # GATEWAY N

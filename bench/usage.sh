@@ -26,10 +26,6 @@ export BILLING_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)"
 export BILLING_TEST_CLOCK=1 BILLING_LOG_FORMAT=text RUST_LOG=warn BILLING_RATE_LIMIT_PER_SECOND=0
 API_PORT=18081
 API="http://127.0.0.1:$API_PORT"
-mkdir -p .run/bench
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
-trap cleanup EXIT
 source bench/lib.sh
 
 fresh_db "$DB"
