@@ -11,6 +11,8 @@
 # usage: bench/all.sh          env: SECONDS_EACH=15 (each wrk/pgbench run)
 #        ENT_CUSTOMERS=10000 WEBHOOK_N=20000 RENEWAL_DUE=10000 IDLE=1000000
 #        NO_BUILD=1 (use the release binaries already built)
+#        PROFILE=1 (pg_stat_statements per operation into .run/bench/*-statements.txt)
+#        ONLY="entitlements webhooks usage renewals" (a subset, e.g. while tuning one path)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -26,7 +28,7 @@ BIN=target/release
 DB=billing_bench_all
 source bench/lib.sh
 SECONDS_EACH="${SECONDS_EACH:-15}" ENT_CUSTOMERS="${ENT_CUSTOMERS:-10000}" WEBHOOK_N="${WEBHOOK_N:-20000}"
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f"
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB${DB_OPTIONS:-}" AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f"
 export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
 export BILLING_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)"
 export BILLING_LOG_FORMAT=text RUST_LOG=warn BILLING_RATE_LIMIT_PER_SECOND=0
@@ -46,13 +48,15 @@ p = {k: ms(v, u) for k, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*
 print("%.0f %.2f %.2f" % (rps, p["50"], p["99"]))'
 }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+ONLY="${ONLY:-entitlements webhooks usage renewals}"
+runs() { [[ " $ONLY " == *" $1 "* ]]; }
 
 fresh_db "$DB"
 $BIN/billing-api migrate
 log "ceilings: pgbench select-only, payment-shaped transaction, COPY"
-select_tps=$(select_ceiling)
-payment_tps=$(pg_ceiling)
-copy_rows=$(copy_ceiling 1000000)
+if runs entitlements; then select_tps=$(select_ceiling); fi
+if runs webhooks; then payment_tps=$(pg_ceiling); fi
+if runs usage; then copy_rows=$(copy_ceiling 1000000); fi
 
 BILLING_API_ADDR="127.0.0.1:$API_PORT" BILLING_DB_POOL_SIZE=16 $BIN/billing-api >.run/bench/all-api.log 2>&1 &
 api=$!; pids+=($api)
@@ -63,6 +67,7 @@ tid=$(echo "$tenant" | json "['id']"); key=$(echo "$tenant" | json "['api_key']"
 tenant_call /v1/plans '{"code":"PRO","name":"PRO","price":{"value":"1390.00","currency":"RUB"},
   "period":{"unit":"month","count":1},"auto_renew":true,"quotas":{"messages":{"limit":100000,"mode":"block"}}}' >/dev/null
 
+if runs entitlements; then
 log "entitlements: $ENT_CUSTOMERS customers with an active subscription and usage"
 q -v tid="$tid" -v n="$ENT_CUSTOMERS" <<'SQL'
 SELECT p.id AS plan_id, pp.id AS price_id FROM plans p JOIN plan_prices pp ON pp.plan_id = p.id \gset
@@ -83,11 +88,15 @@ INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, met
 ANALYZE;
 SQL
 q -c "SELECT id FROM customers WHERE external_id LIKE 'ent-%'" > .run/bench/ent-customers.txt
+stmt_reset
 CUSTOMERS=.run/bench/ent-customers.txt API_KEY="$key" \
   wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency -s bench/wrk/entitlements.lua "$API" > .run/bench/wrk-entitlements.txt
 read -r ent_rps ent_p50 ent_p99 < <(wrk_figures < .run/bench/wrk-entitlements.txt)
+stmt_top .run/bench/entitlements-statements.txt "$(awk '/requests in/ {print $1}' .run/bench/wrk-entitlements.txt)"
 grep -q "Non-2xx" .run/bench/wrk-entitlements.txt && { log "entitlements: non-2xx answers"; cat .run/bench/wrk-entitlements.txt; exit 1; }
+fi
 
+if runs webhooks; then
 log "webhooks: $WEBHOOK_N pending purchases, then their Pay notifications"
 python3 - "$API_PORT" "$key" "$WEBHOOK_N" > .run/bench/confirmations.jsonl <<'PY'
 import http.client, json, sys, threading
@@ -110,35 +119,42 @@ if failed: print(failed[:2], file=sys.stderr); sys.exit(1)
 print("\n".join(out))
 PY
 $BIN/bench-notifications bench-secret 3000000000 < .run/bench/confirmations.jsonl > .run/bench/notifications.txt
+stmt_reset
 BODIES=.run/bench/notifications.txt NOTIFY_PATH="/v1/webhooks/cloudpayments/$tid/pay" WRK_THREADS=2 \
   wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency -s bench/wrk/notifications.lua "$API" > .run/bench/wrk-webhooks.txt
 read -r _ wh_p50 wh_p99 < <(wrk_figures < .run/bench/wrk-webhooks.txt)
 read -r applied wh_rate < <(q -F ' ' -c "SELECT count(*), round(count(*) / greatest(extract(epoch FROM max(captured_at) - min(captured_at)), 0.001))
   FROM payments WHERE kind = 'purchase' AND captured_at IS NOT NULL")
+stmt_top .run/bench/webhooks-statements.txt "$applied"
 [ "$applied" -lt "$WEBHOOK_N" ] || log "webhooks: all $WEBHOOK_N notifications were applied before the run ended (raise WEBHOOK_N for a steady rate)"
+fi
 api_rss=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$api/status")
 cleanup
 
+if runs usage; then
 log "usage ingest (bench/usage.sh 10000)"
 NO_BUILD=1 bench/usage.sh 10000 > .run/bench/usage-out.txt
 usage_rate=$(awk -F'|' '$2 ~ /^ *10000 *$/ {gsub(/ /, "", $8); print $8}' .run/bench/usage-out.txt)
 usage_rss=$(awk '/API peak RSS/ {print $NF}' .run/bench/usage-out.txt)
+fi
 
+if runs renewals; then
 log "renewals (bench/renewals.sh ${RENEWAL_DUE:-10000}, ${IDLE:-1000000} idle, CloudPayments)"
 NO_BUILD=1 GATEWAYS=cloudpayments bench/renewals.sh "${RENEWAL_DUE:-10000}" > .run/bench/renewals-out.txt
 renewal_rate=$(awk -F'|' '$2 ~ /cloudpayments/ {gsub(/ /, "", $6); print $6}' .run/bench/renewals-out.txt | tail -1)
 worker_rss=$(awk -F'|' '$2 ~ /cloudpayments/ {gsub(/ /, "", $7); print $7}' .run/bench/renewals-out.txt | tail -1)
 renewal_ceiling=$(awk -F': ' '/^Ceiling/ {print $NF}' .run/bench/renewals-out.txt | awk '{print $1}')
+fi
 
 echo
 echo "Hot paths against PostgreSQL's own ceilings, same run ($(date -u +%F), ${SECONDS_EACH} s per wrk/pgbench run, test clock off but for renewals)"
 echo
 printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' path throughput "p50 ms" "p99 ms" ceiling "ceiling/s" ratio target "RSS MB"
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------------------------------" "--------------" "---------" "---------" "------------------------------------" "------------" "-------" "--------" "---------"
-printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "GET entitlements (wrk, 16 connections)" "$ent_rps req/s" "$ent_p50" "$ent_p99" "pgbench select-only, 16 clients" "$select_tps" "$(ratio "$ent_rps" "$select_tps")" 0.35 "$api_rss"
-printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "CloudPayments Pay applied (wrk, 16 conn.)" "$wh_rate /s" "$wh_p50" "$wh_p99" "pgbench payment-shaped tx, 8 clients" "$payment_tps" "$(ratio "$wh_rate" "$payment_tps")" 0.30 "$api_rss"
-printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "usage ingest, 10 000-event batches" "$usage_rate ev/s" "-" "-" "COPY into a usage-shaped table" "$copy_rows" "$(ratio "$usage_rate" "$copy_rows")" 0.50 "${usage_rss:--}"
-printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals, ${RENEWAL_DUE:-10000} due + ${IDLE:-1000000} idle" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
+runs entitlements && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "GET entitlements (wrk, 16 connections)" "$ent_rps req/s" "$ent_p50" "$ent_p99" "pgbench select-only, 16 clients" "$select_tps" "$(ratio "$ent_rps" "$select_tps")" 0.35 "$api_rss"
+runs webhooks && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "CloudPayments Pay applied (wrk, 16 conn.)" "$wh_rate /s" "$wh_p50" "$wh_p99" "pgbench payment-shaped tx, 8 clients" "$payment_tps" "$(ratio "$wh_rate" "$payment_tps")" 0.30 "$api_rss"
+runs usage && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "usage ingest, 10 000-event batches" "$usage_rate ev/s" "-" "-" "COPY into a usage-shaped table" "$copy_rows" "$(ratio "$usage_rate" "$copy_rows")" 0.50 "${usage_rss:--}"
+runs renewals && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals, ${RENEWAL_DUE:-10000} due + ${IDLE:-1000000} idle" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
 echo
-echo "Pay notifications applied: $applied of $WEBHOOK_N prepared (rate = applied / span of their capture times)."
+runs webhooks && echo "Pay notifications applied: $applied of $WEBHOOK_N prepared (rate = applied / span of their capture times)."
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), PostgreSQL $(psql -h 127.0.0.1 -U postgres -qAt -c 'SHOW server_version')"

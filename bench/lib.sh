@@ -69,3 +69,25 @@ PY
   q -c "DROP TABLE copy_ceiling"
   python3 -c "print(round($rows / ($t1 - $t0)))"
 }
+
+# PROFILE=1: pg_stat_statements (when the server preloads it) around one measured
+# run. `stmt_reset` before it; `stmt_top FILE OPS` after writes every statement's
+# calls per operation and mean/total execution time, heaviest first.
+stmt_reset() {
+  [ -n "${PROFILE:-}" ] || return 0
+  if [[ "$(q -c 'SHOW shared_preload_libraries')" != *pg_stat_statements* ]]; then
+    log "PROFILE: the server does not preload pg_stat_statements (ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements', then restart PostgreSQL)"
+    PROFILE=; return 0
+  fi
+  q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+}
+stmt_top() { # FILE OPS
+  [ -n "${PROFILE:-}" ] || return 0
+  q -F ' | ' -v ops="$2" > "$1" <<'SQL'
+SELECT round(calls::numeric / :ops, 2) AS per_op, round(mean_exec_time::numeric, 3) AS mean_ms,
+       round(total_exec_time::numeric / :ops, 3) AS ms_per_op, left(regexp_replace(query, '\s+', ' ', 'g'), 160)
+  FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ ORDER BY total_exec_time DESC LIMIT 40
+SQL
+  log "statements per operation: $1"
+}

@@ -84,6 +84,8 @@ pub async fn run_with(config: Config, ports: Ports, shutdown: impl Future<Output
         ));
     }
 
+    schedulers.spawn(sampler::business(pool.clone(), clock, sampler::BUSINESS_EVERY, stop_rx.clone()));
+
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
     loop {

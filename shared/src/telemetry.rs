@@ -27,9 +27,68 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).ok().map(|_| handle)
+            let installed = metrics::set_global_recorder(recorder).ok().map(|_| handle);
+            if installed.is_some() {
+                describe();
+            }
+            installed
         })
         .as_ref()
+}
+
+/// Every metric either binary exports, with its unit and `# HELP` text (what
+/// `promtool check metrics` and the dashboards in `deploy/` rely on).
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("http_requests_total", "API requests answered, by method, route template and status");
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "API request latency, by method and route template"
+    );
+    describe_counter!(
+        "billing_charges_total",
+        "Saved-card charges sent to a gateway, by outcome (captured, declined, unknown, refused)"
+    );
+    describe_counter!(
+        "billing_dead_letters_total",
+        "Jobs moved to a dead-letter queue after their last retry, by queue"
+    );
+    describe_counter!("billing_dunning_retries_total", "Dunning retries of declined renewals started by the scheduler");
+    describe_counter!("billing_job_retries_total", "Jobs sent back for a delayed retry, by queue");
+    describe_counter!("billing_outbox_published_total", "Outbox events published to RabbitMQ");
+    describe_counter!(
+        "billing_provider_refusals_total",
+        "Calls a provider refused for the merchant's settings, by provider, operation and tenant"
+    );
+    describe_counter!("billing_renewals_started_total", "Renewal payments started by the scheduler");
+    describe_counter!("billing_scheduler_claimed_total", "Subscriptions claimed by scheduler ticks");
+    describe_counter!(
+        "billing_webhook_deliveries_total",
+        "Deliveries of events to tenants' webhook endpoints, by outcome"
+    );
+    describe_gauge!("billing_outbox_lag_seconds", Unit::Seconds, "Age of the oldest unpublished outbox event");
+    describe_gauge!("billing_queue_messages_ready", "Messages ready in each work, retry and dead-letter queue");
+    describe_histogram!("billing_job_seconds", Unit::Seconds, "Time to handle one job, by queue");
+    describe_histogram!("billing_job_batch_seconds", Unit::Seconds, "Time to handle one batch of jobs, by queue");
+    describe_histogram!("billing_scheduler_tick_seconds", Unit::Seconds, "Time of one scheduler tick");
+    describe_histogram!(
+        "billing_charge_batch_phase_seconds",
+        Unit::Seconds,
+        "Time of each phase of a charge batch, by phase"
+    );
+    describe_gauge!("billing_subscriptions", "Subscriptions by tenant and status");
+    describe_gauge!(
+        "billing_mrr",
+        "Monthly recurring revenue by tenant and currency, in major units (active and past-due subscriptions)"
+    );
+    describe_gauge!(
+        "billing_renewals_due",
+        "Subscriptions whose scheduled renewal, retry or expiry is due and not yet taken, by tenant"
+    );
+    describe_gauge!("billing_payments", "Payments by tenant and status");
+    describe_gauge!("billing_refunds", "Refunds by tenant and status");
+    describe_gauge!("billing_receipts", "Fiscal receipts by tenant and status");
 }
 
 /// Installs ring as rustls' crypto provider (reqwest and lapin share rustls; with

@@ -6,6 +6,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{self, Array, Nullable};
 
 use super::schema::ledger_entries;
@@ -80,32 +82,23 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
             currencies.push(e.currency.code().to_owned());
         }
     }
-    diesel::sql_query(
-        "WITH accounts AS ( \
-             INSERT INTO ledger_accounts (id, tenant_id, code, customer_id, currency) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[]) \
-             ON CONFLICT DO NOTHING), \
-         txns AS ( \
-             INSERT INTO ledger_transactions (id, tenant_id, kind, payment_id, description, occurred_at) \
-             SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::uuid[], $10::text[], $11::timestamptz[])) \
-         INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) \
-         SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::numeric[], $15::text[])",
-    )
-    .bind::<Array<sql_types::Uuid>, _>(&account_ids)
-    .bind::<Array<sql_types::Uuid>, _>(&account_tenants)
-    .bind::<Array<sql_types::Text>, _>(&codes)
-    .bind::<Array<Nullable<sql_types::Uuid>>, _>(&customers)
-    .bind::<Array<sql_types::Text>, _>(&account_currencies)
-    .bind::<Array<sql_types::Uuid>, _>(&txn_ids)
-    .bind::<Array<sql_types::Uuid>, _>(&txn_tenants)
-    .bind::<Array<sql_types::Text>, _>(&kinds)
-    .bind::<Array<Nullable<sql_types::Uuid>>, _>(&payments)
-    .bind::<Array<sql_types::Text>, _>(&descriptions)
-    .bind::<Array<sql_types::Timestamptz>, _>(&occurred)
-    .bind::<Array<sql_types::Uuid>, _>(&entry_txns)
-    .bind::<Array<sql_types::Uuid>, _>(&entry_accounts)
-    .bind::<Array<sql_types::Numeric>, _>(&amounts)
-    .bind::<Array<sql_types::Text>, _>(&currencies)
+    PostingInsert {
+        account_ids: &account_ids,
+        account_tenants: &account_tenants,
+        codes: &codes,
+        customers: &customers,
+        account_currencies: &account_currencies,
+        txn_ids: &txn_ids,
+        txn_tenants: &txn_tenants,
+        kinds: &kinds,
+        payments: &payments,
+        descriptions: &descriptions,
+        occurred: &occurred,
+        entry_txns: &entry_txns,
+        entry_accounts: &entry_accounts,
+        amounts: &amounts,
+        currencies: &currencies,
+    }
     .execute(conn)
     .await?;
     if !spendable.is_empty() {
@@ -121,6 +114,87 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
         .await?;
     }
     Ok(txn_ids)
+}
+
+/// The posting statement: accounts on first use, the transactions, their entries —
+/// one statement, so the ledger's statement-level balance checks see each
+/// transaction whole. Its SQL never varies, so unlike `sql_query` it is prepared
+/// once per connection and kept (diesel caches statements with a static query id);
+/// parsing and planning it on every capture was the webhook path's largest cost.
+struct PostingInsert<'a> {
+    account_ids: &'a [Uuid],
+    account_tenants: &'a [TenantId],
+    codes: &'a [String],
+    customers: &'a [Option<CustomerId>],
+    account_currencies: &'a [String],
+    txn_ids: &'a [Uuid],
+    txn_tenants: &'a [TenantId],
+    kinds: &'a [String],
+    payments: &'a [Option<PaymentId>],
+    descriptions: &'a [String],
+    occurred: &'a [DateTime<Utc>],
+    entry_txns: &'a [Uuid],
+    entry_accounts: &'a [Uuid],
+    amounts: &'a [Decimal],
+    currencies: &'a [String],
+}
+
+const POSTING_SQL: &str = "WITH accounts AS ( \
+         INSERT INTO ledger_accounts (id, tenant_id, code, customer_id, currency) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[]) \
+         ON CONFLICT DO NOTHING), \
+     txns AS ( \
+         INSERT INTO ledger_transactions (id, tenant_id, kind, payment_id, description, occurred_at) \
+         SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::uuid[], $10::text[], $11::timestamptz[])) \
+     INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) \
+     SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::numeric[], $15::text[])";
+
+impl QueryId for PostingInsert<'_> {
+    type QueryId = PostingStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+/// The static identity of [`PostingInsert`] in diesel's prepared-statement cache.
+struct PostingStatement;
+
+impl QueryFragment<Pg> for PostingInsert<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // `push_bind_param` writes each `$n` itself: the SQL goes out between them.
+        let mut rest = POSTING_SQL;
+        let mut n = 0;
+        while let Some(at) = rest.find('$') {
+            out.push_sql(&rest[..at]);
+            let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+            rest = &rest[at + 1 + digits..];
+            n += 1;
+            match n {
+                1 | 6 | 12 | 13 => out.push_bind_param::<Array<sql_types::Uuid>, _>(match n {
+                    1 => self.account_ids,
+                    6 => self.txn_ids,
+                    12 => self.entry_txns,
+                    _ => self.entry_accounts,
+                })?,
+                2 => out.push_bind_param::<Array<sql_types::Uuid>, _>(&self.account_tenants)?,
+                7 => out.push_bind_param::<Array<sql_types::Uuid>, _>(&self.txn_tenants)?,
+                3 | 5 | 8 | 10 | 15 => out.push_bind_param::<Array<sql_types::Text>, _>(match n {
+                    3 => self.codes,
+                    5 => self.account_currencies,
+                    8 => self.kinds,
+                    10 => self.descriptions,
+                    _ => self.currencies,
+                })?,
+                4 => out.push_bind_param::<Array<Nullable<sql_types::Uuid>>, _>(&self.customers)?,
+                9 => out.push_bind_param::<Array<Nullable<sql_types::Uuid>>, _>(&self.payments)?,
+                11 => out.push_bind_param::<Array<sql_types::Timestamptz>, _>(&self.occurred)?,
+                14 => out.push_bind_param::<Array<sql_types::Numeric>, _>(&self.amounts)?,
+                _ => {
+                    return Err(diesel::result::Error::QueryBuilderError(format!("posting: no parameter ${n}").into()));
+                }
+            }
+        }
+        out.push_sql(rest);
+        Ok(())
+    }
 }
 
 /// The constraint a spend beyond a customer's balance violates.

@@ -3,6 +3,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod business_metrics;
 pub mod customers;
 pub mod dead_letters;
 pub mod enums;

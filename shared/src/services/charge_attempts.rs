@@ -83,8 +83,16 @@ impl Outcome {
     }
 }
 
-/// Sends the attempt's charge (a saved card that was revoked meanwhile is a decline).
+/// Sends the attempt's charge, counting its outcome in `billing_charges_total`
+/// (whichever path sends it: a batch or one attempt).
 async fn call_gateway(call: &AttemptCall) -> Outcome {
+    let outcome = send_charge(call).await;
+    metrics::counter!("billing_charges_total", "outcome" => outcome.label()).increment(1);
+    outcome
+}
+
+/// Sends the attempt's charge (a saved card that was revoked meanwhile is a decline).
+async fn send_charge(call: &AttemptCall) -> Outcome {
     let Some(token) = call.token.as_deref() else {
         let reason = if call.had_method { "saved card revoked" } else { "no saved card" };
         return Outcome::Charge(ChargeOutcome::Declined(no_saved_card(reason)));
@@ -187,7 +195,6 @@ pub async fn process_attempts(
     let mut captured = Vec::new();
     let mut rest = Vec::new();
     for (id, outcome) in outcomes {
-        metrics::counter!("billing_charges_total", "outcome" => outcome.label()).increment(1);
         match outcome {
             Outcome::Charge(ChargeOutcome::Captured { transaction_id }) => captured.push((id, transaction_id)),
             other => rest.push((id, other)),

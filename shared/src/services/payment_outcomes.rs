@@ -263,7 +263,7 @@ async fn activate_purchase(
         subscriptions::expire(conn, now, tenant, &mut other, &code, Cause::ReplacedByPurchase).await?;
         subscriptions::store(conn, now, tenant, &mut other).await?;
     }
-    let plan = plans::load(conn, sub.plan_id).await?;
+    let plan = plans::load_cached(conn, sub.plan_id).await?;
     let paid = Paid {
         payment_id: payment.id,
         amount: money_of(payment)?,

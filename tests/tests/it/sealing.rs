@@ -99,7 +99,15 @@ async fn tenant_secrets_are_sealed_at_rest_and_resealed_by_migrate() {
         assert!(stderr.contains(&format!("tenant {}: webhook_secret is not sealed", t.id)), "{bin}: {stderr}");
         assert!(stderr.contains("run `billing-api migrate`"), "{bin}: {stderr}");
     }
+    // What a pod's init container polls: not done yet (3), and it writes nothing.
+    let (code, stderr) = check(&app);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("tenant {}: webhook_secret is not sealed", t.id)), "{stderr}");
+    assert!(!plain.iter().any(|s| stderr.contains(s.as_str())), "{stderr}");
+    assert!(stored(&app, &t).await.iter().any(|s| plain.contains(s)), "--check sealed something");
     migrate(&app, &[]);
+    let (code, stderr) = check(&app);
+    assert_eq!(code, Some(0), "done once `migrate` ran: {stderr}");
     let resealed = stored(&app, &t).await;
     assert!(resealed.iter().all(|s| ring.is_current(s)), "{resealed:?}");
     assert_eq!(opened(&ring, &t, &resealed), plain);
@@ -155,6 +163,17 @@ fn run(app: &TestApp, bin: &str, args: &[&str], extra: &[(&'static str, &str)]) 
         .output()
         .unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `billing-api migrate --check` with the test key: (exit code, stderr).
+fn check(app: &TestApp) -> (Option<i32>, String) {
+    let out = Command::new(binary("billing-api"))
+        .args(["migrate", "--check"])
+        .envs(worker_env(&app.db.url, &app.mq.amqp_url))
+        .env("BILLING_LOG_FORMAT", "text")
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn migrate(app: &TestApp, extra: &[(&'static str, &str)]) {
