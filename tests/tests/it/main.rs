@@ -18,6 +18,7 @@ mod gateway;
 mod invoices;
 mod ledger;
 mod lifecycle;
+mod ops_cli;
 mod partners;
 mod plan_change;
 mod ports;

@@ -1,0 +1,105 @@
+//! `billing-ops`, the operator's command line over a running API: a tenant created
+//! from a file works with the key it prints, keys rotate, dead letters list and
+//! replay, a tenant's payments are looked up; refusals, bad usage and an API that
+//! is down each have their exit code.
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use crate::renewals::{bought_monthly, orbita_on};
+use crate::support::app::ADMIN_TOKEN;
+use crate::support::{Gw, TestApp};
+
+/// Runs `billing-ops args` against `api` (without blocking the runtime the API under
+/// test is served from): (exit code, stdout, stderr).
+async fn ops(api: &str, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(billing_tests::process::binary("billing-ops"))
+        .args(["--api", api])
+        .args(args)
+        .env("BILLING_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env_remove("BILLING_API_KEY")
+        .output()
+        .await
+        .expect("run billing-ops");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[tokio::test]
+async fn an_operator_manages_tenants_and_dead_letters_and_looks_up_payments() {
+    let app = TestApp::with_worker().await;
+
+    // A tenant from a file: the printed key is the tenant's.
+    let mut file = tempfile();
+    let spec = json!({"name": "Orbita (ops)", "time_zone": "Europe/Moscow",
+        "gateway": {"kind": "cloudpayments", "public_id": "pk_ops", "api_secret": "ops-secret", "api_url": app.sim.base_url}});
+    file.1.write_all(spec.to_string().as_bytes()).unwrap();
+    let (code, out, err) = ops(&app.base, &["tenant", "create", &file.0]).await;
+    assert_eq!(code, 0, "{err}");
+    let created = json_of(&out);
+    let (id, key) = (created["id"].as_str().unwrap(), created["api_key"].as_str().unwrap());
+    let customers = app.http.get(format!("{}/v1/customers", app.base)).bearer_auth(key).send().await.unwrap();
+    assert_eq!(customers.status(), 200);
+
+    // Rotation: a new key; the old one keeps working for the grace hour.
+    let (code, out, err) = ops(&app.base, &["tenant", "rotate-keys", id]).await;
+    assert_eq!(code, 0, "{err}");
+    let new_key = json_of(&out)["api_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, key);
+    for k in [key, new_key.as_str()] {
+        let r = app.http.get(format!("{}/v1/customers", app.base)).bearer_auth(k).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    std::fs::write(&file.0, br#"{"name": "Orbita (renamed)"}"#).unwrap();
+    let (code, out, err) = ops(&app.base, &["tenant", "patch", id, &file.0]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json_of(&out)["name"], "Orbita (renamed)");
+
+    // A tenant's payments, with that tenant's key.
+    let t = orbita_on(&app, Gw::CloudPayments, json!({})).await;
+    let (customer, _) = bought_monthly(&app, &t, "ops-1", "2026-03-10T09:00:00Z").await;
+    let (code, out, err) = ops(&app.base, &["--key", &t.api_key, "payments", "--customer", &customer]).await;
+    assert_eq!(code, 0, "{err}");
+    let payments = json_of(&out)["data"].as_array().unwrap().clone();
+    assert_eq!(payments.len(), 1, "{out}");
+    assert_eq!(payments[0]["status"], "succeeded");
+    assert_eq!(payments[0]["amount"]["value"], "1990.00");
+
+    // Dead letters: none; a replay of the receipts queue moves none. (Settled: the
+    // worker's relay has published the purchase's events, so its queues exist.)
+    app.settle().await;
+    let (code, out, err) = ops(&app.base, &["dead-letters", "list", "--queue", "billing.receipts"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json_of(&out)["data"], json!([]));
+    let (code, out, err) = ops(&app.base, &["dead-letters", "replay", "billing.receipts"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json_of(&out), json!({"queue": "billing.receipts", "replayed": 0}));
+
+    // Refusals and mistakes.
+    let (code, _, err) = ops(&app.base, &["dead-letters", "replay", "billing.nope"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("queue_not_found"), "{err}");
+    let (code, _, err) = ops(&app.base, &["payments"]).await;
+    assert_eq!(code, 2, "no tenant key: {err}");
+    let (code, _, err) = ops(&app.base, &["tenant", "remove", id]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown command"), "{err}");
+    let (code, out, _) = ops(&app.base, &["--help"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("exit codes: 0 done, 1 the API refused"), "{out}");
+    let down = format!("http://127.0.0.1:{}", billing_tests::process::free_port());
+    let (code, _, err) = ops(&down, &["dead-letters", "list"]).await;
+    assert_eq!(code, 3, "{err}");
+}
+
+/// A file of its own under the system temp directory: (path, handle).
+fn tempfile() -> (String, std::fs::File) {
+    let path = std::env::temp_dir().join(format!("billing-ops-{}.json", uuid::Uuid::new_v4().simple()));
+    let file = std::fs::File::create(&path).unwrap();
+    (path.to_string_lossy().into_owned(), file)
+}
