@@ -295,6 +295,28 @@ pub async fn lock_by_attempt(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> 
         .optional()
 }
 
+/// Locks the payment whose attempt carries `invoice_id` (the id a provider's
+/// notification names) in one statement; `None` when no attempt has it.
+pub async fn lock_by_invoice(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    invoice_id: &str,
+) -> QueryResult<Option<PaymentRow>> {
+    payments::table
+        .filter(
+            payments::id.nullable().eq(payment_attempts::table
+                .filter(payment_attempts::tenant_id.eq(tenant_id))
+                .filter(payment_attempts::invoice_id.eq(invoice_id))
+                .select(payment_attempts::payment_id)
+                .single_value()),
+        )
+        .select(PaymentRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,

@@ -163,8 +163,9 @@ pub async fn handle(
 }
 
 /// The attempt and its payment a notification's invoice id names. The payment row
-/// is locked first and the attempt read after, so a concurrent report of the same
-/// attempt (the charge's own answer) is seen, not raced.
+/// is locked first (found through its attempt, in the same statement) and the
+/// attempt read after, so a concurrent report of the same attempt (the charge's own
+/// answer) is seen, not raced.
 async fn find_invoice(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -173,15 +174,12 @@ async fn find_invoice(
     let Some(invoice) = n.invoice_id.as_deref() else {
         return Ok(None);
     };
-    let Some(attempt) = attempts_db::find_attempt_by_invoice(conn, tenant.id, invoice).await? else {
+    let Some(payment) = payments_db::lock_by_invoice(conn, tenant.id, invoice).await? else {
         return Ok(None);
     };
-    let payment = payments_db::find_for_update(conn, attempt.payment_id)
-        .await?
-        .ok_or_else(|| ServiceError::Internal(format!("attempt {} without payment", attempt.id)))?;
     let attempt = attempts_db::find_attempt_by_invoice(conn, tenant.id, invoice)
         .await?
-        .ok_or_else(|| ServiceError::Internal(format!("attempt {} vanished", attempt.id)))?;
+        .ok_or_else(|| ServiceError::Internal(format!("payment {} lost its attempt {invoice}", payment.id)))?;
     Ok(Some((attempt, payment)))
 }
 
