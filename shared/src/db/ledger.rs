@@ -139,16 +139,6 @@ struct PostingInsert<'a> {
     currencies: &'a [String],
 }
 
-const POSTING_SQL: &str = "WITH accounts AS ( \
-         INSERT INTO ledger_accounts (id, tenant_id, code, customer_id, currency) \
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[]) \
-         ON CONFLICT DO NOTHING), \
-     txns AS ( \
-         INSERT INTO ledger_transactions (id, tenant_id, kind, payment_id, description, occurred_at) \
-         SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::uuid[], $10::text[], $11::timestamptz[])) \
-     INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) \
-     SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::numeric[], $15::text[])";
-
 impl QueryId for PostingInsert<'_> {
     type QueryId = PostingStatement;
     const HAS_STATIC_QUERY_ID: bool = true;
@@ -159,40 +149,49 @@ struct PostingStatement;
 
 impl QueryFragment<Pg> for PostingInsert<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use sql_types::{Numeric, Text, Timestamptz, Uuid as SqlUuid};
         // `push_bind_param` writes each `$n` itself: the SQL goes out between them.
-        let mut rest = POSTING_SQL;
-        let mut n = 0;
-        while let Some(at) = rest.find('$') {
-            out.push_sql(&rest[..at]);
-            let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
-            rest = &rest[at + 1 + digits..];
-            n += 1;
-            match n {
-                1 | 6 | 12 | 13 => out.push_bind_param::<Array<sql_types::Uuid>, _>(match n {
-                    1 => self.account_ids,
-                    6 => self.txn_ids,
-                    12 => self.entry_txns,
-                    _ => self.entry_accounts,
-                })?,
-                2 => out.push_bind_param::<Array<sql_types::Uuid>, _>(&self.account_tenants)?,
-                7 => out.push_bind_param::<Array<sql_types::Uuid>, _>(&self.txn_tenants)?,
-                3 | 5 | 8 | 10 | 15 => out.push_bind_param::<Array<sql_types::Text>, _>(match n {
-                    3 => self.codes,
-                    5 => self.account_currencies,
-                    8 => self.kinds,
-                    10 => self.descriptions,
-                    _ => self.currencies,
-                })?,
-                4 => out.push_bind_param::<Array<Nullable<sql_types::Uuid>>, _>(&self.customers)?,
-                9 => out.push_bind_param::<Array<Nullable<sql_types::Uuid>>, _>(&self.payments)?,
-                11 => out.push_bind_param::<Array<sql_types::Timestamptz>, _>(&self.occurred)?,
-                14 => out.push_bind_param::<Array<sql_types::Numeric>, _>(&self.amounts)?,
-                _ => {
-                    return Err(diesel::result::Error::QueryBuilderError(format!("posting: no parameter ${n}").into()));
-                }
-            }
-        }
-        out.push_sql(rest);
+        out.push_sql(
+            "WITH accounts AS (INSERT INTO ledger_accounts (id, tenant_id, code, customer_id, currency) \
+             SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<SqlUuid>, _>(self.account_ids)?;
+        out.push_sql("::uuid[], ");
+        out.push_bind_param::<Array<SqlUuid>, _>(self.account_tenants)?;
+        out.push_sql("::uuid[], ");
+        out.push_bind_param::<Array<Text>, _>(self.codes)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<SqlUuid>>, _>(self.customers)?;
+        out.push_sql("::uuid[], ");
+        out.push_bind_param::<Array<Text>, _>(self.account_currencies)?;
+        out.push_sql(
+            "::text[]) ON CONFLICT DO NOTHING), \
+             txns AS (INSERT INTO ledger_transactions (id, tenant_id, kind, payment_id, description, occurred_at) \
+             SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<SqlUuid>, _>(self.txn_ids)?;
+        out.push_sql("::uuid[], ");
+        out.push_bind_param::<Array<SqlUuid>, _>(self.txn_tenants)?;
+        out.push_sql("::uuid[], ");
+        out.push_bind_param::<Array<Text>, _>(self.kinds)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<SqlUuid>>, _>(self.payments)?;
+        out.push_sql("::uuid[], ");
+        out.push_bind_param::<Array<Text>, _>(self.descriptions)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Timestamptz>, _>(self.occurred)?;
+        out.push_sql(
+            "::timestamptz[])) \
+             INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<SqlUuid>, _>(self.entry_txns)?;
+        out.push_sql("::uuid[], ");
+        out.push_bind_param::<Array<SqlUuid>, _>(self.entry_accounts)?;
+        out.push_sql("::uuid[], ");
+        out.push_bind_param::<Array<Numeric>, _>(self.amounts)?;
+        out.push_sql("::numeric[], ");
+        out.push_bind_param::<Array<Text>, _>(self.currencies)?;
+        out.push_sql("::text[])");
         Ok(())
     }
 }
