@@ -35,7 +35,7 @@ WORKER = {
     "billing_job_batch_seconds", "billing_scheduler_tick_seconds", "billing_charge_batch_phase_seconds",
     # Business gauges sampled by the worker from PostgreSQL (billing-worker/src/sampler.rs).
     "billing_subscriptions", "billing_mrr", "billing_renewals_due", "billing_refunds",
-    "billing_receipts", "billing_payments",
+    "billing_receipts", "billing_payments", "billing_receipts_oldest_pending_seconds",
 }
 EXPECTED = API | WORKER
 # Present in a live process within seconds of its start, whatever the data: the

@@ -87,3 +87,10 @@ ensure_services() {
   ensure_postgres
   ensure_rabbitmq
 }
+
+# Headless Chromium and its WebDriver for the console's end-to-end tests.
+ensure_browser() {
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt_install chromium chromium-driver
+  fi
+}

@@ -3,6 +3,7 @@
 //! [`Application::build`] binds the listener and returns the port, so tests run the
 //! real server on port 0.
 
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod fallback;
@@ -79,7 +80,11 @@ impl Application {
                 .wrap(from_fn(rate_limit::limit))
                 .wrap(from_fn(extract::refuse_nul))
                 .wrap(from_fn(observe))
+                .app_data(
+                    web::FormConfig::default().error_handler(|e, _| ApiError::validation(format!("form: {e}")).into()),
+                )
                 .configure(routes::configure)
+                .configure(console::configure)
                 .service(web::redirect("/docs", "/docs/"))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
                 .default_service(web::to(fallback::fallback))

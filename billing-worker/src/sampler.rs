@@ -1,17 +1,18 @@
 //! Samples gauges for `/metrics`: messages ready per work, retry and dead-letter
 //! queue (the consumer lag an operator watches), and the business figures read
-//! from the database (subscriptions, MRR, the renewal backlog, payments, refunds
-//! and receipts by state).
+//! from the database by one replica at a time (subscriptions, MRR, the renewal
+//! backlog, payments, refunds and receipts by state, the oldest pending receipt).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use billing_shared::clock::Clock;
-use billing_shared::db::PgPool;
 use billing_shared::db::business_metrics;
-
+use billing_shared::db::{PgPool, PooledConn};
 use billing_shared::queue::topology::{ALL, dead_queue};
+use billing_shared::telemetry;
+use diesel_async::AsyncPgConnection;
 use lapin::Connection;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
@@ -48,28 +49,54 @@ pub async fn run(conn: Arc<Connection>, every: Duration, mut stop: watch::Receiv
 /// How often the business gauges are read (each read counts whole tables).
 pub const BUSINESS_EVERY: Duration = Duration::from_secs(30);
 
-/// Samples the business gauges ([`business_metrics::sample`]) every `every`
-/// until `stop`: `billing_subscriptions{tenant,status}`, `billing_mrr{tenant,currency}`,
+// A gauge series set at every read must outlive the gap between two reads.
+const _: () = assert!(telemetry::GAUGE_IDLE_TIMEOUT.as_secs() >= 3 * BUSINESS_EVERY.as_secs());
+
+/// Samples the business gauges ([`business_metrics::sample`]) every `every` until
+/// `stop`: `billing_subscriptions{tenant,status}`, `billing_mrr{tenant,currency}`,
 /// `billing_renewals_due{tenant}`, `billing_payments{tenant,status}`,
-/// `billing_refunds{tenant,status}`, `billing_receipts{tenant,status}`. A series
-/// that disappears (no rows left in that status) is set to zero, not left stale.
-/// A failed read is logged and tried again at the next tick.
+/// `billing_refunds{tenant,status}`, `billing_receipts{tenant,status}`,
+/// `billing_receipts_oldest_pending_seconds{tenant}`.
+///
+/// One worker replica samples: the one holding the sampler's advisory lock
+/// ([`business_metrics::try_lead`]) on a connection taken out of the pool for as
+/// long as it holds it (one connection beyond `BILLING_DB_POOL_SIZE` on that
+/// replica; a pooled connection would carry the lock to other work). The others try
+/// for the lock at each tick and meanwhile export none of these gauges. The lock
+/// passes on when its connection closes: the replica stops, or one of its reads
+/// fails (logged; it drops the connection and tries for the lock again next tick).
+/// A replica that stops sampling keeps its last values only until the exporter's
+/// idle timeout ([`telemetry::GAUGE_IDLE_TIMEOUT`]) drops them, so during a hand-over
+/// two replicas may export the same series for up to that long: dashboards and
+/// alerts read these gauges with `max by` their labels, never `sum` across replicas.
+/// A series that disappears from a read (no rows left in that status) is set to
+/// zero once, then expires the same way.
 pub async fn business(pool: PgPool, clock: Clock, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut leader: Option<AsyncPgConnection> = None;
     let mut seen: HashSet<(String, Uuid, String)> = HashSet::new();
     loop {
-        match read(&pool, clock).await {
-            Ok(samples) => {
-                let mut now_seen = HashSet::with_capacity(samples.len());
-                for s in samples {
-                    set(&s.metric, s.tenant, &s.label, s.value);
-                    now_seen.insert((s.metric, s.tenant, s.label));
+        if leader.is_none() {
+            leader = lead(&pool).await;
+        }
+        if let Some(conn) = leader.as_mut() {
+            match read(conn, clock).await {
+                Ok(samples) => {
+                    let mut now_seen = HashSet::with_capacity(samples.len());
+                    for s in samples {
+                        set(&s.metric, s.tenant, &s.label, s.value);
+                        now_seen.insert((s.metric, s.tenant, s.label));
+                    }
+                    for (metric, tenant, label) in seen.difference(&now_seen) {
+                        set(metric, *tenant, label, 0.0);
+                    }
+                    seen = now_seen;
                 }
-                for (metric, tenant, label) in seen.difference(&now_seen) {
-                    set(metric, *tenant, label, 0.0);
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the business gauges failed; giving up sampling them");
+                    leader = None;
+                    seen.clear();
                 }
-                seen = now_seen;
             }
-            Err(e) => tracing::warn!(error = %e, "reading the business gauges failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -81,10 +108,29 @@ pub async fn business(pool: PgPool, clock: Clock, every: Duration, mut stop: wat
     }
 }
 
-async fn read(pool: &PgPool, clock: Clock) -> anyhow::Result<Vec<business_metrics::Sample>> {
-    let mut conn = pool.get().await?;
-    let now = clock.now(&mut conn).await?;
-    Ok(business_metrics::sample(&mut conn, now).await?)
+/// A connection holding the sampler's lock, taken out of the pool; `None` when
+/// another replica holds the lock or it could not be asked (logged).
+async fn lead(pool: &PgPool) -> Option<AsyncPgConnection> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "no connection to try for the business sampler's lock"))
+        .ok()?;
+    match business_metrics::try_lead(&mut conn).await {
+        Ok(true) => Some(PooledConn::take(conn)),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "trying for the business sampler's lock failed");
+            // Closed rather than returned to the pool, in case it holds the lock.
+            drop(PooledConn::take(conn));
+            None
+        }
+    }
+}
+
+async fn read(conn: &mut AsyncPgConnection, clock: Clock) -> anyhow::Result<Vec<business_metrics::Sample>> {
+    let now = clock.now(conn).await?;
+    Ok(business_metrics::sample(conn, now).await?)
 }
 
 fn set(metric: &str, tenant: Uuid, label: &str, value: f64) {
@@ -92,6 +138,7 @@ fn set(metric: &str, tenant: Uuid, label: &str, value: f64) {
     let gauge = match metric {
         "mrr" => metrics::gauge!("billing_mrr", "tenant" => tenant, "currency" => label.to_owned()),
         "renewals_due" => metrics::gauge!("billing_renewals_due", "tenant" => tenant),
+        "receipts_oldest_pending" => metrics::gauge!("billing_receipts_oldest_pending_seconds", "tenant" => tenant),
         other => metrics::gauge!(format!("billing_{other}"), "tenant" => tenant, "status" => label.to_owned()),
     };
     gauge.set(value);

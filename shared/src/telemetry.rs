@@ -2,8 +2,10 @@
 //! process-wide Prometheus recorder rendered by each binary's `/metrics`.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -21,11 +23,22 @@ pub fn init_logs(format: LogFormat) {
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// The process's Prometheus handle, installing the recorder on first use.
+/// How long a gauge series stays exported after it was last set: four business
+/// sampling periods (the worker's slowest sampler, every 30 s). A series nobody
+/// sets any more then drops out of `/metrics` instead of repeating its last value:
+/// a tenant's or status's business gauges once its rows are gone, those of a worker
+/// replica that stopped sampling them (`billing-worker/src/sampler.rs`), and queue
+/// depths and the outbox lag while the worker has no RabbitMQ session. Counters and
+/// histograms never expire.
+pub const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The process's Prometheus handle, installing the recorder on first use (gauges
+/// expire after [`GAUGE_IDLE_TIMEOUT`]).
 pub fn prometheus() -> Option<&'static PrometheusHandle> {
     PROMETHEUS
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder =
+                PrometheusBuilder::new().idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE_TIMEOUT)).build_recorder();
             let handle = recorder.handle();
             let installed = metrics::set_global_recorder(recorder).ok().map(|_| handle);
             if installed.is_some() {
@@ -48,7 +61,8 @@ fn describe() {
     );
     describe_counter!(
         "billing_charges_total",
-        "Saved-card charges sent to a gateway, by outcome (captured, declined, unknown, refused)"
+        "Saved-card charge attempts, by outcome: sent to a gateway (captured, declined, unknown, refused) \
+         or not_sent (no saved card, or it was revoked: declined without a call)"
     );
     describe_counter!(
         "billing_dead_letters_total",
@@ -89,6 +103,11 @@ fn describe() {
     describe_gauge!("billing_payments", "Payments by tenant and status");
     describe_gauge!("billing_refunds", "Refunds by tenant and status");
     describe_gauge!("billing_receipts", "Fiscal receipts by tenant and status");
+    describe_gauge!(
+        "billing_receipts_oldest_pending_seconds",
+        Unit::Seconds,
+        "Age of the tenant's oldest receipt still pending registration, since it was created"
+    );
 }
 
 /// Installs ring as rustls' crypto provider (reqwest and lapin share rustls; with

@@ -201,19 +201,22 @@ async fn replay_dead_letters(
     _: AdminAuth,
     queue: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let queue = topology::by_name(&queue)
+    Ok(HttpResponse::Ok().json(replay(&state, &queue).await?))
+}
+
+/// Moves `queue`'s dead letters (`<queue>.dead`) back to the queue, attempt counts
+/// reset, and marks them replayed. Errors: 404 `queue_not_found` for a name that
+/// is no work queue; 503 `broker_unavailable` when RabbitMQ cannot be reached.
+pub(crate) async fn replay(state: &AppState, queue: &str) -> Result<Replayed, ApiError> {
+    let queue = topology::by_name(queue)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "queue_not_found", "no such work queue"))?;
     let ids = billing_shared::queue::replay_dead_letters(&state.amqp_url, queue).await.map_err(|e| {
         tracing::error!(error = %e, "replaying dead letters failed");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "RabbitMQ is not reachable; retry later")
     })?;
     let count = ids.len();
-    state
-        .ok(async |conn, _| {
-            dead_letters::mark_replayed(conn, &ids).await?;
-            Ok(Replayed { queue: queue.name.to_owned(), replayed: count })
-        })
-        .await
+    state.transaction(async |conn, _| dead_letters::mark_replayed(conn, &ids).await).await?;
+    Ok(Replayed { queue: queue.name.to_owned(), replayed: count })
 }
 
 /// Record a maintenance extension (SellerGPT 3.2.10): every subscription of the

@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpResponse, get, post};
+use billing_shared::db::payments::PaymentFilter;
 use billing_shared::services::payments::{self, PayWith, PaymentView};
 use billing_shared::services::{Page, payment_sources};
 use serde::Deserialize;
@@ -70,7 +71,17 @@ async fn list_payments(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = billing_shared::services::PageRequest::new(q.limit, q.starting_after)?;
-    state.ok(async |conn, _| payments::list(conn, &tenant, q.customer_id, page).await).await
+    state
+        .ok(async |conn, _| {
+            payments::list(
+                conn,
+                &tenant,
+                PaymentFilter { customer_id: q.customer_id, ..PaymentFilter::default() },
+                page,
+            )
+            .await
+        })
+        .await
 }
 
 /// A payment; a pending one carries its `confirmation` (widget parameters).

@@ -41,5 +41,5 @@ async fn list_receipts(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = PageRequest::new(q.limit, q.starting_after)?;
-    state.ok(async |conn, _| receipts::list(conn, &tenant, q.payment_id, page).await).await
+    state.ok(async |conn, _| receipts::list(conn, &tenant, q.payment_id, &[], page).await).await
 }

@@ -72,7 +72,7 @@ async fn list_subscriptions(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let page = billing_shared::services::PageRequest::new(q.limit, q.starting_after)?;
-    state.ok(async |conn, _| subscriptions::list(conn, &tenant, q.customer_id, page).await).await
+    state.ok(async |conn, _| subscriptions::list(conn, &tenant, q.customer_id, None, page).await).await
 }
 
 #[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = "subscriptions", security(("tenant_key" = [])),

@@ -19,7 +19,7 @@ pub struct Invariant {
 }
 
 /// Every invariant, in the order the audit prints them.
-pub const INVARIANTS: [Invariant; 10] = [
+pub const INVARIANTS: [Invariant; 11] = [
     Invariant {
         name: "ledger_balanced",
         promise: "every ledger transaction sums to zero per currency",
@@ -27,6 +27,25 @@ pub const INVARIANTS: [Invariant; 10] = [
               JOIN ledger_transactions t ON t.id = e.transaction_id \
               WHERE ($1::uuid IS NULL OR t.tenant_id = $1) \
               GROUP BY t.id, e.currency HAVING sum(e.amount) <> 0",
+    },
+    // No foreign key holds this since migration 000015: the statement-level checks
+    // (ledger_assert_balanced) enforce it on insert and 000016 refuses TRUNCATE; this
+    // finds what got past them (a partial restore, triggers disabled). An entry is
+    // the tenant's through its account (entries have no tenant column; one whose
+    // account is gone too shows only in an audit of all tenants).
+    Invariant {
+        name: "ledger_complete",
+        promise: "every ledger entry belongs to an existing transaction, and every transaction has \
+                  at least two entries",
+        sql: "SELECT 'entry ' || e.id::text AS key FROM ledger_entries e \
+              LEFT JOIN ledger_accounts a ON a.id = e.account_id \
+              WHERE ($1::uuid IS NULL OR a.tenant_id = $1) \
+                AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.id = e.transaction_id) \
+              UNION ALL \
+              SELECT 'transaction ' || t.id::text FROM ledger_transactions t \
+              LEFT JOIN ledger_entries e ON e.transaction_id = t.id \
+              WHERE ($1::uuid IS NULL OR t.tenant_id = $1) \
+              GROUP BY t.id HAVING count(e.id) < 2",
     },
     Invariant {
         name: "balances_match_entries",

@@ -1,17 +1,32 @@
 //! The business figures the worker exports as Prometheus gauges, read in one
 //! statement (a full count by state of subscriptions, payments, refunds and
-//! receipts: meant to be sampled every half minute or so, not per request).
+//! receipts: meant to be sampled every half minute or so, by one worker replica at
+//! a time, not per request).
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Double, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Bool, Double, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use diesel::QueryResult;
 
+/// Key of the advisory lock held by the worker replica that samples ("billsamp").
+const SAMPLER_LOCK_KEY: i64 = 0x6269_6c6c_7361_6d70;
+
+/// Takes the business sampler's advisory lock for this session: true when this
+/// connection now holds it, false when another session does. Session-level, so a
+/// commit does not release it: it is held until the connection closes (the caller
+/// keeps that connection out of any pool) — which needs PostgreSQL sessions, not a
+/// transaction-mode pooler, like the migration lock (`deploy/k8s/README.md`).
+pub async fn try_lead(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::sql::<Bool>("pg_try_advisory_lock(").bind::<BigInt, _>(SAMPLER_LOCK_KEY).sql(")"))
+        .get_result(conn)
+        .await
+}
+
 /// One sample: gauge `metric` for `tenant`, with its second label's value
-/// (`status` or `currency`; empty for `renewals_due`).
+/// (`status` or `currency`; empty for `renewals_due` and `receipts_oldest_pending`).
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
 pub struct Sample {
     #[diesel(sql_type = Text)]
@@ -32,10 +47,16 @@ pub struct Sample {
 ///   a day 365/12 of it);
 /// * `renewals_due` — subscriptions whose scheduled action (renewal, retry,
 ///   expiry) is due at `now` and not yet taken: the scheduler's backlog;
-/// * `payments`, `refunds`, `receipts` — rows per tenant and status.
+/// * `payments`, `refunds`, `receipts` — rows per tenant and status;
+/// * `receipts_oldest_pending` — seconds from the creation of the tenant's oldest
+///   `pending` receipt to `now` (tenants with pending receipts only): registration
+///   takes seconds, so a large value is a receipt stuck, typically dead-lettered
+///   on `billing.receipts` for replay.
 pub async fn sample(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<Vec<Sample>> {
     diesel::sql_query(
-        "SELECT 'subscriptions' AS metric, tenant_id AS tenant, status AS label, count(*)::float8 AS value \
+        "WITH r AS (SELECT tenant_id, status, count(*) AS n, min(created_at) AS oldest \
+                      FROM receipts GROUP BY tenant_id, status) \
+         SELECT 'subscriptions' AS metric, tenant_id AS tenant, status AS label, count(*)::float8 AS value \
            FROM subscriptions GROUP BY tenant_id, status \
          UNION ALL \
          SELECT 'mrr', s.tenant_id, pp.currency, sum(pp.amount * CASE p.period_unit \
@@ -50,7 +71,11 @@ pub async fn sample(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryRe
          UNION ALL \
          SELECT 'refunds', tenant_id, status, count(*)::float8 FROM refunds GROUP BY tenant_id, status \
          UNION ALL \
-         SELECT 'receipts', tenant_id, status, count(*)::float8 FROM receipts GROUP BY tenant_id, status",
+         SELECT 'receipts', tenant_id, status, n::float8 FROM r \
+         UNION ALL \
+         SELECT 'receipts_oldest_pending', tenant_id, '', greatest(extract(epoch FROM $1 - oldest), 0)::float8 \
+           FROM r \
+          WHERE status = 'pending'",
     )
     .bind::<Timestamptz, _>(now)
     .load(conn)

@@ -18,6 +18,7 @@ pub mod payments;
 pub mod plans;
 pub mod receipts;
 pub mod refunds;
+pub mod revenue;
 pub mod schema;
 pub mod subscriptions;
 pub mod tenants;

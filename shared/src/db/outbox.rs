@@ -221,3 +221,31 @@ pub async fn try_lock_lane(conn: &mut AsyncPgConnection, namespace: i32, lane: i
         .await?;
     Ok(got.locked)
 }
+
+/// One event of an ordering key's stream, as the operator console lists it.
+#[derive(Debug, Clone, Queryable)]
+pub struct EventEntry {
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
+    /// When the relay published it (`None`: still waiting in the outbox).
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+/// The tenant's events ordered by `key` (a subscription's id orders its own
+/// events and its payments'), oldest first, at most `limit`.
+pub async fn events_of(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    key: Uuid,
+    limit: i64,
+) -> QueryResult<Vec<EventEntry>> {
+    outbox_events::table
+        .filter(outbox_events::tenant_id.eq(tenant_id))
+        .filter(outbox_events::ordering_key.eq(key))
+        .filter(outbox_events::message.eq(crate::domain::states::OutboxMessage::Event))
+        .order(outbox_events::seq.asc())
+        .limit(limit)
+        .select((outbox_events::event_type, outbox_events::created_at, outbox_events::published_at))
+        .load(conn)
+        .await
+}

@@ -1,6 +1,7 @@
 //! Payments, their collection attempts, and saved payment methods.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
@@ -281,18 +282,7 @@ pub async fn queued_extensions(
 
 /// Locks the payment an attempt belongs to (one statement).
 pub async fn lock_by_attempt(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> QueryResult<Option<PaymentRow>> {
-    payments::table
-        .filter(
-            payments::id.nullable().eq(payment_attempts::table
-                .filter(payment_attempts::id.eq(attempt_id))
-                .select(payment_attempts::payment_id)
-                .single_value()),
-        )
-        .select(PaymentRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
+    lock_through_attempt(conn, payment_attempts::table.filter(payment_attempts::id.eq(attempt_id)).into_boxed()).await
 }
 
 /// Locks the payment whose attempt carries `invoice_id` (the id a provider's
@@ -302,14 +292,22 @@ pub async fn lock_by_invoice(
     tenant_id: TenantId,
     invoice_id: &str,
 ) -> QueryResult<Option<PaymentRow>> {
+    let attempt = payment_attempts::table
+        .filter(payment_attempts::tenant_id.eq(tenant_id))
+        .filter(payment_attempts::invoice_id.eq(invoice_id))
+        .into_boxed();
+    lock_through_attempt(conn, attempt).await
+}
+
+/// `SELECT … FROM payments WHERE id = (SELECT payment_id FROM payment_attempts
+/// WHERE … LIMIT 1) FOR UPDATE`: the payment of the attempt `attempt` selects (at
+/// most one matches), locked, in one statement; `None` when no attempt matches.
+async fn lock_through_attempt(
+    conn: &mut AsyncPgConnection,
+    attempt: payment_attempts::BoxedQuery<'_, Pg>,
+) -> QueryResult<Option<PaymentRow>> {
     payments::table
-        .filter(
-            payments::id.nullable().eq(payment_attempts::table
-                .filter(payment_attempts::tenant_id.eq(tenant_id))
-                .filter(payment_attempts::invoice_id.eq(invoice_id))
-                .select(payment_attempts::payment_id)
-                .single_value()),
-        )
+        .filter(payments::id.nullable().eq(attempt.select(payment_attempts::payment_id).single_value()))
         .select(PaymentRow::as_select())
         .for_update()
         .first(conn)
@@ -317,21 +315,41 @@ pub async fn lock_by_invoice(
         .optional()
 }
 
+/// What a list of payments is narrowed to; `None` restricts nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PaymentFilter {
+    pub customer_id: Option<CustomerId>,
+    pub subscription_id: Option<SubscriptionId>,
+    pub status: Option<PaymentStatus>,
+    /// Newest first (`starting_after` then pages backwards); else oldest first.
+    pub newest_first: bool,
+}
+
+/// A tenant's payments matching `filter`, in id order (ids are UUIDv7: creation order).
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,
-    customer_id: Option<CustomerId>,
+    filter: PaymentFilter,
     starting_after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<PaymentRow>> {
     let mut q = payments::table.filter(payments::tenant_id.eq(tenant_id)).into_boxed();
-    if let Some(c) = customer_id {
+    if let Some(c) = filter.customer_id {
         q = q.filter(payments::customer_id.eq(c));
     }
-    if let Some(after) = starting_after {
-        q = q.filter(payments::id.gt(after));
+    if let Some(s) = filter.subscription_id {
+        q = q.filter(payments::subscription_id.eq(s));
     }
-    q.order(payments::id.asc()).limit(limit).select(PaymentRow::as_select()).load(conn).await
+    if let Some(s) = filter.status {
+        q = q.filter(payments::status.eq(s));
+    }
+    q = match (filter.newest_first, starting_after) {
+        (false, Some(after)) => q.filter(payments::id.gt(after)).order(payments::id.asc()),
+        (false, None) => q.order(payments::id.asc()),
+        (true, Some(after)) => q.filter(payments::id.lt(after)).order(payments::id.desc()),
+        (true, None) => q.order(payments::id.desc()),
+    };
+    q.limit(limit).select(PaymentRow::as_select()).load(conn).await
 }
 
 /// Pending payments of a subscription (a superseded purchase is failed with them).

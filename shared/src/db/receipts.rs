@@ -61,17 +61,22 @@ pub async fn save(conn: &mut AsyncPgConnection, row: &ReceiptRow) -> QueryResult
         .map(|_| ())
 }
 
-/// A tenant's receipts, optionally of one payment, oldest first.
+/// A tenant's receipts, optionally of one payment and in some states (empty:
+/// any), oldest first.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,
     payment_id: Option<PaymentId>,
+    statuses: &[ReceiptStatus],
     starting_after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<ReceiptRow>> {
     let mut q = receipts::table.filter(receipts::tenant_id.eq(tenant_id)).into_boxed();
     if let Some(p) = payment_id {
         q = q.filter(receipts::payment_id.eq(p));
+    }
+    if !statuses.is_empty() {
+        q = q.filter(receipts::status.eq_any(statuses.to_vec()));
     }
     if let Some(after) = starting_after {
         q = q.filter(receipts::id.gt(after));

@@ -232,12 +232,16 @@ pub async fn list_for_customer(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,
     customer_id: Option<CustomerId>,
+    status: Option<SubscriptionStatus>,
     starting_after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<Subscription>> {
     let mut q = subscriptions::table.filter(subscriptions::tenant_id.eq(tenant_id)).into_boxed();
     if let Some(c) = customer_id {
         q = q.filter(subscriptions::customer_id.eq(c));
+    }
+    if let Some(s) = status {
+        q = q.filter(subscriptions::status.eq(s));
     }
     if let Some(after) = starting_after {
         q = q.filter(subscriptions::id.gt(after));

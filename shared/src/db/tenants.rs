@@ -124,3 +124,8 @@ pub async fn ids(conn: &mut AsyncPgConnection) -> QueryResult<Vec<TenantId>> {
 pub async fn webhook_targets(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(TenantId, bool)>> {
     tenants::table.select((tenants::id, tenants::webhook_url.is_not_null())).load(conn).await
 }
+
+/// Every tenant's id and name, by name (the operator console's list).
+pub async fn names(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(TenantId, String)>> {
+    tenants::table.select((tenants::id, tenants::name)).order((tenants::name, tenants::id)).load(conn).await
+}

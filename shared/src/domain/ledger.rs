@@ -4,7 +4,10 @@
 //! (what the service owes the customer) is the plain sum of its account's entries;
 //! revenue sums positive; the gateway clearing account (money the provider holds
 //! for the tenant) sums negative. Every transaction built here sums to zero, which
-//! the database re-checks at commit.
+//! the database re-checks at the end of each statement that inserts entries or
+//! transactions (statement-level triggers, migration 000015: the transaction exists,
+//! has at least two entries and sums to zero per currency); entries and
+//! transactions are never updated or deleted, and no ledger table is truncated.
 
 use rust_decimal::Decimal;
 use uuid::Uuid;

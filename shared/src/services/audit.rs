@@ -1,5 +1,6 @@
 //! `billing-api audit`: checks every invariant the service promises (the ledger
-//! balances, balances match their entries, each capture is applied once, receipts
+//! balances and every entry belongs to a transaction of at least two entries,
+//! balances match their entries, each capture is applied once, receipts
 //! exist for what must be receipted, refunds never exceed captures, subscriptions
 //! agree with their payments, the outbox drains) and reports what breaches each.
 

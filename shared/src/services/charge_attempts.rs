@@ -84,10 +84,13 @@ impl Outcome {
 }
 
 /// Sends the attempt's charge, counting its outcome in `billing_charges_total`
-/// (whichever path sends it: a batch or one attempt).
+/// (whichever path sends it: a batch or one attempt); an attempt without a saved
+/// card is declined without a call and counted as `not_sent`, so that `declined`
+/// stays the provider's verdict.
 async fn call_gateway(call: &AttemptCall) -> Outcome {
     let outcome = send_charge(call).await;
-    metrics::counter!("billing_charges_total", "outcome" => outcome.label()).increment(1);
+    let label = if call.token.is_none() { "not_sent" } else { outcome.label() };
+    metrics::counter!("billing_charges_total", "outcome" => label).increment(1);
     outcome
 }
 

@@ -11,6 +11,7 @@ pub mod bank_statements;
 pub mod cashback;
 pub mod charge_attempts;
 pub mod collection;
+pub mod console;
 pub mod customers;
 pub mod dead_letters;
 pub mod documents;

@@ -303,10 +303,10 @@ pub async fn get(
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    customer_id: Option<CustomerId>,
+    filter: db::PaymentFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<PaymentView>> {
-    let rows = db::list(conn, tenant.id, customer_id, page.starting_after, page.fetch()).await?;
+    let rows = db::list(conn, tenant.id, filter, page.starting_after, page.fetch()).await?;
     let views = rows.iter().map(|p| view(p, None)).collect::<ServiceResult<Vec<_>>>()?;
     Ok(Page::from_rows(views, page, |v| v))
 }

@@ -255,9 +255,10 @@ pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     payment_id: Option<PaymentId>,
+    statuses: &[ReceiptStatus],
     page: PageRequest,
 ) -> ServiceResult<Page<ReceiptView>> {
-    let rows = db::list(conn, tenant.id, payment_id, page.starting_after, page.fetch()).await?;
+    let rows = db::list(conn, tenant.id, payment_id, statuses, page.starting_after, page.fetch()).await?;
     let views = rows.iter().map(view).collect::<ServiceResult<Vec<_>>>()?;
     Ok(Page::from_rows(views, page, |v| v))
 }

@@ -145,9 +145,10 @@ pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     customer_id: Option<CustomerId>,
+    status: Option<SubscriptionStatus>,
     page: PageRequest,
 ) -> ServiceResult<Page<SubscriptionView>> {
-    let subs = db::list_for_customer(conn, tenant.id, customer_id, page.starting_after, page.fetch()).await?;
+    let subs = db::list_for_customer(conn, tenant.id, customer_id, status, page.starting_after, page.fetch()).await?;
     let mut views = Vec::with_capacity(subs.len());
     for s in &subs {
         views.push(view(conn, s).await?);

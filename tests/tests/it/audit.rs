@@ -36,15 +36,22 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
 
     let (code, table) = audit(&app, &[]);
     assert_eq!(code, 0, "{table}");
-    assert!(table.ends_with("10 invariants checked, 0 breaches\n"), "{table}");
-    for name in
-        ["ledger_balanced", "income_receipts", "refunds_within_captures", "usage_counted_once", "outbox_draining"]
-    {
+    assert!(table.ends_with("11 invariants checked, 0 breaches\n"), "{table}");
+    for name in [
+        "ledger_balanced",
+        "ledger_complete",
+        "income_receipts",
+        "refunds_within_captures",
+        "usage_counted_once",
+        "outbox_draining",
+    ] {
         assert!(row(&table, name).contains("|        0 |"), "{table}");
     }
 
-    // Break four promises in the first tenant's data: a counter holding usage no
-    // stored event accounts for is usage counted twice.
+    // Break five promises in the first tenant's data: a counter holding usage no
+    // stored event accounts for is usage counted twice; an entry whose transaction
+    // does not exist (written past the ledger's insert check, as a restore of one
+    // table could).
     app.db.execute(&format!("UPDATE subscriptions SET status = 'pending_payment' WHERE id = '{sub}'")).await;
     app.db
         .execute(&format!(
@@ -64,14 +71,25 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
              SELECT id, current_period_start, 'messages', tenant_id, 'counter', 3, 3 FROM subscriptions WHERE id = '{sub}'"
         ))
         .await;
+    app.db.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_balanced").await;
+    app.db
+        .execute(&format!(
+            "INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) \
+             SELECT gen_random_uuid(), id, 1.00, 'RUB' FROM ledger_accounts \
+             WHERE tenant_id = '{}' AND code = 'revenue' LIMIT 1",
+            t.id
+        ))
+        .await;
+    app.db.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_balanced").await;
     let (code, table) = audit(&app, &[]);
     assert_eq!(code, 1, "{table}");
+    assert!(row(&table, "ledger_complete").contains("|        1 | entry "), "{table}");
     assert!(row(&table, "usage_counted_once").contains(&format!("|        1 | {sub} messages")), "{table}");
     assert!(row(&table, "subscriptions_match_payments").contains(&format!("|        1 | {sub}")), "{table}");
     assert!(row(&table, "refunds_within_captures").contains("|        1 |"), "{table}");
     assert!(row(&table, "outbox_draining").contains("|        1 |"), "{table}");
     assert!(row(&table, "ledger_balanced").contains("|        0 |"), "{table}");
-    assert!(table.ends_with("10 invariants checked, 4 breaches\n"), "{table}");
+    assert!(table.ends_with("11 invariants checked, 5 breaches\n"), "{table}");
 
     // Per tenant: the other tenant's data is clean.
     let (code, table) = audit(&app, &["--tenant", &other.id]);
@@ -79,6 +97,7 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
     let expected = if outbox_tenant[0] == other.id { 1 } else { 0 };
     assert_eq!(code, expected, "{table}");
     assert!(row(&table, "subscriptions_match_payments").contains("|        0 |"), "{table}");
+    assert!(row(&table, "ledger_complete").contains("|        0 |"), "{table}");
     assert_eq!(audit(&app, &["--tenant", "nope"]).0, 2);
     assert_eq!(audit(&app, &["--everything"]).0, 2);
 }

@@ -76,7 +76,7 @@ impl Tap {
     }
 }
 
-async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     for _ in 0..500 {
         if ok() {
             return;

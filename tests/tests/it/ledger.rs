@@ -1,4 +1,5 @@
-//! The database itself refuses a ledger that does not balance or that is edited.
+//! The database itself refuses a ledger that does not balance or that is edited
+//! (updated, deleted or truncated).
 
 use diesel::sql_query;
 use diesel_async::{AnsiTransactionManager, RunQueryDsl, TransactionManager};
@@ -80,5 +81,11 @@ async fn an_unbalanced_posting_is_rejected() {
         let err = sql_query(sql).execute(&mut conn).await.unwrap_err().to_string();
         assert!(err.contains("append-only"), "{sql}: {err}");
     }
+    // Row triggers do not see TRUNCATE; statement triggers refuse it (migration 000016).
+    for sql in ["TRUNCATE ledger_transactions", "TRUNCATE ledger_entries", "TRUNCATE ledger_accounts"] {
+        let err = sql_query(sql).execute(&mut conn).await.unwrap_err().to_string();
+        assert!(err.contains("the ledger is never truncated"), "{sql}: {err}");
+    }
     assert_eq!(app.count("SELECT count(*) AS n FROM ledger_entries").await, 3);
+    assert_eq!(app.count("SELECT count(*) AS n FROM ledger_transactions").await, 1);
 }

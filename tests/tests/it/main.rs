@@ -10,6 +10,7 @@ mod balance;
 mod balance_receipts;
 mod bank_statements;
 mod catalog;
+mod console;
 mod conventions;
 mod dunning;
 mod events;

@@ -1,7 +1,8 @@
 //! `billing-ops`, the operator's command line over a running API: a tenant created
-//! from a file works with the key it prints, keys rotate, dead letters list and
-//! replay, a tenant's payments are looked up; refusals, bad usage and an API that
-//! is down each have their exit code.
+//! from a file works with the key it prints, keys rotate (options before or after the
+//! id), dead letters list and replay, a tenant's payments are looked up; refusals, bad
+//! usage (no command, an id that is not a UUID) and an API that is down each have
+//! their exit code.
 
 use std::io::Write;
 
@@ -14,8 +15,12 @@ use crate::support::{Gw, TestApp};
 /// Runs `billing-ops args` against `api` (without blocking the runtime the API under
 /// test is served from): (exit code, stdout, stderr).
 async fn ops(api: &str, args: &[&str]) -> (i32, String, String) {
+    run_ops(&[&["--api", api], args].concat()).await
+}
+
+/// Runs `billing-ops args` as given: (exit code, stdout, stderr).
+async fn run_ops(args: &[&str]) -> (i32, String, String) {
     let out = tokio::process::Command::new(billing_tests::process::binary("billing-ops"))
-        .args(["--api", api])
         .args(args)
         .env("BILLING_ADMIN_TOKEN", ADMIN_TOKEN)
         .env_remove("BILLING_API_KEY")
@@ -35,11 +40,11 @@ async fn an_operator_manages_tenants_and_dead_letters_and_looks_up_payments() {
     let app = TestApp::with_worker().await;
 
     // A tenant from a file: the printed key is the tenant's.
-    let mut file = tempfile();
+    let mut file = TempFile::new();
     let spec = json!({"name": "Orbita (ops)", "time_zone": "Europe/Moscow",
         "gateway": {"kind": "cloudpayments", "public_id": "pk_ops", "api_secret": "ops-secret", "api_url": app.sim.base_url}});
-    file.1.write_all(spec.to_string().as_bytes()).unwrap();
-    let (code, out, err) = ops(&app.base, &["tenant", "create", &file.0]).await;
+    file.handle.write_all(spec.to_string().as_bytes()).unwrap();
+    let (code, out, err) = ops(&app.base, &["tenant", "create", &file.path]).await;
     assert_eq!(code, 0, "{err}");
     let created = json_of(&out);
     let (id, key) = (created["id"].as_str().unwrap(), created["api_key"].as_str().unwrap());
@@ -55,10 +60,19 @@ async fn an_operator_manages_tenants_and_dead_letters_and_looks_up_payments() {
         let r = app.http.get(format!("{}/v1/customers", app.base)).bearer_auth(k).send().await.unwrap();
         assert_eq!(r.status(), 200);
     }
-    std::fs::write(&file.0, br#"{"name": "Orbita (renamed)"}"#).unwrap();
-    let (code, out, err) = ops(&app.base, &["tenant", "patch", id, &file.0]).await;
+    // Options before the id: the id is still the id.
+    let (code, out, err) = ops(&app.base, &["tenant", "rotate-keys", "--webhook-secret", "--keep-api-key", id]).await;
+    assert_eq!(code, 0, "{err}");
+    let rotated = json_of(&out);
+    assert!(rotated["webhook_secret"].is_string(), "{out}");
+    assert!(rotated["api_key"].is_null(), "{out}");
+    std::fs::write(&file.path, br#"{"name": "Orbita (renamed)"}"#).unwrap();
+    let (code, out, err) = ops(&app.base, &["tenant", "patch", id, &file.path]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(json_of(&out)["name"], "Orbita (renamed)");
+    let (code, _, err) = ops(&app.base, &["tenant", "patch", "not-a-uuid", &file.path]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a UUID"), "{err}");
 
     // A tenant's payments, with that tenant's key.
     let t = orbita_on(&app, Gw::CloudPayments, json!({})).await;
@@ -92,14 +106,31 @@ async fn an_operator_manages_tenants_and_dead_letters_and_looks_up_payments() {
     let (code, out, _) = ops(&app.base, &["--help"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("exit codes: 0 done, 1 the API refused"), "{out}");
+    let (code, out, err) = run_ops(&[]).await;
+    assert_eq!(code, 2, "no command is a usage error: {out}");
+    assert!(err.contains("usage: billing-ops"), "{err}");
     let down = format!("http://127.0.0.1:{}", billing_tests::process::free_port());
     let (code, _, err) = ops(&down, &["dead-letters", "list"]).await;
     assert_eq!(code, 3, "{err}");
 }
 
-/// A file of its own under the system temp directory: (path, handle).
-fn tempfile() -> (String, std::fs::File) {
-    let path = std::env::temp_dir().join(format!("billing-ops-{}.json", uuid::Uuid::new_v4().simple()));
-    let file = std::fs::File::create(&path).unwrap();
-    (path.to_string_lossy().into_owned(), file)
+/// A file of its own under the system temp directory, removed when dropped (also
+/// when the test fails).
+struct TempFile {
+    path: String,
+    handle: std::fs::File,
+}
+
+impl TempFile {
+    fn new() -> TempFile {
+        let path = std::env::temp_dir().join(format!("billing-ops-{}.json", uuid::Uuid::new_v4().simple()));
+        let handle = std::fs::File::create(&path).unwrap();
+        TempFile { path: path.to_string_lossy().into_owned(), handle }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }

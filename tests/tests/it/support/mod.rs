@@ -1,6 +1,7 @@
 //! Test support: databases, the app under test, simulators, and both gateways.
 
 pub mod app;
+pub mod browser;
 pub mod gateways;
 
 pub use app::{Answer, T0, Tenant, TestApp};

@@ -1,0 +1,151 @@
+//! The operator console end to end in headless Chromium: signing in, the tenants
+//! and a tenant's chart, approving a held refund (which the worker then executes),
+//! a subscription's timeline and search, and replaying dead-lettered webhooks.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::events::wait_for;
+use crate::renewals::{bought_monthly, orbita_on, payments_of};
+use crate::support::app::ADMIN_TOKEN;
+use crate::support::browser::Browser;
+use crate::support::{Gw, TestApp};
+use billing_tests::webhook_sink::WebhookSink;
+
+#[tokio::test]
+async fn an_operator_approves_a_held_refund_and_replays_dead_letters_in_the_console() {
+    let mut app = TestApp::spawn().await;
+    // The ~3-day webhook retry ladder compressed to about a second.
+    app.start_worker_with(&[("BILLING_RETRY_DELAY_DIVISOR", "300000")]);
+    let sink = WebhookSink::start();
+    sink.set_always_fail(true);
+    let t = orbita_on(
+        &app,
+        Gw::CloudPayments,
+        json!({"refund_rules": [{"reasons": ["outage"], "decision": "review", "amount": "full"}]}),
+    )
+    .await;
+    app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", t.id), Some(&json!({"webhook_url": sink.url})))
+        .await
+        .expect(200);
+    let (customer, sub) = bought_monthly(&app, &t, "console-1", "2026-03-10T09:00:00Z").await;
+    let payment = payments_of(&app, &t, &customer).await[0]["id"].as_str().unwrap().to_owned();
+    let held = app
+        .post(
+            &t,
+            "/v1/refunds",
+            json!({"payment_id": payment, "reason": "outage", "amount": {"value": "500.00", "currency": "RUB"}}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(held["status"], "pending_review");
+    let refund_id = held["id"].as_str().unwrap().to_owned();
+    // Every event's webhook dies after its retries.
+    app.settle().await;
+    let events = format!("SELECT count(*) AS n FROM outbox_events WHERE tenant_id = '{}' AND message = 'event'", t.id);
+    let events = app.count(&events).await;
+    assert!(events >= 3, "purchase and refund request events: {events}");
+    for _ in 0..1200 {
+        if app.count("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'dead'").await == events {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'dead'").await, events);
+
+    let mut b = Browser::start("refund-and-replay").await;
+    let console = |path: &str| format!("{}/console{path}", app.base);
+
+    // Signing in: the console sends a stranger to the form; a wrong token is refused.
+    b.goto(&console("/")).await;
+    assert_eq!(b.path().await, "/console/login");
+    b.fill("input[name=token]", "not-the-token").await;
+    b.click("form[action='/console/login'] button").await;
+    assert!(b.text("#detail").await.contains("not the operator token"));
+    b.screenshot("sign-in-refused").await;
+    b.fill("input[name=token]", ADMIN_TOKEN).await;
+    b.click("form[action='/console/login'] button").await;
+    assert_eq!(b.path().await, "/console/");
+    let tenants = b.text("#tenants").await;
+    assert!(tenants.contains("Orbita") && tenants.contains("active: 1"), "{tenants}");
+    assert!(tenants.contains("1990.00 RUB"), "MRR: {tenants}");
+    b.screenshot("tenants").await;
+
+    // The tenant: MRR and the day's captured payment in the chart's figures.
+    b.click_link("Orbita").await;
+    assert_eq!(b.text("#mrr").await, "1990.00 RUB");
+    let daily = b.text("#daily").await;
+    assert!(daily.contains("2026-03-10 RUB 1990.00 1 0"), "{daily}");
+    b.screenshot("tenant-overview").await;
+
+    // The review queue: the held request, approved with a note.
+    b.click_link("Refund review").await;
+    let queue = b.text("#refunds").await;
+    assert!(queue.contains(&refund_id) && queue.contains("500.00 RUB"), "{queue}");
+    b.screenshot("refund-review").await;
+    b.fill("form[action$='/approve'] input[name=comment]", "outage 2026-03-10").await;
+    b.click("form[action$='/approve'] button").await;
+    assert_eq!(b.path().await, format!("/console/tenants/{}/refunds", t.id));
+    assert_eq!(b.text("#refunds tr:nth-child(2)").await, "No refund is waiting for review.");
+    b.screenshot("refund-approved").await;
+    let mut refund = json!(null);
+    for _ in 0..600 {
+        refund = app.get(&t, &format!("/v1/refunds?payment_id={payment}")).await.expect(200)["data"][0].clone();
+        if refund["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(refund["status"], "succeeded", "{refund}");
+    assert_eq!(refund["decision_code"], "approved_by_review");
+    assert_eq!(refund["review_comment"], "outage 2026-03-10");
+    let tx = payments_of(&app, &t, &customer).await[0]["gateway_transaction_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.refunded_at_provider(&t, &tx), "500.00".parse().unwrap());
+
+    // The subscription's timeline shows the payment, its refund and the events.
+    b.goto(&console(&format!("/tenants/{}/subscriptions/{sub}", t.id))).await;
+    assert_eq!(b.text("#status").await, "active");
+    let payments = b.text("table.payment").await;
+    assert!(payments.contains("succeeded") && payments.contains("1990.00 RUB"), "{payments}");
+    assert!(payments.contains("refund outage succeeded 500.00 RUB approved_by_review"), "{payments}");
+    let timeline_events = b.text("#events").await;
+    assert!(timeline_events.contains("subscription.activated"), "{timeline_events}");
+    b.screenshot("timeline").await;
+
+    // Search by the product's customer id, and one that matches nothing.
+    b.goto(&console(&format!("/tenants/{}/subscriptions?status=active&customer=console-1", t.id))).await;
+    assert!(b.text("#subscriptions").await.contains(&sub));
+    b.goto(&console(&format!("/tenants/{}/subscriptions?customer=nobody", t.id))).await;
+    assert!(b.text("#subscriptions").await.contains("No subscriptions match."));
+    // Mistakes get a page with the API's stable code.
+    b.goto(&console(&format!("/tenants/{}/subscriptions?status=nope", t.id))).await;
+    assert_eq!(b.text(".problem strong").await, "validation_failed");
+    b.goto(&console("/tenants/not-a-tenant")).await;
+    assert_eq!(b.text(".problem strong").await, "tenant_not_found");
+
+    // Without the session cookie nothing is replayed.
+    let stranger = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = stranger.post(console("/dead-letters/billing.webhooks/replay")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (303, "/console/login"));
+
+    // Dead letters: the endpoint is fixed, the operator replays them.
+    b.goto(&console("/dead-letters")).await;
+    let letters = b.text("#letters").await;
+    assert_eq!(letters.matches("billing.webhooks").count() as i64, events, "{letters}");
+    assert!(letters.contains("500"), "{letters}");
+    b.screenshot("dead-letters").await;
+    sink.set_always_fail(false);
+    b.click("form[action='/console/dead-letters/billing.webhooks/replay'] button").await;
+    assert_eq!(b.path().await, "/console/dead-letters");
+    assert!(b.text("#letters").await.contains("No dead letters."));
+    wait_for("replayed webhooks delivered", || sink.delivered().len() as i64 >= events).await;
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'dead'").await, 0);
+    b.screenshot("dead-letters-replayed").await;
+
+    // Signing out ends the session.
+    b.click("form[action='/console/logout'] button").await;
+    assert_eq!(b.path().await, "/console/login");
+    b.goto(&console("/dead-letters")).await;
+    assert_eq!(b.path().await, "/console/login");
+    b.close().await;
+}
