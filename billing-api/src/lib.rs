@@ -110,21 +110,42 @@ impl Application {
     }
 }
 
-/// Logs every request and counts it by route pattern and status.
+/// Logs every request and counts it by route pattern and status, inside its
+/// `http.request` span: a child of the caller's trace when the request carries a
+/// W3C `traceparent` header (`billing_shared::trace`), else a new trace. Probes
+/// and scrapes (`/healthz`, `/readyz`, `/metrics`) are not traced.
 async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
     let started = Instant::now();
     let method = req.method().to_string();
     let path = req.path().to_owned();
-    let res = next.call(req).await?;
+    let probe = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+    let span = if probe {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "http.request",
+            http.method = %method,
+            http.route = tracing::field::Empty,
+            http.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty
+        )
+    };
+    let parent = req.headers().get(billing_shared::trace::TRACEPARENT).and_then(|v| v.to_str().ok());
+    billing_shared::trace::continue_from(&span, parent);
+    let res = next.call(req).instrument(span.clone()).await?;
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status();
     let elapsed = started.elapsed();
+    span.record("http.route", route.as_str());
+    span.record("http.status_code", status.as_u16());
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.as_u16().to_string()).increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method.clone(), "route" => route)
         .record(elapsed.as_secs_f64());
+    let _entered = span.enter();
     if status.is_server_error() {
         tracing::error!(%method, %path, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request");
     } else {

@@ -58,8 +58,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let config = Config::from_env()?;
-    telemetry::init_logs(config.log_format);
-    telemetry::install_crypto_provider();
+    let _tracing = telemetry::init(config.log_format, "billing-api").map_err(anyhow::Error::msg)?;
     if let Command::CheckMigrated = command {
         std::process::exit(migrated(&config).await?);
     }

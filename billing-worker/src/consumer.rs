@@ -13,6 +13,7 @@ use billing_shared::queue::topology::{
     retry_queue,
 };
 use billing_shared::services::JobResult;
+use billing_shared::trace::{self, TRACEPARENT};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -23,6 +24,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::handlers::Handlers;
@@ -121,23 +123,48 @@ fn tries(queue: WorkQueue, delivery: &Delivery) -> (u32, bool) {
     (attempt, usize::try_from(attempt).unwrap_or(usize::MAX) > queue.retry_delays_ms.len())
 }
 
-async fn handle(channel: Channel, queue: WorkQueue, handlers: Arc<Handlers>, delivery: Delivery) {
-    let (attempt, last) = tries(queue, &delivery);
-    let started = std::time::Instant::now();
-    let outcome = handlers.handle(queue, &delivery.data, attempt, last).await;
-    metrics::histogram!("billing_job_seconds", "queue" => queue.name).record(started.elapsed().as_secs_f64());
-    settle(&channel, queue, &handlers, &delivery, attempt, last, outcome).await;
+/// The `traceparent` a delivery carries (the relay copies it from the outbox row;
+/// retries and dead letters keep the headers).
+fn traceparent_of(delivery: &Delivery) -> Option<String> {
+    match delivery.properties.headers().as_ref()?.inner().get(TRACEPARENT)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        _ => None,
+    }
 }
 
+async fn handle(channel: Channel, queue: WorkQueue, handlers: Arc<Handlers>, delivery: Delivery) {
+    let (attempt, last) = tries(queue, &delivery);
+    let message_id = delivery.properties.message_id().as_ref().map(|m| m.to_string()).unwrap_or_default();
+    let span = tracing::info_span!("job", queue = queue.name, message_id, attempt, trace_id = tracing::field::Empty);
+    trace::continue_from(&span, traceparent_of(&delivery).as_deref());
+    let started = std::time::Instant::now();
+    let outcome = handlers.handle(queue, &delivery.data, attempt, last).instrument(span.clone()).await;
+    metrics::histogram!("billing_job_seconds", "queue" => queue.name).record(started.elapsed().as_secs_f64());
+    settle(&channel, queue, &handlers, &delivery, attempt, last, outcome).instrument(span).await;
+}
+
+/// A batch of charge jobs in one span: a child of the first message's trace,
+/// linked to the others'.
 async fn handle_batch(channel: Channel, queue: WorkQueue, handlers: Arc<Handlers>, deliveries: Vec<Delivery>) {
+    let span =
+        tracing::info_span!("job.batch", queue = queue.name, size = deliveries.len(), trace_id = tracing::field::Empty);
+    let parents: Vec<Option<String>> = deliveries.iter().map(traceparent_of).collect();
+    trace::continue_from(&span, parents.first().and_then(|p| p.as_deref()));
+    for parent in parents.iter().skip(1) {
+        trace::link(&span, parent.as_deref());
+    }
     let started = std::time::Instant::now();
     let bodies: Vec<&[u8]> = deliveries.iter().map(|d| d.data.as_slice()).collect();
-    let outcomes = handlers.handle_charges(&bodies).await;
+    let outcomes = handlers.handle_charges(&bodies).instrument(span.clone()).await;
     metrics::histogram!("billing_job_batch_seconds", "queue" => queue.name).record(started.elapsed().as_secs_f64());
-    for (delivery, outcome) in deliveries.iter().zip(outcomes) {
-        let (attempt, last) = tries(queue, delivery);
-        settle(&channel, queue, &handlers, delivery, attempt, last, outcome).await;
+    async {
+        for (delivery, outcome) in deliveries.iter().zip(outcomes) {
+            let (attempt, last) = tries(queue, delivery);
+            settle(&channel, queue, &handlers, delivery, attempt, last, outcome).await;
+        }
     }
+    .instrument(span)
+    .await;
 }
 
 /// Acknowledges a handled delivery, or reschedules it (retry step or dead letter)

@@ -20,8 +20,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::from_env()?;
-    telemetry::init_logs(config.log_format);
-    telemetry::install_crypto_provider();
+    let _tracing = telemetry::init(config.log_format, "billing-worker").map_err(anyhow::Error::msg)?;
     run_migrations(&config.database_url).await.context("applying migrations")?;
     let missing = missing_migrations(&config.database_url).await?;
     if !missing.is_empty() {

@@ -14,7 +14,9 @@ use std::time::Duration;
 use billing_shared::db::outbox::{self, LANES, Route};
 use billing_shared::db::{PgPool, in_transaction};
 use billing_shared::error::{ServiceError, ServiceResult};
+use billing_shared::trace::TRACEPARENT;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::watch;
 
@@ -40,10 +42,15 @@ async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceRes
                 ServiceError::Internal(format!("outbox message {} of unknown type {}", row.id, row.event_type))
             })?;
             let body = serde_json::to_vec(&row.payload).map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let props = BasicProperties::default()
+            let mut props = BasicProperties::default()
                 .with_message_id(row.id.to_string().as_str().into())
                 .with_content_type("application/json".into())
                 .with_delivery_mode(2);
+            if let Some(tp) = &row.trace_context {
+                let mut headers = FieldTable::default();
+                headers.insert(TRACEPARENT.into(), AMQPValue::LongString(tp.as_str().into()));
+                props = props.with_headers(headers);
+            }
             let confirm = channel
                 .basic_publish(
                     route.exchange.into(),

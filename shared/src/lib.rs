@@ -18,3 +18,4 @@ pub mod sealing;
 pub mod services;
 pub mod signing;
 pub mod telemetry;
+pub mod trace;

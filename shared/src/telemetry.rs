@@ -10,15 +10,41 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global log subscriber (`RUST_LOG` filters; default `info`).
-/// Calling it again is harmless.
-pub fn init_logs(format: LogFormat) {
+/// Installs the global subscriber: logs to stderr (`RUST_LOG` filters; default
+/// `info`) and OpenTelemetry spans (`crate::trace`: exported over OTLP when an
+/// endpoint is configured). JSON log lines carry the spans they happen in
+/// (`spans`, the root one with its `trace_id`). Installs rustls' crypto provider
+/// first (the OTLP exporter's client needs it). Keep the returned guard until
+/// the process ends: dropping it flushes the spans not yet exported. Calling it
+/// again installs nothing more. Errors: the OTLP exporter settings do not parse.
+pub fn init(format: LogFormat, service: &'static str) -> Result<Tracing, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    install_crypto_provider();
+    let provider = crate::trace::provider(service)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(crate::trace::layer(&provider));
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => {
+            registry.with(fmt.json().flatten_event(true).with_current_span(false).with_span_list(true)).try_init()
+        }
+        LogFormat::Text => registry.with(fmt).try_init(),
     };
+    Ok(Tracing { provider })
+}
+
+/// Flushes and stops span export when dropped (end of `main`).
+pub struct Tracing {
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::warn!(error = %e, "flushing spans at exit failed");
+        }
+    }
 }
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();

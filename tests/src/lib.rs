@@ -11,6 +11,7 @@ pub mod chaos;
 pub mod cloudpayments;
 pub mod demo;
 pub mod fuzz;
+pub mod otlp_sink;
 pub mod process;
 pub mod testdb;
 pub mod testmq;

@@ -13,6 +13,8 @@ pub struct Received {
     pub body: Vec<u8>,
     pub signature: Option<String>,
     pub event_id: Option<String>,
+    /// The W3C trace context the service sent along.
+    pub traceparent: Option<String>,
     pub status_answered: u16,
 }
 
@@ -84,6 +86,7 @@ async fn receive(sink: Data<WebhookSink>, req: HttpRequest, body: Bytes) -> Http
         body: body.to_vec(),
         signature: header("Billing-Signature"),
         event_id: header("Billing-Event-Id"),
+        traceparent: header("traceparent"),
         status_answered: status,
     });
     if fail { HttpResponse::InternalServerError().finish() } else { HttpResponse::Ok().finish() }

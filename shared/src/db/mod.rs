@@ -109,17 +109,29 @@ where
     E: From<diesel::result::Error>,
 {
     use diesel_async::{AnsiTransactionManager, TransactionManager};
-    AnsiTransactionManager::begin_transaction(conn).await?;
-    match f(conn).await {
-        Ok(value) => {
-            AnsiTransactionManager::commit_transaction(conn).await?;
-            Ok(value)
-        }
-        Err(e) => {
-            if let Err(rollback) = AnsiTransactionManager::rollback_transaction(conn).await {
-                tracing::error!(error = %rollback, "rollback failed");
+    use tracing::Instrument;
+    async move {
+        AnsiTransactionManager::begin_transaction(conn).await?;
+        match f(conn).await {
+            Ok(value) => {
+                AnsiTransactionManager::commit_transaction(conn).await?;
+                Ok(value)
             }
-            Err(e)
+            Err(e) => {
+                if let Err(rollback) = AnsiTransactionManager::rollback_transaction(conn).await {
+                    tracing::error!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
         }
     }
+    .instrument(transaction_span())
+    .await
+}
+
+/// A `db.transaction` span inside whatever span is current (a request, a job);
+/// none for a transaction outside any span (an idle scheduler tick, a relay pass),
+/// which would otherwise start a one-span trace many times a second.
+fn transaction_span() -> tracing::Span {
+    if tracing::Span::current().is_none() { tracing::Span::none() } else { tracing::info_span!("db.transaction") }
 }

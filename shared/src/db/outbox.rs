@@ -100,6 +100,8 @@ pub async fn emit_many(
     events: Vec<NewEvent>,
 ) -> QueryResult<Vec<Uuid>> {
     let mut ids = Vec::with_capacity(events.len());
+    // The span writing them is the cause of every message (`crate::trace`).
+    let trace_context = crate::trace::current_traceparent();
     for chunk in events.chunks(CHUNK) {
         let rows: Vec<_> = chunk
             .iter()
@@ -123,6 +125,7 @@ pub async fn emit_many(
                     outbox_events::message.eq(e.message.as_str()),
                     outbox_events::delay_step.eq(e.delay_step),
                     outbox_events::lane.eq(lane_of(e.ordering_key)),
+                    outbox_events::trace_context.eq(trace_context.as_deref()),
                 )
             })
             .collect();
@@ -147,6 +150,8 @@ pub struct Pending {
     pub event_type: String,
     pub delay_step: Option<i16>,
     pub payload: Value,
+    /// The `traceparent` of the span that wrote it, for the AMQP headers.
+    pub trace_context: Option<String>,
 }
 
 /// Lanes that have unpublished messages: one index probe per lane, each stopping
@@ -182,6 +187,7 @@ pub async fn pending(conn: &mut AsyncPgConnection, lane: i16, limit: i64) -> Que
             outbox_events::event_type,
             outbox_events::delay_step,
             outbox_events::payload,
+            outbox_events::trace_context,
         ))
         .load(conn)
         .await

@@ -10,6 +10,7 @@
 //! the settings and replay), or the outcome is **not known yet** (try later).
 
 pub mod atol;
+pub mod traced;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,11 +127,12 @@ impl Registrars {
         self
     }
 
-    /// The registrar for a tenant's fiscal settings.
+    /// The registrar for a tenant's fiscal settings, its calls traced.
     pub fn for_settings(&self, settings: &FiscalSettings) -> Box<dyn FiscalRegistrar> {
-        match &self.plugged {
+        let inner: Box<dyn FiscalRegistrar> = match &self.plugged {
             Some(factory) => factory.build(settings),
             None => Box::new(atol::Atol::new(self.atol.clone(), atol::AtolAccount::from_provider(&settings.provider))),
-        }
+        };
+        Box::new(traced::Traced(inner))
     }
 }

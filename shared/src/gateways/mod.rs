@@ -16,6 +16,7 @@
 
 pub mod cloudpayments;
 pub mod registry;
+pub mod traced;
 pub mod yookassa;
 
 use async_trait::async_trait;

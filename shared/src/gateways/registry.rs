@@ -48,8 +48,13 @@ impl Gateways {
         self
     }
 
-    /// The adapter for a tenant's gateway settings.
+    /// The adapter for a tenant's gateway settings, its calls traced.
     pub fn for_config(&self, config: &GatewayConfig) -> Result<Box<dyn PaymentGateway>, GatewayError> {
+        let inner = self.untraced(config)?;
+        Ok(Box::new(super::traced::Traced(inner)))
+    }
+
+    fn untraced(&self, config: &GatewayConfig) -> Result<Box<dyn PaymentGateway>, GatewayError> {
         if let Some(factory) = self.plugged.get(config.kind()) {
             return factory.build(config);
         }

@@ -15,7 +15,7 @@ use std::collections::hash_map::Entry;
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::AsyncPgConnection;
 use serde_json::json;
-use tracing::error;
+use tracing::{Instrument, error};
 use uuid::Uuid;
 
 use super::collection;
@@ -160,12 +160,22 @@ async fn send_notice(
 /// own savepoint (a failure postpones that subscription, not the others); plain
 /// renewals are started in bulk. Runs in the caller's transaction; returns how
 /// many were claimed.
+/// A tick that claims something is one span (`scheduler.claim`), the root of the
+/// traces of the renewals, retries and notices it starts (`crate::trace`).
 pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) -> ServiceResult<usize> {
     let due = subs_db::claim_due(conn, now, limit).await?;
     let claimed = due.len();
     if claimed == 0 {
         return Ok(0);
     }
+    let span = tracing::info_span!("scheduler.claim", claimed, trace_id = tracing::field::Empty);
+    crate::trace::record_trace_id(&span);
+    advance_due(conn, now, due).instrument(span).await?;
+    Ok(claimed)
+}
+
+/// Advances claimed subscriptions (see [`tick`]).
+async fn advance_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>, due: Vec<Subscription>) -> ServiceResult<()> {
     let mut tenants_cache: HashMap<TenantId, Tenant> = HashMap::new();
     let mut plans_cache: HashMap<Uuid, Plan> = HashMap::new();
     for sub in &due {
@@ -211,5 +221,5 @@ pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) 
             subs_db::postpone(conn, id, now + TimeDelta::minutes(5)).await?;
         }
     }
-    Ok(claimed)
+    Ok(())
 }

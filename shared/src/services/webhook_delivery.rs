@@ -5,6 +5,7 @@
 //! so a redelivered message is not POSTed again once delivered.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use serde::Deserialize;
 use uuid::Uuid;
@@ -73,14 +74,20 @@ pub async fn deliver(
     let attempts = i32::try_from(attempt).unwrap_or(i32::MAX);
     drop(conn);
     let signature = signature_header(&tenant, real_now().timestamp(), body);
-    let sent = http
+    let span = tracing::info_span!("webhook.deliver", event_id = %head.id, status = tracing::field::Empty);
+    let mut request = http
         .post(&url)
         .header("Content-Type", "application/json")
         .header("Billing-Signature", signature)
-        .header("Billing-Event-Id", head.id.to_string())
-        .body(body.to_vec())
-        .send()
-        .await;
+        .header("Billing-Event-Id", head.id.to_string());
+    // The tenant's endpoint can continue the trace (W3C Trace Context).
+    if let Some(tp) = crate::trace::traceparent_of(&span) {
+        request = request.header(crate::trace::TRACEPARENT, tp);
+    }
+    let sent = request.body(body.to_vec()).send().instrument(span.clone()).await;
+    if let Ok(res) = &sent {
+        span.record("status", res.status().as_u16());
+    }
     let (ok, status, error) = match sent {
         Ok(res) if res.status().is_success() => (true, Some(i32::from(res.status().as_u16())), None),
         Ok(res) => (false, Some(i32::from(res.status().as_u16())), Some(format!("HTTP {}", res.status()))),

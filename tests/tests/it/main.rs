@@ -32,6 +32,7 @@ mod resilience;
 mod sealing;
 mod secrets;
 mod tenants;
+mod traces;
 mod usage;
 mod webhooks;
 mod yookassa;

@@ -277,6 +277,7 @@ diesel::table! {
         inserted_at -> Timestamptz,
         message -> Text,
         delay_step -> Nullable<Int2>,
+        trace_context -> Nullable<Text>,
     }
 }
 

@@ -125,7 +125,8 @@ impl TestApp {
     async fn spawn_on(overrides: &[(&str, &str)], ports: Option<Ports>) -> TestApp {
         billing_shared::telemetry::install_crypto_provider();
         if std::env::var("TEST_LOG").is_ok() {
-            billing_shared::telemetry::init_logs(billing_shared::config::LogFormat::Text);
+            // The guard is kept for the test process's life (nothing is exported here).
+            std::mem::forget(billing_shared::telemetry::init(billing_shared::config::LogFormat::Text, "tests"));
         }
         let db = TestDb::create().await;
         let mq = TestVhost::create().await;
