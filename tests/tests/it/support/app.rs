@@ -19,7 +19,11 @@ use billing_tests::testdb::TestDb;
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub struct TestApp {
+    /// The API the test's own calls go to.
     pub base: String,
+    /// The API replica providers call (notifications, ATOL callbacks): `base`
+    /// unless [`replicas`] is 2.
+    pub notify_base: String,
     pub http: reqwest::Client,
     pub sim: CloudPaymentsSim,
     /// The YooKassa v3 simulator, for tenants made with [`super::Gw::YooKassa`].
@@ -28,10 +32,17 @@ pub struct TestApp {
     pub atol: AtolSim,
     pub db: TestDb,
     pub mq: TestVhost,
-    server: actix_web::dev::ServerHandle,
+    servers: Vec<actix_web::dev::ServerHandle>,
     /// Adapters the test plugged behind the ports (else the built-in ones).
     ports: Option<Ports>,
-    worker: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    workers: Vec<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+/// API and worker replicas each test runs (`BILLING_TEST_REPLICAS`: 1, or 2 for
+/// two API servers and two workers on one database and vhost; `deploy/test` runs
+/// the purchase, renewal and dunning tests so as well).
+pub fn replicas() -> usize {
+    if std::env::var("BILLING_TEST_REPLICAS").as_deref() == Ok("2") { 2 } else { 1 }
 }
 
 fn leak(s: &str) -> &'static str {
@@ -148,18 +159,22 @@ impl TestApp {
         };
         let config = Config::from_lookup(lookup).expect("config");
         let settable_clock = config.test_clock && config.admin_token.is_some();
-        let app = match &ports {
-            Some(ports) => Application::build_with(&config, ports.clone()).expect("build app"),
-            None => Application::build(&config).await.expect("build app"),
-        };
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let server = app.handle();
-        tokio::spawn(app.run_until_stopped());
+        let (mut bases, mut servers) = (Vec::new(), Vec::new());
+        for _ in 0..replicas() {
+            let app = match &ports {
+                Some(ports) => Application::build_with(&config, ports.clone()).expect("build app"),
+                None => Application::build(&config).await.expect("build app"),
+            };
+            bases.push(format!("http://127.0.0.1:{}", app.port()));
+            servers.push(app.handle());
+            tokio::spawn(app.run_until_stopped());
+        }
+        let (base, notify_base) = (bases[0].clone(), bases[bases.len() - 1].clone());
         let sim = CloudPaymentsSim::start("127.0.0.1:0").expect("start simulator");
         let yk = YooKassaSim::start("127.0.0.1:0").expect("start YooKassa simulator");
         let atol = AtolSim::start("127.0.0.1:0").expect("start ATOL simulator");
         let http = reqwest::Client::builder().no_proxy().build().expect("http client");
-        let app = TestApp { base, http, sim, yk, atol, db, mq, server, ports, worker: None };
+        let app = TestApp { base, notify_base, http, sim, yk, atol, db, mq, servers, ports, workers: Vec::new() };
         if settable_clock {
             app.set_clock(T0).await;
         }
@@ -175,7 +190,7 @@ impl TestApp {
 
     pub fn worker_config_with(&self, overrides: &[(&str, &str)]) -> Config {
         let mut vars = worker_env(&self.db.url, &self.mq.amqp_url);
-        vars.push(("BILLING_PUBLIC_URL", self.base.clone()));
+        vars.push(("BILLING_PUBLIC_URL", self.notify_base.clone()));
         for (k, v) in overrides {
             vars.retain(|(n, _)| n != k);
             vars.push((leak(k), (*v).to_owned()));
@@ -183,30 +198,33 @@ impl TestApp {
         Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).expect("worker config")
     }
 
-    /// Starts the worker in this process (stopped when the app is dropped).
+    /// Starts the worker in this process, [`replicas`] of them (stopped when the
+    /// app is dropped).
     pub fn start_worker(&mut self) {
         self.start_worker_with(&[]);
     }
 
     pub fn start_worker_with(&mut self, overrides: &[(&str, &str)]) {
-        let config = self.worker_config_with(overrides);
-        let ports = self.ports.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            let stop = async {
-                let _ = rx.await;
-            };
-            let _ = match ports {
-                Some(ports) => billing_worker::run_with(config, ports, stop).await,
-                None => billing_worker::run(config, stop).await,
-            };
-        });
-        self.worker = Some((tx, handle));
+        for _ in 0..replicas() {
+            let config = self.worker_config_with(overrides);
+            let ports = self.ports.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let handle = tokio::spawn(async move {
+                let stop = async {
+                    let _ = rx.await;
+                };
+                let _ = match ports {
+                    Some(ports) => billing_worker::run_with(config, ports, stop).await,
+                    None => billing_worker::run(config, stop).await,
+                };
+            });
+            self.workers.push((tx, handle));
+        }
     }
 
-    /// Stops the in-process worker gracefully.
+    /// Stops the in-process workers gracefully.
     pub async fn stop_worker(&mut self) {
-        if let Some((tx, handle)) = self.worker.take() {
+        for (tx, handle) in std::mem::take(&mut self.workers) {
             let _ = tx.send(());
             let _ = tokio::time::timeout(Duration::from_secs(40), handle).await;
         }
@@ -338,13 +356,13 @@ impl TestApp {
             super::Gw::CloudPayments => self.sim.register_site(Site {
                 public_id: public_id.clone(),
                 api_secret: api_secret.clone(),
-                notify_base: format!("{}/v1/webhooks/cloudpayments/{id}", self.base),
+                notify_base: format!("{}/v1/webhooks/cloudpayments/{id}", self.notify_base),
                 format: Default::default(),
             }),
             super::Gw::YooKassa => self.yk.register_shop(Shop {
                 shop_id: public_id.clone(),
                 secret_key: api_secret.clone(),
-                notification_url: format!("{}/v1/webhooks/yookassa/{id}", self.base),
+                notification_url: format!("{}/v1/webhooks/yookassa/{id}", self.notify_base),
             }),
         }
         Tenant {
@@ -417,76 +435,15 @@ impl TestApp {
             serde_json::from_value(purchase["payment"]["confirmation"].clone()).expect("widget params");
         self.sim.pay_widget(&params, card).await.expect("widget flow")
     }
-
-    /// The text of each row of `sql`, which names its one column `row`.
-    pub async fn rows(&self, sql: &str) -> Vec<String> {
-        use diesel_async::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct R {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            row: String,
-        }
-        let mut conn = self.db.conn().await;
-        let rows: Vec<R> = diesel::sql_query(sql).load(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        rows.into_iter().map(|r| r.row).collect()
-    }
-
-    pub async fn count(&self, sql: &str) -> i64 {
-        use diesel::sql_types::BigInt;
-        use diesel_async::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let mut conn = self.db.conn().await;
-        let row: N = diesel::sql_query(sql).get_result(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        row.n
-    }
-
-    /// Every ledger transaction sums to zero per currency, and every other invariant
-    /// `billing-api audit` checks holds (its checks, run from outside).
-    pub async fn assert_ledger_balanced(&self) {
-        let mut conn = self.db.conn().await;
-        let findings = billing_shared::services::audit::run(&mut conn, None).await.expect("audit");
-        let breached: Vec<_> = findings.iter().filter(|f| !f.breaches.is_empty()).collect();
-        assert!(breached.is_empty(), "audit breaches:\n{}", billing_shared::services::audit::table(&findings));
-    }
-
-    /// Event types in the outbox, oldest first, optionally of one tenant.
-    pub async fn events(&self, tenant: &Tenant) -> Vec<Value> {
-        use diesel::sql_types::Jsonb;
-        use diesel_async::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct E {
-            #[diesel(sql_type = Jsonb)]
-            payload: Value,
-        }
-        let mut conn = self.db.conn().await;
-        let rows: Vec<E> = diesel::sql_query(format!(
-            "SELECT payload FROM outbox_events WHERE tenant_id = '{}' AND message = 'event' ORDER BY seq",
-            tenant.id
-        ))
-        .load(&mut conn)
-        .await
-        .expect("events");
-        rows.into_iter().map(|r| r.payload).collect()
-    }
-
-    pub async fn event_types(&self, tenant: &Tenant) -> Vec<String> {
-        self.events(tenant).await.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect()
-    }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some((tx, _)) = self.worker.take() {
+        for (tx, _) in self.workers.drain(..) {
             let _ = tx.send(());
         }
-        if let Some((tx, _)) = self.worker.take() {
-            let _ = tx.send(());
+        for server in &self.servers {
+            drop(server.stop(false));
         }
-        let server = self.server.clone();
-        drop(server.stop(false));
     }
 }

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod browser;
 pub mod gateways;
+mod queries;
 
 pub use app::{Answer, T0, Tenant, TestApp};
 pub use gateways::{Card, ChargeScript, Gw};

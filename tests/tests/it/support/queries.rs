@@ -1,0 +1,67 @@
+//! Reading the test database from outside the service: rows, counts, the
+//! audit's invariants and the outbox's events.
+
+use serde_json::Value;
+
+use super::{Tenant, TestApp};
+
+impl TestApp {
+    /// The text of each row of `sql`, which names its one column `row`.
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct R {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            row: String,
+        }
+        let mut conn = self.db.conn().await;
+        let rows: Vec<R> = diesel::sql_query(sql).load(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().map(|r| r.row).collect()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        use diesel::sql_types::BigInt;
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.db.conn().await;
+        let row: N = diesel::sql_query(sql).get_result(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        row.n
+    }
+
+    /// Every ledger transaction sums to zero per currency, and every other invariant
+    /// `billing-api audit` checks holds (its checks, run from outside).
+    pub async fn assert_ledger_balanced(&self) {
+        let mut conn = self.db.conn().await;
+        let findings = billing_shared::services::audit::run(&mut conn, None).await.expect("audit");
+        let breached: Vec<_> = findings.iter().filter(|f| !f.breaches.is_empty()).collect();
+        assert!(breached.is_empty(), "audit breaches:\n{}", billing_shared::services::audit::table(&findings));
+    }
+
+    /// Event types in the outbox, oldest first, optionally of one tenant.
+    pub async fn events(&self, tenant: &Tenant) -> Vec<Value> {
+        use diesel::sql_types::Jsonb;
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct E {
+            #[diesel(sql_type = Jsonb)]
+            payload: Value,
+        }
+        let mut conn = self.db.conn().await;
+        let rows: Vec<E> = diesel::sql_query(format!(
+            "SELECT payload FROM outbox_events WHERE tenant_id = '{}' AND message = 'event' ORDER BY seq",
+            tenant.id
+        ))
+        .load(&mut conn)
+        .await
+        .expect("events");
+        rows.into_iter().map(|r| r.payload).collect()
+    }
+
+    pub async fn event_types(&self, tenant: &Tenant) -> Vec<String> {
+        self.events(tenant).await.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect()
+    }
+}
