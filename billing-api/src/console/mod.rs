@@ -91,10 +91,10 @@ impl ResponseError for ConsoleError {
             ConsoleError::Disabled => {
                 html(StatusCode::NOT_FOUND, layout::message("Not found", "not_found", &self.to_string()))
             }
+            // The API's own detail: for a server error it says nothing internal
+            // (the log has the error chain).
             ConsoleError::Api(e) => {
-                // Server errors say nothing internal here either (the log has it).
-                let detail = if e.status.is_server_error() { ApiError::internal().detail } else { e.detail.clone() };
-                html(e.status, layout::message(e.status.canonical_reason().unwrap_or("Error"), &e.code, &detail))
+                html(e.status, layout::message(e.status.canonical_reason().unwrap_or("Error"), &e.code, &e.detail))
             }
         }
     }
