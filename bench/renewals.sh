@@ -9,10 +9,12 @@
 # succeeded renewal payment: renewals/s, and the worker's peak RSS. The idle rows
 # show that the scheduler's cost does not grow with what is stored. In the same run
 # pgbench measures a payment-shaped durable transaction on this machine: the
-# ceiling (a renewal commits about twice).
+# ceiling (a renewal commits about twice). With FISCAL=1 the tenant sends 54-FZ
+# receipts: each renewal's income receipt is registered with the ATOL simulator,
+# and the run ends when every one is registered.
 #
 # usage: bench/renewals.sh [N ...]      env: IDLE=1000000 NOTIFY=0 (simulator notifications)
-#        GATEWAYS="cloudpayments yookassa"
+#        GATEWAYS="cloudpayments yookassa" FISCAL=1
 #        NO_BUILD=1 uses the release binaries already built
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,8 @@ export AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$DB"
 export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
 export BILLING_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)"
 export BILLING_TEST_CLOCK=1 BILLING_LOG_FORMAT=text RUST_LOG=warn BILLING_RATE_LIMIT_PER_SECOND=0
-API_PORT=18080 SIM_PORT=18091 YK_PORT=18093 METRICS_PORT=19090
+API_PORT=18080 SIM_PORT=18091 ATOL_PORT=18092 YK_PORT=18093 METRICS_PORT=19090
+FISCAL="${FISCAL:-0}"
 GATEWAYS="${GATEWAYS:-cloudpayments yookassa}"
 API="http://127.0.0.1:$API_PORT"
 DUE="2026-06-01T09:00:00Z"
@@ -49,10 +52,20 @@ run_size() { # GATEWAY N
   rabbitmqctl -q set_permissions -p "$DB" guest '.*' '.*' '.*' >/dev/null
   $BIN/billing-api migrate
   [ -n "${PG_LOG_MS:-}" ] && psql -h 127.0.0.1 -U postgres -qAt -c "ALTER DATABASE $DB SET log_min_duration_statement = ${PG_LOG_MS}"
-  SIM_ADDR="127.0.0.1:$SIM_PORT" SIM_YOOKASSA_ADDR="127.0.0.1:$YK_PORT" SIM_ACCEPT_ANY_TOKEN=1 SIM_TOKEN_NOTIFICATIONS="${NOTIFY:-0}" \
+  SIM_ADDR="127.0.0.1:$SIM_PORT" SIM_YOOKASSA_ADDR="127.0.0.1:$YK_PORT" SIM_ATOL_ADDR="127.0.0.1:$ATOL_PORT" SIM_ACCEPT_ANY_TOKEN=1 SIM_TOKEN_NOTIFICATIONS="${NOTIFY:-0}" \
     $BIN/provider-sim >.run/bench/sim.log 2>&1 & pids+=($!)
   BILLING_API_ADDR="127.0.0.1:$API_PORT" $BIN/billing-api >.run/bench/api.log 2>&1 & pids+=($!)
   wait_port "$API_PORT" api 30; wait_port "$SIM_PORT" simulator 30; wait_port "$YK_PORT" "YooKassa simulator" 30
+  wait_port "$ATOL_PORT" "ATOL simulator" 30
+  local fiscal=null
+  if [ "$FISCAL" = 1 ]; then
+    curl -sf -X POST "http://127.0.0.1:$ATOL_PORT/sim/atol/accounts" -H 'content-type: application/json' \
+      -d '{"login":"bench-login","password":"bench-pass","group_code":"bench-group"}'
+    fiscal="{\"inn\":\"7704211201\",\"sno\":\"osn\",\"vat\":\"vat22\",\"settlement_sign\":\"full_payment\",
+      \"payment_object\":4,\"payment_address\":\"https://orbita.example.ru\",\"email\":\"b@orbita.example.ru\",
+      \"provider\":{\"login\":\"bench-login\",\"password\":\"bench-pass\",\"group_code\":\"bench-group\",
+      \"api_url\":\"http://127.0.0.1:$ATOL_PORT\"}}"
+  fi
   curl -sf -X POST "$API/v1/admin/clock" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d "{\"now\":\"2026-05-01T09:00:00Z\"}" >/dev/null
   local gateway
   case "$gw" in
@@ -61,7 +74,7 @@ run_size() { # GATEWAY N
     *) log "unknown gateway $gw"; return 1 ;;
   esac
   local tenant; tenant=$(curl -sf -X POST "$API/v1/admin/tenants" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d "{
-    \"name\":\"Orbita (bench)\",\"time_zone\":\"Europe/Moscow\",\"gateway\":$gateway,
+    \"name\":\"Orbita (bench)\",\"time_zone\":\"Europe/Moscow\",\"gateway\":$gateway,\"fiscal\":$fiscal,
     \"policy\":{\"renewal_notice_days\":3,\"dunning_retry_days\":[1,3,5]}}")
   local tid key; tid=$(echo "$tenant" | json "['id']"); key=$(echo "$tenant" | json "['api_key']")
   if [ "$gw" = yookassa ]; then
@@ -103,10 +116,12 @@ SQL
   local t0 t1
   t0=$(date +%s.%N)
   curl -sf -X POST "$API/v1/admin/clock" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d "{\"now\":\"$DUE\"}" >/dev/null
-  local done=0
-  while [ "$done" -lt "$n" ]; do
+  local done=0 receipts=0 want_receipts=0
+  [ "$FISCAL" = 1 ] && want_receipts=$n
+  while [ "$done" -lt "$n" ] || [ "$receipts" -lt "$want_receipts" ]; do
     sleep 0.5
     done=$(q -c "SELECT count(*) FROM payments WHERE kind = 'renewal' AND status = 'succeeded'")
+    [ "$FISCAL" = 1 ] && receipts=$(q -c "SELECT count(*) FROM receipts WHERE kind = 'income' AND status = 'registered'")
     kill -0 "$worker" 2>/dev/null || { log "worker died (see .run/bench/worker.log)"; return 1; }
   done
   t1=$(date +%s.%N)
@@ -117,7 +132,8 @@ SQL
   local unbalanced; unbalanced=$(q -c "SELECT count(*) FROM (SELECT transaction_id FROM ledger_entries GROUP BY transaction_id HAVING sum(amount) <> 0) s")
   local doubles; doubles=$(q -c "SELECT count(*) FROM (SELECT subscription_id FROM payments WHERE kind = 'renewal' GROUP BY subscription_id HAVING count(*) > 1) s")
   cleanup
-  printf '| %13s | %8s | %9s | %7s | %11s | %13s | %10s | %14s |\n' "$gw" "$n" "$IDLE" "$secs" "$rate" "$rss" "$unbalanced" "$doubles" >> .run/bench/rows.txt
+  local fiscal_col="-"; [ "$FISCAL" = 1 ] && fiscal_col="$receipts"
+  printf '| %13s | %8s | %9s | %7s | %11s | %13s | %10s | %14s | %17s |\n' "$gw" "$n" "$IDLE" "$secs" "$rate" "$rss" "$unbalanced" "$doubles" "$fiscal_col" >> .run/bench/rows.txt
 }
 
 : > .run/bench/rows.txt
@@ -125,8 +141,8 @@ for gw in $GATEWAYS; do for n in "${sizes[@]}"; do run_size "$gw" "$n"; done; do
 ceiling=$(pg_ceiling)
 echo
 echo "Renewals end to end (scheduler -> outbox -> RabbitMQ -> charge against the simulator -> period, ledger, events)"
-printf '| %13s | %8s | %9s | %7s | %11s | %13s | %10s | %14s |\n' "gateway" "due" "idle" "seconds" "renewals/s" "worker RSS MB" "unbalanced" "double charges"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "---------------" "----------" "-----------" "---------" "-------------" "---------------" "------------" "----------------"
+printf '| %13s | %8s | %9s | %7s | %11s | %13s | %10s | %14s | %17s |\n' "gateway" "due" "idle" "seconds" "renewals/s" "worker RSS MB" "unbalanced" "double charges" "receipts (ATOL)"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "---------------" "----------" "-----------" "---------" "-------------" "---------------" "------------" "----------------" "-------------------"
 cat .run/bench/rows.txt
 echo
 echo "Ceiling: pgbench, payment-shaped durable transaction (insert payment, update subscription, 4 ledger entries, 2 outbox rows), 8 clients: ${ceiling} tx/s"

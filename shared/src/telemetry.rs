@@ -11,8 +11,8 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Installs the global subscriber: logs to stderr (`RUST_LOG` filters; default
-/// `info`) and OpenTelemetry spans (`crate::trace`: exported over OTLP when an
-/// endpoint is configured). JSON log lines carry the spans they happen in
+/// `info`) and OpenTelemetry spans at info level whatever `RUST_LOG` says
+/// (`crate::trace`: exported over OTLP when an endpoint is configured). JSON log lines carry the spans they happen in
 /// (`spans`, the root one with its `trace_id`). Installs rustls' crypto provider
 /// first (the OTLP exporter's client needs it). Keep the returned guard until
 /// the process ends: dropping it flushes the spans not yet exported. Calling it
@@ -22,14 +22,18 @@ pub fn init(format: LogFormat, service: &'static str) -> Result<Tracing, String>
     use tracing_subscriber::util::SubscriberInitExt;
     install_crypto_provider();
     let provider = crate::trace::provider(service)?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::Layer;
+    // Logs follow RUST_LOG; spans are recorded at info whatever the log level, so
+    // quiet logs (RUST_LOG=warn) still trace.
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry().with(filter).with(crate::trace::layer(&provider));
+    let spans = crate::trace::layer(&provider).with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let registry = tracing_subscriber::registry().with(spans);
     let _ = match format {
-        LogFormat::Json => {
-            registry.with(fmt.json().flatten_event(true).with_current_span(false).with_span_list(true)).try_init()
-        }
-        LogFormat::Text => registry.with(fmt).try_init(),
+        LogFormat::Json => registry
+            .with(fmt.json().flatten_event(true).with_current_span(false).with_span_list(true).with_filter(filter()))
+            .try_init(),
+        LogFormat::Text => registry.with(fmt.with_filter(filter())).try_init(),
     };
     Ok(Tracing { provider })
 }

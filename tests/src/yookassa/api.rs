@@ -146,7 +146,7 @@ pub(super) async fn http_create_payment(sim: Data<YooKassaSim>, req: HttpRequest
             let mut p = payment;
             p.confirmation_token = Some(format!("ct-{}", new_id()));
             let object = p.object();
-            sim2.state().payments.push(p);
+            sim2.state().add_payment(p);
             Ok((200, object))
         }
         None => Err(refuse(400, "invalid_request", "confirmation {type: embedded} or payment_method_id is required")),
@@ -193,7 +193,7 @@ async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16
         // sent while this answer is late or after it failed answers the payment.
         let mut st = sim.state();
         st.answered.insert((shop.clone(), p.idempotence_key.clone()), (200, object.clone()));
-        st.payments.push(p);
+        st.add_payment(p);
     }
     if status != "pending" {
         sim.notify_later(&shop, format!("payment.{status}"), object.clone());
@@ -213,7 +213,8 @@ async fn autopay(sim: &YooKassaSim, mut p: Payment, method: &str) -> Result<(u16
 }
 
 fn find_payment(sim: &YooKassaSim, shop: &str, id: &str) -> Option<usize> {
-    sim.state().payments.iter().position(|p| p.id == id && p.shop_id == shop)
+    let st = sim.state();
+    st.payment_at(id).filter(|&i| st.payments[i].shop_id == shop)
 }
 
 pub(super) async fn http_get_payment(sim: Data<YooKassaSim>, req: HttpRequest, id: Path<String>) -> HttpResponse {
