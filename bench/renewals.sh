@@ -64,7 +64,7 @@ run_size() { # GATEWAY N
     fiscal="{\"inn\":\"7704211201\",\"sno\":\"osn\",\"vat\":\"vat22\",\"settlement_sign\":\"full_payment\",
       \"payment_object\":4,\"payment_address\":\"https://orbita.example.ru\",\"email\":\"b@orbita.example.ru\",
       \"provider\":{\"login\":\"bench-login\",\"password\":\"bench-pass\",\"group_code\":\"bench-group\",
-      \"api_url\":\"http://127.0.0.1:$ATOL_PORT\"}}"
+      \"api_url\":\"http://127.0.0.1:$ATOL_PORT/possystem/v5/\"}}"
   fi
   curl -sf -X POST "$API/v1/admin/clock" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d "{\"now\":\"2026-05-01T09:00:00Z\"}" >/dev/null
   local gateway
