@@ -12,7 +12,7 @@ use actix_web::{FromRequest, HttpRequest};
 use billing_shared::clock::real_now;
 use billing_shared::services::idempotency::IdempotentRequest;
 use billing_shared::services::tenants::{self, Tenant};
-use billing_shared::signing::sha256;
+use billing_shared::signing::same_secret;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -72,8 +72,7 @@ impl FromRequest for AdminAuth {
                 ));
             };
             let given = bearer(req).ok_or_else(|| ApiError::unauthorized("missing operator bearer token"))?;
-            // Compare digests: constant time regardless of where the strings differ.
-            if sha256(given.as_bytes()) == sha256(expected.expose().as_bytes()) {
+            if same_secret(&given, expected.expose()) {
                 Ok(AdminAuth)
             } else {
                 Err(ApiError::unauthorized("wrong operator token"))

@@ -112,8 +112,9 @@ impl Application {
 
 /// Logs every request and counts it by route pattern and status, inside its
 /// `http.request` span: a child of the caller's trace when the request carries a
-/// W3C `traceparent` header (`billing_shared::trace`), else a new trace. Probes
-/// and scrapes (`/healthz`, `/readyz`, `/metrics`) are not traced.
+/// W3C `traceparent` header (`billing_shared::trace`; not on provider callbacks),
+/// else a new trace. Probes and scrapes (`/healthz`, `/readyz`, `/metrics`) are not
+/// traced.
 async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -134,8 +135,11 @@ async fn observe(
             trace_id = tracing::field::Empty
         )
     };
+    // Provider callbacks are not authenticated by a header: whoever sends one does
+    // not choose our trace (nor turn its sampling off).
+    let trusted = !path.starts_with("/v1/webhooks/");
     let parent = req.headers().get(billing_shared::trace::TRACEPARENT).and_then(|v| v.to_str().ok());
-    billing_shared::trace::continue_from(&span, parent);
+    billing_shared::trace::continue_from(&span, parent.filter(|_| trusted));
     let res = next.call(req).instrument(span.clone()).await?;
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status();

@@ -16,6 +16,7 @@ use diesel_async::AsyncPgConnection;
 use lapin::Connection;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
+use rust_decimal::prelude::ToPrimitive;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -83,7 +84,7 @@ pub async fn business(pool: PgPool, clock: Clock, every: Duration, mut stop: wat
                 Ok(samples) => {
                     let mut now_seen = HashSet::with_capacity(samples.len());
                     for s in samples {
-                        set(&s.metric, s.tenant, &s.label, s.value);
+                        set(&s.metric, s.tenant, &s.label, s.value.to_f64().unwrap_or(f64::NAN));
                         now_seen.insert((s.metric, s.tenant, s.label));
                     }
                     for (metric, tenant, label) in seen.difference(&now_seen) {
@@ -128,9 +129,17 @@ async fn lead(pool: &PgPool) -> Option<AsyncPgConnection> {
     }
 }
 
+/// How long one read may take before the leader gives the lock up (its
+/// connection closed): a hung connection must not keep every replica from sampling.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
 async fn read(conn: &mut AsyncPgConnection, clock: Clock) -> anyhow::Result<Vec<business_metrics::Sample>> {
-    let now = clock.now(conn).await?;
-    Ok(business_metrics::sample(conn, now).await?)
+    tokio::time::timeout(READ_TIMEOUT, async {
+        let now = clock.now(conn).await?;
+        Ok(business_metrics::sample(conn, now, None).await?)
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the business sample took longer than {READ_TIMEOUT:?}"))?
 }
 
 fn set(metric: &str, tenant: Uuid, label: &str, value: f64) {

@@ -21,6 +21,13 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Whether a secret someone gave equals the expected one, compared by SHA-256
+/// digest so the time taken does not depend on where they differ (operator token,
+/// console sign-in).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    sha256(given.as_bytes()) == sha256(expected.as_bytes())
+}
+
 /// Constant-time check of `tag` against HMAC-SHA256(key, message).
 pub fn verify_hmac_sha256(key: &[u8], message: &[u8], tag: &[u8]) -> bool {
     match HmacSha256::new_from_slice(key) {

@@ -29,11 +29,17 @@ pub fn init(format: LogFormat, service: &'static str) -> Result<Tracing, String>
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let spans = crate::trace::layer(&provider).with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     let registry = tracing_subscriber::registry().with(spans);
+    // Log lines list the spans they happen in (with the trace id) even when
+    // RUST_LOG keeps info events out.
+    let logged = || {
+        use tracing_subscriber::filter::{FilterExt, filter_fn};
+        filter().or(filter_fn(|m| m.is_span() && *m.level() <= tracing::Level::INFO))
+    };
     let _ = match format {
         LogFormat::Json => registry
-            .with(fmt.json().flatten_event(true).with_current_span(false).with_span_list(true).with_filter(filter()))
+            .with(fmt.json().flatten_event(true).with_current_span(false).with_span_list(true).with_filter(logged()))
             .try_init(),
-        LogFormat::Text => registry.with(fmt.with_filter(filter())).try_init(),
+        LogFormat::Text => registry.with(fmt.with_filter(logged())).try_init(),
     };
     Ok(Tracing { provider })
 }

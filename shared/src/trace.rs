@@ -13,8 +13,13 @@
 //! Spans are exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set — protobuf by default,
 //! `OTEL_EXPORTER_OTLP_PROTOCOL=http/json` for JSON; service name from
-//! `OTEL_SERVICE_NAME`, else the binary's; batching per `OTEL_BSP_*` — and only
-//! kept in process otherwise (ids for logs and propagation, nothing sent).
+//! `OTEL_SERVICE_NAME`, else the binary's; batching per `OTEL_BSP_*`; sampling per
+//! `OTEL_TRACES_SAMPLER` / `_ARG` (default: every trace, or as its parent says) —
+//! and only kept in process otherwise (ids for logs and propagation, nothing sent).
+//!
+//! A renewal wave's trace starts at the scheduler tick that claimed it; a charge
+//! batch continues its first message's trace and links the others', so every
+//! renewal is reachable from its tick's trace.
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -125,18 +130,25 @@ pub fn record_trace_id(span: &tracing::Span) {
 }
 
 /// Runs a provider call (`call`) in a span named `name` (`gateway.charge`,
-/// `fiscal.register`, ...) with the provider's name, recording a failure's
-/// message on it.
+/// `fiscal.register`, ...) with the provider's name; a failure sets the span's
+/// status to error with the message.
 pub async fn provider_call<T, E: std::fmt::Display>(
     provider: &'static str,
     name: &'static str,
     call: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     use tracing::Instrument;
-    let span = tracing::info_span!("provider_call", otel.name = name, provider, error = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "provider_call",
+        otel.name = name,
+        provider,
+        error = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty
+    );
     let result = call.instrument(span.clone()).await;
     if let Err(e) = &result {
         span.record("error", tracing::field::display(e));
+        span.record("otel.status_code", "ERROR");
     }
     result
 }

@@ -22,8 +22,6 @@ pub struct SpanRecord {
     /// Empty for a root span.
     pub parent_span_id: String,
     pub name: String,
-    /// Trace ids of the spans it links to (a batch's other messages).
-    pub links: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -89,12 +87,6 @@ async fn receive(sink: Data<OtlpSink>, body: Bytes) -> HttpResponse {
                     span_id: text(&s["spanId"]).to_lowercase(),
                     parent_span_id: text(&s["parentSpanId"]).to_lowercase(),
                     name: text(&s["name"]),
-                    links: s["links"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|l| text(&l["traceId"]).to_lowercase())
-                        .collect(),
                 });
             }
         }

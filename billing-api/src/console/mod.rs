@@ -3,11 +3,13 @@
 //! so a page and `GET /v1/...` never disagree.
 //!
 //! Signing in takes the operator token (`BILLING_ADMIN_TOKEN`); the session is an
-//! HttpOnly, `SameSite=Strict` cookie holding an HMAC of the token (never the
-//! token), valid until the token changes. Strict same-site cookies are not sent
-//! with another site's requests, so a foreign form cannot act with them. Every
-//! action is a POST form answered with a 303 back to its page. Without an operator
-//! token the console is off (404), like the operator API.
+//! HttpOnly, `SameSite=Strict` cookie holding its issue time and an HMAC keyed by
+//! the token (never the token), valid for 8 hours and until the token changes
+//! (`session`). Every action is a POST form answered with a 303 back to its page;
+//! forms from another origin are refused. Pages carry a Content-Security-Policy
+//! (no scripts, no framing, forms only to the console) and `Cache-Control:
+//! no-store`. Without an operator token the console is off (404), like the
+//! operator API.
 
 mod chart;
 mod layout;
@@ -16,7 +18,7 @@ mod session;
 mod tenants;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, LOCATION};
 use actix_web::web::{self, Data};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload};
 use billing_shared::error::ServiceError;
@@ -103,9 +105,16 @@ impl ResponseError for ConsoleError {
 /// A page: the console's answers are HTML (`text/html; charset=utf-8`).
 pub type Page = Result<HttpResponse, ConsoleError>;
 
+/// What a console page may load and do: its own inline style, forms to itself;
+/// no scripts, no framing.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
 fn html(status: StatusCode, markup: maud::Markup) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")))
+        .insert_header((CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .body(markup.into_string())
 }
 

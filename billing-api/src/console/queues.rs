@@ -9,7 +9,7 @@ use billing_shared::domain::states::{PaymentStatus, ReceiptStatus};
 use billing_shared::domain::subscription::SubscriptionStatus;
 use billing_shared::queue::topology;
 use billing_shared::services::console;
-use billing_shared::services::refunds::{self, ReviewRequest};
+use billing_shared::services::refunds::{self, ReviewRequest, Reviewer};
 use billing_shared::services::{PageRequest, dead_letters, payments, receipts};
 use maud::html;
 use serde::Deserialize;
@@ -23,6 +23,11 @@ use crate::state::AppState;
 /// Rows a queue page shows.
 const ROWS: i64 = 100;
 
+/// The note under a list cut at [`ROWS`].
+fn more(has_more: bool) -> maud::Markup {
+    html! { @if has_more { p.muted.more { "Only the first " (ROWS) " are listed; there are more." } } }
+}
+
 /// `GET /console/tenants/{id}/collections`: the latest failed payments and the
 /// subscriptions in dunning (`past_due`) with their next retry.
 #[get("/console/tenants/{id}/collections")]
@@ -35,7 +40,7 @@ pub(super) async fn collections(state: Data<AppState>, _: Operator, id: Path<Str
                 PaymentFilter { status: Some(PaymentStatus::Failed), newest_first: true, ..PaymentFilter::default() };
             let failed = payments::list(conn, &tenant, filter, page).await?;
             let dunning = console::subscriptions(conn, &tenant, Some(SubscriptionStatus::PastDue), None, page).await?;
-            Ok((failed.data, dunning.data))
+            Ok((failed, dunning))
         })
         .await?;
     let tid = tenant.id.to_string();
@@ -46,23 +51,25 @@ pub(super) async fn collections(state: Data<AppState>, _: Operator, id: Path<Str
             h2 { "In dunning" }
             table #dunning {
                 tr { th { "Subscription" } th { "Customer" } th { "Plan" } th { "Next retry" } th { "Access until" } th { "Gives up" } }
-                @for s in &dunning {
+                @for s in &dunning.data {
                     tr { td { a href={ "/console/tenants/" (tid) "/subscriptions/" (s.id) } { (s.id) } }
                          td { (s.customer_id) } td { (s.plan) } td { (at(s.next_retry_at)) } td { (at(s.grace_until)) }
                          td { (at(s.dunning_ends_at)) } }
                 }
-                @if dunning.is_empty() { tr { td colspan="6" .muted { "No subscription is in dunning." } } }
+                @if dunning.data.is_empty() { tr { td colspan="6" .muted { "No subscription is in dunning." } } }
             }
+            (more(dunning.has_more))
             h2 { "Failed payments, latest first" }
             table #failed {
                 tr { th { "Payment" } th { "Customer" } th { "Kind" } th { "Amount" } th { "Reason" } th { "Code" } th { "Created" } }
-                @for p in &failed {
+                @for p in &failed.data {
                     tr { td { (p.id) } td { (p.customer_id) } td { (p.kind.as_str()) } td.num { (money(&p.amount)) }
                          td { (or_dash(p.failure_reason.as_deref())) } td { (or_dash(p.failure_code.as_deref())) }
                          td { (at(Some(p.created_at))) } }
                 }
-                @if failed.is_empty() { tr { td colspan="7" .muted { "No failed payments." } } }
+                @if failed.data.is_empty() { tr { td colspan="7" .muted { "No failed payments." } } }
             }
+            (more(failed.has_more))
         },
     ))
 }
@@ -83,7 +90,7 @@ pub(super) async fn refund_queue(state: Data<AppState>, _: Operator, id: Path<St
         &format!("{}: refund review", tenant.name),
         html! {
             (tenant_tabs(&tid))
-            p.muted { "Decisions are the tenant's (as POST /v1/refunds/{id}/approve or /reject with its key): an approved refund is executed by the worker." }
+            p.muted { "The operator decides for the tenant (decision code approved_by_operator or rejected_by_operator); an approved refund is executed by the worker." }
             table #refunds {
                 tr { th { "Refund" } th { "Payment" } th { "Reason" } th { "Amount" } th { "Requested" } th { "Review due" } th { "Decide" } }
                 @for r in &held.data {
@@ -94,7 +101,7 @@ pub(super) async fn refund_queue(state: Data<AppState>, _: Operator, id: Path<St
                             @for (decision, label) in [("approve", "Approve"), ("reject", "Reject")] {
                                 form.inline method="post" action={ "/console/tenants/" (tid) "/refunds/" (r.id) "/" (decision) } {
                                     input type="text" name="comment" placeholder="note (optional)";
-                                    " " button type="submit" name="decision" value=(decision) { (label) }
+                                    " " button type="submit" { (label) }
                                 }
                                 br;
                             }
@@ -103,6 +110,7 @@ pub(super) async fn refund_queue(state: Data<AppState>, _: Operator, id: Path<St
                 }
                 @if held.data.is_empty() { tr { td colspan="7" .muted { "No refund is waiting for review." } } }
             }
+            (more(held.has_more))
         },
     ))
 }
@@ -134,7 +142,7 @@ pub(super) async fn review(
     let comment = Some(form.into_inner().comment.trim().to_owned()).filter(|c| !c.is_empty());
     state
         .transaction(async |conn, now| {
-            refunds::review(conn, now, &tenant, rid, approve, ReviewRequest { comment }).await
+            refunds::review(conn, now, &tenant, rid, approve, Reviewer::Operator, ReviewRequest { comment }).await
         })
         .await?;
     Ok(see_other(&format!("/console/tenants/{}/refunds", tenant.id)))
@@ -166,6 +174,7 @@ pub(super) async fn receipt_queue(state: Data<AppState>, _: Operator, id: Path<S
                 }
                 @if open.data.is_empty() { tr { td colspan="8" .muted { "Every receipt is registered." } } }
             }
+            (more(open.has_more))
             p { a href="/console/dead-letters" { "Dead letters" } }
         },
     ))
@@ -185,7 +194,7 @@ pub(super) async fn dead_letter_page(state: Data<AppState>, _: Operator) -> Page
         "Dead letters",
         html! {
             table #queues {
-                tr { th { "Queue" } th { "Waiting" } th { "Replay" } }
+                tr { th { "Queue" } th { "Listed below" } th { "Replay" } }
                 @for q in topology::ALL {
                     @let n = letters.data.iter().filter(|l| l.queue == q.name).count();
                     tr { td { (q.name) } td.num { (n) }
@@ -200,6 +209,7 @@ pub(super) async fn dead_letter_page(state: Data<AppState>, _: Operator) -> Page
                 }
                 @if letters.data.is_empty() { tr { td colspan="4" .muted { "No dead letters." } } }
             }
+            (more(letters.has_more))
         },
     ))
 }

@@ -1,43 +1,88 @@
 //! Signing in to the console with the operator token, and out.
+//!
+//! The session cookie is `<issued unix seconds>.<hex HMAC-SHA256>` of a fixed label
+//! and the issue time, keyed by the operator token: it expires on the server
+//! [`SESSION_SECONDS`] after sign-in whatever the browser keeps, and changing the
+//! token ends every session. It is HttpOnly, `SameSite=Strict`, `Secure` when the
+//! request came over https, and scoped to `/console`. Sign-out removes it from the
+//! browser (a copy taken before stays valid until it expires). Forms are refused
+//! when the browser says they come from another origin ([`same_origin`]).
 
 use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::StatusCode;
 use actix_web::web::{Data, Form};
 use actix_web::{HttpRequest, HttpResponse, get, post};
-use billing_shared::signing::{hmac_sha256, sha256};
+use billing_shared::clock::real_now;
+use billing_shared::signing::{hmac_sha256, same_secret, verify_hmac_sha256};
 use maud::html;
 use serde::Deserialize;
 
-use super::{ConsoleError, Page, layout, ok, see_other, state_of};
+use super::{ConsoleError, Page, html as page_html, layout, ok, see_other, state_of};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The session cookie's name.
 const COOKIE: &str = "billing_console";
-/// A session lasts this long, then the operator signs in again (seconds).
-const SESSION_SECONDS: i64 = 8 * 3600;
+/// A session lasts this long after sign-in (seconds), checked by the server.
+pub const SESSION_SECONDS: i64 = 8 * 3600;
 
-/// The session cookie's value for an operator token: hex HMAC-SHA256 of a fixed
-/// label keyed by the token. Changing the token ends every session.
-fn session_value(token: &str) -> String {
-    hex::encode(hmac_sha256(token.as_bytes(), b"billing console session v1"))
+fn label(issued: i64) -> String {
+    format!("billing console session v1|{issued}")
 }
 
-/// Whether `req` carries the session of the configured operator token (digests
-/// compared, so the time taken does not depend on where they differ).
+/// The cookie value of a session of `token` issued at `issued` (unix seconds).
+fn session_value(token: &str, issued: i64) -> String {
+    format!("{issued}.{}", hex::encode(hmac_sha256(token.as_bytes(), label(issued).as_bytes())))
+}
+
+/// Whether `value` is a session of `token` issued less than [`SESSION_SECONDS`] ago.
+fn valid_session(value: &str, token: &str, now: i64) -> bool {
+    let Some((issued, tag)) = value.split_once('.') else { return false };
+    let (Ok(issued), Ok(tag)) = (issued.parse::<i64>(), hex::decode(tag)) else { return false };
+    (0..=SESSION_SECONDS).contains(&(now - issued))
+        && verify_hmac_sha256(token.as_bytes(), label(issued).as_bytes(), &tag)
+}
+
+/// Whether `req` carries a live session of the configured operator token, and
+/// (for anything but GET) comes from the console's own pages.
 pub(super) fn check(req: &HttpRequest) -> Result<(), ConsoleError> {
     let state = state_of(req)?;
     let token = state.admin_token.as_ref().ok_or(ConsoleError::Disabled)?;
     let given = req.cookie(COOKIE).ok_or(ConsoleError::SignIn)?;
-    if sha256(given.value().as_bytes()) == sha256(session_value(token.expose()).as_bytes()) {
+    if !valid_session(given.value(), token.expose(), real_now().timestamp()) {
+        return Err(ConsoleError::SignIn);
+    }
+    if req.method() != actix_web::http::Method::GET {
+        same_origin(req)?;
+    }
+    Ok(())
+}
+
+/// Refuses (403 `cross_site_request`) a form another origin sent: the browser's
+/// `Sec-Fetch-Site` is not `same-origin`, or its `Origin` is not this host.
+/// Requests without either header (not from a browser) pass: they carry no
+/// ambient cookie unless their sender has the session itself.
+fn same_origin(req: &HttpRequest) -> Result<(), ConsoleError> {
+    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+    let site_ok = header("sec-fetch-site").is_none_or(|s| s == "same-origin");
+    let host = req.connection_info().host().to_owned();
+    let origin_ok = header("origin").is_none_or(|o| o.split_once("://").is_some_and(|(_, h)| h == host));
+    if site_ok && origin_ok {
         Ok(())
     } else {
-        Err(ConsoleError::SignIn)
+        Err(ConsoleError::Api(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            "console forms are only accepted from the console's own pages",
+        )))
     }
 }
 
-fn session_cookie(value: String, max_age_seconds: i64) -> Cookie<'static> {
+fn session_cookie(value: String, max_age_seconds: i64, secure: bool) -> Cookie<'static> {
     Cookie::build(COOKIE, value)
         .path("/console")
         .http_only(true)
+        .secure(secure)
         .same_site(SameSite::Strict)
         .max_age(actix_web::cookie::time::Duration::seconds(max_age_seconds))
         .finish()
@@ -73,17 +118,18 @@ struct Login {
 /// `POST /console/login` (form `token`): with the operator token, a session cookie
 /// and 303 to the tenants; else the form again with 401.
 #[post("/console/login")]
-pub(super) async fn login(state: Data<AppState>, body: Form<Login>) -> Page {
+pub(super) async fn login(req: HttpRequest, state: Data<AppState>, body: Form<Login>) -> Page {
     let token = state.admin_token.as_ref().ok_or(ConsoleError::Disabled)?;
-    if sha256(body.token.as_bytes()) != sha256(token.expose().as_bytes()) {
-        return Ok(HttpResponse::Unauthorized()
-            .content_type("text/html; charset=utf-8")
-            .body(form(true).into_string()));
+    same_origin(&req)?;
+    if !same_secret(&body.token, token.expose()) {
+        return Ok(page_html(StatusCode::UNAUTHORIZED, form(true)));
     }
+    let secure = req.connection_info().scheme() == "https";
+    let value = session_value(token.expose(), real_now().timestamp());
     let mut res = see_other("/console/");
-    res.add_cookie(&session_cookie(session_value(token.expose()), SESSION_SECONDS)).map_err(|e| {
+    res.add_cookie(&session_cookie(value, SESSION_SECONDS, secure)).map_err(|e| {
         tracing::error!(error = %e, "could not set the console session cookie");
-        ConsoleError::Api(crate::error::ApiError::internal())
+        ConsoleError::Api(ApiError::internal())
     })?;
     Ok(res)
 }
@@ -92,11 +138,28 @@ pub(super) async fn login(state: Data<AppState>, body: Form<Login>) -> Page {
 #[post("/console/logout")]
 pub(super) async fn logout() -> HttpResponse {
     let mut res = see_other("/console/login");
-    let mut gone = session_cookie(String::new(), 0);
+    let mut gone = session_cookie(String::new(), 0, false);
     gone.make_removal();
     // A header value built from a cookie we made always parses.
     if res.add_cookie(&gone).is_err() {
         tracing::error!("could not clear the console session cookie");
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_valid_for_its_token_until_it_expires() {
+        let v = session_value("operator-token-0123456789", 1_000_000);
+        assert!(valid_session(&v, "operator-token-0123456789", 1_000_000 + SESSION_SECONDS));
+        assert!(!valid_session(&v, "operator-token-0123456789", 1_000_001 + SESSION_SECONDS), "expired");
+        assert!(!valid_session(&v, "operator-token-0123456789", 999_999), "issued in the future");
+        assert!(!valid_session(&v, "another-token-0123456789", 1_000_000), "another token");
+        let forged = v.replacen("1000000.", "2000000.", 1);
+        assert!(!valid_session(&forged, "operator-token-0123456789", 2_000_000), "moved issue time");
+        assert!(!valid_session("garbage", "operator-token-0123456789", 1_000_000));
+    }
 }

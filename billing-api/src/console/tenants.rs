@@ -21,7 +21,7 @@ use crate::state::AppState;
 /// `GET /console/`: every tenant with its subscriptions by status, MRR and due work.
 #[get("/console/")]
 pub(super) async fn index(state: Data<AppState>, _: Operator) -> Page {
-    let tenants = state.transaction(async |conn, now| console::tenants(conn, now).await).await?;
+    let tenants = state.transaction(async |conn, now| console::tenants(conn, now, None).await).await?;
     ok(page(
         "Tenants",
         html! {
@@ -35,7 +35,7 @@ pub(super) async fn index(state: Data<AppState>, _: Operator) -> Page {
                                 a href={ "/console/tenants/" (t.id) "/subscriptions?status=" (status) } { (status) ": " (n) } " "
                             }
                         }
-                        td.num { @for (currency, v) in &t.mrr { (v) " " (currency) br; } }
+                        td.num { @for (currency, v) in &t.mrr { (format!("{v:.2}")) " " (currency) br; } }
                         td.num { (t.renewals_due) }
                     }
                 }
@@ -49,11 +49,11 @@ pub(super) async fn index(state: Data<AppState>, _: Operator) -> Page {
 #[get("/console/tenants/{id}")]
 pub(super) async fn overview(state: Data<AppState>, _: Operator, id: Path<String>) -> Page {
     let tenant = tenant_of(&state, &id).await?;
-    let (days, summary, today) = state
+    let (daily, summary) = state
         .transaction(async |conn, now| {
-            let days = console::daily(conn, &tenant, now).await?;
-            let summary = console::tenants(conn, now).await?.into_iter().find(|s| s.id == tenant.id);
-            Ok((days, summary, now.with_timezone(&tenant.tz).date_naive()))
+            let daily = console::daily(conn, &tenant, now).await?;
+            let summary = console::tenants(conn, now, Some(tenant.id)).await?.into_iter().next();
+            Ok((daily, summary))
         })
         .await?;
     let tid = tenant.id.to_string();
@@ -68,11 +68,11 @@ pub(super) async fn overview(state: Data<AppState>, _: Operator, id: Path<String
                 tr { th { "Fiscal receipts" } td { @if tenant.fiscal.is_some() { "on" } @else { "off" } } }
                 tr { th { "Webhook URL" } td { (or_dash(tenant.webhook_url.as_deref())) } }
                 @if let Some(s) = &summary {
-                    tr { th { "MRR" } td #mrr { @for (currency, v) in &s.mrr { (v) " " (currency) " " } } }
+                    tr { th { "MRR" } td #mrr { @for (currency, v) in &s.mrr { (format!("{v:.2}")) " " (currency) " " } } }
                 }
             }
             h2 { "Last " (console::CHART_DAYS) " days: captured and failed payments" }
-            (chart::daily(&days, today))
+            (chart::daily(&daily.days, daily.today))
         },
     ))
 }
@@ -108,12 +108,12 @@ pub(super) async fn subscriptions(
         .await?;
     let tid = tenant.id.to_string();
     let next = found.data.last().filter(|_| found.has_more).map(|s| {
-        format!(
-            "/console/tenants/{tid}/subscriptions?status={}&customer={}&starting_after={}",
-            status.map(|s| s.as_str()).unwrap_or(""),
-            customer.unwrap_or(""),
-            s.id
-        )
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("status", status.map(|s| s.as_str()).unwrap_or(""))
+            .append_pair("customer", customer.unwrap_or(""))
+            .append_pair("starting_after", &s.id.to_string())
+            .finish();
+        format!("/console/tenants/{tid}/subscriptions?{query}")
     });
     ok(page(
         &format!("{}: subscriptions", tenant.name),

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpResponse, get, post};
-use billing_shared::services::refunds::{self, RefundRequest, RefundView, ReviewRequest};
+use billing_shared::services::refunds::{self, RefundRequest, RefundView, ReviewRequest, Reviewer};
 use billing_shared::services::{Page, PageRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -79,7 +79,9 @@ async fn review(
     let id = parse_id(&id, "refund")?;
     let req = idem.request(tenant.id.to_string(), &body.raw)?;
     state
-        .run(StatusCode::OK, req, async |conn, now| refunds::review(conn, now, &tenant, id, approve, body.value).await)
+        .run(StatusCode::OK, req, async |conn, now| {
+            refunds::review(conn, now, &tenant, id, approve, Reviewer::Tenant, body.value).await
+        })
         .await
 }
 

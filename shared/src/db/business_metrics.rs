@@ -5,8 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Bool, Double, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Bool, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use diesel::QueryResult;
@@ -35,8 +36,9 @@ pub struct Sample {
     pub tenant: Uuid,
     #[diesel(sql_type = Text)]
     pub label: String,
-    #[diesel(sql_type = Double)]
-    pub value: f64,
+    /// Exact: counts, MRR in major units rounded to kopecks, seconds.
+    #[diesel(sql_type = Numeric)]
+    pub value: Decimal,
 }
 
 /// Every sample, by metric:
@@ -52,32 +54,42 @@ pub struct Sample {
 ///   `pending` receipt to `now` (tenants with pending receipts only): registration
 ///   takes seconds, so a large value is a receipt stuck, typically dead-lettered
 ///   on `billing.receipts` for replay.
-pub async fn sample(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<Vec<Sample>> {
+///
+/// Of every tenant, or of `tenant` only (the console's tenant page).
+pub async fn sample(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: Option<crate::domain::ids::TenantId>,
+) -> QueryResult<Vec<Sample>> {
     diesel::sql_query(
         "WITH r AS (SELECT tenant_id, status, count(*) AS n, min(created_at) AS oldest \
-                      FROM receipts GROUP BY tenant_id, status) \
-         SELECT 'subscriptions' AS metric, tenant_id AS tenant, status AS label, count(*)::float8 AS value \
-           FROM subscriptions GROUP BY tenant_id, status \
+                      FROM receipts WHERE $2::uuid IS NULL OR tenant_id = $2 GROUP BY tenant_id, status) \
+         SELECT 'subscriptions' AS metric, tenant_id AS tenant, status AS label, count(*)::numeric AS value \
+           FROM subscriptions WHERE $2::uuid IS NULL OR tenant_id = $2 GROUP BY tenant_id, status \
          UNION ALL \
-         SELECT 'mrr', s.tenant_id, pp.currency, sum(pp.amount * CASE p.period_unit \
-                    WHEN 'month' THEN 1.0 WHEN 'year' THEN 1.0 / 12 ELSE 365.0 / 12 END / p.period_count)::float8 \
+         SELECT 'mrr', s.tenant_id, pp.currency, round(sum(pp.amount * CASE p.period_unit \
+                    WHEN 'month' THEN 1.0 WHEN 'year' THEN 1.0 / 12 ELSE 365.0 / 12 END / p.period_count), 2) \
            FROM subscriptions s JOIN plan_prices pp ON pp.id = s.price_id JOIN plans p ON p.id = s.plan_id \
-          WHERE s.status IN ('active', 'past_due') GROUP BY s.tenant_id, pp.currency \
+          WHERE s.status IN ('active', 'past_due') AND ($2::uuid IS NULL OR s.tenant_id = $2) \
+          GROUP BY s.tenant_id, pp.currency \
          UNION ALL \
-         SELECT 'renewals_due', tenant_id, '', count(*)::float8 FROM subscriptions \
-          WHERE due_at <= $1 GROUP BY tenant_id \
+         SELECT 'renewals_due', tenant_id, '', count(*)::numeric FROM subscriptions \
+          WHERE due_at <= $1 AND ($2::uuid IS NULL OR tenant_id = $2) GROUP BY tenant_id \
          UNION ALL \
-         SELECT 'payments', tenant_id, status, count(*)::float8 FROM payments GROUP BY tenant_id, status \
+         SELECT 'payments', tenant_id, status, count(*)::numeric FROM payments \
+          WHERE $2::uuid IS NULL OR tenant_id = $2 GROUP BY tenant_id, status \
          UNION ALL \
-         SELECT 'refunds', tenant_id, status, count(*)::float8 FROM refunds GROUP BY tenant_id, status \
+         SELECT 'refunds', tenant_id, status, count(*)::numeric FROM refunds \
+          WHERE $2::uuid IS NULL OR tenant_id = $2 GROUP BY tenant_id, status \
          UNION ALL \
-         SELECT 'receipts', tenant_id, status, n::float8 FROM r \
+         SELECT 'receipts', tenant_id, status, n::numeric FROM r \
          UNION ALL \
-         SELECT 'receipts_oldest_pending', tenant_id, '', greatest(extract(epoch FROM $1 - oldest), 0)::float8 \
+         SELECT 'receipts_oldest_pending', tenant_id, '', greatest(extract(epoch FROM $1 - oldest), 0)::numeric \
            FROM r \
           WHERE status = 'pending'",
     )
     .bind::<Timestamptz, _>(now)
+    .bind::<Nullable<SqlUuid>, _>(tenant)
     .load(conn)
     .await
 }

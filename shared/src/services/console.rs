@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use diesel_async::AsyncPgConnection;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use uuid::Uuid;
 
 use super::payments::{self, PaymentView};
@@ -26,7 +28,7 @@ use crate::db::revenue::{self, Day};
 use crate::db::tenants as tenants_db;
 use crate::domain::ids::{CustomerId, SubscriptionId, TenantId};
 use crate::domain::subscription::SubscriptionStatus;
-use crate::error::ServiceResult;
+use crate::error::{ServiceError, ServiceResult};
 
 /// A tenant as the console's first page lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,18 +38,23 @@ pub struct TenantSummary {
     /// Subscriptions per status name, by name.
     pub subscriptions: BTreeMap<String, i64>,
     /// Monthly recurring revenue per currency, in major units rounded to kopecks
-    /// for display (`db::business_metrics::sample`'s definition).
-    pub mrr: BTreeMap<String, String>,
+    /// (`db::business_metrics::sample`'s definition).
+    pub mrr: BTreeMap<String, Decimal>,
     /// Subscriptions whose scheduled action is due and not yet taken.
     pub renewals_due: i64,
 }
 
-/// Every tenant with its figures, by name. Counts whole tables (the worker's
-/// business sample): an operator's page, not a per-request path.
-pub async fn tenants(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> ServiceResult<Vec<TenantSummary>> {
+/// Every tenant with its figures, by name, or only `tenant`'s. Counts whole tables
+/// (the worker's business sample): an operator's page, not a per-request path.
+pub async fn tenants(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: Option<TenantId>,
+) -> ServiceResult<Vec<TenantSummary>> {
     let mut summaries: Vec<TenantSummary> = tenants_db::names(conn)
         .await?
         .into_iter()
+        .filter(|(id, _)| tenant.is_none_or(|t| t == *id))
         .map(|(id, name)| TenantSummary {
             id,
             name,
@@ -56,25 +63,26 @@ pub async fn tenants(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Servic
             renewals_due: 0,
         })
         .collect();
-    for s in business_metrics::sample(conn, now).await? {
+    for s in business_metrics::sample(conn, now, tenant).await? {
         let Some(t) = summaries.iter_mut().find(|t| Uuid::from(t.id) == s.tenant) else { continue };
-        // Counts are whole numbers carried as float8 by the sampling query.
-        let count = s.value.round() as i64;
+        let count =
+            || s.value.to_i64().ok_or_else(|| ServiceError::Internal(format!("count {} of {}", s.value, s.metric)));
         match s.metric.as_str() {
             "subscriptions" => {
-                t.subscriptions.insert(s.label, count);
+                let n = count()?;
+                t.subscriptions.insert(s.label, n);
             }
             "mrr" => {
-                t.mrr.insert(s.label, format!("{:.2}", s.value));
+                t.mrr.insert(s.label, s.value);
             }
-            "renewals_due" => t.renewals_due = count,
+            "renewals_due" => t.renewals_due = count()?,
             _ => {}
         }
     }
     Ok(summaries)
 }
 
-/// The customer an operator typed: the customer's id, or the product's own
+/// The customer an operator typed: the customer's id, else the product's own
 /// `external_id`. `None` when the tenant has no such customer.
 pub async fn find_customer(
     conn: &mut AsyncPgConnection,
@@ -82,9 +90,12 @@ pub async fn find_customer(
     typed: &str,
 ) -> ServiceResult<Option<CustomerId>> {
     let typed = typed.trim();
-    if let Ok(id) = Uuid::parse_str(typed) {
-        return Ok(customers_db::find(conn, tenant.id, CustomerId::from(id)).await?.map(|c| c.id));
+    if let Ok(id) = Uuid::parse_str(typed)
+        && let Some(c) = customers_db::find(conn, tenant.id, CustomerId::from(id)).await?
+    {
+        return Ok(Some(c.id));
     }
+    // Also an external id that looks like a UUID.
     Ok(customers_db::list(conn, tenant.id, Some(typed), None, 1).await?.into_iter().next().map(|c| c.id))
 }
 
@@ -149,10 +160,23 @@ pub async fn timeline(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Subscri
 /// Days the revenue chart covers, today included.
 pub const CHART_DAYS: i64 = 30;
 
-/// The tenant's captured amounts and failed payments per day over the last
-/// [`CHART_DAYS`] days (days in its time zone), oldest first; days without either
-/// are absent.
-pub async fn daily(conn: &mut AsyncPgConnection, tenant: &Tenant, now: DateTime<Utc>) -> ServiceResult<Vec<Day>> {
-    let since = now - Duration::days(CHART_DAYS);
-    Ok(revenue::daily(conn, tenant.id, &tenant.time_zone, since).await?)
+/// The chart's figures: days with a captured or failed payment among the
+/// [`CHART_DAYS`] ending `today` (in the tenant's time zone), oldest first.
+#[derive(Debug, Clone)]
+pub struct Daily {
+    pub days: Vec<Day>,
+    pub today: NaiveDate,
+}
+
+/// The tenant's captured amounts and failed payments per day over the
+/// [`CHART_DAYS`] days ending today, days cut at midnight in its time zone.
+pub async fn daily(conn: &mut AsyncPgConnection, tenant: &Tenant, now: DateTime<Utc>) -> ServiceResult<Daily> {
+    let today = now.with_timezone(&tenant.tz).date_naive();
+    let first = today - Duration::days(CHART_DAYS - 1);
+    // The first instant of that day there (a DST gap at midnight: its first hour).
+    let since = (0..3)
+        .find_map(|h| tenant.tz.from_local_datetime(&first.and_hms_opt(h, 0, 0)?).earliest())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| ServiceError::Internal(format!("no midnight on {first} in {}", tenant.time_zone)))?;
+    Ok(Daily { days: revenue::daily(conn, tenant.id, &tenant.time_zone, since).await?, today })
 }

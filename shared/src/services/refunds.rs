@@ -50,7 +50,9 @@ pub struct RefundView {
     pub status: RefundStatus,
     /// Why: `approved`, `review_required`, `refund_window_closed`, `usage_present`,
     /// `reason_not_refundable`, `nothing_to_refund`, `approved_by_review`,
-    /// `rejected_by_review`, `balance_spent` (a top-up's money was spent),
+    /// `rejected_by_review` (the tenant's staff decided), `approved_by_operator`,
+    /// `rejected_by_operator` (the service's operator decided for the tenant, in
+    /// the console), `balance_spent` (a top-up's money was spent),
     /// `cashback_spent` (the cashback it earned was spent: nothing left to pay back).
     pub decision_code: String,
     /// What is (to be) refunded; zero when rejected by the rules.
@@ -358,13 +360,25 @@ pub async fn report_overdue(conn: &mut AsyncPgConnection, now: DateTime<Utc>, li
     Ok(due.len())
 }
 
-/// The product's staff decide a held request.
+/// Who decides a held refund request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reviewer {
+    /// The product's staff, with the tenant's API key.
+    Tenant,
+    /// The billing service's operator, for the tenant (the console).
+    Operator,
+}
+
+/// A held request is decided (`decision_code` names who decided: `*_by_review`
+/// for the tenant, `*_by_operator` for the operator). Errors: 404
+/// `refund_not_found`, 409 `refund_not_pending`, 422 for a bad comment.
 pub async fn review(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
     id: Uuid,
     approve: bool,
+    by: Reviewer,
     req: ReviewRequest,
 ) -> ServiceResult<RefundView> {
     check_comment(req.comment.as_deref())?;
@@ -375,11 +389,15 @@ pub async fn review(
             format!("only a refund waiting for review can be decided (it is {})", row.status),
         ));
     }
-    let (status, code) = if approve {
-        (RefundStatus::Approved, "approved_by_review")
-    } else {
-        (RefundStatus::Rejected, "rejected_by_review")
+    let (status, code) = match (approve, by) {
+        (true, Reviewer::Tenant) => (RefundStatus::Approved, "approved_by_review"),
+        (true, Reviewer::Operator) => (RefundStatus::Approved, "approved_by_operator"),
+        (false, Reviewer::Tenant) => (RefundStatus::Rejected, "rejected_by_review"),
+        (false, Reviewer::Operator) => (RefundStatus::Rejected, "rejected_by_operator"),
     };
+    if by == Reviewer::Operator {
+        tracing::info!(tenant = %tenant.id, refund = %id, approve, "the operator decided a held refund");
+    }
     row.status = status;
     row.decision_code = code.into();
     row.decided_at = Some(now);

@@ -74,7 +74,12 @@ pub async fn deliver(
     let attempts = i32::try_from(attempt).unwrap_or(i32::MAX);
     drop(conn);
     let signature = signature_header(&tenant, real_now().timestamp(), body);
-    let span = tracing::info_span!("webhook.deliver", event_id = %head.id, status = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "webhook.deliver",
+        event_id = %head.id,
+        status = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty
+    );
     let mut request = http
         .post(&url)
         .header("Content-Type", "application/json")
@@ -85,8 +90,16 @@ pub async fn deliver(
         request = request.header(crate::trace::TRACEPARENT, tp);
     }
     let sent = request.body(body.to_vec()).send().instrument(span.clone()).await;
-    if let Ok(res) = &sent {
-        span.record("status", res.status().as_u16());
+    match &sent {
+        Ok(res) => {
+            span.record("status", res.status().as_u16());
+            if !res.status().is_success() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(_) => {
+            span.record("otel.status_code", "ERROR");
+        }
     }
     let (ok, status, error) = match sent {
         Ok(res) if res.status().is_success() => (true, Some(i32::from(res.status().as_u16())), None),

@@ -28,6 +28,8 @@ async fn an_operator_approves_a_held_refund_and_replays_dead_letters_in_the_cons
     app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", t.id), Some(&json!({"webhook_url": sink.url})))
         .await
         .expect(200);
+    // A tenant whose name is markup: the pages show it as text.
+    app.tenant("<script>alert(1)</script> & Co", "Europe/Moscow", json!({})).await;
     let (customer, sub) = bought_monthly(&app, &t, "console-1", "2026-03-10T09:00:00Z").await;
     let payment = payments_of(&app, &t, &customer).await[0]["id"].as_str().unwrap().to_owned();
     let held = app
@@ -66,7 +68,11 @@ async fn an_operator_approves_a_held_refund_and_replays_dead_letters_in_the_cons
     b.fill("input[name=token]", ADMIN_TOKEN).await;
     b.click("form[action='/console/login'] button").await;
     assert_eq!(b.path().await, "/console/");
+    let cookie = b.client.get_named_cookie("billing_console").await.expect("the session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.same_site().map(|s| s.to_string()).as_deref(), Some("Strict"));
     let tenants = b.text("#tenants").await;
+    assert!(tenants.contains("<script>alert(1)</script> & Co"), "escaped, shown as text: {tenants}");
     assert!(tenants.contains("Orbita") && tenants.contains("active: 1"), "{tenants}");
     assert!(tenants.contains("1990.00 RUB"), "MRR: {tenants}");
     b.screenshot("tenants").await;
@@ -97,7 +103,7 @@ async fn an_operator_approves_a_held_refund_and_replays_dead_letters_in_the_cons
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(refund["status"], "succeeded", "{refund}");
-    assert_eq!(refund["decision_code"], "approved_by_review");
+    assert_eq!(refund["decision_code"], "approved_by_operator");
     assert_eq!(refund["review_comment"], "outage 2026-03-10");
     let tx = payments_of(&app, &t, &customer).await[0]["gateway_transaction_id"].as_str().unwrap().to_owned();
     assert_eq!(app.refunded_at_provider(&t, &tx), "500.00".parse().unwrap());
@@ -107,7 +113,7 @@ async fn an_operator_approves_a_held_refund_and_replays_dead_letters_in_the_cons
     assert_eq!(b.text("#status").await, "active");
     let payments = b.text("table.payment").await;
     assert!(payments.contains("succeeded") && payments.contains("1990.00 RUB"), "{payments}");
-    assert!(payments.contains("refund outage succeeded 500.00 RUB approved_by_review"), "{payments}");
+    assert!(payments.contains("refund outage succeeded 500.00 RUB approved_by_operator"), "{payments}");
     let timeline_events = b.text("#events").await;
     assert!(timeline_events.contains("subscription.activated"), "{timeline_events}");
     b.screenshot("timeline").await;
@@ -132,7 +138,7 @@ async fn an_operator_approves_a_held_refund_and_replays_dead_letters_in_the_cons
     b.goto(&console("/dead-letters")).await;
     let letters = b.text("#letters").await;
     assert_eq!(letters.matches("billing.webhooks").count() as i64, events, "{letters}");
-    assert!(letters.contains("500"), "{letters}");
+    assert!(letters.contains("HTTP 500"), "{letters}");
     b.screenshot("dead-letters").await;
     sink.set_always_fail(false);
     b.click("form[action='/console/dead-letters/billing.webhooks/replay'] button").await;
