@@ -36,6 +36,7 @@ WORKER = {
     # Business gauges sampled by the worker from PostgreSQL (billing-worker/src/sampler.rs).
     "billing_subscriptions", "billing_mrr", "billing_renewals_due", "billing_refunds",
     "billing_receipts", "billing_payments", "billing_receipts_oldest_pending_seconds",
+    "billing_business_sampled_timestamp_seconds",
 }
 EXPECTED = API | WORKER
 # Present in a live process within seconds of its start, whatever the data: the

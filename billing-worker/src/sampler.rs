@@ -91,6 +91,9 @@ pub async fn business(pool: PgPool, clock: Clock, every: Duration, mut stop: wat
                         set(metric, *tenant, label, 0.0);
                     }
                     seen = now_seen;
+                    // The heartbeat an alert watches: without it no replica samples.
+                    metrics::gauge!("billing_business_sampled_timestamp_seconds")
+                        .set(billing_shared::clock::real_now().timestamp() as f64);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the business gauges failed; giving up sampling them");

@@ -140,6 +140,11 @@ fn describe() {
     describe_gauge!("billing_refunds", "Refunds by tenant and status");
     describe_gauge!("billing_receipts", "Fiscal receipts by tenant and status");
     describe_gauge!(
+        "billing_business_sampled_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of the last business sample, exported by the replica that samples (the others export none)"
+    );
+    describe_gauge!(
         "billing_receipts_oldest_pending_seconds",
         Unit::Seconds,
         "Age of the tenant's oldest receipt still pending registration, since it was created"
