@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::TestApp;
-use crate::support::app::{ADMIN_TOKEN, worker_env};
+use crate::support::app::ADMIN_TOKEN;
 
 struct Api {
     base: String,
@@ -41,16 +41,9 @@ impl Api {
 #[tokio::test]
 async fn secrets_never_reach_logs_or_problem_details() {
     let app = TestApp::spawn().await;
-    let dir = std::env::temp_dir().join(format!("billing-secrets-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    let mut env = worker_env(&app.db.url, &app.mq.amqp_url);
-    env.extend([
-        ("BILLING_API_ADDR", format!("127.0.0.1:{port}")),
-        ("BILLING_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
-        ("BILLING_LOG_FORMAT", "json".to_owned()),
-        ("RUST_LOG", "debug".to_owned()),
-    ]);
+    let (mut env, dir) = app.process_env("secrets", port);
+    env.push(("RUST_LOG", "debug".to_owned()));
     let mut api_proc = Proc::spawn_logged(&binary("billing-api"), &env, &dir.join("api.log"));
     let api = Api {
         base: format!("http://127.0.0.1:{port}"),

@@ -15,7 +15,7 @@ use billing_tests::webhook_sink::WebhookSink;
 use serde_json::{Value, json};
 
 use crate::support::TestApp;
-use crate::support::app::{ADMIN_TOKEN, worker_env};
+use crate::support::app::ADMIN_TOKEN;
 
 /// The names of `span` and its ancestors in its trace, nearest first.
 fn lineage(spans: &[SpanRecord], span: &SpanRecord) -> Vec<String> {
@@ -67,14 +67,9 @@ async fn a_renewal_is_one_trace_from_the_scheduler_through_the_gateway_to_the_we
     let app = TestApp::spawn().await;
     let otlp = OtlpSink::start();
     let hooks = WebhookSink::start();
-    let dir = std::env::temp_dir().join(format!("billing-traces-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    let mut env = worker_env(&app.db.url, &app.mq.amqp_url);
+    let (mut env, dir) = app.process_env("traces", port);
     env.extend([
-        ("BILLING_API_ADDR", format!("127.0.0.1:{port}")),
-        ("BILLING_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
-        ("BILLING_LOG_FORMAT", "json".to_owned()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.clone()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".to_owned()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),

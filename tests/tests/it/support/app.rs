@@ -230,6 +230,20 @@ impl TestApp {
         }
     }
 
+    /// Settings for the real binaries on this app's database and vhost, the API on
+    /// `port`, logging JSON into files under a fresh directory: (settings, directory).
+    pub fn process_env(&self, name: &str, port: u16) -> (Vec<(&'static str, String)>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("billing-{name}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("log directory");
+        let mut env = worker_env(&self.db.url, &self.mq.amqp_url);
+        env.extend([
+            ("BILLING_API_ADDR", format!("127.0.0.1:{port}")),
+            ("BILLING_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            ("BILLING_LOG_FORMAT", "json".to_owned()),
+        ]);
+        (env, dir)
+    }
+
     /// Runs the real worker binary against this app's database and vhost.
     pub fn worker_process(&self) -> Proc {
         Proc::spawn(&binary("billing-worker"), &[], &worker_env(&self.db.url, &self.mq.amqp_url))
