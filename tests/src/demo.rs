@@ -138,6 +138,7 @@ bank statement); run the steps in one shell, in order: they share KEY, CUSTOMER,
   RabbitMQ   http://127.0.0.1:15672  (guest / guest: queues billing.renewals, billing.refunds, billing.receipts, ...)
   worker     http://127.0.0.1:9090/metrics
   operator   Authorization: Bearer {admin_token}
+  console    {api}/console/   (sign in with the operator token)
   tenant keys are in .run/demo-state.json
 
 1) Buy WhatsMonster PRO (1390 RUB / 30 days, manual renewal) against the simulator:
