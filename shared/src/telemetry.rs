@@ -11,30 +11,32 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Installs the global subscriber: logs to stderr (`RUST_LOG` filters; default
-/// `info`) and OpenTelemetry spans at info level whatever `RUST_LOG` says
-/// (`crate::trace`: exported over OTLP when an endpoint is configured). JSON log lines carry the spans they happen in
-/// (`spans`, the root one with its `trace_id`). Installs rustls' crypto provider
-/// first (the OTLP exporter's client needs it). Keep the returned guard until
-/// the process ends: dropping it flushes the spans not yet exported. Calling it
-/// again installs nothing more. Errors: the OTLP exporter settings do not parse.
+/// `info`) and, when an OTLP endpoint is configured (`crate::trace::exporting`),
+/// OpenTelemetry spans at info level whatever `RUST_LOG` says, exported over OTLP;
+/// JSON log lines then carry the spans they happen in (`spans`, the root one with
+/// its `trace_id`). Without an endpoint tracing is off: no OpenTelemetry layer on
+/// the hot paths, no trace ids, no `traceparent` sent. Installs rustls' crypto
+/// provider first (the OTLP exporter's client needs it). Keep the returned guard
+/// until the process ends: dropping it flushes the spans not yet exported. Calling
+/// it again installs nothing more. Errors: the OTLP exporter settings do not parse.
 pub fn init(format: LogFormat, service: &'static str) -> Result<Tracing, String> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     install_crypto_provider();
     let provider = crate::trace::provider(service)?;
-    use tracing_subscriber::Layer;
-    // Logs follow RUST_LOG; spans are recorded at info whatever the log level, so
-    // quiet logs (RUST_LOG=warn) still trace.
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let spans = crate::trace::layer(&provider).with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let on = crate::trace::exporting();
+    let spans = on.then(|| crate::trace::layer(&provider).with_filter(LevelFilter::INFO));
     let registry = tracing_subscriber::registry().with(spans);
-    // Log lines list the spans they happen in (with the trace id) even when
-    // RUST_LOG keeps info events out.
+    // Logs follow RUST_LOG; with tracing on, log lines list the spans they happen
+    // in (with the trace id) even when RUST_LOG keeps info events out.
     let logged = || {
-        use tracing_subscriber::filter::{FilterExt, filter_fn};
-        filter().or(filter_fn(|m| m.is_span() && *m.level() <= tracing::Level::INFO))
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+            .or(filter_fn(move |m| on && m.is_span() && *m.level() <= tracing::Level::INFO))
     };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => registry
             .with(fmt.json().flatten_event(true).with_current_span(false).with_span_list(true).with_filter(logged()))

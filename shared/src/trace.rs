@@ -14,8 +14,9 @@
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set — protobuf by default,
 //! `OTEL_EXPORTER_OTLP_PROTOCOL=http/json` for JSON; service name from
 //! `OTEL_SERVICE_NAME`, else the binary's; batching per `OTEL_BSP_*`; sampling per
-//! `OTEL_TRACES_SAMPLER` / `_ARG` (default: every trace, or as its parent says) —
-//! and only kept in process otherwise (ids for logs and propagation, nothing sent).
+//! `OTEL_TRACES_SAMPLER` / `_ARG` (default: every trace, or as its parent says).
+//! Without an endpoint tracing is off altogether (no layer on the hot paths: no
+//! trace ids in logs, no `traceparent` stored or sent).
 //!
 //! A renewal wave's trace starts at the scheduler tick that claimed it; a charge
 //! batch continues its first message's trace and links the others', so every
