@@ -11,14 +11,15 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Installs the global subscriber: logs to stderr (`RUST_LOG` filters; default
-/// `info`) and, when an OTLP endpoint is configured (`crate::trace::exporting`),
+/// `info`) and, when an OTLP endpoint is configured (`crate::trace::provider`),
 /// OpenTelemetry spans at info level whatever `RUST_LOG` says, exported over OTLP;
 /// JSON log lines then carry the spans they happen in (`spans`, the root one with
-/// its `trace_id`). Without an endpoint tracing is off: no OpenTelemetry layer on
-/// the hot paths, no trace ids, no `traceparent` sent. Installs rustls' crypto
-/// provider first (the OTLP exporter's client needs it). Keep the returned guard
-/// until the process ends: dropping it flushes the spans not yet exported. Calling
-/// it again installs nothing more. Errors: the OTLP exporter settings do not parse.
+/// its `trace_id`). Without an endpoint tracing is off: no span is recorded (the
+/// hot paths carry no span work), no trace ids, no `traceparent` sent. Installs
+/// rustls' crypto provider first (the OTLP exporter's client needs it). Keep the
+/// returned guard until the process ends: dropping it flushes the spans not yet
+/// exported. Calling it again installs nothing more. Errors: the OTLP exporter
+/// settings do not parse.
 pub fn init(format: LogFormat, service: &'static str) -> Result<Tracing, String> {
     use tracing_subscriber::Layer;
     use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
@@ -26,14 +27,16 @@ pub fn init(format: LogFormat, service: &'static str) -> Result<Tracing, String>
     use tracing_subscriber::util::SubscriberInitExt;
     install_crypto_provider();
     let provider = crate::trace::provider(service)?;
-    let on = crate::trace::exporting();
-    let spans = on.then(|| crate::trace::layer(&provider).with_filter(LevelFilter::INFO));
+    let on = provider.is_some();
+    let spans = provider.as_ref().map(|p| crate::trace::layer(p).with_filter(LevelFilter::INFO));
     let registry = tracing_subscriber::registry().with(spans);
-    // Logs follow RUST_LOG; with tracing on, log lines list the spans they happen
-    // in (with the trace id) even when RUST_LOG keeps info events out.
+    // Logs follow RUST_LOG for events. Spans exist for tracing only: with it on,
+    // log lines list every span at info they happen in (with the trace id), even
+    // when RUST_LOG keeps info events out; with it off, none is recorded.
     let logged = || {
-        EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info"))
+        let events = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        events
+            .and(filter_fn(|m| !m.is_span()))
             .or(filter_fn(move |m| on && m.is_span() && *m.level() <= tracing::Level::INFO))
     };
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
@@ -46,14 +49,15 @@ pub fn init(format: LogFormat, service: &'static str) -> Result<Tracing, String>
     Ok(Tracing { provider })
 }
 
-/// Flushes and stops span export when dropped (end of `main`).
+/// Flushes and stops span export when dropped (end of `main`); holds nothing when
+/// tracing is off.
 pub struct Tracing {
-    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
 impl Drop for Tracing {
     fn drop(&mut self) {
-        if let Err(e) = self.provider.shutdown() {
+        if let Some(Err(e)) = self.provider.as_ref().map(|p| p.shutdown()) {
             tracing::warn!(error = %e, "flushing spans at exit failed");
         }
     }

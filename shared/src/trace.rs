@@ -33,26 +33,30 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub const TRACEPARENT: &str = "traceparent";
 
 /// Whether an OTLP endpoint is configured (the standard variables, non-empty).
-pub fn exporting() -> bool {
+fn exporting() -> bool {
     ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
         .iter()
         .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()))
 }
 
-/// The tracer provider of the process: with a batch OTLP exporter when
-/// [`exporting`], else with none. Errors: the exporter's settings (endpoint,
-/// protocol, headers) do not parse.
-pub(crate) fn provider(service: &'static str) -> Result<SdkTracerProvider, String> {
-    let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| service.into());
-    let mut builder = SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(name).build());
-    if exporting() {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .build()
-            .map_err(|e| format!("OTLP span exporter: {e}"))?;
-        builder = builder.with_batch_exporter(exporter);
+/// The tracer provider of the process, with a batch OTLP exporter; `None` when no
+/// OTLP endpoint is configured (tracing off). Errors: the exporter's settings
+/// (endpoint, protocol, headers) do not parse.
+pub(crate) fn provider(service: &'static str) -> Result<Option<SdkTracerProvider>, String> {
+    if !exporting() {
+        return Ok(None);
     }
-    Ok(builder.build())
+    let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| service.into());
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| format!("OTLP span exporter: {e}"))?;
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_resource(Resource::builder().with_service_name(name).build())
+            .with_batch_exporter(exporter)
+            .build(),
+    ))
 }
 
 /// The `tracing` layer that turns spans into OpenTelemetry spans of `provider`.
