@@ -17,7 +17,7 @@ use crate::routes::{
     ),
     paths(
         admin::create_tenant, admin::patch_tenant, admin::rotate_keys, admin::get_clock, admin::set_clock,
-        admin::list_dead_letters, admin::replay_dead_letters, admin::record_maintenance,
+        admin::list_dead_letters, admin::replay_dead_letters, admin::resend_receipt, admin::record_maintenance,
         plans::create_plan, plans::list_plans, plans::get_plan, plans::add_price, plans::cancel_price, plans::archive_plan,
         customers::create_customer, customers::list_customers, customers::get_customer, customers::patch_customer,
         customers::get_entitlements, balance::get_balance, balance::create_top_up,

@@ -27,8 +27,9 @@ usage: billing-ops [--api URL] COMMAND [ARGS]
                                  new API key (and webhook secret); the old ones work for an hour
   dead-letters list [--queue Q] [--all] [--limit N]
                                  what the worker gave up on, newest first (--all: replayed too)
-  dead-letters replay QUEUE      put QUEUE's dead letters back to work (a stuck receipt is
-                                 re-sent by replaying billing.receipts)
+  dead-letters replay QUEUE      put QUEUE's dead letters back to work
+  receipts resend ID             resend a receipt to the fiscal provider: a failed one as its
+                                 next attempt, a pending (stuck) one as another job; prints it
   payments [--customer ID]       a tenant's payments (needs --key)
   receipts [--payment ID]        a tenant's receipts with their fiscal status (needs --key)
 
@@ -36,11 +37,12 @@ options:
   --api URL     the API (default: $BILLING_API_URL, else http://127.0.0.1:8080)
   --key KEY     a tenant's API key, for payments and receipts (default: $BILLING_API_KEY)
   --idempotency-key KEY
-                tenant create and rotate-keys only: the Idempotency-Key sent (default: a new
-                random one). When the API could not be reached (exit 3) the key used is printed:
-                retry with it, and a request that did go through is not done twice (the API
-                answers 409 idempotent_replay_unavailable: the answer carried secrets and is not
-                kept; rotate the keys to get new ones)
+                tenant create, rotate-keys and receipts resend: the Idempotency-Key sent
+                (default: a new random one). When the API could not be reached (exit 3) the
+                key used is printed: retry with it, and a request that did go through is not
+                done twice (a resend's first answer is replayed; for tenant create and
+                rotate-keys the API answers 409 idempotent_replay_unavailable: the answer
+                carried secrets and is not kept; rotate the keys to get new ones)
   operator commands send $BILLING_ADMIN_TOKEN; IDs are UUIDs
 
 exit codes: 0 done, 1 the API refused (problem+json on stderr), 2 usage, 3 API unreachable
@@ -134,6 +136,7 @@ fn parse(mut args: Vec<String>) -> Result<Call, Failure> {
     let first = args.remove(0);
     let command = match first.as_str() {
         "tenant" | "dead-letters" if !args.is_empty() => format!("{first} {}", args.remove(0)),
+        "receipts" if args.first().is_some_and(|a| a == "resend") => format!("{first} {}", args.remove(0)),
         _ => first,
     };
     Ok(match command.as_str() {
@@ -171,6 +174,12 @@ fn parse(mut args: Vec<String>) -> Result<Call, Failure> {
                 return Err(Failure::Usage(format!("{queue:?} is not a queue name")));
             }
             Call::admin(Method::POST, &["v1", "admin", "dead-letters", &queue, "replay"], None)
+        }
+        "receipts resend" => {
+            let idempotency_key = idempotency_key(&mut args)?;
+            let [id] = positionals(args, &command)?;
+            let id = uuid(&id, "receipt id")?;
+            Call { idempotency_key, ..Call::admin(Method::POST, &["v1", "admin", "receipts", &id, "resend"], None) }
         }
         "payments" | "receipts" => {
             let (option, param) =

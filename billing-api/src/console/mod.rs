@@ -40,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(queues::refund_queue)
         .service(queues::review)
         .service(queues::receipt_queue)
+        .service(queues::resend_receipt)
         .service(queues::dead_letter_page)
         .service(queues::replay);
 }

@@ -1,6 +1,6 @@
 //! Console pages of work waiting for an operator: failed payments and dunning, the
-//! refund review queue (approve or reject for the tenant), receipts not registered,
-//! and dead letters with their replay.
+//! refund review queue (approve or reject for the tenant), receipts not registered
+//! with their resend, and dead letters with their replay.
 
 use actix_web::web::{Data, Form, Path};
 use actix_web::{get, post};
@@ -10,7 +10,7 @@ use billing_shared::domain::subscription::SubscriptionStatus;
 use billing_shared::queue::topology;
 use billing_shared::services::console;
 use billing_shared::services::refunds::{self, ReviewRequest, Reviewer};
-use billing_shared::services::{PageRequest, dead_letters, payments, receipts};
+use billing_shared::services::{PageRequest, dead_letters, payments, receipt_registration, receipts};
 use maud::html;
 use serde::Deserialize;
 
@@ -164,20 +164,34 @@ pub(super) async fn receipt_queue(state: Data<AppState>, _: Operator, id: Path<S
         &format!("{}: receipts not registered", tenant.name),
         html! {
             (tenant_tabs(&tid))
-            p.muted { "A pending receipt is being registered by the worker; one stuck there for long is usually in the dead letters of billing.receipts." }
+            p.muted { "A pending receipt is being registered by the worker; one stuck there for long (its job in the dead letters of billing.receipts) is sent again by Resend. A failed one is resent as a new attempt: a new document at the provider." }
             table #receipts {
-                tr { th { "Receipt" } th { "Payment" } th { "Kind" } th { "Status" } th { "Total" } th { "Attempt" } th { "Created" } th { "Failure" } }
+                tr { th { "Receipt" } th { "Payment" } th { "Kind" } th { "Status" } th { "Total" } th { "Attempt" } th { "Created" } th { "Failure" } th { "Resend" } }
                 @for r in &open.data {
                     tr { td { (r.id) } td { (r.payment_id) } td { (r.kind.as_str()) } td.status { (r.status.as_str()) }
                          td.num { (money(&r.total)) } td.num { (r.attempt) } td { (at(Some(r.created_at))) }
-                         td { (or_dash(r.failure_reason.as_deref())) } }
+                         td { (or_dash(r.failure_reason.as_deref())) }
+                         td { form.inline method="post" action={ "/console/tenants/" (tid) "/receipts/" (r.id) "/resend" } {
+                             button type="submit" { "Resend" } } } }
                 }
-                @if open.data.is_empty() { tr { td colspan="8" .muted { "Every receipt is registered." } } }
+                @if open.data.is_empty() { tr { td colspan="9" .muted { "Every receipt is registered." } } }
             }
             (more(open.has_more))
             p { a href="/console/dead-letters" { "Dead letters" } }
         },
     ))
+}
+
+/// `POST /console/tenants/{id}/receipts/{rid}/resend`: resends the tenant's receipt
+/// as `POST /v1/admin/receipts/{id}/resend` does (409 `receipt_registered` once it
+/// is registered); 303 back to the receipts.
+#[post("/console/tenants/{id}/receipts/{rid}/resend")]
+pub(super) async fn resend_receipt(state: Data<AppState>, _: Operator, path: Path<(String, String)>) -> Page {
+    let (id, rid) = path.into_inner();
+    let tenant = tenant_of(&state, &id).await?;
+    let rid = parse_id(&rid, "receipt")?;
+    state.transaction(async |conn, now| receipt_registration::resend(conn, now, rid, Some(tenant.id)).await).await?;
+    Ok(see_other(&format!("/console/tenants/{}/receipts", tenant.id)))
 }
 
 /// `GET /console/dead-letters`: what the worker gave up on and not yet replayed,

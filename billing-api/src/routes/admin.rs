@@ -8,6 +8,8 @@ use billing_shared::error::ServiceError;
 use billing_shared::queue::topology;
 use billing_shared::services::dead_letters::{self, DeadLetter};
 use billing_shared::services::maintenance::{self, MaintenanceSpec, MaintenanceView};
+use billing_shared::services::receipt_registration;
+use billing_shared::services::receipts::ReceiptView;
 use billing_shared::services::tenants::{self, KeysRotated, TenantCreated, TenantSpec, TenantView};
 use billing_shared::services::test_clock::{self as clock_service, ClockView, SetClock};
 use billing_shared::services::{Page, PageRequest};
@@ -28,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(set_clock)
         .service(list_dead_letters)
         .service(replay_dead_letters)
+        .service(resend_receipt)
         .service(record_maintenance);
 }
 
@@ -217,6 +220,29 @@ pub(crate) async fn replay(state: &AppState, queue: &str) -> Result<Replayed, Ap
     let count = ids.len();
     state.transaction(async |conn, _| dead_letters::mark_replayed(conn, &ids).await).await?;
     Ok(Replayed { queue: queue.name.to_owned(), replayed: count })
+}
+
+/// Resend a receipt to the fiscal provider: a `failed` one goes back to `pending`
+/// at its next attempt (a new document `<id>-<attempt>` at ATOL), a `pending` one
+/// gets another registration job (idempotent by its external_id); the worker
+/// registers it and the tenant receives `receipt.registered`. A retried call does
+/// not add an attempt while the receipt is pending; with an `Idempotency-Key` the
+/// first answer is replayed.
+#[utoipa::path(post, path = "/v1/admin/receipts/{id}/resend", tag = "operator", security(("operator_token" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = ReceiptView), (status = 404, body = Problem, description = "receipt_not_found"),
+        (status = 409, body = Problem, description = "receipt_registered"),
+        (status = 422, body = Problem, description = "invalid_idempotency_key")))]
+#[post("/v1/admin/receipts/{id}/resend")]
+async fn resend_receipt(
+    state: Data<AppState>,
+    _: AdminAuth,
+    idem: Idempotency,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "receipt")?;
+    let req = idem.request("admin", b"")?;
+    state.run(StatusCode::OK, req, async |conn, now| receipt_registration::resend(conn, now, id, None).await).await
 }
 
 /// Record a maintenance extension (SellerGPT 3.2.10): every subscription of the

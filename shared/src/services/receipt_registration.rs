@@ -11,14 +11,17 @@
 //! with the reason. A refused configuration is not the document's fault: the
 //! receipt stays `pending` and its job is dead-lettered for replay.
 
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::receipts::{self, external_id};
+use super::receipts::{self, ReceiptView, external_id};
 use super::tenants::Tenant;
 use super::{JobResult, corrupt};
 use crate::clock::{Clock, real_now};
 use crate::db::receipts::{self as db, ReceiptRow};
 use crate::db::{PgPool, in_transaction};
+use crate::domain::ids::TenantId;
 use crate::domain::receipt::{FiscalAttributes, ReceiptDocument};
 use crate::domain::states::ReceiptStatus;
 use crate::error::{ServiceError, ServiceResult};
@@ -82,6 +85,50 @@ async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Lea
         }
     })
     .await
+}
+
+/// An operator's resend of a receipt (`POST /v1/admin/receipts/{id}/resend`,
+/// `billing-ops receipts resend`, the console's Receipts page), in the caller's
+/// transaction:
+/// - `failed` (ATOL refused the document, or its attempts ran out): back to
+///   `pending` at the next attempt, so it goes to the provider as a new document
+///   `<id>-<attempt + 1>` (ATOL keys documents by external_id; the refused one
+///   cannot be sent again), and a registration job is enqueued;
+/// - `pending` (e.g. its job was dead-lettered while the tenant's settings were
+///   refused): a job for the same attempt is enqueued; registering that attempt
+///   is idempotent by its external_id, so a duplicate job registers nothing twice;
+/// - `registered`: 409 `receipt_registered`, nothing written.
+///
+/// Calling it again before the worker has run leaves the attempt as it is (the
+/// receipt is pending by then). `tenant` scopes the lookup (the console acts in a
+/// tenant's pages); 404 `receipt_not_found` for an unknown id or another tenant's.
+pub async fn resend(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    id: Uuid,
+    tenant: Option<TenantId>,
+) -> ServiceResult<ReceiptView> {
+    let row = db::find_for_update(conn, id).await?.filter(|r| tenant.is_none_or(|t| r.tenant_id == t));
+    let Some(mut row) = row else {
+        return Err(ServiceError::not_found("receipt_not_found", format!("no receipt {id}")));
+    };
+    match row.status {
+        ReceiptStatus::Registered => {
+            return Err(ServiceError::conflict(
+                "receipt_registered",
+                format!("receipt {id} is registered; there is nothing to resend"),
+            ));
+        }
+        ReceiptStatus::Failed => {
+            row.status = ReceiptStatus::Pending;
+            row.attempt += 1;
+            row.provider_uuid = None;
+            db::save(conn, &row).await?;
+        }
+        ReceiptStatus::Pending => {}
+    }
+    receipts::enqueue_again(conn, now, &row).await?;
+    receipts::view(&row)
 }
 
 /// Where the worker registers receipts.

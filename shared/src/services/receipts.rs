@@ -194,6 +194,8 @@ async fn ordering_of(
     Ok((sub, sub.map(Uuid::from).unwrap_or(customer.0)))
 }
 
+/// Enqueues a registration job for receipt `id` (through the outbox, so it is
+/// published exactly when the caller's transaction commits).
 async fn enqueue(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -280,6 +282,17 @@ pub(crate) async fn emit(
     });
     outbox::emit(conn, now, NewEvent::event(row.tenant_id, ordering, ty, data)).await?;
     Ok(())
+}
+
+/// Enqueues another registration job for `row`, ordered with its payment's
+/// messages (an operator's resend: [`super::receipt_registration::resend`]).
+pub(crate) async fn enqueue_again(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    row: &ReceiptRow,
+) -> ServiceResult<()> {
+    let (_, ordering) = ordering_of(conn, row.payment_id).await?;
+    enqueue(conn, now, row.tenant_id, ordering, row.id).await
 }
 
 /// The fiscal provider's callback (ATOL's): only a hint that a report is ready. The receipt it names (by

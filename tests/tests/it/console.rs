@@ -1,11 +1,14 @@
 //! The operator console end to end in headless Chromium: signing in, the tenants
 //! and a tenant's chart, approving a held refund (which the worker then executes),
-//! a subscription's timeline and search, and replaying dead-lettered webhooks.
+//! a subscription's timeline and search, replaying dead-lettered webhooks, and
+//! resending a receipt stuck at a refused ATOL login.
 
 use reqwest::Method;
 use serde_json::json;
 
 use crate::events::wait_for;
+use crate::faults::dead_letters;
+use crate::receipts::{licence_fiscal, paid, receipts, unused_refunds};
 use crate::renewals::{bought_monthly, orbita_on, payments_of};
 use crate::support::app::ADMIN_TOKEN;
 use crate::support::browser::Browser;
@@ -59,14 +62,11 @@ async fn an_operator_approves_a_held_refund_and_replays_dead_letters_in_the_cons
     let console = |path: &str| format!("{}/console{path}", app.base);
 
     // Signing in: the console sends a stranger to the form; a wrong token is refused.
-    b.goto(&console("/")).await;
+    sign_in(&mut b, &app, "not-the-token").await;
     assert_eq!(b.path().await, "/console/login");
-    b.fill("input[name=token]", "not-the-token").await;
-    b.click("form[action='/console/login'] button").await;
     assert!(b.text("#detail").await.contains("not the operator token"));
     b.screenshot("sign-in-refused").await;
-    b.fill("input[name=token]", ADMIN_TOKEN).await;
-    b.click("form[action='/console/login'] button").await;
+    sign_in(&mut b, &app, ADMIN_TOKEN).await;
     assert_eq!(b.path().await, "/console/");
     let cookie = b.client.get_named_cookie("billing_console").await.expect("the session cookie");
     assert_eq!(cookie.http_only(), Some(true));
@@ -153,5 +153,53 @@ async fn an_operator_approves_a_held_refund_and_replays_dead_letters_in_the_cons
     assert_eq!(b.path().await, "/console/login");
     b.goto(&console("/dead-letters")).await;
     assert_eq!(b.path().await, "/console/login");
+    b.close().await;
+}
+
+/// Opens the console (a stranger lands on the sign-in form) and signs in with `token`.
+async fn sign_in(b: &mut Browser, app: &TestApp, token: &str) {
+    b.goto(&format!("{}/console/", app.base)).await;
+    assert_eq!(b.path().await, "/console/login");
+    b.fill("input[name=token]", token).await;
+    b.click("form[action='/console/login'] button").await;
+}
+
+#[tokio::test]
+async fn an_operator_resends_a_stuck_receipt_in_the_console() {
+    let mut app = TestApp::spawn().await;
+    // The receipt queue's ~two-day ladder compressed to a couple of seconds.
+    app.start_worker_with(&[("BILLING_RETRY_DELAY_DIVISOR", "100000")]);
+    let t = app.fiscal_tenant("SMM-GPT", unused_refunds(), licence_fiscal()).await;
+    app.plan_pro(&t).await;
+    // The tenant's ATOL password is mistyped: the receipt stays pending, its job dead.
+    let tenant_path = format!("/v1/admin/tenants/{}", t.id);
+    let password = |p: &str| json!({"fiscal": {"provider": {"password": p}}});
+    app.admin(Method::PATCH, &tenant_path, Some(&password("mistyped"))).await.expect(200);
+    let (payment, _, _) = paid(&app, &t, "console-receipt").await;
+    dead_letters(&app, "billing.receipts", 1).await;
+    let stuck = receipts(&app, &t, &payment).await.remove(0);
+    assert_eq!((stuck["status"].as_str(), stuck["attempt"].as_i64()), (Some("pending"), Some(1)), "{stuck}");
+    let id = stuck["id"].as_str().unwrap().to_owned();
+
+    let mut b = Browser::start("receipt-resend").await;
+    sign_in(&mut b, &app, ADMIN_TOKEN).await;
+    b.goto(&format!("{}/console/tenants/{}/receipts", app.base, t.id)).await;
+    let listed = b.text("#receipts").await;
+    assert!(listed.contains(&id) && listed.contains("pending") && listed.contains("1390.00 RUB"), "{listed}");
+    b.screenshot("receipt-stuck").await;
+
+    // The password is fixed; Resend sends the same attempt again, and it registers once.
+    app.admin(Method::PATCH, &tenant_path, Some(&password("atol-pass"))).await.expect(200);
+    b.click(&format!("form[action$='/receipts/{id}/resend'] button")).await;
+    assert_eq!(b.path().await, format!("/console/tenants/{}/receipts", t.id));
+    app.settle().await;
+    let registered = receipts(&app, &t, &payment).await.remove(0);
+    assert_eq!((registered["status"].as_str(), registered["attempt"].as_i64()), (Some("registered"), Some(1)));
+    let docs = app.atol.documents();
+    assert_eq!(docs.len(), 1, "registered once");
+    assert_eq!((docs[0].external_id.clone(), docs[0].status.as_str()), (format!("{id}-1"), "done"));
+    b.goto(&format!("{}/console/tenants/{}/receipts", app.base, t.id)).await;
+    assert!(b.text("#receipts").await.contains("Every receipt is registered."));
+    b.screenshot("receipt-registered").await;
     b.close().await;
 }

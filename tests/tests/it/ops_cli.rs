@@ -1,13 +1,17 @@
 //! `billing-ops`, the operator's command line over a running API: a tenant created
 //! from a file works with the key it prints, keys rotate (options before or after the
-//! id), dead letters list and replay, a tenant's payments are looked up; refusals, bad
-//! usage (no command, an id that is not a UUID) and an API that is down each have
-//! their exit code.
+//! id), dead letters list and replay, a tenant's payments are looked up, a receipt
+//! the provider refused is resent and registers once; refusals, bad usage (no
+//! command, an id that is not a UUID) and an API that is down each have their exit
+//! code.
 
 use std::io::Write;
 
 use serde_json::{Value, json};
 
+use billing_tests::atol::AtolScript;
+
+use crate::receipts::{licence_fiscal, paid, receipts, unused_refunds};
 use crate::renewals::{bought_monthly, orbita_on};
 use crate::support::app::ADMIN_TOKEN;
 use crate::support::{Gw, TestApp};
@@ -95,6 +99,11 @@ async fn an_operator_manages_tenants_and_dead_letters_and_looks_up_payments() {
     assert_eq!(json_of(&out), json!({"queue": "billing.receipts", "replayed": 0}));
 
     // Refusals and mistakes.
+    let (code, _, err) = ops(&app.base, &["receipts", "resend", &uuid::Uuid::new_v4().to_string()]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("receipt_not_found"), "{err}");
+    let (code, _, err) = ops(&app.base, &["receipts", "resend", "not-a-uuid"]).await;
+    assert_eq!(code, 2, "{err}");
     let (code, _, err) = ops(&app.base, &["dead-letters", "replay", "billing.nope"]).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("queue_not_found"), "{err}");
@@ -112,6 +121,49 @@ async fn an_operator_manages_tenants_and_dead_letters_and_looks_up_payments() {
     let down = format!("http://127.0.0.1:{}", billing_tests::process::free_port());
     let (code, _, err) = ops(&down, &["dead-letters", "list"]).await;
     assert_eq!(code, 3, "{err}");
+}
+
+#[tokio::test]
+async fn an_operator_resends_a_receipt_the_provider_refused_and_it_registers_once() {
+    let app = TestApp::with_worker().await;
+    let t = app.fiscal_tenant("SMM-GPT", unused_refunds(), licence_fiscal()).await;
+    app.plan_pro(&t).await;
+    // ATOL refuses the first document (error 32): the receipt fails, its job is dead-lettered.
+    app.atol.script(&[AtolScript::Reject32]);
+    let (payment, _, _) = paid(&app, &t, "ops-receipt").await;
+    app.settle().await;
+    let failed = receipts(&app, &t, &payment).await.remove(0);
+    assert_eq!((failed["status"].as_str(), failed["attempt"].as_i64()), (Some("failed"), Some(1)), "{failed}");
+    let id = failed["id"].as_str().unwrap().to_owned();
+
+    // Resent (ATOL takes the next document): pending at attempt 2, then registered.
+    app.atol.script(&[AtolScript::Done]);
+    let resend = ["receipts", "resend", &id, "--idempotency-key", "resend-ops-1"];
+    let (code, out, err) = ops(&app.base, &resend).await;
+    assert_eq!(code, 0, "{err}");
+    let resent = json_of(&out);
+    assert_eq!((resent["status"].as_str(), resent["attempt"].as_i64()), (Some("pending"), Some(2)), "{out}");
+    assert_eq!(resent["external_id"], format!("{id}-2"));
+    app.settle().await;
+    let registered = receipts(&app, &t, &payment).await.remove(0);
+    assert_eq!((registered["status"].as_str(), registered["attempt"].as_i64()), (Some("registered"), Some(2)));
+    assert!(registered["fiscal"]["fiscal_document_number"].is_number(), "{registered}");
+    let docs: Vec<_> = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(&id)).collect();
+    let docs: Vec<_> = docs.iter().map(|d| (d.external_id.clone(), d.status.clone())).collect();
+    assert_eq!(docs, [(format!("{id}-1"), "fail".to_owned()), (format!("{id}-2"), "done".to_owned())]);
+    let events = app.event_types(&t).await;
+    assert_eq!(events.iter().filter(|e| *e == "receipt.failed").count(), 1, "{events:?}");
+    assert_eq!(events.iter().filter(|e| *e == "receipt.registered").count(), 1, "{events:?}");
+
+    // A retry with the first call's key replays its answer; a new resend of a
+    // registered receipt is refused. Neither sends anything to ATOL.
+    let (code, again, err) = ops(&app.base, &resend).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json_of(&again), resent);
+    let (code, _, err) = ops(&app.base, &["receipts", "resend", &id]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("receipt_registered"), "{err}");
+    assert_eq!(app.atol.documents().iter().filter(|d| d.external_id.starts_with(&id)).count(), 2);
 }
 
 /// A file of its own under the system temp directory, removed when dropped (also

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::support::{Tenant, TestApp};
 
 /// A VAT-exempt licence seller (art. 149: vat `none`, payment object 9).
-fn licence_fiscal() -> Value {
+pub(crate) fn licence_fiscal() -> Value {
     json!({"inn": "616812838921", "sno": "usn_income", "vat": "none", "settlement_sign": "full_prepayment",
            "payment_object": 9, "payment_address": "https://smm-gpt.ru", "email": "billing@smm-gpt.ru"})
 }
@@ -22,12 +22,12 @@ fn service_fiscal() -> Value {
            "payment_object": 4, "payment_address": "https://orbita.example.ru", "email": "billing@orbita.example.ru"})
 }
 
-fn unused_refunds() -> Value {
+pub(crate) fn unused_refunds() -> Value {
     json!({"refund_rules": [{"reasons": ["unused"], "decision": "approve", "amount": "full"}]})
 }
 
 /// Buys and pays PRO; returns (payment id, customer e-mail, gateway transaction).
-async fn paid(app: &TestApp, t: &Tenant, external_id: &str) -> (String, String, i64) {
+pub(crate) async fn paid(app: &TestApp, t: &Tenant, external_id: &str) -> (String, String, i64) {
     let customer = app.customer(t, external_id).await;
     let bought = app.purchase(t, &customer, "PRO").await;
     let paid = app.pay(&bought, CARD_OK).await;
@@ -35,7 +35,7 @@ async fn paid(app: &TestApp, t: &Tenant, external_id: &str) -> (String, String, 
     (bought["payment"]["id"].as_str().unwrap().to_owned(), format!("{external_id}@example.ru"), paid.transaction_id)
 }
 
-async fn receipts(app: &TestApp, t: &Tenant, payment: &str) -> Vec<Value> {
+pub(crate) async fn receipts(app: &TestApp, t: &Tenant, payment: &str) -> Vec<Value> {
     let list = app.get(t, &format!("/v1/receipts?payment_id={payment}")).await.expect(200);
     list["data"].as_array().unwrap().clone()
 }
