@@ -28,8 +28,8 @@ usage: billing-ops [--api URL] COMMAND [ARGS]
   dead-letters list [--queue Q] [--all] [--limit N]
                                  what the worker gave up on, newest first (--all: replayed too)
   dead-letters replay QUEUE      put QUEUE's dead letters back to work
-  receipts resend ID             resend a receipt to the fiscal provider: a failed one as its
-                                 next attempt, a pending (stuck) one as another job; prints it
+  receipts resend ID             send a failed receipt (or a pending one whose job is dead)
+                                 to the fiscal provider again, never registering it twice
   payments [--customer ID]       a tenant's payments (needs --key)
   receipts [--payment ID]        a tenant's receipts with their fiscal status (needs --key)
 

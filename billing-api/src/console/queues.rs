@@ -164,7 +164,7 @@ pub(super) async fn receipt_queue(state: Data<AppState>, _: Operator, id: Path<S
         &format!("{}: receipts not registered", tenant.name),
         html! {
             (tenant_tabs(&tid))
-            p.muted { "A pending receipt is being registered by the worker; one stuck there for long (its job in the dead letters of billing.receipts) is sent again by Resend. A failed one is resent as a new attempt: a new document at the provider." }
+            p.muted { "A pending receipt is being registered by the worker. Resend sends a failed receipt, or a pending one whose job is in the dead letters of billing.receipts, again — as a new document only when the provider reported the last one failed, so it is never registered twice." }
             table #receipts {
                 tr { th { "Receipt" } th { "Payment" } th { "Kind" } th { "Status" } th { "Total" } th { "Attempt" } th { "Created" } th { "Failure" } th { "Resend" } }
                 @for r in &open.data {
@@ -183,8 +183,8 @@ pub(super) async fn receipt_queue(state: Data<AppState>, _: Operator, id: Path<S
 }
 
 /// `POST /console/tenants/{id}/receipts/{rid}/resend`: resends the tenant's receipt
-/// as `POST /v1/admin/receipts/{id}/resend` does (409 `receipt_registered` once it
-/// is registered); 303 back to the receipts.
+/// as `POST /v1/admin/receipts/{id}/resend` does (409 `receipt_registered`,
+/// `receipt_in_progress`); 303 back to the receipts.
 #[post("/console/tenants/{id}/receipts/{rid}/resend")]
 pub(super) async fn resend_receipt(state: Data<AppState>, _: Operator, path: Path<(String, String)>) -> Page {
     let (id, rid) = path.into_inner();

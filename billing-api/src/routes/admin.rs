@@ -222,17 +222,17 @@ pub(crate) async fn replay(state: &AppState, queue: &str) -> Result<Replayed, Ap
     Ok(Replayed { queue: queue.name.to_owned(), replayed: count })
 }
 
-/// Resend a receipt to the fiscal provider: a `failed` one goes back to `pending`
-/// at its next attempt (a new document `<id>-<attempt>` at ATOL), a `pending` one
-/// gets another registration job (idempotent by its external_id); the worker
-/// registers it and the tenant receives `receipt.registered`. A retried call does
-/// not add an attempt while the receipt is pending; with an `Idempotency-Key` the
-/// first answer is replayed.
+/// Resend a receipt to the fiscal provider, never registering it twice: a `failed`
+/// receipt whose attempt the provider reported failed goes to its next attempt (a
+/// new document `<id>-<attempt>` at ATOL); one whose job gave up resumes its
+/// attempt (it may be alive there); a `pending` one whose job is dead-lettered gets
+/// another job. The worker registers it: `receipt.resent`, then `receipt.registered`
+/// or `receipt.failed`. With an `Idempotency-Key` a retry replays the first answer.
 #[utoipa::path(post, path = "/v1/admin/receipts/{id}/resend", tag = "operator", security(("operator_token" = [])),
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = ReceiptView), (status = 404, body = Problem, description = "receipt_not_found"),
-        (status = 409, body = Problem, description = "receipt_registered"),
-        (status = 422, body = Problem, description = "invalid_idempotency_key")))]
+        (status = 409, body = Problem, description = "receipt_registered, receipt_in_progress (a job is at work)"),
+        (status = 422, body = Problem, description = "invalid_idempotency_key, idempotency_key_reused")))]
 #[post("/v1/admin/receipts/{id}/resend")]
 async fn resend_receipt(
     state: Data<AppState>,

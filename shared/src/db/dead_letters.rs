@@ -76,3 +76,23 @@ pub async fn mark_replayed(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryR
         .execute(conn)
         .await
 }
+
+/// Marks replayed the not yet replayed dead letters of `queue` whose payload's
+/// `data` has `key` = `id` (jsonb containment); returns how many.
+pub async fn mark_replayed_for_job(
+    conn: &mut AsyncPgConnection,
+    queue: &str,
+    key: &str,
+    id: Uuid,
+) -> QueryResult<usize> {
+    let names = serde_json::json!({"data": {key: id}});
+    diesel::update(
+        dead_letters::table
+            .filter(dead_letters::queue.eq(queue.to_owned()))
+            .filter(dead_letters::replayed_at.is_null())
+            .filter(dead_letters::payload.contains(names)),
+    )
+    .set(dead_letters::replayed_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+}

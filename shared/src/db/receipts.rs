@@ -34,6 +34,10 @@ pub struct ReceiptRow {
     pub fiscal: Option<String>,
     pub registered_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The provider reported the current attempt failed (a `fail` report, or the
+    /// document refused at registration), so a new attempt cannot register the
+    /// receipt twice. False while it may be alive there.
+    pub attempt_failed: bool,
 }
 
 /// Inserts a receipt; false when the payment (or refund) already has one.

@@ -38,3 +38,10 @@ pub async fn list(
 pub async fn mark_replayed(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> ServiceResult<usize> {
     Ok(db::mark_replayed(conn, ids).await?)
 }
+
+/// Marks replayed the dead letters of `queue` whose job names `key` = `id` (its
+/// envelope's `data`), when a new job replaces them (an operator's receipt
+/// resend). Returns how many there were.
+pub async fn settle_job(conn: &mut AsyncPgConnection, queue: &str, key: &str, id: Uuid) -> ServiceResult<usize> {
+    Ok(db::mark_replayed_for_job(conn, queue, key, id).await?)
+}

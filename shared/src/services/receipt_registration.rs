@@ -13,11 +13,12 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
+use tracing::info;
 use uuid::Uuid;
 
 use super::receipts::{self, ReceiptView, external_id};
 use super::tenants::Tenant;
-use super::{JobResult, corrupt};
+use super::{JobResult, corrupt, dead_letters};
 use crate::clock::{Clock, real_now};
 use crate::db::receipts::{self as db, ReceiptRow};
 use crate::db::{PgPool, in_transaction};
@@ -26,6 +27,7 @@ use crate::domain::receipt::{FiscalAttributes, ReceiptDocument};
 use crate::domain::states::ReceiptStatus;
 use crate::error::{ServiceError, ServiceResult};
 use crate::fiscal::{FiscalError, FiscalRegistrar, Registered, Registrars, RegistrationRequest, ReportState};
+use crate::queue::topology::RECEIPTS;
 
 /// Registration attempts (each after the provider reported the previous one failed).
 pub const MAX_ATTEMPTS: i32 = 5;
@@ -75,33 +77,54 @@ async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Lea
                 db::save(c, &row).await?;
                 Ok(JobResult::RetryLater(format!("attempt {attempt} failed ({reason}); the next one follows")))
             }
-            Learned::AttemptFailed(reason) | Learned::Failed(reason) | Learned::GaveUp(reason) => {
-                row.status = ReceiptStatus::Failed;
-                row.failure_reason = Some(reason.clone());
-                db::save(c, &row).await?;
-                receipts::emit(c, now, &row, "receipt.failed").await?;
-                Ok(JobResult::DeadLetter(format!("receipt {id}: {reason}")))
-            }
+            // Only the provider's own word says the attempt is dead there.
+            Learned::AttemptFailed(reason) | Learned::Failed(reason) => fail(c, now, row, reason, true).await,
+            Learned::GaveUp(reason) => fail(c, now, row, reason, false).await,
         }
     })
     .await
 }
 
+/// The receipt fails (`receipt.failed`) and its job is dead-lettered with the
+/// reason; `attempt_failed`: the provider reported the attempt failed.
+async fn fail(
+    c: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    mut row: ReceiptRow,
+    reason: String,
+    attempt_failed: bool,
+) -> ServiceResult<JobResult> {
+    row.status = ReceiptStatus::Failed;
+    row.failure_reason = Some(reason.clone());
+    row.attempt_failed = attempt_failed;
+    db::save(c, &row).await?;
+    receipts::emit(c, now, &row, "receipt.failed").await?;
+    Ok(JobResult::DeadLetter(format!("receipt {}: {reason}", row.id)))
+}
+
 /// An operator's resend of a receipt (`POST /v1/admin/receipts/{id}/resend`,
 /// `billing-ops receipts resend`, the console's Receipts page), in the caller's
-/// transaction:
-/// - `failed` (ATOL refused the document, or its attempts ran out): back to
-///   `pending` at the next attempt, so it goes to the provider as a new document
-///   `<id>-<attempt + 1>` (ATOL keys documents by external_id; the refused one
-///   cannot be sent again), and a registration job is enqueued;
-/// - `pending` (e.g. its job was dead-lettered while the tenant's settings were
-///   refused): a job for the same attempt is enqueued; registering that attempt
-///   is idempotent by its external_id, so a duplicate job registers nothing twice;
-/// - `registered`: 409 `receipt_registered`, nothing written.
+/// transaction. Never a second registration of one receipt:
+/// - `failed` after the provider reported its attempt failed (`attempt_failed`:
+///   a `fail` report, or the document refused at registration): back to `pending`
+///   at the next attempt, a new document `<id>-<attempt + 1>` (GATEWAYS.md §4: after
+///   a `fail`, retry with a new external_id);
+/// - `failed` because its job gave up (the attempt may still be alive at the
+///   provider: processing, an answer lost): back to `pending` at the same attempt,
+///   its provider uuid kept, so the worker polls that document's report, or
+///   re-registers the same external_id (answered "already exists", error 33);
+/// - `pending` whose job is in the dead letters of `billing.receipts` (e.g. the
+///   tenant's ATOL login was refused, since fixed): another job for the same
+///   attempt;
+/// - `pending` with a job at work: 409 `receipt_in_progress`;
+/// - `registered`: 409 `receipt_registered`.
 ///
-/// Calling it again before the worker has run leaves the attempt as it is (the
-/// receipt is pending by then). `tenant` scopes the lookup (the console acts in a
-/// tenant's pages); 404 `receipt_not_found` for an unknown id or another tenant's.
+/// The document is sent as it was built when the payment was captured (a refusal
+/// of its content, ATOL error 32, comes back the same). The receipt's dead letters
+/// are marked replayed (the new job replaces them), and `receipt.resent` tells the
+/// tenant that a receipt it saw fail is being registered again. `tenant` scopes the
+/// lookup (the console acts in one tenant's pages); 404 `receipt_not_found` for an
+/// unknown id or another tenant's.
 pub async fn resend(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -112,6 +135,8 @@ pub async fn resend(
     let Some(mut row) = row else {
         return Err(ServiceError::not_found("receipt_not_found", format!("no receipt {id}")));
     };
+    let dead = dead_letters::settle_job(conn, RECEIPTS.name, "receipt_id", id).await?;
+    let was = (row.status, row.attempt);
     match row.status {
         ReceiptStatus::Registered => {
             return Err(ServiceError::conflict(
@@ -119,15 +144,27 @@ pub async fn resend(
                 format!("receipt {id} is registered; there is nothing to resend"),
             ));
         }
-        ReceiptStatus::Failed => {
-            row.status = ReceiptStatus::Pending;
-            row.attempt += 1;
-            row.provider_uuid = None;
-            db::save(conn, &row).await?;
+        ReceiptStatus::Pending if dead == 0 => {
+            return Err(ServiceError::conflict(
+                "receipt_in_progress",
+                format!("receipt {id} is being registered by the worker; resend it once it failed or its job is dead"),
+            ));
         }
         ReceiptStatus::Pending => {}
+        ReceiptStatus::Failed => {
+            row.status = ReceiptStatus::Pending;
+            if row.attempt_failed {
+                row.attempt += 1;
+                row.provider_uuid = None;
+                row.attempt_failed = false;
+            }
+            db::save(conn, &row).await?;
+            receipts::emit(conn, now, &row, "receipt.resent").await?;
+        }
     }
     receipts::enqueue_again(conn, now, &row).await?;
+    info!(tenant = %row.tenant_id, receipt = %id, status = %was.0, attempt = was.1, resent_attempt = row.attempt,
+        "receipt resent by an operator");
     receipts::view(&row)
 }
 

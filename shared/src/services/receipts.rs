@@ -176,6 +176,7 @@ async fn create(
         fiscal: None,
         registered_at: None,
         created_at: now,
+        attempt_failed: false,
     };
     if db::insert(conn, &row).await? {
         let ordering = payment.ordering_key();

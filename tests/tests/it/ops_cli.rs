@@ -9,12 +9,13 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
+use billing_shared::services::receipt_registration::MAX_ATTEMPTS;
 use billing_tests::atol::AtolScript;
 
 use crate::receipts::{licence_fiscal, paid, receipts, unused_refunds};
 use crate::renewals::{bought_monthly, orbita_on};
 use crate::support::app::ADMIN_TOKEN;
-use crate::support::{Gw, TestApp};
+use crate::support::{Gw, Tenant, TestApp};
 
 /// Runs `billing-ops args` against `api` (without blocking the runtime the API under
 /// test is served from): (exit code, stdout, stderr).
@@ -123,38 +124,57 @@ async fn an_operator_manages_tenants_and_dead_letters_and_looks_up_payments() {
     assert_eq!(code, 3, "{err}");
 }
 
+/// Waits until `payment`'s receipt is `status`; returns it.
+async fn receipt_when(app: &TestApp, t: &Tenant, payment: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = receipts(app, t, payment).await.remove(0);
+        if last["status"] == status {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the receipt of {payment} never became {status}: {last}");
+}
+
+/// The documents ATOL holds for receipt `id`: (external_id, status).
+fn documents_of(app: &TestApp, id: &str) -> Vec<(String, String)> {
+    let docs = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(id));
+    docs.map(|d| (d.external_id, d.status)).collect()
+}
+
 #[tokio::test]
-async fn an_operator_resends_a_receipt_the_provider_refused_and_it_registers_once() {
-    let app = TestApp::with_worker().await;
+async fn an_operator_resends_failed_receipts_and_each_registers_once() {
+    let mut app = TestApp::spawn().await;
+    // The receipt queue's ~two-day ladder compressed to a couple of seconds.
+    app.start_worker_with(&[("BILLING_RETRY_DELAY_DIVISOR", "100000")]);
     let t = app.fiscal_tenant("SMM-GPT", unused_refunds(), licence_fiscal()).await;
     app.plan_pro(&t).await;
-    // ATOL refuses the first document (error 32): the receipt fails, its job is dead-lettered.
-    app.atol.script(&[AtolScript::Reject32]);
-    let (payment, _, _) = paid(&app, &t, "ops-receipt").await;
-    app.settle().await;
-    let failed = receipts(&app, &t, &payment).await.remove(0);
-    assert_eq!((failed["status"].as_str(), failed["attempt"].as_i64()), (Some("failed"), Some(1)), "{failed}");
-    let id = failed["id"].as_str().unwrap().to_owned();
 
-    // Resent (ATOL takes the next document): pending at attempt 2, then registered.
+    // 1. ATOL reports every attempt failed (queue timeouts): the receipt fails at
+    //    attempt 5, and a resend is a new document, registered once.
+    app.atol.script(&[AtolScript::FailTimeout; 5]);
+    let (payment, _, _) = paid(&app, &t, "ops-receipt-1").await;
+    let failed = receipt_when(&app, &t, &payment, "failed").await;
+    assert_eq!(failed["attempt"], MAX_ATTEMPTS, "five attempts, the last one failed too: {failed}");
+    let id = failed["id"].as_str().unwrap().to_owned();
     app.atol.script(&[AtolScript::Done]);
     let resend = ["receipts", "resend", &id, "--idempotency-key", "resend-ops-1"];
     let (code, out, err) = ops(&app.base, &resend).await;
     assert_eq!(code, 0, "{err}");
     let resent = json_of(&out);
-    assert_eq!((resent["status"].as_str(), resent["attempt"].as_i64()), (Some("pending"), Some(2)), "{out}");
-    assert_eq!(resent["external_id"], format!("{id}-2"));
-    app.settle().await;
-    let registered = receipts(&app, &t, &payment).await.remove(0);
-    assert_eq!((registered["status"].as_str(), registered["attempt"].as_i64()), (Some("registered"), Some(2)));
+    assert_eq!((resent["status"].as_str(), resent["attempt"].as_i64()), (Some("pending"), Some(6)), "{out}");
+    assert_eq!(resent["external_id"], format!("{id}-6"));
+    let registered = receipt_when(&app, &t, &payment, "registered").await;
+    assert_eq!(registered["attempt"], 6);
     assert!(registered["fiscal"]["fiscal_document_number"].is_number(), "{registered}");
-    let docs: Vec<_> = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(&id)).collect();
-    let docs: Vec<_> = docs.iter().map(|d| (d.external_id.clone(), d.status.clone())).collect();
-    assert_eq!(docs, [(format!("{id}-1"), "fail".to_owned()), (format!("{id}-2"), "done".to_owned())]);
+    let docs = documents_of(&app, &id);
+    assert_eq!(docs.iter().filter(|d| d.1 == "fail").count(), 5, "{docs:?}");
+    assert_eq!(docs.iter().filter(|d| d.1 == "done").collect::<Vec<_>>(), [&(format!("{id}-6"), "done".to_owned())]);
     let events = app.event_types(&t).await;
-    assert_eq!(events.iter().filter(|e| *e == "receipt.failed").count(), 1, "{events:?}");
-    assert_eq!(events.iter().filter(|e| *e == "receipt.registered").count(), 1, "{events:?}");
-
+    for (ty, n) in [("receipt.failed", 1), ("receipt.resent", 1), ("receipt.registered", 1)] {
+        assert_eq!(events.iter().filter(|e| *e == ty).count(), n, "{ty}: {events:?}");
+    }
     // A retry with the first call's key replays its answer; a new resend of a
     // registered receipt is refused. Neither sends anything to ATOL.
     let (code, again, err) = ops(&app.base, &resend).await;
@@ -163,7 +183,29 @@ async fn an_operator_resends_a_receipt_the_provider_refused_and_it_registers_onc
     let (code, _, err) = ops(&app.base, &["receipts", "resend", &id]).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("receipt_registered"), "{err}");
-    assert_eq!(app.atol.documents().iter().filter(|d| d.external_id.starts_with(&id)).count(), 2);
+    assert_eq!(documents_of(&app, &id).len(), 6);
+
+    // 2. ATOL holds the document past the job's retries: the receipt fails while
+    //    its document is alive there. A resend resumes that attempt (no second
+    //    document), and it registers once ATOL completes it.
+    app.atol.script(&[AtolScript::NeverProcess]);
+    let (payment, _, _) = paid(&app, &t, "ops-receipt-2").await;
+    let failed = receipt_when(&app, &t, &payment, "failed").await;
+    assert!(failed["failure_reason"].as_str().unwrap().contains("not registered after all retries"), "{failed}");
+    let id = failed["id"].as_str().unwrap().to_owned();
+    let (code, out, err) = ops(&app.base, &["receipts", "resend", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    let resent = json_of(&out);
+    assert_eq!((resent["status"].as_str(), resent["attempt"].as_i64()), (Some("pending"), Some(1)), "{out}");
+    // Its job is at work now: another resend is refused.
+    let (code, _, err) = ops(&app.base, &["receipts", "resend", &id]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("receipt_in_progress"), "{err}");
+    app.atol.release_all();
+    let registered = receipt_when(&app, &t, &payment, "registered").await;
+    assert_eq!(registered["attempt"], 1, "{registered}");
+    assert_eq!(documents_of(&app, &id), [(format!("{id}-1"), "done".to_owned())]);
+    app.assert_ledger_balanced().await;
 }
 
 /// A file of its own under the system temp directory, removed when dropped (also

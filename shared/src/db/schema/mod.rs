@@ -432,6 +432,7 @@ diesel::table! {
         registered_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        attempt_failed -> Bool,
     }
 }
 
