@@ -16,11 +16,12 @@ use crate::extract::{Idempotency, JsonBody, TenantAuth};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_customer)
+    // The entitlement read first: the hottest route of all (`super::configure`).
+    cfg.service(get_entitlements)
+        .service(create_customer)
         .service(list_customers)
         .service(get_customer)
-        .service(patch_customer)
-        .service(get_entitlements);
+        .service(patch_customer);
 }
 
 /// Create a customer (`external_id` is the product's own id, unique per tenant).

@@ -23,19 +23,24 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
+/// Registers every route. actix tries routes in registration order, matching each
+/// pattern with a path parameter by a regex (and again when the metrics
+/// middleware names the route), so the hot paths go first: entitlement reads,
+/// provider notifications, usage ingest (bench/README, entitlement reads). No two
+/// modules' patterns overlap, so the order decides nothing else.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    customers::configure(cfg);
+    webhooks::configure(cfg);
+    usage::configure(cfg);
     admin::configure(cfg);
     plans::configure(cfg);
-    customers::configure(cfg);
     balance::configure(cfg);
     subscriptions::configure(cfg);
     payments::configure(cfg);
     partners::configure(cfg);
     invoices::configure(cfg);
-    usage::configure(cfg);
     refunds::configure(cfg);
     receipts::configure(cfg);
-    webhooks::configure(cfg);
     service::configure(cfg);
 }
 
