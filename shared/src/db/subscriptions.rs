@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::schema::{subscription_notices, subscription_transitions, subscriptions};
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
-use crate::domain::subscription::{Cause, HistoryEntry, Subscription, SubscriptionStatus};
+use crate::domain::subscription::{Cause, HistoryEntry, Standing, Subscription, SubscriptionStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = subscriptions, check_for_backend(diesel::pg::Pg))]
@@ -59,6 +59,31 @@ macro_rules! subscription_fields {
             renewal_notice_for, expiry_notice_for, pending_until,
         })
     };
+}
+
+/// The columns of a subscription that access and usage attribution read
+/// ([`Standing`]): what the entitlement read selects.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = subscriptions, check_for_backend(diesel::pg::Pg))]
+struct StandingRow {
+    id: SubscriptionId,
+    plan_id: Uuid,
+    status: SubscriptionStatus,
+    auto_renew: bool,
+    current_period_start: Option<DateTime<Utc>>,
+    current_period_end: Option<DateTime<Utc>>,
+    grace_until: Option<DateTime<Utc>>,
+    paid_through: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<StandingRow> for Standing {
+    fn from(r: StandingRow) -> Self {
+        same_fields!(r => Standing {
+            id, plan_id, status, auto_renew, current_period_start, current_period_end, grace_until, paid_through,
+            created_at,
+        })
+    }
 }
 
 impl From<Row> for Subscription {
@@ -158,7 +183,7 @@ pub struct LiveCounter {
 #[derive(Debug, Clone)]
 pub struct LiveWithCounters {
     pub customer_time_zone: String,
-    pub subscription: Subscription,
+    pub subscription: Standing,
     pub counters: Vec<LiveCounter>,
 }
 
@@ -175,7 +200,7 @@ pub async fn live_with_counters(
     customer_id: CustomerId,
 ) -> QueryResult<Option<LiveWithCounters>> {
     use super::schema::{customers, usage_counters};
-    let rows: Vec<(Row, String, CounterColumns)> = customers::table
+    let rows: Vec<(StandingRow, String, CounterColumns)> = customers::table
         .inner_join(
             subscriptions::table.on(subscriptions::customer_id
                 .eq(customers::id)
@@ -192,7 +217,7 @@ pub async fn live_with_counters(
         .filter(customers::tenant_id.eq(tenant_id))
         .filter(customers::id.eq(customer_id))
         .select((
-            Row::as_select(),
+            StandingRow::as_select(),
             customers::time_zone,
             (usage_counters::metric, usage_counters::period_start, usage_counters::used, usage_counters::peak)
                 .nullable(),
@@ -200,7 +225,7 @@ pub async fn live_with_counters(
         .load(conn)
         .await?;
     // A live subscription before a pending purchase (ORDER BY status = 'pending_payment').
-    let pending = |r: &Row| r.status == SubscriptionStatus::PendingPayment;
+    let pending = |r: &StandingRow| r.status == SubscriptionStatus::PendingPayment;
     let Some(chosen) = rows.iter().map(|(r, _, _)| r).min_by_key(|r| pending(r)).map(|r| r.id) else {
         return Ok(None);
     };
@@ -211,7 +236,7 @@ pub async fn live_with_counters(
         .chain(picked.filter_map(|(_, _, c)| c))
         .map(|(metric, period_start, used, peak)| LiveCounter { metric, period_start, used, peak })
         .collect();
-    Ok(Some(LiveWithCounters { customer_time_zone, subscription: Subscription::from(sub), counters }))
+    Ok(Some(LiveWithCounters { customer_time_zone, subscription: Standing::from(sub), counters }))
 }
 
 /// Every subscription of the customer that has not ended (a live one and a pending

@@ -30,7 +30,7 @@ use crate::domain::ids::{CustomerId, SubscriptionId};
 use crate::domain::money::Money;
 use crate::domain::plan::{MetricKind, QuotaReset};
 use crate::domain::states::{AttemptChannel, LineKind, PaymentKind};
-use crate::domain::subscription::{Subscription, SubscriptionStatus};
+use crate::domain::subscription::{Standing, Subscription, SubscriptionStatus};
 use crate::domain::usage::{PeriodFacts, Unattributable, Usage, overage, period_of};
 use crate::error::{ServiceError, ServiceResult};
 
@@ -143,14 +143,14 @@ fn kind_str(kind: MetricKind) -> &'static str {
 }
 
 /// Whether a period follows the current one at its end.
-fn continues(sub: &Subscription) -> bool {
+fn continues(sub: &Standing) -> bool {
     let end = sub.current_period_end;
     (sub.auto_renew && sub.status != SubscriptionStatus::Canceled)
         || sub.paid_through.is_some_and(|p| end.is_some_and(|e| p > e))
 }
 
 /// The facts attribution needs, or `None` when the subscription has no period.
-pub fn facts(sub: &Subscription, plan: &Plan, customer_tz: chrono_tz::Tz) -> Option<PeriodFacts> {
+pub fn facts(sub: &Standing, plan: &Plan, customer_tz: chrono_tz::Tz) -> Option<PeriodFacts> {
     Some(PeriodFacts {
         created_at: sub.created_at,
         period_start: sub.current_period_start?,
@@ -237,8 +237,9 @@ pub async fn ingest(
             continue;
         };
         let tz = super::stored_time_zone(&target.time_zone)?;
-        let attributed =
-            facts(sub, plan, tz).ok_or(Unattributable::NoSubscription).and_then(|f| period_of(event.occurred_at, &f));
+        let attributed = facts(&sub.standing(), plan, tz)
+            .ok_or(Unattributable::NoSubscription)
+            .and_then(|f| period_of(event.occurred_at, &f));
         match attributed {
             Ok(period_start) => valid.push(Valid {
                 index,
@@ -363,7 +364,7 @@ async fn emit_exhausted(
 /// window — its end. `None` when nothing counts now.
 pub fn current_key(
     now: DateTime<Utc>,
-    sub: &Subscription,
+    sub: &Standing,
     plan: &Plan,
     customer_tz: chrono_tz::Tz,
 ) -> Option<DateTime<Utc>> {
@@ -418,7 +419,7 @@ pub async fn bill_ended_period(
     // With a last-day reset, usage after the reset counts towards a period that
     // does not follow: it is billed with this one.
     if plan.quota_reset == QuotaReset::LastDayLocalMidnight
-        && !continues(sub)
+        && !continues(&sub.standing())
         && let Some(end) = sub.current_period_end
     {
         lines.extend(close_period(conn, now, tenant, sub, plan, end).await?);

@@ -200,6 +200,49 @@ impl Subscription {
 
     /// What the access rule needs.
     pub fn access_facts(&self) -> AccessFacts {
+        self.standing().access_facts()
+    }
+
+    /// May the customer use the product at `now`?
+    pub fn has_access(&self, now: DateTime<Utc>) -> bool {
+        has_access(self.access_facts(), now)
+    }
+
+    /// The fields access and usage attribution read.
+    pub fn standing(&self) -> Standing {
+        Standing {
+            id: self.id,
+            plan_id: self.plan_id,
+            status: self.status,
+            auto_renew: self.auto_renew,
+            current_period_start: self.current_period_start,
+            current_period_end: self.current_period_end,
+            grace_until: self.grace_until,
+            paid_through: self.paid_through,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// What access ([`has_access`]) and usage attribution (`services::usage::facts`)
+/// read of a subscription, and all the entitlement read selects of it
+/// (`db::subscriptions::live_with_counters`: nine columns, not the whole row).
+#[derive(Debug, Clone, Copy)]
+pub struct Standing {
+    pub id: SubscriptionId,
+    pub plan_id: Uuid,
+    pub status: SubscriptionStatus,
+    pub auto_renew: bool,
+    pub current_period_start: Option<DateTime<Utc>>,
+    pub current_period_end: Option<DateTime<Utc>>,
+    pub grace_until: Option<DateTime<Utc>>,
+    /// The end of the last paid extension queued after the current period.
+    pub paid_through: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Standing {
+    pub fn access_facts(&self) -> AccessFacts {
         AccessFacts {
             status: self.status,
             auto_renew: self.auto_renew,
