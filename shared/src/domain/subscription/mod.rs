@@ -198,14 +198,9 @@ impl Subscription {
             && self.renewal_payment_id.is_none()
     }
 
-    /// What the access rule needs.
-    pub fn access_facts(&self) -> AccessFacts {
-        self.standing().access_facts()
-    }
-
-    /// May the customer use the product at `now`?
+    /// May the customer use the product at `now`? ([`has_access`])
     pub fn has_access(&self, now: DateTime<Utc>) -> bool {
-        has_access(self.access_facts(), now)
+        self.standing().has_access(now)
     }
 
     /// The fields access and usage attribution read.
@@ -242,6 +237,7 @@ pub struct Standing {
 }
 
 impl Standing {
+    /// What the access rule needs.
     pub fn access_facts(&self) -> AccessFacts {
         AccessFacts {
             status: self.status,
