@@ -136,7 +136,12 @@ fn parse(mut args: Vec<String>) -> Result<Call, Failure> {
     let first = args.remove(0);
     let command = match first.as_str() {
         "tenant" | "dead-letters" if !args.is_empty() => format!("{first} {}", args.remove(0)),
-        "receipts" if args.first().is_some_and(|a| a == "resend") => format!("{first} {}", args.remove(0)),
+        // Options may come before the word (`receipts --payment P resend ID` is a
+        // resend, and refused for its option); no payment id is the word `resend`.
+        "receipts" if args.iter().any(|a| a == "resend") => {
+            args.retain(|a| a != "resend");
+            format!("{first} resend")
+        }
         _ => first,
     };
     Ok(match command.as_str() {

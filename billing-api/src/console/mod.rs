@@ -3,9 +3,9 @@
 //! so a page and `GET /v1/...` never disagree.
 //!
 //! Signing in takes the operator token (`BILLING_ADMIN_TOKEN`); the session is an
-//! HttpOnly, `SameSite=Strict` cookie holding its issue time and an HMAC keyed by
-//! the token (never the token), valid for 8 hours and until the token changes
-//! (`session`). Every action is a POST form answered with a 303 back to its page;
+//! HttpOnly, `SameSite=Strict` cookie holding its issue time, a random id and an
+//! HMAC keyed by the token (never the token), valid for 8 hours, until the token
+//! changes, or until it is signed out on any replica (`session`). Every action is a POST form answered with a 303 back to its page;
 //! forms from another origin are refused. Pages carry a Content-Security-Policy
 //! (no scripts, no framing, forms only to the console) and `Cache-Control:
 //! no-store`. Without an operator token the console is off (404), like the
@@ -135,10 +135,11 @@ pub struct Operator;
 
 impl FromRequest for Operator {
     type Error = ConsoleError;
-    type Future = std::future::Ready<Result<Self, ConsoleError>>;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ConsoleError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(session::check(req).map(|()| Operator))
+        let req = req.clone();
+        Box::pin(async move { session::check(req).await.map(|()| Operator) })
     }
 }
 

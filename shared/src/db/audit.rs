@@ -28,19 +28,22 @@ pub const INVARIANTS: [Invariant; 11] = [
               WHERE ($1::uuid IS NULL OR t.tenant_id = $1) \
               GROUP BY t.id, e.currency HAVING sum(e.amount) <> 0",
     },
-    // No foreign key holds this since migration 000015: the statement-level checks
-    // (ledger_assert_balanced) enforce it on insert and 000016 refuses TRUNCATE; this
-    // finds what got past them (a partial restore, triggers disabled). An entry is
-    // the tenant's through its account (entries have no tenant column; one whose
-    // account is gone too shows only in an audit of all tenants).
+    // No foreign key holds this since migrations 000003 (accounts) and 000015
+    // (transactions): the statement-level checks (ledger_assert_balanced) enforce
+    // the transaction on insert and 000016 refuses TRUNCATE; this finds what got
+    // past them (a partial restore, triggers disabled). An entry is the tenant's
+    // through its account or its transaction (entries have no tenant column; one
+    // whose account and transaction are both gone shows only in an audit of all
+    // tenants).
     Invariant {
         name: "ledger_complete",
-        promise: "every ledger entry belongs to an existing transaction, and every transaction has \
-                  at least two entries",
+        promise: "every ledger entry belongs to an existing transaction and an existing account, \
+                  and every transaction has at least two entries",
         sql: "SELECT 'entry ' || e.id::text AS key FROM ledger_entries e \
               LEFT JOIN ledger_accounts a ON a.id = e.account_id \
-              WHERE ($1::uuid IS NULL OR a.tenant_id = $1) \
-                AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.id = e.transaction_id) \
+              LEFT JOIN ledger_transactions t ON t.id = e.transaction_id \
+              WHERE ($1::uuid IS NULL OR a.tenant_id = $1 OR t.tenant_id = $1) \
+                AND (a.id IS NULL OR t.id IS NULL) \
               UNION ALL \
               SELECT 'transaction ' || t.id::text FROM ledger_transactions t \
               LEFT JOIN ledger_entries e ON e.transaction_id = t.id \

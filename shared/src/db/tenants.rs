@@ -125,7 +125,12 @@ pub async fn webhook_targets(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(T
     tenants::table.select((tenants::id, tenants::webhook_url.is_not_null())).load(conn).await
 }
 
-/// Every tenant's id and name, by name (the operator console's list).
-pub async fn names(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(TenantId, String)>> {
-    tenants::table.select((tenants::id, tenants::name)).order((tenants::name, tenants::id)).load(conn).await
+/// Every tenant's id and name (only `only`'s when given), by name (the operator
+/// console's list and a tenant's page).
+pub async fn names(conn: &mut AsyncPgConnection, only: Option<TenantId>) -> QueryResult<Vec<(TenantId, String)>> {
+    let mut q = tenants::table.select((tenants::id, tenants::name)).into_boxed();
+    if let Some(id) = only {
+        q = q.filter(tenants::id.eq(id));
+    }
+    q.order((tenants::name, tenants::id)).load(conn).await
 }

@@ -21,6 +21,7 @@ use super::tenants::Tenant;
 use super::{Page, PageRequest};
 use crate::db::attempts::{self, AttemptRow};
 use crate::db::business_metrics;
+use crate::db::console_sessions;
 use crate::db::customers as customers_db;
 use crate::db::outbox::{self, EventEntry};
 use crate::db::payments::PaymentFilter;
@@ -51,10 +52,9 @@ pub async fn tenants(
     now: DateTime<Utc>,
     tenant: Option<TenantId>,
 ) -> ServiceResult<Vec<TenantSummary>> {
-    let mut summaries: Vec<TenantSummary> = tenants_db::names(conn)
+    let mut summaries: Vec<TenantSummary> = tenants_db::names(conn, tenant)
         .await?
         .into_iter()
-        .filter(|(id, _)| tenant.is_none_or(|t| t == *id))
         .map(|(id, name)| TenantSummary {
             id,
             name,
@@ -179,4 +179,20 @@ pub async fn daily(conn: &mut AsyncPgConnection, tenant: &Tenant, now: DateTime<
         .map(|t| t.with_timezone(&Utc))
         .ok_or_else(|| ServiceError::Internal(format!("no midnight on {first} in {}", tenant.time_zone)))?;
     Ok(Daily { days: revenue::daily(conn, tenant.id, &tenant.time_zone, since).await?, today })
+}
+
+/// Signs console session `id` out on every replica: refused from now until
+/// `expires_at`, when it would have expired anyway.
+pub async fn sign_out(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> ServiceResult<()> {
+    Ok(console_sessions::sign_out(conn, id, expires_at, now).await?)
+}
+
+/// Whether console session `id` was signed out.
+pub async fn signed_out(conn: &mut AsyncPgConnection, id: &str) -> ServiceResult<bool> {
+    Ok(console_sessions::signed_out(conn, id).await?)
 }

@@ -50,8 +50,8 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
 
     // Break five promises in the first tenant's data: a counter holding usage no
     // stored event accounts for is usage counted twice; an entry whose transaction
-    // does not exist (written past the ledger's insert check, as a restore of one
-    // table could).
+    // does not exist and two whose accounts do not (written past the ledger's insert
+    // check, as a restore of one table could).
     app.db.execute(&format!("UPDATE subscriptions SET status = 'pending_payment' WHERE id = '{sub}'")).await;
     app.db
         .execute(&format!(
@@ -80,16 +80,27 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
             t.id
         ))
         .await;
+    // Two entries (balanced) of one of its transactions on accounts that do not exist.
+    app.db
+        .execute(&format!(
+            "INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) \
+             SELECT t.id, gen_random_uuid(), v.amount, 'RUB' FROM (SELECT id FROM ledger_transactions \
+             WHERE tenant_id = '{}' LIMIT 1) t, (VALUES (1.00), (-1.00)) v(amount)",
+            t.id
+        ))
+        .await;
     app.db.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_balanced").await;
     let (code, table) = audit(&app, &[]);
     assert_eq!(code, 1, "{table}");
-    assert!(row(&table, "ledger_complete").contains("|        1 | entry "), "{table}");
+    assert!(row(&table, "ledger_complete").contains("|        3 | entry "), "{table}");
+    let (_, own) = audit(&app, &["--tenant", &t.id]);
+    assert!(row(&own, "ledger_complete").contains("|        3 | entry "), "the tenant's own audit: {own}");
     assert!(row(&table, "usage_counted_once").contains(&format!("|        1 | {sub} messages")), "{table}");
     assert!(row(&table, "subscriptions_match_payments").contains(&format!("|        1 | {sub}")), "{table}");
     assert!(row(&table, "refunds_within_captures").contains("|        1 |"), "{table}");
     assert!(row(&table, "outbox_draining").contains("|        1 |"), "{table}");
     assert!(row(&table, "ledger_balanced").contains("|        0 |"), "{table}");
-    assert!(table.ends_with("11 invariants checked, 5 breaches\n"), "{table}");
+    assert!(table.ends_with("11 invariants checked, 7 breaches\n"), "{table}");
 
     // Per tenant: the other tenant's data is clean.
     let (code, table) = audit(&app, &["--tenant", &other.id]);

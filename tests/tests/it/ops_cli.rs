@@ -105,6 +105,12 @@ async fn an_operator_manages_tenants_and_dead_letters_and_looks_up_payments() {
     assert!(err.contains("receipt_not_found"), "{err}");
     let (code, _, err) = ops(&app.base, &["receipts", "resend", "not-a-uuid"]).await;
     assert_eq!(code, 2, "{err}");
+    let (code, _, err) = ops(&app.base, &["receipts", "resend"]).await;
+    assert_eq!(code, 2, "no receipt id: {err}");
+    let any = uuid::Uuid::new_v4().to_string();
+    let (code, _, err) = ops(&app.base, &["receipts", "--payment", &any, "resend", &any]).await;
+    assert_eq!(code, 2, "a listing option on a resend: {err}");
+    assert!(err.contains("unknown option --payment"), "{err}");
     let (code, _, err) = ops(&app.base, &["dead-letters", "replay", "billing.nope"]).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("queue_not_found"), "{err}");

@@ -474,3 +474,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     invoice_counters,
     acts,
 );
+
+diesel::table! {
+    console_signed_out (session_id) {
+        session_id -> Text,
+        expires_at -> Timestamptz,
+    }
+}
