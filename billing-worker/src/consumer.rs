@@ -178,18 +178,27 @@ async fn settle(
     last: bool,
     outcome: ServiceResult<JobResult>,
 ) {
+    // (reason, poison, expected): a job asking to be tried again later (a report
+    // still pending, a provider to ask again) is the normal course of some jobs,
+    // logged at info; an error or a dead letter is a warning.
     let failure = match outcome {
         Ok(JobResult::Done) => None,
-        Ok(JobResult::RetryLater(reason)) => Some((reason, false)),
-        Ok(JobResult::DeadLetter(reason)) => Some((reason, true)),
+        Ok(JobResult::RetryLater(reason)) => Some((reason, false, true)),
+        Ok(JobResult::DeadLetter(reason)) => Some((reason, true, false)),
         // A message that can never be handled goes straight to the dead letters.
-        Err(e @ ServiceError::Invalid { .. }) | Err(e @ ServiceError::NotFound { .. }) => Some((e.to_string(), true)),
-        Err(e) => Some((e.to_string(), false)),
+        Err(e @ ServiceError::Invalid { .. }) | Err(e @ ServiceError::NotFound { .. }) => {
+            Some((e.to_string(), true, false))
+        }
+        Err(e) => Some((e.to_string(), false, false)),
     };
     let settled = match failure {
         None => Ok(()),
-        Some((reason, poison)) => {
-            tracing::warn!(queue = queue.name, attempt, %reason, "job failed");
+        Some((reason, poison, expected)) => {
+            if expected && !last {
+                tracing::info!(queue = queue.name, attempt, %reason, "job to be tried again");
+            } else {
+                tracing::warn!(queue = queue.name, attempt, %reason, "job failed");
+            }
             if poison || last {
                 dead_letter(channel, queue, handlers, delivery, attempt, &reason).await
             } else {

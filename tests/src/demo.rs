@@ -153,13 +153,15 @@ bank statement); run the steps in one shell, in order: they share KEY, CUSTOMER,
       | curl -s {sim}/sim/widget/pay -H 'content-type: application/json' -d @-
   curl -s {api}/v1/customers/$CUSTOMER/entitlements -H "Authorization: Bearer $KEY"
 
-  (card 4012888888881881 in the widget call declines with InsufficientFunds.)
+  (add "card":"4012888888881881" to the JSON sent to /sim/widget/pay to have the payment
+  declined with InsufficientFunds.)
 
    The 54-FZ receipt is registered with the ATOL simulator (fiscal attributes included),
    and within a day of payment an unused tariff is refunded through the simulator
    (WhatsMonster 7.12), followed by a refund receipt:
 
   PAYMENT=$(python3 -c 'import json;print(json.load(open("/tmp/purchase.json"))["payment"]["id"])')
+  sleep 2   # the worker registers the receipt
   curl -s "{api}/v1/receipts?payment_id=$PAYMENT" -H "Authorization: Bearer $KEY"
   curl -s {api}/v1/refunds -H "Authorization: Bearer $KEY" -d "{{\"payment_id\":\"$PAYMENT\",\"reason\":\"unused\"}}"
   sleep 5   # the worker pays it back through the simulator
@@ -176,7 +178,7 @@ bank statement); run the steps in one shell, in order: they share KEY, CUSTOMER,
   python3 -c 'import json;print(json.dumps(json.load(open("/tmp/purchase.json"))["payment"]["confirmation"]))' \
       | curl -s {sim}/sim/widget/pay -H 'content-type: application/json' -d @-
   curl -s {api}/v1/admin/clock -H "Authorization: Bearer {admin_token}" \
-      -d "{{\"now\":\"$(date -u -d '+3 months' +%Y-%m-%dT%H:%M:%SZ)\"}}"
+      -d "{{\"now\":\"$(date -u -d '+3 months +1 hour' +%Y-%m-%dT%H:%M:%SZ)\"}}"
   sleep 10  # the scheduler catches up period by period; the clock reports "settled": true when done
   curl -s "{api}/v1/payments?customer_id=$CUSTOMER" -H "Authorization: Bearer $KEY"   # purchase + 3 renewals
 

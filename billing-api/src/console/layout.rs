@@ -17,8 +17,18 @@ nav.tabs a{margin-right:12px}.status{font-weight:600}.muted{color:#646970}\
 .problem{background:#fcf0f1;border:1px solid #d63638;padding:12px}\
 form.inline{display:inline}button{cursor:pointer}input[type=text]{width:280px}";
 
-/// A whole page: header with the console's links, `title` as its heading, `body`.
+/// A whole page: header with the console's links and sign-out, `title` as its
+/// heading, `body`.
 pub fn page(title: &str, body: Markup) -> Markup {
+    frame(title, body, true)
+}
+
+/// The sign-in page's frame: no links to pages behind the sign-in, no sign-out.
+pub fn signed_out_page(title: &str, body: Markup) -> Markup {
+    frame(title, body, false)
+}
+
+fn frame(title: &str, body: Markup, signed_in: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -31,9 +41,11 @@ pub fn page(title: &str, body: Markup) -> Markup {
             body {
                 header {
                     a href="/console/" { strong { "Billing console" } }
-                    a href="/console/" { "Tenants" }
-                    a href="/console/dead-letters" { "Dead letters" }
-                    form method="post" action="/console/logout" { button type="submit" { "Sign out" } }
+                    @if signed_in {
+                        a href="/console/" { "Tenants" }
+                        a href="/console/dead-letters" { "Dead letters" }
+                        form method="post" action="/console/logout" { button type="submit" { "Sign out" } }
+                    }
                 }
                 main { h1 { (title) } (body) }
             }

@@ -109,7 +109,7 @@ fn session_cookie(value: String, max_age_seconds: i64, secure: bool) -> Cookie<'
 }
 
 fn form(failed: bool) -> maud::Markup {
-    layout::page(
+    layout::signed_out_page(
         "Sign in",
         html! {
             @if failed { div.problem #detail { "That is not the operator token." } }
