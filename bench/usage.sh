@@ -9,14 +9,19 @@
 # concurrent keep-alive connections, then prints events/s per batch size, and
 # checks that the counters add up to what was sent.
 #
-# usage: bench/usage.sh [BATCH ...]      env: EVENTS=200000 CLIENTS=4 CUSTOMERS=1000
+# STORED=N first stores N older events (metric `stored`, an earlier period, no
+# counters) so the rate can be compared with an empty table (issue 15, part 5).
+# Event ids, stored and sent, are MD5 hex strings: spread over the key space as
+# products' own ids are, so every insert lands on a random page of the id index.
+#
+# usage: bench/usage.sh [BATCH ...]      env: EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
 ensure_toolchain
 ensure_services
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1 100 10000)
-EVENTS="${EVENTS:-200000}" CLIENTS="${CLIENTS:-4}" CUSTOMERS="${CUSTOMERS:-1000}"
+EVENTS="${EVENTS:-200000}" CLIENTS="${CLIENTS:-4}" CUSTOMERS="${CUSTOMERS:-1000}" STORED="${STORED:-0}"
 log "building the release API"
 cargo build --release --quiet -p billing-api
 DB=billing_bench_usage
@@ -57,12 +62,27 @@ INSERT INTO subscriptions (id, tenant_id, customer_id, plan_id, status, auto_ren
 ANALYZE;
 SQL
 q -c "SELECT id FROM customers" > .run/bench/usage-customers.txt
+if [ "$STORED" -gt 0 ]; then
+  log "storing $STORED older events first"
+  for ((from = 1; from <= STORED; from += 5000000)); do
+    to=$((from + 5000000 - 1)); [ "$to" -le "$STORED" ] || to=$STORED
+    q -v tid="$tid" -v lo="$from" -v hi="$to" -v n="$CUSTOMERS" <<'SQL'
+INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start,
+    received_at)
+  SELECT :'tid', md5('stored-' || g), s.customer_id, s.id, 'stored', 1, '2026-03-30T09:00:00Z', '2026-03-20T09:00:00Z',
+         '2026-03-30T09:00:00Z'
+  FROM generate_series(:lo, :hi) g
+  JOIN (SELECT id, customer_id, row_number() OVER (ORDER BY id) - 1 AS k FROM subscriptions) s ON s.k = g % :n;
+SQL
+  done
+  q -c "VACUUM ANALYZE usage_events" >/dev/null
+fi
 
 : > .run/bench/usage-rows.txt
 for b in "${sizes[@]}"; do
   log "sending $EVENTS events in batches of $b from $CLIENTS connections"
   python3 - "$API_PORT" "$key" "$b" "$EVENTS" "$CLIENTS" .run/bench/usage-customers.txt >> .run/bench/usage-rows.txt <<'PY'
-import http.client, json, sys, threading, time
+import hashlib, http.client, json, sys, threading, time
 port, key, batch, total, clients, cfile = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 customers = [l.strip() for l in open(cfile) if l.strip()]
 calls = max(1, total // batch)
@@ -74,10 +94,12 @@ def body(call):
     for i in range(batch):
         n = call * batch + i
         c = customers[n % len(customers)]
+        # Ids spread over the key space as products' own ids (UUIDs) are, not in one range.
+        eid = hashlib.md5(f"b{batch}-{n}".encode()).hexdigest()
         if n % 10 == 9:
-            evs.append({"event_id": f"b{batch}-{n}", "customer_id": c, "metric": "accounts", "quantity": n % 7, "occurred_at": "2026-04-30T09:00:00Z"})
+            evs.append({"event_id": eid, "customer_id": c, "metric": "accounts", "quantity": n % 7, "occurred_at": "2026-04-30T09:00:00Z"})
         else:
-            evs.append({"event_id": f"b{batch}-{n}", "customer_id": c, "metric": "messages", "quantity": 1, "occurred_at": "2026-04-30T09:00:00Z"})
+            evs.append({"event_id": eid, "customer_id": c, "metric": "messages", "quantity": 1, "occurred_at": "2026-04-30T09:00:00Z"})
     return json.dumps({"events": evs}).encode()
 bodies = [body(i) for i in range(calls)]
 accepted = [0] * clients
@@ -106,7 +128,7 @@ done
 messages=$(q -c "SELECT coalesce(sum(used), 0) FROM usage_counters WHERE metric = 'messages'")
 events=$(q -c "SELECT count(*) FROM usage_events WHERE metric = 'messages'")
 echo
-echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers; each call one transaction)"
+echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers, $STORED events stored before; each call one transaction)"
 printf '| %6s | %7s | %8s | %8s | %7s | %9s | %9s |\n' "batch" "calls" "events" "accepted" "seconds" "calls/s" "events/s"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------" "---------" "----------" "----------" "---------" "-----------" "-----------"
 cat .run/bench/usage-rows.txt
