@@ -10,6 +10,7 @@
 #
 # usage: bench/all.sh          env: SECONDS_EACH=15 (each wrk/pgbench run)
 #        ENT_CUSTOMERS=10000 WEBHOOK_N=20000 RENEWAL_DUE=10000 IDLE=1000000
+#        USAGE_EVENTS=1000000 (events sent by the usage run: long enough to include checkpoints)
 #        NO_BUILD=1 (use the release binaries already built)
 #        PROFILE=1 (pg_stat_statements per operation into .run/bench/*-statements.txt)
 #        ONLY="entitlements webhooks usage renewals" (a subset, e.g. while tuning one path)
@@ -133,7 +134,7 @@ cleanup
 
 if runs usage; then
 log "usage ingest (bench/usage.sh 10000)"
-NO_BUILD=1 bench/usage.sh 10000 > .run/bench/usage-out.txt
+NO_BUILD=1 EVENTS="${USAGE_EVENTS:-1000000}" bench/usage.sh 10000 > .run/bench/usage-out.txt
 usage_rate=$(awk -F'|' '$2 ~ /^ *10000 *$/ {gsub(/ /, "", $8); print $8}' .run/bench/usage-out.txt)
 usage_rss=$(awk '/API peak RSS/ {print $NF}' .run/bench/usage-out.txt)
 fi
