@@ -5,8 +5,9 @@
 //! Signing in takes the operator token (`BILLING_ADMIN_TOKEN`); the session is an
 //! HttpOnly, `SameSite=Strict` cookie holding its issue time, a random id and an
 //! HMAC keyed by the token (never the token), valid for 8 hours, until the token
-//! changes, or until it is signed out on any replica (`session`). Every action is a POST form answered with a 303 back to its page;
-//! forms from another origin are refused. Pages carry a Content-Security-Policy
+//! changes, or until it is signed out on any replica (`session`). Every action is
+//! a POST form answered with a 303 back to its page; forms from another origin are
+//! refused. Pages carry a Content-Security-Policy
 //! (no scripts, no framing, forms only to the console) and `Cache-Control:
 //! no-store`. Without an operator token the console is off (404), like the
 //! operator API.

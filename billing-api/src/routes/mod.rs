@@ -24,10 +24,9 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 /// Registers every route. actix tries routes in registration order, matching each
-/// pattern with a path parameter by a regex (and again when the metrics
-/// middleware names the route), so the hot paths go first: entitlement reads,
-/// provider notifications, usage ingest (bench/README, entitlement reads). No two
-/// modules' patterns overlap, so the order decides nothing else.
+/// pattern with a path parameter by a regex, so the hot paths go first: entitlement
+/// reads, provider notifications, usage ingest (bench/README, entitlement reads).
+/// No two modules' patterns overlap, so the order decides nothing else.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     customers::configure(cfg);
     webhooks::configure(cfg);

@@ -162,7 +162,7 @@ pub async fn resend(
             receipts::emit(conn, now, &row, "receipt.resent").await?;
         }
     }
-    receipts::enqueue_again(conn, now, &row).await?;
+    receipts::enqueue_again(conn, now, row.tenant_id, row.payment_id, id).await?;
     info!(tenant = %row.tenant_id, receipt = %id, status = %was.0, attempt = was.1, resent_attempt = row.attempt,
         "receipt resent by an operator");
     receipts::view(&row)

@@ -285,15 +285,18 @@ pub(crate) async fn emit(
     Ok(())
 }
 
-/// Enqueues another registration job for `row`, ordered with its payment's
-/// messages (an operator's resend: [`super::receipt_registration::resend`]).
+/// Enqueues another registration job for receipt `id` of `payment_id`, ordered
+/// with its payment's messages (the provider's callback below, an operator's
+/// resend: [`super::receipt_registration::resend`]).
 pub(crate) async fn enqueue_again(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
-    row: &ReceiptRow,
+    tenant_id: TenantId,
+    payment_id: PaymentId,
+    id: Uuid,
 ) -> ServiceResult<()> {
-    let (_, ordering) = ordering_of(conn, row.payment_id).await?;
-    enqueue(conn, now, row.tenant_id, ordering, row.id).await
+    let (_, ordering) = ordering_of(conn, payment_id).await?;
+    enqueue(conn, now, tenant_id, ordering, id).await
 }
 
 /// The fiscal provider's callback (ATOL's): only a hint that a report is ready. The receipt it names (by
@@ -304,8 +307,7 @@ pub async fn hint(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Ten
         .and_then(|v| v.get("uuid").and_then(Value::as_str).map(str::to_owned))
         .ok_or_else(|| ServiceError::invalid("invalid_callback", "an ATOL callback needs the document's uuid"))?;
     if let Some((id, payment_id)) = db::pending_by_provider_id(conn, tenant.id, &uuid).await? {
-        let (_, ordering) = ordering_of(conn, payment_id).await?;
-        enqueue(conn, now, tenant.id, ordering, id).await?;
+        enqueue_again(conn, now, tenant.id, payment_id, id).await?;
     }
     Ok(())
 }
