@@ -83,8 +83,10 @@ INSERT INTO subscriptions (id, tenant_id, customer_id, plan_id, status, auto_ren
   FROM customers WHERE external_id LIKE 'ent-%';
 INSERT INTO usage_counters (subscription_id, period_start, metric, tenant_id, kind, used, peak)
   SELECT id, current_period_start, 'messages', tenant_id, 'counter', 42, 42 FROM subscriptions;
-INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start)
-  SELECT tenant_id, 'seed-' || id, customer_id, id, 'messages', 42, now() - interval '1 day', current_period_start
+INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start,
+    received_at)
+  SELECT tenant_id, 'seed-' || id, customer_id, id, 'messages', 42, now() - interval '1 day', current_period_start,
+         now() - interval '1 day'
   FROM subscriptions;
 ANALYZE;
 SQL

@@ -50,23 +50,39 @@ select_ceiling() {
   q -c "DROP TABLE pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers"
 }
 
-# COPY of ROWS (default 1 000 000) usage-shaped rows (the usage_events columns and
-# primary key) from a file: rows/s.
+# COPY of ROWS (default 1 000 000) usage events into the same shape as ingestion
+# writes (a day partition of usage_events and a generation of usage_event_keys
+# with its primary key), the ids MD5 hex strings as bench/usage.sh sends, from
+# STREAMS (default 4, as many as bench/usage.sh's clients) sessions at once: rows/s.
 copy_ceiling() {
-  local rows=${1:-1000000}
-  python3 - "$rows" > .run/bench/copy.csv <<'PY'
-import sys, uuid
-n = int(sys.argv[1]); t = "00000000-0000-0000-0000-000000000001"
-out = sys.stdout
+  local rows=${1:-1000000} streams=${STREAMS:-4}
+  python3 - "$rows" "$streams" .run/bench/copy <<'PY'
+import hashlib, sys, uuid
+n, streams, prefix = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+t = "00000000-0000-0000-0000-000000000001"
+files = [(open(f"{prefix}-events-{k}.csv", "w"), open(f"{prefix}-keys-{k}.csv", "w")) for k in range(streams)]
 for i in range(n):
-    out.write(f"{t},copy-{i},{uuid.UUID(int=i % 10000 + 1)},{uuid.UUID(int=i % 10000 + 2)},messages,1,2026-04-30 09:00:00+00,2026-04-20 09:00:00+00\n")
+    events, keys = files[i % streams]
+    eid = hashlib.md5(f"copy-{i}".encode()).hexdigest()
+    events.write(f"{t},{eid},{uuid.UUID(int=i % 10000 + 1)},{uuid.UUID(int=i % 10000 + 2)},messages,1,"
+                 "2026-04-30 09:00:00+00,2026-04-20 09:00:00+00,2026-05-01 09:00:00+00\n")
+    keys.write(f"587,{t},{eid}\n")
+for events, keys in files:
+    events.close(); keys.close()
 PY
-  q -c "DROP TABLE IF EXISTS copy_ceiling" -c "CREATE TABLE copy_ceiling (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
-  local t0 t1
+  q -c "DROP TABLE IF EXISTS copy_events, copy_keys" \
+    -c "CREATE TABLE copy_events (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)" \
+    -c "CREATE TABLE copy_keys (LIKE usage_event_keys INCLUDING DEFAULTS, PRIMARY KEY (generation, tenant_id, event_id))"
+  local t0 t1 k copiers=()
   t0=$(date +%s.%N)
-  q -c "\\copy copy_ceiling (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start) FROM '.run/bench/copy.csv' CSV"
+  for ((k = 0; k < streams; k++)); do
+    q -c "\\copy copy_events (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start, received_at) FROM '.run/bench/copy-events-$k.csv' CSV" \
+      -c "\\copy copy_keys FROM '.run/bench/copy-keys-$k.csv' CSV" &
+    copiers+=($!)
+  done
+  wait "${copiers[@]}"
   t1=$(date +%s.%N)
-  q -c "DROP TABLE copy_ceiling"
+  q -c "DROP TABLE copy_events, copy_keys"
   python3 -c "print(round($rows / ($t1 - $t0)))"
 }
 

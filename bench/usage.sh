@@ -11,10 +11,16 @@
 #
 # STORED=N first stores N older events (metric `stored`, an earlier period, no
 # counters) so the rate can be compared with an empty table (issue 15, part 5).
+# STORED_IN=previous (default) stores them as received on 2026-03-30: the previous
+# key generation, which every new id is looked up in; STORED_IN=current as received
+# on 2026-04-20, the generation new ids are inserted into (the worst case: a full
+# 35 days of ids in one index).
 # Event ids, stored and sent, are MD5 hex strings: spread over the key space as
 # products' own ids are, so every insert lands on a random page of the id index.
 #
-# usage: bench/usage.sh [BATCH ...]      env: EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0
+# PROFILE=1 writes pg_stat_statements per call to .run/bench/usage-statements.txt.
+#
+# usage: bench/usage.sh [BATCH ...]      env: EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -22,6 +28,11 @@ ensure_toolchain
 ensure_services
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1 100 10000)
 EVENTS="${EVENTS:-200000}" CLIENTS="${CLIENTS:-4}" CUSTOMERS="${CUSTOMERS:-1000}" STORED="${STORED:-0}"
+case "${STORED_IN:-previous}" in
+  previous) STORED_DAY=2026-03-30 STORED_GEN=586 ;;
+  current) STORED_DAY=2026-04-20 STORED_GEN=587 ;;
+  *) echo "STORED_IN: previous or current" >&2; exit 2 ;;
+esac
 log "building the release API"
 cargo build --release --quiet -p billing-api
 DB=billing_bench_usage
@@ -62,23 +73,30 @@ INSERT INTO subscriptions (id, tenant_id, customer_id, plan_id, status, auto_ren
 ANALYZE;
 SQL
 q -c "SELECT id FROM customers" > .run/bench/usage-customers.txt
+# The partitions the worker's upkeep would have made: the days and key generations
+# of the stored events and of the run (the clock stands at 2026-05-01, generation 587).
+q -c "SELECT usage_partitions_prepare('$STORED_DAY', $STORED_GEN, '2025-01-01')" \
+  -c "SELECT usage_partitions_prepare('2026-05-01', 587, '2025-01-01')" >/dev/null
 if [ "$STORED" -gt 0 ]; then
-  log "storing $STORED older events first"
+  log "storing $STORED older events first (received $STORED_DAY, key generation $STORED_GEN)"
   for ((from = 1; from <= STORED; from += 5000000)); do
     to=$((from + 5000000 - 1)); [ "$to" -le "$STORED" ] || to=$STORED
-    q -v tid="$tid" -v lo="$from" -v hi="$to" -v n="$CUSTOMERS" <<'SQL'
+    q -v tid="$tid" -v lo="$from" -v hi="$to" -v n="$CUSTOMERS" -v day="$STORED_DAY" -v gen="$STORED_GEN" <<'SQL'
 INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start,
     received_at)
   SELECT :'tid', md5('stored-' || g), s.customer_id, s.id, 'stored', 1, '2026-03-30T09:00:00Z', '2026-03-20T09:00:00Z',
-         '2026-03-30T09:00:00Z'
+         (:'day')::date + time '09:00'
   FROM generate_series(:lo, :hi) g
   JOIN (SELECT id, customer_id, row_number() OVER (ORDER BY id) - 1 AS k FROM subscriptions) s ON s.k = g % :n;
+INSERT INTO usage_event_keys (generation, tenant_id, event_id)
+  SELECT :gen, :'tid', md5('stored-' || g) FROM generate_series(:lo, :hi) g;
 SQL
   done
-  q -c "VACUUM ANALYZE usage_events" >/dev/null
+  q -c "VACUUM ANALYZE usage_events" -c "VACUUM ANALYZE usage_event_keys" >/dev/null
 fi
 
 : > .run/bench/usage-rows.txt
+stmt_reset
 for b in "${sizes[@]}"; do
   log "sending $EVENTS events in batches of $b from $CLIENTS connections"
   python3 - "$API_PORT" "$key" "$b" "$EVENTS" "$CLIENTS" .run/bench/usage-customers.txt >> .run/bench/usage-rows.txt <<'PY'
@@ -125,10 +143,11 @@ if errors:
 print(f"| {batch:>6} | {calls:>7} | {sent:>8} | {sum(accepted):>8} | {secs:>7.2f} | {calls/secs:>9.0f} | {sent/secs:>9.0f} |")
 PY
 done
+stmt_top .run/bench/usage-statements.txt "$(awk -F'|' '{calls += $3} END {print calls}' .run/bench/usage-rows.txt)"
 messages=$(q -c "SELECT coalesce(sum(used), 0) FROM usage_counters WHERE metric = 'messages'")
 events=$(q -c "SELECT count(*) FROM usage_events WHERE metric = 'messages'")
 echo
-echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers, $STORED events stored before; each call one transaction)"
+echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers, $STORED events stored before (${STORED_IN:-previous} key generation); each call one transaction)"
 printf '| %6s | %7s | %8s | %8s | %7s | %9s | %9s |\n' "batch" "calls" "events" "accepted" "seconds" "calls/s" "events/s"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------" "---------" "----------" "----------" "---------" "-----------" "-----------"
 cat .run/bench/usage-rows.txt

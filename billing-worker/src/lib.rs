@@ -17,6 +17,7 @@ pub mod bindings;
 pub mod consumer;
 pub mod handlers;
 pub mod metrics_server;
+pub mod partitions;
 pub mod relay;
 pub mod sampler;
 pub mod scheduler;
@@ -84,6 +85,13 @@ pub async fn run_with(config: Config, ports: Ports, shutdown: impl Future<Output
         ));
     }
 
+    schedulers.spawn(partitions::run(
+        pool.clone(),
+        clock,
+        config.usage_retention_days,
+        partitions::UPKEEP_EVERY,
+        stop_rx.clone(),
+    ));
     schedulers.spawn(sampler::business(pool.clone(), clock, sampler::BUSINESS_EVERY, stop_rx.clone()));
 
     tokio::pin!(shutdown);

@@ -20,6 +20,7 @@
 //! | `BILLING_WEBHOOK_TIMEOUT_MS` | outgoing webhook timeout | `10000` |
 //! | `BILLING_SECRETS_KEY` | 32 bytes, base64: seals tenants' secrets at rest (`sealing`) | none: the API and worker refuse to start |
 //! | `BILLING_SECRETS_KEY_PREVIOUS` | a second key, for opening only, during a rotation | none |
+//! | `BILLING_USAGE_RETENTION_DAYS` | days usage events are kept (whole daily partitions dropped after; totals archived) | `400` |
 //! | `BILLING_PUBLIC_URL` | the API's public base URL, for providers' callbacks (ATOL `callback_url`) | none: no callbacks, reports are polled |
 
 use std::net::SocketAddr;
@@ -53,6 +54,8 @@ pub struct Config {
     pub scheduler_interval: Duration,
     pub scheduler_batch: i64,
     pub scheduler_concurrency: usize,
+    /// Days usage events are kept before their daily partition is dropped.
+    pub usage_retention_days: u32,
     pub relay_interval: Duration,
     pub retry_delay_divisor: u64,
     pub gateway_timeout: Duration,
@@ -144,6 +147,8 @@ impl Config {
             scheduler_interval: millis("BILLING_SCHEDULER_INTERVAL_MS", 1000)?,
             scheduler_batch: i64::try_from(number("BILLING_SCHEDULER_BATCH", 500, 1..=10_000)?).unwrap_or(500),
             scheduler_concurrency: usize::try_from(number("BILLING_SCHEDULER_CONCURRENCY", 2, 1..=32)?).unwrap_or(2),
+            usage_retention_days: u32::try_from(number("BILLING_USAGE_RETENTION_DAYS", 400, 1..=36_500)?)
+                .unwrap_or(400),
             relay_interval: millis("BILLING_RELAY_INTERVAL_MS", 100)?,
             retry_delay_divisor: number("BILLING_RETRY_DELAY_DIVISOR", 1, 1..=1_000_000)?,
             gateway_timeout: millis("BILLING_GATEWAY_TIMEOUT_MS", 30_000)?,

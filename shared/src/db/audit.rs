@@ -111,12 +111,15 @@ pub const INVARIANTS: [Invariant; 11] = [
     },
     Invariant {
         name: "usage_counted_once",
-        promise: "each subscription's usage counters add up to the usage events stored for it \
-                  (no event counted twice or counted without being stored)",
+        promise: "each subscription's usage counters add up to the usage events stored for it, \
+                  with the totals of days dropped past retention (no event counted twice or counted \
+                  without being stored)",
         sql: "SELECT coalesce(c.subscription_id, e.subscription_id)::text || ' ' || coalesce(c.metric, e.metric) AS key \
               FROM (SELECT subscription_id, metric, sum(used) AS used FROM usage_counters \
                      WHERE kind = 'counter' AND ($1::uuid IS NULL OR tenant_id = $1) GROUP BY 1, 2) c \
-              FULL JOIN (SELECT subscription_id, metric, sum(quantity) AS used FROM usage_events v \
+              FULL JOIN (SELECT subscription_id, metric, sum(quantity) AS used \
+                           FROM (SELECT subscription_id, metric, tenant_id, quantity FROM usage_events \
+                                 UNION ALL SELECT subscription_id, metric, tenant_id, quantity FROM usage_archived) v \
                           WHERE ($1::uuid IS NULL OR tenant_id = $1) AND NOT EXISTS (SELECT 1 FROM usage_counters g \
                                 WHERE g.subscription_id = v.subscription_id AND g.metric = v.metric AND g.kind <> 'counter') \
                           GROUP BY 1, 2) e ON e.subscription_id = c.subscription_id AND e.metric = c.metric \

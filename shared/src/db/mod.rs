@@ -25,6 +25,7 @@ pub mod subscriptions;
 pub mod tenants;
 pub mod trials;
 pub mod usage;
+pub mod usage_partitions;
 pub mod webhook_deliveries;
 pub mod work;
 

@@ -3,12 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::domain::ids::{CustomerId, SubscriptionId, TenantId};
 use crate::domain::subscription::Subscription;
+use crate::domain::usage::KeyGeneration;
 
 /// A customer of the batch with its live subscription, if any.
 pub struct Target {
@@ -64,13 +65,69 @@ struct EventId {
     event_id: String,
 }
 
-/// Records the events whose ids the tenant has not sent before; returns the ids
-/// recorded now (the others are duplicates).
+/// Claims the event ids of a batch in `usage_event_keys` and returns those claimed
+/// now; the others are duplicates (one statement). `ids` must be sorted (concurrent
+/// batches then lock them in the same order). An id is new when neither generation
+/// `at.current` nor the previous one holds it: outside the overlap day it is
+/// inserted in the current generation and looked up in the previous one; within it,
+/// inserted in both, and new only when both inserts went through.
+pub async fn claim_keys(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    at: KeyGeneration,
+    ids: &[&str],
+) -> diesel::QueryResult<Vec<String>> {
+    let sql = if at.overlap {
+        "WITH claimed AS (INSERT INTO usage_event_keys (generation, tenant_id, event_id) \
+             SELECT g, $1, id FROM unnest($3::text[]) AS v(id), (VALUES ($2 - 1), ($2)) AS gs(g) ORDER BY id, g \
+             ON CONFLICT DO NOTHING RETURNING event_id) \
+         SELECT event_id FROM claimed GROUP BY event_id HAVING count(*) = 2"
+    } else {
+        "INSERT INTO usage_event_keys (generation, tenant_id, event_id) \
+         SELECT $2, $1, id FROM unnest($3::text[]) AS v(id) \
+          WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys k \
+                             WHERE k.generation = $2 - 1 AND k.tenant_id = $1 AND k.event_id = v.id) \
+         ON CONFLICT DO NOTHING RETURNING event_id"
+    };
+    let rows: Vec<EventId> = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(tenant_id)
+        .bind::<Integer, _>(at.current)
+        .bind::<Array<Text>, _>(ids)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.event_id).collect())
+}
+
+/// Gives back ids claimed in this transaction by [`claim_keys`] whose events were
+/// rejected after all (their period closed meanwhile): a retry is rejected the same
+/// way, not taken for a duplicate.
+pub async fn release_keys(
+    conn: &mut AsyncPgConnection,
+    tenant_id: TenantId,
+    at: KeyGeneration,
+    ids: &[&str],
+) -> diesel::QueryResult<()> {
+    let oldest = if at.overlap { at.current - 1 } else { at.current };
+    diesel::sql_query(
+        "DELETE FROM usage_event_keys WHERE generation BETWEEN $2 AND $3 AND tenant_id = $1 AND event_id = ANY($4)",
+    )
+    .bind::<SqlUuid, _>(tenant_id)
+    .bind::<Integer, _>(oldest)
+    .bind::<Integer, _>(at.current)
+    .bind::<Array<Text>, _>(ids)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Stores counted events (ids claimed by [`claim_keys`]), received at `received_at`
+/// (the partition's day): one statement.
 pub async fn insert_events(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,
+    received_at: DateTime<Utc>,
     events: &[NewEvent<'_>],
-) -> diesel::QueryResult<Vec<String>> {
+) -> diesel::QueryResult<()> {
     let ids: Vec<&str> = events.iter().map(|e| e.event_id).collect();
     let customers: Vec<CustomerId> = events.iter().map(|e| e.customer_id).collect();
     let subs: Vec<SubscriptionId> = events.iter().map(|e| e.subscription_id).collect();
@@ -78,12 +135,12 @@ pub async fn insert_events(
     let quantities: Vec<i64> = events.iter().map(|e| e.quantity).collect();
     let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
     let periods: Vec<DateTime<Utc>> = events.iter().map(|e| e.period_start).collect();
-    let rows: Vec<EventId> = diesel::sql_query(
-        "INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start) \
-         SELECT $1, * FROM unnest($2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::int8[], $7::timestamptz[], $8::timestamptz[]) \
-         ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING event_id",
+    diesel::sql_query(
+        "INSERT INTO usage_events (tenant_id, received_at, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start) \
+         SELECT $1, $2, * FROM unnest($3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::int8[], $8::timestamptz[], $9::timestamptz[])",
     )
     .bind::<SqlUuid, _>(tenant_id)
+    .bind::<Timestamptz, _>(received_at)
     .bind::<Array<Text>, _>(&ids)
     .bind::<Array<SqlUuid>, _>(&customers)
     .bind::<Array<SqlUuid>, _>(&subs)
@@ -91,20 +148,9 @@ pub async fn insert_events(
     .bind::<Array<BigInt>, _>(&quantities)
     .bind::<Array<Timestamptz>, _>(&occurred)
     .bind::<Array<Timestamptz>, _>(&periods)
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.event_id).collect())
-}
-
-/// Removes events recorded in this transaction that turned out to belong to a
-/// closed period.
-pub async fn delete_events(conn: &mut AsyncPgConnection, tenant_id: TenantId, ids: &[&str]) -> diesel::QueryResult<()> {
-    diesel::sql_query("DELETE FROM usage_events WHERE tenant_id = $1 AND event_id = ANY($2)")
-        .bind::<SqlUuid, _>(tenant_id)
-        .bind::<Array<Text>, _>(ids)
-        .execute(conn)
-        .await
-        .map(|_| ())
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// One counter's share of a batch.
@@ -187,7 +233,7 @@ pub async fn mark_exhausted(
     conn: &mut AsyncPgConnection,
     batch: Uuid,
     at: DateTime<Utc>,
-    increments: &[Increment<'_>],
+    increments: &[&Increment<'_>],
 ) -> diesel::QueryResult<Vec<CounterState>> {
     let subs: Vec<SubscriptionId> = increments.iter().map(|i| i.subscription_id).collect();
     let periods: Vec<DateTime<Utc>> = increments.iter().map(|i| i.period_start).collect();

@@ -110,6 +110,37 @@ pub fn remaining(quota: &Quota, usage: Usage) -> (i64, bool) {
     (left, quota.mode() == QuotaMode::Overage || left > 0)
 }
 
+/// Length of one generation of usage event ids: 35 days, in seconds.
+pub const KEY_GENERATION_SECONDS: i64 = 35 * 86_400;
+
+/// Where an event id received at some instant is claimed (`usage_event_keys`,
+/// issue 15 part 5). Ids are kept per 35-day generation (`floor(epoch seconds /
+/// 3 024 000)`) and an id is a duplicate when its own or the previous generation
+/// holds it: a retry is recognised for at least 35 days after the first delivery
+/// (up to 70; Metronome keeps 34). During the first day of a generation a new id
+/// is claimed in the previous generation too, so a batch still writing there (a
+/// transaction begun before the turn, a replica whose clock lags by less than a
+/// day) meets it on the same unique index instead of missing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyGeneration {
+    /// The generation `received_at` falls in.
+    pub current: i32,
+    /// Within the first day of `current`: claim in `current - 1` as well.
+    pub overlap: bool,
+}
+
+impl KeyGeneration {
+    /// The generation of `received_at` (UTC; generations start at the Unix epoch).
+    pub fn at(received_at: DateTime<Utc>) -> Self {
+        let secs = received_at.timestamp();
+        let number = secs.div_euclid(KEY_GENERATION_SECONDS);
+        Self {
+            current: i32::try_from(number).unwrap_or(i32::MAX),
+            overlap: secs - number * KEY_GENERATION_SECONDS < 86_400,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +288,17 @@ mod tests {
         assert_eq!(remaining(&q, Usage { used: 99, peak: 99 }), (1, true));
         assert_eq!(remaining(&q, Usage { used: 100, peak: 100 }), (0, false));
         assert_eq!(remaining(&q, Usage { used: 150, peak: 150 }), (0, false));
+    }
+
+    #[test]
+    fn key_generations_turn_every_35_days_with_a_day_of_overlap() {
+        // 2026-05-01T09:00Z is 1 777 626 000 s: generation 587 starts at 1 775 088 000 (2026-04-02).
+        let g = KeyGeneration::at(t("2026-05-01T09:00:00Z"));
+        assert_eq!(g, KeyGeneration { current: 587, overlap: false });
+        assert_eq!(KeyGeneration::at(t("2026-04-02T00:00:00Z")), KeyGeneration { current: 587, overlap: true });
+        assert_eq!(KeyGeneration::at(t("2026-04-02T23:59:59Z")), KeyGeneration { current: 587, overlap: true });
+        assert_eq!(KeyGeneration::at(t("2026-04-03T00:00:00Z")), KeyGeneration { current: 587, overlap: false });
+        assert_eq!(KeyGeneration::at(t("2026-04-01T23:59:59Z")), KeyGeneration { current: 586, overlap: false });
+        assert_eq!(KeyGeneration::at(t("2026-05-07T00:00:00Z")).current, 588);
     }
 }

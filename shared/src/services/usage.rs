@@ -31,7 +31,7 @@ use crate::domain::money::Money;
 use crate::domain::plan::{MetricKind, QuotaReset};
 use crate::domain::states::{AttemptChannel, LineKind, PaymentKind};
 use crate::domain::subscription::{Standing, Subscription, SubscriptionStatus};
-use crate::domain::usage::{PeriodFacts, Unattributable, Usage, overage, period_of};
+use crate::domain::usage::{KeyGeneration, PeriodFacts, Unattributable, Usage, overage, period_of};
 use crate::error::{ServiceError, ServiceResult};
 
 /// Events per call.
@@ -253,9 +253,29 @@ pub async fn ingest(
         }
     }
 
-    // Inserted in event id order: concurrent batches lock ids in the same order.
+    // Ids are claimed in order: concurrent batches lock them in the same order.
     valid.sort_by(|a, b| a.event.event_id.cmp(&b.event.event_id));
-    let new_events: Vec<db::NewEvent<'_>> = valid
+    let generation = KeyGeneration::at(now);
+    let ids: Vec<&str> = valid.iter().map(|v| v.event.event_id.as_str()).collect();
+    let claimed: HashSet<String> = db::claim_keys(conn, tenant.id, generation, &ids).await?.into_iter().collect();
+    drop(ids);
+    let (fresh, dup): (Vec<Valid>, Vec<Valid>) = valid.into_iter().partition(|v| claimed.contains(&v.event.event_id));
+    duplicates += dup.len();
+
+    let increments = aggregate(&fresh);
+    let states = db::add(conn, tenant.id, &increments).await?;
+    // Counters not updated belong to a period billed meanwhile: their events are
+    // rejected and their ids given back.
+    let open: HashSet<(SubscriptionId, DateTime<Utc>, &str)> =
+        states.iter().map(|s| (s.subscription_id, s.period_start, s.metric.as_str())).collect();
+    let (counted, closed): (Vec<&Valid>, Vec<&Valid>) =
+        fresh.iter().partition(|v| open.contains(&(v.subscription_id, v.period_start, v.event.metric.as_str())));
+    if !closed.is_empty() {
+        let ids: Vec<&str> = closed.iter().map(|v| v.event.event_id.as_str()).collect();
+        db::release_keys(conn, tenant.id, generation, &ids).await?;
+        rejected.extend(closed.iter().map(|v| reject(v.index, "period_closed", None)));
+    }
+    let new_events: Vec<db::NewEvent<'_>> = counted
         .iter()
         .map(|v| db::NewEvent {
             event_id: &v.event.event_id,
@@ -267,26 +287,21 @@ pub async fn ingest(
             period_start: v.period_start,
         })
         .collect();
-    let recorded: HashSet<String> = db::insert_events(conn, tenant.id, &new_events).await?.into_iter().collect();
-    drop(new_events);
-    let (fresh, dup): (Vec<Valid>, Vec<Valid>) = valid.into_iter().partition(|v| recorded.contains(&v.event.event_id));
-    duplicates += dup.len();
-
-    let increments = aggregate(&fresh);
-    let states = db::add(conn, tenant.id, &increments).await?;
-    // Counters not updated belong to a period billed meanwhile: their events are
-    // taken back and rejected.
-    let open: HashSet<(SubscriptionId, DateTime<Utc>, &str)> =
-        states.iter().map(|s| (s.subscription_id, s.period_start, s.metric.as_str())).collect();
-    let (counted, closed): (Vec<&Valid>, Vec<&Valid>) =
-        fresh.iter().partition(|v| open.contains(&(v.subscription_id, v.period_start, v.event.metric.as_str())));
-    if !closed.is_empty() {
-        let ids: Vec<&str> = closed.iter().map(|v| v.event.event_id.as_str()).collect();
-        db::delete_events(conn, tenant.id, &ids).await?;
-        rejected.extend(closed.iter().map(|v| reject(v.index, "period_closed", None)));
+    if !new_events.is_empty() {
+        db::insert_events(conn, tenant.id, now, &new_events).await?;
     }
-    let exhausted = db::mark_exhausted(conn, Uuid::now_v7(), now, &increments).await?;
-    emit_exhausted(conn, now, tenant, &fresh, &exhausted).await?;
+    drop(new_events);
+    // Only counters now at or above their limit can have been exhausted by this batch.
+    let peaks: HashMap<(SubscriptionId, DateTime<Utc>, &str), i64> =
+        states.iter().map(|s| ((s.subscription_id, s.period_start, s.metric.as_str()), s.peak)).collect();
+    let candidates: Vec<&Increment<'_>> = increments
+        .iter()
+        .filter(|i| peaks.get(&(i.subscription_id, i.period_start, i.metric)).is_some_and(|&p| p > 0 && p >= i.limit))
+        .collect();
+    if !candidates.is_empty() {
+        let exhausted = db::mark_exhausted(conn, Uuid::now_v7(), now, &candidates).await?;
+        emit_exhausted(conn, now, tenant, &fresh, &exhausted).await?;
+    }
     rejected.sort_by_key(|r| r.index);
     Ok(UsageResult { accepted: counted.len(), duplicates, rejected })
 }

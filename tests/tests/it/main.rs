@@ -34,5 +34,6 @@ mod secrets;
 mod tenants;
 mod traces;
 mod usage;
+mod usage_window;
 mod webhooks;
 mod yookassa;

@@ -1,0 +1,99 @@
+//! Usage at scale (issue 15, part 5): events land in the partition of the UTC day
+//! they were received, event ids are recognised as duplicates for at least 35 days
+//! across a key generation's turn, and the worker's upkeep creates partitions ahead,
+//! moves rows out of the default partitions, drops days past retention (their
+//! totals archived, so the audit still adds up) and forgets key generations past
+//! the window.
+
+use billing_shared::services::usage_partitions::{Upkeep, upkeep};
+use billing_tests::cloudpayments::CARD_OK;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::support::{Tenant, TestApp};
+
+async fn report(app: &TestApp, t: &Tenant, c: &str, events: &[(&str, i64)]) -> (i64, i64) {
+    let events: Vec<Value> = events
+        .iter()
+        .map(|(id, q)| {
+            json!({"event_id": id, "customer_id": c, "metric": "messages", "quantity": q,
+                   "occurred_at": "2026-03-06T08:00:00Z"})
+        })
+        .collect();
+    let r = app.post(t, "/v1/usage", json!({"events": events})).await.expect(200);
+    assert_eq!(r["rejected"], json!([]), "{r}");
+    (r["accepted"].as_i64().unwrap(), r["duplicates"].as_i64().unwrap())
+}
+
+async fn upkeep_at(app: &TestApp, at: &str, retention_days: u32) -> Upkeep {
+    app.set_clock(at).await;
+    let now: DateTime<Utc> = at.parse().unwrap();
+    let mut conn = app.db.conn().await;
+    upkeep(&mut conn, now, retention_days).await.unwrap().expect("no other upkeep holds the lock")
+}
+
+#[tokio::test]
+async fn ids_count_once_across_a_generation_turn_and_old_days_are_dropped_whole() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("WhatsMonster", "Europe/Moscow", json!({})).await;
+    app.post(
+        &t,
+        "/v1/plans",
+        json!({"code": "YEAR", "name": "Год", "price": {"value": "9900.00", "currency": "RUB"},
+               "period": {"unit": "year", "count": 1}, "auto_renew": false,
+               "quotas": {"messages": {"limit": 1000, "mode": "block"}}}),
+    )
+    .await
+    .expect(201);
+    let c = app.customer(&t, "wm-1").await;
+    let bought = app.purchase(&t, &c, "YEAR").await; // 2026-03-05T09:00Z
+    assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+
+    // Generation 586 runs from 2026-02-26 to 2026-04-02, 587 to 2026-05-07, 588 to 2026-06-11.
+    let first = upkeep_at(&app, "2026-03-06T09:00:00Z", 400).await;
+    for name in ["usage_events_20260305", "usage_events_20260306", "usage_events_20260309", "usage_event_keys_586"] {
+        assert!(first.created.contains(&name.to_owned()), "{name} not in {first:?}");
+    }
+    assert_eq!(report(&app, &t, &c, &[("e1", 2), ("e2", 3)]).await, (2, 0));
+    let where_stored = "SELECT tableoid::regclass::text || ' ' || event_id AS row FROM usage_events ORDER BY 1";
+    assert_eq!(app.rows(where_stored).await, ["usage_events_20260306 e1", "usage_events_20260306 e2"]);
+
+    // The first day of generation 587: e1 is still known (and now claimed in 587 as
+    // well); e3 is new and claimed in both generations. No partition exists for that
+    // day yet: the default one takes it.
+    app.set_clock("2026-04-02T10:00:00Z").await;
+    assert_eq!(report(&app, &t, &c, &[("e1", 2), ("e3", 5)]).await, (1, 1));
+    let keys = "SELECT generation::text || ' ' || event_id AS row FROM usage_event_keys ORDER BY 1";
+    assert_eq!(app.rows(keys).await, ["586 e1", "586 e2", "586 e3", "587 e1", "587 e3"]);
+    assert_eq!(app.count("SELECT count(*) AS n FROM usage_events_default").await, 1);
+    let second = upkeep_at(&app, "2026-04-02T10:00:00Z", 400).await;
+    assert!(second.created.contains(&"usage_events_20260402".to_owned()), "{second:?}");
+    assert_eq!(app.count("SELECT count(*) AS n FROM usage_events_default").await, 0);
+    assert!(app.rows(where_stored).await.contains(&"usage_events_20260402 e3".to_owned()));
+
+    // Later in 587: e1 and e2 are found in 586, e3 in 587; e4 is new.
+    upkeep_at(&app, "2026-04-20T09:00:00Z", 400).await;
+    assert_eq!(report(&app, &t, &c, &[("e1", 2), ("e2", 3), ("e3", 5), ("e4", 7)]).await, (1, 3));
+    let used = || async {
+        app.get(&t, &format!("/v1/customers/{c}/entitlements")).await.expect(200)["metrics"]["messages"]["used"].clone()
+    };
+    assert_eq!(used().await, 17);
+    app.assert_ledger_balanced().await;
+
+    // In 588 with 30 days kept: every day up to 2026-04-20 is dropped whole (its
+    // totals archived) and generation 586 is forgotten.
+    let third = upkeep_at(&app, "2026-05-20T09:00:00Z", 30).await;
+    for name in ["usage_events_20260306", "usage_events_20260402", "usage_events_20260420", "usage_event_keys_586"] {
+        assert!(third.dropped.contains(&name.to_owned()), "{name} not in {third:?}");
+    }
+    assert!(third.created.contains(&"usage_event_keys_589".to_owned()), "{third:?}");
+    assert_eq!(app.count("SELECT count(*) AS n FROM usage_events").await, 0);
+    let archived = "SELECT metric || ' ' || quantity::text || ' ' || events::text AS row FROM usage_archived";
+    assert_eq!(app.rows(archived).await, ["messages 17 4"]);
+    app.assert_ledger_balanced().await;
+    // e1 and e4 (generation 587) are still duplicates; e2, last seen in 586, is past
+    // the window (35 to 70 days) and counts again.
+    assert_eq!(report(&app, &t, &c, &[("e1", 2), ("e2", 2), ("e4", 7)]).await, (1, 2));
+    assert_eq!(used().await, 19);
+    app.assert_ledger_balanced().await;
+}
