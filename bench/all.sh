@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One benchmark command (issue 15): builds the release binaries, measures
 # PostgreSQL's own ceilings on this machine (pgbench select-only, a payment-shaped
-# durable transaction, COPY into a usage-shaped table) and, in the same run, every
+# durable transaction, COPY of the rows usage ingestion writes) and, in the same run, every
 # hot path — entitlement reads and CloudPayments Pay notifications (wrk), usage
 # ingest (bench/usage.sh), renewals end to end (bench/renewals.sh) — and prints one
 # table: throughput, p50/p99 latency, the ceiling, the ratio, and peak RSS. The
@@ -156,7 +156,7 @@ printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' path th
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------------------------------" "--------------" "---------" "---------" "------------------------------------" "------------" "-------" "--------" "---------"
 runs entitlements && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "GET entitlements (wrk, 16 connections)" "$ent_rps req/s" "$ent_p50" "$ent_p99" "pgbench select-only, 16 clients" "$select_tps" "$(ratio "$ent_rps" "$select_tps")" 0.35 "$api_rss"
 runs webhooks && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "CloudPayments Pay applied (wrk, 16 conn.)" "$wh_rate /s" "$wh_p50" "$wh_p99" "pgbench payment-shaped tx, 8 clients" "$payment_tps" "$(ratio "$wh_rate" "$payment_tps")" 0.30 "$api_rss"
-runs usage && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "usage ingest, 10 000-event batches" "$usage_rate ev/s" "-" "-" "COPY into a usage-shaped table" "$copy_rows" "$(ratio "$usage_rate" "$copy_rows")" 0.50 "${usage_rss:--}"
+runs usage && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "usage ingest, 10 000-event batches" "$usage_rate ev/s" "-" "-" "COPY of the same rows, 4 sessions" "$copy_rows" "$(ratio "$usage_rate" "$copy_rows")" 0.50 "${usage_rss:--}"
 runs renewals && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals, ${RENEWAL_DUE:-10000} due + ${IDLE:-1000000} idle" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
 echo
 runs webhooks && echo "Pay notifications applied: $applied of $WEBHOOK_N prepared (rate = applied / span of their capture times)."

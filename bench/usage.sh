@@ -14,13 +14,15 @@
 # STORED_IN=previous (default) stores them as received on 2026-03-30: the previous
 # key generation, which every new id is looked up in; STORED_IN=current as received
 # on 2026-04-20, the generation new ids are inserted into (the worst case: a full
-# 35 days of ids in one index).
+# 35 days of ids in one index); STORED_IN=old as received on 2026-02-10, two
+# generations back: past the de-duplication window, so (as the worker's upkeep does)
+# only the events are kept, not their ids.
 # Event ids, stored and sent, are MD5 hex strings: spread over the key space as
 # products' own ids are, so every insert lands on a random page of the id index.
 #
 # PROFILE=1 writes pg_stat_statements per call to .run/bench/usage-statements.txt.
 #
-# usage: bench/usage.sh [BATCH ...]      env: EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous
+# usage: bench/usage.sh [BATCH ...]      env: EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous|current|old
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -31,7 +33,8 @@ EVENTS="${EVENTS:-200000}" CLIENTS="${CLIENTS:-4}" CUSTOMERS="${CUSTOMERS:-1000}
 case "${STORED_IN:-previous}" in
   previous) STORED_DAY=2026-03-30 STORED_GEN=586 ;;
   current) STORED_DAY=2026-04-20 STORED_GEN=587 ;;
-  *) echo "STORED_IN: previous or current" >&2; exit 2 ;;
+  old) STORED_DAY=2026-02-10 STORED_GEN=585 ;;
+  *) echo "STORED_IN: previous, current or old" >&2; exit 2 ;;
 esac
 log "building the release API"
 cargo build --release --quiet -p billing-api
@@ -89,7 +92,7 @@ INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, met
   FROM generate_series(:lo, :hi) g
   JOIN (SELECT id, customer_id, row_number() OVER (ORDER BY id) - 1 AS k FROM subscriptions) s ON s.k = g % :n;
 INSERT INTO usage_event_keys (generation, tenant_id, event_id)
-  SELECT :gen, :'tid', md5('stored-' || g) FROM generate_series(:lo, :hi) g;
+  SELECT :gen, :'tid', md5('stored-' || g) FROM generate_series(:lo, :hi) g WHERE :gen >= 586;
 SQL
   done
   q -c "VACUUM ANALYZE usage_events" -c "VACUUM ANALYZE usage_event_keys" >/dev/null
