@@ -12,8 +12,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(report_usage);
 }
 
-/// Report usage: up to 10 000 events per call, each counted once per `event_id`,
-/// in the paid period that contains its `occurred_at`. Valid events are accepted
+/// Report usage: up to 10 000 events per call, each counted once per `event_id`
+/// (a retry within at least 35 days is a duplicate), in the paid period that
+/// contains its `occurred_at`. Valid events are accepted
 /// while invalid ones (and events of an already billed period) are listed in
 /// `rejected` by index and code; gauges report absolute levels.
 #[utoipa::path(post, path = "/v1/usage", tag = "usage", security(("tenant_key" = [])), request_body = UsageBatch,

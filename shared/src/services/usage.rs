@@ -2,11 +2,12 @@
 //! (SPEC §5).
 //!
 //! A batch is handled in a fixed number of statements whatever its size: the
-//! customers and their subscriptions are read once, events are inserted with one
-//! `INSERT .. SELECT unnest(..) ON CONFLICT DO NOTHING` (the tenant's event id is
-//! the primary key, so a duplicate counts once), and the batch's per-counter sums
-//! are added to pre-aggregated counters with one upsert. Entitlements read the
-//! counters, never the events.
+//! customers and their subscriptions are read once, the event ids are claimed with
+//! one `INSERT .. SELECT unnest(..) ON CONFLICT DO NOTHING` into `usage_event_keys`
+//! (a duplicate within the window of [`KeyGeneration`], at least 35 days, counts
+//! once), the batch's per-counter sums are added to pre-aggregated counters with one
+//! upsert, and the counted events are stored with one insert (partitioned by the
+//! day received). Entitlements read the counters, never the events.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -57,8 +58,9 @@ pub struct UsageBatch {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageEvent {
-    /// Unique per tenant: the same id again counts once. 1 to 255 characters,
-    /// no control characters (else the event is rejected: `invalid_event_id`).
+    /// Unique per tenant: the same id again within at least 35 days (up to 70)
+    /// counts once, as a duplicate. 1 to 255 characters, no control characters
+    /// (else the event is rejected: `invalid_event_id`).
     #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub event_id: String,
     pub customer_id: CustomerId,
