@@ -4,7 +4,7 @@
 
 use chrono::NaiveDate;
 use diesel::QueryableByName;
-use diesel::sql_types::{Bool, Date, Integer, Text};
+use diesel::sql_types::{BigInt, Bool, Date, Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// Key of the transaction-scoped advisory lock of the upkeep ("billpart").
@@ -16,20 +16,21 @@ struct Name {
     name: String,
 }
 
-#[derive(QueryableByName)]
-struct Locked {
-    #[diesel(sql_type = Bool)]
-    locked: bool,
-}
-
-/// Takes the upkeep's lock for the current transaction: false when another
-/// replica holds it (that one does the upkeep).
-pub async fn try_lock(conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
-    let row: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
-        .bind::<diesel::sql_types::BigInt, _>(UPKEEP_LOCK_KEY)
-        .get_result(conn)
-        .await?;
-    Ok(row.locked)
+/// Takes the upkeep's advisory lock for the current transaction and, when it got
+/// it, bounds how long the transaction's DDL waits for a table lock
+/// (`SET LOCAL lock_timeout = lock_wait_ms`), so ingestion never queues behind the
+/// upkeep for longer. False when another replica holds the lock (that one does
+/// the upkeep).
+pub async fn lead(conn: &mut AsyncPgConnection, lock_wait_ms: u32) -> diesel::QueryResult<bool> {
+    let locked: bool = diesel::select(
+        diesel::dsl::sql::<Bool>("pg_try_advisory_xact_lock(").bind::<BigInt, _>(UPKEEP_LOCK_KEY).sql(")"),
+    )
+    .get_result(conn)
+    .await?;
+    if locked {
+        diesel::sql_query(format!("SET LOCAL lock_timeout = {lock_wait_ms}")).execute(conn).await?;
+    }
+    Ok(locked)
 }
 
 /// Creates the partitions of the days from `today - 1` to `today + 3`, of
@@ -68,10 +69,4 @@ pub async fn expire(
         .load(conn)
         .await?;
     Ok(rows.into_iter().map(|r| r.name).collect())
-}
-
-/// Bounds how long the upkeep's DDL waits for a table lock in this transaction
-/// (`SET LOCAL lock_timeout`), so ingestion never queues behind it for longer.
-pub async fn limit_lock_wait(conn: &mut AsyncPgConnection, millis: u32) -> diesel::QueryResult<()> {
-    diesel::sql_query(format!("SET LOCAL lock_timeout = {millis}")).execute(conn).await.map(|_| ())
 }

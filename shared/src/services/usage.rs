@@ -268,10 +268,10 @@ pub async fn ingest(
     let states = db::add(conn, tenant.id, &increments).await?;
     // Counters not updated belong to a period billed meanwhile: their events are
     // rejected and their ids given back.
-    let open: HashSet<(SubscriptionId, DateTime<Utc>, &str)> =
-        states.iter().map(|s| (s.subscription_id, s.period_start, s.metric.as_str())).collect();
+    let peaks: HashMap<(SubscriptionId, DateTime<Utc>, &str), i64> =
+        states.iter().map(|s| ((s.subscription_id, s.period_start, s.metric.as_str()), s.peak)).collect();
     let (counted, closed): (Vec<&Valid>, Vec<&Valid>) =
-        fresh.iter().partition(|v| open.contains(&(v.subscription_id, v.period_start, v.event.metric.as_str())));
+        fresh.iter().partition(|v| peaks.contains_key(&(v.subscription_id, v.period_start, v.event.metric.as_str())));
     if !closed.is_empty() {
         let ids: Vec<&str> = closed.iter().map(|v| v.event.event_id.as_str()).collect();
         db::release_keys(conn, tenant.id, generation, &ids).await?;
@@ -294,8 +294,6 @@ pub async fn ingest(
     }
     drop(new_events);
     // Only counters now at or above their limit can have been exhausted by this batch.
-    let peaks: HashMap<(SubscriptionId, DateTime<Utc>, &str), i64> =
-        states.iter().map(|s| ((s.subscription_id, s.period_start, s.metric.as_str()), s.peak)).collect();
     let candidates: Vec<&Increment<'_>> = increments
         .iter()
         .filter(|i| peaks.get(&(i.subscription_id, i.period_start, i.metric)).is_some_and(|&p| p > 0 && p >= i.limit))

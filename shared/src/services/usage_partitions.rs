@@ -38,20 +38,16 @@ pub async fn upkeep(
     let keep_from = today - TimeDelta::days(i64::from(retention_days) - 1);
     let generation = KeyGeneration::at(now).current;
     let created = in_transaction(conn, async |c| -> ServiceResult<Option<Vec<String>>> {
-        if !db::try_lock(c).await? {
-            return Ok(None);
-        }
-        db::limit_lock_wait(c, LOCK_WAIT_MS).await?;
-        Ok(Some(db::prepare(c, today, generation, keep_from).await?))
+        Ok(if db::lead(c, LOCK_WAIT_MS).await? {
+            Some(db::prepare(c, today, generation, keep_from).await?)
+        } else {
+            None
+        })
     })
     .await?;
     let Some(created) = created else { return Ok(None) };
     let dropped = in_transaction(conn, async |c| -> ServiceResult<Vec<String>> {
-        if !db::try_lock(c).await? {
-            return Ok(Vec::new());
-        }
-        db::limit_lock_wait(c, LOCK_WAIT_MS).await?;
-        Ok(db::expire(c, generation, keep_from).await?)
+        Ok(if db::lead(c, LOCK_WAIT_MS).await? { db::expire(c, generation, keep_from).await? } else { Vec::new() })
     })
     .await?;
     Ok(Some(Upkeep { created, dropped }))
