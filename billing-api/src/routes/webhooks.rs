@@ -91,9 +91,10 @@ async fn provider_notification(
     let raw = RawNotification { path, headers, body, source_ip: req.peer_addr().map(|a| a.ip()) };
     let notification = notifications::verify(&state.pool, &*gateway, &tenant, &raw).await?;
     let check = notifications::check_of(&notification);
-    let reply = state
-        .transaction(async |conn, now| notifications::handle(conn, now, &tenant, &*gateway, &raw, notification).await)
-        .await?;
+    let reply = {
+        let mut conn = state.conn().await?;
+        notifications::apply(&mut conn, state.clock, &tenant, &*gateway, &raw, notification).await?
+    };
     notifications::settle(&*gateway, check.as_ref(), reply).await?;
     let (status, answer) = gateway.reply(reply);
     let status = StatusCode::from_u16(status).map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))?;

@@ -8,6 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::{payment_attempts, payment_methods};
 use crate::domain::ids::{CustomerId, PaymentId, TenantId};
 use crate::domain::states::{AttemptChannel, AttemptStatus, PAYMENT_EXPIRED, PAYMENT_SUPERSEDED, PaymentStatus};
@@ -85,7 +86,7 @@ pub struct PaymentMethodRow {
 
 /// Records a new attempt.
 pub async fn insert_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
-    diesel::insert_into(payment_attempts::table).values(row).execute(conn).await.map(|_| ())
+    Cached::new(diesel::insert_into(payment_attempts::table).values(row)).execute(conn).await.map(|_| ())
 }
 
 /// Records new attempts in one statement per 1000.
@@ -141,11 +142,13 @@ pub async fn default_payment_methods(
 
 /// Stores an attempt's new state.
 pub async fn save_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
-    diesel::update(payment_attempts::table.find(row.id))
-        .set((row, payment_attempts::updated_at.eq(diesel::dsl::now)))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    Cached::new(
+        diesel::update(payment_attempts::table.find(row.id))
+            .set((row, payment_attempts::updated_at.eq(diesel::dsl::now))),
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// The attempt a gateway knows by `invoice_id` (CloudPayments InvoiceId).
@@ -175,13 +178,15 @@ pub async fn attempts_of(conn: &mut AsyncPgConnection, payment_id: PaymentId) ->
 
 /// Saves a card token; the same token arriving again is a no-op.
 pub async fn save_payment_method(conn: &mut AsyncPgConnection, row: &PaymentMethodRow) -> QueryResult<()> {
-    diesel::insert_into(payment_methods::table)
-        .values(row)
-        .on_conflict((payment_methods::customer_id, payment_methods::gateway, payment_methods::token))
-        .do_nothing()
-        .execute(conn)
-        .await
-        .map(|_| ())
+    Cached::new(
+        diesel::insert_into(payment_methods::table)
+            .values(row)
+            .on_conflict((payment_methods::customer_id, payment_methods::gateway, payment_methods::token))
+            .do_nothing(),
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// The customer's newest usable saved card.

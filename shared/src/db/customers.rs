@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::customers;
 use crate::domain::ids::{CustomerId, TenantId};
 
@@ -22,7 +23,7 @@ pub struct CustomerRow {
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &CustomerRow) -> QueryResult<()> {
-    diesel::insert_into(customers::table).values(row).execute(conn).await.map(|_| ())
+    Cached::new(diesel::insert_into(customers::table).values(row)).execute(conn).await.map(|_| ())
 }
 
 pub async fn find(

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::gateway_events;
 use crate::domain::ids::TenantId;
 
@@ -20,36 +21,74 @@ pub struct Received<'a> {
     pub raw_body: &'a [u8],
 }
 
-/// Stores the raw notification with `outcome`; false when the same one was stored before.
+/// The row a notification is stored as.
+#[derive(Insertable)]
+#[diesel(table_name = gateway_events)]
+struct NewRow<'a> {
+    id: Uuid,
+    tenant_id: TenantId,
+    provider: &'a str,
+    kind: &'a str,
+    transaction_id: &'a str,
+    content_type: Option<&'a str>,
+    raw_body: &'a [u8],
+    outcome: &'a str,
+}
+
+impl<'a> Received<'a> {
+    fn row(&self, outcome: &'a str) -> NewRow<'a> {
+        NewRow {
+            id: Uuid::now_v7(),
+            tenant_id: self.tenant_id,
+            provider: self.provider,
+            kind: self.kind,
+            transaction_id: self.key,
+            content_type: self.content_type,
+            raw_body: self.raw_body,
+            outcome,
+        }
+    }
+}
+
+/// Stores the raw notification with `outcome`; false when the same one was stored
+/// before (the unique key (tenant, provider, kind, key) is the de-duplication).
 pub async fn store(conn: &mut AsyncPgConnection, n: &Received<'_>, outcome: &str) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(gateway_events::table)
-        .values((
-            gateway_events::id.eq(Uuid::now_v7()),
-            gateway_events::tenant_id.eq(n.tenant_id),
-            gateway_events::provider.eq(n.provider),
-            gateway_events::kind.eq(n.kind),
-            gateway_events::transaction_id.eq(n.key),
-            gateway_events::content_type.eq(n.content_type),
-            gateway_events::raw_body.eq(n.raw_body),
-            gateway_events::outcome.eq(outcome),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    let inserted =
+        Cached::new(diesel::insert_into(gateway_events::table).values(n.row(outcome)).on_conflict_do_nothing())
+            .execute(conn)
+            .await?;
     Ok(inserted == 1)
 }
 
-/// Records what the service made of a stored notification.
-pub async fn set_outcome(conn: &mut AsyncPgConnection, n: &Received<'_>, outcome: &str) -> QueryResult<()> {
-    diesel::update(
+/// Stores a Check with `outcome`, or records the new outcome on the Check stored
+/// before (a provider asks again; Checks are decided again each time).
+pub async fn store_check(conn: &mut AsyncPgConnection, n: &Received<'_>, outcome: &str) -> QueryResult<()> {
+    Cached::new(
+        diesel::insert_into(gateway_events::table)
+            .values(n.row(outcome))
+            .on_conflict((
+                gateway_events::tenant_id,
+                gateway_events::provider,
+                gateway_events::kind,
+                gateway_events::transaction_id,
+            ))
+            .do_update()
+            .set(gateway_events::outcome.eq(outcome)),
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Whether this notification (tenant, provider, kind, key) is stored.
+pub async fn exists(conn: &mut AsyncPgConnection, n: &Received<'_>) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
         gateway_events::table
             .filter(gateway_events::tenant_id.eq(n.tenant_id))
             .filter(gateway_events::provider.eq(n.provider))
             .filter(gateway_events::kind.eq(n.kind))
             .filter(gateway_events::transaction_id.eq(n.key)),
-    )
-    .set(gateway_events::outcome.eq(outcome))
-    .execute(conn)
+    ))
+    .get_result(conn)
     .await
-    .map(|_| ())
 }

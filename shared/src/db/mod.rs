@@ -4,6 +4,7 @@
 pub mod attempts;
 pub mod audit;
 pub mod business_metrics;
+pub mod cached;
 pub mod console_sessions;
 pub mod customers;
 pub mod dead_letters;

@@ -90,47 +90,63 @@ impl Route {
     }
 }
 
-/// Rows per INSERT statement when appending many messages.
-const CHUNK: usize = 1000;
-
-/// Appends messages; returns their ids.
+/// Appends messages in one statement over arrays, in the given order (their `seq`
+/// follows it; the relay publishes a lane in `seq` order). Its SQL never varies,
+/// so it stays prepared ([`super::cached::Cached`]). Returns their ids.
 pub async fn emit_many(
     conn: &mut AsyncPgConnection,
     created_at: DateTime<Utc>,
     events: Vec<NewEvent>,
 ) -> QueryResult<Vec<Uuid>> {
-    let mut ids = Vec::with_capacity(events.len());
+    use diesel::sql_types::{Array, Int2, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     // The span writing them is the cause of every message (`crate::trace`).
     let trace_context = crate::trace::current_traceparent();
-    for chunk in events.chunks(CHUNK) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|e| {
-                let id = Uuid::now_v7();
-                ids.push(id);
-                let payload = json!({
-                    "id": id,
-                    "type": e.event_type,
-                    "created_at": created_at,
-                    "tenant_id": e.tenant_id,
-                    "data": e.data,
-                });
-                (
-                    outbox_events::id.eq(id),
-                    outbox_events::tenant_id.eq(e.tenant_id),
-                    outbox_events::event_type.eq(e.event_type),
-                    outbox_events::ordering_key.eq(e.ordering_key),
-                    outbox_events::payload.eq(payload),
-                    outbox_events::created_at.eq(created_at),
-                    outbox_events::message.eq(e.message.as_str()),
-                    outbox_events::delay_step.eq(e.delay_step),
-                    outbox_events::lane.eq(lane_of(e.ordering_key)),
-                    outbox_events::trace_context.eq(trace_context.as_deref()),
-                )
-            })
-            .collect();
-        diesel::insert_into(outbox_events::table).values(&rows).execute(conn).await?;
+    let n = events.len();
+    let (mut ids, mut tenants, mut types, mut keys) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut payloads, mut messages, mut steps, mut lanes) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for e in events {
+        let id = Uuid::now_v7();
+        payloads.push(json!({
+            "id": id,
+            "type": e.event_type,
+            "created_at": created_at,
+            "tenant_id": e.tenant_id,
+            "data": e.data,
+        }));
+        ids.push(id);
+        tenants.push(e.tenant_id);
+        types.push(e.event_type);
+        keys.push(e.ordering_key);
+        messages.push(e.message.as_str());
+        steps.push(e.delay_step);
+        lanes.push(lane_of(e.ordering_key));
     }
+    super::cached::Cached::new(
+        diesel::sql_query(
+            "INSERT INTO outbox_events (id, tenant_id, event_type, ordering_key, payload, message, delay_step, lane, \
+             created_at, trace_context) \
+             SELECT i, t, e, k, p, m, d, l, $9, $10 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], \
+             $5::jsonb[], $6::text[], $7::int2[], $8::int2[]) WITH ORDINALITY AS u(i, t, e, k, p, m, d, l, n) \
+             ORDER BY n",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<SqlUuid>, _>(&tenants)
+        .bind::<Array<Text>, _>(&types)
+        .bind::<Array<SqlUuid>, _>(&keys)
+        .bind::<Array<Jsonb>, _>(&payloads)
+        .bind::<Array<Text>, _>(&messages)
+        .bind::<Array<Nullable<Int2>>, _>(&steps)
+        .bind::<Array<Int2>, _>(&lanes)
+        .bind::<Timestamptz, _>(created_at)
+        .bind::<Nullable<Text>, _>(trace_context.as_deref()),
+    )
+    .execute(conn)
+    .await?;
     Ok(ids)
 }
 

@@ -7,6 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::{payment_attempts, payments};
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::money::Money;
@@ -109,12 +110,11 @@ impl PaymentRow {
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResult<()> {
-    diesel::insert_into(payments::table).values(row).execute(conn).await.map(|_| ())
+    Cached::new(diesel::insert_into(payments::table).values(row)).execute(conn).await.map(|_| ())
 }
 
 pub async fn save(conn: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResult<()> {
-    diesel::update(payments::table.find(row.id))
-        .set((row, payments::updated_at.eq(diesel::dsl::now)))
+    Cached::new(diesel::update(payments::table.find(row.id)).set((row, payments::updated_at.eq(diesel::dsl::now))))
         .execute(conn)
         .await
         .map(|_| ())

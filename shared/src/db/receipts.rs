@@ -6,6 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::receipts;
 use crate::domain::ids::{PaymentId, TenantId};
 use crate::domain::states::{ReceiptKind, ReceiptStatus};
@@ -42,7 +43,8 @@ pub struct ReceiptRow {
 
 /// Inserts a receipt; false when the payment (or refund) already has one.
 pub async fn insert(conn: &mut AsyncPgConnection, row: &ReceiptRow) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(receipts::table).values(row).on_conflict_do_nothing().execute(conn).await?;
+    let inserted =
+        Cached::new(diesel::insert_into(receipts::table).values(row).on_conflict_do_nothing()).execute(conn).await?;
     Ok(inserted == 1)
 }
 

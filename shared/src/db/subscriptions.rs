@@ -8,6 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::{subscription_notices, subscription_transitions, subscriptions};
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::subscription::{Cause, HistoryEntry, Standing, Subscription, SubscriptionStatus};
@@ -109,16 +110,21 @@ struct TransitionRow {
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, sub: &Subscription) -> QueryResult<()> {
-    diesel::insert_into(subscriptions::table).values(Row::from(sub.clone())).execute(conn).await.map(|_| ())
+    Cached::new(diesel::insert_into(subscriptions::table).values(Row::from(sub.clone())))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Writes every field back.
 pub async fn save(conn: &mut AsyncPgConnection, sub: &Subscription) -> QueryResult<()> {
-    diesel::update(subscriptions::table.find(sub.id))
-        .set((Row::from(sub.clone()), subscriptions::updated_at.eq(diesel::dsl::now)))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    Cached::new(
+        diesel::update(subscriptions::table.find(sub.id))
+            .set((Row::from(sub.clone()), subscriptions::updated_at.eq(diesel::dsl::now))),
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 pub async fn find(
@@ -253,6 +259,28 @@ pub async fn live_of_customer(conn: &mut AsyncPgConnection, customer_id: Custome
     Ok(rows.into_iter().map(Subscription::from).collect())
 }
 
+/// Subscription `id` and every live subscription of its customer (`customer_id`),
+/// locked in id order: what a purchase's activation reads, in one statement.
+pub async fn lock_with_live(
+    conn: &mut AsyncPgConnection,
+    id: SubscriptionId,
+    customer_id: CustomerId,
+) -> QueryResult<Vec<Subscription>> {
+    let rows: Vec<Row> = subscriptions::table
+        .filter(subscriptions::customer_id.eq(customer_id))
+        .filter(
+            subscriptions::id
+                .eq(id)
+                .or(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated])),
+        )
+        .order(subscriptions::id)
+        .for_update()
+        .select(Row::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Subscription::from).collect())
+}
+
 pub async fn list_for_customer(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,
@@ -379,7 +407,8 @@ pub async fn record_many(conn: &mut AsyncPgConnection, entries: &[(SubscriptionI
                 )
             })
             .collect();
-        diesel::insert_into(subscription_transitions::table).values(rows).execute(conn).await?;
+        let n = rows.len();
+        Cached::rows(diesel::insert_into(subscription_transitions::table).values(rows), n).execute(conn).await?;
     }
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! they say — a Check verdict, a capture, a decline, a refund — and stores them.
 //!
 //! Every verified notification is stored raw in `gateway_events` in the same
-//! transaction as its effect, keyed by (tenant, provider, kind, dedup key): a
-//! provider retry finds the key taken and changes nothing. A capture of an
+//! transaction as its effect (last, with its outcome), keyed by (tenant, provider,
+//! kind, dedup key): a provider retry finds the key taken and its transaction is
+//! rolled back, so it changes nothing. A capture of an
 //! invoice that is already paid, under another transaction id, is a second
 //! capture and is recorded as its own payment (`duplicate_of`), never as a second
 //! activation.
@@ -15,11 +16,12 @@ use tracing::warn;
 
 use super::payment_outcomes::{self, apply_decline};
 use super::tenants::Tenant;
-use crate::db::PgPool;
+use crate::clock::Clock;
 use crate::db::attempts::{self as attempts_db, AttemptRow};
 use crate::db::gateway_events::{self as events_db, Received};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::subscriptions as subs_db;
+use crate::db::{PgPool, in_transaction};
 use crate::domain::states::{AttemptChannel, PAYMENT_EXPIRED, PAYMENT_SUPERSEDED, PaymentKind, PaymentStatus};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::error::{ServiceError, ServiceResult};
@@ -110,11 +112,20 @@ pub async fn settle(
     })
 }
 
-/// Applies a verified notification (in the caller's transaction) and returns the
-/// reply to give (encoded by [`PaymentGateway::reply`] once [`settle`] is done).
-pub async fn handle(
+/// Applies a verified notification in one transaction on `conn` (the clock read
+/// inside it) and returns the reply to give (encoded by
+/// [`PaymentGateway::reply`] once [`settle`] is done).
+///
+/// The effect comes first and the raw notification is stored last, with its
+/// outcome, in one statement: when the store finds the same notification stored
+/// (a provider retry, or the same one applied concurrently and committed first)
+/// the whole transaction is rolled back and the retry is answered as accepted. A
+/// retry whose effect fails (the state moved on since) is answered the same once
+/// the notification is found stored. Checks are never de-duplicated: each is
+/// decided again and its latest outcome kept.
+pub async fn apply(
     conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
+    clock: Clock,
     tenant: &Tenant,
     gateway: &dyn PaymentGateway,
     raw: &RawNotification<'_>,
@@ -128,12 +139,56 @@ pub async fn handle(
         content_type: raw.content_type(),
         raw_body: raw.body,
     };
-    let check = matches!(n.event, NotificationEvent::Check(_));
-    if !events_db::store(conn, &received, "received").await? && !check {
-        // A provider retry of a notification already acted on.
-        return Ok(NotificationReply::Accepted);
+    let applied = in_transaction(conn, async |conn| {
+        let now = clock.now(conn).await?;
+        let check = matches!(n.event, NotificationEvent::Check(_));
+        let (reply, outcome) = effect(conn, now, tenant, n.event).await?;
+        if check {
+            events_db::store_check(conn, &received, &outcome).await?;
+        } else if !events_db::store(conn, &received, &outcome).await? {
+            return Err(Abort::Retry);
+        }
+        Ok(reply)
+    })
+    .await;
+    match applied {
+        Ok(reply) => Ok(reply),
+        Err(Abort::Retry) => Ok(NotificationReply::Accepted),
+        Err(Abort::Failed(e)) if events_db::exists(conn, &received).await? => {
+            warn!(tenant = %tenant.id, error = %e, "a retry of an applied notification no longer applies");
+            Ok(NotificationReply::Accepted)
+        }
+        Err(Abort::Failed(e)) => Err(e),
     }
-    let (reply, outcome) = match n.event {
+}
+
+/// Why [`apply`]'s transaction was rolled back.
+enum Abort {
+    /// The notification was stored before: a provider retry.
+    Retry,
+    Failed(ServiceError),
+}
+
+impl From<ServiceError> for Abort {
+    fn from(e: ServiceError) -> Self {
+        Abort::Failed(e)
+    }
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(e: diesel::result::Error) -> Self {
+        Abort::Failed(e.into())
+    }
+}
+
+/// What a notification does, and its outcome as stored with it.
+async fn effect(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    event: NotificationEvent,
+) -> ServiceResult<(NotificationReply, String)> {
+    Ok(match event {
         NotificationEvent::Check(report) => {
             let verdict = check_payment(conn, now, tenant, &report).await?;
             (NotificationReply::Check(verdict), format!("check:{}", verdict.as_str()))
@@ -157,9 +212,7 @@ pub async fn handle(
             (NotificationReply::Accepted, super::refund_outcomes::notified(conn, now, tenant, &report).await?)
         }
         NotificationEvent::Recorded => (NotificationReply::Accepted, "recorded".to_owned()),
-    };
-    events_db::set_outcome(conn, &received, &outcome).await?;
-    Ok(reply)
+    })
 }
 
 /// The attempt and its payment a notification's invoice id names. The payment row

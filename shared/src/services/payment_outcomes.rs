@@ -246,16 +246,17 @@ async fn activate_purchase(
     sub_id: SubscriptionId,
     payment: &mut PaymentRow,
 ) -> ServiceResult<Option<Applied>> {
-    let mut sub = subscriptions::lock_by_id(conn, sub_id).await?;
+    // The purchase and the live subscription it would sit next to (a trial or a
+    // free plan it replaces, or one that makes a late payment for an expired
+    // purchase unapplicable), locked together.
+    let (mut mine, others): (Vec<_>, Vec<_>) =
+        subs_db::lock_with_live(conn, sub_id, payment.customer_id).await?.into_iter().partition(|s| s.id == sub_id);
+    let mut sub = mine.pop().ok_or_else(|| ServiceError::Internal(format!("subscription {sub_id} vanished")))?;
     let revivable = sub.status == SubscriptionStatus::Expired && sub.current_period_start.is_none();
     if sub.status != SubscriptionStatus::PendingPayment && !revivable {
         return Ok(None);
     }
-    // The live subscription the purchase would sit next to: a trial or a free plan
-    // it replaces, or one that makes a late payment for an expired purchase unapplicable.
-    if let Some(mut other) =
-        subs_db::live_of_customer(conn, sub.customer_id).await?.into_iter().find(|s| s.id != sub.id)
-    {
+    if let Some(mut other) = others.into_iter().next() {
         if !other.replaceable() {
             return Ok(None);
         }
