@@ -314,8 +314,9 @@ pub struct Claimed {
 /// paid or closed, and attempts not pending (a redelivery, a follow-up, done), are
 /// left out.
 pub async fn claim_pending(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Claimed>> {
-    diesel::sql_query(
-        "WITH claimed AS (UPDATE payment_attempts SET status = $2, sent_at = now(), updated_at = now(), \
+    Cached::new(
+        diesel::sql_query(
+            "WITH claimed AS (UPDATE payment_attempts SET status = $2, sent_at = now(), updated_at = now(), \
                                  failure_reason = NULL \
                           WHERE id = ANY($1) AND status = ANY($3) \
                             AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = payment_id \
@@ -325,12 +326,13 @@ pub async fn claim_pending(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryR
                 pm.token, c.payment_method_id IS NOT NULL AS had_method, cu.email \
          FROM claimed c JOIN payments p ON p.id = c.payment_id JOIN customers cu ON cu.id = p.customer_id \
          LEFT JOIN payment_methods pm ON pm.id = c.payment_method_id AND pm.revoked_at IS NULL",
+        )
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Text, _>(AttemptStatus::Sent.as_str())
+        .bind::<Array<Text>, _>(&[AttemptStatus::Pending.as_str(), AttemptStatus::Refused.as_str()][..])
+        .bind::<Text, _>(PaymentStatus::Succeeded.as_str())
+        .bind::<Array<Text>, _>(&[PAYMENT_SUPERSEDED, PAYMENT_EXPIRED][..]),
     )
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Text, _>(AttemptStatus::Sent.as_str())
-    .bind::<Array<Text>, _>(&[AttemptStatus::Pending.as_str(), AttemptStatus::Refused.as_str()][..])
-    .bind::<Text, _>(PaymentStatus::Succeeded.as_str())
-    .bind::<Array<Text>, _>(&[PAYMENT_SUPERSEDED, PAYMENT_EXPIRED][..])
     .load(conn)
     .await
 }

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use super::cached::Cached;
 use super::schema::idempotency_keys;
 
 /// Claims `(scope, key)` for a request fingerprinted `hash`; false when it was
@@ -17,18 +18,20 @@ pub async fn claim(
     path: &str,
     hash: &[u8],
 ) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(idempotency_keys::table)
-        .values((
-            idempotency_keys::scope.eq(scope),
-            idempotency_keys::key.eq(key),
-            idempotency_keys::method.eq(method),
-            idempotency_keys::path.eq(path),
-            idempotency_keys::request_hash.eq(hash),
-            idempotency_keys::response_status.eq(0),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    let inserted = Cached::new(
+        diesel::insert_into(idempotency_keys::table)
+            .values((
+                idempotency_keys::scope.eq(scope),
+                idempotency_keys::key.eq(key),
+                idempotency_keys::method.eq(method),
+                idempotency_keys::path.eq(path),
+                idempotency_keys::request_hash.eq(hash),
+                idempotency_keys::response_status.eq(0),
+            ))
+            .on_conflict_do_nothing(),
+    )
+    .execute(conn)
+    .await?;
     Ok(inserted == 1)
 }
 
@@ -54,9 +57,11 @@ pub async fn complete(
     status: i32,
     body: Option<&Value>,
 ) -> QueryResult<()> {
-    diesel::update(idempotency_keys::table.find((scope, key)))
-        .set((idempotency_keys::response_status.eq(status), idempotency_keys::response_body.eq(body)))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    Cached::new(
+        diesel::update(idempotency_keys::table.find((scope, key)))
+            .set((idempotency_keys::response_status.eq(status), idempotency_keys::response_body.eq(body))),
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }

@@ -7,6 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::{acts, invoice_counters, invoice_payments, invoices};
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::states::{DocumentKind, InvoiceStatus, TransferSource};
@@ -97,11 +98,11 @@ pub async fn next_number(
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &InvoiceRow) -> QueryResult<()> {
-    diesel::insert_into(invoices::table).values(row).execute(conn).await.map(|_| ())
+    Cached::new(diesel::insert_into(invoices::table).values(row)).execute(conn).await.map(|_| ())
 }
 
 pub async fn save(conn: &mut AsyncPgConnection, row: &InvoiceRow) -> QueryResult<()> {
-    diesel::update(invoices::table.find(row.id)).set(row).execute(conn).await.map(|_| ())
+    Cached::new(diesel::update(invoices::table.find(row.id)).set(row)).execute(conn).await.map(|_| ())
 }
 
 /// The tenant's invoice, optionally locked.

@@ -10,6 +10,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{self, Array, Nullable};
 
+use super::cached::Cached;
 use super::schema::ledger_entries;
 use crate::domain::ids::{CustomerId, PaymentId, TenantId};
 use crate::domain::ledger::{Account, Posting};
@@ -104,12 +105,14 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
     if !spendable.is_empty() {
         // A spend beyond the balance violates `ledger_accounts_no_overdraft`.
         let (ids, deltas): (Vec<Uuid>, Vec<Decimal>) = spendable.into_iter().unzip();
-        diesel::sql_query(
-            "UPDATE ledger_accounts a SET balance = a.balance + d.delta \
+        Cached::new(
+            diesel::sql_query(
+                "UPDATE ledger_accounts a SET balance = a.balance + d.delta \
              FROM unnest($1::uuid[], $2::numeric[]) AS d(id, delta) WHERE a.id = d.id",
+            )
+            .bind::<Array<sql_types::Uuid>, _>(&ids)
+            .bind::<Array<sql_types::Numeric>, _>(&deltas),
         )
-        .bind::<Array<sql_types::Uuid>, _>(&ids)
-        .bind::<Array<sql_types::Numeric>, _>(&deltas)
         .execute(conn)
         .await?;
     }

@@ -11,6 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::outbox_events;
 use crate::domain::ids::TenantId;
 use crate::queue::jobs::Job;
@@ -178,11 +179,13 @@ pub async fn busy_lanes(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i16>> {
         #[diesel(sql_type = diesel::sql_types::SmallInt)]
         lane: i16,
     }
-    let lanes: Vec<Lane> = diesel::sql_query(
-        "SELECT l::smallint AS lane FROM generate_series(0, $1 - 1) AS l \
+    let lanes: Vec<Lane> = Cached::new(
+        diesel::sql_query(
+            "SELECT l::smallint AS lane FROM generate_series(0, $1 - 1) AS l \
          WHERE EXISTS (SELECT 1 FROM outbox_events WHERE lane = l AND published_at IS NULL)",
+        )
+        .bind::<diesel::sql_types::SmallInt, _>(LANES),
     )
-    .bind::<diesel::sql_types::SmallInt, _>(LANES)
     .load(conn)
     .await?;
     Ok(lanes.into_iter().map(|l| l.lane).collect())
@@ -210,10 +213,12 @@ pub async fn pending(conn: &mut AsyncPgConnection, lane: i16, limit: i64) -> Que
 }
 
 pub async fn mark_published(conn: &mut AsyncPgConnection, seqs: &[i64]) -> QueryResult<usize> {
-    diesel::update(outbox_events::table.filter(outbox_events::seq.eq_any(seqs)))
-        .set(outbox_events::published_at.eq(diesel::dsl::now))
-        .execute(conn)
-        .await
+    Cached::new(
+        diesel::update(outbox_events::table.filter(outbox_events::seq.eq_any(seqs)))
+            .set(outbox_events::published_at.eq(diesel::dsl::now)),
+    )
+    .execute(conn)
+    .await
 }
 
 /// Seconds since the oldest unpublished message was written (real time).
@@ -236,11 +241,13 @@ struct Locked {
 /// `namespace`); false when another relay holds it. Released at commit.
 pub async fn try_lock_lane(conn: &mut AsyncPgConnection, namespace: i32, lane: i16) -> QueryResult<bool> {
     use diesel::sql_types::Integer;
-    let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1, $2) AS locked")
-        .bind::<Integer, _>(namespace)
-        .bind::<Integer, _>(i32::from(lane))
-        .get_result(conn)
-        .await?;
+    let got: Locked = Cached::new(
+        diesel::sql_query("SELECT pg_try_advisory_xact_lock($1, $2) AS locked")
+            .bind::<Integer, _>(namespace)
+            .bind::<Integer, _>(i32::from(lane)),
+    )
+    .get_result(conn)
+    .await?;
     Ok(got.locked)
 }
 

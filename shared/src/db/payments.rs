@@ -155,7 +155,7 @@ pub async fn mark_captured_many(
     let transactions: Vec<&str> = rows.iter().map(|r| r.transaction_id.as_str()).collect();
     let starts: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.period_start).collect();
     let ends: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.period_end).collect();
-    diesel::sql_query(
+    Cached::new(diesel::sql_query(
         "UPDATE payments p SET status = 'succeeded', gateway_transaction_id = v.tx, captured_at = $1, \
              failure_reason = NULL, failure_code = NULL, period_start = v.ps, period_end = v.pe, updated_at = now() \
          FROM unnest($2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS v(id, tx, ps, pe) WHERE p.id = v.id",
@@ -164,15 +164,17 @@ pub async fn mark_captured_many(
     .bind::<Array<SqlUuid>, _>(&payment_ids)
     .bind::<Array<Text>, _>(&transactions)
     .bind::<Array<Nullable<Timestamptz>>, _>(&starts)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&ends)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&ends))
     .execute(conn)
     .await?;
-    diesel::sql_query(
-        "UPDATE payment_attempts a SET status = 'succeeded', gateway_transaction_id = v.tx, updated_at = now() \
+    Cached::new(
+        diesel::sql_query(
+            "UPDATE payment_attempts a SET status = 'succeeded', gateway_transaction_id = v.tx, updated_at = now() \
          FROM unnest($1::uuid[], $2::text[]) AS v(id, tx) WHERE a.id = v.id",
+        )
+        .bind::<Array<SqlUuid>, _>(&attempt_ids)
+        .bind::<Array<Text>, _>(&transactions),
     )
-    .bind::<Array<SqlUuid>, _>(&attempt_ids)
-    .bind::<Array<Text>, _>(&transactions)
     .execute(conn)
     .await?;
     Ok(())

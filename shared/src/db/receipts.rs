@@ -60,8 +60,7 @@ pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
 
 /// Stores a receipt's new state.
 pub async fn save(conn: &mut AsyncPgConnection, row: &ReceiptRow) -> QueryResult<()> {
-    diesel::update(receipts::table.find(row.id))
-        .set((row, receipts::updated_at.eq(diesel::dsl::now)))
+    Cached::new(diesel::update(receipts::table.find(row.id)).set((row, receipts::updated_at.eq(diesel::dsl::now))))
         .execute(conn)
         .await
         .map(|_| ())

@@ -6,6 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::refunds;
 use crate::domain::ids::{CustomerId, PaymentId, TenantId};
 use crate::domain::states::RefundStatus;
@@ -51,12 +52,11 @@ pub struct RefundRow {
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &RefundRow) -> QueryResult<()> {
-    diesel::insert_into(refunds::table).values(row).execute(conn).await.map(|_| ())
+    Cached::new(diesel::insert_into(refunds::table).values(row)).execute(conn).await.map(|_| ())
 }
 
 pub async fn save(conn: &mut AsyncPgConnection, row: &RefundRow) -> QueryResult<()> {
-    diesel::update(refunds::table.find(row.id))
-        .set((row, refunds::updated_at.eq(diesel::dsl::now)))
+    Cached::new(diesel::update(refunds::table.find(row.id)).set((row, refunds::updated_at.eq(diesel::dsl::now))))
         .execute(conn)
         .await
         .map(|_| ())

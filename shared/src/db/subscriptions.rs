@@ -340,7 +340,10 @@ pub async fn claim_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: 
 
 /// Postpones a subscription whose step failed.
 pub async fn postpone(conn: &mut AsyncPgConnection, id: SubscriptionId, until: DateTime<Utc>) -> QueryResult<()> {
-    diesel::update(subscriptions::table.find(id)).set(subscriptions::due_at.eq(until)).execute(conn).await.map(|_| ())
+    Cached::new(diesel::update(subscriptions::table.find(id)).set(subscriptions::due_at.eq(until)))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Subscriptions of a tenant whose dates a maintenance extension moves: with
@@ -452,12 +455,14 @@ pub async fn record_notice(
 /// Links subscriptions to their renewal payments in flight (bulk renewal start).
 pub async fn start_renewals(conn: &mut AsyncPgConnection, started: &[(SubscriptionId, PaymentId)]) -> QueryResult<()> {
     let (ids, payments): (Vec<SubscriptionId>, Vec<PaymentId>) = started.iter().copied().unzip();
-    diesel::sql_query(
-        "UPDATE subscriptions s SET renewal_payment_id = v.payment_id, due_at = NULL, updated_at = now() \
+    Cached::new(
+        diesel::sql_query(
+            "UPDATE subscriptions s SET renewal_payment_id = v.payment_id, due_at = NULL, updated_at = now() \
          FROM unnest($1::uuid[], $2::uuid[]) AS v(id, payment_id) WHERE s.id = v.id",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<SqlUuid>, _>(&payments),
     )
-    .bind::<Array<SqlUuid>, _>(&ids)
-    .bind::<Array<SqlUuid>, _>(&payments)
     .execute(conn)
     .await
     .map(|_| ())
@@ -473,7 +478,7 @@ pub async fn apply_renewals(conn: &mut AsyncPgConnection, renewed: &[Subscriptio
     let prices: Vec<Option<Uuid>> = renewed.iter().map(|s| s.price_id).collect();
     let charges: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.next_charge_at).collect();
     let dues: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.due_at).collect();
-    diesel::sql_query(
+    Cached::new(diesel::sql_query(
         "UPDATE subscriptions s SET current_period_start = v.ps, current_period_end = v.pe, paid_amount = v.paid, \
              price_id = v.price, next_charge_at = v.charge, due_at = v.due, renewal_payment_id = NULL, \
              next_retry_at = NULL, dunning_ends_at = NULL, retries_stopped = false, grace_until = NULL, updated_at = now() \
@@ -487,7 +492,7 @@ pub async fn apply_renewals(conn: &mut AsyncPgConnection, renewed: &[Subscriptio
     .bind::<Array<Nullable<Numeric>>, _>(&paid)
     .bind::<Array<Nullable<SqlUuid>>, _>(&prices)
     .bind::<Array<Nullable<Timestamptz>>, _>(&charges)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&dues)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&dues))
     .execute(conn)
     .await
     .map(|_| ())

@@ -7,6 +7,7 @@ use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uui
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::cached::Cached;
 use crate::domain::ids::{CustomerId, SubscriptionId, TenantId};
 use crate::domain::subscription::Subscription;
 use crate::domain::usage::KeyGeneration;
@@ -33,12 +34,13 @@ pub async fn targets(
     tenant_id: TenantId,
     ids: &[CustomerId],
 ) -> diesel::QueryResult<Vec<Target>> {
-    let customers: Vec<CustomerZone> =
+    let customers: Vec<CustomerZone> = Cached::new(
         diesel::sql_query("SELECT id, time_zone FROM customers WHERE tenant_id = $1 AND id = ANY($2)")
             .bind::<SqlUuid, _>(tenant_id)
-            .bind::<Array<SqlUuid>, _>(ids)
-            .load(conn)
-            .await?;
+            .bind::<Array<SqlUuid>, _>(ids),
+    )
+    .load(conn)
+    .await?;
     let found: Vec<CustomerId> = customers.iter().map(|c| c.id).collect();
     let mut subs: std::collections::HashMap<CustomerId, Subscription> =
         super::subscriptions::using_of_customers(conn, &found).await?.into_iter().map(|s| (s.customer_id, s)).collect();
@@ -89,12 +91,11 @@ pub async fn claim_keys(
                              WHERE k.generation = $2 - 1 AND k.tenant_id = $1 AND k.event_id = v.id) \
          ON CONFLICT DO NOTHING RETURNING event_id"
     };
-    let rows: Vec<EventId> = diesel::sql_query(sql)
-        .bind::<SqlUuid, _>(tenant_id)
-        .bind::<Integer, _>(at.current)
-        .bind::<Array<Text>, _>(ids)
-        .load(conn)
-        .await?;
+    let rows: Vec<EventId> = Cached::new(
+        diesel::sql_query(sql).bind::<SqlUuid, _>(tenant_id).bind::<Integer, _>(at.current).bind::<Array<Text>, _>(ids),
+    )
+    .load(conn)
+    .await?;
     Ok(rows.into_iter().map(|r| r.event_id).collect())
 }
 
@@ -108,13 +109,15 @@ pub async fn release_keys(
     ids: &[&str],
 ) -> diesel::QueryResult<()> {
     let oldest = if at.overlap { at.current - 1 } else { at.current };
-    diesel::sql_query(
-        "DELETE FROM usage_event_keys WHERE generation BETWEEN $2 AND $3 AND tenant_id = $1 AND event_id = ANY($4)",
+    Cached::new(
+        diesel::sql_query(
+            "DELETE FROM usage_event_keys WHERE generation BETWEEN $2 AND $3 AND tenant_id = $1 AND event_id = ANY($4)",
+        )
+        .bind::<SqlUuid, _>(tenant_id)
+        .bind::<Integer, _>(oldest)
+        .bind::<Integer, _>(at.current)
+        .bind::<Array<Text>, _>(ids),
     )
-    .bind::<SqlUuid, _>(tenant_id)
-    .bind::<Integer, _>(oldest)
-    .bind::<Integer, _>(at.current)
-    .bind::<Array<Text>, _>(ids)
     .execute(conn)
     .await
     .map(|_| ())
@@ -135,7 +138,7 @@ pub async fn insert_events(
     let quantities: Vec<i64> = events.iter().map(|e| e.quantity).collect();
     let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
     let periods: Vec<DateTime<Utc>> = events.iter().map(|e| e.period_start).collect();
-    diesel::sql_query(
+    Cached::new(diesel::sql_query(
         "INSERT INTO usage_events (tenant_id, received_at, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start) \
          SELECT $1, $2, * FROM unnest($3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::int8[], $8::timestamptz[], $9::timestamptz[])",
     )
@@ -147,7 +150,7 @@ pub async fn insert_events(
     .bind::<Array<Text>, _>(&metrics)
     .bind::<Array<BigInt>, _>(&quantities)
     .bind::<Array<Timestamptz>, _>(&occurred)
-    .bind::<Array<Timestamptz>, _>(&periods)
+    .bind::<Array<Timestamptz>, _>(&periods))
     .execute(conn)
     .await
     .map(|_| ())
@@ -199,7 +202,7 @@ pub async fn add(
     let peak: Vec<i64> = increments.iter().map(|i| i.peak).collect();
     let level_at: Vec<Option<DateTime<Utc>>> = increments.iter().map(|i| i.level_at).collect();
     // Rows are locked in key order so concurrent batches cannot deadlock.
-    diesel::sql_query(
+    Cached::new(diesel::sql_query(
         "INSERT INTO usage_counters AS u (subscription_id, period_start, metric, tenant_id, kind, used, peak, level_at) \
          SELECT v.sub, v.ps, v.metric, $1, v.kind, v.used, v.peak, v.level_at \
            FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::timestamptz[]) \
@@ -221,7 +224,7 @@ pub async fn add(
     .bind::<Array<Text>, _>(&kinds)
     .bind::<Array<BigInt>, _>(&used)
     .bind::<Array<BigInt>, _>(&peak)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&level_at)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&level_at))
     .load(conn)
     .await
 }
@@ -239,19 +242,21 @@ pub async fn mark_exhausted(
     let periods: Vec<DateTime<Utc>> = increments.iter().map(|i| i.period_start).collect();
     let metrics: Vec<&str> = increments.iter().map(|i| i.metric).collect();
     let limits: Vec<i64> = increments.iter().map(|i| i.limit).collect();
-    diesel::sql_query(
-        "UPDATE usage_counters u SET exhausted_by = $1, exhausted_at = $2 \
+    Cached::new(
+        diesel::sql_query(
+            "UPDATE usage_counters u SET exhausted_by = $1, exhausted_at = $2 \
            FROM unnest($3::uuid[], $4::timestamptz[], $5::text[], $6::int8[]) AS v(sub, ps, metric, lim) \
           WHERE u.subscription_id = v.sub AND u.period_start = v.ps AND u.metric = v.metric \
             AND u.exhausted_by IS NULL AND u.billed_at IS NULL AND u.peak >= v.lim AND u.peak > 0 \
          RETURNING u.subscription_id, u.period_start, u.metric, u.used, u.peak",
+        )
+        .bind::<SqlUuid, _>(batch)
+        .bind::<Timestamptz, _>(at)
+        .bind::<Array<SqlUuid>, _>(&subs)
+        .bind::<Array<Timestamptz>, _>(&periods)
+        .bind::<Array<Text>, _>(&metrics)
+        .bind::<Array<BigInt>, _>(&limits),
     )
-    .bind::<SqlUuid, _>(batch)
-    .bind::<Timestamptz, _>(at)
-    .bind::<Array<SqlUuid>, _>(&subs)
-    .bind::<Array<Timestamptz>, _>(&periods)
-    .bind::<Array<Text>, _>(&metrics)
-    .bind::<Array<BigInt>, _>(&limits)
     .load(conn)
     .await
 }
@@ -269,7 +274,7 @@ pub async fn close(
 ) -> diesel::QueryResult<Vec<CounterState>> {
     let names: Vec<&str> = metrics.iter().map(|(m, _)| *m).collect();
     let kinds: Vec<&str> = metrics.iter().map(|(_, k)| *k).collect();
-    diesel::sql_query(
+    Cached::new(diesel::sql_query(
         "INSERT INTO usage_counters AS u (subscription_id, period_start, metric, tenant_id, kind, used, peak, billed_at) \
          SELECT $1, $2, v.metric, $3, v.kind, 0, 0, $4 FROM unnest($5::text[], $6::text[]) AS v(metric, kind) \
           ORDER BY v.metric \
@@ -282,7 +287,7 @@ pub async fn close(
     .bind::<SqlUuid, _>(tenant_id)
     .bind::<Timestamptz, _>(at)
     .bind::<Array<Text>, _>(&names)
-    .bind::<Array<Text>, _>(&kinds)
+    .bind::<Array<Text>, _>(&kinds))
     .load(conn)
     .await
 }
@@ -300,14 +305,16 @@ pub async fn rekey(
     if from == to {
         return Ok(());
     }
-    diesel::sql_query(
-        "UPDATE usage_counters SET period_start = $3 WHERE subscription_id = $1 AND period_start = $2 \
+    Cached::new(
+        diesel::sql_query(
+            "UPDATE usage_counters SET period_start = $3 WHERE subscription_id = $1 AND period_start = $2 \
            AND billed_at IS NULL AND NOT EXISTS \
                (SELECT 1 FROM usage_counters o WHERE o.subscription_id = $1 AND o.period_start = $3)",
+        )
+        .bind::<SqlUuid, _>(subscription_id)
+        .bind::<Timestamptz, _>(from)
+        .bind::<Timestamptz, _>(to),
     )
-    .bind::<SqlUuid, _>(subscription_id)
-    .bind::<Timestamptz, _>(from)
-    .bind::<Timestamptz, _>(to)
     .execute(conn)
     .await
     .map(|_| ())
@@ -323,16 +330,18 @@ pub async fn rearm_exhausted(
 ) -> diesel::QueryResult<()> {
     let metrics: Vec<&str> = limits.iter().map(|(m, _)| *m).collect();
     let values: Vec<i64> = limits.iter().map(|(_, l)| *l).collect();
-    diesel::sql_query(
-        "UPDATE usage_counters u SET exhausted_by = NULL, exhausted_at = NULL \
+    Cached::new(
+        diesel::sql_query(
+            "UPDATE usage_counters u SET exhausted_by = NULL, exhausted_at = NULL \
            FROM unnest($3::text[], $4::int8[]) AS v(metric, lim) \
           WHERE u.subscription_id = $1 AND u.period_start = $2 AND u.metric = v.metric \
             AND u.exhausted_by IS NOT NULL AND u.peak < v.lim",
+        )
+        .bind::<SqlUuid, _>(subscription_id)
+        .bind::<Timestamptz, _>(period_start)
+        .bind::<Array<Text>, _>(&metrics)
+        .bind::<Array<BigInt>, _>(&values),
     )
-    .bind::<SqlUuid, _>(subscription_id)
-    .bind::<Timestamptz, _>(period_start)
-    .bind::<Array<Text>, _>(&metrics)
-    .bind::<Array<BigInt>, _>(&values)
     .execute(conn)
     .await
     .map(|_| ())

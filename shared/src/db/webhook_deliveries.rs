@@ -5,6 +5,7 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::webhook_deliveries;
 use crate::domain::ids::TenantId;
 use crate::domain::states::DeliveryStatus;
@@ -23,28 +24,30 @@ pub struct Delivery<'a> {
 
 /// Records the latest try of an event's delivery (insert or overwrite).
 pub async fn record(conn: &mut AsyncPgConnection, d: &Delivery<'_>) -> diesel::QueryResult<()> {
-    diesel::insert_into(webhook_deliveries::table)
-        .values((
-            webhook_deliveries::event_id.eq(d.event_id),
-            webhook_deliveries::tenant_id.eq(d.tenant_id),
-            webhook_deliveries::url.eq(d.url),
-            webhook_deliveries::status.eq(d.status),
-            webhook_deliveries::attempts.eq(d.attempts),
-            webhook_deliveries::last_status.eq(d.last_status),
-            webhook_deliveries::last_error.eq(d.last_error),
-        ))
-        .on_conflict(webhook_deliveries::event_id)
-        .do_update()
-        .set((
-            webhook_deliveries::url.eq(excluded(webhook_deliveries::url)),
-            webhook_deliveries::status.eq(excluded(webhook_deliveries::status)),
-            webhook_deliveries::attempts.eq(excluded(webhook_deliveries::attempts)),
-            webhook_deliveries::last_status.eq(excluded(webhook_deliveries::last_status)),
-            webhook_deliveries::last_error.eq(excluded(webhook_deliveries::last_error)),
-            webhook_deliveries::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    Cached::new(
+        diesel::insert_into(webhook_deliveries::table)
+            .values((
+                webhook_deliveries::event_id.eq(d.event_id),
+                webhook_deliveries::tenant_id.eq(d.tenant_id),
+                webhook_deliveries::url.eq(d.url),
+                webhook_deliveries::status.eq(d.status),
+                webhook_deliveries::attempts.eq(d.attempts),
+                webhook_deliveries::last_status.eq(d.last_status),
+                webhook_deliveries::last_error.eq(d.last_error),
+            ))
+            .on_conflict(webhook_deliveries::event_id)
+            .do_update()
+            .set((
+                webhook_deliveries::url.eq(excluded(webhook_deliveries::url)),
+                webhook_deliveries::status.eq(excluded(webhook_deliveries::status)),
+                webhook_deliveries::attempts.eq(excluded(webhook_deliveries::attempts)),
+                webhook_deliveries::last_status.eq(excluded(webhook_deliveries::last_status)),
+                webhook_deliveries::last_error.eq(excluded(webhook_deliveries::last_error)),
+                webhook_deliveries::updated_at.eq(diesel::dsl::now),
+            )),
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
