@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Nullable, Numeric, Timestamptz, Uuid as SqlUuid};
+use diesel::pg::Pg;
+use diesel::sql_types::{Array, Bool, Nullable, Numeric, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -150,8 +151,17 @@ pub async fn find_for_update(conn: &mut AsyncPgConnection, id: SubscriptionId) -
 
 /// These subscriptions, locked in id order.
 pub async fn lock_many(conn: &mut AsyncPgConnection, ids: &[SubscriptionId]) -> QueryResult<Vec<Subscription>> {
+    lock_where(conn, Box::new(subscriptions::id.eq_any(ids.to_vec()))).await
+}
+
+/// A condition on subscription rows.
+type Predicate = Box<dyn BoxableExpression<subscriptions::table, Pg, SqlType = Bool>>;
+
+/// The subscriptions `predicate` selects, locked in id order (the order every
+/// writer of several takes them in).
+async fn lock_where(conn: &mut AsyncPgConnection, predicate: Predicate) -> QueryResult<Vec<Subscription>> {
     let rows: Vec<Row> = subscriptions::table
-        .filter(subscriptions::id.eq_any(ids))
+        .filter(predicate)
         .order(subscriptions::id)
         .for_update()
         .select(Row::as_select())
@@ -248,15 +258,15 @@ pub async fn live_with_counters(
 /// Every subscription of the customer that has not ended (a live one and a pending
 /// purchase at most), locked.
 pub async fn live_of_customer(conn: &mut AsyncPgConnection, customer_id: CustomerId) -> QueryResult<Vec<Subscription>> {
-    let rows: Vec<Row> = subscriptions::table
-        .filter(subscriptions::customer_id.eq(customer_id))
-        .filter(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated]))
-        .order(subscriptions::id)
-        .for_update()
-        .select(Row::as_select())
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().map(Subscription::from).collect())
+    lock_where(
+        conn,
+        Box::new(
+            subscriptions::customer_id
+                .eq(customer_id)
+                .and(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated])),
+        ),
+    )
+    .await
 }
 
 /// Subscription `id` and every live subscription of its customer (`customer_id`),
@@ -266,19 +276,15 @@ pub async fn lock_with_live(
     id: SubscriptionId,
     customer_id: CustomerId,
 ) -> QueryResult<Vec<Subscription>> {
-    let rows: Vec<Row> = subscriptions::table
-        .filter(subscriptions::customer_id.eq(customer_id))
-        .filter(
+    lock_where(
+        conn,
+        Box::new(subscriptions::customer_id.eq(customer_id).and(
             subscriptions::id
                 .eq(id)
                 .or(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated])),
-        )
-        .order(subscriptions::id)
-        .for_update()
-        .select(Row::as_select())
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().map(Subscription::from).collect())
+        )),
+    )
+    .await
 }
 
 pub async fn list_for_customer(
