@@ -2,8 +2,8 @@
 //! history, their notices, and the scheduler's claims.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
 use diesel::pg::Pg;
+use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Nullable, Numeric, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
@@ -256,35 +256,16 @@ pub async fn live_with_counters(
 }
 
 /// Every subscription of the customer that has not ended (a live one and a pending
-/// purchase at most), locked.
-pub async fn live_of_customer(conn: &mut AsyncPgConnection, customer_id: CustomerId) -> QueryResult<Vec<Subscription>> {
-    lock_where(
-        conn,
-        Box::new(
-            subscriptions::customer_id
-                .eq(customer_id)
-                .and(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated])),
-        ),
-    )
-    .await
-}
-
-/// Subscription `id` and every live subscription of its customer (`customer_id`),
-/// locked in id order: what a purchase's activation reads, in one statement.
-pub async fn lock_with_live(
+/// purchase at most) and, when given, subscription `also` of the same customer (a
+/// purchase's activation reads it with them), locked in id order, in one statement.
+pub async fn lock_live(
     conn: &mut AsyncPgConnection,
-    id: SubscriptionId,
     customer_id: CustomerId,
+    also: Option<SubscriptionId>,
 ) -> QueryResult<Vec<Subscription>> {
-    lock_where(
-        conn,
-        Box::new(subscriptions::customer_id.eq(customer_id).and(
-            subscriptions::id
-                .eq(id)
-                .or(subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated])),
-        )),
-    )
-    .await
+    let not_ended = subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated]);
+    let predicate = subscriptions::customer_id.eq(customer_id).and(not_ended.or(subscriptions::id.nullable().eq(also)));
+    lock_where(conn, Box::new(predicate.assume_not_null())).await
 }
 
 pub async fn list_for_customer(

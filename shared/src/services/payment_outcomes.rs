@@ -250,7 +250,7 @@ async fn activate_purchase(
     // free plan it replaces, or one that makes a late payment for an expired
     // purchase unapplicable), locked together.
     let (mut mine, others): (Vec<_>, Vec<_>) =
-        subs_db::lock_with_live(conn, sub_id, payment.customer_id).await?.into_iter().partition(|s| s.id == sub_id);
+        subs_db::lock_live(conn, payment.customer_id, Some(sub_id)).await?.into_iter().partition(|s| s.id == sub_id);
     let mut sub = mine.pop().ok_or_else(|| ServiceError::Internal(format!("subscription {sub_id} vanished")))?;
     let revivable = sub.status == SubscriptionStatus::Expired && sub.current_period_start.is_none();
     if sub.status != SubscriptionStatus::PendingPayment && !revivable {

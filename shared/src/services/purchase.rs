@@ -141,7 +141,7 @@ pub async fn purchase(
     let version = plan.price_at(now)?.clone();
     let free_price = version.price.is_zero().then_some(version.id);
     let Starting { start, record_trial } = start_of(conn, now, tenant, customer.id, &plan, free_price).await?;
-    for mut live in db::live_of_customer(conn, customer.id).await? {
+    for mut live in db::lock_live(conn, customer.id, None).await? {
         // A trial or a free plan waits for the paid purchase that replaces it.
         let kept = start == Start::Paid && live.replaceable();
         if !kept && !retire_if_stale(conn, now, tenant, &mut live).await? {
