@@ -13,6 +13,8 @@ pub mod routes;
 pub mod state;
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -33,6 +35,7 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The first HTTP worker's pool (start-up checks run on it).
     pool: billing_shared::db::PgPool,
 }
 
@@ -52,7 +55,16 @@ impl Application {
     /// Builds the server with the given adapters behind its ports.
     pub fn build_with(config: &Config, ports: Ports) -> anyhow::Result<Self> {
         billing_shared::sealing::install(config.keyring()?);
-        let pool = build_pool(&config.database_url, config.db_pool_size)?;
+        // One pool per HTTP worker, `BILLING_DB_POOL_SIZE` split between them: a
+        // connection's driver task runs on the worker thread that opened it, so with
+        // one shared pool most statements waited for another worker's thread to be
+        // woken to pass them on (bench/README, "Entitlement reads").
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_worker = config.db_pool_size.div_ceil(workers);
+        let pools =
+            (0..workers).map(|_| build_pool(&config.database_url, per_worker)).collect::<Result<Vec<_>, _>>()?;
+        let pool = pools[0].clone();
+        let next_pool = Arc::new(AtomicUsize::new(0));
         let listener = TcpListener::bind(config.api_addr)?;
         let port = listener.local_addr()?.port();
         let state = AppState {
@@ -67,8 +79,10 @@ impl Application {
         let routes = Data::new(fallback::RouteTable::from_openapi(&openapi));
         let limits = Data::new(rate_limit::Limits::new(config.rate_limit_per_second, config.rate_limit_burst));
         let server = HttpServer::new(move || {
+            // Called once per worker (again if a worker is restarted).
+            let pool = pools[next_pool.fetch_add(1, Ordering::Relaxed) % pools.len()].clone();
             App::new()
-                .app_data(Data::new(state.clone()))
+                .app_data(Data::new(AppState { pool, ..state.clone() }))
                 .app_data(routes.clone())
                 .app_data(limits.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
@@ -89,6 +103,7 @@ impl Application {
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
                 .default_service(web::to(fallback::fallback))
         })
+        .workers(workers)
         .shutdown_timeout(30)
         .listen(listener)?
         .run();
