@@ -35,8 +35,6 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
-    /// The first HTTP worker's pool (start-up checks run on it).
-    pool: billing_shared::db::PgPool,
 }
 
 impl Application {
@@ -48,27 +46,32 @@ impl Application {
     /// tenant secret that does not open (`tenant_secrets::verify_on_start`).
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let app = Self::build_with(config, Ports::from_config(config)?)?;
-        billing_shared::services::tenant_secrets::verify_on_start(&app.pool).await?;
+        // On a connection of its own: one opened here would stay in a worker's pool
+        // with its driver on this thread.
+        let pool = build_pool(&config.database_url, 1)?;
+        billing_shared::services::tenant_secrets::verify_on_start(&pool).await?;
         Ok(app)
     }
 
     /// Builds the server with the given adapters behind its ports.
     pub fn build_with(config: &Config, ports: Ports) -> anyhow::Result<Self> {
         billing_shared::sealing::install(config.keyring()?);
-        // One pool per HTTP worker, `BILLING_DB_POOL_SIZE` split between them: a
-        // connection's driver task runs on the worker thread that opened it, so with
-        // one shared pool most statements waited for another worker's thread to be
-        // woken to pass them on (bench/README, "Entitlement reads").
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per_worker = config.db_pool_size.div_ceil(workers);
+        // One pool per HTTP worker, `BILLING_DB_POOL_SIZE` split between them (no
+        // more workers than connections): a connection's driver task runs on the
+        // worker thread that opened it, so with one shared pool most statements
+        // waited for another worker's thread to be woken to pass them on
+        // (bench/README, "Entitlement reads"). A worker actix restarts after a panic
+        // shares a live worker's pool.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = cores.min(config.db_pool_size).max(1);
+        let per_worker = (config.db_pool_size / workers).max(1);
         let pools =
             (0..workers).map(|_| build_pool(&config.database_url, per_worker)).collect::<Result<Vec<_>, _>>()?;
-        let pool = pools[0].clone();
         let next_pool = Arc::new(AtomicUsize::new(0));
         let listener = TcpListener::bind(config.api_addr)?;
         let port = listener.local_addr()?.port();
         let state = AppState {
-            pool: pool.clone(),
+            pool: pools[0].clone(),
             ports,
             clock: Clock::from_test_flag(config.test_clock),
             admin_token: config.admin_token.clone(),
@@ -107,7 +110,7 @@ impl Application {
         .shutdown_timeout(30)
         .listen(listener)?
         .run();
-        Ok(Application { port, server, pool })
+        Ok(Application { port, server })
     }
 
     pub fn port(&self) -> u16 {

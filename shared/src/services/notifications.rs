@@ -122,7 +122,8 @@ pub async fn settle(
 /// the whole transaction is rolled back and the retry is answered as accepted. A
 /// retry whose effect fails (the state moved on since) is answered the same once
 /// the notification is found stored. Checks are never de-duplicated: each is
-/// decided again and its latest outcome kept.
+/// decided again and its latest outcome kept, and a Check that fails is an error
+/// (the provider asks again), never an acceptance.
 pub async fn apply(
     conn: &mut AsyncPgConnection,
     clock: Clock,
@@ -139,9 +140,9 @@ pub async fn apply(
         content_type: raw.content_type(),
         raw_body: raw.body,
     };
+    let check = matches!(n.event, NotificationEvent::Check(_));
     let applied = in_transaction(conn, async |conn| {
         let now = clock.now(conn).await?;
-        let check = matches!(n.event, NotificationEvent::Check(_));
         let (reply, outcome) = effect(conn, now, tenant, n.event).await?;
         if check {
             events_db::store_check(conn, &received, &outcome).await?;
@@ -154,11 +155,16 @@ pub async fn apply(
     match applied {
         Ok(reply) => Ok(reply),
         Err(Abort::Retry) => Ok(NotificationReply::Accepted),
-        Err(Abort::Failed(e)) if events_db::exists(conn, &received).await? => {
-            warn!(tenant = %tenant.id, error = %e, "a retry of an applied notification no longer applies");
-            Ok(NotificationReply::Accepted)
+        // A failed Check is never answered as accepted: that would approve it.
+        Err(Abort::Failed(e)) if check => Err(e),
+        Err(Abort::Failed(e)) => {
+            warn!(tenant = %tenant.id, error = %e, "applying a notification failed");
+            if events_db::exists(conn, &received).await? {
+                warn!(tenant = %tenant.id, "it is a retry of an applied notification: acknowledged");
+                return Ok(NotificationReply::Accepted);
+            }
+            Err(e)
         }
-        Err(Abort::Failed(e)) => Err(e),
     }
 }
 

@@ -251,7 +251,9 @@ async fn activate_purchase(
     // purchase unapplicable), locked together.
     let (mut mine, others): (Vec<_>, Vec<_>) =
         subs_db::lock_live(conn, payment.customer_id, Some(sub_id)).await?.into_iter().partition(|s| s.id == sub_id);
-    let mut sub = mine.pop().ok_or_else(|| ServiceError::Internal(format!("subscription {sub_id} vanished")))?;
+    let mut sub = mine.pop().ok_or_else(|| {
+        ServiceError::Internal(format!("subscription {sub_id} of payment {} is gone or not its customer's", payment.id))
+    })?;
     let revivable = sub.status == SubscriptionStatus::Expired && sub.current_period_start.is_none();
     if sub.status != SubscriptionStatus::PendingPayment && !revivable {
         return Ok(None);
