@@ -6,9 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{self, Array, Nullable};
+use diesel::sql_types::{Array, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
 
 use super::cached::Cached;
 use super::schema::ledger_entries;
@@ -83,23 +81,35 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
             currencies.push(e.currency.code().to_owned());
         }
     }
-    PostingInsert {
-        account_ids: &account_ids,
-        account_tenants: &account_tenants,
-        codes: &codes,
-        customers: &customers,
-        account_currencies: &account_currencies,
-        txn_ids: &txn_ids,
-        txn_tenants: &txn_tenants,
-        kinds: &kinds,
-        payments: &payments,
-        descriptions: &descriptions,
-        occurred: &occurred,
-        entry_txns: &entry_txns,
-        entry_accounts: &entry_accounts,
-        amounts: &amounts,
-        currencies: &currencies,
-    }
+    // Accounts on first use, the transactions, their entries — one statement, so the
+    // ledger's statement-level balance checks see each transaction whole; its SQL
+    // never varies, so it stays prepared (parsing and planning it on every capture
+    // was once the webhook path's largest cost).
+    Cached::new(
+        diesel::sql_query(
+            "WITH accounts AS (INSERT INTO ledger_accounts (id, tenant_id, code, customer_id, currency) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[]) ON CONFLICT DO NOTHING), \
+             txns AS (INSERT INTO ledger_transactions (id, tenant_id, kind, payment_id, description, occurred_at) \
+             SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::uuid[], $10::text[], $11::timestamptz[])) \
+             INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) \
+             SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::numeric[], $15::text[])",
+        )
+        .bind::<Array<SqlUuid>, _>(&account_ids)
+        .bind::<Array<SqlUuid>, _>(&account_tenants)
+        .bind::<Array<Text>, _>(&codes)
+        .bind::<Array<Nullable<SqlUuid>>, _>(&customers)
+        .bind::<Array<Text>, _>(&account_currencies)
+        .bind::<Array<SqlUuid>, _>(&txn_ids)
+        .bind::<Array<SqlUuid>, _>(&txn_tenants)
+        .bind::<Array<Text>, _>(&kinds)
+        .bind::<Array<Nullable<SqlUuid>>, _>(&payments)
+        .bind::<Array<Text>, _>(&descriptions)
+        .bind::<Array<Timestamptz>, _>(&occurred)
+        .bind::<Array<SqlUuid>, _>(&entry_txns)
+        .bind::<Array<SqlUuid>, _>(&entry_accounts)
+        .bind::<Array<Numeric>, _>(&amounts)
+        .bind::<Array<Text>, _>(&currencies),
+    )
     .execute(conn)
     .await?;
     if !spendable.is_empty() {
@@ -110,93 +120,13 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
                 "UPDATE ledger_accounts a SET balance = a.balance + d.delta \
              FROM unnest($1::uuid[], $2::numeric[]) AS d(id, delta) WHERE a.id = d.id",
             )
-            .bind::<Array<sql_types::Uuid>, _>(&ids)
-            .bind::<Array<sql_types::Numeric>, _>(&deltas),
+            .bind::<Array<SqlUuid>, _>(&ids)
+            .bind::<Array<Numeric>, _>(&deltas),
         )
         .execute(conn)
         .await?;
     }
     Ok(txn_ids)
-}
-
-/// The posting statement: accounts on first use, the transactions, their entries —
-/// one statement, so the ledger's statement-level balance checks see each
-/// transaction whole. Its SQL never varies, so unlike `sql_query` it is prepared
-/// once per connection and kept (diesel caches statements with a static query id);
-/// parsing and planning it on every capture was the webhook path's largest cost.
-struct PostingInsert<'a> {
-    account_ids: &'a [Uuid],
-    account_tenants: &'a [TenantId],
-    codes: &'a [String],
-    customers: &'a [Option<CustomerId>],
-    account_currencies: &'a [String],
-    txn_ids: &'a [Uuid],
-    txn_tenants: &'a [TenantId],
-    kinds: &'a [String],
-    payments: &'a [Option<PaymentId>],
-    descriptions: &'a [String],
-    occurred: &'a [DateTime<Utc>],
-    entry_txns: &'a [Uuid],
-    entry_accounts: &'a [Uuid],
-    amounts: &'a [Decimal],
-    currencies: &'a [String],
-}
-
-impl QueryId for PostingInsert<'_> {
-    type QueryId = PostingStatement;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-/// The static identity of [`PostingInsert`] in diesel's prepared-statement cache.
-struct PostingStatement;
-
-impl QueryFragment<Pg> for PostingInsert<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use sql_types::{Numeric, Text, Timestamptz, Uuid as SqlUuid};
-        // `push_bind_param` writes each `$n` itself: the SQL goes out between them.
-        out.push_sql(
-            "WITH accounts AS (INSERT INTO ledger_accounts (id, tenant_id, code, customer_id, currency) \
-             SELECT * FROM unnest(",
-        );
-        out.push_bind_param::<Array<SqlUuid>, _>(self.account_ids)?;
-        out.push_sql("::uuid[], ");
-        out.push_bind_param::<Array<SqlUuid>, _>(self.account_tenants)?;
-        out.push_sql("::uuid[], ");
-        out.push_bind_param::<Array<Text>, _>(self.codes)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Nullable<SqlUuid>>, _>(self.customers)?;
-        out.push_sql("::uuid[], ");
-        out.push_bind_param::<Array<Text>, _>(self.account_currencies)?;
-        out.push_sql(
-            "::text[]) ON CONFLICT DO NOTHING), \
-             txns AS (INSERT INTO ledger_transactions (id, tenant_id, kind, payment_id, description, occurred_at) \
-             SELECT * FROM unnest(",
-        );
-        out.push_bind_param::<Array<SqlUuid>, _>(self.txn_ids)?;
-        out.push_sql("::uuid[], ");
-        out.push_bind_param::<Array<SqlUuid>, _>(self.txn_tenants)?;
-        out.push_sql("::uuid[], ");
-        out.push_bind_param::<Array<Text>, _>(self.kinds)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Nullable<SqlUuid>>, _>(self.payments)?;
-        out.push_sql("::uuid[], ");
-        out.push_bind_param::<Array<Text>, _>(self.descriptions)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Timestamptz>, _>(self.occurred)?;
-        out.push_sql(
-            "::timestamptz[])) \
-             INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) SELECT * FROM unnest(",
-        );
-        out.push_bind_param::<Array<SqlUuid>, _>(self.entry_txns)?;
-        out.push_sql("::uuid[], ");
-        out.push_bind_param::<Array<SqlUuid>, _>(self.entry_accounts)?;
-        out.push_sql("::uuid[], ");
-        out.push_bind_param::<Array<Numeric>, _>(self.amounts)?;
-        out.push_sql("::numeric[], ");
-        out.push_bind_param::<Array<Text>, _>(self.currencies)?;
-        out.push_sql("::text[])");
-        Ok(())
-    }
 }
 
 /// The constraint a spend beyond a customer's balance violates.

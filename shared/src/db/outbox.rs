@@ -93,7 +93,7 @@ impl Route {
 
 /// Appends messages in one statement over arrays, in the given order (their `seq`
 /// follows it; the relay publishes a lane in `seq` order). Its SQL never varies,
-/// so it stays prepared ([`super::cached::Cached`]). Returns their ids.
+/// so it stays prepared ([`Cached`]). Returns their ids.
 pub async fn emit_many(
     conn: &mut AsyncPgConnection,
     created_at: DateTime<Utc>,
@@ -127,7 +127,7 @@ pub async fn emit_many(
         steps.push(e.delay_step);
         lanes.push(lane_of(e.ordering_key));
     }
-    super::cached::Cached::new(
+    Cached::new(
         diesel::sql_query(
             "INSERT INTO outbox_events (id, tenant_id, event_type, ordering_key, payload, message, delay_step, lane, \
              created_at, trace_context) \
