@@ -168,7 +168,8 @@ async fn webhooks_are_signed_and_retried_until_delivered() {
     let types: Vec<String> = sink.delivered().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
     assert_eq!(types.len(), 2);
     assert!(types.contains(&"payment.succeeded".to_owned()) && types.contains(&"subscription.activated".to_owned()));
-    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'delivered'").await, 2);
+    let delivered = "SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'delivered'";
+    assert_eq!(app.count_when(delivered, 2).await, 2);
     assert_eq!(app.count("SELECT coalesce(sum(attempts), 0)::bigint AS n FROM webhook_deliveries").await, 4);
 }
 
@@ -211,7 +212,8 @@ async fn undeliverable_webhooks_are_dead_lettered_and_can_be_replayed() {
     assert_eq!(open["data"], json!([]));
     let all = app.admin(Method::GET, "/v1/admin/dead-letters?include_replayed=true", None).await.expect(200);
     assert!(all["data"].as_array().unwrap().iter().all(|l| l["replayed_at"].is_string()));
-    wait_for("deliveries recorded", || true).await;
+    let delivered = "SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'delivered'";
+    assert_eq!(app.count_when(delivered, 2).await, 2, "the replayed deliveries are recorded");
     app.admin(Method::POST, "/v1/admin/dead-letters/no.such.queue/replay", Some(&json!({})))
         .await
         .problem(404, "queue_not_found");

@@ -32,6 +32,21 @@ impl TestApp {
         row.n
     }
 
+    /// `count(sql)` once it equals `want`, or its last value after about a minute:
+    /// for rows another process writes after the effect the test waited for (a
+    /// webhook delivery is recorded after the endpoint answered).
+    pub async fn count_when(&self, sql: &str, want: i64) -> i64 {
+        let mut n = self.count(sql).await;
+        for _ in 0..1200 {
+            if n == want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            n = self.count(sql).await;
+        }
+        n
+    }
+
     /// Every ledger transaction sums to zero per currency, and every other invariant
     /// `billing-api audit` checks holds (its checks, run from outside).
     pub async fn assert_ledger_balanced(&self) {
