@@ -297,7 +297,7 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (scope, key)
 );
 
--- Every provider notification, stored raw before it is acted on; a provider retry
+-- Every provider notification, stored raw in the transaction that acts on it; a provider retry
 -- of the same notification hits the unique key and is not acted on twice.
 CREATE TABLE gateway_events (
     id             uuid PRIMARY KEY,

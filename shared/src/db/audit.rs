@@ -19,7 +19,7 @@ pub struct Invariant {
 }
 
 /// Every invariant, in the order the audit prints them.
-pub const INVARIANTS: [Invariant; 11] = [
+pub const INVARIANTS: [Invariant; 12] = [
     Invariant {
         name: "ledger_balanced",
         promise: "every ledger transaction sums to zero per currency",
@@ -56,6 +56,48 @@ pub const INVARIANTS: [Invariant; 11] = [
         sql: "SELECT a.id::text AS key FROM ledger_accounts a \
               WHERE a.code IN ('customer_prepaid', 'customer_cashback') AND ($1::uuid IS NULL OR a.tenant_id = $1) \
                 AND a.balance <> (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e WHERE e.account_id = a.id)",
+    },
+    // No foreign key holds these since migration 000021 (they locked one tenant,
+    // plan or price row from every concurrent writer): tenants, plans and prices
+    // are never deleted or renumbered (triggers refuse it); this finds a row naming
+    // one that does not exist (a partial restore, a bug).
+    Invariant {
+        name: "references_exist",
+        promise: "every row names an existing tenant, and every subscription and payment existing plans and prices",
+        sql: concat!(
+            "SELECT DISTINCT x.tab || ' of tenant ' || x.tenant_id::text AS key FROM (",
+            "SELECT 'api_keys' AS tab, tenant_id FROM api_keys ",
+            "UNION ALL SELECT 'plans' AS tab, tenant_id FROM plans ",
+            "UNION ALL SELECT 'customers' AS tab, tenant_id FROM customers ",
+            "UNION ALL SELECT 'payment_methods' AS tab, tenant_id FROM payment_methods ",
+            "UNION ALL SELECT 'subscriptions' AS tab, tenant_id FROM subscriptions ",
+            "UNION ALL SELECT 'payments' AS tab, tenant_id FROM payments ",
+            "UNION ALL SELECT 'payment_attempts' AS tab, tenant_id FROM payment_attempts ",
+            "UNION ALL SELECT 'ledger_accounts' AS tab, tenant_id FROM ledger_accounts ",
+            "UNION ALL SELECT 'gateway_events' AS tab, tenant_id FROM gateway_events ",
+            "UNION ALL SELECT 'webhook_deliveries' AS tab, tenant_id FROM webhook_deliveries ",
+            "UNION ALL SELECT 'maintenance_extensions' AS tab, tenant_id FROM maintenance_extensions ",
+            "UNION ALL SELECT 'refunds' AS tab, tenant_id FROM refunds ",
+            "UNION ALL SELECT 'receipts' AS tab, tenant_id FROM receipts ",
+            "UNION ALL SELECT 'partners' AS tab, tenant_id FROM partners ",
+            "UNION ALL SELECT 'partner_commissions' AS tab, tenant_id FROM partner_commissions ",
+            "UNION ALL SELECT 'invoice_counters' AS tab, tenant_id FROM invoice_counters ",
+            "UNION ALL SELECT 'invoices' AS tab, tenant_id FROM invoices ",
+            "UNION ALL SELECT 'invoice_payments' AS tab, tenant_id FROM invoice_payments ",
+            "UNION ALL SELECT 'acts' AS tab, tenant_id FROM acts ",
+            ") x WHERE ($1::uuid IS NULL OR x.tenant_id = $1) \
+               AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = x.tenant_id) \
+               UNION ALL SELECT 'subscription ' || s.id::text FROM subscriptions s \
+               WHERE ($1::uuid IS NULL OR s.tenant_id = $1) \
+                 AND (NOT EXISTS (SELECT 1 FROM plans l WHERE l.id = s.plan_id) \
+                      OR (s.price_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM plan_prices r WHERE r.id = s.price_id)) \
+                      OR (s.scheduled_plan_id IS NOT NULL \
+                          AND NOT EXISTS (SELECT 1 FROM plans l WHERE l.id = s.scheduled_plan_id))) \
+               UNION ALL SELECT 'payment ' || p.id::text FROM payments p \
+               WHERE ($1::uuid IS NULL OR p.tenant_id = $1) \
+                 AND ((p.plan_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM plans l WHERE l.id = p.plan_id)) \
+                      OR (p.price_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM plan_prices r WHERE r.id = p.price_id)))"
+        ),
     },
     Invariant {
         name: "transaction_in_one_payment",

@@ -36,7 +36,7 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
 
     let (code, table) = audit(&app, &[]);
     assert_eq!(code, 0, "{table}");
-    assert!(table.ends_with("11 invariants checked, 0 breaches\n"), "{table}");
+    assert!(table.ends_with("12 invariants checked, 0 breaches\n"), "{table}");
     for name in [
         "ledger_balanced",
         "ledger_complete",
@@ -44,11 +44,12 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
         "refunds_within_captures",
         "usage_counted_once",
         "outbox_draining",
+        "references_exist",
     ] {
         assert!(row(&table, name).contains("|        0 |"), "{table}");
     }
 
-    // Break five promises in the first tenant's data: a counter holding usage no
+    // Break promises in the first tenant's data: a counter holding usage no
     // stored event accounts for is usage counted twice; an entry whose transaction
     // does not exist and two whose accounts do not (written past the ledger's insert
     // check, as a restore of one table could).
@@ -70,6 +71,20 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
             "INSERT INTO usage_counters (subscription_id, period_start, metric, tenant_id, kind, used, peak) \
              SELECT id, current_period_start, 'messages', tenant_id, 'counter', 3, 3 FROM subscriptions WHERE id = '{sub}'"
         ))
+        .await;
+    // No foreign key names the catalog or the tenant (migration 000021): a payment
+    // whose price is gone and a stored notification of a tenant that is not.
+    app.db
+        .execute(&format!(
+            "UPDATE payments SET price_id = gen_random_uuid() WHERE subscription_id = '{sub}' AND kind = 'purchase'"
+        ))
+        .await;
+    app.db
+        .execute(
+            "INSERT INTO gateway_events (id, tenant_id, provider, kind, transaction_id, content_type, raw_body, outcome) \
+             VALUES (gen_random_uuid(), '00000000-0000-0000-0000-00000000dead', 'cloudpayments', 'pay', 'x', \
+                     'application/json', '\\x7b7d', 'recorded')",
+        )
         .await;
     app.db.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_balanced").await;
     app.db
@@ -100,7 +115,13 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
     assert!(row(&table, "refunds_within_captures").contains("|        1 |"), "{table}");
     assert!(row(&table, "outbox_draining").contains("|        1 |"), "{table}");
     assert!(row(&table, "ledger_balanced").contains("|        0 |"), "{table}");
-    assert!(table.ends_with("11 invariants checked, 7 breaches\n"), "{table}");
+    let refs = row(&table, "references_exist");
+    assert!(
+        refs.contains("|        2 |") && refs.contains("gateway_events of tenant 00000000-0000-0000-0000-00000000dead"),
+        "{table}"
+    );
+    assert!(row(&own, "references_exist").contains("|        1 | payment "), "the tenant's own audit: {own}");
+    assert!(table.ends_with("12 invariants checked, 9 breaches\n"), "{table}");
 
     // Per tenant: the other tenant's data is clean.
     let (code, table) = audit(&app, &["--tenant", &other.id]);
@@ -111,4 +132,18 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
     assert!(row(&table, "ledger_complete").contains("|        0 |"), "{table}");
     assert_eq!(audit(&app, &["--tenant", "nope"]).0, 2);
     assert_eq!(audit(&app, &["--everything"]).0, 2);
+
+    // What the dropped foreign keys guarded is refused at its source.
+    let mut conn = app.db.conn().await;
+    for sql in [
+        format!("DELETE FROM tenants WHERE id = '{}'", t.id),
+        format!("UPDATE tenants SET id = gen_random_uuid() WHERE id = '{}'", t.id),
+        "DELETE FROM plans".to_owned(),
+        "DELETE FROM plan_prices".to_owned(),
+        "TRUNCATE tenants CASCADE".to_owned(),
+    ] {
+        let err = diesel_async::RunQueryDsl::execute(diesel::sql_query(&sql), &mut conn).await.unwrap_err().to_string();
+        assert!(err.contains("rows are never deleted or renumbered"), "{sql}: {err}");
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM tenants").await, 2);
 }
