@@ -141,12 +141,12 @@ pub async fn default_payment_methods(
 }
 
 /// Stores an attempt's new state.
-pub async fn save_attempt(conn: &mut AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
+pub async fn save_attempt(conn: &AsyncPgConnection, row: &AttemptRow) -> QueryResult<()> {
     Cached::new(
         diesel::update(payment_attempts::table.find(row.id))
             .set((row, payment_attempts::updated_at.eq(diesel::dsl::now))),
     )
-    .execute(conn)
+    .execute(&mut &*conn)
     .await
     .map(|_| ())
 }

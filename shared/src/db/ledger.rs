@@ -24,7 +24,7 @@ pub struct Posted<'a> {
 
 /// Records a posting as one ledger transaction. Returns the transaction id.
 pub async fn post(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     tenant_id: TenantId,
     payment_id: Option<PaymentId>,
     occurred_at: DateTime<Utc>,
@@ -37,7 +37,7 @@ pub async fn post(
 /// Records postings, each as one ledger transaction, in one statement: the
 /// accounts they touch are created on first use (deterministic ids, `ON CONFLICT
 /// DO NOTHING`), then the transactions and their entries. Returns the ids.
-pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> QueryResult<Vec<Uuid>> {
+pub async fn post_many(conn: &AsyncPgConnection, items: &[Posted<'_>]) -> QueryResult<Vec<Uuid>> {
     let mut account_ids: Vec<Uuid> = Vec::new();
     let mut account_tenants = Vec::new();
     let mut codes = Vec::new();
@@ -110,7 +110,7 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
         .bind::<Array<Numeric>, _>(&amounts)
         .bind::<Array<Text>, _>(&currencies),
     )
-    .execute(conn)
+    .execute(&mut &*conn)
     .await?;
     if !spendable.is_empty() {
         // A spend beyond the balance violates `ledger_accounts_no_overdraft`.
@@ -123,7 +123,7 @@ pub async fn post_many(conn: &mut AsyncPgConnection, items: &[Posted<'_>]) -> Qu
             .bind::<Array<SqlUuid>, _>(&ids)
             .bind::<Array<Numeric>, _>(&deltas),
         )
-        .execute(conn)
+        .execute(&mut &*conn)
         .await?;
     }
     Ok(txn_ids)

@@ -1,5 +1,6 @@
 //! Database access: connection pool, migrations, and query functions that take
-//! `&mut AsyncPgConnection` so services can compose them inside one transaction.
+//! `&mut AsyncPgConnection` so services can compose them inside one transaction
+//! (or `&AsyncPgConnection`, those that may share a round trip: [`pipeline`]).
 
 pub mod attempts;
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod ledger;
 pub mod outbox;
 pub mod partners;
 pub mod payments;
+pub mod pipeline;
 pub mod plans;
 pub mod receipts;
 pub mod refunds;

@@ -95,7 +95,7 @@ impl Route {
 /// follows it; the relay publishes a lane in `seq` order). Its SQL never varies,
 /// so it stays prepared ([`Cached`]). Returns their ids.
 pub async fn emit_many(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     created_at: DateTime<Utc>,
     events: Vec<NewEvent>,
 ) -> QueryResult<Vec<Uuid>> {
@@ -146,13 +146,13 @@ pub async fn emit_many(
         .bind::<Timestamptz, _>(created_at)
         .bind::<Nullable<Text>, _>(trace_context.as_deref()),
     )
-    .execute(conn)
+    .execute(&mut &*conn)
     .await?;
     Ok(ids)
 }
 
 /// Appends one message; returns its id.
-pub async fn emit(conn: &mut AsyncPgConnection, created_at: DateTime<Utc>, event: NewEvent) -> QueryResult<Uuid> {
+pub async fn emit(conn: &AsyncPgConnection, created_at: DateTime<Utc>, event: NewEvent) -> QueryResult<Uuid> {
     let ids = emit_many(conn, created_at, vec![event]).await?;
     ids.into_iter().next().ok_or(diesel::result::Error::NotFound)
 }

@@ -113,9 +113,9 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResu
     Cached::new(diesel::insert_into(payments::table).values(row)).execute(conn).await.map(|_| ())
 }
 
-pub async fn save(conn: &mut AsyncPgConnection, row: &PaymentRow) -> QueryResult<()> {
+pub async fn save(conn: &AsyncPgConnection, row: &PaymentRow) -> QueryResult<()> {
     Cached::new(diesel::update(payments::table.find(row.id)).set((row, payments::updated_at.eq(diesel::dsl::now))))
-        .execute(conn)
+        .execute(&mut &*conn)
         .await
         .map(|_| ())
 }

@@ -118,12 +118,12 @@ pub async fn insert(conn: &mut AsyncPgConnection, sub: &Subscription) -> QueryRe
 }
 
 /// Writes every field back.
-pub async fn save(conn: &mut AsyncPgConnection, sub: &Subscription) -> QueryResult<()> {
+pub async fn save(conn: &AsyncPgConnection, sub: &Subscription) -> QueryResult<()> {
     Cached::new(
         diesel::update(subscriptions::table.find(sub.id))
             .set((Row::from(sub.clone()), subscriptions::updated_at.eq(diesel::dsl::now))),
     )
-    .execute(conn)
+    .execute(&mut &*conn)
     .await
     .map(|_| ())
 }
@@ -374,7 +374,7 @@ pub async fn subscribers_of_plan(
 
 /// Records one history entry of a subscription.
 pub async fn record(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     subscription_id: SubscriptionId,
     entry: &HistoryEntry,
 ) -> QueryResult<()> {
@@ -382,7 +382,7 @@ pub async fn record(
 }
 
 /// Records history entries in one statement per chunk.
-pub async fn record_many(conn: &mut AsyncPgConnection, entries: &[(SubscriptionId, &HistoryEntry)]) -> QueryResult<()> {
+pub async fn record_many(conn: &AsyncPgConnection, entries: &[(SubscriptionId, &HistoryEntry)]) -> QueryResult<()> {
     for chunk in entries.chunks(2000) {
         let rows: Vec<_> = chunk
             .iter()
@@ -398,7 +398,7 @@ pub async fn record_many(conn: &mut AsyncPgConnection, entries: &[(SubscriptionI
             })
             .collect();
         let n = rows.len();
-        Cached::rows(diesel::insert_into(subscription_transitions::table).values(rows), n).execute(conn).await?;
+        Cached::rows(diesel::insert_into(subscription_transitions::table).values(rows), n).execute(&mut &*conn).await?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ use crate::db::attempts::{self as attempts_db, AttemptRow, PaymentMethodRow};
 use crate::db::ledger;
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
+use crate::db::pipeline;
 use crate::db::subscriptions as subs_db;
 use crate::domain::dunning;
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId};
@@ -146,12 +147,19 @@ pub async fn apply_capture(
             "captured_unapplied",
         ),
     };
-    ledger::post(conn, tenant.id, Some(payment.id), now, &posting).await?;
+    // Independent writes share round trips ([`pipeline`]); the payment is saved
+    // after its cashback is known, the balance read after the posting.
+    let (posted, attempted) = futures_util::future::join(
+        ledger::post(conn, tenant.id, Some(payment.id), now, &posting),
+        attempts_db::save_attempt(conn, attempt),
+    )
+    .await;
+    pipeline::outcome([posted.map(drop), attempted])?;
     events.extend(money_events(conn, now, tenant, payment, outcome == "applied").await?);
-    payments_db::save(conn, payment).await?;
-    attempts_db::save_attempt(conn, attempt).await?;
     super::receipts::create_income(conn, now, tenant, payment).await?;
-    outbox::emit_many(conn, now, events).await?;
+    let (saved, emitted) =
+        futures_util::future::join(payments_db::save(conn, payment), outbox::emit_many(conn, now, events)).await;
+    pipeline::outcome([saved, emitted.map(drop)])?;
     if outcome == "captured_unapplied" {
         // Paid for something already paid or no longer there (SPEC §6, the same
         // subscription period and purpose): refunded in full at once, outside the rules.
@@ -377,8 +385,9 @@ pub async fn apply_decline(
     attempt.gateway_transaction_id = transaction_id.map(str::to_owned);
     attempt.failure_reason = Some(reason);
     attempt.failure_code = code.map(str::to_owned);
-    payments_db::save(conn, payment).await?;
-    attempts_db::save_attempt(conn, attempt).await?;
+    let (saved, attempted) =
+        futures_util::future::join(payments_db::save(conn, payment), attempts_db::save_attempt(conn, attempt)).await;
+    pipeline::outcome([saved, attempted])?;
     let hard = decline.class == DeclineClass::Hard;
     if hard && let Some(pm) = attempt.payment_method_id {
         attempts_db::revoke_method(conn, pm, now, code).await?;

@@ -16,6 +16,7 @@ use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt};
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments as payments_db;
+use crate::db::pipeline;
 use crate::db::subscriptions as db;
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId};
 use crate::domain::money::{Currency, Money, MoneyView};
@@ -199,9 +200,11 @@ pub async fn record(
     plan_code: &str,
     change: Change,
 ) -> ServiceResult<()> {
-    db::record(conn, sub.id, &change.history).await?;
-    outbox::emit_many(conn, now, events_of(tenant, sub, plan_code, change.events)).await?;
-    Ok(())
+    let events = events_of(tenant, sub, plan_code, change.events);
+    let (recorded, emitted) =
+        futures_util::future::join(db::record(conn, sub.id, &change.history), outbox::emit_many(conn, now, events))
+            .await;
+    Ok(pipeline::outcome([recorded, emitted.map(drop)])?)
 }
 
 fn events_of(tenant: &Tenant, sub: &Subscription, plan_code: &str, events: Vec<Event>) -> Vec<NewEvent> {
@@ -220,7 +223,8 @@ pub async fn store(
     Ok(())
 }
 
-/// [`record`] then [`store`]: a use case's transition, done.
+/// [`record`] and [`store`]: a use case's transition, done (its three statements
+/// in one round trip: [`pipeline`]; the subscription is locked by the caller).
 pub async fn commit(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -229,8 +233,16 @@ pub async fn commit(
     plan_code: &str,
     change: Change,
 ) -> ServiceResult<()> {
-    record(conn, now, tenant, sub, plan_code, change).await?;
-    store(conn, now, tenant, sub).await
+    sub.due_at = due_at(now, sub, tenant.policy.renewal_notice_days);
+    let sub = &*sub;
+    let events = events_of(tenant, sub, plan_code, change.events);
+    let (recorded, emitted, saved) = futures_util::future::join3(
+        db::record(conn, sub.id, &change.history),
+        outbox::emit_many(conn, now, events),
+        db::save(conn, sub),
+    )
+    .await;
+    Ok(pipeline::outcome([recorded, emitted.map(drop), saved])?)
 }
 
 /// Records the transition's history entry and stores the subscription, like
@@ -244,10 +256,11 @@ pub async fn commit_deferred(
     plan_code: &str,
     change: Change,
 ) -> ServiceResult<Vec<NewEvent>> {
-    db::record(conn, sub.id, &change.history).await?;
-    let events = events_of(tenant, sub, plan_code, change.events);
-    store(conn, now, tenant, sub).await?;
-    Ok(events)
+    sub.due_at = due_at(now, sub, tenant.policy.renewal_notice_days);
+    let (recorded, saved) =
+        futures_util::future::join(db::record(conn, sub.id, &change.history), db::save(conn, sub)).await;
+    pipeline::outcome([recorded, saved])?;
+    Ok(events_of(tenant, sub, plan_code, change.events))
 }
 
 /// Ends a subscription as `expired` or `terminated`: its pending payments fail
