@@ -153,7 +153,7 @@ pub async fn save_attempt(conn: &AsyncPgConnection, row: &AttemptRow) -> QueryRe
 
 /// The attempt a gateway knows by `invoice_id` (CloudPayments InvoiceId).
 pub async fn find_attempt_by_invoice(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     tenant_id: TenantId,
     invoice_id: &str,
 ) -> QueryResult<Option<AttemptRow>> {
@@ -161,7 +161,7 @@ pub async fn find_attempt_by_invoice(
         .filter(payment_attempts::tenant_id.eq(tenant_id))
         .filter(payment_attempts::invoice_id.eq(invoice_id))
         .select(AttemptRow::as_select())
-        .first(conn)
+        .first(&mut &*conn)
         .await
         .optional()
 }

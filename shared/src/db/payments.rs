@@ -290,7 +290,7 @@ pub async fn lock_by_attempt(conn: &mut AsyncPgConnection, attempt_id: Uuid) -> 
 /// Locks the payment whose attempt carries `invoice_id` (the id a provider's
 /// notification names) in one statement; `None` when no attempt has it.
 pub async fn lock_by_invoice(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     tenant_id: TenantId,
     invoice_id: &str,
 ) -> QueryResult<Option<PaymentRow>> {
@@ -305,14 +305,14 @@ pub async fn lock_by_invoice(
 /// WHERE … LIMIT 1) FOR UPDATE`: the payment of the attempt `attempt` selects (at
 /// most one matches), locked, in one statement; `None` when no attempt matches.
 async fn lock_through_attempt(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     attempt: payment_attempts::BoxedQuery<'_, Pg>,
 ) -> QueryResult<Option<PaymentRow>> {
     payments::table
         .filter(payments::id.nullable().eq(attempt.select(payment_attempts::payment_id).single_value()))
         .select(PaymentRow::as_select())
         .for_update()
-        .first(conn)
+        .first(&mut &*conn)
         .await
         .optional()
 }

@@ -3,11 +3,13 @@
 //! diesel-async pipelines the futures of one `&AsyncPgConnection` polled at once:
 //! their statements go out without waiting for each other's answers, and
 //! PostgreSQL runs them one after another in the order they arrive — one round
-//! trip (a send, a wake-up of the server and one of us) instead of one each. Only
-//! statements that need nothing from each other belong in one pipeline, and every
-//! row lock they take must already be held or taken in no particular order: a
-//! statement not yet prepared on the connection is sent after its preparation, so
-//! the arrival order is not the order of the arguments.
+//! trip (a send, a wake-up of the server and one of us) instead of one each.
+//! Statements go out in the order their futures are first polled (`join` polls its
+//! arguments in order; diesel-async prepares a statement new to the connection
+//! while holding its statement cache, so those after it wait), and each runs once
+//! the one before it is done: a read after a lock sees what the lock waited for.
+//! Only statements whose inputs do not come from each other's answers belong in
+//! one pipeline.
 //!
 //! Functions meant for pipelines take `&AsyncPgConnection` (a `&mut` one coerces).
 

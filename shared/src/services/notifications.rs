@@ -224,7 +224,8 @@ async fn effect(
 /// The attempt and its payment a notification's invoice id names. The payment row
 /// is locked first (found through its attempt, in the same statement) and the
 /// attempt read after, so a concurrent report of the same attempt (the charge's own
-/// answer) is seen, not raced.
+/// answer) is seen, not raced: both go out in one round trip, and PostgreSQL runs
+/// the read once the lock is held ([`crate::db::pipeline`] keeps their order).
 async fn find_invoice(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -233,12 +234,16 @@ async fn find_invoice(
     let Some(invoice) = n.invoice_id.as_deref() else {
         return Ok(None);
     };
-    let Some(payment) = payments_db::lock_by_invoice(conn, tenant.id, invoice).await? else {
+    let (payment, attempt) = futures_util::future::join(
+        payments_db::lock_by_invoice(conn, tenant.id, invoice),
+        attempts_db::find_attempt_by_invoice(conn, tenant.id, invoice),
+    )
+    .await;
+    // The lock's error is the cause; the read's would be its echo.
+    let Some(payment) = payment? else {
         return Ok(None);
     };
-    let attempt = attempts_db::find_attempt_by_invoice(conn, tenant.id, invoice)
-        .await?
-        .ok_or_else(|| ServiceError::Internal(format!("payment {} lost its attempt {invoice}", payment.id)))?;
+    let attempt = attempt?.ok_or_else(|| ServiceError::Internal(format!("payment {} lost its attempt {invoice}", payment.id)))?;
     Ok(Some((attempt, payment)))
 }
 
