@@ -22,13 +22,14 @@ ALTER TABLE subscriptions ADD CONSTRAINT subscriptions_price_id_fkey FOREIGN KEY
 ALTER TABLE subscriptions ADD CONSTRAINT subscriptions_scheduled_plan_id_fkey FOREIGN KEY (scheduled_plan_id) REFERENCES plans (id);
 ALTER TABLE payments ADD CONSTRAINT payments_plan_id_fkey FOREIGN KEY (plan_id) REFERENCES plans (id);
 ALTER TABLE payments ADD CONSTRAINT payments_price_id_fkey FOREIGN KEY (price_id) REFERENCES plan_prices (id);
-DROP TRIGGER plan_prices_never_truncated ON plan_prices;
-DROP TRIGGER plan_prices_never_renumbered ON plan_prices;
-DROP TRIGGER plan_prices_never_deleted ON plan_prices;
-DROP TRIGGER plans_never_truncated ON plans;
-DROP TRIGGER plans_never_renumbered ON plans;
-DROP TRIGGER plans_never_deleted ON plans;
-DROP TRIGGER tenants_never_truncated ON tenants;
-DROP TRIGGER tenants_never_renumbered ON tenants;
-DROP TRIGGER tenants_never_deleted ON tenants;
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['tenants', 'plans', 'plan_prices'] LOOP
+        EXECUTE format('DROP TRIGGER %I ON %I', t || '_never_deleted', t);
+        EXECUTE format('DROP TRIGGER %I ON %I', t || '_never_renumbered', t);
+        EXECUTE format('DROP TRIGGER %I ON %I', t || '_never_truncated', t);
+    END LOOP;
+END $$;
 DROP FUNCTION never_deleted();

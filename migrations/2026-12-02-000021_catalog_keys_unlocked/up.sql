@@ -15,24 +15,20 @@ BEGIN
     RAISE EXCEPTION '% rows are never deleted or renumbered (% refused)', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'integrity_constraint_violation';
 END $$;
-CREATE TRIGGER tenants_never_deleted BEFORE DELETE ON tenants
-    FOR EACH ROW EXECUTE FUNCTION never_deleted();
-CREATE TRIGGER tenants_never_renumbered BEFORE UPDATE OF id ON tenants
-    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id) EXECUTE FUNCTION never_deleted();
-CREATE TRIGGER tenants_never_truncated BEFORE TRUNCATE ON tenants
-    FOR EACH STATEMENT EXECUTE FUNCTION never_deleted();
-CREATE TRIGGER plans_never_deleted BEFORE DELETE ON plans
-    FOR EACH ROW EXECUTE FUNCTION never_deleted();
-CREATE TRIGGER plans_never_renumbered BEFORE UPDATE OF id ON plans
-    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id) EXECUTE FUNCTION never_deleted();
-CREATE TRIGGER plans_never_truncated BEFORE TRUNCATE ON plans
-    FOR EACH STATEMENT EXECUTE FUNCTION never_deleted();
-CREATE TRIGGER plan_prices_never_deleted BEFORE DELETE ON plan_prices
-    FOR EACH ROW EXECUTE FUNCTION never_deleted();
-CREATE TRIGGER plan_prices_never_renumbered BEFORE UPDATE OF id ON plan_prices
-    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id) EXECUTE FUNCTION never_deleted();
-CREATE TRIGGER plan_prices_never_truncated BEFORE TRUNCATE ON plan_prices
-    FOR EACH STATEMENT EXECUTE FUNCTION never_deleted();
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['tenants', 'plans', 'plan_prices'] LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE DELETE ON %I FOR EACH ROW EXECUTE FUNCTION never_deleted()',
+                       t || '_never_deleted', t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF id ON %I FOR EACH ROW '
+                       'WHEN (OLD.id IS DISTINCT FROM NEW.id) EXECUTE FUNCTION never_deleted()',
+                       t || '_never_renumbered', t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION never_deleted()',
+                       t || '_never_truncated', t);
+    END LOOP;
+END $$;
 ALTER TABLE api_keys DROP CONSTRAINT api_keys_tenant_id_fkey;
 ALTER TABLE plans DROP CONSTRAINT plans_tenant_id_fkey;
 ALTER TABLE customers DROP CONSTRAINT customers_tenant_id_fkey;
