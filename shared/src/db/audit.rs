@@ -63,7 +63,8 @@ pub const INVARIANTS: [Invariant; 12] = [
     // one that does not exist (a partial restore, a bug).
     Invariant {
         name: "references_exist",
-        promise: "every row names an existing tenant, and every subscription and payment existing plans and prices",
+        promise: "the rows whose foreign keys migration 000021 dropped name an existing tenant, and \
+                  subscriptions and payments existing plans and prices",
         sql: concat!(
             "SELECT DISTINCT x.tab || ' of tenant ' || x.tenant_id::text AS key FROM (",
             "SELECT 'api_keys' AS tab, tenant_id FROM api_keys ",

@@ -72,6 +72,15 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
     plans::table.find(id).select(plans::id).for_update().first::<Uuid>(conn).await.map(|_| ())
 }
 
+/// Holds a plan row `FOR KEY SHARE` until the transaction ends, for a sale: a
+/// price announced or cancelled meanwhile ([`lock`], `FOR UPDATE`) waits for the
+/// sale and then finds its subscriber, or the sale waits for it and reads its
+/// prices after. (The foreign key from subscriptions did this until migration
+/// 000021; an explicit hold is taken only where a plan is sold.)
+pub async fn hold(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    plans::table.find(id).select(plans::id).for_key_share().first::<Uuid>(conn).await.map(|_| ())
+}
+
 pub async fn list(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,

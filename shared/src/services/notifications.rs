@@ -239,11 +239,13 @@ async fn find_invoice(
         attempts_db::find_attempt_by_invoice(conn, tenant.id, invoice),
     )
     .await;
-    // The lock's error is the cause; the read's would be its echo.
-    let Some(payment) = payment? else {
+    // In the order they ran: the lock's error is the cause, the read's its echo.
+    let (payment, attempt) = (payment?, attempt?);
+    let Some(payment) = payment else {
         return Ok(None);
     };
-    let attempt = attempt?.ok_or_else(|| ServiceError::Internal(format!("payment {} lost its attempt {invoice}", payment.id)))?;
+    let attempt =
+        attempt.ok_or_else(|| ServiceError::Internal(format!("payment {} lost its attempt {invoice}", payment.id)))?;
     Ok(Some((attempt, payment)))
 }
 

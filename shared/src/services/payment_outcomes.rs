@@ -149,12 +149,12 @@ pub async fn apply_capture(
     };
     // Independent writes share round trips ([`pipeline`]); the payment is saved
     // after its cashback is known, the balance read after the posting.
-    let (posted, attempted) = futures_util::future::join(
-        ledger::post(conn, tenant.id, Some(payment.id), now, &posting),
+    let (attempted, posted) = futures_util::future::join(
         attempts_db::save_attempt(conn, attempt),
+        ledger::post(conn, tenant.id, Some(payment.id), now, &posting),
     )
     .await;
-    pipeline::outcome([posted.map(drop), attempted])?;
+    pipeline::outcome([attempted, posted.map(drop)])?;
     events.extend(money_events(conn, now, tenant, payment, outcome == "applied").await?);
     super::receipts::create_income(conn, now, tenant, payment).await?;
     let (saved, emitted) =

@@ -102,7 +102,7 @@ pub async fn change_plan(
     req: ChangePlanRequest,
 ) -> ServiceResult<ChangePlanView> {
     let (mut sub, plan) = subscriptions::lock(conn, tenant, id).await?;
-    let target = plans::load_by_code(conn, tenant, &req.plan).await?;
+    let target = plans::load_to_sell(conn, tenant, &req.plan).await?;
     let status = sub.status;
     if status == SubscriptionStatus::Trialing || sub.replaceable() {
         return Err(ServiceError::conflict(

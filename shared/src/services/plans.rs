@@ -92,9 +92,29 @@ impl Plan {
 
 /// Loads a plan of the tenant by code.
 pub async fn load_by_code(conn: &mut AsyncPgConnection, tenant: &Tenant, code: &str) -> ServiceResult<Plan> {
+    load_by_code_held(conn, tenant, code, false).await
+}
+
+/// [`load_by_code`] for a sale (a purchase, a change to the plan): the plan row is
+/// held against a concurrent price announcement before its prices are read
+/// ([`db::hold`]), so its subscriber gets that announcement's notice either from
+/// the announcement or from the sale. 404 `plan_not_found`.
+pub async fn load_to_sell(conn: &mut AsyncPgConnection, tenant: &Tenant, code: &str) -> ServiceResult<Plan> {
+    load_by_code_held(conn, tenant, code, true).await
+}
+
+async fn load_by_code_held(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    code: &str,
+    hold: bool,
+) -> ServiceResult<Plan> {
     let row = db::find_by_code(conn, tenant.id, code)
         .await?
         .ok_or_else(|| ServiceError::not_found("plan_not_found", format!("no plan with code {code:?}")))?;
+    if hold {
+        db::hold(conn, row.id).await?;
+    }
     let prices = db::prices_of(conn, &[row.id]).await?;
     Plan::from_rows(row, prices)
 }

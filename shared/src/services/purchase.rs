@@ -131,7 +131,7 @@ pub async fn purchase(
     let customer: CustomerRow = customers_db::find_for_update(conn, tenant.id, spec.customer_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("customer_not_found", "no such customer"))?;
-    let plan = plans::load_by_code(conn, tenant, &spec.plan).await?;
+    let plan = plans::load_to_sell(conn, tenant, &spec.plan).await?;
     if plan.archived_at.is_some() {
         return Err(ServiceError::conflict(
             "plan_archived",

@@ -201,3 +201,46 @@ async fn scheduled_prices_can_be_cancelled_before_they_take_effect() {
     .await
     .problem(404, "price_not_found");
 }
+
+#[tokio::test]
+async fn a_purchase_racing_a_price_announcement_waits_for_it_and_gets_its_notice() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Orbita", "Europe/Moscow", json!({"price_change_notice_days": 14})).await;
+    app.plan_monthly(&t, "START", "1990.00").await;
+    let racer = app.customer(&t, "racer").await;
+
+    // An announcement in flight holds the plan row (as `POST /v1/plans/{code}/prices`
+    // does) while it writes its price version.
+    let mut announcing = app.db.conn().await;
+    announcing
+        .batch_execute(&format!(
+            "BEGIN; SELECT id FROM plans WHERE tenant_id = '{}' AND code = 'START' FOR UPDATE",
+            t.id
+        ))
+        .await
+        .unwrap();
+    let purchase = app.purchase(&t, &racer, "START");
+    tokio::pin!(purchase);
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut purchase).await;
+    assert!(early.is_err(), "the purchase read the plan's prices while an announcement was being written");
+    announcing
+        .batch_execute(&format!(
+            "INSERT INTO plan_prices (id, plan_id, amount, currency, effective_from, announced_at) \
+             SELECT gen_random_uuid(), id, 2490.00, 'RUB', '2026-03-25T00:00:00Z', '2026-03-05T09:00:00Z' \
+             FROM plans WHERE tenant_id = '{}' AND code = 'START'; COMMIT",
+            t.id
+        ))
+        .await
+        .unwrap();
+
+    // The purchase went on after the announcement: it pays today's price, shows the
+    // scheduled one, and its subscriber has the notice (no subscriber is missed).
+    let bought = purchase.await;
+    assert_eq!(bought["payment"]["amount"]["value"], "1990.00");
+    assert_eq!(bought["scheduled_prices"][0]["price"]["value"], "2490.00");
+    let notices: Vec<_> = app.events(&t).await.into_iter().filter(|e| e["type"] == "price_change.notice").collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["data"]["subscription_id"], bought["subscription"]["id"]);
+    assert_eq!(notices[0]["data"]["new_price"]["value"], "2490.00");
+}
