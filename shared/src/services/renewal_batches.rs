@@ -27,7 +27,6 @@ use crate::domain::ids::{PaymentId, SubscriptionId, TenantId};
 use crate::domain::ledger::Posting;
 use crate::domain::states::{AttemptStatus, PaymentKind, PaymentStatus};
 use crate::domain::subscription::renewal::RenewalPaid;
-use crate::domain::subscription::schedule::due_at;
 use crate::domain::subscription::{HistoryEntry, PlanRef, Subscription, SubscriptionStatus};
 use crate::error::ServiceResult;
 use crate::gateways::CardDetails;
@@ -155,7 +154,7 @@ async fn renew_plainly<'a>(
     };
     let mut next = sub.clone();
     let change = next.renew(now, paid, tenant.tz, false).map_err(unexpected)?;
-    next.due_at = due_at(now, &next, tenant.policy.renewal_notice_days);
+    subscriptions::set_due_at(now, tenant, &mut next);
     payment.status = PaymentStatus::Succeeded;
     payment.gateway_transaction_id = Some(capture.transaction_id.to_owned());
     payment.captured_at = Some(now);

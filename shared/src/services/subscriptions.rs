@@ -2,7 +2,7 @@
 //! domain transition did (`domain::subscription`): its history entry and its
 //! events, in the caller's transaction.
 //!
-//! Use cases only set `due_at` ([`store`]: the domain's `schedule::due_at`); the
+//! Use cases only set `due_at` ([`set_due_at`]: the domain's `schedule::due_at`); the
 //! worker's scheduler alone performs what is due.
 
 use chrono::{DateTime, Utc};
@@ -211,6 +211,12 @@ fn events_of(tenant: &Tenant, sub: &Subscription, plan_code: &str, events: Vec<E
     events.into_iter().map(|e| event(tenant, sub, plan_code, e.kind, e.extra)).collect()
 }
 
+/// Sets when the scheduler next looks at the subscription (a notice, a renewal, an
+/// end: `schedule::due_at` with the tenant's notice days); every write of it does.
+pub fn set_due_at(now: DateTime<Utc>, tenant: &Tenant, sub: &mut Subscription) {
+    sub.due_at = due_at(now, sub, tenant.policy.renewal_notice_days);
+}
+
 /// Stores the subscription with its next due instant.
 pub async fn store(
     conn: &mut AsyncPgConnection,
@@ -218,7 +224,7 @@ pub async fn store(
     tenant: &Tenant,
     sub: &mut Subscription,
 ) -> ServiceResult<()> {
-    sub.due_at = due_at(now, sub, tenant.policy.renewal_notice_days);
+    set_due_at(now, tenant, sub);
     db::save(conn, sub).await?;
     Ok(())
 }
@@ -233,7 +239,7 @@ pub async fn commit(
     plan_code: &str,
     change: Change,
 ) -> ServiceResult<()> {
-    sub.due_at = due_at(now, sub, tenant.policy.renewal_notice_days);
+    set_due_at(now, tenant, sub);
     let sub = &*sub;
     let events = events_of(tenant, sub, plan_code, change.events);
     let (recorded, emitted, saved) = futures_util::future::join3(
@@ -256,7 +262,7 @@ pub async fn commit_deferred(
     plan_code: &str,
     change: Change,
 ) -> ServiceResult<Vec<NewEvent>> {
-    sub.due_at = due_at(now, sub, tenant.policy.renewal_notice_days);
+    set_due_at(now, tenant, sub);
     let (recorded, saved) =
         futures_util::future::join(db::record(conn, sub.id, &change.history), db::save(conn, sub)).await;
     pipeline::outcome([recorded, saved])?;
