@@ -130,7 +130,16 @@ async fn a_renewal_is_one_trace_from_the_scheduler_through_the_gateway_to_the_we
     let sent = delivery(&hooks, "payment.succeeded", |d| d["kind"] == "renewal").await;
     let renewed = trace_of(&sent);
     let names = ["scheduler.claim", "job.batch", "gateway.charge", "job", "webhook.deliver"];
-    let spans = wait_for_spans(&otlp, &renewed, &names).await;
+    let mut spans = wait_for_spans(&otlp, &renewed, &names).await;
+    // The renewal's other events are delivered in spans of their own, exported in
+    // batches: wait for the one this webhook names too.
+    for _ in 0..1200 {
+        if spans.iter().any(|s| s.name == "webhook.deliver" && sent.contains(&s.span_id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        spans = otlp.trace(&renewed);
+    }
     assert!(spans.iter().all(|s| s.service == "billing-worker"), "{spans:#?}");
     let root = spans.iter().find(|s| s.name == "scheduler.claim").unwrap();
     assert_eq!(root.parent_span_id, "", "the claim starts the trace");
