@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use billing_shared::error::{ServiceError, ServiceResult};
 use billing_shared::queue::topology::{
-    ATTEMPT_HEADER, DEAD_EXCHANGE, DEAD_LETTER_ID_HEADER, REASON_HEADER, RENEWALS, RETRY_EXCHANGE, WorkQueue,
-    retry_queue,
+    ATTEMPT_HEADER, DEAD_EXCHANGE, DEAD_LETTER_ID_HEADER, REASON_HEADER, RETRY_EXCHANGE, WorkQueue, retry_queue,
 };
 use billing_shared::services::JobResult;
 use billing_shared::trace::{self, TRACEPARENT};
@@ -27,9 +26,9 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::handlers::Handlers;
+use crate::handlers::{Handlers, Message, batched};
 
-/// Largest batch of charge jobs handled together, and how long to wait for more.
+/// Largest batch of charge or receipt jobs handled together, and how long to wait for more.
 const BATCH: usize = 128;
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -87,8 +86,8 @@ pub async fn run(
                 Some(Ok(delivery)) => {
                     let channel = channel.clone();
                     let handlers = handlers.clone();
-                    if queue.name == RENEWALS.name {
-                        // A wave of charges: take what is already waiting, up to a batch.
+                    if batched(queue) {
+                        // A wave of charges or receipts: take what is already waiting, up to a batch.
                         let mut batch = vec![delivery];
                         while batch.len() < BATCH {
                             match tokio::time::timeout(GATHER, consumer.next()).await {
@@ -143,7 +142,7 @@ async fn handle(channel: Channel, queue: WorkQueue, handlers: Arc<Handlers>, del
     settle(&channel, queue, &handlers, &delivery, attempt, last, outcome).instrument(span).await;
 }
 
-/// A batch of charge jobs in one span: a child of the first message's trace,
+/// A batch of charge or receipt jobs in one span: a child of the first message's trace,
 /// linked to the others'.
 async fn handle_batch(channel: Channel, queue: WorkQueue, handlers: Arc<Handlers>, deliveries: Vec<Delivery>) {
     let span =
@@ -154,8 +153,14 @@ async fn handle_batch(channel: Channel, queue: WorkQueue, handlers: Arc<Handlers
         trace::link(&span, parent.as_deref());
     }
     let started = std::time::Instant::now();
-    let bodies: Vec<&[u8]> = deliveries.iter().map(|d| d.data.as_slice()).collect();
-    let outcomes = handlers.handle_charges(&bodies).instrument(span.clone()).await;
+    let messages: Vec<Message<'_>> = deliveries
+        .iter()
+        .map(|d| {
+            let (attempt, last) = tries(queue, d);
+            Message { body: d.data.as_slice(), attempt, last }
+        })
+        .collect();
+    let outcomes = handlers.handle_batch(queue, &messages).instrument(span.clone()).await;
     metrics::histogram!("billing_job_batch_seconds", "queue" => queue.name).record(started.elapsed().as_secs_f64());
     async {
         for (delivery, outcome) in deliveries.iter().zip(outcomes) {

@@ -7,8 +7,9 @@ use billing_shared::db::PgPool;
 use billing_shared::error::{ServiceError, ServiceResult};
 use billing_shared::ports::Ports;
 use billing_shared::queue::jobs::Job;
-use billing_shared::queue::topology::{RENEWALS, WEBHOOKS, WorkQueue};
+use billing_shared::queue::topology::{RECEIPTS, RENEWALS, WEBHOOKS, WorkQueue};
 use billing_shared::services::receipt_registration::{self, Registration};
+use billing_shared::services::receipt_waves::{self, ReceiptJob};
 use billing_shared::services::{JobResult, charge_attempts, dead_letters, refund_execution, webhook_delivery};
 use uuid::Uuid;
 
@@ -20,6 +21,21 @@ pub struct Handlers {
     /// Our public base URL, for the fiscal provider's callbacks.
     pub public_url: Option<String>,
     pub webhook_http: reqwest::Client,
+}
+
+/// One delivery of a batch: its body, try number, and whether it is the last try
+/// before dead-lettering.
+pub struct Message<'a> {
+    pub body: &'a [u8],
+    pub attempt: u32,
+    pub last: bool,
+}
+
+/// Whether the consumer of `queue` takes what is waiting in batches
+/// ([`Handlers::handle_batch`]): renewal charges (a wave of renewals is recorded
+/// set-based) and receipt registrations (a wave of receipts is registered together).
+pub fn batched(queue: WorkQueue) -> bool {
+    queue.name == RENEWALS.name || queue.name == RECEIPTS.name
 }
 
 fn invalid(msg: String) -> ServiceError {
@@ -62,25 +78,47 @@ impl Handlers {
         }
     }
 
-    /// A batch of `billing.renewals` messages: charge jobs are processed together,
-    /// anything else one by one. One result per message, in order.
-    pub async fn handle_charges(&self, bodies: &[&[u8]]) -> Vec<ServiceResult<JobResult>> {
-        let jobs: Vec<Option<Uuid>> = bodies
+    /// A batch of messages of a batched queue ([`batched`]), handled together: the
+    /// charge jobs of `billing.renewals`, the registration jobs of
+    /// `billing.receipts`; any other message one by one. One result per message, in
+    /// order.
+    pub async fn handle_batch(&self, queue: WorkQueue, messages: &[Message<'_>]) -> Vec<ServiceResult<JobResult>> {
+        let jobs: Vec<Option<Job>> = messages
             .iter()
-            .map(|b| match Job::decode(b) {
-                Ok(Job::ChargeAttempt { attempt_id }) => Some(attempt_id),
-                _ => None,
-            })
+            .map(|m| Job::decode(m.body).ok().filter(|j| batched(queue) && j.queue().name == queue.name))
             .collect();
-        let ids: Vec<Uuid> = jobs.iter().flatten().copied().collect();
-        let mut batched =
-            charge_attempts::process_attempts(&self.pool, self.clock, &self.ports.gateways, &ids).await.into_iter();
-        let mut results = Vec::with_capacity(bodies.len());
-        for (body, job) in bodies.iter().zip(&jobs) {
-            results.push(match job {
-                Some(_) => batched.next().unwrap_or_else(|| Err(ServiceError::Internal("batch result missing".into()))),
-                None => self.handle(RENEWALS, body, 1, false).await,
-            });
+        let mut charges = Vec::new();
+        let mut receipts = Vec::new();
+        for (job, m) in jobs.iter().zip(messages) {
+            match job {
+                Some(Job::ChargeAttempt { attempt_id }) => charges.push(*attempt_id),
+                Some(Job::RegisterReceipt { receipt_id }) => {
+                    receipts.push(ReceiptJob { receipt_id: *receipt_id, last: m.last });
+                }
+                _ => {}
+            }
+        }
+        let to = Registration { registrars: &self.ports.registrars, public_url: self.public_url.as_deref() };
+        let charging = async {
+            if charges.is_empty() {
+                return Vec::new();
+            }
+            charge_attempts::process_attempts(&self.pool, self.clock, &self.ports.gateways, &charges).await
+        };
+        let (charged, registered) =
+            tokio::join!(charging, receipt_waves::process_many(&self.pool, self.clock, &to, &receipts));
+        let (mut charged, mut registered) = (charged.into_iter(), registered.into_iter());
+        let mut results = Vec::with_capacity(messages.len());
+        for (job, m) in jobs.iter().zip(messages) {
+            let batched = match job {
+                Some(Job::ChargeAttempt { .. }) => charged.next(),
+                Some(Job::RegisterReceipt { .. }) => registered.next(),
+                _ => {
+                    results.push(self.handle(queue, m.body, m.attempt, m.last).await);
+                    continue;
+                }
+            };
+            results.push(batched.unwrap_or_else(|| Err(ServiceError::Internal("batch result missing".into()))));
         }
         results
     }

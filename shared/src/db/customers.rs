@@ -106,3 +106,14 @@ pub async fn has_captured_payment(conn: &mut AsyncPgConnection, id: CustomerId) 
 pub async fn email_of(conn: &mut AsyncPgConnection, id: CustomerId) -> QueryResult<String> {
     customers::table.find(id).select(customers::email).first(conn).await
 }
+
+/// The e-mails of `ids` (a wave of renewals' receipts), by customer; an id not
+/// found is absent.
+pub async fn emails_of(
+    conn: &mut AsyncPgConnection,
+    ids: &[CustomerId],
+) -> QueryResult<std::collections::HashMap<CustomerId, String>> {
+    let rows: Vec<(CustomerId, String)> =
+        customers::table.filter(customers::id.eq_any(ids)).select((customers::id, customers::email)).load(conn).await?;
+    Ok(rows.into_iter().collect())
+}

@@ -232,6 +232,19 @@ pub async fn payer_of(
     payments::table.find(id).select((payments::subscription_id, payments::customer_id)).first(conn).await
 }
 
+/// Who each of these payments is ordered by: (subscription, customer) by payment.
+pub async fn payers_of(
+    conn: &mut AsyncPgConnection,
+    ids: &[PaymentId],
+) -> QueryResult<std::collections::HashMap<PaymentId, (Option<SubscriptionId>, CustomerId)>> {
+    let rows: Vec<(PaymentId, Option<SubscriptionId>, CustomerId)> = payments::table
+        .filter(payments::id.eq_any(ids))
+        .select((payments::id, payments::subscription_id, payments::customer_id))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(id, sub, customer)| (id, (sub, customer))).collect())
+}
+
 /// Locks the payments these attempts belong to, in id order.
 pub async fn lock_of_attempts(conn: &mut AsyncPgConnection, attempt_ids: &[Uuid]) -> QueryResult<Vec<PaymentRow>> {
     payments::table

@@ -13,7 +13,7 @@ use crate::domain::states::{ReceiptKind, ReceiptStatus};
 
 /// A 54-FZ receipt (`receipts`): its document as sent, the registration
 /// attempt it is at, and the provider's uuid and fiscal attributes once known.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = receipts, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
 pub struct ReceiptRow {
@@ -48,9 +48,86 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &ReceiptRow) -> QueryResu
     Ok(inserted == 1)
 }
 
+/// Inserts receipts in one statement and returns the ids of those inserted (a
+/// payment or refund that already has its receipt keeps it).
+pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[ReceiptRow]) -> QueryResult<Vec<Uuid>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::insert_into(receipts::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(receipts::id)
+        .get_results(conn)
+        .await
+}
+
 /// The receipt with this id.
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ReceiptRow>> {
     receipts::table.find(id).select(ReceiptRow::as_select()).first(conn).await.optional()
+}
+
+/// The receipts with these ids (a wave of registration jobs); ids not found are
+/// absent.
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<ReceiptRow>> {
+    receipts::table.filter(receipts::id.eq_any(ids)).select(ReceiptRow::as_select()).load(conn).await
+}
+
+/// Records the provider's document ids of accepted attempts `(receipt, attempt,
+/// provider uuid)`, each only while its receipt is `pending` at that attempt with
+/// no document id yet. Returns the ids of the receipts written.
+pub async fn accept_many(conn: &mut AsyncPgConnection, accepted: &[(Uuid, i32, String)]) -> QueryResult<Vec<Uuid>> {
+    use diesel::sql_types::{Array, Int4, Text, Uuid as SqlUuid};
+    #[derive(QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    let ids: Vec<Uuid> = accepted.iter().map(|a| a.0).collect();
+    let attempts: Vec<i32> = accepted.iter().map(|a| a.1).collect();
+    let uuids: Vec<&str> = accepted.iter().map(|a| a.2.as_str()).collect();
+    let written: Vec<Written> = Cached::new(
+        diesel::sql_query(
+            "UPDATE receipts r SET provider_uuid = v.uuid, updated_at = now() \
+             FROM unnest($1::uuid[], $2::int4[], $3::text[]) AS v(id, attempt, uuid) \
+             WHERE r.id = v.id AND r.attempt = v.attempt AND r.status = 'pending' AND r.provider_uuid IS NULL \
+             RETURNING r.id",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<Int4>, _>(&attempts)
+        .bind::<Array<Text>, _>(&uuids),
+    )
+    .load(conn)
+    .await?;
+    Ok(written.into_iter().map(|w| w.id).collect())
+}
+
+/// Marks registered the receipts of `(receipt, attempt, fiscal attributes as JSON
+/// text)` at `now`, each only while it is `pending` at that attempt. Returns the
+/// receipts written, as they are now.
+pub async fn register_many(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    registered: &[(Uuid, i32, String)],
+) -> QueryResult<Vec<ReceiptRow>> {
+    use diesel::sql_types::{Array, Int4, Text, Timestamptz, Uuid as SqlUuid};
+    let ids: Vec<Uuid> = registered.iter().map(|a| a.0).collect();
+    let attempts: Vec<i32> = registered.iter().map(|a| a.1).collect();
+    let fiscal: Vec<&str> = registered.iter().map(|a| a.2.as_str()).collect();
+    Cached::new(
+        diesel::sql_query(
+            "UPDATE receipts r SET status = 'registered', fiscal = v.fiscal, registered_at = $1, updated_at = now() \
+             FROM unnest($2::uuid[], $3::int4[], $4::text[]) AS v(id, attempt, fiscal) \
+             WHERE r.id = v.id AND r.attempt = v.attempt AND r.status = 'pending' \
+             RETURNING r.*",
+        )
+        .bind::<Timestamptz, _>(now)
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<Int4>, _>(&attempts)
+        .bind::<Array<Text>, _>(&fiscal),
+    )
+    .load(conn)
+    .await
 }
 
 /// The receipt with this id, locked.

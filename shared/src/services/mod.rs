@@ -31,6 +31,7 @@ pub mod plans;
 pub mod prices;
 pub mod purchase;
 pub mod receipt_registration;
+pub mod receipt_waves;
 pub mod receipts;
 pub mod refund_approval;
 pub mod refund_execution;

@@ -32,8 +32,12 @@ use crate::queue::topology::RECEIPTS;
 /// Registration attempts (each after the provider reported the previous one failed).
 pub const MAX_ATTEMPTS: i32 = 5;
 
+/// What a job answers once the provider accepted its attempt: its report is
+/// polled on the next try.
+pub(super) const AWAITING_REPORT: &str = "registration accepted; waiting for the report";
+
 /// What the worker learned; applied only while the receipt is still at `attempt`.
-enum Learned {
+pub(super) enum Learned {
     Accepted(String),
     Registered(Box<FiscalAttributes>),
     /// The attempt failed at ATOL: the next attempt may be made.
@@ -45,7 +49,13 @@ enum Learned {
 }
 
 /// Applies what the worker learned about attempt `attempt` of a receipt.
-async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Learned) -> ServiceResult<JobResult> {
+pub(super) async fn learn(
+    pool: &PgPool,
+    clock: Clock,
+    id: Uuid,
+    attempt: i32,
+    learned: Learned,
+) -> ServiceResult<JobResult> {
     let mut conn = pool.get().await?;
     in_transaction(&mut conn, async |c| {
         let now = clock.now(c).await?;
@@ -60,7 +70,7 @@ async fn learn(pool: &PgPool, clock: Clock, id: Uuid, attempt: i32, learned: Lea
                     row.provider_uuid = Some(uuid);
                     db::save(c, &row).await?;
                 }
-                Ok(JobResult::RetryLater("registration accepted; waiting for the report".into()))
+                Ok(JobResult::RetryLater(AWAITING_REPORT.into()))
             }
             Learned::Registered(payload) => {
                 row.status = ReceiptStatus::Registered;
@@ -195,12 +205,26 @@ pub async fn process(
     let tenant = super::tenants::load_cached(&mut conn, row.tenant_id).await?;
     drop(conn);
     let attempt = row.attempt;
-    let give_up = async |reason: String| learn(pool, clock, id, attempt, Learned::GaveUp(reason)).await;
     let Some(fiscal) = &tenant.fiscal else {
-        return give_up("the tenant has no fiscal settings".into()).await;
+        return learn(pool, clock, id, attempt, Learned::GaveUp("the tenant has no fiscal settings".into())).await;
     };
     let registrar = to.registrars.for_settings(fiscal);
     let outcome = step(to, &tenant, &*registrar, &row).await;
+    conclude(pool, clock, (&row, registrar.provider()), outcome, last).await
+}
+
+/// What a job makes of its step with the provider for receipt `row` (of the
+/// tenant's registrar `provider`): what it learned is applied ([`learn`]); `last`:
+/// the job's retries are exhausted, so a receipt still not registered fails now.
+pub(super) async fn conclude(
+    pool: &PgPool,
+    clock: Clock,
+    (row, provider): (&ReceiptRow, &'static str),
+    outcome: Result<Learned, Retry>,
+    last: bool,
+) -> ServiceResult<JobResult> {
+    let (id, attempt) = (row.id, row.attempt);
+    let give_up = async |reason: String| learn(pool, clock, id, attempt, Learned::GaveUp(reason)).await;
     let result = match outcome {
         Ok(learned) => learn(pool, clock, id, attempt, learned).await?,
         Err(Retry::Later(reason)) => JobResult::RetryLater(reason),
@@ -208,7 +232,7 @@ pub async fn process(
         // is not the document's fault), and once the retries run out its job is
         // dead-lettered to be replayed after the settings are fixed.
         Err(Retry::Configuration(operation, reason)) => {
-            return Ok(match super::merchant_side_failure(tenant.id, registrar.provider(), operation, &reason) {
+            return Ok(match super::merchant_side_failure(row.tenant_id, provider, operation, &reason) {
                 JobResult::RetryLater(reason) if last => JobResult::DeadLetter(reason),
                 other => other,
             });
@@ -221,7 +245,7 @@ pub async fn process(
 }
 
 /// Why a step with the provider has to be tried again later.
-enum Retry {
+pub(super) enum Retry {
     /// Not known yet (timeout, still processing): the next try asks again.
     Later(String),
     /// The merchant's configuration was refused during the named operation.
@@ -230,7 +254,7 @@ enum Retry {
 
 /// One step with the provider: register the attempt if it has no document there
 /// yet, else read its report. `Err` is why to try again later.
-async fn step(
+pub(super) async fn step(
     to: &Registration<'_>,
     tenant: &Tenant,
     registrar: &dyn FiscalRegistrar,

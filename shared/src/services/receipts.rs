@@ -4,6 +4,8 @@
 //! VAT and payment object respected) and the customer's e-mail, stored, and
 //! registered by the worker ([`super::receipt_registration`]).
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use rust_decimal::Decimal;
@@ -19,7 +21,7 @@ use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::receipts::{self as db, ReceiptRow};
 use crate::db::refunds::RefundRow;
-use crate::domain::ids::{PaymentId, SubscriptionId, TenantId};
+use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::money::MoneyView;
 use crate::domain::plan::PlanFiscal;
 use crate::domain::receipt::{Basis, FiscalAttributes, ReceiptDocument, document, net_of_cashback, refund_lines};
@@ -142,25 +144,58 @@ async fn plan_overrides(conn: &mut AsyncPgConnection, payment: &PaymentRow) -> S
     }
 }
 
+/// What a receipt is of: a payment (or its refund), the lines it records `(name,
+/// sum)` and on what basis.
+struct Subject<'a> {
+    payment: &'a PaymentRow,
+    refund: Option<&'a RefundRow>,
+    lines: &'a [(String, Decimal)],
+    basis: Basis,
+}
+
+impl Subject<'_> {
+    /// Whether `tenant` issues it at all: it has fiscal settings and something was
+    /// paid in money (not all of it cashback).
+    fn receipted_by(&self, tenant: &Tenant) -> bool {
+        tenant.fiscal.is_some() && !self.lines.iter().all(|(_, sum)| sum.is_zero())
+    }
+}
+
 /// Creates a receipt (once per payment or refund) and its registration job.
 async fn create(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
-    payment: &PaymentRow,
-    refund: Option<&RefundRow>,
-    lines: &[(String, Decimal)],
-    basis: Basis,
+    subject: Subject<'_>,
 ) -> ServiceResult<()> {
-    let Some(fiscal) = &tenant.fiscal else { return Ok(()) };
-    // Nothing paid in money (all of it cashback): nothing to receipt.
-    if lines.iter().all(|(_, sum)| sum.is_zero()) {
+    if !subject.receipted_by(tenant) {
         return Ok(());
     }
-    let email = customers_db::email_of(conn, payment.customer_id).await?;
-    let doc = document(fiscal, plan_overrides(conn, payment).await?, &email, lines, basis)
+    let email = customers_db::email_of(conn, subject.payment.customer_id).await?;
+    let Some(row) = row_of(conn, now, tenant, &subject, &email).await? else {
+        return Ok(());
+    };
+    if db::insert(conn, &row).await? {
+        let job = registration_job(tenant.id, subject.payment.ordering_key(), row.id);
+        outbox::emit(conn, now, job).await?;
+    }
+    Ok(())
+}
+
+/// The receipt of a subject as first stored: `pending`, at attempt 1; `None` when
+/// the tenant does not issue it ([`Subject::receipted_by`]).
+async fn row_of(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    subject: &Subject<'_>,
+    email: &str,
+) -> ServiceResult<Option<ReceiptRow>> {
+    let Some(fiscal) = tenant.fiscal.as_ref().filter(|_| subject.receipted_by(tenant)) else { return Ok(None) };
+    let Subject { payment, refund, lines, basis } = *subject;
+    let doc = document(fiscal, plan_overrides(conn, payment).await?, email, lines, basis)
         .map_err(|e| ServiceError::Internal(format!("receipt of payment {}: {e}", payment.id)))?;
-    let row = ReceiptRow {
+    Ok(Some(ReceiptRow {
         id: Uuid::now_v7(),
         tenant_id: tenant.id,
         payment_id: payment.id,
@@ -177,36 +212,20 @@ async fn create(
         registered_at: None,
         created_at: now,
         attempt_failed: false,
-    };
-    if db::insert(conn, &row).await? {
-        let ordering = payment.ordering_key();
-        enqueue(conn, now, tenant.id, ordering, row.id).await?;
-    }
-    Ok(())
+    }))
 }
 
 /// A receipt's messages are ordered with its payment's: by its subscription, else
-/// its customer. Returns (subscription, ordering key).
-async fn ordering_of(
-    conn: &mut AsyncPgConnection,
-    payment_id: PaymentId,
-) -> ServiceResult<(Option<SubscriptionId>, Uuid)> {
-    let (sub, customer) = payments_db::payer_of(conn, payment_id).await?;
-    Ok((sub, sub.map(Uuid::from).unwrap_or(customer.0)))
+/// its customer (`payer`: the payment's subscription and customer).
+fn ordering((subscription, customer): (Option<SubscriptionId>, CustomerId)) -> Uuid {
+    subscription.map_or(customer.0, Uuid::from)
 }
 
-/// Enqueues a registration job for receipt `id` (through the outbox, so it is
-/// published exactly when the caller's transaction commits).
-async fn enqueue(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    tenant_id: TenantId,
-    ordering: Uuid,
-    id: Uuid,
-) -> ServiceResult<()> {
-    let job = NewEvent::job(tenant_id, ordering, Job::RegisterReceipt { receipt_id: id });
-    outbox::emit(conn, now, job).await?;
-    Ok(())
+/// The registration job of receipt `id`, ordered by `ordering` (its payment's key);
+/// written to the outbox, so it is published exactly when the caller's
+/// transaction commits.
+fn registration_job(tenant_id: TenantId, ordering: Uuid, id: Uuid) -> NewEvent {
+    NewEvent::job(tenant_id, ordering, Job::RegisterReceipt { receipt_id: id })
 }
 
 /// The income receipt of a captured payment (nothing when the tenant has no
@@ -221,7 +240,45 @@ pub async fn create_income(
         return Ok(());
     }
     let (lines, basis) = receipted(payment)?;
-    create(conn, now, tenant, payment, None, &lines, basis).await
+    create(conn, now, tenant, Subject { payment, refund: None, lines: &lines, basis }).await
+}
+
+/// The income receipts of a wave of captured renewals (the renewal batch,
+/// [`super::renewal_batches`]): built as [`create_income`] builds one, the
+/// customers' e-mails read and the receipts written in one statement each. Returns
+/// the registration jobs of the receipts inserted, for the batch's own outbox
+/// statement.
+pub async fn create_income_many(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    paid: &[(PaymentRow, &Tenant)],
+) -> ServiceResult<Vec<NewEvent>> {
+    let issued: Vec<&(PaymentRow, &Tenant)> =
+        paid.iter().filter(|(p, t)| t.fiscal.is_some() && receipted_at_all(p)).collect();
+    if issued.is_empty() {
+        return Ok(Vec::new());
+    }
+    let customers: Vec<CustomerId> = issued.iter().map(|(p, _)| p.customer_id).collect();
+    let emails = customers_db::emails_of(conn, &customers).await?;
+    let (mut rows, mut orderings) = (Vec::with_capacity(issued.len()), Vec::with_capacity(issued.len()));
+    for (payment, tenant) in issued {
+        let email = emails
+            .get(&payment.customer_id)
+            .ok_or_else(|| ServiceError::Internal(format!("payment {} has no customer", payment.id)))?;
+        let (lines, basis) = receipted(payment)?;
+        let subject = Subject { payment, refund: None, lines: &lines, basis };
+        if let Some(row) = row_of(conn, now, tenant, &subject, email).await? {
+            rows.push(row);
+            orderings.push(payment.ordering_key());
+        }
+    }
+    let inserted: HashSet<Uuid> = db::insert_many(conn, &rows).await?.into_iter().collect();
+    Ok(rows
+        .iter()
+        .zip(orderings)
+        .filter(|(r, _)| inserted.contains(&r.id))
+        .map(|(r, ordering)| registration_job(r.tenant_id, ordering, r.id))
+        .collect())
 }
 
 /// The refund receipt of a refund paid back (`payment.refunded_amount` already
@@ -250,7 +307,7 @@ pub async fn create_refund(
     }
     let lines = refund_lines(&paid_lines, earlier, amount)
         .map_err(|e| ServiceError::Internal(format!("refund receipt of payment {}: {e}", payment.id)))?;
-    create(conn, now, tenant, payment, Some(refund), &lines, basis).await
+    create(conn, now, tenant, Subject { payment, refund: Some(refund), lines: &lines, basis }).await
 }
 
 /// `GET /v1/receipts?payment_id=`.
@@ -273,16 +330,27 @@ pub(crate) async fn emit(
     row: &ReceiptRow,
     ty: &'static str,
 ) -> ServiceResult<()> {
-    let (subscription_id, ordering) = ordering_of(conn, row.payment_id).await?;
-    // The receipt without its document (GET /v1/receipts has it).
-    let v = view(row)?;
-    let data = json!({
-        "id": v.id, "payment_id": v.payment_id, "refund_id": v.refund_id, "subscription_id": subscription_id,
-        "kind": v.kind, "status": v.status, "total": v.total, "attempt": v.attempt, "external_id": v.external_id,
-        "fiscal": v.fiscal, "failure_reason": v.failure_reason, "registered_at": v.registered_at,
-    });
-    outbox::emit(conn, now, NewEvent::event(row.tenant_id, ordering, ty, data)).await?;
+    let payer = payments_db::payer_of(conn, row.payment_id).await?;
+    outbox::emit(conn, now, event_of(row, payer, ty)?).await?;
     Ok(())
+}
+
+/// A receipt event of `ty` for `row` of a payment made by `payer` (its subscription,
+/// if any, and customer): the receipt without its document (GET /v1/receipts has
+/// it), ordered with the payment's messages (by its subscription, else customer).
+pub(crate) fn event_of(
+    row: &ReceiptRow,
+    (subscription_id, customer_id): (Option<SubscriptionId>, CustomerId),
+    ty: &'static str,
+) -> ServiceResult<NewEvent> {
+    let total: MoneyView = stored_money(row.total, &row.currency, "receipt total")?.into();
+    let data = json!({
+        "id": row.id, "payment_id": row.payment_id, "refund_id": row.refund_id, "subscription_id": subscription_id,
+        "kind": row.kind, "status": row.status, "total": total, "attempt": row.attempt, "external_id": external_id(row),
+        "fiscal": row.fiscal.as_deref().map(fiscal_view).transpose()?, "failure_reason": row.failure_reason,
+        "registered_at": row.registered_at,
+    });
+    Ok(NewEvent::event(row.tenant_id, ordering((subscription_id, customer_id)), ty, data))
 }
 
 /// Enqueues another registration job for receipt `id` of `payment_id`, ordered
@@ -295,8 +363,9 @@ pub(crate) async fn enqueue_again(
     payment_id: PaymentId,
     id: Uuid,
 ) -> ServiceResult<()> {
-    let (_, ordering) = ordering_of(conn, payment_id).await?;
-    enqueue(conn, now, tenant_id, ordering, id).await
+    let payer = payments_db::payer_of(conn, payment_id).await?;
+    outbox::emit(conn, now, registration_job(tenant_id, ordering(payer), id)).await?;
+    Ok(())
 }
 
 /// The fiscal provider's callback (ATOL's): only a hint that a report is ready. The receipt it names (by

@@ -120,6 +120,7 @@ pub async fn record(pool: &PgPool, clock: Clock, captures: &[Capture<'_>]) -> Se
         // Commissions of the renewals of customers attributed to a partner.
         let customers: Vec<_> = batch.paid.iter().map(|(p, _)| p.customer_id).collect();
         let mut events = batch.events;
+        events.extend(super::receipts::create_income_many(c, now, &batch.paid).await?);
         for (customer, partner) in partners_db::of_customers(c, &customers).await? {
             for (payment, tenant) in batch.paid.iter().filter(|(p, _)| p.customer_id == customer) {
                 events.extend(partners::accrue_for(c, now, tenant, payment, &partner).await?);
@@ -173,7 +174,6 @@ async fn renew_plainly<'a>(
     for e in change.events {
         batch.events.push(subscriptions::event(tenant, &next, &plan.code, e.kind, e.extra));
     }
-    super::receipts::create_income(c, now, tenant, payment).await?;
     batch.paid.push((payment.clone(), tenant));
     batch.history.push((sub.id, change.history));
     batch.renewed.push(next);

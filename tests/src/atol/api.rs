@@ -94,7 +94,7 @@ pub(super) async fn http_operation(
     let (script, processing, slow) = {
         let mut st = sim.state();
         // A failed document's external_id may be sent again; a live one answers 33.
-        let live = st.docs.iter().find(|d| d.group_code == group && d.external_id == external_id && d.status != "fail");
+        let live = st.live_doc(&group, &external_id);
         if let Some(existing) = live.filter(|_| !external_id.is_empty()) {
             let err = error(33, &format!("Документ с external_id {external_id} уже существует"), "system");
             return operation_answer(StatusCode::BAD_REQUEST, existing, Some(err));
@@ -103,7 +103,7 @@ pub(super) async fn http_operation(
             Err(text) => {
                 doc.status = "fail".into();
                 doc.error = Some(error(32, &text, "system"));
-                st.docs.push(doc.clone());
+                st.push_doc(doc.clone());
                 return operation_answer(StatusCode::BAD_REQUEST, &doc, doc.error.clone());
             }
             Ok(total) => doc.total = Some(total),
@@ -116,13 +116,13 @@ pub(super) async fn http_operation(
             AtolScript::Reject32 => {
                 doc.status = "fail".into();
                 doc.error = Some(error(32, "Ошибка валидации входящего документа (сценарий)", "system"));
-                st.docs.push(doc.clone());
+                st.push_doc(doc.clone());
                 return operation_answer(StatusCode::BAD_REQUEST, &doc, doc.error.clone());
             }
             AtolScript::NeverProcess => st.held.push(doc.uuid.clone()),
             _ => {}
         }
-        st.docs.push(doc.clone());
+        st.push_doc(doc.clone());
         (script, st.processing_ms, st.slow_ms)
     };
     if script != AtolScript::NeverProcess {

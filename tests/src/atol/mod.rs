@@ -101,7 +101,13 @@ struct State {
     /// token -> group code.
     tokens: HashMap<String, String>,
     expired: HashSet<String>,
+    /// Every document, in the order received.
     docs: Vec<AtolDocument>,
+    /// Index into `docs` by uuid.
+    by_uuid: HashMap<String, usize>,
+    /// Index into `docs` of the latest document of each (group code, external_id):
+    /// the only one that may be live (a live one refuses a repeat before it is stored).
+    by_external_id: HashMap<(String, String), usize>,
     scripts: VecDeque<AtolScript>,
     held: Vec<String>,
     processing_ms: u64,
@@ -111,6 +117,26 @@ struct State {
     report_requests: u64,
     callbacks: Vec<(String, u16)>,
     fiscal_counter: i64,
+}
+
+impl State {
+    /// Stores a received document (indexed: a run registers 100 000 of them).
+    fn push_doc(&mut self, doc: AtolDocument) {
+        let at = self.docs.len();
+        self.by_uuid.insert(doc.uuid.clone(), at);
+        self.by_external_id.insert((doc.group_code.clone(), doc.external_id.clone()), at);
+        self.docs.push(doc);
+    }
+
+    fn doc(&self, uuid: &str) -> Option<&AtolDocument> {
+        self.by_uuid.get(uuid).and_then(|at| self.docs.get(*at))
+    }
+
+    /// The live (not failed) document of `external_id` in `group`, if any.
+    fn live_doc(&self, group: &str, external_id: &str) -> Option<&AtolDocument> {
+        let at = self.by_external_id.get(&(group.to_owned(), external_id.to_owned()))?;
+        self.docs.get(*at).filter(|d| d.status != "fail")
+    }
 }
 
 /// A running simulator.
@@ -244,7 +270,7 @@ impl AtolSim {
     }
 
     pub fn document(&self, uuid: &str) -> Option<AtolDocument> {
-        self.state().docs.iter().find(|d| d.uuid == uuid).cloned()
+        self.state().doc(uuid).cloned()
     }
 
     /// Done documents whose `external_id` starts with `prefix`.
@@ -290,7 +316,8 @@ impl AtolSim {
         let callback = {
             let mut guard = self.state();
             let st = &mut *guard;
-            let Some(d) = st.docs.iter_mut().find(|d| d.uuid == uuid && d.status == "wait") else {
+            let at = st.by_uuid.get(uuid).copied();
+            let Some(d) = at.and_then(|i| st.docs.get_mut(i)).filter(|d| d.status == "wait") else {
                 return;
             };
             d.timestamp = now();

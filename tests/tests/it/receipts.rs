@@ -280,3 +280,44 @@ async fn an_autopay_renewal_gets_its_own_income_receipt() {
     assert_eq!(app.atol.done_for_prefix(r["id"].as_str().unwrap()), 1);
     assert_eq!(app.count("SELECT count(*) AS n FROM receipts WHERE status = 'registered'").await, 2);
 }
+
+#[tokio::test]
+async fn a_wave_of_renewals_gets_each_customer_its_own_receipt_registered_once() {
+    let app = TestApp::with_worker().await;
+    let t = app.fiscal_tenant("Orbita", unused_refunds(), service_fiscal()).await;
+    app.plan_monthly(&t, "START", "1990.00").await;
+    app.set_clock("2026-03-05T09:00:00Z").await;
+    let mut customers = Vec::new();
+    for n in 0..6 {
+        let external_id = format!("rc-wave-{n}");
+        let customer = app.customer(&t, &external_id).await;
+        let bought = app.purchase(&t, &customer, "START").await;
+        assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+        customers.push((customer, external_id));
+    }
+    // Every subscription is due at the same instant: one wave of renewals, whose
+    // receipts are created in the wave's transaction and registered together.
+    app.advance_to("2026-04-05T09:00:00Z").await;
+    app.settle().await;
+    for (customer, external_id) in &customers {
+        let payments = app.get(&t, &format!("/v1/payments?customer_id={customer}")).await.expect(200);
+        let renewal =
+            payments["data"].as_array().unwrap().iter().find(|p| p["kind"] == "renewal").cloned().expect("renewal");
+        assert_eq!(renewal["status"], "succeeded", "{renewal}");
+        let list = receipts(&app, &t, renewal["id"].as_str().unwrap()).await;
+        assert_eq!(list.len(), 1, "one receipt for {external_id}'s renewal: {list:?}");
+        let r = &list[0];
+        assert_eq!((r["kind"].as_str(), r["status"].as_str()), (Some("income"), Some("registered")), "{r}");
+        assert_eq!(r["receipt"]["client"]["email"], format!("{external_id}@example.ru"), "each its own customer's");
+        assert_eq!(r["receipt"]["items"][0]["sum"], "1990.00");
+        assert_eq!(r["total"], json!({"value": "1990.00", "currency": "RUB"}));
+        assert!(r["fiscal"]["fiscal_document_number"].is_number(), "the report's attributes are stored: {r}");
+        let id = r["id"].as_str().unwrap();
+        assert_eq!(r["external_id"], format!("{id}-1"), "registered at the first attempt");
+        assert_eq!(app.atol.done_for_prefix(id), 1, "one document at ATOL for {external_id}");
+    }
+    let registered = app.event_types(&t).await.iter().filter(|e| *e == "receipt.registered").count();
+    assert_eq!(registered, 12, "one receipt.registered per purchase and per renewal");
+    assert_eq!(app.count("SELECT count(*) AS n FROM receipts WHERE status = 'registered'").await, 12);
+    app.assert_ledger_balanced().await;
+}

@@ -116,6 +116,12 @@ impl TestApp {
                     Card::InsufficientFunds => cp::CARD_INSUFFICIENT_FUNDS,
                 };
                 let outcome = self.sim.pay_widget(&params, number).await.expect("widget flow");
+                let answered = outcome.deliveries.last().map(|d| (d.kind.as_str(), d.http_status, d.code));
+                assert!(
+                    matches!(answered, Some(("pay" | "fail", 200, Some(0)))),
+                    "the service accepted the {} notification: {answered:?}",
+                    outcome.status
+                );
                 Paid { approved: outcome.status == "Completed", transaction_id: outcome.transaction_id.to_string() }
             }
             Some("yookassa_widget") => {
