@@ -11,6 +11,7 @@ use billing_shared::queue::topology::{RECEIPTS, RENEWALS, WEBHOOKS, WorkQueue};
 use billing_shared::services::receipt_registration::{self, Registration};
 use billing_shared::services::receipt_waves::{self, ReceiptJob};
 use billing_shared::services::{JobResult, charge_attempts, dead_letters, refund_execution, webhook_delivery};
+use futures_util::future::join_all;
 use uuid::Uuid;
 
 pub struct Handlers {
@@ -38,6 +39,11 @@ pub fn batched(queue: WorkQueue) -> bool {
     queue.name == RENEWALS.name || queue.name == RECEIPTS.name
 }
 
+/// Whether a decoded message of a batch is handled with the others of its kind.
+fn in_batch(job: &Option<Job>) -> bool {
+    matches!(job, Some(Job::ChargeAttempt { .. } | Job::RegisterReceipt { .. }))
+}
+
 fn invalid(msg: String) -> ServiceError {
     ServiceError::invalid("invalid_job", msg)
 }
@@ -51,6 +57,11 @@ impl Handlers {
         public_url: Option<String>,
     ) -> ServiceResult<Self> {
         Ok(Handlers { pool, clock, ports, public_url, webhook_http: webhook_delivery::client(webhook_timeout)? })
+    }
+
+    /// Where receipts are registered: the fiscal registrars, our public URL for callbacks.
+    fn registration(&self) -> Registration<'_> {
+        Registration { registrars: &self.ports.registrars, public_url: self.public_url.as_deref() }
     }
 
     /// Handles one message of `queue` (try number `attempt`, `last` before
@@ -72,8 +83,10 @@ impl Handlers {
                 refund_execution::process(&self.pool, self.clock, gateways, refund_id).await
             }
             Job::RegisterReceipt { receipt_id } => {
-                let to = Registration { registrars: &self.ports.registrars, public_url: self.public_url.as_deref() };
-                receipt_registration::process(&self.pool, self.clock, &to, receipt_id, last).await
+                receipt_registration::process(&self.pool, self.clock, &self.registration(), receipt_id, last).await
+            }
+            Job::RegisterReceipts { receipt_ids, round } => {
+                receipt_waves::process_wave(&self.pool, self.clock, &self.registration(), &receipt_ids, round).await
             }
         }
     }
@@ -98,29 +111,33 @@ impl Handlers {
                 _ => {}
             }
         }
-        let to = Registration { registrars: &self.ports.registrars, public_url: self.public_url.as_deref() };
+        let to = self.registration();
         let charging = async {
             if charges.is_empty() {
                 return Vec::new();
             }
             charge_attempts::process_attempts(&self.pool, self.clock, &self.ports.gateways, &charges).await
         };
-        let (charged, registered) =
-            tokio::join!(charging, receipt_waves::process_many(&self.pool, self.clock, &to, &receipts));
-        let (mut charged, mut registered) = (charged.into_iter(), registered.into_iter());
-        let mut results = Vec::with_capacity(messages.len());
-        for (job, m) in jobs.iter().zip(messages) {
-            let batched = match job {
-                Some(Job::ChargeAttempt { .. }) => charged.next(),
-                Some(Job::RegisterReceipt { .. }) => registered.next(),
-                _ => {
-                    results.push(self.handle(queue, m.body, m.attempt, m.last).await);
-                    continue;
-                }
-            };
-            results.push(batched.unwrap_or_else(|| Err(ServiceError::Internal("batch result missing".into()))));
-        }
-        results
+        // Any other message (a wave of receipts, a job of another kind) on its own, concurrently.
+        let alone = join_all(
+            jobs.iter()
+                .zip(messages)
+                .filter(|(job, _)| !in_batch(job))
+                .map(|(_, m)| async move { self.handle(queue, m.body, m.attempt, m.last).await }),
+        );
+        let (charged, registered, alone) =
+            tokio::join!(charging, receipt_waves::process_many(&self.pool, self.clock, &to, &receipts), alone);
+        let (mut charged, mut registered, mut alone) = (charged.into_iter(), registered.into_iter(), alone.into_iter());
+        jobs.iter()
+            .map(|job| {
+                let result = match job {
+                    Some(Job::ChargeAttempt { .. }) => charged.next(),
+                    Some(Job::RegisterReceipt { .. }) => registered.next(),
+                    _ => alone.next(),
+                };
+                result.unwrap_or_else(|| Err(ServiceError::Internal("batch result missing".into())))
+            })
+            .collect()
     }
 
     pub async fn record_dead_letter(

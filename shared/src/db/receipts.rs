@@ -76,7 +76,7 @@ pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResul
 /// Records the provider's document ids of accepted attempts `(receipt, attempt,
 /// provider uuid)`, each only while its receipt is `pending` at that attempt with
 /// no document id yet. Returns the ids of the receipts written.
-pub async fn accept_many(conn: &mut AsyncPgConnection, accepted: &[(Uuid, i32, String)]) -> QueryResult<Vec<Uuid>> {
+pub async fn accept_many(conn: &mut AsyncPgConnection, accepted: &[(Uuid, i32, &str)]) -> QueryResult<Vec<Uuid>> {
     use diesel::sql_types::{Array, Int4, Text, Uuid as SqlUuid};
     #[derive(QueryableByName)]
     struct Written {
@@ -85,7 +85,7 @@ pub async fn accept_many(conn: &mut AsyncPgConnection, accepted: &[(Uuid, i32, S
     }
     let ids: Vec<Uuid> = accepted.iter().map(|a| a.0).collect();
     let attempts: Vec<i32> = accepted.iter().map(|a| a.1).collect();
-    let uuids: Vec<&str> = accepted.iter().map(|a| a.2.as_str()).collect();
+    let uuids: Vec<&str> = accepted.iter().map(|a| a.2).collect();
     let written: Vec<Written> = Cached::new(
         diesel::sql_query(
             "UPDATE receipts r SET provider_uuid = v.uuid, updated_at = now() \

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::topology::{GATEWAY_FOLLOWUPS, RECEIPTS, REFUNDS, RENEWALS, WorkQueue};
 
 /// A unit of work for the worker (see the module docs for its wire form).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum Job {
     /// Charge a saved card for a payment attempt (renewals, retries, pay now).
@@ -25,6 +25,17 @@ pub enum Job {
     ReconcileRefund { refund_id: Uuid },
     /// Register a 54-FZ receipt with the fiscal provider and poll its report.
     RegisterReceipt { receipt_id: Uuid },
+    /// Register a wave of one tenant's receipts together (a renewal wave's), then
+    /// poll their reports: `round` 0 is the first pass; each later round is
+    /// delivered after the receipts queue's retry step `round - 1` and carries only
+    /// the receipts still awaiting their reports. A receipt the wave cannot carry
+    /// through is handed to its own `RegisterReceipt` job
+    /// (`services::receipt_waves::process_wave`).
+    RegisterReceipts {
+        receipt_ids: Vec<Uuid>,
+        #[serde(default)]
+        round: u16,
+    },
 }
 
 impl Job {
@@ -36,6 +47,7 @@ impl Job {
             Job::ExecuteRefund { .. } => "execute_refund",
             Job::ReconcileRefund { .. } => "reconcile_refund",
             Job::RegisterReceipt { .. } => "register_receipt",
+            Job::RegisterReceipts { .. } => "register_receipts",
         }
     }
 
@@ -45,7 +57,7 @@ impl Job {
             Job::ChargeAttempt { .. } => RENEWALS,
             Job::ReconcileAttempt { .. } | Job::ReconcileRefund { .. } => GATEWAY_FOLLOWUPS,
             Job::ExecuteRefund { .. } => REFUNDS,
-            Job::RegisterReceipt { .. } => RECEIPTS,
+            Job::RegisterReceipt { .. } | Job::RegisterReceipts { .. } => RECEIPTS,
         }
     }
 
@@ -55,7 +67,7 @@ impl Job {
             "charge_attempt" => RENEWALS,
             "reconcile_attempt" | "reconcile_refund" => GATEWAY_FOLLOWUPS,
             "execute_refund" => REFUNDS,
-            "register_receipt" => RECEIPTS,
+            "register_receipt" | "register_receipts" => RECEIPTS,
             _ => return None,
         })
     }
@@ -87,6 +99,7 @@ mod tests {
             Job::ExecuteRefund { refund_id: id },
             Job::ReconcileRefund { refund_id: id },
             Job::RegisterReceipt { receipt_id: id },
+            Job::RegisterReceipts { receipt_ids: vec![id, Uuid::now_v7()], round: 2 },
         ];
         for job in jobs {
             let envelope = serde_json::json!({
@@ -94,8 +107,8 @@ mod tests {
                 "tenant_id": Uuid::now_v7(), "data": job.data(),
             });
             let body = serde_json::to_vec(&envelope).unwrap();
-            assert_eq!(Job::decode(&body).unwrap(), job);
             assert_eq!(Job::queue_of(job.type_name()).unwrap().name, job.queue().name);
+            assert_eq!(Job::decode(&body).unwrap(), job);
         }
         assert!(Job::decode(br#"{"type": "charge_attempt", "data": {}}"#).is_err());
         assert!(Job::decode(br#"{"type": "no_such_job", "data": {}}"#).is_err());

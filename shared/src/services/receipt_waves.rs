@@ -1,44 +1,119 @@
-//! Registering a wave of receipts together: the worker takes up to a batch of
-//! `billing.receipts` jobs at once (a wave of renewals creates a receipt each).
-//! The wave's provider calls run concurrently, and their two common outcomes are
-//! written set-based — attempts accepted (their provider document ids, one
-//! statement) and receipts registered (one transaction: the receipts and their
-//! `receipt.registered` events). Every other job (a receipt not found or no
-//! longer pending, a tenant without fiscal settings, a job's last try, a second
-//! job of the same receipt in the wave) and every other outcome takes the
-//! one-by-one path of [`super::receipt_registration`], whose rules are the same:
-//! a write applies only while the receipt is `pending` at the attempt the call
-//! was made for.
+//! Registering receipts in waves. A renewal wave creates its receipts in one
+//! transaction and one [`Job::RegisterReceipts`] per tenant for all of them
+//! ([`process_wave`]); the worker also takes the one-receipt jobs waiting in
+//! `billing.receipts` in batches ([`process_many`]). Either way the provider calls
+//! of a wave run concurrently and their two common outcomes are written set-based:
+//! attempts accepted (their provider document ids, one statement) and receipts
+//! registered (one transaction: the receipts and their `receipt.registered`
+//! events). Everything else follows the one-by-one rules of
+//! [`super::receipt_registration`]: a write applies only while the receipt is
+//! `pending` at the attempt the call was made for, and a re-sent attempt is
+//! answered "already exists" by the provider, so no receipt is registered twice.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use diesel_async::AsyncPgConnection;
 use futures_util::future::join_all;
 use tracing::warn;
 use uuid::Uuid;
 
 use super::JobResult;
-use super::receipt_registration::{AWAITING_REPORT, Learned, Registration, conclude, learn, process, step};
-use super::receipts::event_of;
+use super::receipt_registration::{AWAITING_REPORT, Learned, Registration, Retry, conclude, process, step};
+use super::receipts::{event_of, ordering, registration_job};
 use super::tenants::{self, Tenant};
 use crate::clock::Clock;
-use crate::db::outbox;
+use crate::db::outbox::{self, NewEvent};
 use crate::db::payments as payments_db;
 use crate::db::receipts::{self as db, ReceiptRow};
 use crate::db::{PgPool, in_transaction};
-use crate::domain::ids::PaymentId;
+use crate::domain::ids::{PaymentId, TenantId};
+use crate::domain::receipt::FiscalAttributes;
 use crate::domain::states::ReceiptStatus;
 use crate::error::{ServiceError, ServiceResult};
 use crate::fiscal::FiscalRegistrar;
+use crate::queue::jobs::Job;
+use crate::queue::topology::RECEIPTS;
 
-/// One `RegisterReceipt` job of a wave; `last`: its retries are exhausted.
+/// One `RegisterReceipt` job of a batch; `last`: its retries are exhausted.
 #[derive(Debug, Clone, Copy)]
 pub struct ReceiptJob {
     pub receipt_id: Uuid,
     pub last: bool,
 }
 
-/// Runs a wave of receipt jobs; one result per job, in order (each as
+/// The wave job of `receipt_ids` (one tenant's, ordered by the first receipt):
+/// round 0, delivered at once.
+pub fn wave_job(tenant_id: TenantId, receipt_ids: Vec<Uuid>) -> Option<NewEvent> {
+    let first = *receipt_ids.first()?;
+    Some(NewEvent::job(tenant_id, first, Job::RegisterReceipts { receipt_ids, round: 0 }))
+}
+
+/// Runs round `round` of a wave: registers (or polls) every receipt still
+/// `pending`. The receipts awaiting their reports go on in one wave job of the
+/// next round, delivered after the receipts queue's retry step `round`; after the
+/// last step, and for any other outcome, a receipt is handed to its own
+/// `RegisterReceipt` job, which decides it by the one-by-one rules (its own retries,
+/// failure, dead letter). Both are written in one statement; an error before that
+/// leaves the message to be tried again (every step is idempotent).
+pub async fn process_wave(
+    pool: &PgPool,
+    clock: Clock,
+    to: &Registration<'_>,
+    receipt_ids: &[Uuid],
+    round: u16,
+) -> ServiceResult<JobResult> {
+    let jobs: Vec<ReceiptJob> = receipt_ids.iter().map(|id| ReceiptJob { receipt_id: *id, last: false }).collect();
+    let places = gather(pool, to, &jobs).await?;
+    let wave: Vec<&InWave> = places.iter().filter_map(Place::in_wave).collect();
+    let fates = advance(pool, clock, to, &wave).await;
+    let mut apart: Vec<&ReceiptRow> =
+        places.iter().filter_map(|p| if let Place::Alone(row) = p { Some(row) } else { None }).collect();
+    let mut awaiting = Vec::new();
+    for (w, fate) in wave.iter().zip(fates) {
+        match fate {
+            Fate::Done => {}
+            Fate::Later(_) => awaiting.push(&w.row),
+            Fate::Apart(_) => apart.push(&w.row),
+        }
+    }
+    let next_step = usize::from(round);
+    if next_step >= RECEIPTS.retry_delays_ms.len() {
+        apart.append(&mut awaiting);
+    }
+    let mut messages = Vec::new();
+    if let (Some(first), Ok(step)) = (awaiting.first(), i16::try_from(next_step)) {
+        let ids = awaiting.iter().map(|r| r.id).collect();
+        let next = Job::RegisterReceipts { receipt_ids: ids, round: round.saturating_add(1) };
+        messages.push(NewEvent::job(first.tenant_id, first.id, next).delayed(step));
+    }
+    let mut conn = pool.get().await?;
+    messages.extend(hand_over(&mut conn, &apart).await?);
+    let now = clock.now(&mut conn).await?;
+    outbox::emit_many(&conn, now, messages).await?;
+    Ok(JobResult::Done)
+}
+
+/// The one-receipt jobs of `rows`, each ordered with its payment's messages.
+async fn hand_over(conn: &mut AsyncPgConnection, rows: &[&ReceiptRow]) -> ServiceResult<Vec<NewEvent>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let payments: Vec<PaymentId> = rows.iter().map(|r| r.payment_id).collect();
+    let payers = payments_db::payers_of(conn, &payments).await?;
+    rows.iter()
+        .map(|r| {
+            let payer = payers.get(&r.payment_id).copied().ok_or_else(|| lost_payment(r))?;
+            Ok(registration_job(r.tenant_id, ordering(payer), r.id))
+        })
+        .collect()
+}
+
+fn lost_payment(r: &ReceiptRow) -> ServiceError {
+    ServiceError::Internal(format!("receipt {} names no payment {}", r.id, r.payment_id))
+}
+
+/// Runs a batch of one-receipt jobs; one result per job, in order (each as
 /// [`process`] would give it).
 pub async fn process_many(
     pool: &PgPool,
@@ -50,153 +125,187 @@ pub async fn process_many(
         return Vec::new();
     }
     let one_by_one = async |job: &ReceiptJob| process(pool, clock, to, job.receipt_id, job.last).await;
-    let wave = match gather(pool, to, jobs).await {
-        Ok(wave) => wave,
+    let places = match gather(pool, to, jobs).await {
+        Ok(places) => places,
         Err(e) => {
-            warn!(error = %e, "reading a wave of receipts failed; registering one by one");
+            warn!(error = %e, "reading a batch of receipts failed; registering one by one");
             return join_all(jobs.iter().map(one_by_one)).await;
         }
     };
-    let steps = join_all(wave.iter().map(|w| step(to, &w.tenant, &*w.registrar, &w.row)));
-    let in_wave: HashSet<usize> = wave.iter().map(|w| w.index).collect();
-    let rest: Vec<usize> = (0..jobs.len()).filter(|i| !in_wave.contains(i)).collect();
-    let (steps, others) = tokio::join!(steps, join_all(rest.iter().map(|i| one_by_one(&jobs[*i]))));
-    let mut results: HashMap<usize, ServiceResult<JobResult>> = rest.into_iter().zip(others).collect();
-
-    let (mut accepted, mut registered, mut concluded) = (Vec::new(), Vec::new(), Vec::new());
-    for (w, outcome) in wave.iter().zip(steps) {
-        let (i, row) = (w.index, &w.row);
-        match outcome {
-            Ok(Learned::Accepted(uuid)) => accepted.push((i, row, uuid)),
-            Ok(Learned::Registered(attributes)) => registered.push((i, row, attributes)),
-            other => {
-                let provider = w.registrar.provider();
-                concluded.push(async move { (i, conclude(pool, clock, (row, provider), other, false).await) });
+    let wave: Vec<&InWave> = places.iter().filter_map(Place::in_wave).collect();
+    let fates = advance(pool, clock, to, &wave).await.into_iter();
+    let mut decided = wave.iter().zip(fates);
+    let results = places.iter().zip(jobs).map(|(place, job)| {
+        let fate = if place.in_wave().is_some() { decided.next() } else { None };
+        async move {
+            match (place, fate) {
+                (Place::Finished, _) => Ok(JobResult::Done),
+                (_, Some((_, Fate::Done))) => Ok(JobResult::Done),
+                (_, Some((_, Fate::Later(reason)))) => Ok(JobResult::RetryLater(reason)),
+                (_, Some((w, Fate::Apart(outcome)))) => {
+                    conclude(pool, clock, (&w.row, w.registrar.provider()), outcome, false).await
+                }
+                _ => one_by_one(job).await,
             }
         }
-    }
-    let (concluded, from_accepted, from_registered) = tokio::join!(
-        join_all(concluded),
-        record_accepted(pool, clock, accepted),
-        record_registered(pool, clock, registered)
-    );
-    results.extend(concluded.into_iter().chain(from_accepted).chain(from_registered));
-    (0..jobs.len())
-        .map(|i| {
-            results.remove(&i).unwrap_or_else(|| Err(ServiceError::Internal("receipt wave result missing".into())))
-        })
-        .collect()
+    });
+    join_all(results).await
 }
 
-/// A job the wave handles itself: the first job in the wave of a `pending`
-/// receipt of a tenant with fiscal settings, not its last try.
+/// Where a job of a batch goes.
+enum Place {
+    /// A `pending` receipt of a tenant with fiscal settings, first in the batch,
+    /// not its job's last try.
+    Wave(InWave),
+    /// The receipt is no longer `pending`: nothing to do.
+    Finished,
+    /// Any other: not found, a tenant without fiscal settings, a second job of the
+    /// same receipt, a last try.
+    Alone(ReceiptRow),
+    Missing,
+}
+
+impl Place {
+    fn in_wave(&self) -> Option<&InWave> {
+        if let Place::Wave(w) = self { Some(w) } else { None }
+    }
+}
+
 struct InWave {
-    /// Its place among the wave's jobs.
-    index: usize,
     row: ReceiptRow,
     tenant: Arc<Tenant>,
     registrar: Box<dyn FiscalRegistrar>,
 }
 
-async fn gather(pool: &PgPool, to: &Registration<'_>, jobs: &[ReceiptJob]) -> ServiceResult<Vec<InWave>> {
+async fn gather(pool: &PgPool, to: &Registration<'_>, jobs: &[ReceiptJob]) -> ServiceResult<Vec<Place>> {
     let mut conn = pool.get().await?;
     let ids: Vec<Uuid> = jobs.iter().map(|j| j.receipt_id).collect();
-    let mut rows: HashMap<Uuid, ReceiptRow> =
+    let rows: HashMap<Uuid, ReceiptRow> =
         db::find_many(&mut conn, &ids).await?.into_iter().map(|r| (r.id, r)).collect();
-    let mut wave = Vec::with_capacity(rows.len());
-    for (index, job) in jobs.iter().enumerate() {
-        let Some(row) = rows.remove(&job.receipt_id).filter(|r| !job.last && r.status == ReceiptStatus::Pending) else {
+    let mut seen = HashSet::new();
+    let mut places = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let Some(row) = rows.get(&job.receipt_id).cloned() else {
+            places.push(Place::Missing);
             continue;
         };
+        if row.status != ReceiptStatus::Pending {
+            places.push(Place::Finished);
+            continue;
+        }
         let tenant = tenants::load_cached(&mut conn, row.tenant_id).await?;
-        let Some(fiscal) = &tenant.fiscal else { continue };
-        let registrar = to.registrars.for_settings(fiscal);
-        wave.push(InWave { index, row, tenant, registrar });
+        let registrar = tenant.fiscal.as_ref().map(|f| to.registrars.for_settings(f));
+        places.push(match registrar {
+            Some(registrar) if !job.last && seen.insert(row.id) => Place::Wave(InWave { row, tenant, registrar }),
+            _ => Place::Alone(row),
+        });
     }
-    Ok(wave)
+    Ok(places)
 }
 
-/// Records the accepted attempts' document ids in one statement; each job then
-/// waits for its report. A receipt the statement did not write (it moved on, or
-/// already had its id) is decided one by one.
-async fn record_accepted(
-    pool: &PgPool,
-    clock: Clock,
-    accepted: Vec<(usize, &ReceiptRow, String)>,
-) -> Vec<(usize, ServiceResult<JobResult>)> {
-    if accepted.is_empty() {
-        return Vec::new();
-    }
-    let rows: Vec<(Uuid, i32, String)> = accepted.iter().map(|(_, r, uuid)| (r.id, r.attempt, uuid.clone())).collect();
-    let written: HashSet<Uuid> = match pool.get().await {
-        Ok(mut conn) => db::accept_many(&mut conn, &rows).await.unwrap_or_else(|e| {
-            warn!(error = %e, "recording a wave of accepted receipts failed; recording one by one");
-            Vec::new()
-        }),
-        Err(e) => {
-            warn!(error = %e, "recording a wave of accepted receipts failed; recording one by one");
-            Vec::new()
-        }
-    }
-    .into_iter()
-    .collect();
-    join_all(accepted.into_iter().map(|(i, row, uuid)| {
-        let wrote = written.contains(&row.id);
-        async move {
-            if wrote {
-                return (i, Ok(JobResult::RetryLater(AWAITING_REPORT.into())));
+/// What became of a receipt after its step with the provider.
+enum Fate {
+    /// Registered now.
+    Done,
+    /// To be asked about again later: accepted now (its report comes next), still
+    /// processing, or the provider could not answer (the reason).
+    Later(String),
+    /// Anything else: decided by the one-by-one rules from the step's outcome.
+    Apart(Result<Learned, Retry>),
+}
+
+/// One step with the provider for each receipt of `wave` (concurrently), the
+/// accepted and registered ones written set-based; one fate per receipt, in order.
+async fn advance(pool: &PgPool, clock: Clock, to: &Registration<'_>, wave: &[&InWave]) -> Vec<Fate> {
+    let steps = join_all(wave.iter().map(|w| step(to, &w.tenant, &*w.registrar, &w.row))).await;
+    let accepted: Vec<(Uuid, i32, &str)> = wave
+        .iter()
+        .zip(&steps)
+        .filter_map(|(w, s)| match s {
+            Ok(Learned::Accepted(uuid)) => Some((w.row.id, w.row.attempt, uuid.as_str())),
+            _ => None,
+        })
+        .collect();
+    let written = record_accepted(pool, &accepted).await;
+    let recorded = {
+        let registered: Vec<(&ReceiptRow, &FiscalAttributes)> = wave
+            .iter()
+            .zip(&steps)
+            .filter_map(|(w, s)| match s {
+                Ok(Learned::Registered(attributes)) => Some((&w.row, &**attributes)),
+                _ => None,
+            })
+            .collect();
+        match record_registered(pool, clock, &registered).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "recording a wave of registered receipts failed; recording one by one");
+                false
             }
-            (i, learn(pool, clock, row.id, row.attempt, Learned::Accepted(uuid)).await)
         }
-    }))
-    .await
+    };
+    wave.iter()
+        .zip(steps)
+        .map(|(w, outcome)| match outcome {
+            Ok(Learned::Accepted(_)) if written.contains(&w.row.id) => Fate::Later(AWAITING_REPORT.into()),
+            Ok(Learned::Registered(_)) if recorded => Fate::Done,
+            Err(Retry::Later(reason)) => Fate::Later(reason),
+            other => Fate::Apart(other),
+        })
+        .collect()
+}
+
+/// Records the accepted attempts' document ids `(receipt, attempt, provider uuid)`
+/// in one statement; returns the receipts written (none if it failed: each is then
+/// recorded one by one).
+async fn record_accepted(pool: &PgPool, accepted: &[(Uuid, i32, &str)]) -> HashSet<Uuid> {
+    if accepted.is_empty() {
+        return HashSet::new();
+    }
+    let written = match pool.get().await {
+        Ok(mut conn) => db::accept_many(&mut conn, accepted).await.map_err(ServiceError::from),
+        Err(e) => Err(e.into()),
+    };
+    written
+        .unwrap_or_else(|e| {
+            warn!(error = %e, "recording a wave of accepted receipts failed; recording one by one");
+            Vec::new()
+        })
+        .into_iter()
+        .collect()
 }
 
 /// Marks the registered receipts and emits their `receipt.registered` events in
 /// one transaction. A receipt no longer `pending` at the attempt reported is left
-/// as it is (its job is done, as one by one); if the transaction fails, each is
-/// recorded one by one.
+/// as it is (one by one, its job would be done too).
 async fn record_registered(
     pool: &PgPool,
     clock: Clock,
-    registered: Vec<(usize, &ReceiptRow, Box<crate::domain::receipt::FiscalAttributes>)>,
-) -> Vec<(usize, ServiceResult<JobResult>)> {
+    registered: &[(&ReceiptRow, &FiscalAttributes)],
+) -> ServiceResult<()> {
     if registered.is_empty() {
-        return Vec::new();
+        return Ok(());
     }
-    let written = async {
-        let mut rows = Vec::with_capacity(registered.len());
-        for (_, row, attributes) in &registered {
-            let text = serde_json::to_string(&**attributes).map_err(|e| super::corrupt("fiscal payload", e))?;
-            rows.push((row.id, row.attempt, text));
-        }
-        let mut conn = pool.get().await?;
-        in_transaction(&mut conn, async |c| {
-            let now = clock.now(c).await?;
-            let marked = db::register_many(c, now, &rows).await?;
-            let payments: Vec<PaymentId> = marked.iter().map(|r| r.payment_id).collect();
-            let payers = payments_db::payers_of(c, &payments).await?;
-            let events = marked
-                .iter()
-                .map(|r| {
-                    let payer = payers.get(&r.payment_id).copied().ok_or_else(|| {
-                        ServiceError::Internal(format!("receipt {} names no payment {}", r.id, r.payment_id))
-                    })?;
-                    event_of(r, payer, "receipt.registered")
-                })
-                .collect::<ServiceResult<Vec<_>>>()?;
-            outbox::emit_many(c, now, events).await?;
-            Ok::<_, ServiceError>(())
-        })
-        .await
+    let mut rows = Vec::with_capacity(registered.len());
+    for (row, attributes) in registered {
+        let text = serde_json::to_string(attributes).map_err(|e| super::corrupt("fiscal payload", e))?;
+        rows.push((row.id, row.attempt, text));
     }
-    .await;
-    if let Err(e) = written {
-        warn!(error = %e, "recording a wave of registered receipts failed; recording one by one");
-        return join_all(registered.into_iter().map(|(i, row, attributes)| async move {
-            (i, learn(pool, clock, row.id, row.attempt, Learned::Registered(attributes)).await)
-        }))
-        .await;
-    }
-    registered.into_iter().map(|(i, _, _)| (i, Ok(JobResult::Done))).collect()
+    let mut conn = pool.get().await?;
+    in_transaction(&mut conn, async |c| {
+        let now = clock.now(c).await?;
+        let marked = db::register_many(c, now, &rows).await?;
+        let payments: Vec<PaymentId> = marked.iter().map(|r| r.payment_id).collect();
+        let payers = payments_db::payers_of(c, &payments).await?;
+        let events = marked
+            .iter()
+            .map(|r| {
+                let payer = payers.get(&r.payment_id).copied().ok_or_else(|| lost_payment(r))?;
+                event_of(r, payer, "receipt.registered")
+            })
+            .collect::<ServiceResult<Vec<_>>>()?;
+        outbox::emit_many(c, now, events).await?;
+        Ok(())
+    })
+    .await
 }

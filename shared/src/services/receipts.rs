@@ -217,14 +217,14 @@ async fn row_of(
 
 /// A receipt's messages are ordered with its payment's: by its subscription, else
 /// its customer (`payer`: the payment's subscription and customer).
-fn ordering((subscription, customer): (Option<SubscriptionId>, CustomerId)) -> Uuid {
+pub(crate) fn ordering((subscription, customer): (Option<SubscriptionId>, CustomerId)) -> Uuid {
     subscription.map_or(customer.0, Uuid::from)
 }
 
 /// The registration job of receipt `id`, ordered by `ordering` (its payment's key);
 /// written to the outbox, so it is published exactly when the caller's
 /// transaction commits.
-fn registration_job(tenant_id: TenantId, ordering: Uuid, id: Uuid) -> NewEvent {
+pub(crate) fn registration_job(tenant_id: TenantId, ordering: Uuid, id: Uuid) -> NewEvent {
     NewEvent::job(tenant_id, ordering, Job::RegisterReceipt { receipt_id: id })
 }
 
@@ -246,8 +246,8 @@ pub async fn create_income(
 /// The income receipts of a wave of captured renewals (the renewal batch,
 /// [`super::renewal_batches`]): built as [`create_income`] builds one, the
 /// customers' e-mails read and the receipts written in one statement each. Returns
-/// the registration jobs of the receipts inserted, for the batch's own outbox
-/// statement.
+/// one registration job per tenant for the receipts inserted
+/// ([`super::receipt_waves`]), for the batch's own outbox statement.
 pub async fn create_income_many(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -260,25 +260,24 @@ pub async fn create_income_many(
     }
     let customers: Vec<CustomerId> = issued.iter().map(|(p, _)| p.customer_id).collect();
     let emails = customers_db::emails_of(conn, &customers).await?;
-    let (mut rows, mut orderings) = (Vec::with_capacity(issued.len()), Vec::with_capacity(issued.len()));
+    let mut rows = Vec::with_capacity(issued.len());
     for (payment, tenant) in issued {
         let email = emails
             .get(&payment.customer_id)
             .ok_or_else(|| ServiceError::Internal(format!("payment {} has no customer", payment.id)))?;
         let (lines, basis) = receipted(payment)?;
         let subject = Subject { payment, refund: None, lines: &lines, basis };
-        if let Some(row) = row_of(conn, now, tenant, &subject, email).await? {
-            rows.push(row);
-            orderings.push(payment.ordering_key());
-        }
+        rows.extend(row_of(conn, now, tenant, &subject, email).await?);
     }
     let inserted: HashSet<Uuid> = db::insert_many(conn, &rows).await?.into_iter().collect();
-    Ok(rows
-        .iter()
-        .zip(orderings)
-        .filter(|(r, _)| inserted.contains(&r.id))
-        .map(|(r, ordering)| registration_job(r.tenant_id, ordering, r.id))
-        .collect())
+    let mut waves: Vec<(TenantId, Vec<Uuid>)> = Vec::new();
+    for r in rows.iter().filter(|r| inserted.contains(&r.id)) {
+        match waves.iter_mut().find(|(t, _)| *t == r.tenant_id) {
+            Some((_, ids)) => ids.push(r.id),
+            None => waves.push((r.tenant_id, vec![r.id])),
+        }
+    }
+    Ok(waves.into_iter().filter_map(|(tenant, ids)| super::receipt_waves::wave_job(tenant, ids)).collect())
 }
 
 /// The refund receipt of a refund paid back (`payment.refunded_amount` already

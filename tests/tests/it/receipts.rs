@@ -281,43 +281,97 @@ async fn an_autopay_renewal_gets_its_own_income_receipt() {
     assert_eq!(app.count("SELECT count(*) AS n FROM receipts WHERE status = 'registered'").await, 2);
 }
 
-#[tokio::test]
-async fn a_wave_of_renewals_gets_each_customer_its_own_receipt_registered_once() {
-    let app = TestApp::with_worker().await;
+/// `n` customers of a fiscal tenant whose START subscriptions all renew at the same
+/// instant, renewed in one wave with `scripts` set at ATOL first; returns the tenant
+/// and each customer's (external id, registered renewal receipt).
+async fn renewal_wave(app: &TestApp, n: usize, scripts: &[AtolScript]) -> (Tenant, Vec<(String, Value)>) {
     let t = app.fiscal_tenant("Orbita", unused_refunds(), service_fiscal()).await;
     app.plan_monthly(&t, "START", "1990.00").await;
     app.set_clock("2026-03-05T09:00:00Z").await;
     let mut customers = Vec::new();
-    for n in 0..6 {
-        let external_id = format!("rc-wave-{n}");
+    for i in 0..n {
+        let external_id = format!("rc-wave-{i}");
         let customer = app.customer(&t, &external_id).await;
         let bought = app.purchase(&t, &customer, "START").await;
         assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
         customers.push((customer, external_id));
     }
-    // Every subscription is due at the same instant: one wave of renewals, whose
-    // receipts are created in the wave's transaction and registered together.
+    app.settle().await;
+    app.atol.script(scripts);
+    // Only the charges' own answers report the captures (no Pay notification races
+    // one into the one-by-one path).
+    app.sim.set_token_charge_notifications(false);
+    // One wave of renewals, whose receipts are created in the wave's transaction
+    // and registered together.
     app.advance_to("2026-04-05T09:00:00Z").await;
     app.settle().await;
-    for (customer, external_id) in &customers {
+    let mut renewed = Vec::new();
+    for (customer, external_id) in customers {
         let payments = app.get(&t, &format!("/v1/payments?customer_id={customer}")).await.expect(200);
         let renewal =
             payments["data"].as_array().unwrap().iter().find(|p| p["kind"] == "renewal").cloned().expect("renewal");
         assert_eq!(renewal["status"], "succeeded", "{renewal}");
-        let list = receipts(&app, &t, renewal["id"].as_str().unwrap()).await;
+        let mut list = receipts(app, &t, renewal["id"].as_str().unwrap()).await;
         assert_eq!(list.len(), 1, "one receipt for {external_id}'s renewal: {list:?}");
-        let r = &list[0];
+        let r = list.remove(0);
         assert_eq!((r["kind"].as_str(), r["status"].as_str()), (Some("income"), Some("registered")), "{r}");
         assert_eq!(r["receipt"]["client"]["email"], format!("{external_id}@example.ru"), "each its own customer's");
         assert_eq!(r["receipt"]["items"][0]["sum"], "1990.00");
         assert_eq!(r["total"], json!({"value": "1990.00", "currency": "RUB"}));
         assert!(r["fiscal"]["fiscal_document_number"].is_number(), "the report's attributes are stored: {r}");
-        let id = r["id"].as_str().unwrap();
-        assert_eq!(r["external_id"], format!("{id}-1"), "registered at the first attempt");
-        assert_eq!(app.atol.done_for_prefix(id), 1, "one document at ATOL for {external_id}");
+        assert_eq!(app.atol.done_for_prefix(r["id"].as_str().unwrap()), 1, "one document done for {external_id}");
+        renewed.push((external_id, r));
     }
     let registered = app.event_types(&t).await.iter().filter(|e| *e == "receipt.registered").count();
-    assert_eq!(registered, 12, "one receipt.registered per purchase and per renewal");
-    assert_eq!(app.count("SELECT count(*) AS n FROM receipts WHERE status = 'registered'").await, 12);
+    assert_eq!(registered, 2 * n, "one receipt.registered per purchase and per renewal");
     app.assert_ledger_balanced().await;
+    (t, renewed)
+}
+
+#[tokio::test]
+async fn a_wave_of_renewals_gets_each_customer_its_own_receipt_registered_once() {
+    let app = TestApp::with_worker().await;
+    let (t, renewed) = renewal_wave(&app, 6, &[]).await;
+    // The six were registered by wave jobs (however the charges were batched), all
+    // in their first round (`"round": 0`).
+    let waves = app
+        .rows(&format!(
+            "SELECT payload->'data'->>'round' || ':' || jsonb_array_length(payload->'data'->'receipt_ids') AS row \
+             FROM outbox_events WHERE tenant_id = '{}' AND event_type = 'register_receipts'",
+            t.id
+        ))
+        .await;
+    let registered: usize = waves.iter().filter_map(|w| w.strip_prefix("0:")?.parse::<usize>().ok()).sum();
+    assert_eq!(registered, 6, "every renewal receipt in a wave: {waves:?}");
+    for (external_id, r) in &renewed {
+        let id = r["id"].as_str().unwrap();
+        assert_eq!(r["external_id"], format!("{id}-1"), "{external_id}'s registered at the first attempt");
+        let docs = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(id)).count();
+        assert_eq!(docs, 1, "sent once");
+    }
+}
+
+#[tokio::test]
+async fn a_receipt_failing_in_a_wave_is_carried_on_by_its_own_job_and_registered_once() {
+    let app = TestApp::with_worker().await;
+    // The wave's first document ends `fail` at ATOL (queue timeout); its second
+    // registration call answers HTTP 500 (nothing recorded).
+    let (_, renewed) = renewal_wave(&app, 4, &[AtolScript::FailTimeout, AtolScript::ServerError]).await;
+    let mut attempts: Vec<i64> = renewed.iter().map(|(_, r)| r["attempt"].as_i64().unwrap()).collect();
+    attempts.sort();
+    assert_eq!(attempts, [1, 1, 1, 2], "only the failed document needed a second attempt");
+    for (_, r) in &renewed {
+        let id = r["id"].as_str().unwrap();
+        let docs: Vec<_> = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(id)).collect();
+        let sent: Vec<(String, &str)> = docs.iter().map(|d| (d.external_id.clone(), d.status.as_str())).collect();
+        if r["attempt"] == 2 {
+            assert_eq!(
+                sent,
+                [(format!("{id}-1"), "fail"), (format!("{id}-2"), "done")],
+                "a new attempt after the fail"
+            );
+        } else {
+            assert_eq!(sent, [(format!("{id}-1"), "done")], "the 500 recorded nothing; the re-send registered it");
+        }
+    }
 }
