@@ -121,7 +121,9 @@ pub async fn settle(
 /// (a provider retry, or the same one applied concurrently and committed first)
 /// the whole transaction is rolled back and the retry is answered as accepted. A
 /// retry whose effect fails (the state moved on since) is answered the same once
-/// the notification is found stored. Checks are never de-duplicated: each is
+/// the notification is found stored. A transaction rolled back by a deadlock or a
+/// serialization failure is run again (up to [`TRIES`] times) before the provider
+/// is answered with an error. Checks are never de-duplicated: each is
 /// decided again and its latest outcome kept, and a Check that fails is an error
 /// (the provider asks again), never an acceptance.
 pub async fn apply(
@@ -141,17 +143,30 @@ pub async fn apply(
         raw_body: raw.body,
     };
     let check = matches!(n.event, NotificationEvent::Check(_));
-    let applied = in_transaction(conn, async |conn| {
-        let now = clock.now(conn).await?;
-        let (reply, outcome) = effect(conn, now, tenant, n.event).await?;
-        if check {
-            events_db::store_check(conn, &received, &outcome).await?;
-        } else if !events_db::store(conn, &received, &outcome).await? {
-            return Err(Abort::Retry);
+    let mut tries = 1;
+    let applied = loop {
+        let applied = in_transaction(conn, async |conn| {
+            let now = clock.now(conn).await?;
+            let (reply, outcome) = effect(conn, now, tenant, n.event.clone()).await?;
+            if check {
+                events_db::store_check(conn, &received, &outcome).await?;
+            } else if !events_db::store(conn, &received, &outcome).await? {
+                return Err(Abort::Retry);
+            }
+            Ok(reply)
+        })
+        .await;
+        match applied {
+            // A deadlock or serialization failure with a concurrent writer (the
+            // charge's own answer, the scheduler) rolled everything back: the same
+            // notification is applied again on a fresh transaction.
+            Err(Abort::Failed(e)) if e.is_retryable() && tries < TRIES => {
+                warn!(tenant = %tenant.id, error = %e, tries, "applying a notification conflicted; applying it again");
+                tries += 1;
+            }
+            other => break other,
         }
-        Ok(reply)
-    })
-    .await;
+    };
     match applied {
         Ok(reply) => Ok(reply),
         Err(Abort::Retry) => Ok(NotificationReply::Accepted),
@@ -167,6 +182,10 @@ pub async fn apply(
         }
     }
 }
+
+/// How many times [`apply`] runs a notification's transaction that a deadlock or a
+/// serialization failure rolled back.
+const TRIES: u32 = 3;
 
 /// Why [`apply`]'s transaction was rolled back.
 enum Abort {

@@ -168,3 +168,39 @@ async fn a_notification_replayed_a_day_later_with_a_valid_signature_changes_noth
     assert_eq!(app.count("SELECT count(*) AS n FROM gateway_events WHERE kind = 'pay'").await, 1);
     app.assert_ledger_balanced().await;
 }
+
+#[tokio::test]
+async fn a_pay_notification_deadlocked_by_another_writer_is_applied_again_and_accepted() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    let (t, bought) = setup(&app).await;
+    let (payment, sub) = (bought["payment"]["id"].as_str().unwrap(), bought["subscription"]["id"].as_str().unwrap());
+    // Another writer holds the subscription row; the Pay notification locks its
+    // payment, then waits for the subscription; the other writer then asks for the
+    // payment: a deadlock, which PostgreSQL breaks by rolling back the Pay's
+    // transaction (the Pay waited longest, so it is the one whose check finds the cycle).
+    let mut other = app.db.conn().await;
+    other.batch_execute(&format!("BEGIN; SELECT id FROM subscriptions WHERE id = '{sub}' FOR UPDATE")).await.unwrap();
+    let waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock'";
+    let interfere = async {
+        assert_eq!(app.count_when(waiting, 1).await, 1, "the Pay waits for the subscription");
+        other
+            .batch_execute(&format!("SELECT id FROM payments WHERE id = '{payment}' FOR UPDATE"))
+            .await
+            .expect("the other writer is not the deadlock's victim");
+        // The Pay runs again and now waits for the payment this writer took.
+        assert_eq!(app.count_when(waiting, 1).await, 1, "the Pay is applied again");
+        other.batch_execute("ROLLBACK").await.unwrap();
+    };
+    let (paid, ()) = tokio::join!(app.pay(&bought, CARD_OK), interfere);
+    assert_eq!(paid.status, "Completed");
+    assert_eq!(paid.deliveries.last().map(|d| (d.http_status, d.code)), Some((200, Some(0))), "{:?}", paid.deliveries);
+    let s = app.get(&t, &format!("/v1/subscriptions/{sub}")).await.expect(200);
+    assert_eq!(s["status"], "active");
+    let p = app.get(&t, &format!("/v1/payments/{payment}")).await.expect(200);
+    assert_eq!(p["status"], "succeeded");
+    let succeeded = app.event_types(&t).await.iter().filter(|e| *e == "payment.succeeded").count();
+    assert_eq!(succeeded, 1, "applied once");
+    app.assert_ledger_balanced().await;
+}
