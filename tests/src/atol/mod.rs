@@ -269,6 +269,12 @@ impl AtolSim {
         self.state().docs.clone()
     }
 
+    /// The documents of one receipt (external_id `<receipt id>-<attempt>`), in the
+    /// order received.
+    pub fn documents_of(&self, receipt_id: &str) -> Vec<AtolDocument> {
+        self.state().docs.iter().filter(|d| d.external_id.starts_with(receipt_id)).cloned().collect()
+    }
+
     pub fn document(&self, uuid: &str) -> Option<AtolDocument> {
         self.state().doc(uuid).cloned()
     }

@@ -22,7 +22,7 @@ async fn receipts_of(app: &TestApp, t: &Tenant, payment: &str) -> Vec<Value> {
 /// The document ATOL registered for a receipt (by its external id prefix).
 fn sent(app: &TestApp, receipt: &Value) -> Value {
     let id = receipt["id"].as_str().unwrap();
-    let doc = app.atol.documents().into_iter().find(|d| d.external_id.starts_with(id)).expect("sent to ATOL");
+    let doc = app.atol.documents_of(id).into_iter().next().expect("sent to ATOL");
     assert_eq!(doc.status, "done");
     doc.request
 }

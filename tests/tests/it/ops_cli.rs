@@ -145,8 +145,7 @@ async fn receipt_when(app: &TestApp, t: &Tenant, payment: &str, status: &str) ->
 
 /// The documents ATOL holds for receipt `id`: (external_id, status).
 fn documents_of(app: &TestApp, id: &str) -> Vec<(String, String)> {
-    let docs = app.atol.documents().into_iter().filter(|d| d.external_id.starts_with(id));
-    docs.map(|d| (d.external_id, d.status)).collect()
+    app.atol.documents_of(id).into_iter().map(|d| (d.external_id, d.status)).collect()
 }
 
 #[tokio::test]
