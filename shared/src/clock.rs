@@ -8,10 +8,10 @@
 //! time.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
 
-use crate::db::schema::test_clock;
+use crate::db::test_clock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clock {
@@ -33,28 +33,21 @@ impl Clock {
         matches!(self, Clock::Shared)
     }
 
-    /// The current business instant.
+    /// The current business instant. The shared clock is read under its lock
+    /// (`db::test_clock::read_held`): a move of the clock waits for the
+    /// transactions that read the old instant.
     pub async fn now(&self, conn: &mut AsyncPgConnection) -> QueryResult<DateTime<Utc>> {
         match self {
             Clock::System => Ok(real_now()),
-            Clock::Shared => {
-                let stored: Option<DateTime<Utc>> =
-                    test_clock::table.select(test_clock::now).first(conn).await.optional()?;
-                Ok(stored.unwrap_or_else(real_now))
-            }
+            Clock::Shared => Ok(test_clock::read_held(conn).await?.unwrap_or_else(real_now)),
         }
     }
 
-    /// Sets the shared test clock (operators only, test mode only).
+    /// Sets the shared test clock (operators only, test mode only), in the caller's
+    /// transaction, once the transactions that read the old instant have ended.
     pub async fn set(conn: &mut AsyncPgConnection, at: DateTime<Utc>) -> QueryResult<DateTime<Utc>> {
         let at = at.trunc_subsecs(6);
-        diesel::insert_into(test_clock::table)
-            .values((test_clock::singleton.eq(true), test_clock::now.eq(at)))
-            .on_conflict(test_clock::singleton)
-            .do_update()
-            .set((test_clock::now.eq(at), test_clock::updated_at.eq(diesel::dsl::now)))
-            .execute(conn)
-            .await?;
+        test_clock::write(conn, at).await?;
         Ok(at)
     }
 }

@@ -26,6 +26,7 @@ pub mod revenue;
 pub mod schema;
 pub mod subscriptions;
 pub mod tenants;
+pub mod test_clock;
 pub mod trials;
 pub mod usage;
 pub mod usage_partitions;

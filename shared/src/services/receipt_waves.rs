@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use diesel_async::AsyncPgConnection;
+use futures_util::StreamExt;
 use futures_util::future::join_all;
+use tokio::sync::Semaphore;
 use tracing::warn;
 use uuid::Uuid;
 
@@ -34,6 +36,14 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::fiscal::FiscalRegistrar;
 use crate::queue::jobs::Job;
 use crate::queue::topology::RECEIPTS;
+
+/// Provider calls one wave has in flight at once.
+const CALLS_PER_WAVE: usize = 32;
+
+/// Waves this process registers at once ([`process_wave`]; each holds up to a
+/// renewal batch of receipts): bounds the documents held in memory and the calls in
+/// flight to the provider however many wave jobs the consumer has taken.
+static WAVES: Semaphore = Semaphore::const_new(4);
 
 /// One `RegisterReceipt` job of a batch; `last`: its retries are exhausted.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +73,7 @@ pub async fn process_wave(
     receipt_ids: &[Uuid],
     round: u16,
 ) -> ServiceResult<JobResult> {
+    let _turn = WAVES.acquire().await.map_err(|e| ServiceError::Internal(format!("receipt waves: {e}")))?;
     let jobs: Vec<ReceiptJob> = receipt_ids.iter().map(|id| ReceiptJob { receipt_id: *id, last: false }).collect();
     let places = gather(pool, to, &jobs).await?;
     let wave: Vec<&InWave> = places.iter().filter_map(Place::in_wave).collect();
@@ -217,7 +228,11 @@ enum Fate {
 /// One step with the provider for each receipt of `wave` (concurrently), the
 /// accepted and registered ones written set-based; one fate per receipt, in order.
 async fn advance(pool: &PgPool, clock: Clock, to: &Registration<'_>, wave: &[&InWave]) -> Vec<Fate> {
-    let steps = join_all(wave.iter().map(|w| step(to, &w.tenant, &*w.registrar, &w.row))).await;
+    let mut calls = Vec::with_capacity(wave.len());
+    for w in wave {
+        calls.push(step(to, &w.tenant, &*w.registrar, &w.row));
+    }
+    let steps: Vec<_> = futures_util::stream::iter(calls).buffered(CALLS_PER_WAVE).collect().await;
     let accepted: Vec<(Uuid, i32, &str)> = wave
         .iter()
         .zip(&steps)

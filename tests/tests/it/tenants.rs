@@ -188,6 +188,28 @@ async fn the_test_clock_is_shared_frozen_and_settable_into_the_past() {
 }
 
 #[tokio::test]
+async fn a_move_of_the_test_clock_waits_for_the_transactions_that_read_the_old_time() {
+    use billing_shared::clock::Clock;
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    // A transaction that read the time as the service reads it (a scheduler tick
+    // between its clock read and its claims).
+    let mut tick = app.db.conn().await;
+    tick.batch_execute("BEGIN").await.unwrap();
+    let read = Clock::Shared.now(&mut tick).await.unwrap();
+    assert_eq!(read.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), crate::support::T0);
+    let moved = app.set_clock("2026-03-01T09:00:00Z");
+    tokio::pin!(moved);
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut moved).await;
+    assert!(early.is_err(), "the clock moved back while a transaction still acted at the old time");
+    tick.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(moved.await["now"], "2026-03-01T09:00:00Z", "moved once that transaction ended");
+    let mut later = app.db.conn().await;
+    let read = Clock::Shared.now(&mut later).await.unwrap();
+    assert_eq!(read.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "2026-03-01T09:00:00Z");
+}
+
+#[tokio::test]
 async fn without_test_mode_the_clock_endpoint_does_not_exist() {
     let app = TestApp::spawn_with(&[("BILLING_TEST_CLOCK", "0")]).await;
     app.admin(Method::GET, "/v1/admin/clock", None).await.problem(404, "not_found");

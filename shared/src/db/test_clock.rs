@@ -1,0 +1,50 @@
+//! The shared test clock's row (`test_clock`, one row when set) and the advisory
+//! lock that orders its moves with the transactions that read it
+//! ([`crate::clock::Clock::Shared`]).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::schema::test_clock;
+
+/// The advisory lock key ("clok"): held shared by every transaction that read the
+/// test clock, exclusively by the transaction that moves it.
+const CLOCK_LOCK: i64 = 0x636c_6f6b;
+
+/// The stored instant (`None` until first set), read under the clock lock held
+/// shared until the caller's transaction ends: a move of the clock waits for the
+/// transactions that read the old instant, so none of them acts on rows written
+/// after the move at a time the clock has left (a scheduler tick that read the
+/// time before a test moved the clock back, expiring a purchase made after it).
+/// Outside a transaction the lock is released when the statement ends.
+pub async fn read_held(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        now: Option<DateTime<Utc>>,
+    }
+    let row: Row = diesel::sql_query(
+        "SELECT (SELECT now FROM test_clock WHERE singleton) AS now FROM pg_advisory_xact_lock_shared($1)",
+    )
+    .bind::<BigInt, _>(CLOCK_LOCK)
+    .get_result(conn)
+    .await?;
+    Ok(row.now)
+}
+
+/// Moves the clock to `at`, in the caller's transaction, once every other
+/// transaction that read it has ended (the clock lock taken exclusively, held
+/// until the caller's transaction ends).
+pub async fn write(conn: &mut AsyncPgConnection, at: DateTime<Utc>) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(CLOCK_LOCK).execute(conn).await?;
+    diesel::insert_into(test_clock::table)
+        .values((test_clock::singleton.eq(true), test_clock::now.eq(at)))
+        .on_conflict(test_clock::singleton)
+        .do_update()
+        .set((test_clock::now.eq(at), test_clock::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
