@@ -13,7 +13,8 @@ use tokio::sync::watch;
 async fn tick(pool: &PgPool, clock: Clock, batch: i64) -> ServiceResult<usize> {
     let mut conn = pool.get().await?;
     in_transaction(&mut conn, async |c| {
-        let now = clock.now(c).await?;
+        // Held: a move of the test clock waits for this tick's claims.
+        let now = clock.now_held(c).await?;
         let overdue = refunds::report_overdue(c, now, batch).await?;
         Ok(scheduler::tick(c, now, batch).await? + overdue)
     })

@@ -33,10 +33,18 @@ impl Clock {
         matches!(self, Clock::Shared)
     }
 
-    /// The current business instant. The shared clock is read under its lock
-    /// (`db::test_clock::read_held`): a move of the clock waits for the
-    /// transactions that read the old instant.
+    /// The current business instant.
     pub async fn now(&self, conn: &mut AsyncPgConnection) -> QueryResult<DateTime<Utc>> {
+        match self {
+            Clock::System => Ok(real_now()),
+            Clock::Shared => Ok(test_clock::read(conn).await?.unwrap_or_else(real_now)),
+        }
+    }
+
+    /// The current business instant, for a transaction that claims the work due
+    /// at it (the scheduler's tick): a move of the shared clock waits until the
+    /// caller's transaction ends (`db::test_clock::read_held`).
+    pub async fn now_held(&self, conn: &mut AsyncPgConnection) -> QueryResult<DateTime<Utc>> {
         match self {
             Clock::System => Ok(real_now()),
             Clock::Shared => Ok(test_clock::read_held(conn).await?.unwrap_or_else(real_now)),
@@ -44,7 +52,8 @@ impl Clock {
     }
 
     /// Sets the shared test clock (operators only, test mode only), in the caller's
-    /// transaction, once the transactions that read the old instant have ended.
+    /// transaction, once the transactions that hold the old instant
+    /// ([`Clock::now_held`]) have ended.
     pub async fn set(conn: &mut AsyncPgConnection, at: DateTime<Utc>) -> QueryResult<DateTime<Utc>> {
         let at = at.trunc_subsecs(6);
         test_clock::write(conn, at).await?;

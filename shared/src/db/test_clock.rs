@@ -9,16 +9,20 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::test_clock;
 
-/// The advisory lock key ("clok"): held shared by every transaction that read the
-/// test clock, exclusively by the transaction that moves it.
+/// The advisory lock key ("clok"): held shared by the transactions that claim work
+/// by the test clock ([`read_held`]), exclusively by the transaction that moves it.
 const CLOCK_LOCK: i64 = 0x636c_6f6b;
 
+/// The stored instant (`None` until first set).
+pub async fn read(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
+    test_clock::table.select(test_clock::now).first(conn).await.optional()
+}
+
 /// The stored instant (`None` until first set), read under the clock lock held
-/// shared until the caller's transaction ends: a move of the clock waits for the
-/// transactions that read the old instant, so none of them acts on rows written
-/// after the move at a time the clock has left (a scheduler tick that read the
-/// time before a test moved the clock back, expiring a purchase made after it).
-/// Outside a transaction the lock is released when the statement ends.
+/// shared until the caller's transaction ends: a move of the clock waits for that
+/// transaction, so it never acts on rows written after the move at a time the clock
+/// has left (a scheduler tick that read the time before a test moved the clock
+/// back, then claimed a purchase made after the move and expired it).
 pub async fn read_held(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
     #[derive(QueryableByName)]
     struct Row {
@@ -34,9 +38,9 @@ pub async fn read_held(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateT
     Ok(row.now)
 }
 
-/// Moves the clock to `at`, in the caller's transaction, once every other
-/// transaction that read it has ended (the clock lock taken exclusively, held
-/// until the caller's transaction ends).
+/// Moves the clock to `at`, in the caller's transaction, once the transactions
+/// that read it held ([`read_held`]) have ended (the clock lock taken exclusively,
+/// held until the caller's transaction ends).
 pub async fn write(conn: &mut AsyncPgConnection, at: DateTime<Utc>) -> QueryResult<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(CLOCK_LOCK).execute(conn).await?;
     diesel::insert_into(test_clock::table)

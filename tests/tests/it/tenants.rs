@@ -188,15 +188,15 @@ async fn the_test_clock_is_shared_frozen_and_settable_into_the_past() {
 }
 
 #[tokio::test]
-async fn a_move_of_the_test_clock_waits_for_the_transactions_that_read_the_old_time() {
+async fn a_move_of_the_test_clock_waits_for_the_transactions_that_claim_work_at_the_old_time() {
     use billing_shared::clock::Clock;
     use diesel_async::SimpleAsyncConnection;
     let app = TestApp::spawn().await;
-    // A transaction that read the time as the service reads it (a scheduler tick
-    // between its clock read and its claims).
+    // A transaction that read the time as the scheduler's tick does, between its
+    // clock read and its claims.
     let mut tick = app.db.conn().await;
     tick.batch_execute("BEGIN").await.unwrap();
-    let read = Clock::Shared.now(&mut tick).await.unwrap();
+    let read = Clock::Shared.now_held(&mut tick).await.unwrap();
     assert_eq!(read.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), crate::support::T0);
     let moved = app.set_clock("2026-03-01T09:00:00Z");
     tokio::pin!(moved);
