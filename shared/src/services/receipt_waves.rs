@@ -29,7 +29,7 @@ use crate::db::outbox::{self, NewEvent};
 use crate::db::payments as payments_db;
 use crate::db::receipts::{self as db, ReceiptRow};
 use crate::db::{PgPool, in_transaction};
-use crate::domain::ids::{PaymentId, TenantId};
+use crate::domain::ids::PaymentId;
 use crate::domain::receipt::FiscalAttributes;
 use crate::domain::states::ReceiptStatus;
 use crate::error::{ServiceError, ServiceResult};
@@ -50,13 +50,6 @@ static WAVES: Semaphore = Semaphore::const_new(4);
 pub struct ReceiptJob {
     pub receipt_id: Uuid,
     pub last: bool,
-}
-
-/// The wave job of `receipt_ids` (one tenant's, ordered by the first receipt):
-/// round 0, delivered at once.
-pub fn wave_job(tenant_id: TenantId, receipt_ids: Vec<Uuid>) -> Option<NewEvent> {
-    let first = *receipt_ids.first()?;
-    Some(NewEvent::job(tenant_id, first, Job::RegisterReceipts { receipt_ids, round: 0 }))
 }
 
 /// Runs round `round` of a wave: registers (or polls) every receipt still

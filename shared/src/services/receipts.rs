@@ -277,7 +277,14 @@ pub async fn create_income_many(
             None => waves.push((r.tenant_id, vec![r.id])),
         }
     }
-    Ok(waves.into_iter().filter_map(|(tenant, ids)| super::receipt_waves::wave_job(tenant, ids)).collect())
+    Ok(waves.into_iter().filter_map(|(tenant, ids)| wave_job(tenant, ids)).collect())
+}
+
+/// The wave job of `receipt_ids` (one tenant's, ordered by the first receipt), run
+/// by [`super::receipt_waves::process_wave`]: round 0, delivered at once.
+fn wave_job(tenant_id: TenantId, receipt_ids: Vec<Uuid>) -> Option<NewEvent> {
+    let first = *receipt_ids.first()?;
+    Some(NewEvent::job(tenant_id, first, Job::RegisterReceipts { receipt_ids, round: 0 }))
 }
 
 /// The refund receipt of a refund paid back (`payment.refunded_amount` already
