@@ -86,7 +86,8 @@ impl Handlers {
                 receipt_registration::process(&self.pool, self.clock, &self.registration(), receipt_id, last).await
             }
             Job::RegisterReceipts { receipt_ids, round } => {
-                receipt_waves::process_wave(&self.pool, self.clock, &self.registration(), &receipt_ids, round).await
+                let to = self.registration();
+                receipt_waves::process_wave(&self.pool, self.clock, &to, &receipt_ids, round, last).await
             }
         }
     }

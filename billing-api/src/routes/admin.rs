@@ -144,8 +144,9 @@ async fn get_clock(state: Data<AppState>, _: AdminAuth) -> Result<HttpResponse, 
     state.ok(async |conn, now| Ok(ClockView { now, settled: clock_service::settled(conn, now).await? })).await
 }
 
-/// Set the shared test clock to any instant; it stays frozen until set again. A
-/// scheduler tick in progress (which read the old instant) finishes first.
+/// Set the shared test clock to any instant; it stays frozen until set again.
+///
+/// A scheduler tick in progress (which read the old instant) finishes first.
 #[utoipa::path(post, path = "/v1/admin/clock", tag = "operator", security(("operator_token" = [])),
     request_body = SetClock,
     responses((status = 200, body = ClockView), (status = 404, body = Problem)))]

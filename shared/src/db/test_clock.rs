@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Timestamptz};
+use diesel::sql_types::BigInt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::test_clock;
@@ -24,18 +24,11 @@ pub async fn read(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<U
 /// has left (a scheduler tick that read the time before a test moved the clock
 /// back, then claimed a purchase made after the move and expired it).
 pub async fn read_held(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Nullable<Timestamptz>)]
-        now: Option<DateTime<Utc>>,
-    }
-    let row: Row = diesel::sql_query(
-        "SELECT (SELECT now FROM test_clock WHERE singleton) AS now FROM pg_advisory_xact_lock_shared($1)",
-    )
-    .bind::<BigInt, _>(CLOCK_LOCK)
-    .get_result(conn)
-    .await?;
-    Ok(row.now)
+    // The lock first, in a statement of its own: a statement sees the data as of
+    // its start, so a read in the same statement as a wait for a move in progress
+    // would return the instant the move replaced.
+    diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1)").bind::<BigInt, _>(CLOCK_LOCK).execute(conn).await?;
+    read(conn).await
 }
 
 /// Moves the clock to `at`, in the caller's transaction, once the transactions

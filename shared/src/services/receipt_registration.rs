@@ -126,7 +126,10 @@ async fn fail(
 /// - `pending` whose job is in the dead letters of `billing.receipts` (e.g. the
 ///   tenant's ATOL login was refused, since fixed): another job for the same
 ///   attempt;
-/// - `pending` with a job at work: 409 `receipt_in_progress`;
+/// - `pending` with a job at work: 409 `receipt_in_progress` (also a receipt of a
+///   wave job whose every try failed, which hands its receipts to their own jobs on
+///   its last try unless the database is down then too: replaying that dead letter
+///   of `billing.receipts` moves them again);
 /// - `registered`: 409 `receipt_registered`.
 ///
 /// The document is sent as it was built when the payment was captured (a refusal

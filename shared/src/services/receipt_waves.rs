@@ -21,7 +21,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::JobResult;
-use super::receipt_registration::{AWAITING_REPORT, Learned, Registration, Retry, conclude, process, step};
+use super::receipt_registration::{AWAITING_REPORT, Learned, Registration, Retry, conclude, learn, process, step};
 use super::receipts::{event_of, ordering, registration_job};
 use super::tenants::{self, Tenant};
 use crate::clock::Clock;
@@ -57,17 +57,25 @@ pub struct ReceiptJob {
 /// next round, delivered after the receipts queue's retry step `round`; after the
 /// last step, and for any other outcome, a receipt is handed to its own
 /// `RegisterReceipt` job, which decides it by the one-by-one rules (its own retries,
-/// failure, dead letter). Both are written in one statement; an error before that
-/// leaves the message to be tried again (every step is idempotent).
+/// failure, dead letter). An accepted document id or a registration that the
+/// set-based writes could not record is recorded one by one first, so nothing the
+/// provider answered is lost. The follow-up jobs are written in one statement; an
+/// error before that leaves the message to be tried again (every step is
+/// idempotent: a crash between that statement and the acknowledgement runs the
+/// round again, and its receipts are then followed twice, never registered twice).
+/// `last`: the message's own retries are exhausted (the wave kept failing): every
+/// receipt still `pending` is handed to its own job instead of dead-lettering them
+/// all in one message.
 pub async fn process_wave(
     pool: &PgPool,
     clock: Clock,
     to: &Registration<'_>,
     receipt_ids: &[Uuid],
     round: u16,
+    last: bool,
 ) -> ServiceResult<JobResult> {
     let _turn = WAVES.acquire().await.map_err(|e| ServiceError::Internal(format!("receipt waves: {e}")))?;
-    let jobs: Vec<ReceiptJob> = receipt_ids.iter().map(|id| ReceiptJob { receipt_id: *id, last: false }).collect();
+    let jobs: Vec<ReceiptJob> = receipt_ids.iter().map(|id| ReceiptJob { receipt_id: *id, last }).collect();
     let places = gather(pool, to, &jobs).await?;
     let wave: Vec<&InWave> = places.iter().filter_map(Place::in_wave).collect();
     let fates = advance(pool, clock, to, &wave).await;
@@ -78,6 +86,18 @@ pub async fn process_wave(
         match fate {
             Fate::Done => {}
             Fate::Later(_) => awaiting.push(&w.row),
+            // What the provider answered, recorded one by one.
+            Fate::Apart(Ok(learned @ (Learned::Accepted(_) | Learned::Registered(_)))) => {
+                match learn(pool, clock, w.row.id, w.row.attempt, learned).await {
+                    Ok(JobResult::Done) => {}
+                    Ok(JobResult::RetryLater(_)) => awaiting.push(&w.row),
+                    Ok(JobResult::DeadLetter(_)) => apart.push(&w.row),
+                    Err(e) => {
+                        warn!(receipt = %w.row.id, error = %e, "recording a provider's answer failed; handing the receipt over");
+                        apart.push(&w.row);
+                    }
+                }
+            }
             Fate::Apart(_) => apart.push(&w.row),
         }
     }
@@ -163,9 +183,10 @@ enum Place {
     Wave(InWave),
     /// The receipt is no longer `pending`: nothing to do.
     Finished,
-    /// Any other: not found, a tenant without fiscal settings, a second job of the
-    /// same receipt, a last try.
+    /// Any other `pending` receipt: of a tenant without fiscal settings, a second
+    /// job of the same receipt, a last try.
     Alone(ReceiptRow),
+    /// No such receipt (one by one: `receipt_not_found`; a wave skips it).
     Missing,
 }
 

@@ -210,6 +210,26 @@ async fn a_move_of_the_test_clock_waits_for_the_transactions_that_claim_work_at_
 }
 
 #[tokio::test]
+async fn a_tick_waiting_behind_a_move_of_the_test_clock_reads_the_new_time() {
+    use billing_shared::clock::Clock;
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    let at = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z").unwrap().to_utc();
+    // A move in progress (not committed yet).
+    let mut moving = app.db.conn().await;
+    moving.batch_execute("BEGIN").await.unwrap();
+    Clock::set(&mut moving, at).await.unwrap();
+    let mut tick = app.db.conn().await;
+    tick.batch_execute("BEGIN").await.unwrap();
+    let read = Clock::Shared.now_held(&mut tick);
+    tokio::pin!(read);
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut read).await;
+    assert!(early.is_err(), "a tick read the time while the clock was being moved");
+    moving.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(read.await.unwrap(), at, "the tick acts at the new time, not the one the move replaced");
+}
+
+#[tokio::test]
 async fn without_test_mode_the_clock_endpoint_does_not_exist() {
     let app = TestApp::spawn_with(&[("BILLING_TEST_CLOCK", "0")]).await;
     app.admin(Method::GET, "/v1/admin/clock", None).await.problem(404, "not_found");
