@@ -97,10 +97,8 @@ impl Handlers {
     /// `billing.receipts`; any other message one by one. One result per message, in
     /// order.
     pub async fn handle_batch(&self, queue: WorkQueue, messages: &[Message<'_>]) -> Vec<ServiceResult<JobResult>> {
-        let jobs: Vec<Option<Job>> = messages
-            .iter()
-            .map(|m| Job::decode(m.body).ok().filter(|j| batched(queue) && j.queue().name == queue.name))
-            .collect();
+        let jobs: Vec<Option<Job>> =
+            messages.iter().map(|m| Job::decode(m.body).ok().filter(|j| j.queue().name == queue.name)).collect();
         let mut charges = Vec::new();
         let mut receipts = Vec::new();
         for (job, m) in jobs.iter().zip(messages) {

@@ -111,11 +111,12 @@ pub(crate) fn external_id(r: &ReceiptRow) -> String {
     format!("{}-{}", r.id, r.attempt)
 }
 
-/// Whether a payment gets receipts at all: an invoice paid by a legal entity's
-/// bank transfer does not (54-FZ art. 2 p. 9: settlements between organisations
-/// and entrepreneurs by bank transfer without an electronic means of payment).
-fn receipted_at_all(payment: &PaymentRow) -> bool {
-    payment.gateway != super::payments::INVOICE
+/// Whether `tenant` issues receipts for `payment` at all: it has fiscal settings,
+/// and the payment is not an invoice paid by a legal entity's bank transfer (54-FZ
+/// art. 2 p. 9: settlements between organisations and entrepreneurs by bank
+/// transfer without an electronic means of payment).
+fn receipted_at_all(tenant: &Tenant, payment: &PaymentRow) -> bool {
+    tenant.fiscal.is_some() && payment.gateway != super::payments::INVOICE
 }
 
 /// What a receipt of `payment` records, one line `(name, sum)` per charged thing
@@ -236,7 +237,7 @@ pub async fn create_income(
     tenant: &Tenant,
     payment: &PaymentRow,
 ) -> ServiceResult<()> {
-    if tenant.fiscal.is_none() || !receipted_at_all(payment) {
+    if !receipted_at_all(tenant, payment) {
         return Ok(());
     }
     let (lines, basis) = receipted(payment)?;
@@ -253,8 +254,7 @@ pub async fn create_income_many(
     now: DateTime<Utc>,
     paid: &[(PaymentRow, &Tenant)],
 ) -> ServiceResult<Vec<NewEvent>> {
-    let issued: Vec<&(PaymentRow, &Tenant)> =
-        paid.iter().filter(|(p, t)| t.fiscal.is_some() && receipted_at_all(p)).collect();
+    let issued: Vec<&(PaymentRow, &Tenant)> = paid.iter().filter(|(p, t)| receipted_at_all(t, p)).collect();
     if issued.is_empty() {
         return Ok(Vec::new());
     }
@@ -296,7 +296,7 @@ pub async fn create_refund(
     payment: &PaymentRow,
     refund: &RefundRow,
 ) -> ServiceResult<()> {
-    if tenant.fiscal.is_none() || !receipted_at_all(payment) {
+    if !receipted_at_all(tenant, payment) {
         return Ok(());
     }
     // It mirrors what was receipted: money paid back to the balance is the
