@@ -52,10 +52,10 @@ impl<'a> Received<'a> {
 
 /// Stores the raw notification with `outcome`; false when the same one was stored
 /// before (the unique key (tenant, provider, kind, key) is the de-duplication).
-pub async fn store(conn: &mut AsyncPgConnection, n: &Received<'_>, outcome: &str) -> QueryResult<bool> {
+pub async fn store(conn: &AsyncPgConnection, n: &Received<'_>, outcome: &str) -> QueryResult<bool> {
     let inserted =
         Cached::new(diesel::insert_into(gateway_events::table).values(n.row(outcome)).on_conflict_do_nothing())
-            .execute(conn)
+            .execute(&mut &*conn)
             .await?;
     Ok(inserted == 1)
 }

@@ -63,13 +63,22 @@ pub async fn pay(
     let mut attempt = AttemptRow::new(tenant.id, payment.id, attempt_no, channel, None, now);
     attempts_db::insert_attempt(conn, &attempt).await?;
     let transaction = format!("{gateway}:{}", payment.id);
-    payment_outcomes::apply_capture(conn, now, tenant, payment, &mut attempt, &transaction, &CardDetails::default())
-        .await
-        .map_err(|e| match e.violated_constraint() {
-            // Another spend got there first.
-            Some(NO_OVERDRAFT) => ServiceError::invalid("insufficient_balance", "the balance no longer covers it"),
-            _ => e,
-        })?;
+    payment_outcomes::apply_capture(
+        conn,
+        now,
+        tenant,
+        payment,
+        &mut attempt,
+        &transaction,
+        &CardDetails::default(),
+        None,
+    )
+    .await
+    .map_err(|e| match e.violated_constraint() {
+        // Another spend got there first.
+        Some(NO_OVERDRAFT) => ServiceError::invalid("insufficient_balance", "the balance no longer covers it"),
+        _ => e,
+    })?;
     Ok(())
 }
 

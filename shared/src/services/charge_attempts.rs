@@ -330,7 +330,7 @@ async fn finish(
         match outcome {
             Outcome::Charge(ChargeOutcome::Captured { transaction_id }) => {
                 let card = CardDetails::default();
-                apply_capture(c, now, tenant, &mut payment, &mut attempt, &transaction_id, &card).await?;
+                apply_capture(c, now, tenant, &mut payment, &mut attempt, &transaction_id, &card, None).await?;
                 Ok(JobResult::Done)
             }
             Outcome::Charge(ChargeOutcome::Declined(decline)) => {

@@ -71,8 +71,8 @@ pub async fn verify(
                 content_type: raw.content_type(),
                 raw_body: raw.body,
             };
-            let mut conn = pool.get().await?;
-            events_db::store(&mut conn, &received, "refused: the provider does not know this object").await?;
+            let conn = pool.get().await?;
+            events_db::store(&conn, &received, "refused: the provider does not know this object").await?;
             ServiceError::invalid("unknown_object", detail)
         }
         NotificationError::Unavailable(detail) => {
@@ -147,10 +147,8 @@ pub async fn apply(
     let applied = loop {
         let applied = in_transaction(conn, async |conn| {
             let now = clock.now(conn).await?;
-            let (reply, outcome) = effect(conn, now, tenant, n.event.clone()).await?;
-            if check {
-                events_db::store_check(conn, &received, &outcome).await?;
-            } else if !events_db::store(conn, &received, &outcome).await? {
+            let (reply, stored) = effect(conn, now, tenant, n.event.clone(), &received).await?;
+            if !stored {
                 return Err(Abort::Retry);
             }
             Ok(reply)
@@ -206,38 +204,38 @@ impl From<diesel::result::Error> for Abort {
     }
 }
 
-/// What a notification does, and its outcome as stored with it.
+/// What a notification does, and whether it is new: it is stored with its outcome
+/// (a capture's in the capture's last round trip); false when the same one was
+/// stored before. A Check is stored or its stored outcome replaced: always new.
 async fn effect(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
     event: NotificationEvent,
-) -> ServiceResult<(NotificationReply, String)> {
-    Ok(match event {
+    received: &Received<'_>,
+) -> ServiceResult<(NotificationReply, bool)> {
+    let outcome = match event {
         NotificationEvent::Check(report) => {
             let verdict = check_payment(conn, now, tenant, &report).await?;
-            (NotificationReply::Check(verdict), format!("check:{}", verdict.as_str()))
+            events_db::store_check(conn, received, &format!("check:{}", verdict.as_str())).await?;
+            return Ok((NotificationReply::Check(verdict), true));
         }
         NotificationEvent::Captured(report) => {
-            (NotificationReply::Accepted, captured(conn, now, tenant, &report).await?)
+            return Ok((NotificationReply::Accepted, captured(conn, now, tenant, &report, received).await?));
         }
-        NotificationEvent::Declined(report, decline) => {
-            let outcome = match find_invoice(conn, tenant, &report).await? {
-                Some((mut attempt, mut payment)) => {
-                    apply_decline(conn, now, tenant, &mut payment, &mut attempt, &decline).await?.to_owned()
-                }
-                None => {
-                    warn!(tenant = %tenant.id, transaction = %report.transaction_id, "decline for an unknown invoice");
-                    "unmatched_invoice".to_owned()
-                }
-            };
-            (NotificationReply::Accepted, outcome)
-        }
-        NotificationEvent::Refunded(report) => {
-            (NotificationReply::Accepted, super::refund_outcomes::notified(conn, now, tenant, &report).await?)
-        }
-        NotificationEvent::Recorded => (NotificationReply::Accepted, "recorded".to_owned()),
-    })
+        NotificationEvent::Declined(report, decline) => match find_invoice(conn, tenant, &report).await? {
+            Some((mut attempt, mut payment)) => {
+                apply_decline(conn, now, tenant, &mut payment, &mut attempt, &decline).await?.to_owned()
+            }
+            None => {
+                warn!(tenant = %tenant.id, transaction = %report.transaction_id, "decline for an unknown invoice");
+                "unmatched_invoice".to_owned()
+            }
+        },
+        NotificationEvent::Refunded(report) => super::refund_outcomes::notified(conn, now, tenant, &report).await?,
+        NotificationEvent::Recorded => "recorded".to_owned(),
+    };
+    Ok((NotificationReply::Accepted, events_db::store(conn, received, &outcome).await?))
 }
 
 /// The attempt and its payment a notification's invoice id names. The payment row
@@ -323,21 +321,25 @@ async fn check_payment(
 
 /// The issuer authorised and the money is captured — for a widget payment, or for
 /// one of our own charges of a saved card (matched to the attempt by invoice id).
+/// Whether the notification is new, as [`effect`].
 async fn captured(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
     n: &PaymentReport,
-) -> ServiceResult<String> {
+    received: &Received<'_>,
+) -> ServiceResult<bool> {
     let Some((mut attempt, mut payment)) = find_invoice(conn, tenant, n).await? else {
         warn!(tenant = %tenant.id, transaction = %n.transaction_id, invoice = ?n.invoice_id, "capture for an unknown invoice");
-        return Ok("unmatched_invoice".into());
+        return Ok(events_db::store(conn, received, "unmatched_invoice").await?);
     };
     if !amount_matches(n, &payment) {
         warn!(payment = %payment.id, amount = ?n.amount, "captured amount differs from the payment");
-        return Ok("amount_mismatch".into());
+        return Ok(events_db::store(conn, received, "amount_mismatch").await?);
     }
-    Ok(payment_outcomes::apply_capture(conn, now, tenant, &mut payment, &mut attempt, &n.transaction_id, &n.card)
-        .await?
-        .to_owned())
+    let (tx, card) = (&n.transaction_id, &n.card);
+    let captured =
+        payment_outcomes::apply_capture(conn, now, tenant, &mut payment, &mut attempt, tx, card, Some(received))
+            .await?;
+    Ok(captured.stored)
 }

@@ -10,6 +10,7 @@
 //! refunded at once.
 
 use chrono::{DateTime, Utc};
+use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use tracing::warn;
 use uuid::Uuid;
@@ -19,6 +20,7 @@ use super::plans;
 use super::subscriptions::{self, unexpected};
 use super::tenants::Tenant;
 use crate::db::attempts::{self as attempts_db, AttemptRow, PaymentMethodRow};
+use crate::db::gateway_events::{self as events_db, Received};
 use crate::db::ledger;
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
@@ -48,37 +50,43 @@ async fn emit_payment(
     Ok(())
 }
 
-async fn save_card(
-    conn: &mut AsyncPgConnection,
+/// The payment method a capture's card details save, when they carry a token.
+fn saved_card(
     now: DateTime<Utc>,
     tenant: &Tenant,
     customer_id: CustomerId,
     card: &CardDetails,
-) -> ServiceResult<()> {
-    let Some(token) = &card.token else { return Ok(()) };
-    attempts_db::save_payment_method(
-        conn,
-        &PaymentMethodRow {
-            id: Uuid::now_v7(),
-            tenant_id: tenant.id,
-            customer_id,
-            gateway: tenant.gateway.kind().into(),
-            token: token.clone(),
-            card_first_six: card.first_six.clone(),
-            card_last_four: card.last_four.clone(),
-            card_type: card.card_type.clone(),
-            card_exp: card.exp.clone(),
-            created_at: now,
-            revoked_at: None,
-            revoked_reason: None,
-        },
-    )
-    .await?;
-    Ok(())
+) -> Option<PaymentMethodRow> {
+    let token = card.token.as_ref()?;
+    Some(PaymentMethodRow {
+        id: Uuid::now_v7(),
+        tenant_id: tenant.id,
+        customer_id,
+        gateway: tenant.gateway.kind().into(),
+        token: token.clone(),
+        card_first_six: card.first_six.clone(),
+        card_last_four: card.last_four.clone(),
+        card_type: card.card_type.clone(),
+        card_exp: card.exp.clone(),
+        created_at: now,
+        revoked_at: None,
+        revoked_reason: None,
+    })
 }
 
-/// Money captured for `payment` (locked by the caller) in `transaction_id`.
-/// Returns what happened, for the notification's stored outcome.
+/// What [`apply_capture`] did (`applied`, `captured_unapplied`, `already_applied`,
+/// `duplicate_capture`), and whether the provider notification it was given is
+/// new: stored with the outcome, or false when the same one was stored before (a
+/// provider retry, whose transaction the caller rolls back). True without one.
+pub struct Captured {
+    pub outcome: &'static str,
+    pub stored: bool,
+}
+
+/// Money captured for `payment` (locked by the caller) in `transaction_id`. A
+/// provider's `notification` of it, when given, is stored raw with the outcome in
+/// the capture's last round trip ([`crate::services::notifications`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn apply_capture(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -87,13 +95,16 @@ pub async fn apply_capture(
     attempt: &mut AttemptRow,
     transaction_id: &str,
     card: &CardDetails,
-) -> ServiceResult<&'static str> {
+    notification: Option<&Received<'_>>,
+) -> ServiceResult<Captured> {
     if payment.status.is_captured() {
-        if payment.gateway_transaction_id.as_deref() == Some(transaction_id) {
-            return Ok("already_applied");
-        }
-        record_duplicate_capture(conn, now, tenant, payment, transaction_id).await?;
-        return Ok("duplicate_capture");
+        let outcome = if payment.gateway_transaction_id.as_deref() == Some(transaction_id) {
+            "already_applied"
+        } else {
+            record_duplicate_capture(conn, now, tenant, payment, transaction_id).await?;
+            "duplicate_capture"
+        };
+        return Ok(Captured { outcome, stored: store(conn, notification, outcome).await? });
     }
     payment.status = PaymentStatus::Succeeded;
     payment.gateway_transaction_id = Some(transaction_id.to_owned());
@@ -102,7 +113,6 @@ pub async fn apply_capture(
     payment.captured_at = Some(now);
     attempt.status = AttemptStatus::Succeeded;
     attempt.gateway_transaction_id = Some(transaction_id.to_owned());
-    save_card(conn, now, tenant, payment.customer_id, card).await?;
 
     let applied = match (payment.kind, payment.subscription_id) {
         (PaymentKind::Purchase, Some(sub)) => activate_purchase(conn, now, tenant, sub, payment).await?,
@@ -113,7 +123,7 @@ pub async fn apply_capture(
         (PaymentKind::Overage, _) => Some(Applied::default()),
         (PaymentKind::TopUp, _) => {
             let posting = Posting::top_up(payment.description.clone(), payment.customer_id, money_of(payment)?);
-            Some(Applied { events: Vec::new(), posting: Some(posting) })
+            Some(Applied { posting: Some(posting), ..Applied::default() })
         }
         _ => None,
     };
@@ -127,13 +137,13 @@ pub async fn apply_capture(
     }
     let ordering = payment.ordering_key();
     let mut events = vec![NewEvent::event(tenant.id, ordering, "payment.succeeded", payments::event_data(payment)?)];
-    let (posting, outcome) = match applied {
+    let (posting, outcome, staged) = match applied {
         Some(a) => {
             events.extend(a.events);
             let posting = a.posting.unwrap_or_else(|| {
                 Posting::charge("payment_captured", payment.description.clone(), payment.customer_id, funding)
             });
-            (posting, "applied")
+            (posting, "applied", a.staged)
         }
         // Paid, but what it paid for is gone: the money waits on the customer's
         // balance (to be refunded).
@@ -145,22 +155,36 @@ pub async fn apply_capture(
                 money_of(payment)?,
             ),
             "captured_unapplied",
+            None,
         ),
     };
-    // Independent writes share round trips ([`pipeline`]); the payment is saved
-    // after its cashback is known, the balance read after the posting.
-    let (attempted, posted) = futures_util::future::join(
+    // Independent writes share round trips ([`pipeline`]): the card, the
+    // subscription's transition, the attempt and the posting; then the payment
+    // (saved once its cashback is known, the balance read after the posting), its
+    // events and the notification.
+    let method = saved_card(now, tenant, payment.customer_id, card);
+    let (carded, switched, attempted, posted) = futures_util::future::join4(
+        async { if let Some(m) = &method { attempts_db::save_payment_method(conn, m).await } else { Ok(()) } },
+        async { if let Some(s) = &staged { s.write(conn).await } else { Ok(()) } },
         attempts_db::save_attempt(conn, attempt),
         ledger::post(conn, tenant.id, Some(payment.id), now, &posting),
     )
     .await;
-    pipeline::outcome([attempted, posted.map(drop)])?;
+    pipeline::outcome([carded, switched, attempted, posted.map(drop)])?;
     events.extend(money_events(conn, now, tenant, payment, outcome == "applied").await?);
     super::receipts::create_income(conn, now, tenant, payment).await?;
-    let (saved, emitted) =
-        futures_util::future::join(payments_db::save(conn, payment), outbox::emit_many(conn, now, events)).await;
-    pipeline::outcome([saved, emitted.map(drop)])?;
-    if outcome == "captured_unapplied" {
+    let (saved, emitted, stored) = futures_util::future::join3(
+        payments_db::save(conn, payment),
+        outbox::emit_many(conn, now, events),
+        store(conn, notification, outcome),
+    )
+    .await;
+    let (stored, new) = match stored {
+        Ok(new) => (Ok(()), new),
+        Err(e) => (Err(e), false),
+    };
+    pipeline::outcome([saved, emitted.map(drop), stored])?;
+    if new && outcome == "captured_unapplied" {
         // Paid for something already paid or no longer there (SPEC §6, the same
         // subscription period and purpose): refunded in full at once, outside the rules.
         let decided = super::refunds::Approved {
@@ -171,7 +195,16 @@ pub async fn apply_capture(
         };
         super::refunds::record_approved(conn, now, tenant, payment, decided).await?;
     }
-    Ok(outcome)
+    Ok(Captured { outcome, stored: new })
+}
+
+/// Stores the provider's notification of a capture, if there is one: true when it
+/// is new (or there is none).
+async fn store(conn: &AsyncPgConnection, notification: Option<&Received<'_>>, outcome: &str) -> QueryResult<bool> {
+    match notification {
+        Some(n) => events_db::store(conn, n, outcome).await,
+        None => Ok(true),
+    }
 }
 
 /// What a capture did beyond the payment: a top-up credited the balance, a
@@ -285,8 +318,8 @@ async fn activate_purchase(
     let change = sub.activate(now, paid).map_err(unexpected)?;
     payment.period_start = sub.current_period_start;
     payment.period_end = sub.current_period_end;
-    let events = subscriptions::commit_deferred(conn, now, tenant, &mut sub, &plan.code, change).await?;
-    Ok(Some(Applied { events, posting: None }))
+    let (staged, events) = subscriptions::stage(now, tenant, &mut sub, &plan.code, change);
+    Ok(Some(Applied { events, posting: None, staged: Some(staged) }))
 }
 
 /// A renewal (scheduled, retried, or paid by hand) starts the next period, on the
@@ -326,8 +359,8 @@ async fn renew(
     }
     payment.period_start = sub.current_period_start;
     payment.period_end = sub.current_period_end;
-    let events = subscriptions::commit_deferred(conn, now, tenant, &mut sub, &plan.code, change).await?;
-    Ok(Some(Applied { events, posting: None }))
+    let (staged, events) = subscriptions::stage(now, tenant, &mut sub, &plan.code, change);
+    Ok(Some(Applied { events, posting: None, staged: Some(staged) }))
 }
 
 /// A paid manual extension starts when the current period (and any extension
@@ -345,8 +378,8 @@ async fn extend(
     let Ok(change) = sub.record_extension(now, payment.id, start, end) else { return Ok(None) };
     payment.period_start = Some(start);
     payment.period_end = Some(end);
-    let events = subscriptions::commit_deferred(conn, now, tenant, &mut sub, &paid_plan.code, change).await?;
-    Ok(Some(Applied { events, posting: None }))
+    let (staged, events) = subscriptions::stage(now, tenant, &mut sub, &paid_plan.code, change);
+    Ok(Some(Applied { events, posting: None, staged: Some(staged) }))
 }
 
 /// The decline of a charge that has no usable saved card to charge: hard.

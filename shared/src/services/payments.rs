@@ -113,11 +113,14 @@ pub enum PayWith {
 }
 
 /// What a captured payment paid for: the events that follow `payment.succeeded`,
-/// and how the money is booked when it is not a plain charge.
+/// how the money is booked when it is not a plain charge, and the subscription's
+/// transition, staged for the caller's round trip of writes (none for a payment
+/// that changed no subscription).
 #[derive(Default)]
 pub struct Applied {
     pub events: Vec<crate::db::outbox::NewEvent>,
     pub posting: Option<crate::domain::ledger::Posting>,
+    pub staged: Option<super::subscriptions::Staged>,
 }
 
 /// The receipt and payment description of a plan's tariff.

@@ -208,10 +208,20 @@ pub async fn change_plan(
     };
     if quote.amount_due.is_zero() {
         let applied = plan_switch::apply(conn, now, tenant, &mut sub, &plan, &target, &stored, None).await?;
-        if let Some(posting) = &applied.posting {
-            crate::db::ledger::post(conn, tenant.id, None, now, posting).await?;
-        }
-        outbox::emit_many(conn, now, applied.events).await?;
+        // The switch, its posting and its events: one round trip.
+        let payments::Applied { events, posting, staged } = applied;
+        let (switched, posted, emitted) = futures_util::future::join3(
+            async { if let Some(s) = &staged { s.write(conn).await } else { Ok(()) } },
+            async {
+                match &posting {
+                    Some(p) => crate::db::ledger::post(conn, tenant.id, None, now, p).await.map(drop),
+                    None => Ok(()),
+                }
+            },
+            outbox::emit_many(conn, now, events),
+        )
+        .await;
+        crate::db::pipeline::outcome([switched, posted, emitted.map(drop)])?;
         answer.subscription = subscriptions::view(conn, &sub).await?;
         return Ok(answer);
     }

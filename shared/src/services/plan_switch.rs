@@ -74,9 +74,9 @@ pub async fn apply_paid(
     Ok(Some(applied))
 }
 
-/// Switches the subscription to `target` now and stores it; a restart begins a
-/// new period (the old period's usage is billed first). Returns the events and
-/// the ledger posting of the change.
+/// Switches the subscription to `target` now; a restart begins a new period (the
+/// old period's usage is billed first). Returns the events, the ledger posting
+/// and the staged subscription of the change, for the caller to write.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
     conn: &mut AsyncPgConnection,
@@ -118,8 +118,8 @@ pub async fn apply(
         let limits: Vec<(&str, i64)> = target.quotas.iter().map(|(m, q)| (m.as_str(), q.limit())).collect();
         crate::db::usage::rearm_exhausted(conn, sub.id, start, &limits).await?;
     }
-    // The history now; the events go out with the payment's own.
-    let events = subscriptions::commit_deferred(conn, now, tenant, sub, &target.code, change).await?;
+    // Written with the caller's writes; the events go out after the payment's own.
+    let (staged, events) = subscriptions::stage(now, tenant, sub, &target.code, change);
     let total = money(&stored.total)?;
     // Below the minimum charge nothing was collected: the difference is waived.
     let waived = if payment.is_none() && total.amount() > rust_decimal::Decimal::ZERO {
@@ -129,5 +129,6 @@ pub async fn apply(
     };
     let parts = PlanChangeParts { paid, credit: money(&stored.credit)?, charge: money(&stored.charge)?, waived };
     let description = format!("{}: переход с тарифа {} на {}", tenant.name, plan.name, target.name);
-    Ok(Applied { events, posting: Posting::plan_change(description, sub.customer_id, parts) })
+    let posting = Posting::plan_change(description, sub.customer_id, parts);
+    Ok(Applied { events, posting, staged: Some(staged) })
 }

@@ -93,7 +93,7 @@ pub async fn record(pool: &PgPool, clock: Clock, captures: &[Capture<'_>]) -> Se
                 None if attempt.status == AttemptStatus::Sent => {
                     let mut attempt = attempt.clone();
                     let (tenant, tx) = (capture.tenant, capture.transaction_id);
-                    apply_capture(c, now, tenant, payment, &mut attempt, tx, &CardDetails::default()).await?;
+                    apply_capture(c, now, tenant, payment, &mut attempt, tx, &CardDetails::default(), None).await?;
                 }
                 // A notification recorded this attempt's outcome first.
                 None => {}

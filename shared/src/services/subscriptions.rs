@@ -6,6 +6,7 @@
 //! worker's scheduler alone performs what is due.
 
 use chrono::{DateTime, Utc};
+use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -251,22 +252,38 @@ pub async fn commit(
     Ok(pipeline::outcome([recorded, emitted.map(drop), saved])?)
 }
 
-/// Records the transition's history entry and stores the subscription, like
-/// [`commit`], but returns its events for the caller to emit after its own (a
-/// payment's events go out before what the payment did to the subscription).
-pub async fn commit_deferred(
-    conn: &mut AsyncPgConnection,
+/// A transition decided but not written yet: the subscription as it will be
+/// stored and its history entry. [`stage`] makes one; the caller sends
+/// [`Staged::write`] together with its own independent writes (one round trip,
+/// [`pipeline`]) and emits the events [`stage`] returned after its own.
+pub struct Staged {
+    sub: Subscription,
+    history: crate::domain::subscription::HistoryEntry,
+}
+
+impl Staged {
+    /// The history entry and the subscription row: two statements, pipelined
+    /// (the subscription locked by whoever staged it).
+    pub async fn write(&self, conn: &AsyncPgConnection) -> QueryResult<()> {
+        let (recorded, saved) =
+            futures_util::future::join(db::record(conn, self.sub.id, &self.history), db::save(conn, &self.sub)).await;
+        pipeline::outcome([recorded, saved])
+    }
+}
+
+/// Like [`commit`], but writes nothing: returns the transition staged for the
+/// caller's own round trip, and its events for the caller to emit after its own
+/// (a payment's events go out before what the payment did to the subscription).
+pub fn stage(
     now: DateTime<Utc>,
     tenant: &Tenant,
     sub: &mut Subscription,
     plan_code: &str,
     change: Change,
-) -> ServiceResult<Vec<NewEvent>> {
+) -> (Staged, Vec<NewEvent>) {
     set_due_at(now, tenant, sub);
-    let (recorded, saved) =
-        futures_util::future::join(db::record(conn, sub.id, &change.history), db::save(conn, sub)).await;
-    pipeline::outcome([recorded, saved])?;
-    Ok(events_of(tenant, sub, plan_code, change.events))
+    let events = events_of(tenant, sub, plan_code, change.events);
+    (Staged { sub: sub.clone(), history: change.history }, events)
 }
 
 /// Ends a subscription as `expired` or `terminated`: its pending payments fail
