@@ -27,6 +27,13 @@ use crate::domain::ledger::Posting;
 use crate::domain::money::Money;
 use crate::error::ServiceResult;
 
+/// The cashback rate of the plan `payment` paid for (a fraction, e.g. 0.05), when
+/// it earns any (the plan from the plan cache).
+pub async fn rate_of(conn: &mut AsyncPgConnection, payment: &PaymentRow) -> ServiceResult<Option<Decimal>> {
+    let Some(plan_id) = payment.plan_id else { return Ok(None) };
+    Ok(plans::load_cached(conn, plan_id).await?.cashback_rate.filter(|r| *r > Decimal::ZERO))
+}
+
 /// Credits the cashback `payment` (captured, not yet saved by the caller) earns
 /// on its plan: `rate × tariff money` (what was paid for tariffs by card or from
 /// prepaid money; cashback spent earns none). Returns `balance.credited`.
@@ -36,9 +43,7 @@ pub async fn credit(
     tenant: &Tenant,
     payment: &mut PaymentRow,
 ) -> ServiceResult<Option<NewEvent>> {
-    let Some(plan_id) = payment.plan_id else { return Ok(None) };
-    let plan = plans::load_cached(conn, plan_id).await?;
-    let Some(rate) = plan.cashback_rate.filter(|r| *r > Decimal::ZERO) else { return Ok(None) };
+    let Some(rate) = rate_of(conn, payment).await? else { return Ok(None) };
     let money = payments::money_of(payment)?;
     let base = (payments::tariff_part(payment)? - payment.from_cashback).max(Decimal::ZERO);
     let amount = earned(rate, base, money.currency());

@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod invoices;
 pub mod lifecycle;
 pub mod maintenance;
+mod money_steps;
 pub mod notifications;
 pub mod partners;
 pub mod payment_outcomes;

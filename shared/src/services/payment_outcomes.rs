@@ -15,6 +15,7 @@ use diesel_async::AsyncPgConnection;
 use tracing::warn;
 use uuid::Uuid;
 
+use super::money_steps::MoneySteps;
 use super::payments::{self, Applied, money_of};
 use super::plans;
 use super::subscriptions::{self, unexpected};
@@ -161,29 +162,33 @@ pub async fn apply_capture(
     // Independent writes share round trips ([`pipeline`]): the card, the
     // subscription's transition, the attempt and the posting; then the payment
     // (saved once its cashback is known, the balance read after the posting), its
-    // events and the notification.
+    // events and the notification — in the same round trip when nothing else
+    // (money steps, a receipt) comes between.
+    let steps = MoneySteps::of(conn, tenant, payment, outcome == "applied").await?;
     let method = saved_card(now, tenant, payment.customer_id, card);
-    let (carded, switched, attempted, posted) = futures_util::future::join4(
-        async { if let Some(m) = &method { attempts_db::save_payment_method(conn, m).await } else { Ok(()) } },
-        async { if let Some(s) = &staged { s.write(conn).await } else { Ok(()) } },
-        attempts_db::save_attempt(conn, attempt),
-        ledger::post(conn, tenant.id, Some(payment.id), now, &posting),
-    )
-    .await;
-    pipeline::outcome([carded, switched, attempted, posted.map(drop)])?;
-    events.extend(money_events(conn, now, tenant, payment, outcome == "applied").await?);
-    super::receipts::create_income(conn, now, tenant, payment).await?;
-    let (saved, emitted, stored) = futures_util::future::join3(
-        payments_db::save(conn, payment),
-        outbox::emit_many(conn, now, events),
-        store(conn, notification, outcome),
-    )
-    .await;
-    let (stored, new) = match stored {
-        Ok(new) => (Ok(()), new),
-        Err(e) => (Err(e), false),
+    let first = async {
+        let (carded, switched, attempted, posted) = futures_util::future::join4(
+            async { if let Some(m) = &method { attempts_db::save_payment_method(conn, m).await } else { Ok(()) } },
+            async { if let Some(s) = &staged { s.write(conn).await } else { Ok(()) } },
+            attempts_db::save_attempt(conn, attempt),
+            ledger::post(conn, tenant.id, Some(payment.id), now, &posting),
+        )
+        .await;
+        pipeline::outcome([carded, switched, attempted, posted.map(drop)])
     };
-    pipeline::outcome([saved, emitted.map(drop), stored])?;
+    let new = if steps.none() && !super::receipts::receipted_at_all(tenant, payment) {
+        let (first, (last, new)) =
+            futures_util::future::join(first, last(conn, now, payment, events, notification, outcome)).await;
+        pipeline::outcome([first, last])?;
+        new
+    } else {
+        first.await?;
+        events.extend(steps.take(conn, now, tenant, payment).await?);
+        super::receipts::create_income(conn, now, tenant, payment).await?;
+        let (last, new) = last(conn, now, payment, events, notification, outcome).await;
+        last?;
+        new
+    };
     if new && outcome == "captured_unapplied" {
         // Paid for something already paid or no longer there (SPEC §6, the same
         // subscription period and purpose): refunded in full at once, outside the rules.
@@ -198,6 +203,30 @@ pub async fn apply_capture(
     Ok(Captured { outcome, stored: new })
 }
 
+/// A capture's last writes: the payment, its events and the provider's
+/// notification, pipelined. Returns their outcome and whether the notification is
+/// new (see [`Captured`]).
+async fn last(
+    conn: &AsyncPgConnection,
+    now: DateTime<Utc>,
+    payment: &PaymentRow,
+    events: Vec<NewEvent>,
+    notification: Option<&Received<'_>>,
+    outcome: &str,
+) -> (QueryResult<()>, bool) {
+    let (saved, emitted, stored) = futures_util::future::join3(
+        payments_db::save(conn, payment),
+        outbox::emit_many(conn, now, events),
+        store(conn, notification, outcome),
+    )
+    .await;
+    let (stored, new) = match stored {
+        Ok(new) => (Ok(()), new),
+        Err(e) => (Err(e), false),
+    };
+    (pipeline::outcome([saved, emitted.map(drop), stored]), new)
+}
+
 /// Stores the provider's notification of a capture, if there is one: true when it
 /// is new (or there is none).
 async fn store(conn: &AsyncPgConnection, notification: Option<&Received<'_>>, outcome: &str) -> QueryResult<bool> {
@@ -205,33 +234,6 @@ async fn store(conn: &AsyncPgConnection, notification: Option<&Received<'_>>, ou
         Some(n) => events_db::store(conn, n, outcome).await,
         None => Ok(true),
     }
-}
-
-/// What a capture did beyond the payment: a top-up credited the balance, a
-/// payment from it debited it; applied to what it paid for, it earns cashback
-/// and its customer's partner a commission (both credited here).
-async fn money_events(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    tenant: &Tenant,
-    payment: &mut PaymentRow,
-    applied: bool,
-) -> ServiceResult<Vec<NewEvent>> {
-    let mut events = Vec::new();
-    let money = money_of(payment)?;
-    if payment.kind == PaymentKind::TopUp {
-        events.push(super::balance::event(conn, tenant, payment, true, "top_up", money).await?);
-    }
-    let spent = payment.from_prepaid + payment.from_cashback;
-    if !spent.is_zero() {
-        let spent = crate::domain::money::Money::round(spent, money.currency());
-        events.push(super::balance::event(conn, tenant, payment, false, "payment", spent).await?);
-    }
-    if applied {
-        events.extend(super::cashback::credit(conn, now, tenant, payment).await?);
-        events.extend(super::partners::accrue(conn, now, tenant, payment).await?);
-    }
-    Ok(events)
 }
 
 /// A second capture of a payment that is already paid: its own payment, with the

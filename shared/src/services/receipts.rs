@@ -115,7 +115,7 @@ pub(crate) fn external_id(r: &ReceiptRow) -> String {
 /// and the payment is not an invoice paid by a legal entity's bank transfer (54-FZ
 /// art. 2 p. 9: settlements between organisations and entrepreneurs by bank
 /// transfer without an electronic means of payment).
-fn receipted_at_all(tenant: &Tenant, payment: &PaymentRow) -> bool {
+pub(super) fn receipted_at_all(tenant: &Tenant, payment: &PaymentRow) -> bool {
     tenant.fiscal.is_some() && payment.gateway != super::payments::INVOICE
 }
 
