@@ -5,8 +5,11 @@
 # hot path — entitlement reads and CloudPayments Pay notifications (wrk), usage
 # ingest (bench/usage.sh), renewals end to end (bench/renewals.sh) — and prints one
 # table: throughput, p50/p99 latency, the ceiling, the ratio, and peak RSS. The
-# test clock is off wherever the path allows (renewals need it to make periods
-# due). Not a test: nothing asserts on time.
+# read and webhook ceilings are measured right before and right after their path
+# (the table shows the mean), and a second table gives CPU per operation of each
+# wrk path and of its ceiling (machine busy time / operations). The test clock is
+# off wherever the path allows (renewals need it to make periods due). Not a
+# test: nothing asserts on time.
 #
 # usage: bench/all.sh          env: SECONDS_EACH=15 (each wrk/pgbench run)
 #        ENT_CUSTOMERS=10000 WEBHOOK_N=20000 RENEWAL_DUE=10000 IDLE=1000000
@@ -57,8 +60,10 @@ runs() { [[ " $ONLY " == *" $1 "* ]]; }
 fresh_db "$DB"
 $BIN/billing-api migrate
 log "ceilings: pgbench select-only, payment-shaped transaction, COPY"
-if runs entitlements; then select_tps=$(select_ceiling); fi
-if runs webhooks; then payment_tps=$(pg_ceiling); fi
+# CPU ms per transaction of the ceiling just measured (NAME: select_ceiling, pg_ceiling)
+ceiling_ms() { ms_per_op "$(cat ".run/bench/$1.ticks")" "$(cat ".run/bench/$1.tx")"; }
+if runs entitlements; then select_before=$(select_ceiling); select_ms_before=$(ceiling_ms select_ceiling); fi
+if runs webhooks; then payment_before=$(pg_ceiling); payment_ms_before=$(ceiling_ms pg_ceiling); fi
 if runs usage; then copy_rows=$(copy_ceiling 1000000); fi
 
 BILLING_API_ADDR="127.0.0.1:$API_PORT" BILLING_DB_POOL_SIZE=${API_POOL:-4} $BIN/billing-api >.run/bench/all-api.log 2>&1 &
@@ -94,11 +99,17 @@ ANALYZE;
 SQL
 q -c "SELECT id FROM customers WHERE external_id LIKE 'ent-%'" > .run/bench/ent-customers.txt
 stmt_reset
+t0=$(busy_ticks)
 CUSTOMERS=.run/bench/ent-customers.txt API_KEY="$key" \
   wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency -s bench/wrk/entitlements.lua "$API" > .run/bench/wrk-entitlements.txt
+ent_ms=$(ms_per_op "$(( $(busy_ticks) - t0 ))" "$(awk '/requests in/ {print $1}' .run/bench/wrk-entitlements.txt)")
 read -r ent_rps ent_p50 ent_p99 < <(wrk_figures < .run/bench/wrk-entitlements.txt)
 stmt_top .run/bench/entitlements-statements.txt "$(awk '/requests in/ {print $1}' .run/bench/wrk-entitlements.txt)"
 grep -q "Non-2xx" .run/bench/wrk-entitlements.txt && { log "entitlements: non-2xx answers"; cat .run/bench/wrk-entitlements.txt; exit 1; }
+# The ceiling again right after the path, and the mean of both: the host's speed
+# drifts within minutes, and the ratio should not follow when either ran.
+select_after=$(select_ceiling); select_ms_after=$(ceiling_ms select_ceiling)
+select_tps=$(( (select_before + select_after) / 2 ))
 fi
 
 if runs webhooks; then
@@ -125,12 +136,17 @@ print("\n".join(out))
 PY
 $BIN/bench-notifications bench-secret 3000000000 < .run/bench/confirmations.jsonl > .run/bench/notifications.txt
 stmt_reset
+t0=$(busy_ticks)
 BODIES=.run/bench/notifications.txt NOTIFY_PATH="/v1/webhooks/cloudpayments/$tid/pay" WRK_THREADS=2 \
   wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency -s bench/wrk/notifications.lua "$API" > .run/bench/wrk-webhooks.txt
+wh_ticks=$(( $(busy_ticks) - t0 ))
 read -r _ wh_p50 wh_p99 < <(wrk_figures < .run/bench/wrk-webhooks.txt)
 read -r applied wh_rate < <(q -F ' ' -c "SELECT count(*), round(count(*) / greatest(extract(epoch FROM max(captured_at) - min(captured_at)), 0.001))
   FROM payments WHERE kind = 'purchase' AND captured_at IS NOT NULL")
 stmt_top .run/bench/webhooks-statements.txt "$applied"
+wh_ms=$(ms_per_op "$wh_ticks" "$applied")
+payment_after=$(pg_ceiling); payment_ms_after=$(ceiling_ms pg_ceiling)
+payment_tps=$(( (payment_before + payment_after) / 2 ))
 [ "$applied" -lt "$WEBHOOK_N" ] || log "webhooks: all $WEBHOOK_N notifications were applied before the run ended (raise WEBHOOK_N for a steady rate)"
 fi
 api_rss=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$api/status")
@@ -162,4 +178,15 @@ runs usage && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7
 runs renewals && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals, ${RENEWAL_DUE:-10000} due + ${IDLE:-1000000} idle" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
 echo
 runs webhooks && echo "Pay notifications applied: $applied of $WEBHOOK_N prepared (rate = applied / span of their capture times)."
+runs entitlements && echo "Select-only ceiling before / after the path: $select_before / $select_after tx/s (the table shows their mean)."
+runs webhooks && echo "Payment-shaped ceiling before / after the path: $payment_before / $payment_after tx/s (the table shows their mean)."
+if runs entitlements || runs webhooks; then
+  echo
+  echo "CPU per operation (the machine's busy time over the run / operations done; not bound to the host's speed of the moment):"
+  echo
+  echo "| path | CPU ms per operation | ceiling's CPU ms per tx, before / after |"
+  echo "|---|---|---|"
+  runs entitlements && echo "| GET entitlements | $ent_ms | select-only: $select_ms_before / $select_ms_after |"
+  runs webhooks && echo "| CloudPayments Pay applied | $wh_ms | payment-shaped: $payment_ms_before / $payment_ms_after |"
+fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), PostgreSQL $(psql -h 127.0.0.1 -U postgres -qAt -c 'SHOW server_version')"

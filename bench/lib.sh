@@ -11,13 +11,22 @@ json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 q() { psql -h 127.0.0.1 -U postgres -d "$DB" -qAt -v ON_ERROR_STOP=1 "$@"; }
 
+# CPU time the whole machine spent busy so far (user, nice, system, irq, softirq;
+# not idle, I/O wait or steal), in ticks of 1/100 s. The difference over a run,
+# divided by the operations done, is CPU per operation: unlike a rate, it does not
+# follow the host's speed of the moment (this VM's ceilings moved 2x within hours).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# CPU ms per operation: TICKS OPS
+ms_per_op() { python3 -c "print(f'{$1 * 10 / max($2, 1):.2f}')"; }
+
 fresh_db() { # NAME
   psql -h 127.0.0.1 -U postgres -qAt -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
 }
 
 # A payment-shaped durable transaction (insert a payment, move a subscription's
 # period, 4 ledger entries, 2 outbox rows), prepared, 8 clients for SECONDS_EACH
-# (default 15): tx/s.
+# (default 15): tx/s. Leaves the transactions done and the machine's busy ticks in
+# .run/bench/pg_ceiling.{tx,ticks} (CPU per transaction).
 pg_ceiling() {
   q <<'SQL'
 DROP TABLE IF EXISTS pgb_subs, pgb_payments, pgb_ledger, pgb_outbox;
@@ -37,16 +46,22 @@ INSERT INTO pgb_ledger (txn, account, amount) SELECT t, a, v FROM (SELECT gen_ra
 INSERT INTO pgb_outbox (payload) VALUES ('{"type":"subscription.renewed"}'), ('{"type":"payment.succeeded"}');
 COMMIT;
 SQL
+  local t0; t0=$(busy_ticks)
   pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 8 -j 2 -T "${SECONDS_EACH:-15}" -f .run/bench/payment.sql "$DB" 2>/dev/null |
-    awk '/^tps/ {printf "%d", $3}'
+    awk '/^tps/ {printf "%d", $3} /transactions actually processed/ {print $NF > ".run/bench/pg_ceiling.tx"}'
+  echo "$(( $(busy_ticks) - t0 ))" > .run/bench/pg_ceiling.ticks
   q -c "DROP TABLE pgb_subs, pgb_payments, pgb_ledger, pgb_outbox"
 }
 
 # pgbench's select-only script (one primary-key read per transaction, scale 10),
-# prepared statements as the service uses them, 16 clients: tx/s.
+# prepared statements as the service uses them, 16 clients: tx/s (and, as
+# `pg_ceiling`, .run/bench/select_ceiling.{tx,ticks}).
 select_ceiling() {
   pgbench -h 127.0.0.1 -U postgres -i -q -s 10 "$DB" >/dev/null 2>&1
-  pgbench -h 127.0.0.1 -U postgres -n -S -M prepared -c 16 -j 2 -T "${SECONDS_EACH:-15}" "$DB" 2>/dev/null | awk '/^tps/ {printf "%d", $3}'
+  local t0; t0=$(busy_ticks)
+  pgbench -h 127.0.0.1 -U postgres -n -S -M prepared -c 16 -j 2 -T "${SECONDS_EACH:-15}" "$DB" 2>/dev/null |
+    awk '/^tps/ {printf "%d", $3} /transactions actually processed/ {print $NF > ".run/bench/select_ceiling.tx"}'
+  echo "$(( $(busy_ticks) - t0 ))" > .run/bench/select_ceiling.ticks
   q -c "DROP TABLE pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers"
 }
 
