@@ -16,9 +16,9 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::money_steps::MoneySteps;
-use super::payments::{self, Applied, money_of};
+use super::payments::{self, money_of};
 use super::plans;
-use super::subscriptions::{self, unexpected};
+use super::subscriptions::{self, Applied, unexpected};
 use super::tenants::Tenant;
 use crate::db::attempts::{self as attempts_db, AttemptRow, PaymentMethodRow};
 use crate::db::gateway_events::{self as events_db, Received};

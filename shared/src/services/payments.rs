@@ -112,17 +112,6 @@ pub enum PayWith {
     Invoice,
 }
 
-/// What a captured payment paid for: the events that follow `payment.succeeded`,
-/// how the money is booked when it is not a plain charge, and the subscription's
-/// transition, staged for the caller's round trip of writes (none for a payment
-/// that changed no subscription).
-#[derive(Default)]
-pub struct Applied {
-    pub events: Vec<crate::db::outbox::NewEvent>,
-    pub posting: Option<crate::domain::ledger::Posting>,
-    pub staged: Option<super::subscriptions::Staged>,
-}
-
 /// The receipt and payment description of a plan's tariff.
 pub fn describe(tenant: &Tenant, plan: &Plan) -> String {
     format!("{}: тариф {}", tenant.name, plan.name)

@@ -209,7 +209,7 @@ pub async fn change_plan(
     if quote.amount_due.is_zero() {
         let applied = plan_switch::apply(conn, now, tenant, &mut sub, &plan, &target, &stored, None).await?;
         // The switch, its posting and its events: one round trip.
-        let payments::Applied { events, posting, staged } = applied;
+        let subscriptions::Applied { events, posting, staged } = applied;
         let (switched, posted, emitted) = futures_util::future::join3(
             async { if let Some(s) = &staged { s.write(conn).await } else { Ok(()) } },
             async {

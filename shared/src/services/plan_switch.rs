@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::payments::{self, Applied};
+use super::payments;
 use super::plans::{self, Plan};
-use super::subscriptions::{self, unexpected};
+use super::subscriptions::{self, Applied, unexpected};
 use super::tenants::Tenant;
 use super::{corrupt, usage};
 use crate::db::payments::PaymentRow;

@@ -271,6 +271,17 @@ impl Staged {
     }
 }
 
+/// What a captured payment paid for: the events that follow `payment.succeeded`,
+/// how the money is booked when it is not a plain charge, and the subscription's
+/// transition, staged for the caller's round trip of writes (none for a payment
+/// that changed no subscription).
+#[derive(Default)]
+pub struct Applied {
+    pub events: Vec<crate::db::outbox::NewEvent>,
+    pub posting: Option<crate::domain::ledger::Posting>,
+    pub staged: Option<Staged>,
+}
+
 /// Like [`commit`], but writes nothing: returns the transition staged for the
 /// caller's own round trip, and its events for the caller to emit after its own
 /// (a payment's events go out before what the payment did to the subscription).
