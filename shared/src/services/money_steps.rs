@@ -16,7 +16,8 @@ use crate::error::ServiceResult;
 /// What a capture moves beyond its own posting: a top-up credits the balance, a
 /// payment from it debits it; applied to what it paid for, it earns cashback and
 /// its customer's partner a commission. Decided before any of it is written, so a
-/// capture that moves nothing more sends all its writes at once.
+/// capture that moves nothing more (and issues no receipt) sends all its writes at
+/// once.
 pub(super) struct MoneySteps {
     top_up: bool,
     spent: Decimal,

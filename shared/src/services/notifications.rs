@@ -3,9 +3,9 @@
 //! they say — a Check verdict, a capture, a decline, a refund — and stores them.
 //!
 //! Every verified notification is stored raw in `gateway_events` in the same
-//! transaction as its effect (last, with its outcome), keyed by (tenant, provider,
-//! kind, dedup key): a provider retry finds the key taken and its transaction is
-//! rolled back, so it changes nothing. A capture of an
+//! transaction as its effect (with the effect's last writes, and its outcome),
+//! keyed by (tenant, provider, kind, dedup key): a provider retry finds the key
+//! taken and its transaction is rolled back, so it changes nothing. A capture of an
 //! invoice that is already paid, under another transaction id, is a second
 //! capture and is recorded as its own payment (`duplicate_of`), never as a second
 //! activation.
@@ -116,8 +116,9 @@ pub async fn settle(
 /// inside it) and returns the reply to give (encoded by
 /// [`PaymentGateway::reply`] once [`settle`] is done).
 ///
-/// The effect comes first and the raw notification is stored last, with its
-/// outcome, in one statement: when the store finds the same notification stored
+/// The effect comes first and the raw notification is stored with its last writes
+/// (a capture's: with the payment and its events), with its outcome, in one
+/// statement: when the store finds the same notification stored
 /// (a provider retry, or the same one applied concurrently and committed first)
 /// the whole transaction is rolled back and the retry is answered as accepted. A
 /// retry whose effect fails (the state moved on since) is answered the same once

@@ -78,15 +78,18 @@ fn saved_card(
 /// What [`apply_capture`] did (`applied`, `captured_unapplied`, `already_applied`,
 /// `duplicate_capture`), and whether the provider notification it was given is
 /// new: stored with the outcome, or false when the same one was stored before (a
-/// provider retry, whose transaction the caller rolls back). True without one.
+/// provider retry: the caller must roll its transaction back). True without one.
 pub struct Captured {
     pub outcome: &'static str,
     pub stored: bool,
 }
 
 /// Money captured for `payment` (locked by the caller) in `transaction_id`. A
-/// provider's `notification` of it, when given, is stored raw with the outcome in
-/// the capture's last round trip ([`crate::services::notifications`]).
+/// provider's `notification` of it, when given, is stored raw with the outcome —
+/// with the payment and its events when the capture applies, in a statement of its
+/// own when it was applied before or is a duplicate — and when it was stored
+/// before ([`Captured::stored`] false) the caller must roll everything back
+/// ([`crate::services::notifications`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn apply_capture(
     conn: &mut AsyncPgConnection,
@@ -114,6 +117,12 @@ pub async fn apply_capture(
     payment.captured_at = Some(now);
     attempt.status = AttemptStatus::Succeeded;
     attempt.gateway_transaction_id = Some(transaction_id.to_owned());
+    // Saved before applying: what the payment does may charge the customer's
+    // default card (an upgrade that restarts the period bills the ended period's
+    // overage), and that is now the card just used.
+    if let Some(method) = saved_card(now, tenant, payment.customer_id, card) {
+        attempts_db::save_payment_method(conn, &method).await?;
+    }
 
     let applied = match (payment.kind, payment.subscription_id) {
         (PaymentKind::Purchase, Some(sub)) => activate_purchase(conn, now, tenant, sub, payment).await?,
@@ -159,22 +168,20 @@ pub async fn apply_capture(
             None,
         ),
     };
-    // Independent writes share round trips ([`pipeline`]): the card, the
-    // subscription's transition, the attempt and the posting; then the payment
-    // (saved once its cashback is known, the balance read after the posting), its
-    // events and the notification — in the same round trip when nothing else
-    // (money steps, a receipt) comes between.
+    // Independent writes share round trips ([`pipeline`]): the subscription's
+    // transition, the attempt and the posting; then the payment (saved once its
+    // cashback is known, the balance read after the posting), its events and the
+    // notification — in the same round trip when nothing else (money steps, a
+    // receipt) comes between.
     let steps = MoneySteps::of(conn, tenant, payment, outcome == "applied").await?;
-    let method = saved_card(now, tenant, payment.customer_id, card);
     let first = async {
-        let (carded, switched, attempted, posted) = futures_util::future::join4(
-            async { if let Some(m) = &method { attempts_db::save_payment_method(conn, m).await } else { Ok(()) } },
+        let (switched, attempted, posted) = futures_util::future::join3(
             async { if let Some(s) = &staged { s.write(conn).await } else { Ok(()) } },
             attempts_db::save_attempt(conn, attempt),
             ledger::post(conn, tenant.id, Some(payment.id), now, &posting),
         )
         .await;
-        pipeline::outcome([carded, switched, attempted, posted.map(drop)])
+        pipeline::outcome([switched, attempted, posted.map(drop)])
     };
     let new = if steps.none() && !super::receipts::receipted_at_all(tenant, payment) {
         let (first, (last, new)) =

@@ -118,7 +118,8 @@ pub async fn apply(
         let limits: Vec<(&str, i64)> = target.quotas.iter().map(|(m, q)| (m.as_str(), q.limit())).collect();
         crate::db::usage::rearm_exhausted(conn, sub.id, start, &limits).await?;
     }
-    // Written with the caller's writes; the events go out after the payment's own.
+    // Written with the caller's writes; the events go out after the payment's own
+    // (when there is one).
     let (staged, events) = subscriptions::stage(now, tenant, sub, &target.code, change);
     let total = money(&stored.total)?;
     // Below the minimum charge nothing was collected: the difference is waived.

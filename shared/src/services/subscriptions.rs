@@ -255,7 +255,9 @@ pub async fn commit(
 /// A transition decided but not written yet: the subscription as it will be
 /// stored and its history entry. [`stage`] makes one; the caller sends
 /// [`Staged::write`] together with its own independent writes (one round trip,
-/// [`pipeline`]) and emits the events [`stage`] returned after its own.
+/// [`pipeline`]) and emits the events [`stage`] returned after its own. Dropped
+/// unwritten, the transition is lost: hence `must_use`.
+#[must_use]
 pub struct Staged {
     sub: Subscription,
     history: crate::domain::subscription::HistoryEntry,
@@ -271,11 +273,12 @@ impl Staged {
     }
 }
 
-/// What a captured payment paid for: the events that follow `payment.succeeded`,
-/// how the money is booked when it is not a plain charge, and the subscription's
-/// transition, staged for the caller's round trip of writes (none for a payment
-/// that changed no subscription).
+/// What a captured payment paid for (or a plan switch with nothing to pay did): the
+/// events that follow `payment.succeeded`, how the money is booked when it is not a
+/// plain charge, and the subscription's transition, staged for the caller's round
+/// trip of writes (none when no subscription changed).
 #[derive(Default)]
+#[must_use]
 pub struct Applied {
     pub events: Vec<crate::db::outbox::NewEvent>,
     pub posting: Option<crate::domain::ledger::Posting>,

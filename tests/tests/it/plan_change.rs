@@ -369,3 +369,36 @@ async fn a_repeated_upgrade_request_supersedes_the_first_and_charges_once() {
     assert_eq!(sub(&app, &t, &id).await["plan"], "PRO");
     app.assert_ledger_balanced().await;
 }
+
+#[tokio::test]
+async fn an_upgrade_paid_with_another_card_bills_the_ended_periods_overage_to_that_card() {
+    let app = TestApp::spawn().await;
+    let t = whatsmonster(&app).await;
+    let customer = app.customer(&t, "wm-card").await;
+    let bought = app.purchase(&t, &customer, "USER").await;
+    assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+    let id = bought["subscription"]["id"].as_str().unwrap().to_owned();
+    app.set_clock("2026-03-15T09:00:00Z").await;
+    let usage = json!({"events": [{"event_id": "m1", "customer_id": customer, "metric": "messages",
+        "quantity": 10_200, "occurred_at": "2026-03-14T09:00:00Z"}]});
+    app.post(&t, "/v1/usage", usage).await.expect(200);
+    let path = format!("/v1/subscriptions/{id}/change-plan");
+    let changed = app.post_idem(&t, &path, "up-card", json!({"plan": "PRO", "pay_with": "card"})).await.expect(200);
+    // The customer pays the upgrade in the widget with a new card.
+    let new_card = "4242424242424242";
+    assert_eq!(app.pay(&changed, new_card).await.status, "Completed");
+    assert_eq!(sub(&app, &t, &id).await["plan"], "PRO");
+    // The restart billed the ended USER period's 200 messages above the quota
+    // (x 0.05 = 10.00) to the card just used, not to the one saved at purchase.
+    let overage = |card: &str| {
+        format!(
+            "SELECT count(*) AS n FROM payments p JOIN payment_attempts a ON a.payment_id = p.id \
+             JOIN payment_methods m ON m.id = a.payment_method_id \
+             WHERE p.kind = 'overage' AND p.amount = 10.00 AND m.card_last_four = '{}'",
+            &card[card.len() - 4..]
+        )
+    };
+    assert_eq!(app.count(&overage(new_card)).await, 1);
+    assert_eq!(app.count(&overage(CARD_OK)).await, 0);
+    app.assert_ledger_balanced().await;
+}
