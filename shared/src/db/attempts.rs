@@ -177,14 +177,14 @@ pub async fn attempts_of(conn: &mut AsyncPgConnection, payment_id: PaymentId) ->
 }
 
 /// Saves a card token; the same token arriving again is a no-op.
-pub async fn save_payment_method(conn: &AsyncPgConnection, row: &PaymentMethodRow) -> QueryResult<()> {
+pub async fn save_payment_method(conn: &mut AsyncPgConnection, row: &PaymentMethodRow) -> QueryResult<()> {
     Cached::new(
         diesel::insert_into(payment_methods::table)
             .values(row)
             .on_conflict((payment_methods::customer_id, payment_methods::gateway, payment_methods::token))
             .do_nothing(),
     )
-    .execute(&mut &*conn)
+    .execute(conn)
     .await
     .map(|_| ())
 }

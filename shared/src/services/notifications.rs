@@ -206,7 +206,7 @@ impl From<diesel::result::Error> for Abort {
 }
 
 /// What a notification does, and whether it is new: it is stored with its outcome
-/// (a capture's in the capture's last round trip); false when the same one was
+/// (by the capture, with its last writes); false when the same one was
 /// stored before. A Check is stored or its stored outcome replaced: always new.
 async fn effect(
     conn: &mut AsyncPgConnection,

@@ -51,28 +51,33 @@ async fn emit_payment(
     Ok(())
 }
 
-/// The payment method a capture's card details save, when they carry a token.
-fn saved_card(
+async fn save_card(
+    conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
     customer_id: CustomerId,
     card: &CardDetails,
-) -> Option<PaymentMethodRow> {
-    let token = card.token.as_ref()?;
-    Some(PaymentMethodRow {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.id,
-        customer_id,
-        gateway: tenant.gateway.kind().into(),
-        token: token.clone(),
-        card_first_six: card.first_six.clone(),
-        card_last_four: card.last_four.clone(),
-        card_type: card.card_type.clone(),
-        card_exp: card.exp.clone(),
-        created_at: now,
-        revoked_at: None,
-        revoked_reason: None,
-    })
+) -> ServiceResult<()> {
+    let Some(token) = &card.token else { return Ok(()) };
+    attempts_db::save_payment_method(
+        conn,
+        &PaymentMethodRow {
+            id: Uuid::now_v7(),
+            tenant_id: tenant.id,
+            customer_id,
+            gateway: tenant.gateway.kind().into(),
+            token: token.clone(),
+            card_first_six: card.first_six.clone(),
+            card_last_four: card.last_four.clone(),
+            card_type: card.card_type.clone(),
+            card_exp: card.exp.clone(),
+            created_at: now,
+            revoked_at: None,
+            revoked_reason: None,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// What [`apply_capture`] did (`applied`, `captured_unapplied`, `already_applied`,
@@ -120,9 +125,7 @@ pub async fn apply_capture(
     // Saved before applying: what the payment does may charge the customer's
     // default card (an upgrade that restarts the period bills the ended period's
     // overage), and that is now the card just used.
-    if let Some(method) = saved_card(now, tenant, payment.customer_id, card) {
-        attempts_db::save_payment_method(conn, &method).await?;
-    }
+    save_card(conn, now, tenant, payment.customer_id, card).await?;
 
     let applied = match (payment.kind, payment.subscription_id) {
         (PaymentKind::Purchase, Some(sub)) => activate_purchase(conn, now, tenant, sub, payment).await?,
@@ -176,7 +179,7 @@ pub async fn apply_capture(
     let steps = MoneySteps::of(conn, tenant, payment, outcome == "applied").await?;
     let first = async {
         let (switched, attempted, posted) = futures_util::future::join3(
-            async { if let Some(s) = &staged { s.write(conn).await } else { Ok(()) } },
+            subscriptions::Staged::write_if_any(staged.as_ref(), conn),
             attempts_db::save_attempt(conn, attempt),
             ledger::post(conn, tenant.id, Some(payment.id), now, &posting),
         )

@@ -211,7 +211,7 @@ pub async fn change_plan(
         // The switch, its posting and its events: one round trip.
         let subscriptions::Applied { events, posting, staged } = applied;
         let (switched, posted, emitted) = futures_util::future::join3(
-            async { if let Some(s) = &staged { s.write(conn).await } else { Ok(()) } },
+            subscriptions::Staged::write_if_any(staged.as_ref(), conn),
             async {
                 match &posting {
                     Some(p) => crate::db::ledger::post(conn, tenant.id, None, now, p).await.map(drop),

@@ -240,16 +240,9 @@ pub async fn commit(
     plan_code: &str,
     change: Change,
 ) -> ServiceResult<()> {
-    set_due_at(now, tenant, sub);
-    let sub = &*sub;
-    let events = events_of(tenant, sub, plan_code, change.events);
-    let (recorded, emitted, saved) = futures_util::future::join3(
-        db::record(conn, sub.id, &change.history),
-        outbox::emit_many(conn, now, events),
-        db::save(conn, sub),
-    )
-    .await;
-    Ok(pipeline::outcome([recorded, emitted.map(drop), saved])?)
+    let (staged, events) = stage(now, tenant, sub, plan_code, change);
+    let (written, emitted) = futures_util::future::join(staged.write(conn), outbox::emit_many(conn, now, events)).await;
+    Ok(pipeline::outcome([written, emitted.map(drop)])?)
 }
 
 /// A transition decided but not written yet: the subscription as it will be
@@ -270,6 +263,14 @@ impl Staged {
         let (recorded, saved) =
             futures_util::future::join(db::record(conn, self.sub.id, &self.history), db::save(conn, &self.sub)).await;
         pipeline::outcome([recorded, saved])
+    }
+
+    /// [`Staged::write`] of a transition, if there is one (for a pipeline).
+    pub async fn write_if_any(staged: Option<&Staged>, conn: &AsyncPgConnection) -> QueryResult<()> {
+        match staged {
+            Some(s) => s.write(conn).await,
+            None => Ok(()),
+        }
     }
 }
 
