@@ -375,3 +375,68 @@ async fn a_receipt_failing_in_a_wave_is_carried_on_by_its_own_job_and_registered
         }
     }
 }
+
+/// A document ATOL keeps processing through every round of its wave (the receipts
+/// queue's whole retry ladder) is handed to its own job after the last round, which
+/// follows it until ATOL is done — sent once, registered once.
+#[tokio::test]
+async fn a_receipt_still_processing_after_its_waves_last_round_is_registered_by_its_own_job() {
+    let mut app = TestApp::spawn().await;
+    // The receipts queue's ladder (about 47 hours) in about 17 seconds.
+    app.start_worker_with(&[("BILLING_RETRY_DELAY_DIVISOR", "10000")]);
+    let t = app.fiscal_tenant("Orbita", unused_refunds(), service_fiscal()).await;
+    app.plan_monthly(&t, "START", "1990.00").await;
+    app.set_clock("2026-03-05T09:00:00Z").await;
+    for i in 0..3 {
+        let customer = app.customer(&t, &format!("rc-held-{i}")).await;
+        let bought = app.purchase(&t, &customer, "START").await;
+        assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+    }
+    app.settle().await;
+    let registered = "SELECT count(*) AS n FROM receipts WHERE status = 'registered'";
+    assert_eq!(app.count_when(registered, 3).await, 3, "the purchases' receipts first");
+    // The first renewal document stays `wait` at ATOL until released.
+    app.atol.script(&[AtolScript::NeverProcess]);
+    app.sim.set_token_charge_notifications(false);
+    // Not `advance_to`: the clock settles only once every receipt is decided.
+    app.set_clock("2026-04-05T09:00:00Z").await;
+
+    // The wave follows the held document through every round of the ladder; the
+    // round after the last hands it to its own job.
+    let last_round = "SELECT count(*) AS n FROM outbox_events \
+                      WHERE event_type = 'register_receipts' AND payload->'data'->>'round' = '11'";
+    assert_eq!(app.count_when(last_round, 1).await, 1, "a wave job of round 11");
+    let last = app
+        .rows(
+            "SELECT seq || ' ' || (payload->'data'->'receipt_ids')::text AS row FROM outbox_events \
+             WHERE event_type = 'register_receipts' AND payload->'data'->>'round' = '11'",
+        )
+        .await
+        .remove(0);
+    let (seq, ids) = last.split_once(' ').unwrap();
+    let held: Vec<String> = serde_json::from_str(ids).unwrap();
+    assert_eq!(held.len(), 1, "only the held receipt is still followed: {ids}");
+    let held = held[0].clone();
+    let handed_over = format!(
+        "SELECT count(*) AS n FROM outbox_events WHERE event_type = 'register_receipt' AND seq > {seq} \
+         AND payload->'data'->>'receipt_id' = '{held}'"
+    );
+    assert_eq!(app.count_when(&handed_over, 1).await, 1, "handed to its own job after the last round");
+    let status = app.rows(&format!("SELECT status AS row FROM receipts WHERE id = '{held}'")).await;
+    assert_eq!(status, ["pending"], "still pending");
+    assert_eq!(app.atol.documents_of(&held).len(), 1, "never sent again while ATOL processes it");
+
+    app.atol.release_all();
+    assert_eq!(app.count_when(registered, 6).await, 6, "the held receipt registered once ATOL is done");
+    let docs = app.atol.documents_of(&held);
+    let sent: Vec<(String, &str)> = docs.iter().map(|d| (d.external_id.clone(), d.status.as_str())).collect();
+    assert_eq!(sent, [(format!("{held}-1"), "done")], "one document, its first attempt");
+    let registrations = app
+        .count_when(
+            "SELECT count(*) AS n FROM outbox_events WHERE event_type = 'receipt.registered' AND message = 'event'",
+            6,
+        )
+        .await;
+    assert_eq!(registrations, 6, "one receipt.registered per receipt");
+    app.assert_ledger_balanced().await;
+}

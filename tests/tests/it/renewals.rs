@@ -118,3 +118,73 @@ async fn a_year_of_monthly_renewals_after_one_clock_jump(gw: Gw) {
     app.assert_ledger_balanced().await;
     assert!(app.db.check("SELECT (SELECT sum(e.amount) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id WHERE a.code = 'revenue') = 25870.00 AS ready").await);
 }
+
+/// A wave of captured renewals whose set-based recording fails (a fault injected in
+/// the database refuses the batch's period move, after its payments were marked
+/// paid in the same transaction) is recorded one by one: nothing of the failed
+/// batch stays, every renewal is paid once and renewed once.
+#[tokio::test]
+async fn a_wave_whose_set_based_recording_fails_is_recorded_one_by_one() {
+    let app = TestApp::with_worker().await;
+    let t = orbita(&app, json!({})).await;
+    let mut bought = Vec::new();
+    for i in 0..4 {
+        bought.push(bought_monthly(&app, &t, &format!("one-by-one-{i}"), "2026-03-05T09:00:00Z").await);
+    }
+    app.settle().await;
+    // Only the charges' own answers report the captures: no Pay notification takes
+    // one of them to the one-by-one path first.
+    app.sim.set_token_charge_notifications(false);
+    // The fault: the set-based period move (`db::subscriptions::apply_renewals`)
+    // raises; the sequence counts its refusals (a sequence is not rolled back).
+    app.db.execute("CREATE SEQUENCE refused_batches").await;
+    app.db
+        .execute(
+            "CREATE FUNCTION refuse_set_based_renewals() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF current_query() LIKE 'UPDATE subscriptions s SET current_period_start = v.ps%' THEN \
+                 PERFORM nextval('refused_batches'); RAISE EXCEPTION 'injected fault: the batch is refused'; \
+               END IF; RETURN NULL; END $$",
+        )
+        .await;
+    app.db
+        .execute(
+            "CREATE TRIGGER refuse_set_based_renewals AFTER UPDATE ON subscriptions \
+             FOR EACH STATEMENT EXECUTE FUNCTION refuse_set_based_renewals()",
+        )
+        .await;
+
+    app.advance_to("2026-04-05T09:00:00Z").await;
+
+    assert!(
+        app.db.check("SELECT is_called AND last_value >= 1 AS ready FROM refused_batches").await,
+        "the set-based recording was tried and refused"
+    );
+    for (customer, sub_id) in &bought {
+        let payments = payments_of(&app, &t, customer).await;
+        let renewals: Vec<&Value> = payments.iter().filter(|p| p["kind"] == "renewal").collect();
+        assert_eq!(renewals.len(), 1, "{payments:#?}");
+        assert_eq!(renewals[0]["status"], "succeeded");
+        assert_eq!(renewals[0]["amount"]["value"], "1990.00");
+        assert_eq!(renewals[0]["period_start"], "2026-04-05T09:00:00Z");
+        assert_eq!(renewals[0]["period_end"], "2026-05-05T09:00:00Z");
+        let sub = app.get(&t, &format!("/v1/subscriptions/{sub_id}")).await.expect(200);
+        assert_eq!(sub["status"], "active");
+        assert_eq!(sub["current_period_start"], "2026-04-05T09:00:00Z");
+        assert_eq!(sub["current_period_end"], "2026-05-05T09:00:00Z");
+        assert_eq!(app.captures_of(&t, customer), 2, "the purchase and one renewal charged at the provider");
+    }
+    let events = app.event_types(&t).await;
+    let count = |ty: &str| events.iter().filter(|e| *e == ty).count();
+    assert_eq!(count("subscription.renewed"), 4, "{events:?}");
+    assert_eq!(count("payment.succeeded"), 8, "{events:?}");
+    app.assert_ledger_balanced().await;
+    assert!(
+        app.db
+            .check(
+                "SELECT (SELECT sum(e.amount) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id \
+                 WHERE a.code = 'revenue') = 15920.00 AS ready"
+            )
+            .await,
+        "eight payments of 1990.00 in revenue, none twice"
+    );
+}
