@@ -12,7 +12,9 @@
 # test: nothing asserts on time.
 #
 # usage: bench/all.sh          env: SECONDS_EACH=15 (each wrk/pgbench run)
-#        ENT_CUSTOMERS=10000 WEBHOOK_N=20000 RENEWAL_DUE=10000 IDLE=1000000
+#        ENT_CUSTOMERS=10000 WEBHOOK_N=20000 IDLE=1000000
+#        RENEWAL_DUE=100000 RENEWAL_SMALL=10000 (a first run whose worker RSS the table compares)
+#        RENEWAL_FISCAL=1 (0: a tenant without receipts)
 #        USAGE_EVENTS=1000000 (events sent by the usage run: long enough to include checkpoints)
 #        NO_BUILD=1 (use the release binaries already built)
 #        PROFILE=1 (pg_stat_statements per operation into .run/bench/*-statements.txt)
@@ -160,10 +162,18 @@ usage_rss=$(awk '/API peak RSS/ {print $NF}' .run/bench/usage-out.txt)
 fi
 
 if runs renewals; then
-log "renewals (bench/renewals.sh ${RENEWAL_DUE:-10000}, ${IDLE:-1000000} idle, CloudPayments)"
-NO_BUILD=1 GATEWAYS=cloudpayments bench/renewals.sh "${RENEWAL_DUE:-10000}" > .run/bench/renewals-out.txt
-renewal_rate=$(awk -F'|' '$2 ~ /cloudpayments/ {gsub(/ /, "", $6); print $6}' .run/bench/renewals-out.txt | tail -1)
-worker_rss=$(awk -F'|' '$2 ~ /cloudpayments/ {gsub(/ /, "", $7); print $7}' .run/bench/renewals-out.txt | tail -1)
+# The issue's condition: 100 000 due beside 1 000 000 idle, a fiscal tenant (each
+# renewal's receipt registered with the ATOL simulator); a 10 000-due run first, so
+# that the worker's peak RSS can be compared (flat within 20 %).
+renewal_small=${RENEWAL_SMALL:-10000} renewal_due=${RENEWAL_DUE:-100000} renewal_fiscal=${RENEWAL_FISCAL:-1}
+renewal_sizes=("$renewal_small"); [ "$renewal_small" = "$renewal_due" ] || renewal_sizes+=("$renewal_due")
+log "renewals (bench/renewals.sh ${renewal_sizes[*]}, ${IDLE:-1000000} idle, CloudPayments, FISCAL=$renewal_fiscal)"
+NO_BUILD=1 FISCAL=$renewal_fiscal GATEWAYS=cloudpayments bench/renewals.sh "${renewal_sizes[@]}" > .run/bench/renewals-out.txt
+# A column (5: seconds, 6: renewals/s, 7: worker RSS MB) of the row with N due.
+renewal_col() { awk -F'|' -v n="$1" -v c="$2" '$2 ~ /cloudpayments/ && $3 + 0 == n {gsub(/ /, "", $c); print $c}' .run/bench/renewals-out.txt; }
+renewal_rate=$(renewal_col "$renewal_due" 6)
+worker_rss=$(renewal_col "$renewal_due" 7)
+small_rss=$(renewal_col "$renewal_small" 7)
 renewal_ceiling=$(awk -F': ' '/^Ceiling/ {print $NF}' .run/bench/renewals-out.txt | awk '{print $1}')
 fi
 
@@ -175,9 +185,10 @@ printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "---------------------------------------
 runs entitlements && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "GET entitlements (wrk, 16 connections)" "$ent_rps req/s" "$ent_p50" "$ent_p99" "pgbench select-only, 16 clients" "$select_tps" "$(ratio "$ent_rps" "$select_tps")" 0.35 "$api_rss"
 runs webhooks && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "CloudPayments Pay applied (wrk, 16 conn.)" "$wh_rate /s" "$wh_p50" "$wh_p99" "pgbench payment-shaped tx, 8 clients" "$payment_tps" "$(ratio "$wh_rate" "$payment_tps")" 0.30 "$api_rss"
 runs usage && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "usage ingest, 10 000-event batches" "$usage_rate ev/s" "-" "-" "COPY of the same rows, 4 sessions" "$copy_rows" "$(ratio "$usage_rate" "$copy_rows")" 0.50 "${usage_rss:--}"
-runs renewals && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals, ${RENEWAL_DUE:-10000} due + ${IDLE:-1000000} idle" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
+runs renewals && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals, $renewal_due due + ${IDLE:-1000000} idle$([ "$renewal_fiscal" = 1 ] && echo ', fiscal')" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
 echo
 runs webhooks && echo "Pay notifications applied: $applied of $WEBHOOK_N prepared (rate = applied / span of their capture times)."
+runs renewals && echo "Worker peak RSS: $small_rss MB at $renewal_small due, $worker_rss MB at $renewal_due due ($(python3 -c "print(f'{($worker_rss - $small_rss) * 100 / $small_rss:+.0f} %')"); target: within 20 %)."
 runs entitlements && echo "Select-only ceiling before / after the path: $select_before / $select_after tx/s (the table shows their mean)."
 runs webhooks && echo "Payment-shaped ceiling before / after the path: $payment_before / $payment_after tx/s (the table shows their mean)."
 if runs entitlements || runs webhooks; then
