@@ -152,6 +152,13 @@ impl TestDb {
         TestDb { url: url_for(&name), name }
     }
 
+    /// Sets a server setting for every later connection to this database
+    /// (`ALTER DATABASE … SET name = 'value'`); panics on failure.
+    pub async fn set(&self, name: &str, value: &str) {
+        let sql = format!("ALTER DATABASE {} SET {name} = '{value}'", self.name);
+        sql_query(&sql).execute(&mut admin().await).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     pub async fn conn(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url).await.expect("connect to test database")
     }

@@ -172,15 +172,23 @@ async fn a_notification_replayed_a_day_later_with_a_valid_signature_changes_noth
 #[tokio::test]
 async fn a_pay_notification_deadlocked_by_another_writer_is_applied_again_and_accepted() {
     use diesel_async::SimpleAsyncConnection;
-    let app = TestApp::spawn().await;
+    // PostgreSQL looks for a deadlock once, `deadlock_timeout` after a backend began
+    // to wait, and rolls back the backend whose check finds the cycle. The API's
+    // connections look after 4 s (by then the other writer waits too, even on a
+    // loaded host), the other writer only after a minute: the Pay is the victim.
+    let app = TestApp::spawn_with_db_settings(&[("deadlock_timeout", "4s")]).await;
     let (t, bought) = setup(&app).await;
     let (payment, sub) = (bought["payment"]["id"].as_str().unwrap(), bought["subscription"]["id"].as_str().unwrap());
     // Another writer holds the subscription row; the Pay notification locks its
     // payment, then waits for the subscription; the other writer then asks for the
-    // payment: a deadlock, which PostgreSQL breaks by rolling back the Pay's
-    // transaction (the Pay waited longest, so it is the one whose check finds the cycle).
+    // payment: a deadlock, which PostgreSQL breaks by rolling back the Pay's transaction.
     let mut other = app.db.conn().await;
-    other.batch_execute(&format!("BEGIN; SELECT id FROM subscriptions WHERE id = '{sub}' FOR UPDATE")).await.unwrap();
+    other
+        .batch_execute(&format!(
+            "SET deadlock_timeout = '60s'; BEGIN; SELECT id FROM subscriptions WHERE id = '{sub}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
     let waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
                    AND wait_event_type = 'Lock'";
     let interfere = async {

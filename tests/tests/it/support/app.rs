@@ -124,22 +124,31 @@ impl TestApp {
 
     /// Spawns with some settings overridden (e.g. the test clock off).
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
-        Self::spawn_on(overrides, None).await
+        Self::spawn_on(overrides, None, &[]).await
+    }
+
+    /// Spawns over a database whose server settings are changed first (`ALTER
+    /// DATABASE … SET`, so every connection the API and the test open has them).
+    pub async fn spawn_with_db_settings(settings: &[(&str, &str)]) -> TestApp {
+        Self::spawn_on(&[], None, settings).await
     }
 
     /// Spawns with the test's own adapters behind the gateway and fiscal ports;
     /// the worker started later uses them too.
     pub async fn spawn_with_ports(ports: Ports) -> TestApp {
-        Self::spawn_on(&[], Some(ports)).await
+        Self::spawn_on(&[], Some(ports), &[]).await
     }
 
-    async fn spawn_on(overrides: &[(&str, &str)], ports: Option<Ports>) -> TestApp {
+    async fn spawn_on(overrides: &[(&str, &str)], ports: Option<Ports>, db_settings: &[(&str, &str)]) -> TestApp {
         billing_shared::telemetry::install_crypto_provider();
         if std::env::var("TEST_LOG").is_ok() {
             // The guard is kept for the test process's life (nothing is exported here).
             std::mem::forget(billing_shared::telemetry::init(billing_shared::config::LogFormat::Text, "tests"));
         }
         let db = TestDb::create().await;
+        for (name, value) in db_settings {
+            db.set(name, value).await;
+        }
         let mq = TestVhost::create().await;
         let vars = [
             ("AMQP_URL", mq.amqp_url.clone()),
