@@ -59,6 +59,10 @@ pub struct Config {
     pub relay_interval: Duration,
     pub retry_delay_divisor: u64,
     pub gateway_timeout: Duration,
+    /// Payment-gateway calls (charges, refunds, look-ups, checkouts) one process
+    /// makes at once; more wait for a turn. Bounds what a wave of charges holds
+    /// open (requests, connections, buffers) whatever the consumers' prefetch.
+    pub gateway_concurrency: usize,
     pub webhook_timeout: Duration,
     pub public_url: Option<String>,
     /// Requests per second each API key (bearer token) may make; 0 turns the limit
@@ -152,6 +156,7 @@ impl Config {
             relay_interval: millis("BILLING_RELAY_INTERVAL_MS", 100)?,
             retry_delay_divisor: number("BILLING_RETRY_DELAY_DIVISOR", 1, 1..=1_000_000)?,
             gateway_timeout: millis("BILLING_GATEWAY_TIMEOUT_MS", 30_000)?,
+            gateway_concurrency: usize::try_from(number("BILLING_GATEWAY_CONCURRENCY", 64, 1..=1000)?).unwrap_or(64),
             webhook_timeout: millis("BILLING_WEBHOOK_TIMEOUT_MS", 10_000)?,
             database_url: Secret::new(database_url),
             amqp_url: Secret::new(amqp_url),

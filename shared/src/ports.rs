@@ -25,10 +25,11 @@ pub enum PortsError {
 }
 
 impl Ports {
-    /// The built-in adapters, with the configured provider timeout.
+    /// The built-in adapters, with the configured provider timeout and bound on
+    /// concurrent gateway calls.
     pub fn from_config(config: &Config) -> Result<Ports, PortsError> {
         Ok(Ports {
-            gateways: Gateways::new(config.gateway_timeout)?,
+            gateways: Gateways::new(config.gateway_timeout, config.gateway_concurrency)?,
             registrars: Registrars::new(config.gateway_timeout)?,
         })
     }

@@ -1,6 +1,7 @@
 //! Picks the gateway adapter for a tenant's gateway settings (`gateway.kind`).
 //!
-//! Built once per process; the adapters share one HTTP client. A new provider
+//! Built once per process; the adapters share one HTTP client and one bound on
+//! the calls in flight (`BILLING_GATEWAY_CONCURRENCY`). A new provider
 //! plugs in with its adapter folder and one arm in [`Gateways::for_config`]; tests
 //! and other deployments can serve a kind with an adapter of their own through
 //! [`Gateways::plug`].
@@ -8,6 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use super::cloudpayments::{self, Account, CloudPayments};
 use super::yookassa::{self, YooKassa};
@@ -26,12 +29,15 @@ pub struct Gateways {
     cloudpayments: cloudpayments::client::Client,
     yookassa: yookassa::client::Client,
     plugged: HashMap<&'static str, Arc<dyn GatewayFactory>>,
+    /// Permits for the calls in flight, shared by every adapter handed out.
+    calls: Arc<Semaphore>,
 }
 
 impl Gateways {
     /// The built-in adapters; provider calls give up after `timeout` (the outcome
-    /// is then unknown and reconciled).
-    pub fn new(timeout: Duration) -> Result<Self, GatewayError> {
+    /// is then unknown and reconciled), and at most `concurrency` of them run at
+    /// once in this process (more wait for a turn, outside their timeout).
+    pub fn new(timeout: Duration, concurrency: usize) -> Result<Self, GatewayError> {
         // One connection pool for every provider's calls.
         let http =
             crate::provider_http::client(timeout).map_err(|e| GatewayError::Protocol(format!("http client: {e}")))?;
@@ -39,6 +45,7 @@ impl Gateways {
             cloudpayments: cloudpayments::client::Client::new(http.clone()),
             yookassa: yookassa::client::Client::new(http),
             plugged: HashMap::new(),
+            calls: Arc::new(Semaphore::new(concurrency.max(1))),
         })
     }
 
@@ -48,10 +55,10 @@ impl Gateways {
         self
     }
 
-    /// The adapter for a tenant's gateway settings, its calls traced.
+    /// The adapter for a tenant's gateway settings, its calls traced and bounded.
     pub fn for_config(&self, config: &GatewayConfig) -> Result<Box<dyn PaymentGateway>, GatewayError> {
         let inner = self.untraced(config)?;
-        Ok(Box::new(super::traced::Traced(inner)))
+        Ok(Box::new(super::traced::Traced { inner, calls: self.calls.clone() }))
     }
 
     fn untraced(&self, config: &GatewayConfig) -> Result<Box<dyn PaymentGateway>, GatewayError> {

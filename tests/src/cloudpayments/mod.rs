@@ -143,6 +143,11 @@ struct State {
     quiet_token_charges: bool,
     slow_ms: u64,
     charge_requests: u64,
+    /// How long every token charge takes to answer (0: at once).
+    charge_latency_ms: u64,
+    /// Token charges being answered now, and the most there ever were at once.
+    charges_in_flight: usize,
+    most_charges_in_flight: usize,
     /// Bench mode: tokens never seen in a widget payment are accepted too.
     accept_any_token: bool,
     refunds: Vec<refunds::Refund>,
@@ -265,13 +270,13 @@ impl CloudPaymentsSim {
         self.state().accept_any_token = on;
     }
 
-    /// How long a "slow" answer takes (must exceed the client's timeout).
     /// Repeats undelivered notifications (no answer or 5xx) up to `n` times, 250 ms
     /// apart (CloudPayments repeats them; the fault-injection run kills the API).
     pub fn set_notification_retries(&self, n: u32) {
         self.state().notify_retries = n;
     }
 
+    /// How long a "slow" answer takes (must exceed the client's timeout).
     pub fn set_slow_ms(&self, ms: u64) {
         self.state().slow_ms = ms;
     }
@@ -292,6 +297,16 @@ impl CloudPaymentsSim {
             .iter()
             .filter(|t| t.status == "Completed" && t.account_id.as_deref() == Some(account_id))
             .count()
+    }
+
+    /// Makes every token charge take `ms` to answer (a provider under load).
+    pub fn set_charge_latency_ms(&self, ms: u64) {
+        self.state().charge_latency_ms = ms;
+    }
+
+    /// The most token charges the simulator was answering at once.
+    pub fn most_charges_in_flight(&self) -> usize {
+        self.state().most_charges_in_flight
     }
 
     /// Token charge requests received (including de-duplicated repeats).

@@ -38,6 +38,15 @@ pub(super) fn authenticate(sim: &CloudPaymentsSim, req: &actix_web::HttpRequest)
     sim.site(user).filter(|s| s.api_secret == pass)
 }
 
+/// One token charge being answered: counted out when its handler returns.
+struct InFlight(CloudPaymentsSim);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.state().charges_in_flight -= 1;
+    }
+}
+
 pub(super) async fn http_token_charge(
     sim: Data<CloudPaymentsSim>,
     req: actix_web::HttpRequest,
@@ -58,6 +67,16 @@ pub(super) async fn http_token_charge(
             .json(serde_json::json!({"Success": false, "Message": "TrInitiatorCode is required"}));
     }
     let request_id = req.headers().get("X-Request-ID").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let latency = {
+        let mut st = sim.state();
+        st.charges_in_flight += 1;
+        st.most_charges_in_flight = st.most_charges_in_flight.max(st.charges_in_flight);
+        st.charge_latency_ms
+    };
+    let _answered = InFlight(sim.get_ref().clone());
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
     let (script, slow, known_token) = {
         let mut st = sim.state();
         st.charge_requests += 1;

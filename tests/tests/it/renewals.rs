@@ -188,3 +188,31 @@ async fn a_wave_whose_set_based_recording_fails_is_recorded_one_by_one() {
         "eight payments of 1990.00 in revenue, none twice"
     );
 }
+
+#[tokio::test]
+async fn a_wave_of_renewals_keeps_no_more_gateway_calls_open_than_the_bound() {
+    let mut app = TestApp::spawn().await;
+    app.start_worker_with(&[("BILLING_GATEWAY_CONCURRENCY", "2")]);
+    let t = orbita(&app, json!({})).await;
+    let mut bought = Vec::new();
+    for i in 0..6 {
+        bought.push(bought_monthly(&app, &t, &format!("bounded-{i}"), "2026-03-05T09:00:00Z").await);
+    }
+    app.settle().await;
+    // Each charge takes 300 ms to answer: the six of the wave, sent together, overlap
+    // at the provider unless the worker holds them back.
+    app.sim.set_charge_latency_ms(300);
+
+    app.advance_to("2026-04-05T09:00:00Z").await;
+
+    assert_eq!(app.sim.most_charges_in_flight(), 2, "the bound reached and never exceeded");
+    for (customer, sub_id) in &bought {
+        let sub = app.get(&t, &format!("/v1/subscriptions/{sub_id}")).await.expect(200);
+        assert_eq!(sub["status"], "active");
+        assert_eq!(sub["current_period_end"], "2026-05-05T09:00:00Z");
+        assert_eq!(app.captures_of(&t, customer), 2, "the purchase and one renewal charged at the provider");
+    }
+    let events = app.event_types(&t).await;
+    assert_eq!(events.iter().filter(|e| *e == "subscription.renewed").count(), 6, "{events:?}");
+    app.assert_ledger_balanced().await;
+}
