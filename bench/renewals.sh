@@ -16,7 +16,11 @@
 # usage: bench/renewals.sh [N ...]      env: IDLE=1000000 NOTIFY=0 (simulator notifications)
 #        GATEWAYS="cloudpayments yookassa" FISCAL=1
 #        NO_BUILD=1 uses the release binaries already built
-#        WORKER_POOL=16 (the worker's BILLING_DB_POOL_SIZE; 4 measured the same rate, 2026-12-02)
+#        WORKER_POOL=4 (the worker's BILLING_DB_POOL_SIZE: with the API's 4, about twice PostgreSQL's
+#        cores, as README advises; 16 measured the same rate or lower and 20 MB more RSS, 2026-12-02)
+#        MALLOC_ARENA_MAX=2 (glibc, as deploy/k8s/worker.yaml runs the worker; bench/README, "The worker's memory")
+#        WORKER_WRAP='heaptrack -o /tmp/w' runs the worker under a profiler (its RSS column is then the
+#        wrapper's; stop the profiled worker with pkill afterwards)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -110,9 +114,9 @@ INSERT INTO subscription_notices SELECT id, 'subscription.renewal_upcoming', cur
 UPDATE subscriptions SET renewal_notice_for = current_period_end WHERE due_at = :'due';
 ANALYZE;
 SQL
-  BILLING_WORKER_METRICS_ADDR="127.0.0.1:$METRICS_PORT" BILLING_DB_POOL_SIZE=${WORKER_POOL:-16} BILLING_WORKER_PREFETCH=${PREFETCH:-512} \
+  BILLING_WORKER_METRICS_ADDR="127.0.0.1:$METRICS_PORT" MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} BILLING_DB_POOL_SIZE=${WORKER_POOL:-4} BILLING_WORKER_PREFETCH=${PREFETCH:-512} \
     BILLING_SCHEDULER_INTERVAL_MS=20 BILLING_RELAY_INTERVAL_MS=5 \
-    $BIN/billing-worker >.run/bench/worker.log 2>&1 & local worker=$!; pids+=($worker)
+    ${WORKER_WRAP:-} $BIN/billing-worker >.run/bench/worker.log 2>&1 & local worker=$!; pids+=($worker)
   wait_port "$METRICS_PORT" worker 30
   local t0 t1
   t0=$(date +%s.%N)

@@ -19,6 +19,16 @@ impl TestApp {
         rows.into_iter().map(|r| r.row).collect()
     }
 
+    /// The sum of every ledger entry on the accounts with this code (`revenue`,
+    /// `gateway_clearing`, ...), all tenants together, as `numeric(14, 2)` text.
+    pub async fn account_total(&self, code: &str) -> String {
+        let sql = format!(
+            "SELECT coalesce(sum(e.amount), 0)::numeric(14, 2)::text AS row FROM ledger_entries e \
+             JOIN ledger_accounts a ON a.id = e.account_id WHERE a.code = '{code}'"
+        );
+        self.rows(&sql).await.remove(0)
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         use diesel::sql_types::BigInt;
         use diesel_async::RunQueryDsl;
