@@ -1,6 +1,6 @@
 //! Every payment gateway call in a span of its own (`gateway.<operation>`, with
-//! the provider and, on failure, the error), and at most a set number of them in
-//! flight per process: a decorator the registry puts around each adapter, so a
+//! the provider and, on failure, the error), and at most a set number of calls to
+//! the provider in flight per process: a decorator the registry puts around each adapter, so a
 //! trace shows what was asked of the provider and how long it took
 //! (`crate::trace`), and a wave of charges holds no more open requests (their
 //! connections and buffers) than the bound, whatever the consumers' prefetch.
@@ -17,11 +17,15 @@ use super::{
     RefundOutcome, RefundRequest,
 };
 
-/// `inner` with its calls traced, each holding one of `calls`' permits while it
-/// runs (the registry's, shared by every adapter of the process).
-pub struct Traced {
-    pub inner: Box<dyn PaymentGateway>,
-    pub calls: Arc<Semaphore>,
+/// `inner` with its calls traced, each call to the provider holding one of
+/// `calls`' permits while it runs. Reading a notification takes none: it answers a
+/// provider waiting on us (CloudPayments' is a local signature check), and must not
+/// queue behind slow checkouts.
+pub(crate) struct Traced {
+    /// The adapter itself.
+    pub(crate) inner: Box<dyn PaymentGateway>,
+    /// The registry's permits, shared by every adapter of the process.
+    pub(crate) calls: Arc<Semaphore>,
 }
 
 impl Traced {
@@ -65,7 +69,7 @@ impl PaymentGateway for Traced {
     }
 
     async fn notification(&self, raw: &RawNotification<'_>) -> Result<Notification, NotificationError> {
-        self.traced("gateway.notification", self.inner.notification(raw)).await
+        provider_call(self.provider(), "gateway.notification", self.inner.notification(raw)).await
     }
 
     async fn settle_check(&self, report: &PaymentReport, verdict: CheckVerdict) -> Result<(), GatewayError> {

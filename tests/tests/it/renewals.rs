@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::support::app::replicas;
 use crate::support::{Card, Gw, Tenant, TestApp};
 
 /// Buys Orbita START (1990 RUB / month, autopay) at `at` and pays it; returns
@@ -181,6 +182,10 @@ async fn a_wave_whose_set_based_recording_fails_is_recorded_one_by_one() {
     assert_eq!(app.account_total("revenue").await, "15920.00", "eight payments of 1990.00 in revenue, none twice");
 }
 
+/// A wave of six renewals against a provider that answers slowly, with the worker's
+/// gateway calls bounded to two: the provider never sees more than the bound (per
+/// worker: `deploy/test` runs this with two workers too), and every renewal is
+/// charged once.
 #[tokio::test]
 async fn a_wave_of_renewals_keeps_no_more_gateway_calls_open_than_the_bound() {
     let mut app = TestApp::spawn().await;
@@ -197,7 +202,8 @@ async fn a_wave_of_renewals_keeps_no_more_gateway_calls_open_than_the_bound() {
 
     app.advance_to("2026-04-05T09:00:00Z").await;
 
-    assert_eq!(app.sim.most_charges_in_flight(), 2, "the bound reached and never exceeded");
+    let (most, bound) = (app.sim.most_charges_in_flight(), 2 * replicas());
+    assert!((2..=bound).contains(&most), "{most} charges at once: the bound (2 per worker) reached, never exceeded");
     for (customer, sub_id) in &bought {
         let sub = app.get(&t, &format!("/v1/subscriptions/{sub_id}")).await.expect(200);
         assert_eq!(sub["status"], "active");

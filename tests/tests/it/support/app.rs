@@ -129,6 +129,8 @@ impl TestApp {
 
     /// Spawns over a database whose server settings are changed first (`ALTER
     /// DATABASE … SET`, so every connection the API and the test open has them).
+    /// A setting only a superuser may change (`deadlock_timeout`) needs the test
+    /// server's user to be one, as the default `postgres` is.
     pub async fn spawn_with_db_settings(settings: &[(&str, &str)]) -> TestApp {
         Self::spawn_on(&[], None, settings).await
     }
