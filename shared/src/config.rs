@@ -17,6 +17,7 @@
 //! | `BILLING_RELAY_INTERVAL_MS` | pause of the outbox relay when idle | `100` |
 //! | `BILLING_RETRY_DELAY_DIVISOR` | divides retry-queue delays (tests) | `1` |
 //! | `BILLING_GATEWAY_TIMEOUT_MS` | payment provider call timeout | `30000` |
+//! | `BILLING_GATEWAY_CONCURRENCY` | payment-gateway calls in flight per process (more wait for a turn) | `64` |
 //! | `BILLING_WEBHOOK_TIMEOUT_MS` | outgoing webhook timeout | `10000` |
 //! | `BILLING_SECRETS_KEY` | 32 bytes, base64: seals tenants' secrets at rest (`sealing`) | none: the API and worker refuse to start |
 //! | `BILLING_SECRETS_KEY_PREVIOUS` | a second key, for opening only, during a rotation | none |
