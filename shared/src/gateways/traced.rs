@@ -1,7 +1,7 @@
 //! Every payment gateway call in a span of its own (`gateway.<operation>`, with
 //! the provider and, on failure, the error), and at most a set number of calls to
-//! the provider in flight per process: a decorator the registry puts around each adapter, so a
-//! trace shows what was asked of the provider and how long it took
+//! the provider in flight per process: a decorator the registry puts around each
+//! adapter, so a trace shows what was asked of the provider and how long it took
 //! (`crate::trace`), and a wave of charges holds no more open requests (their
 //! connections and buffers) than the bound, whatever the consumers' prefetch.
 
