@@ -19,8 +19,8 @@
 #        NO_BUILD=1 (use the release binaries already built)
 #        PROFILE=1 (pg_stat_statements per operation into .run/bench/*-statements.txt)
 #        ONLY="entitlements webhooks usage renewals" (a subset, e.g. while tuning one path)
-#        API_POOL=4 (the API's BILLING_DB_POOL_SIZE: about twice the cores PostgreSQL
-#        shares with it; bench/README "Entitlement reads" shows 16 against 4)
+#        API_POOL=8 (the API's BILLING_DB_POOL_SIZE, four per HTTP worker: 8 beat 4 on
+#        both wrk paths, 16 had a long tail; bench/README "Connections, again")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -68,7 +68,7 @@ if runs entitlements; then select_before=$(select_ceiling); select_ms_before=$(c
 if runs webhooks; then payment_before=$(pg_ceiling); payment_ms_before=$(ceiling_ms pg_ceiling); fi
 if runs usage; then copy_rows=$(copy_ceiling 1000000); fi
 
-BILLING_API_ADDR="127.0.0.1:$API_PORT" BILLING_DB_POOL_SIZE=${API_POOL:-4} $BIN/billing-api >.run/bench/all-api.log 2>&1 &
+BILLING_API_ADDR="127.0.0.1:$API_PORT" BILLING_DB_POOL_SIZE=${API_POOL:-8} $BIN/billing-api >.run/bench/all-api.log 2>&1 &
 api=$!; pids+=($api)
 wait_port "$API_PORT" api 30
 tenant=$(admin /v1/admin/tenants '{"name":"Orbita (bench)","time_zone":"Europe/Moscow",
