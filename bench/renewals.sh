@@ -16,8 +16,8 @@
 # usage: bench/renewals.sh [N ...]      env: IDLE=1000000 NOTIFY=0 (simulator notifications)
 #        GATEWAYS="cloudpayments yookassa" FISCAL=1
 #        NO_BUILD=1 uses the release binaries already built
-#        WORKER_POOL=4 (the worker's BILLING_DB_POOL_SIZE: with the API's 4, about twice PostgreSQL's
-#        cores, as README advises; 16 measured the same rate or lower and 20 MB more RSS, 2026-12-02)
+#        WORKER_POOL=4 (the worker's BILLING_DB_POOL_SIZE: 8 renewed about a fifth faster but its
+#        RSS grew 24 % from 10 000 to 100 000 due, 16 no faster and 20 MB more; bench/README)
 #        MALLOC_ARENA_MAX=2 (glibc, as deploy/k8s/worker.yaml runs the worker; bench/README, "The worker's memory")
 #        WORKER_WRAP='heaptrack -o /tmp/w' runs the worker under a profiler (its RSS column is then the
 #        wrapper's; stop the profiled worker with pkill afterwards)
