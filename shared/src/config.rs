@@ -7,7 +7,7 @@
 //! | `BILLING_API_ADDR` | API listen address | `127.0.0.1:8080` |
 //! | `BILLING_ADMIN_TOKEN` | operator bearer token | none: operator endpoints disabled |
 //! | `BILLING_TEST_CLOCK` | `1` enables the shared test clock | off |
-//! | `BILLING_DB_POOL_SIZE` | connections per process (the API: split between its HTTP workers, one pool each, no more workers than connections); the sum over all processes near twice PostgreSQL's cores | `10` |
+//! | `BILLING_DB_POOL_SIZE` | connections per process (the API: split between its HTTP workers, one pool each, no more workers than connections); the sum over all processes two to four per PostgreSQL core | `10` |
 //! | `BILLING_WORKER_METRICS_ADDR` | worker `/metrics` and `/healthz` | `127.0.0.1:9090` |
 //! | `BILLING_LOG_FORMAT` | `json` or `text` | `json` |
 //! | `BILLING_WORKER_PREFETCH` | messages in flight per worker queue | `512` |
