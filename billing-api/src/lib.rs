@@ -3,6 +3,7 @@
 //! [`Application::build`] binds the listener and returns the port, so tests run the
 //! real server on port 0.
 
+pub mod captures;
 pub mod console;
 pub mod error;
 pub mod extract;
@@ -85,6 +86,7 @@ impl Application {
             // Called once per worker (again if a worker is restarted).
             let pool = pools[next_pool.fetch_add(1, Ordering::Relaxed) % pools.len()].clone();
             App::new()
+                .app_data(Data::new(captures::CaptureQueue::new(pool.clone(), state.clock)))
                 .app_data(Data::new(AppState { pool, ..state.clone() }))
                 .app_data(routes.clone())
                 .app_data(limits.clone())

@@ -9,6 +9,7 @@ use billing_shared::services::notifications::{self, RawNotification};
 use billing_shared::services::{receipts, tenants};
 
 use super::parse_id;
+use crate::captures::CaptureQueue;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
@@ -37,12 +38,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[post("/v1/webhooks/cloudpayments/{tenant_id}/{kind}")]
 async fn cloudpayments_notification(
     state: Data<AppState>,
+    captures: Data<CaptureQueue>,
     req: HttpRequest,
     path: Path<(String, String)>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant_id, kind) = path.into_inner();
-    provider_notification(&state, &req, "cloudpayments", &tenant_id, &kind, &body).await
+    provider_notification(&state, &captures, &req, "cloudpayments", &tenant_id, &kind, body).await
 }
 
 /// YooKassa notification (`payment.waiting_for_capture`, `payment.succeeded`,
@@ -61,24 +63,27 @@ async fn cloudpayments_notification(
 #[post("/v1/webhooks/yookassa/{tenant_id}")]
 async fn yookassa_notification(
     state: Data<AppState>,
+    captures: Data<CaptureQueue>,
     req: HttpRequest,
     path: Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    provider_notification(&state, &req, "yookassa", &path, "", &body).await
+    provider_notification(&state, &captures, &req, "yookassa", &path, "", body).await
 }
 
 /// A provider's callback: the tenant's gateway adapter verifies and reads the raw
 /// bytes (nothing is parsed or written before), the service applies it in one
-/// transaction, a Check verdict the provider takes as a call is carried out after
-/// the commit, and the answer is the provider's own.
+/// transaction — a capture in a batch with those arriving with it ([`CaptureQueue`])
+/// —, a Check verdict the provider takes as a call is carried out after the
+/// commit, and the answer is the provider's own.
 async fn provider_notification(
     state: &AppState,
+    captures: &CaptureQueue,
     req: &HttpRequest,
     provider: &str,
     tenant_id: &str,
     path: &str,
-    body: &[u8],
+    body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let tenant_id = parse_id(tenant_id, "tenant")?;
     let tenant = {
@@ -88,15 +93,19 @@ async fn provider_notification(
     let gateway = notifications::gateway_for(&state.ports.gateways, &tenant, provider)?;
     let headers =
         req.headers().iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
-    let raw = RawNotification { path, headers, body, source_ip: req.peer_addr().map(|a| a.ip()) };
+    let raw = RawNotification { path, headers, body: &body, source_ip: req.peer_addr().map(|a| a.ip()) };
     let notification = notifications::verify(&state.pool, &*gateway, &tenant, &raw).await?;
-    let check = notifications::check_of(&notification);
-    let reply = {
-        let mut conn = state.conn().await?;
-        notifications::apply(&mut conn, state.clock, &tenant, &*gateway, &raw, notification).await?
+    let (status, answer) = if CaptureQueue::takes(&notification) {
+        captures.apply(tenant, gateway, path, raw.headers, body.clone(), notification).await?
+    } else {
+        let check = notifications::check_of(&notification);
+        let reply = {
+            let mut conn = state.conn().await?;
+            notifications::apply(&mut conn, state.clock, &tenant, &*gateway, &raw, notification).await?
+        };
+        notifications::settle(&*gateway, check.as_ref(), reply).await?;
+        gateway.reply(reply)
     };
-    notifications::settle(&*gateway, check.as_ref(), reply).await?;
-    let (status, answer) = gateway.reply(reply);
     let status = StatusCode::from_u16(status).map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))?;
     Ok(HttpResponse::build(status).json(answer))
 }

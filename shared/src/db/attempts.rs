@@ -166,6 +166,20 @@ pub async fn find_attempt_by_invoice(
         .optional()
 }
 
+/// The attempts carrying these invoice ids (paired with their tenants; an
+/// attempt of another tenant of the batch with the same id is returned too:
+/// callers match the pairs exactly), in one statement. Pipelinable.
+pub async fn find_by_invoices(conn: &AsyncPgConnection, invoices: &[(TenantId, &str)]) -> QueryResult<Vec<AttemptRow>> {
+    let tenants: Vec<TenantId> = invoices.iter().map(|(t, _)| *t).collect();
+    let ids: Vec<&str> = invoices.iter().map(|(_, i)| *i).collect();
+    payment_attempts::table
+        .filter(payment_attempts::tenant_id.eq_any(tenants))
+        .filter(payment_attempts::invoice_id.eq_any(ids))
+        .select(AttemptRow::as_select())
+        .load(&mut &*conn)
+        .await
+}
+
 /// A payment's attempts, oldest first.
 pub async fn attempts_of(conn: &mut AsyncPgConnection, payment_id: PaymentId) -> QueryResult<Vec<AttemptRow>> {
     payment_attempts::table
@@ -177,14 +191,24 @@ pub async fn attempts_of(conn: &mut AsyncPgConnection, payment_id: PaymentId) ->
 }
 
 /// Saves a card token; the same token arriving again is a no-op.
-pub async fn save_payment_method(conn: &mut AsyncPgConnection, row: &PaymentMethodRow) -> QueryResult<()> {
-    Cached::new(
+pub async fn save_payment_method(conn: &AsyncPgConnection, row: &PaymentMethodRow) -> QueryResult<()> {
+    save_payment_methods(conn, std::slice::from_ref(row)).await
+}
+
+/// Saves card tokens in one statement; a token saved before is left as it is.
+/// Pipelinable.
+pub async fn save_payment_methods(conn: &AsyncPgConnection, rows: &[PaymentMethodRow]) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    Cached::rows(
         diesel::insert_into(payment_methods::table)
-            .values(row)
+            .values(rows)
             .on_conflict((payment_methods::customer_id, payment_methods::gateway, payment_methods::token))
             .do_nothing(),
+        rows.len(),
     )
-    .execute(conn)
+    .execute(&mut &*conn)
     .await
     .map(|_| ())
 }

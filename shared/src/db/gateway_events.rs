@@ -53,11 +53,16 @@ impl<'a> Received<'a> {
 /// Stores the raw notification with `outcome`; false when the same one was stored
 /// before (the unique key (tenant, provider, kind, key) is the de-duplication).
 pub async fn store(conn: &AsyncPgConnection, n: &Received<'_>, outcome: &str) -> QueryResult<bool> {
-    let inserted =
-        Cached::new(diesel::insert_into(gateway_events::table).values(n.row(outcome)).on_conflict_do_nothing())
-            .execute(&mut &*conn)
-            .await?;
-    Ok(inserted == 1)
+    Ok(store_many(conn, std::slice::from_ref(n), outcome).await? == 1)
+}
+
+/// Stores raw notifications with one `outcome` in one statement; returns how many
+/// were new (each one stored before is left as it was). Pipelinable.
+pub async fn store_many(conn: &AsyncPgConnection, ns: &[Received<'_>], outcome: &str) -> QueryResult<usize> {
+    let rows: Vec<NewRow<'_>> = ns.iter().map(|n| n.row(outcome)).collect();
+    Cached::rows(diesel::insert_into(gateway_events::table).values(rows).on_conflict_do_nothing(), ns.len())
+        .execute(&mut &*conn)
+        .await
 }
 
 /// Stores a Check with `outcome`, or records the new outcome on the Check stored

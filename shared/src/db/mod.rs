@@ -24,6 +24,7 @@ pub mod receipts;
 pub mod refunds;
 pub mod revenue;
 pub mod schema;
+pub mod subscription_batches;
 pub mod subscriptions;
 pub mod tenants;
 pub mod test_clock;

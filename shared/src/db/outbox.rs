@@ -40,6 +40,10 @@ pub struct NewEvent {
     /// For jobs: enter the queue's retry ladder at this step instead of the queue
     /// itself (a delayed job).
     pub delay_step: Option<i16>,
+    /// The `traceparent` of the span that caused it, when that is not the span
+    /// writing it (a batch writes the events of many requests); `None`: the
+    /// writing span's.
+    pub cause: Option<String>,
 }
 
 impl NewEvent {
@@ -47,14 +51,20 @@ impl NewEvent {
     /// `ordering_key` (a subscription, or a customer for what has none).
     pub fn event(tenant_id: TenantId, ordering_key: impl Into<Uuid>, event_type: &'static str, data: Value) -> Self {
         let ordering_key = ordering_key.into();
-        NewEvent { tenant_id, ordering_key, event_type, data, message: Message::Event, delay_step: None }
+        NewEvent { tenant_id, ordering_key, event_type, data, message: Message::Event, delay_step: None, cause: None }
     }
 
     /// A job for the worker, ordered like [`NewEvent::event`].
     pub fn job(tenant_id: TenantId, ordering_key: impl Into<Uuid>, job: Job) -> Self {
         let ordering_key = ordering_key.into();
         let (event_type, data) = (job.type_name(), job.data());
-        NewEvent { tenant_id, ordering_key, event_type, data, message: Message::Job, delay_step: None }
+        NewEvent { tenant_id, ordering_key, event_type, data, message: Message::Job, delay_step: None, cause: None }
+    }
+
+    /// Caused by the span `traceparent` names, not by the span writing it.
+    pub fn caused_by(mut self, traceparent: Option<String>) -> Self {
+        self.cause = traceparent;
+        self
     }
 
     /// Delivers the job after the delay of its queue's retry step `step`.
@@ -103,9 +113,11 @@ pub async fn emit_many(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    // The span writing them is the cause of every message (`crate::trace`).
-    let trace_context = crate::trace::current_traceparent();
+    // The span writing them is the cause of every message without one of its own
+    // (`crate::trace`).
+    let writer = crate::trace::current_traceparent();
     let n = events.len();
+    let mut causes = Vec::with_capacity(n);
     let (mut ids, mut tenants, mut types, mut keys) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut payloads, mut messages, mut steps, mut lanes) =
@@ -126,13 +138,14 @@ pub async fn emit_many(
         messages.push(e.message.as_str());
         steps.push(e.delay_step);
         lanes.push(lane_of(e.ordering_key));
+        causes.push(e.cause.or_else(|| writer.clone()));
     }
     Cached::new(
         diesel::sql_query(
             "INSERT INTO outbox_events (id, tenant_id, event_type, ordering_key, payload, message, delay_step, lane, \
              created_at, trace_context) \
-             SELECT i, t, e, k, p, m, d, l, $9, $10 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], \
-             $5::jsonb[], $6::text[], $7::int2[], $8::int2[]) WITH ORDINALITY AS u(i, t, e, k, p, m, d, l, n) \
+             SELECT i, t, e, k, p, m, d, l, $9, c FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], \
+             $5::jsonb[], $6::text[], $7::int2[], $8::int2[], $10::text[]) WITH ORDINALITY AS u(i, t, e, k, p, m, d, l, c, n) \
              ORDER BY n",
         )
         .bind::<Array<SqlUuid>, _>(&ids)
@@ -144,7 +157,7 @@ pub async fn emit_many(
         .bind::<Array<Nullable<Int2>>, _>(&steps)
         .bind::<Array<Int2>, _>(&lanes)
         .bind::<Timestamptz, _>(created_at)
-        .bind::<Nullable<Text>, _>(trace_context.as_deref()),
+        .bind::<Array<Nullable<Text>>, _>(&causes),
     )
     .execute(&mut &*conn)
     .await?;

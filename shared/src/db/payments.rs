@@ -143,9 +143,10 @@ pub struct Captured {
     pub period_end: Option<DateTime<Utc>>,
 }
 
-/// Marks payments and their attempts captured, two statements for all of them.
+/// Marks payments and their attempts captured: two statements for all of them,
+/// pipelined (one round trip; pipelinable with others, [`super::pipeline`]).
 pub async fn mark_captured_many(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     captured_at: DateTime<Utc>,
     rows: &[Captured],
 ) -> QueryResult<()> {
@@ -155,7 +156,7 @@ pub async fn mark_captured_many(
     let transactions: Vec<&str> = rows.iter().map(|r| r.transaction_id.as_str()).collect();
     let starts: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.period_start).collect();
     let ends: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.period_end).collect();
-    Cached::new(diesel::sql_query(
+    let payments = Cached::new(diesel::sql_query(
         "UPDATE payments p SET status = 'succeeded', gateway_transaction_id = v.tx, captured_at = $1, \
              failure_reason = NULL, failure_code = NULL, period_start = v.ps, period_end = v.pe, updated_at = now() \
          FROM unnest($2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS v(id, tx, ps, pe) WHERE p.id = v.id",
@@ -165,9 +166,8 @@ pub async fn mark_captured_many(
     .bind::<Array<Text>, _>(&transactions)
     .bind::<Array<Nullable<Timestamptz>>, _>(&starts)
     .bind::<Array<Nullable<Timestamptz>>, _>(&ends))
-    .execute(conn)
-    .await?;
-    Cached::new(
+    .execute(&mut &*conn);
+    let attempts = Cached::new(
         diesel::sql_query(
             "UPDATE payment_attempts a SET status = 'succeeded', gateway_transaction_id = v.tx, updated_at = now() \
          FROM unnest($1::uuid[], $2::text[]) AS v(id, tx) WHERE a.id = v.id",
@@ -175,9 +175,9 @@ pub async fn mark_captured_many(
         .bind::<Array<SqlUuid>, _>(&attempt_ids)
         .bind::<Array<Text>, _>(&transactions),
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .execute(&mut &*conn);
+    let (payments, attempts) = futures_util::future::join(payments, attempts).await;
+    super::pipeline::outcome([payments.map(drop), attempts.map(drop)])
 }
 
 /// The tenant's payment with this gateway transaction, locked.
@@ -312,6 +312,29 @@ pub async fn lock_by_invoice(
         .filter(payment_attempts::invoice_id.eq(invoice_id))
         .into_boxed();
     lock_through_attempt(conn, attempt).await
+}
+
+/// Locks the payments whose attempts carry these invoice ids (a batch of
+/// provider notifications; `invoices` pairs each id with its tenant), in id
+/// order, in one statement. An attempt of another tenant of the batch with the
+/// same id locks its payment too (harmless): callers match the pairs exactly.
+pub async fn lock_by_invoices(conn: &AsyncPgConnection, invoices: &[(TenantId, &str)]) -> QueryResult<Vec<PaymentRow>> {
+    let tenants: Vec<TenantId> = invoices.iter().map(|(t, _)| *t).collect();
+    let ids: Vec<&str> = invoices.iter().map(|(_, i)| *i).collect();
+    payments::table
+        .filter(
+            payments::id.eq_any(
+                payment_attempts::table
+                    .filter(payment_attempts::tenant_id.eq_any(tenants))
+                    .filter(payment_attempts::invoice_id.eq_any(ids))
+                    .select(payment_attempts::payment_id),
+            ),
+        )
+        .order(payments::id)
+        .for_update()
+        .select(PaymentRow::as_select())
+        .load(&mut &*conn)
+        .await
 }
 
 /// `SELECT … FROM payments WHERE id = (SELECT payment_id FROM payment_attempts

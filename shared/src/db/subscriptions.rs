@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Nullable, Numeric, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::Bool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -263,9 +263,22 @@ pub async fn lock_live(
     customer_id: CustomerId,
     also: Option<SubscriptionId>,
 ) -> QueryResult<Vec<Subscription>> {
+    lock_live_of(conn, &[customer_id], also.as_slice()).await
+}
+
+/// [`lock_live`] for several customers at once (a batch of paid purchases): their
+/// subscriptions that have not ended and those of `also` that are theirs, locked
+/// in id order, in one statement.
+pub async fn lock_live_of(
+    conn: &mut AsyncPgConnection,
+    customers: &[CustomerId],
+    also: &[SubscriptionId],
+) -> QueryResult<Vec<Subscription>> {
     let not_ended = subscriptions::status.ne_all([SubscriptionStatus::Expired, SubscriptionStatus::Terminated]);
-    let predicate = subscriptions::customer_id.eq(customer_id).and(not_ended.or(subscriptions::id.nullable().eq(also)));
-    lock_where(conn, Box::new(predicate.assume_not_null())).await
+    let predicate = subscriptions::customer_id
+        .eq_any(customers.to_vec())
+        .and(not_ended.or(subscriptions::id.eq_any(also.to_vec())));
+    lock_where(conn, Box::new(predicate)).await
 }
 
 pub async fn list_for_customer(
@@ -437,50 +450,4 @@ pub async fn record_notice(
         .execute(conn)
         .await?;
     Ok(inserted == 1)
-}
-
-/// Links subscriptions to their renewal payments in flight (bulk renewal start).
-pub async fn start_renewals(conn: &mut AsyncPgConnection, started: &[(SubscriptionId, PaymentId)]) -> QueryResult<()> {
-    let (ids, payments): (Vec<SubscriptionId>, Vec<PaymentId>) = started.iter().copied().unzip();
-    Cached::new(
-        diesel::sql_query(
-            "UPDATE subscriptions s SET renewal_payment_id = v.payment_id, due_at = NULL, updated_at = now() \
-         FROM unnest($1::uuid[], $2::uuid[]) AS v(id, payment_id) WHERE s.id = v.id",
-        )
-        .bind::<Array<SqlUuid>, _>(&ids)
-        .bind::<Array<SqlUuid>, _>(&payments),
-    )
-    .execute(conn)
-    .await
-    .map(|_| ())
-}
-
-/// Moves renewed subscriptions to their new periods (one statement): the fields a
-/// renewal changes, as the domain's `renew` left them.
-pub async fn apply_renewals(conn: &mut AsyncPgConnection, renewed: &[Subscription]) -> QueryResult<()> {
-    let ids: Vec<SubscriptionId> = renewed.iter().map(|s| s.id).collect();
-    let starts: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.current_period_start).collect();
-    let ends: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.current_period_end).collect();
-    let paid: Vec<Option<Decimal>> = renewed.iter().map(|s| s.paid_amount).collect();
-    let prices: Vec<Option<Uuid>> = renewed.iter().map(|s| s.price_id).collect();
-    let charges: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.next_charge_at).collect();
-    let dues: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.due_at).collect();
-    Cached::new(diesel::sql_query(
-        "UPDATE subscriptions s SET current_period_start = v.ps, current_period_end = v.pe, paid_amount = v.paid, \
-             price_id = v.price, next_charge_at = v.charge, due_at = v.due, renewal_payment_id = NULL, \
-             next_retry_at = NULL, dunning_ends_at = NULL, retries_stopped = false, grace_until = NULL, updated_at = now() \
-         FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::numeric[], $5::uuid[], $6::timestamptz[], $7::timestamptz[]) \
-              AS v(id, ps, pe, paid, price, charge, due) \
-         WHERE s.id = v.id",
-    )
-    .bind::<Array<SqlUuid>, _>(&ids)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&starts)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&ends)
-    .bind::<Array<Nullable<Numeric>>, _>(&paid)
-    .bind::<Array<Nullable<SqlUuid>>, _>(&prices)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&charges)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&dues))
-    .execute(conn)
-    .await
-    .map(|_| ())
 }

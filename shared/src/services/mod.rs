@@ -8,6 +8,7 @@ pub mod audit;
 pub mod balance;
 pub mod balance_payments;
 pub mod bank_statements;
+pub mod capture_batches;
 pub mod cashback;
 pub mod charge_attempts;
 pub mod collection;

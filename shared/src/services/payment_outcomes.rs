@@ -58,26 +58,34 @@ async fn save_card(
     customer_id: CustomerId,
     card: &CardDetails,
 ) -> ServiceResult<()> {
-    let Some(token) = &card.token else { return Ok(()) };
-    attempts_db::save_payment_method(
-        conn,
-        &PaymentMethodRow {
-            id: Uuid::now_v7(),
-            tenant_id: tenant.id,
-            customer_id,
-            gateway: tenant.gateway.kind().into(),
-            token: token.clone(),
-            card_first_six: card.first_six.clone(),
-            card_last_four: card.last_four.clone(),
-            card_type: card.card_type.clone(),
-            card_exp: card.exp.clone(),
-            created_at: now,
-            revoked_at: None,
-            revoked_reason: None,
-        },
-    )
-    .await?;
+    let Some(row) = card_row(now, tenant, customer_id, card) else { return Ok(()) };
+    attempts_db::save_payment_method(conn, &row).await?;
     Ok(())
+}
+
+/// The saved payment method a capture's card leaves (`None` when the provider
+/// gave no token to charge it again).
+pub(super) fn card_row(
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    customer_id: CustomerId,
+    card: &CardDetails,
+) -> Option<PaymentMethodRow> {
+    let token = card.token.as_ref()?;
+    Some(PaymentMethodRow {
+        id: Uuid::now_v7(),
+        tenant_id: tenant.id,
+        customer_id,
+        gateway: tenant.gateway.kind().into(),
+        token: token.clone(),
+        card_first_six: card.first_six.clone(),
+        card_last_four: card.last_four.clone(),
+        card_type: card.card_type.clone(),
+        card_exp: card.exp.clone(),
+        created_at: now,
+        revoked_at: None,
+        revoked_reason: None,
+    })
 }
 
 /// What [`apply_capture`] did (`applied`, `captured_unapplied`, `already_applied`,

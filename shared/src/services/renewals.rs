@@ -173,7 +173,7 @@ pub(crate) async fn start_in_bulk(
     attempts_db::insert_attempts(conn, &attempts).await?;
     outbox::emit_many(conn, now, jobs).await?;
     let started: Vec<(SubscriptionId, PaymentId)> = items.iter().map(|(s, p, _)| (s.id, p.id)).collect();
-    subs_db::start_renewals(conn, &started).await?;
+    crate::db::subscription_batches::start_renewals(conn, &started).await?;
     metrics::counter!("billing_renewals_started_total").increment(items.len() as u64);
     Ok(())
 }

@@ -21,6 +21,7 @@ mod ledger;
 mod lifecycle;
 mod ops_cli;
 mod partners;
+mod pay_batches;
 mod plan_change;
 mod ports;
 mod purchase;

@@ -15,7 +15,7 @@ async fn setup(app: &TestApp) -> (Tenant, Value) {
     (t, bought)
 }
 
-fn pay_body(bought: &Value, tx: i64) -> String {
+pub(crate) fn pay_body(bought: &Value, tx: i64) -> String {
     let params = serde_json::from_value(bought["payment"]["confirmation"].clone()).unwrap();
     let mut fields = base_fields(tx, &params, "1390.00".parse().unwrap(), CARD_OK);
     fields.push(("Status".into(), "Completed".into()));
@@ -23,7 +23,13 @@ fn pay_body(bought: &Value, tx: i64) -> String {
     serde_urlencoded::to_string(&fields).unwrap()
 }
 
-async fn post_raw(app: &TestApp, t: &Tenant, kind: &str, body: &str, headers: &[(&str, String)]) -> reqwest::Response {
+pub(crate) async fn post_raw(
+    app: &TestApp,
+    t: &Tenant,
+    kind: &str,
+    body: &str,
+    headers: &[(&str, String)],
+) -> reqwest::Response {
     let mut req = app
         .http
         .post(format!("{}/v1/webhooks/cloudpayments/{}/{kind}", app.base, t.id))
@@ -35,7 +41,7 @@ async fn post_raw(app: &TestApp, t: &Tenant, kind: &str, body: &str, headers: &[
     req.send().await.unwrap()
 }
 
-fn sign(secret: &str, body: &str) -> String {
+pub(crate) fn sign(secret: &str, body: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(hmac_sha256(secret.as_bytes(), body.as_bytes()))
 }
 
