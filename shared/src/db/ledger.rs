@@ -22,6 +22,21 @@ pub struct Posted<'a> {
     pub posting: &'a Posting,
 }
 
+impl<'a> Posted<'a> {
+    /// Payments' postings, each as it is recorded at `occurred_at` (a batch's).
+    pub fn of_payments(occurred_at: DateTime<Utc>, postings: &'a [(TenantId, PaymentId, Posting)]) -> Vec<Self> {
+        postings
+            .iter()
+            .map(|(tenant_id, payment_id, posting)| Posted {
+                tenant_id: *tenant_id,
+                payment_id: Some(*payment_id),
+                occurred_at,
+                posting,
+            })
+            .collect()
+    }
+}
+
 /// Records a posting as one ledger transaction. Returns the transaction id.
 pub async fn post(
     conn: &AsyncPgConnection,

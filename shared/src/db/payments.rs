@@ -143,6 +143,33 @@ pub struct Captured {
     pub period_end: Option<DateTime<Utc>>,
 }
 
+impl Captured {
+    /// Marks `payment` captured in memory as [`mark_captured_many`] will store it
+    /// (succeeded, the transaction, `captured_at`, no failure, the period paid for)
+    /// and returns its row for that statement.
+    pub fn mark(
+        payment: &mut PaymentRow,
+        attempt_id: Uuid,
+        transaction_id: &str,
+        captured_at: DateTime<Utc>,
+        period: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    ) -> Captured {
+        payment.status = PaymentStatus::Succeeded;
+        payment.gateway_transaction_id = Some(transaction_id.to_owned());
+        payment.failure_reason = None;
+        payment.failure_code = None;
+        payment.captured_at = Some(captured_at);
+        (payment.period_start, payment.period_end) = period;
+        Captured {
+            payment_id: payment.id,
+            attempt_id,
+            transaction_id: transaction_id.to_owned(),
+            period_start: period.0,
+            period_end: period.1,
+        }
+    }
+}
+
 /// Marks payments and their attempts captured: two statements for all of them,
 /// pipelined (one round trip; pipelinable with others, [`super::pipeline`]).
 pub async fn mark_captured_many(

@@ -22,8 +22,8 @@ use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use super::money_steps::MoneySteps;
-use super::payment_outcomes::card_row;
-use super::payments::{self, money_of};
+use super::payment_outcomes::{card_row, purchase_paid};
+use super::payments;
 use super::plans;
 use super::subscriptions::{self, unexpected};
 use super::tenants::Tenant;
@@ -37,9 +37,7 @@ use crate::db::subscriptions as subs_db;
 use crate::db::{in_transaction, ledger, pipeline};
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::ledger::Posting;
-use crate::domain::period::period_end;
 use crate::domain::states::{PaymentKind, PaymentStatus};
-use crate::domain::subscription::lifecycle::Paid;
 use crate::domain::subscription::{HistoryEntry, Subscription, SubscriptionStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::PaymentReport;
@@ -174,29 +172,10 @@ async fn activate<'a>(
 ) -> ServiceResult<()> {
     let (tenant, report, payment) = (k.queued.tenant, k.queued.report, &mut k.payment);
     let plan = plans::load_cached(c, sub.plan_id).await?;
-    let paid = Paid {
-        payment_id: payment.id,
-        amount: money_of(payment)?,
-        tariff: payment.amount,
-        price_id: payment.price_id,
-        period_end: period_end(now, now, plan.period, tenant.tz),
-    };
-    let change = sub.activate(now, paid).map_err(unexpected)?;
+    let change = sub.activate(now, purchase_paid(now, tenant, payment, plan.period)?).map_err(unexpected)?;
     subscriptions::set_due_at(now, tenant, &mut sub);
-    payment.status = PaymentStatus::Succeeded;
-    payment.gateway_transaction_id = Some(report.transaction_id.clone());
-    payment.failure_reason = None;
-    payment.failure_code = None;
-    payment.captured_at = Some(now);
-    payment.period_start = sub.current_period_start;
-    payment.period_end = sub.current_period_end;
-    batch.marked.push(Captured {
-        payment_id: payment.id,
-        attempt_id: k.attempt_id,
-        transaction_id: report.transaction_id.clone(),
-        period_start: payment.period_start,
-        period_end: payment.period_end,
-    });
+    let period = (sub.current_period_start, sub.current_period_end);
+    batch.marked.push(Captured::mark(payment, k.attempt_id, &report.transaction_id, now, period));
     batch.cards.extend(card_row(now, tenant, payment.customer_id, &report.card));
     let funding = payments::funding_of(payment)?;
     let posting = Posting::charge("payment_captured", payment.description.clone(), payment.customer_id, funding);
@@ -218,16 +197,7 @@ async fn activate<'a>(
 /// [`STORED_BEFORE`] when a notification was stored before.
 async fn write(c: &AsyncPgConnection, now: DateTime<Utc>, batch: Batch<'_>) -> ServiceResult<()> {
     let history: Vec<(SubscriptionId, &HistoryEntry)> = batch.history.iter().map(|(id, e)| (*id, e)).collect();
-    let posted: Vec<ledger::Posted<'_>> = batch
-        .postings
-        .iter()
-        .map(|(tenant_id, payment_id, posting)| ledger::Posted {
-            tenant_id: *tenant_id,
-            payment_id: Some(*payment_id),
-            occurred_at: now,
-            posting,
-        })
-        .collect();
+    let posted = ledger::Posted::of_payments(now, &batch.postings);
     let ((activated, recorded, cards, posted), (emitted, stored, marked)) = futures_util::future::join(
         futures_util::future::join4(
             apply_activations(c, &batch.activated),

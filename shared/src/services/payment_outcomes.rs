@@ -30,7 +30,7 @@ use crate::db::subscriptions as subs_db;
 use crate::domain::dunning;
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId};
 use crate::domain::ledger::Posting;
-use crate::domain::period::period_end;
+use crate::domain::period::{Period, period_end};
 use crate::domain::states::{AttemptChannel, AttemptStatus, PaymentKind, PaymentStatus};
 use crate::domain::subscription::lifecycle::Paid;
 use crate::domain::subscription::renewal::{Declined, RenewalPaid};
@@ -328,18 +328,28 @@ async fn activate_purchase(
         subscriptions::store(conn, now, tenant, &mut other).await?;
     }
     let plan = plans::load_cached(conn, sub.plan_id).await?;
-    let paid = Paid {
-        payment_id: payment.id,
-        amount: money_of(payment)?,
-        tariff: payment.amount,
-        price_id: payment.price_id,
-        period_end: period_end(now, now, plan.period, tenant.tz),
-    };
-    let change = sub.activate(now, paid).map_err(unexpected)?;
+    let change = sub.activate(now, purchase_paid(now, tenant, payment, plan.period)?).map_err(unexpected)?;
     payment.period_start = sub.current_period_start;
     payment.period_end = sub.current_period_end;
     let (staged, events) = subscriptions::stage(now, tenant, &mut sub, &plan.code, change);
     Ok(Some(Applied { events, posting: None, staged: Some(staged) }))
+}
+
+/// What a captured purchase pays for: a first period of the plan's `period` from
+/// `now` (in the tenant's time zone), at the payment's tariff.
+pub(super) fn purchase_paid(
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    payment: &PaymentRow,
+    period: Period,
+) -> ServiceResult<Paid> {
+    Ok(Paid {
+        payment_id: payment.id,
+        amount: money_of(payment)?,
+        tariff: payment.amount,
+        price_id: payment.price_id,
+        period_end: period_end(now, now, period, tenant.tz),
+    })
 }
 
 /// A renewal (scheduled, retried, or paid by hand) starts the next period, on the

@@ -25,7 +25,7 @@ use crate::db::subscriptions as subs_db;
 use crate::db::{PgPool, in_transaction, ledger};
 use crate::domain::ids::{PaymentId, SubscriptionId, TenantId};
 use crate::domain::ledger::Posting;
-use crate::domain::states::{AttemptStatus, PaymentKind, PaymentStatus};
+use crate::domain::states::{AttemptStatus, PaymentKind};
 use crate::domain::subscription::renewal::RenewalPaid;
 use crate::domain::subscription::{HistoryEntry, PlanRef, Subscription, SubscriptionStatus};
 use crate::error::ServiceResult;
@@ -106,16 +106,7 @@ pub async fn record(pool: &PgPool, clock: Clock, captures: &[Capture<'_>]) -> Se
         crate::db::subscription_batches::apply_renewals(c, &batch.renewed).await?;
         let history: Vec<(SubscriptionId, &HistoryEntry)> = batch.history.iter().map(|(id, e)| (*id, e)).collect();
         subs_db::record_many(c, &history).await?;
-        let posted: Vec<ledger::Posted<'_>> = batch
-            .postings
-            .iter()
-            .map(|(tenant_id, payment_id, posting)| ledger::Posted {
-                tenant_id: *tenant_id,
-                payment_id: Some(*payment_id),
-                occurred_at: now,
-                posting,
-            })
-            .collect();
+        let posted = ledger::Posted::of_payments(now, &batch.postings);
         ledger::post_many(c, &posted).await?;
         // Commissions of the renewals of customers attributed to a partner.
         let customers: Vec<_> = batch.paid.iter().map(|(p, _)| p.customer_id).collect();
@@ -156,18 +147,8 @@ async fn renew_plainly<'a>(
     let mut next = sub.clone();
     let change = next.renew(now, paid, tenant.tz, false).map_err(unexpected)?;
     subscriptions::set_due_at(now, tenant, &mut next);
-    payment.status = PaymentStatus::Succeeded;
-    payment.gateway_transaction_id = Some(capture.transaction_id.to_owned());
-    payment.captured_at = Some(now);
-    payment.period_start = next.current_period_start;
-    payment.period_end = next.current_period_end;
-    batch.marked.push(Captured {
-        payment_id: payment.id,
-        attempt_id: capture.attempt_id,
-        transaction_id: capture.transaction_id.to_owned(),
-        period_start: next.current_period_start,
-        period_end: next.current_period_end,
-    });
+    let period = (next.current_period_start, next.current_period_end);
+    batch.marked.push(Captured::mark(payment, capture.attempt_id, capture.transaction_id, now, period));
     let posting = Posting::captured_charge("payment_captured", payment.description.clone(), payment.customer_id, money);
     batch.postings.push((tenant.id, payment.id, posting));
     batch.events.push(NewEvent::event(tenant.id, sub.id, "payment.succeeded", payments::event_data(payment)?));
