@@ -28,13 +28,13 @@ pub const MAX_BATCH: usize = 64;
 
 /// A verified notification waiting for its batch, with everything it is applied
 /// and stored with, and where its answer goes.
-pub struct Job {
-    pub tenant: Arc<Tenant>,
-    pub gateway: Box<dyn PaymentGateway>,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Bytes,
-    pub notification: Notification,
+struct Job {
+    tenant: Arc<Tenant>,
+    gateway: Box<dyn PaymentGateway>,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+    notification: Notification,
     /// The request's span: what the notification causes is traced under it.
     span: tracing::Span,
     reply: Option<oneshot::Sender<ServiceResult<Answer>>>,

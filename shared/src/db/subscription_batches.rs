@@ -1,9 +1,10 @@
 //! Subscriptions written set-based, many in one statement: the renewal wave's
-//! start and its recorded captures, and a batch of paid purchases' activations.
+//! start, and the paid transitions of a batch (its recorded renewals, or its
+//! purchases' activations).
 
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
-use diesel::sql_types::{Array, Nullable, Numeric, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Bool, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -28,64 +29,52 @@ pub async fn start_renewals(conn: &mut AsyncPgConnection, started: &[(Subscripti
     .map(|_| ())
 }
 
-/// Moves renewed subscriptions to their new periods (one statement): the fields a
-/// renewal changes, as the domain's `renew` left them.
-pub async fn apply_renewals(conn: &mut AsyncPgConnection, renewed: &[Subscription]) -> QueryResult<()> {
-    let ids: Vec<SubscriptionId> = renewed.iter().map(|s| s.id).collect();
-    let starts: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.current_period_start).collect();
-    let ends: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.current_period_end).collect();
-    let paid: Vec<Option<Decimal>> = renewed.iter().map(|s| s.paid_amount).collect();
-    let prices: Vec<Option<Uuid>> = renewed.iter().map(|s| s.price_id).collect();
-    let charges: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.next_charge_at).collect();
-    let dues: Vec<Option<DateTime<Utc>>> = renewed.iter().map(|s| s.due_at).collect();
-    Cached::new(diesel::sql_query(
-        "UPDATE subscriptions s SET current_period_start = v.ps, current_period_end = v.pe, paid_amount = v.paid, \
-             price_id = v.price, next_charge_at = v.charge, due_at = v.due, renewal_payment_id = NULL, \
-             next_retry_at = NULL, dunning_ends_at = NULL, retries_stopped = false, grace_until = NULL, updated_at = now() \
-         FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::numeric[], $5::uuid[], $6::timestamptz[], $7::timestamptz[]) \
-              AS v(id, ps, pe, paid, price, charge, due) \
-         WHERE s.id = v.id",
-    )
-    .bind::<Array<SqlUuid>, _>(&ids)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&starts)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&ends)
-    .bind::<Array<Nullable<Numeric>>, _>(&paid)
-    .bind::<Array<Nullable<SqlUuid>>, _>(&prices)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&charges)
-    .bind::<Array<Nullable<Timestamptz>>, _>(&dues))
-    .execute(conn)
-    .await
-    .map(|_| ())
-}
-
-/// Activates paid purchases (one statement): the fields the domain's `activate`
-/// sets and the next due instant, as they are in `activated`. Pipelinable.
-pub async fn apply_activations(conn: &AsyncPgConnection, activated: &[Subscription]) -> QueryResult<()> {
-    let ids: Vec<SubscriptionId> = activated.iter().map(|s| s.id).collect();
-    let starts: Vec<Option<DateTime<Utc>>> = activated.iter().map(|s| s.current_period_start).collect();
-    let ends: Vec<Option<DateTime<Utc>>> = activated.iter().map(|s| s.current_period_end).collect();
-    let anchors: Vec<Option<DateTime<Utc>>> = activated.iter().map(|s| s.anchor_at).collect();
-    let paid: Vec<Option<Decimal>> = activated.iter().map(|s| s.paid_amount).collect();
-    let prices: Vec<Option<Uuid>> = activated.iter().map(|s| s.price_id).collect();
-    let charges: Vec<Option<DateTime<Utc>>> = activated.iter().map(|s| s.next_charge_at).collect();
-    let dues: Vec<Option<DateTime<Utc>>> = activated.iter().map(|s| s.due_at).collect();
+/// Writes paid transitions — a batch's renewals (`renew`) and purchase
+/// activations (`activate`) — in one statement: every field such a transition
+/// changes (status, period, anchor, what was paid and at which price, the next
+/// charge, the next due instant, the renewal and dunning fields), as the domain
+/// left them in `paid`. The rows are locked by the caller. Pipelinable.
+pub async fn apply_paid_periods(conn: &AsyncPgConnection, paid: &[Subscription]) -> QueryResult<()> {
+    let ids: Vec<SubscriptionId> = paid.iter().map(|s| s.id).collect();
+    let statuses: Vec<&str> = paid.iter().map(|s| s.status.as_str()).collect();
+    let starts: Vec<Option<DateTime<Utc>>> = paid.iter().map(|s| s.current_period_start).collect();
+    let ends: Vec<Option<DateTime<Utc>>> = paid.iter().map(|s| s.current_period_end).collect();
+    let anchors: Vec<Option<DateTime<Utc>>> = paid.iter().map(|s| s.anchor_at).collect();
+    let amounts: Vec<Option<Decimal>> = paid.iter().map(|s| s.paid_amount).collect();
+    let prices: Vec<Option<Uuid>> = paid.iter().map(|s| s.price_id).collect();
+    let charges: Vec<Option<DateTime<Utc>>> = paid.iter().map(|s| s.next_charge_at).collect();
+    let dues: Vec<Option<DateTime<Utc>>> = paid.iter().map(|s| s.due_at).collect();
+    let renewals: Vec<Option<PaymentId>> = paid.iter().map(|s| s.renewal_payment_id).collect();
+    let retries: Vec<Option<DateTime<Utc>>> = paid.iter().map(|s| s.next_retry_at).collect();
+    let dunning: Vec<Option<DateTime<Utc>>> = paid.iter().map(|s| s.dunning_ends_at).collect();
+    let stopped: Vec<bool> = paid.iter().map(|s| s.retries_stopped).collect();
+    let grace: Vec<Option<DateTime<Utc>>> = paid.iter().map(|s| s.grace_until).collect();
     Cached::new(
         diesel::sql_query(
-            "UPDATE subscriptions s SET status = 'active', current_period_start = v.ps, current_period_end = v.pe, \
-             anchor_at = v.anchor, paid_amount = v.paid, price_id = v.price, next_charge_at = v.charge, \
-             grace_until = NULL, due_at = v.due, updated_at = now() \
-         FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::numeric[], $6::uuid[], \
-                     $7::timestamptz[], $8::timestamptz[]) AS v(id, ps, pe, anchor, paid, price, charge, due) \
+            "UPDATE subscriptions s SET status = v.status, current_period_start = v.ps, current_period_end = v.pe, \
+             anchor_at = v.anchor, paid_amount = v.paid, price_id = v.price, next_charge_at = v.charge, due_at = v.due, \
+             renewal_payment_id = v.renewal, next_retry_at = v.retry, dunning_ends_at = v.dunning, \
+             retries_stopped = v.stopped, grace_until = v.grace, updated_at = now() \
+         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::numeric[], \
+                     $7::uuid[], $8::timestamptz[], $9::timestamptz[], $10::uuid[], $11::timestamptz[], \
+                     $12::timestamptz[], $13::bool[], $14::timestamptz[]) \
+              AS v(id, status, ps, pe, anchor, paid, price, charge, due, renewal, retry, dunning, stopped, grace) \
          WHERE s.id = v.id",
         )
         .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<Text>, _>(&statuses)
         .bind::<Array<Nullable<Timestamptz>>, _>(&starts)
         .bind::<Array<Nullable<Timestamptz>>, _>(&ends)
         .bind::<Array<Nullable<Timestamptz>>, _>(&anchors)
-        .bind::<Array<Nullable<Numeric>>, _>(&paid)
+        .bind::<Array<Nullable<Numeric>>, _>(&amounts)
         .bind::<Array<Nullable<SqlUuid>>, _>(&prices)
         .bind::<Array<Nullable<Timestamptz>>, _>(&charges)
-        .bind::<Array<Nullable<Timestamptz>>, _>(&dues),
+        .bind::<Array<Nullable<Timestamptz>>, _>(&dues)
+        .bind::<Array<Nullable<SqlUuid>>, _>(&renewals)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&retries)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&dunning)
+        .bind::<Array<Bool>, _>(&stopped)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&grace),
     )
     .execute(&mut &*conn)
     .await

@@ -32,7 +32,7 @@ use crate::db::attempts::{self as attempts_db, AttemptRow, PaymentMethodRow};
 use crate::db::gateway_events::{self as events_db, Received};
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, Captured, PaymentRow};
-use crate::db::subscription_batches::apply_activations;
+use crate::db::subscription_batches::apply_paid_periods;
 use crate::db::subscriptions as subs_db;
 use crate::db::{in_transaction, ledger, pipeline};
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
@@ -200,7 +200,7 @@ async fn write(c: &AsyncPgConnection, now: DateTime<Utc>, batch: Batch<'_>) -> S
     let posted = ledger::Posted::of_payments(now, &batch.postings);
     let ((activated, recorded, cards, posted), (emitted, stored, marked)) = futures_util::future::join(
         futures_util::future::join4(
-            apply_activations(c, &batch.activated),
+            apply_paid_periods(c, &batch.activated),
             subs_db::record_many(c, &history),
             attempts_db::save_payment_methods(c, &batch.cards),
             ledger::post_many(c, &posted),

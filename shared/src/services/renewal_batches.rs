@@ -103,7 +103,7 @@ pub async fn record(pool: &PgPool, clock: Clock, captures: &[Capture<'_>]) -> Se
             return Ok(());
         }
         payments_db::mark_captured_many(c, now, &batch.marked).await?;
-        crate::db::subscription_batches::apply_renewals(c, &batch.renewed).await?;
+        crate::db::subscription_batches::apply_paid_periods(c, &batch.renewed).await?;
         let history: Vec<(SubscriptionId, &HistoryEntry)> = batch.history.iter().map(|(id, e)| (*id, e)).collect();
         subs_db::record_many(c, &history).await?;
         let posted = ledger::Posted::of_payments(now, &batch.postings);

@@ -136,13 +136,13 @@ async fn a_wave_whose_set_based_recording_fails_is_recorded_one_by_one() {
     // Only the charges' own answers report the captures: no Pay notification takes
     // one of them to the one-by-one path first.
     app.sim.set_token_charge_notifications(false);
-    // The fault: the set-based period move (`db::subscription_batches::apply_renewals`)
+    // The fault: the set-based period move (`db::subscription_batches::apply_paid_periods`)
     // raises; the sequence counts its refusals (a sequence is not rolled back).
     app.db.execute("CREATE SEQUENCE refused_batches").await;
     app.db
         .execute(
             "CREATE FUNCTION refuse_set_based_renewals() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-               IF current_query() LIKE 'UPDATE subscriptions s SET current_period_start = v.ps%' THEN \
+               IF current_query() LIKE 'UPDATE subscriptions s SET status = v.status%' THEN \
                  PERFORM nextval('refused_batches'); RAISE EXCEPTION 'injected fault: the batch is refused'; \
                END IF; RETURN NULL; END $$",
         )
