@@ -12,7 +12,7 @@
 # test: nothing asserts on time.
 #
 # usage: bench/all.sh          env: SECONDS_EACH=15 (each wrk/pgbench run)
-#        ENT_CUSTOMERS=10000 WEBHOOK_N=20000 IDLE=1000000
+#        ENT_CUSTOMERS=10000 WEBHOOK_N=30000 IDLE=1000000
 #        RENEWAL_DUE=100000 RENEWAL_SMALL=10000 (a first run whose worker RSS the table compares)
 #        RENEWAL_FISCAL=1 (0: a tenant without receipts)
 #        USAGE_EVENTS=1000000 (events sent by the usage run: long enough to include checkpoints)
@@ -35,7 +35,7 @@ fi
 BIN=target/release
 DB=billing_bench_all
 source bench/lib.sh
-SECONDS_EACH="${SECONDS_EACH:-15}" ENT_CUSTOMERS="${ENT_CUSTOMERS:-10000}" WEBHOOK_N="${WEBHOOK_N:-20000}"
+SECONDS_EACH="${SECONDS_EACH:-15}" ENT_CUSTOMERS="${ENT_CUSTOMERS:-10000}" WEBHOOK_N="${WEBHOOK_N:-30000}"
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB${DB_OPTIONS:-}" AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f"
 export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
 export BILLING_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)"

@@ -1,15 +1,20 @@
 //! Capture notifications applied in batches (`services::capture_batches`): each
 //! HTTP worker keeps one queue of verified capture notifications and one task
-//! that takes everything queued at once — up to [`MAX_BATCH`], without waiting
-//! for more — applies it in one transaction, and answers each waiting request
-//! after the commit. Notifications the batch leaves (not plain captures, or all
-//! of them when the batch is rolled back) are applied one by one by the same
-//! task, exactly as a lone notification is (`services::notifications::apply`).
-//! Under load a transaction, its statements and its commit serve many
-//! notifications; a lone notification is applied as soon as it arrives.
+//! that takes everything queued at once — up to [`MAX_BATCH`], waiting
+//! `BILLING_CAPTURE_LINGER_MS` for more (default 0: not at all) — applies it in
+//! one transaction, and answers each waiting request after the commit. The task
+//! applies nothing else: a notification the batch leaves (not a plain capture,
+//! a lone one, or all of them when the batch is rolled back, waits longer than
+//! [`LOCK_WAIT_MS`] for a lock or panics) is handed back to its request, which
+//! applies it one by one on its own connection (`services::notifications::apply`),
+//! concurrently with the others, exactly as it would without the queue. Under
+//! load a transaction, its statements and its commit serve many notifications; a
+//! row held elsewhere delays only the notifications that need it.
 
 use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web::Bytes;
 use billing_shared::clock::Clock;
@@ -20,15 +25,21 @@ use billing_shared::gateways::{Notification, NotificationEvent, NotificationRepl
 use billing_shared::services::capture_batches::{self, Queued};
 use billing_shared::services::notifications;
 use billing_shared::services::tenants::Tenant;
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{Instrument, warn};
+use tracing::{error, warn};
 
 /// The most notifications one batch applies.
 pub const MAX_BATCH: usize = 64;
 
-/// A verified notification waiting for its batch, with everything it is applied
-/// and stored with, and where its answer goes.
-struct Job {
+/// How long a batch's statements wait for a lock (`lock_timeout`, ms) before the
+/// batch is rolled back and its notifications handed back: a row another
+/// transaction holds then delays only the notification that needs it.
+pub const LOCK_WAIT_MS: u32 = 200;
+
+/// A verified capture notification with everything it is applied and stored
+/// with.
+struct Work {
     tenant: Arc<Tenant>,
     gateway: Box<dyn PaymentGateway>,
     path: String,
@@ -37,39 +48,48 @@ struct Job {
     notification: Notification,
     /// The request's span: what the notification causes is traced under it.
     span: tracing::Span,
-    reply: Option<oneshot::Sender<ServiceResult<Answer>>>,
+}
+
+impl Work {
+    fn raw(&self) -> RawNotification<'_> {
+        RawNotification { path: &self.path, headers: self.headers.clone(), body: &self.body, source_ip: None }
+    }
+}
+
+/// A notification in the queue and where its verdict goes.
+struct Job {
+    work: Work,
+    verdict: oneshot::Sender<Verdict>,
+}
+
+/// What the queue's task did with a notification.
+enum Verdict {
+    /// Applied and committed in a batch: the provider's answer.
+    Applied(Answer),
+    /// Not applied: the request applies it itself.
+    Yours(Box<Work>),
 }
 
 /// The provider's answer to a notification: HTTP status and JSON body
 /// ([`PaymentGateway::reply`]).
 pub type Answer = (u16, serde_json::Value);
 
-impl Job {
-    fn raw(&self) -> RawNotification<'_> {
-        RawNotification { path: &self.path, headers: self.headers.clone(), body: &self.body, source_ip: None }
-    }
-
-    fn answer(&mut self, result: ServiceResult<NotificationReply>) {
-        if let Some(reply) = self.reply.take() {
-            // The request may have gone (the provider hung up): it delivers again.
-            let _ = reply.send(result.map(|r| self.gateway.reply(r)));
-        }
-    }
-}
-
 /// One HTTP worker's queue (per worker: its task runs on the worker's thread,
 /// with the worker's pool). The task starts with the first notification.
 pub struct CaptureQueue {
     pool: PgPool,
     clock: Clock,
+    linger: Duration,
     sender: mpsc::UnboundedSender<Job>,
     receiver: RefCell<Option<mpsc::UnboundedReceiver<Job>>>,
 }
 
 impl CaptureQueue {
-    pub fn new(pool: PgPool, clock: Clock) -> Self {
+    /// A queue over `pool` whose task waits `linger` after the first notification
+    /// for others to join its batch (zero: it takes only what is already queued).
+    pub fn new(pool: PgPool, clock: Clock, linger: Duration) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
-        CaptureQueue { pool, clock, sender, receiver: RefCell::new(Some(receiver)) }
+        CaptureQueue { pool, clock, linger, sender, receiver: RefCell::new(Some(receiver)) }
     }
 
     /// Whether a notification goes through the queue: captures do; Checks,
@@ -78,10 +98,11 @@ impl CaptureQueue {
         matches!(notification.event, NotificationEvent::Captured(_))
     }
 
-    /// Queues a verified capture notification and waits for its answer: the
-    /// provider's reply once it is applied (and committed), or why it was not
-    /// (`Unavailable`, 503, when the queue's task is gone: the provider delivers
-    /// again).
+    /// Queues a verified capture notification and returns the provider's answer
+    /// once it is applied (and committed): in a batch, or by this call on a
+    /// connection of its own when the batch leaves it. Errors are
+    /// `notifications::apply`'s; `Unavailable` (503, the provider delivers again)
+    /// when the queue's task dropped the notification.
     #[allow(clippy::too_many_arguments)]
     pub async fn apply(
         &self,
@@ -93,84 +114,93 @@ impl CaptureQueue {
         notification: Notification,
     ) -> ServiceResult<Answer> {
         if let Some(receiver) = self.receiver.borrow_mut().take() {
-            actix_web::rt::spawn(run(self.pool.clone(), self.clock, receiver));
+            actix_web::rt::spawn(run(self.pool.clone(), self.clock, self.linger, receiver));
         }
-        let (reply, answer) = oneshot::channel();
         let span = tracing::Span::current();
-        let job = Job { tenant, gateway, path: path.to_owned(), headers, body, notification, span, reply: Some(reply) };
-        let gone = || ServiceError::Unavailable("the capture queue is not running".into());
-        self.sender.send(job).map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let work = Work { tenant, gateway, path: path.to_owned(), headers, body, notification, span };
+        let (verdict, answer) = oneshot::channel();
+        let work = match self.sender.send(Job { work, verdict }) {
+            Err(mpsc::error::SendError(job)) => job.work,
+            Ok(()) => match answer.await {
+                Ok(Verdict::Applied(answer)) => return Ok(answer),
+                Ok(Verdict::Yours(work)) => *work,
+                Err(_) => return Err(ServiceError::Unavailable("the capture queue dropped the notification".into())),
+            },
+        };
+        let Work { tenant, gateway, path, headers, body, notification, .. } = work;
+        let raw = RawNotification { path: &path, headers, body: &body, source_ip: None };
+        let mut conn = self.pool.get().await?;
+        let reply = notifications::apply(&mut conn, self.clock, &tenant, &*gateway, &raw, notification).await?;
+        Ok(gateway.reply(reply))
     }
 }
 
 /// The queue's task: a batch of whatever is queued, until the worker stops.
-async fn run(pool: PgPool, clock: Clock, mut receiver: mpsc::UnboundedReceiver<Job>) {
+async fn run(pool: PgPool, clock: Clock, linger: Duration, mut receiver: mpsc::UnboundedReceiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        apply_batch(&pool, clock, &mut jobs).await;
-        jobs.clear();
-    }
-}
-
-/// Applies `jobs` as one batch, then those it left one by one; answers each.
-async fn apply_batch(pool: &PgPool, clock: Clock, jobs: &mut [Job]) {
-    let mut conn = match pool.get().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            let e = ServiceError::from(e);
-            for job in jobs.iter_mut() {
-                job.answer(Err(ServiceError::Unavailable(e.to_string())));
+        if !linger.is_zero() {
+            tokio::time::sleep(linger).await;
+            while jobs.len() < MAX_BATCH
+                && let Ok(job) = receiver.try_recv()
+            {
+                jobs.push(job);
             }
-            return;
         }
-    };
-    let applied = if jobs.len() > 1 { batch(&mut conn, clock, jobs).await } else { Vec::new() };
-    for (i, job) in jobs.iter_mut().enumerate() {
-        let result = if applied.get(i) == Some(&true) {
-            Ok(NotificationReply::Accepted)
+        let applied = if jobs.len() > 1 {
+            AssertUnwindSafe(apply_batch(&pool, clock, &jobs)).catch_unwind().await.unwrap_or_else(|_| {
+                error!(notifications = jobs.len(), "applying a batch of notifications panicked; handing them back");
+                Vec::new()
+            })
         } else {
-            let raw = job.raw();
-            let n = job.notification.clone();
-            let applied = notifications::apply(&mut conn, clock, &job.tenant, &*job.gateway, &raw, n);
-            applied.instrument(job.span.clone()).await
+            Vec::new()
         };
-        job.answer(result);
+        for (i, job) in jobs.drain(..).enumerate() {
+            let verdict = if applied.get(i) == Some(&true) {
+                Verdict::Applied(job.work.gateway.reply(NotificationReply::Accepted))
+            } else {
+                Verdict::Yours(Box::new(job.work))
+            };
+            // The request may have gone (the provider hung up): it delivers again.
+            let _ = job.verdict.send(verdict);
+        }
     }
 }
 
-/// The batch's transaction: which notifications it applied (none when it was
-/// rolled back).
-async fn batch(conn: &mut diesel_async::AsyncPgConnection, clock: Clock, jobs: &[Job]) -> Vec<bool> {
-    let raws: Vec<RawNotification<'_>> = jobs.iter().map(Job::raw).collect();
+/// The batch's transaction on a connection of the pool: which notifications it
+/// applied (none when it was rolled back or could not start).
+async fn apply_batch(pool: &PgPool, clock: Clock, jobs: &[Job]) -> Vec<bool> {
+    let raws: Vec<RawNotification<'_>> = jobs.iter().map(|j| j.work.raw()).collect();
     let queued: Vec<Queued<'_>> = jobs
         .iter()
         .zip(&raws)
         .filter_map(|(job, raw)| {
-            let NotificationEvent::Captured(report) = &job.notification.event else { return None };
+            let w = &job.work;
+            let NotificationEvent::Captured(report) = &w.notification.event else { return None };
             Some(Queued {
-                tenant: &job.tenant,
+                tenant: &w.tenant,
                 report,
                 received: Received {
-                    tenant_id: job.tenant.id,
-                    provider: job.gateway.provider(),
-                    kind: &job.notification.kind,
-                    key: &job.notification.dedup_key,
+                    tenant_id: w.tenant.id,
+                    provider: w.gateway.provider(),
+                    kind: &w.notification.kind,
+                    key: &w.notification.dedup_key,
                     content_type: raw.content_type(),
                     raw_body: raw.body,
                 },
-                cause: billing_shared::trace::traceparent_of(&job.span),
+                cause: billing_shared::trace::traceparent_of(&w.span),
             })
         })
         .collect();
-    if queued.len() != jobs.len() {
-        return vec![false; jobs.len()];
-    }
-    match capture_batches::apply(conn, clock, &queued).await {
-        Ok(applied) => applied,
-        Err(e) => {
-            warn!(error = %e, notifications = jobs.len(), "a batch of notifications was rolled back; applying them one by one");
-            vec![false; jobs.len()]
+    let result = match pool.get().await {
+        Ok(mut conn) if queued.len() == jobs.len() => {
+            capture_batches::apply(&mut conn, clock, LOCK_WAIT_MS, &queued).await
         }
-    }
+        Ok(_) => return Vec::new(),
+        Err(e) => Err(ServiceError::from(e)),
+    };
+    result.unwrap_or_else(|e| {
+        warn!(error = %e, notifications = jobs.len(), "a batch of notifications was rolled back; each is applied alone");
+        Vec::new()
+    })
 }

@@ -69,6 +69,7 @@ impl Application {
         let pools =
             (0..workers).map(|_| build_pool(&config.database_url, per_worker)).collect::<Result<Vec<_>, _>>()?;
         let next_pool = Arc::new(AtomicUsize::new(0));
+        let capture_linger = config.capture_linger;
         let listener = TcpListener::bind(config.api_addr)?;
         let port = listener.local_addr()?.port();
         let state = AppState {
@@ -86,7 +87,7 @@ impl Application {
             // Called once per worker (again if a worker is restarted).
             let pool = pools[next_pool.fetch_add(1, Ordering::Relaxed) % pools.len()].clone();
             App::new()
-                .app_data(Data::new(captures::CaptureQueue::new(pool.clone(), state.clock)))
+                .app_data(Data::new(captures::CaptureQueue::new(pool.clone(), state.clock, capture_linger)))
                 .app_data(Data::new(AppState { pool, ..state.clone() }))
                 .app_data(routes.clone())
                 .app_data(limits.clone())

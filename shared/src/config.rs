@@ -22,6 +22,7 @@
 //! | `BILLING_SECRETS_KEY` | 32 bytes, base64: seals tenants' secrets at rest (`sealing`) | none: the API and worker refuse to start |
 //! | `BILLING_SECRETS_KEY_PREVIOUS` | a second key, for opening only, during a rotation | none |
 //! | `BILLING_USAGE_RETENTION_DAYS` | days usage events are kept (whole daily partitions dropped after; totals archived) | `400` |
+//! | `BILLING_CAPTURE_LINGER_MS` | how long the API's capture queue waits after a capture notification for more to apply in the same batch (0: it takes only what is queued already) | `0` |
 //! | `BILLING_PUBLIC_URL` | the API's public base URL, for providers' callbacks (ATOL `callback_url`) | none: no callbacks, reports are polled |
 
 use std::net::SocketAddr;
@@ -71,6 +72,9 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// How many requests a key may make at once above its rate.
     pub rate_limit_burst: u32,
+    /// How long the API's capture queue waits after a capture notification for
+    /// others to join its batch (zero: it takes only what is queued already).
+    pub capture_linger: Duration,
     /// The keyring of `BILLING_SECRETS_KEY` and `BILLING_SECRETS_KEY_PREVIOUS`.
     secrets_keys: Option<Arc<Keyring>>,
 }
@@ -171,6 +175,7 @@ impl Config {
             rate_limit_per_second: u32::try_from(number("BILLING_RATE_LIMIT_PER_SECOND", 1000, 0..=1_000_000)?)
                 .unwrap_or(1000),
             rate_limit_burst: u32::try_from(number("BILLING_RATE_LIMIT_BURST", 2000, 1..=10_000_000)?).unwrap_or(2000),
+            capture_linger: Duration::from_millis(number("BILLING_CAPTURE_LINGER_MS", 0, 0..=10_000)?),
             secrets_keys,
         })
     }

@@ -170,14 +170,25 @@ pub async fn find_attempt_by_invoice(
 /// attempt of another tenant of the batch with the same id is returned too:
 /// callers match the pairs exactly), in one statement. Pipelinable.
 pub async fn find_by_invoices(conn: &AsyncPgConnection, invoices: &[(TenantId, &str)]) -> QueryResult<Vec<AttemptRow>> {
+    of_invoices(invoices).select(AttemptRow::as_select()).load(&mut &*conn).await
+}
+
+/// The attempts carrying these (tenant, invoice id) pairs exactly: `WHERE
+/// (tenant_id, invoice_id) IN (SELECT * FROM unnest($1, $2))`.
+pub fn of_invoices<'a>(invoices: &[(TenantId, &'a str)]) -> payment_attempts::BoxedQuery<'a, diesel::pg::Pg> {
     let tenants: Vec<TenantId> = invoices.iter().map(|(t, _)| *t).collect();
-    let ids: Vec<&str> = invoices.iter().map(|(_, i)| *i).collect();
+    let ids: Vec<&'a str> = invoices.iter().map(|(_, i)| *i).collect();
     payment_attempts::table
-        .filter(payment_attempts::tenant_id.eq_any(tenants))
-        .filter(payment_attempts::invoice_id.eq_any(ids))
-        .select(AttemptRow::as_select())
-        .load(&mut &*conn)
-        .await
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "(payment_attempts.tenant_id, payment_attempts.invoice_id) IN (SELECT * FROM unnest(",
+            )
+            .bind::<Array<SqlUuid>, _>(tenants)
+            .sql(", ")
+            .bind::<Array<Text>, _>(ids)
+            .sql("))"),
+        )
+        .into_boxed()
 }
 
 /// A payment's attempts, oldest first.

@@ -53,11 +53,10 @@ pub async fn post(
 /// accounts they touch are created on first use (deterministic ids, `ON CONFLICT
 /// DO NOTHING`), then the transactions and their entries. Returns the ids.
 pub async fn post_many(conn: &AsyncPgConnection, items: &[Posted<'_>]) -> QueryResult<Vec<Uuid>> {
-    let mut account_ids: Vec<Uuid> = Vec::new();
-    let mut account_tenants = Vec::new();
-    let mut codes = Vec::new();
-    let mut customers: Vec<Option<CustomerId>> = Vec::new();
-    let mut account_currencies = Vec::new();
+    // Accounts on first use, created in id order (the order concurrent batches
+    // insert them in, so two never wait on each other's new account).
+    let mut accounts: std::collections::BTreeMap<Uuid, (TenantId, String, Option<CustomerId>, String)> =
+        std::collections::BTreeMap::new();
     let (mut txn_ids, mut txn_tenants, mut kinds, mut payments, mut descriptions, mut occurred) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut entry_txns, mut entry_accounts, mut amounts, mut currencies): (
@@ -66,7 +65,6 @@ pub async fn post_many(conn: &AsyncPgConnection, items: &[Posted<'_>]) -> QueryR
         Vec<Decimal>,
         Vec<String>,
     ) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut seen = std::collections::HashSet::new();
     // Balances kept beside the entries of spendable accounts, in id order (the
     // order every writer locks them in).
     let mut spendable: std::collections::BTreeMap<Uuid, Decimal> = std::collections::BTreeMap::new();
@@ -80,13 +78,9 @@ pub async fn post_many(conn: &AsyncPgConnection, items: &[Posted<'_>]) -> QueryR
         occurred.push(item.occurred_at);
         for e in item.posting.entries() {
             let id = e.account.id(item.tenant_id, e.currency);
-            if seen.insert(id) {
-                account_ids.push(id);
-                account_tenants.push(item.tenant_id);
-                codes.push(e.account.code().to_owned());
-                customers.push(e.account.customer_id());
-                account_currencies.push(e.currency.code().to_owned());
-            }
+            accounts.entry(id).or_insert_with(|| {
+                (item.tenant_id, e.account.code().to_owned(), e.account.customer_id(), e.currency.code().to_owned())
+            });
             if e.account.is_spendable() {
                 *spendable.entry(id).or_default() += e.amount;
             }
@@ -95,6 +89,17 @@ pub async fn post_many(conn: &AsyncPgConnection, items: &[Posted<'_>]) -> QueryR
             amounts.push(e.amount);
             currencies.push(e.currency.code().to_owned());
         }
+    }
+    let account_ids: Vec<Uuid> = accounts.keys().copied().collect();
+    let mut account_tenants = Vec::with_capacity(accounts.len());
+    let mut codes = Vec::with_capacity(accounts.len());
+    let mut customers: Vec<Option<CustomerId>> = Vec::with_capacity(accounts.len());
+    let mut account_currencies = Vec::with_capacity(accounts.len());
+    for (tenant, code, customer, currency) in accounts.into_values() {
+        account_tenants.push(tenant);
+        codes.push(code);
+        customers.push(customer);
+        account_currencies.push(currency);
     }
     // Accounts on first use, the transactions, their entries — one statement, so the
     // ledger's statement-level balance checks see each transaction whole; its SQL

@@ -136,6 +136,16 @@ where
     .await
 }
 
+/// `SET LOCAL lock_timeout = ms`: from here to the end of the current
+/// transaction, a statement waiting longer than `ms` milliseconds for a lock
+/// fails (SQLSTATE 55P03, `lock_not_available`), which rolls the transaction back.
+/// Takes a shared connection, so it can open a pipelined round trip.
+pub async fn bound_lock_waits(conn: &AsyncPgConnection, ms: u32) -> diesel::QueryResult<()> {
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(format!("SET LOCAL lock_timeout = {ms}")), &mut &*conn)
+        .await
+        .map(drop)
+}
+
 /// A `db.transaction` span inside whatever span is current (a request, a job);
 /// none for a transaction outside any span (an idle scheduler tick, a relay pass),
 /// which would otherwise start a one-span trace many times a second.

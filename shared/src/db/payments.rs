@@ -343,20 +343,10 @@ pub async fn lock_by_invoice(
 
 /// Locks the payments whose attempts carry these invoice ids (a batch of
 /// provider notifications; `invoices` pairs each id with its tenant), in id
-/// order, in one statement. An attempt of another tenant of the batch with the
-/// same id locks its payment too (harmless): callers match the pairs exactly.
+/// order, in one statement.
 pub async fn lock_by_invoices(conn: &AsyncPgConnection, invoices: &[(TenantId, &str)]) -> QueryResult<Vec<PaymentRow>> {
-    let tenants: Vec<TenantId> = invoices.iter().map(|(t, _)| *t).collect();
-    let ids: Vec<&str> = invoices.iter().map(|(_, i)| *i).collect();
     payments::table
-        .filter(
-            payments::id.eq_any(
-                payment_attempts::table
-                    .filter(payment_attempts::tenant_id.eq_any(tenants))
-                    .filter(payment_attempts::invoice_id.eq_any(ids))
-                    .select(payment_attempts::payment_id),
-            ),
-        )
+        .filter(payments::id.eq_any(super::attempts::of_invoices(invoices).select(payment_attempts::payment_id)))
         .order(payments::id)
         .for_update()
         .select(PaymentRow::as_select())

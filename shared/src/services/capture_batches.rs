@@ -10,10 +10,12 @@
 //! same payment or customer) is left to the one-by-one path
 //! ([`super::notifications::apply`]), which the caller runs after the commit.
 //!
-//! A notification stored before (a provider retry) rolls the batch back
-//! ([`STORED_BEFORE`]): so does any failure, and then every notification of the
-//! batch takes the one-by-one path, which de-duplicates, retries conflicts and
-//! answers each as it would have alone.
+//! A retry of a notification already applied is no candidate (its payment no
+//! longer waits). One stored before that left its payment waiting rolls the
+//! batch back ([`STORED_BEFORE`]); so does a lock held elsewhere for longer than
+//! the caller's bound, and any failure. Every notification of the batch then
+//! takes the one-by-one path, which de-duplicates, retries conflicts and answers
+//! each as it would have alone.
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,7 +36,7 @@ use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, Captured, PaymentRow};
 use crate::db::subscription_batches::apply_paid_periods;
 use crate::db::subscriptions as subs_db;
-use crate::db::{in_transaction, ledger, pipeline};
+use crate::db::{bound_lock_waits, in_transaction, ledger, pipeline};
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::ledger::Posting;
 use crate::domain::states::{PaymentKind, PaymentStatus};
@@ -76,14 +78,21 @@ struct Candidate<'q> {
     payment: PaymentRow,
 }
 
-/// Applies `queued` in one transaction on `conn` (the clock read inside it).
-/// Returns, for each, whether the batch applied it; the others are the caller's
-/// to apply one by one after this returns. An error rolled the whole batch back
-/// (nothing of it is written): every notification is the caller's then.
-pub async fn apply(conn: &mut AsyncPgConnection, clock: Clock, queued: &[Queued<'_>]) -> ServiceResult<Vec<bool>> {
+/// Applies `queued` in one transaction on `conn` (the clock read inside it),
+/// each statement waiting at most `lock_wait_ms` for a lock. Returns, for each,
+/// whether the batch applied it; the others are the caller's to apply one by one
+/// after this returns. An error rolled the whole batch back (nothing of it is
+/// written): every notification is the caller's then — [`STORED_BEFORE`], a lock
+/// held longer than `lock_wait_ms` (`lock_not_available`), or any failure.
+pub async fn apply(
+    conn: &mut AsyncPgConnection,
+    clock: Clock,
+    lock_wait_ms: u32,
+    queued: &[Queued<'_>],
+) -> ServiceResult<Vec<bool>> {
     in_transaction(conn, async |c| {
         let now = clock.now(c).await?;
-        let candidates = candidates(c, queued).await?;
+        let candidates = candidates(c, lock_wait_ms, queued).await?;
         let customers: Vec<CustomerId> = candidates.iter().map(|k| k.payment.customer_id).collect();
         let sub_ids: Vec<SubscriptionId> = candidates.iter().filter_map(|k| k.payment.subscription_id).collect();
         let mut by_customer: HashMap<CustomerId, Vec<Subscription>> = HashMap::new();
@@ -115,23 +124,29 @@ pub async fn apply(conn: &mut AsyncPgConnection, clock: Clock, queued: &[Queued<
 }
 
 /// The notifications of `queued` that may be plain captures, with their payments
-/// (locked, in id order) and attempts read in one round trip: those whose invoice
+/// (locked, in id order, after the transaction's lock waits are bounded to
+/// `lock_wait_ms`) and attempts read in one round trip: those whose invoice
 /// names a pending purchase of the same amount paid in full by card, moving no
 /// money beyond its own posting and issuing no receipt — the first for each
 /// payment and customer.
-async fn candidates<'q>(c: &mut AsyncPgConnection, queued: &'q [Queued<'q>]) -> ServiceResult<Vec<Candidate<'q>>> {
+async fn candidates<'q>(
+    c: &mut AsyncPgConnection,
+    lock_wait_ms: u32,
+    queued: &'q [Queued<'q>],
+) -> ServiceResult<Vec<Candidate<'q>>> {
     let invoices: Vec<(TenantId, &str)> =
         queued.iter().filter_map(|q| Some((q.tenant.id, q.report.invoice_id.as_deref()?))).collect();
     if invoices.is_empty() {
         return Ok(Vec::new());
     }
-    let (payments, attempts) = futures_util::future::join(
+    let (bounded, payments, attempts) = futures_util::future::join3(
+        bound_lock_waits(c, lock_wait_ms),
         payments_db::lock_by_invoices(c, &invoices),
         attempts_db::find_by_invoices(c, &invoices),
     )
     .await;
-    // In the order they ran: the lock's error is the cause, the read's its echo.
-    let (payments, attempts) = (payments?, attempts?);
+    // In the order they ran: the first error is the cause, the later ones its echo.
+    let (_, payments, attempts) = (bounded?, payments?, attempts?);
     let mut payments: HashMap<PaymentId, PaymentRow> = payments.into_iter().map(|p| (p.id, p)).collect();
     let attempts: HashMap<(TenantId, &str), &AttemptRow> =
         attempts.iter().map(|a| ((a.tenant_id, a.invoice_id.as_str()), a)).collect();

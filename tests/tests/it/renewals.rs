@@ -136,30 +136,12 @@ async fn a_wave_whose_set_based_recording_fails_is_recorded_one_by_one() {
     // Only the charges' own answers report the captures: no Pay notification takes
     // one of them to the one-by-one path first.
     app.sim.set_token_charge_notifications(false);
-    // The fault: the set-based period move (`db::subscription_batches::apply_paid_periods`)
-    // raises; the sequence counts its refusals (a sequence is not rolled back).
-    app.db.execute("CREATE SEQUENCE refused_batches").await;
-    app.db
-        .execute(
-            "CREATE FUNCTION refuse_set_based_renewals() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-               IF current_query() LIKE 'UPDATE subscriptions s SET status = v.status%' THEN \
-                 PERFORM nextval('refused_batches'); RAISE EXCEPTION 'injected fault: the batch is refused'; \
-               END IF; RETURN NULL; END $$",
-        )
-        .await;
-    app.db
-        .execute(
-            "CREATE TRIGGER refuse_set_based_renewals AFTER UPDATE ON subscriptions \
-             FOR EACH STATEMENT EXECUTE FUNCTION refuse_set_based_renewals()",
-        )
-        .await;
+    // The fault: the set-based period move (`db::subscription_batches::apply_paid_periods`) raises.
+    app.refuse_statements("subscriptions", "UPDATE subscriptions s SET status = v.status").await;
 
     app.advance_to("2026-04-05T09:00:00Z").await;
 
-    assert!(
-        app.db.check("SELECT is_called AND last_value >= 1 AS ready FROM refused_batches").await,
-        "the set-based recording was tried and refused"
-    );
+    assert!(app.refusals().await, "the set-based recording was tried and refused");
     for (customer, sub_id) in &bought {
         let payments = payments_of(&app, &t, customer).await;
         let renewals: Vec<&Value> = payments.iter().filter(|p| p["kind"] == "renewal").collect();

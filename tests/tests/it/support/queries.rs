@@ -89,4 +89,31 @@ impl TestApp {
     pub async fn event_types(&self, tenant: &Tenant) -> Vec<String> {
         self.events(tenant).await.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect()
     }
+
+    /// A fault injected in the database: any statement on `table` whose text
+    /// starts with `statement` raises (an `AFTER … FOR EACH STATEMENT` trigger),
+    /// rolling its transaction back. [`Self::refusals`] counts them.
+    pub async fn refuse_statements(&self, table: &str, statement: &str) {
+        self.db.execute("CREATE SEQUENCE refused_statements").await;
+        self.db
+            .execute(&format!(
+                "CREATE FUNCTION refuse_statements() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                   IF current_query() LIKE '{statement}%' THEN \
+                     PERFORM nextval('refused_statements'); RAISE EXCEPTION 'injected fault: the statement is refused'; \
+                   END IF; RETURN NULL; END $$"
+            ))
+            .await;
+        self.db
+            .execute(&format!(
+                "CREATE TRIGGER refuse_statements AFTER INSERT OR UPDATE OR DELETE ON {table} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION refuse_statements()"
+            ))
+            .await;
+    }
+
+    /// Whether a statement [`Self::refuse_statements`] refuses ran (a sequence
+    /// counts them; it is not rolled back with them).
+    pub async fn refusals(&self) -> bool {
+        self.db.check("SELECT is_called AS ready FROM refused_statements").await
+    }
 }
