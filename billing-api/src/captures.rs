@@ -9,7 +9,8 @@
 //! applies it one by one on its own connection (`services::notifications::apply`),
 //! concurrently with the others, exactly as it would without the queue. Under
 //! load a transaction, its statements and its commit serve many notifications; a
-//! row held elsewhere delays only the notifications that need it.
+//! row held elsewhere delays only the notifications that need it (and, while they
+//! wait, the connections they hold).
 
 use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use billing_shared::clock::Clock;
-use billing_shared::db::PgPool;
 use billing_shared::db::gateway_events::Received;
+use billing_shared::db::{PgPool, PooledConn};
 use billing_shared::error::{ServiceError, ServiceResult};
 use billing_shared::gateways::{Notification, NotificationEvent, NotificationReply, PaymentGateway, RawNotification};
 use billing_shared::services::capture_batches::{self, Queued};
@@ -139,7 +140,7 @@ impl CaptureQueue {
 async fn run(pool: PgPool, clock: Clock, linger: Duration, mut receiver: mpsc::UnboundedReceiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        if !linger.is_zero() {
+        if !linger.is_zero() && jobs.len() < MAX_BATCH {
             tokio::time::sleep(linger).await;
             while jobs.len() < MAX_BATCH
                 && let Ok(job) = receiver.try_recv()
@@ -147,14 +148,7 @@ async fn run(pool: PgPool, clock: Clock, linger: Duration, mut receiver: mpsc::U
                 jobs.push(job);
             }
         }
-        let applied = if jobs.len() > 1 {
-            AssertUnwindSafe(apply_batch(&pool, clock, &jobs)).catch_unwind().await.unwrap_or_else(|_| {
-                error!(notifications = jobs.len(), "applying a batch of notifications panicked; handing them back");
-                Vec::new()
-            })
-        } else {
-            Vec::new()
-        };
+        let applied = if jobs.len() > 1 { apply_batch(&pool, clock, &jobs).await } else { Vec::new() };
         for (i, job) in jobs.drain(..).enumerate() {
             let verdict = if applied.get(i) == Some(&true) {
                 Verdict::Applied(job.work.gateway.reply(NotificationReply::Accepted))
@@ -168,7 +162,8 @@ async fn run(pool: PgPool, clock: Clock, linger: Duration, mut receiver: mpsc::U
 }
 
 /// The batch's transaction on a connection of the pool: which notifications it
-/// applied (none when it was rolled back or could not start).
+/// applied (none when it was rolled back, could not start, or panicked — then
+/// its connection is closed, which ends its transaction and releases its locks).
 async fn apply_batch(pool: &PgPool, clock: Clock, jobs: &[Job]) -> Vec<bool> {
     let raws: Vec<RawNotification<'_>> = jobs.iter().map(|j| j.work.raw()).collect();
     let queued: Vec<Queued<'_>> = jobs
@@ -192,15 +187,37 @@ async fn apply_batch(pool: &PgPool, clock: Clock, jobs: &[Job]) -> Vec<bool> {
             })
         })
         .collect();
-    let result = match pool.get().await {
-        Ok(mut conn) if queued.len() == jobs.len() => {
-            capture_batches::apply(&mut conn, clock, LOCK_WAIT_MS, &queued).await
+    if queued.len() != jobs.len() {
+        return Vec::new();
+    }
+    let mut conn = match pool.get().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            warn!(error = %e, notifications = jobs.len(), "no connection for a batch of notifications; each is applied alone");
+            return Vec::new();
         }
-        Ok(_) => return Vec::new(),
-        Err(e) => Err(ServiceError::from(e)),
     };
-    result.unwrap_or_else(|e| {
-        warn!(error = %e, notifications = jobs.len(), "a batch of notifications was rolled back; each is applied alone");
-        Vec::new()
-    })
+    let applied =
+        AssertUnwindSafe(capture_batches::apply(&mut conn, clock, LOCK_WAIT_MS, &queued)).catch_unwind().await;
+    match applied {
+        Ok(Ok(applied)) => applied,
+        Ok(Err(e)) => {
+            warn!(error = %e, notifications = jobs.len(), "a batch of notifications was rolled back; each is applied alone");
+            Vec::new()
+        }
+        Err(panic) => {
+            // Not back to the pool with its transaction open: closed.
+            drop(PooledConn::take(conn));
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned());
+            error!(
+                panic = what.as_deref().unwrap_or("?"),
+                notifications = jobs.len(),
+                "a batch of notifications panicked; each is applied alone"
+            );
+            Vec::new()
+        }
+    }
 }

@@ -64,7 +64,7 @@ impl Application {
         // (bench/README, "Entitlement reads"). A worker actix restarts after a panic
         // shares a live worker's pool.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = cores.min(config.db_pool_size).max(1);
+        let workers = config.http_workers.unwrap_or(cores).min(config.db_pool_size).max(1);
         let per_worker = (config.db_pool_size / workers).max(1);
         let pools =
             (0..workers).map(|_| build_pool(&config.database_url, per_worker)).collect::<Result<Vec<_>, _>>()?;

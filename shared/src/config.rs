@@ -8,6 +8,7 @@
 //! | `BILLING_ADMIN_TOKEN` | operator bearer token | none: operator endpoints disabled |
 //! | `BILLING_TEST_CLOCK` | `1` enables the shared test clock | off |
 //! | `BILLING_DB_POOL_SIZE` | connections per process (the API: split between its HTTP workers, one pool each, no more workers than connections); the sum over all processes two to four per PostgreSQL core | `10` |
+//! | `BILLING_HTTP_WORKERS` | the API's HTTP worker threads (no more than `BILLING_DB_POOL_SIZE`) | one per core |
 //! | `BILLING_WORKER_METRICS_ADDR` | worker `/metrics` and `/healthz` | `127.0.0.1:9090` |
 //! | `BILLING_LOG_FORMAT` | `json` or `text` | `json` |
 //! | `BILLING_WORKER_PREFETCH` | messages in flight per worker queue | `512` |
@@ -50,6 +51,9 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     pub test_clock: bool,
     pub db_pool_size: usize,
+    /// The API's HTTP worker threads; `None`: one per core. Never more than
+    /// `db_pool_size` (each worker has a pool of its own).
+    pub http_workers: Option<usize>,
     pub worker_metrics_addr: SocketAddr,
     pub log_format: LogFormat,
     pub worker_prefetch: u16,
@@ -175,6 +179,10 @@ impl Config {
             rate_limit_per_second: u32::try_from(number("BILLING_RATE_LIMIT_PER_SECOND", 1000, 0..=1_000_000)?)
                 .unwrap_or(1000),
             rate_limit_burst: u32::try_from(number("BILLING_RATE_LIMIT_BURST", 2000, 1..=10_000_000)?).unwrap_or(2000),
+            http_workers: match var("BILLING_HTTP_WORKERS") {
+                None => None,
+                Some(_) => Some(usize::try_from(number("BILLING_HTTP_WORKERS", 1, 1..=256)?).unwrap_or(1)),
+            },
             capture_linger: Duration::from_millis(number("BILLING_CAPTURE_LINGER_MS", 0, 0..=10_000)?),
             secrets_keys,
         })

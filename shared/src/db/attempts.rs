@@ -166,15 +166,15 @@ pub async fn find_attempt_by_invoice(
         .optional()
 }
 
-/// The attempts carrying these invoice ids (paired with their tenants; an
-/// attempt of another tenant of the batch with the same id is returned too:
-/// callers match the pairs exactly), in one statement. Pipelinable.
+/// The attempts carrying these (tenant, invoice id) pairs, in one statement
+/// (kept prepared). Pipelinable.
 pub async fn find_by_invoices(conn: &AsyncPgConnection, invoices: &[(TenantId, &str)]) -> QueryResult<Vec<AttemptRow>> {
-    of_invoices(invoices).select(AttemptRow::as_select()).load(&mut &*conn).await
+    Cached::new(of_invoices(invoices).select(AttemptRow::as_select())).load(&mut &*conn).await
 }
 
 /// The attempts carrying these (tenant, invoice id) pairs exactly: `WHERE
-/// (tenant_id, invoice_id) IN (SELECT * FROM unnest($1, $2))`.
+/// (tenant_id, invoice_id) IN (SELECT * FROM unnest($1, $2))`. Its SQL is the
+/// same for any number of pairs (wrap a statement using it in [`Cached`]).
 pub fn of_invoices<'a>(invoices: &[(TenantId, &'a str)]) -> payment_attempts::BoxedQuery<'a, diesel::pg::Pg> {
     let tenants: Vec<TenantId> = invoices.iter().map(|(t, _)| *t).collect();
     let ids: Vec<&'a str> = invoices.iter().map(|(_, i)| *i).collect();

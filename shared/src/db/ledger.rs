@@ -53,8 +53,8 @@ pub async fn post(
 /// accounts they touch are created on first use (deterministic ids, `ON CONFLICT
 /// DO NOTHING`), then the transactions and their entries. Returns the ids.
 pub async fn post_many(conn: &AsyncPgConnection, items: &[Posted<'_>]) -> QueryResult<Vec<Uuid>> {
-    // Accounts on first use, created in id order (the order concurrent batches
-    // insert them in, so two never wait on each other's new account).
+    // Accounts on first use, created in id order, as every writer inserts them:
+    // two batches creating the same new accounts wait in turn, never in a cycle.
     let mut accounts: std::collections::BTreeMap<Uuid, (TenantId, String, Option<CustomerId>, String)> =
         std::collections::BTreeMap::new();
     let (mut txn_ids, mut txn_tenants, mut kinds, mut payments, mut descriptions, mut occurred) =

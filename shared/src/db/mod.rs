@@ -115,10 +115,44 @@ pub async fn in_transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
+    run_transaction(conn, None, f).await
+}
+
+/// [`in_transaction`] whose statements each wait at most `lock_wait_ms` for a
+/// lock (`BEGIN; SET LOCAL lock_timeout = …`, one round trip): a longer wait
+/// fails with SQLSTATE 55P03 (`lock_not_available`) and rolls it back. Not inside
+/// another transaction (that is an error).
+pub async fn in_transaction_bounded<T, E>(
+    conn: &mut AsyncPgConnection,
+    lock_wait_ms: u32,
+    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    run_transaction(conn, Some(lock_wait_ms), f).await
+}
+
+/// A transaction (a savepoint inside another), or with `lock_wait_ms` a
+/// top-level one with its lock waits bounded.
+async fn run_transaction<T, E>(
+    conn: &mut AsyncPgConnection,
+    lock_wait_ms: Option<u32>,
+    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
     use diesel_async::{AnsiTransactionManager, TransactionManager};
     use tracing::Instrument;
     async move {
-        AnsiTransactionManager::begin_transaction(conn).await?;
+        match lock_wait_ms {
+            None => AnsiTransactionManager::begin_transaction(conn).await?,
+            Some(ms) => {
+                AnsiTransactionManager::begin_transaction_sql(conn, &format!("BEGIN; SET LOCAL lock_timeout = {ms}"))
+                    .await?
+            }
+        }
         match f(conn).await {
             Ok(value) => {
                 AnsiTransactionManager::commit_transaction(conn).await?;
@@ -134,16 +168,6 @@ where
     }
     .instrument(transaction_span())
     .await
-}
-
-/// `SET LOCAL lock_timeout = ms`: from here to the end of the current
-/// transaction, a statement waiting longer than `ms` milliseconds for a lock
-/// fails (SQLSTATE 55P03, `lock_not_available`), which rolls the transaction back.
-/// Takes a shared connection, so it can open a pipelined round trip.
-pub async fn bound_lock_waits(conn: &AsyncPgConnection, ms: u32) -> diesel::QueryResult<()> {
-    diesel_async::RunQueryDsl::execute(diesel::sql_query(format!("SET LOCAL lock_timeout = {ms}")), &mut &*conn)
-        .await
-        .map(drop)
 }
 
 /// A `db.transaction` span inside whatever span is current (a request, a job);

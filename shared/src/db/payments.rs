@@ -343,15 +343,17 @@ pub async fn lock_by_invoice(
 
 /// Locks the payments whose attempts carry these invoice ids (a batch of
 /// provider notifications; `invoices` pairs each id with its tenant), in id
-/// order, in one statement.
+/// order, in one statement (kept prepared).
 pub async fn lock_by_invoices(conn: &AsyncPgConnection, invoices: &[(TenantId, &str)]) -> QueryResult<Vec<PaymentRow>> {
-    payments::table
-        .filter(payments::id.eq_any(super::attempts::of_invoices(invoices).select(payment_attempts::payment_id)))
-        .order(payments::id)
-        .for_update()
-        .select(PaymentRow::as_select())
-        .load(&mut &*conn)
-        .await
+    Cached::new(
+        payments::table
+            .filter(payments::id.eq_any(super::attempts::of_invoices(invoices).select(payment_attempts::payment_id)))
+            .order(payments::id)
+            .for_update()
+            .select(PaymentRow::as_select()),
+    )
+    .load(&mut &*conn)
+    .await
 }
 
 /// `SELECT … FROM payments WHERE id = (SELECT payment_id FROM payment_attempts

@@ -28,7 +28,7 @@ pub async fn lead(conn: &mut AsyncPgConnection, lock_wait_ms: u32) -> diesel::Qu
     .get_result(conn)
     .await?;
     if locked {
-        super::bound_lock_waits(conn, lock_wait_ms).await?;
+        diesel::sql_query(format!("SET LOCAL lock_timeout = {lock_wait_ms}")).execute(conn).await?;
     }
     Ok(locked)
 }

@@ -36,7 +36,7 @@ use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, Captured, PaymentRow};
 use crate::db::subscription_batches::apply_paid_periods;
 use crate::db::subscriptions as subs_db;
-use crate::db::{bound_lock_waits, in_transaction, ledger, pipeline};
+use crate::db::{in_transaction_bounded, ledger, pipeline};
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::ledger::Posting;
 use crate::domain::states::{PaymentKind, PaymentStatus};
@@ -90,9 +90,9 @@ pub async fn apply(
     lock_wait_ms: u32,
     queued: &[Queued<'_>],
 ) -> ServiceResult<Vec<bool>> {
-    in_transaction(conn, async |c| {
+    in_transaction_bounded(conn, lock_wait_ms, async |c| {
         let now = clock.now(c).await?;
-        let candidates = candidates(c, lock_wait_ms, queued).await?;
+        let candidates = candidates(c, queued).await?;
         let customers: Vec<CustomerId> = candidates.iter().map(|k| k.payment.customer_id).collect();
         let sub_ids: Vec<SubscriptionId> = candidates.iter().filter_map(|k| k.payment.subscription_id).collect();
         let mut by_customer: HashMap<CustomerId, Vec<Subscription>> = HashMap::new();
@@ -124,29 +124,23 @@ pub async fn apply(
 }
 
 /// The notifications of `queued` that may be plain captures, with their payments
-/// (locked, in id order, after the transaction's lock waits are bounded to
-/// `lock_wait_ms`) and attempts read in one round trip: those whose invoice
+/// (locked, in id order) and attempts read in one round trip: those whose invoice
 /// names a pending purchase of the same amount paid in full by card, moving no
 /// money beyond its own posting and issuing no receipt — the first for each
 /// payment and customer.
-async fn candidates<'q>(
-    c: &mut AsyncPgConnection,
-    lock_wait_ms: u32,
-    queued: &'q [Queued<'q>],
-) -> ServiceResult<Vec<Candidate<'q>>> {
+async fn candidates<'q>(c: &mut AsyncPgConnection, queued: &'q [Queued<'q>]) -> ServiceResult<Vec<Candidate<'q>>> {
     let invoices: Vec<(TenantId, &str)> =
         queued.iter().filter_map(|q| Some((q.tenant.id, q.report.invoice_id.as_deref()?))).collect();
     if invoices.is_empty() {
         return Ok(Vec::new());
     }
-    let (bounded, payments, attempts) = futures_util::future::join3(
-        bound_lock_waits(c, lock_wait_ms),
+    let (payments, attempts) = futures_util::future::join(
         payments_db::lock_by_invoices(c, &invoices),
         attempts_db::find_by_invoices(c, &invoices),
     )
     .await;
-    // In the order they ran: the first error is the cause, the later ones its echo.
-    let (_, payments, attempts) = (bounded?, payments?, attempts?);
+    // In the order they ran: the lock's error is the cause, the read's its echo.
+    let (payments, attempts) = (payments?, attempts?);
     let mut payments: HashMap<PaymentId, PaymentRow> = payments.into_iter().map(|p| (p.id, p)).collect();
     let attempts: HashMap<(TenantId, &str), &AttemptRow> =
         attempts.iter().map(|a| ((a.tenant_id, a.invoice_id.as_str()), a)).collect();
