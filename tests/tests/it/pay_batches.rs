@@ -84,8 +84,8 @@ async fn most_in_one_transaction(app: &TestApp, outcome: &str) -> i64 {
     .await
 }
 
-/// The (tenant-wide) transaction ids of the stored notifications with these
-/// gateway transaction ids, distinct.
+/// The distinct database transactions (`xmin`) that stored the notifications
+/// carrying these gateway transaction ids.
 async fn transactions_of(app: &TestApp, transaction_ids: &[i64]) -> Vec<String> {
     let ids: Vec<String> = transaction_ids.iter().map(|i| format!("'{i}'")).collect();
     app.rows(&format!(
