@@ -126,13 +126,16 @@ SQL
   while [ "$done" -lt "$n" ] || [ "$receipts" -lt "$want_receipts" ]; do
     sleep 0.5
     kill -0 "$worker" 2>/dev/null || { log "worker died (see .run/bench/worker.log)"; return 1; }
-    # The worker's own counter of captured charges until it reaches N, then the
-    # database: counting the payments and receipts is a scan of tables that grow
-    # and churn (up to a third of a second each, 0.7 ms of PostgreSQL's time per
-    # renewal when it ran every poll), and its snapshot holds back the clean-up of
-    # the outbox's published rows the relay reads past.
-    local captured; captured=$(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^billing_charges_total\{outcome="captured"\}/ {printf "%d", $2}')
-    [ "${captured:-0}" -ge "$n" ] || continue
+    # The worker's own counters of captured charges and registered income receipts
+    # until they reach N, then the database: counting the payments and receipts is a
+    # scan of tables that grow and churn (up to half a second each; 0.7 ms of
+    # PostgreSQL's time per renewal when it ran every poll, and a fifth of its time
+    # while the receipts finished when it ran once the charges were done).
+    local counters captured registered
+    counters=$(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" || true)
+    captured=$(awk '/^billing_charges_total\{outcome="captured"\}/ {printf "%d", $2}' <<<"$counters")
+    registered=$(awk '/^billing_receipts_registered_total\{kind="income"\}/ {printf "%d", $2}' <<<"$counters")
+    [ "${captured:-0}" -ge "$n" ] && [ "${registered:-0}" -ge "$want_receipts" ] || continue
     read -r done receipts < <(q -F ' ' -c "SELECT (SELECT count(*) FROM payments WHERE kind = 'renewal' AND status = 'succeeded'),
       (SELECT count(*) FROM receipts WHERE kind = 'income' AND status = 'registered')")
   done

@@ -4,7 +4,8 @@
 //! Messages are spread over lanes by ordering key. A relay pass takes a lane with a
 //! transaction-scoped advisory lock (another replica skips it), publishes the
 //! lane's oldest messages in sequence order on one confirm-mode channel, waits for
-//! the broker's confirms, then marks them published and commits. A crash before
+//! the broker's confirms, then takes them off the work list (`outbox_pending`) and
+//! commits. A crash before
 //! the commit republishes them (consumers deduplicate by message id); nothing is
 //! marked published that the broker did not confirm.
 
@@ -70,7 +71,7 @@ async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceRes
             }
         }
         let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-        outbox::mark_published(c, &seqs).await?;
+        outbox::mark_published(c, lane, &seqs).await?;
         metrics::counter!("billing_outbox_published_total").increment(rows.len() as u64);
         Ok(rows.len())
     })

@@ -117,6 +117,10 @@ fn describe() {
         "billing_provider_refusals_total",
         "Calls a provider refused for the merchant's settings, by provider, operation and tenant"
     );
+    describe_counter!(
+        "billing_receipts_registered_total",
+        "54-FZ receipts registered with the fiscal provider, by kind"
+    );
     describe_counter!("billing_renewals_started_total", "Renewal payments started by the scheduler");
     describe_counter!("billing_scheduler_claimed_total", "Subscriptions claimed by scheduler ticks");
     describe_counter!(

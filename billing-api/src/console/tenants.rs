@@ -188,7 +188,7 @@ pub(super) async fn timeline(state: Data<AppState>, _: Operator, path: Path<(Str
             h2 { "Events" }
             table #events {
                 tr { th { "Created" } th { "Type" } th { "Published" } }
-                @for e in &t.events { tr { td { (at(Some(e.created_at))) } td { (e.event_type) } td { (at(e.published_at)) } } }
+                @for e in &t.events { tr { td { (at(Some(e.created_at))) } td { (e.event_type) } td { (if e.published { "yes" } else { "waiting" }) } } }
             }
         },
     ))

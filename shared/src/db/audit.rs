@@ -171,9 +171,8 @@ pub const INVARIANTS: [Invariant; 12] = [
     Invariant {
         name: "outbox_draining",
         promise: "no outbox message waits unpublished for more than 5 minutes",
-        sql: "SELECT o.seq::text AS key FROM outbox_events o \
-              WHERE o.published_at IS NULL AND o.inserted_at < now() - interval '5 minutes' \
-                AND ($1::uuid IS NULL OR o.tenant_id = $1)",
+        sql: "SELECT o.seq::text AS key FROM outbox_pending p JOIN outbox_events o ON o.seq = p.seq \
+              WHERE p.inserted_at < now() - interval '5 minutes' AND ($1::uuid IS NULL OR o.tenant_id = $1)",
     },
 ];
 

@@ -3,7 +3,9 @@
 //! worker's relay. A row stores what happened — an event for product backends or
 //! a [`Job`] for the worker, with the envelope `{id, type, created_at, tenant_id,
 //! data}`, and for a delayed job the retry step it waits on; the relay alone
-//! decides where it goes ([`Route::of`]).
+//! decides where it goes ([`Route::of`]). `outbox_events` is append-only; what is
+//! still to publish is listed in `outbox_pending` (lane, seq), whose rows the relay
+//! deletes once the broker confirmed them.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -12,7 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::cached::Cached;
-use super::schema::outbox_events;
+use super::schema::{outbox_events, outbox_pending};
 use crate::domain::ids::TenantId;
 use crate::queue::jobs::Job;
 use crate::queue::topology::{EVENTS_EXCHANGE, RETRY_EXCHANGE, WORK_EXCHANGE, retry_queue};
@@ -102,8 +104,9 @@ impl Route {
 }
 
 /// Appends messages in one statement over arrays, in the given order (their `seq`
-/// follows it; the relay publishes a lane in `seq` order). Its SQL never varies,
-/// so it stays prepared ([`Cached`]). Returns their ids.
+/// follows it; the relay publishes a lane in `seq` order), each with its entry in
+/// the relay's work list `outbox_pending`. Its SQL never varies, so it stays
+/// prepared ([`Cached`]). Returns their ids.
 pub async fn emit_many(
     conn: &AsyncPgConnection,
     created_at: DateTime<Utc>,
@@ -142,11 +145,12 @@ pub async fn emit_many(
     }
     Cached::new(
         diesel::sql_query(
-            "INSERT INTO outbox_events (id, tenant_id, event_type, ordering_key, payload, message, delay_step, lane, \
-             created_at, trace_context) \
+            "WITH e AS (INSERT INTO outbox_events (id, tenant_id, event_type, ordering_key, payload, message, \
+             delay_step, lane, created_at, trace_context) \
              SELECT i, t, e, k, p, m, d, l, $9, c FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], \
              $5::jsonb[], $6::text[], $7::int2[], $8::int2[], $10::text[]) WITH ORDINALITY AS u(i, t, e, k, p, m, d, l, c, n) \
-             ORDER BY n",
+             ORDER BY n RETURNING lane, seq) \
+             INSERT INTO outbox_pending (lane, seq) SELECT lane, seq FROM e",
         )
         .bind::<Array<SqlUuid>, _>(&ids)
         .bind::<Array<SqlUuid>, _>(&tenants)
@@ -184,8 +188,9 @@ pub struct Pending {
     pub trace_context: Option<String>,
 }
 
-/// Lanes that have unpublished messages: one index probe per lane, each stopping
-/// at the lane's first unpublished row.
+/// Lanes that have unpublished messages: one probe per lane of the small
+/// `outbox_pending` table (its rows are deleted as they are published, so a probe
+/// never walks the published history).
 pub async fn busy_lanes(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i16>> {
     #[derive(QueryableByName)]
     struct Lane {
@@ -195,7 +200,7 @@ pub async fn busy_lanes(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i16>> {
     let lanes: Vec<Lane> = Cached::new(
         diesel::sql_query(
             "SELECT l::smallint AS lane FROM generate_series(0, $1 - 1) AS l \
-         WHERE EXISTS (SELECT 1 FROM outbox_events WHERE lane = l AND published_at IS NULL)",
+             WHERE EXISTS (SELECT 1 FROM outbox_pending WHERE lane = l)",
         )
         .bind::<diesel::sql_types::SmallInt, _>(LANES),
     )
@@ -204,12 +209,12 @@ pub async fn busy_lanes(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i16>> {
     Ok(lanes.into_iter().map(|l| l.lane).collect())
 }
 
-/// The oldest unpublished messages of a lane, in order.
+/// The oldest unpublished messages of a lane, in order, at most `limit`.
 pub async fn pending(conn: &mut AsyncPgConnection, lane: i16, limit: i64) -> QueryResult<Vec<Pending>> {
-    outbox_events::table
-        .filter(outbox_events::lane.eq(lane))
-        .filter(outbox_events::published_at.is_null())
-        .order(outbox_events::seq.asc())
+    outbox_pending::table
+        .inner_join(outbox_events::table.on(outbox_events::seq.eq(outbox_pending::seq)))
+        .filter(outbox_pending::lane.eq(lane))
+        .order(outbox_pending::seq.asc())
         .limit(limit)
         .select((
             outbox_events::seq,
@@ -225,22 +230,20 @@ pub async fn pending(conn: &mut AsyncPgConnection, lane: i16, limit: i64) -> Que
         .await
 }
 
-pub async fn mark_published(conn: &mut AsyncPgConnection, seqs: &[i64]) -> QueryResult<usize> {
-    Cached::new(
-        diesel::update(outbox_events::table.filter(outbox_events::seq.eq_any(seqs)))
-            .set(outbox_events::published_at.eq(diesel::dsl::now)),
-    )
+/// Takes the messages `seqs` of `lane` off the work list (the broker confirmed
+/// them); returns how many were on it.
+pub async fn mark_published(conn: &mut AsyncPgConnection, lane: i16, seqs: &[i64]) -> QueryResult<usize> {
+    Cached::new(diesel::delete(
+        outbox_pending::table.filter(outbox_pending::lane.eq(lane)).filter(outbox_pending::seq.eq_any(seqs)),
+    ))
     .execute(conn)
     .await
 }
 
 /// Seconds since the oldest unpublished message was written (real time).
 pub async fn lag_seconds(conn: &mut AsyncPgConnection) -> QueryResult<f64> {
-    let oldest: Option<DateTime<Utc>> = outbox_events::table
-        .filter(outbox_events::published_at.is_null())
-        .select(diesel::dsl::min(outbox_events::inserted_at))
-        .first(conn)
-        .await?;
+    let oldest: Option<DateTime<Utc>> =
+        outbox_pending::table.select(diesel::dsl::min(outbox_pending::inserted_at)).first(conn).await?;
     Ok(oldest.map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0))
 }
 
@@ -269,8 +272,8 @@ pub async fn try_lock_lane(conn: &mut AsyncPgConnection, namespace: i32, lane: i
 pub struct EventEntry {
     pub event_type: String,
     pub created_at: DateTime<Utc>,
-    /// When the relay published it (`None`: still waiting in the outbox).
-    pub published_at: Option<DateTime<Utc>>,
+    /// Whether the relay published it (false: still waiting in the outbox).
+    pub published: bool,
 }
 
 /// The tenant's events ordered by `key` (a subscription's id orders its own
@@ -281,13 +284,16 @@ pub async fn events_of(
     key: Uuid,
     limit: i64,
 ) -> QueryResult<Vec<EventEntry>> {
+    let waiting = outbox_pending::table
+        .filter(outbox_pending::lane.eq(outbox_events::lane))
+        .filter(outbox_pending::seq.eq(outbox_events::seq));
     outbox_events::table
         .filter(outbox_events::tenant_id.eq(tenant_id))
         .filter(outbox_events::ordering_key.eq(key))
         .filter(outbox_events::message.eq(crate::domain::states::OutboxMessage::Event))
         .order(outbox_events::seq.asc())
         .limit(limit)
-        .select((outbox_events::event_type, outbox_events::created_at, outbox_events::published_at))
+        .select((outbox_events::event_type, outbox_events::created_at, diesel::dsl::not(diesel::dsl::exists(waiting))))
         .load(conn)
         .await
 }

@@ -24,7 +24,7 @@ use crate::db::receipts::{self as db, ReceiptRow};
 use crate::db::{PgPool, in_transaction};
 use crate::domain::ids::TenantId;
 use crate::domain::receipt::{FiscalAttributes, ReceiptDocument};
-use crate::domain::states::ReceiptStatus;
+use crate::domain::states::{ReceiptKind, ReceiptStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::fiscal::{FiscalError, FiscalRegistrar, Registered, Registrars, RegistrationRequest, ReportState};
 use crate::queue::topology::RECEIPTS;
@@ -57,7 +57,8 @@ pub(super) async fn learn(
     learned: Learned,
 ) -> ServiceResult<JobResult> {
     let mut conn = pool.get().await?;
-    in_transaction(&mut conn, async |c| {
+    let mut registered = None;
+    let result = in_transaction(&mut conn, async |c| {
         let now = clock.now(c).await?;
         let Some(mut row) = db::find_for_update(c, id).await? else { return Ok(JobResult::Done) };
         let stale = row.attempt != attempt && !matches!(learned, Learned::GaveUp(_));
@@ -78,6 +79,7 @@ pub(super) async fn learn(
                 row.registered_at = Some(now);
                 db::save(c, &row).await?;
                 receipts::emit(c, now, &row, "receipt.registered").await?;
+                registered = Some(row.kind);
                 Ok(JobResult::Done)
             }
             Learned::AttemptFailed(reason) if attempt < MAX_ATTEMPTS => {
@@ -92,7 +94,18 @@ pub(super) async fn learn(
             Learned::GaveUp(reason) => fail(c, now, row, reason, false).await,
         }
     })
-    .await
+    .await;
+    if result.is_ok()
+        && let Some(kind) = registered
+    {
+        count_registered(kind, 1);
+    }
+    result
+}
+
+/// Counts receipts of `kind` registered (committed): `billing_receipts_registered_total{kind}`.
+pub(super) fn count_registered(kind: ReceiptKind, n: usize) {
+    metrics::counter!("billing_receipts_registered_total", "kind" => kind.as_str()).increment(n as u64);
 }
 
 /// The receipt fails (`receipt.failed`) and its job is dead-lettered with the

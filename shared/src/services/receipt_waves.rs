@@ -21,7 +21,9 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::JobResult;
-use super::receipt_registration::{AWAITING_REPORT, Learned, Registration, Retry, conclude, learn, process, step};
+use super::receipt_registration::{
+    AWAITING_REPORT, Learned, Registration, Retry, conclude, count_registered, learn, process, step,
+};
 use super::receipts::{event_of, ordering, registration_job};
 use super::tenants::{self, Tenant};
 use crate::clock::Clock;
@@ -31,7 +33,7 @@ use crate::db::receipts::{self as db, ReceiptRow};
 use crate::db::{PgPool, in_transaction};
 use crate::domain::ids::PaymentId;
 use crate::domain::receipt::FiscalAttributes;
-use crate::domain::states::ReceiptStatus;
+use crate::domain::states::{ReceiptKind, ReceiptStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::fiscal::FiscalRegistrar;
 use crate::queue::jobs::Job;
@@ -321,7 +323,7 @@ async fn record_registered(
         rows.push((row.id, row.attempt, text));
     }
     let mut conn = pool.get().await?;
-    in_transaction(&mut conn, async |c| {
+    let marked = in_transaction(&mut conn, async |c| {
         let now = clock.now(c).await?;
         let marked = db::register_many(c, now, &rows).await?;
         let payments: Vec<PaymentId> = marked.iter().map(|r| r.payment_id).collect();
@@ -334,7 +336,14 @@ async fn record_registered(
             })
             .collect::<ServiceResult<Vec<_>>>()?;
         outbox::emit_many(c, now, events).await?;
-        Ok(())
+        Ok::<_, ServiceError>(marked)
     })
-    .await
+    .await?;
+    for kind in ReceiptKind::ALL {
+        let n = marked.iter().filter(|r| r.kind == *kind).count();
+        if n > 0 {
+            count_registered(*kind, n);
+        }
+    }
+    Ok(())
 }

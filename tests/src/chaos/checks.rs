@@ -18,7 +18,7 @@ const UNRESOLVED: &str = "\
     SELECT 'attempt ' || id || ' of payment ' || payment_id FROM payment_attempts WHERE status IN ('pending', 'sent', 'unknown') \
     UNION ALL SELECT 'refund ' || id FROM refunds WHERE status IN ('pending_review', 'approved', 'processing') \
     UNION ALL SELECT 'receipt ' || id FROM receipts WHERE status = 'pending' \
-    UNION ALL SELECT 'event ' || id FROM outbox_events WHERE published_at IS NULL";
+    UNION ALL SELECT 'event ' || o.id FROM outbox_pending p JOIN outbox_events o ON o.seq = p.seq";
 
 /// Waits until nothing is in flight (or `within` passes); returns what still is.
 pub async fn settle(db: &Db, within: Duration) -> anyhow::Result<Vec<String>> {
@@ -202,7 +202,8 @@ async fn events_recorded_once(db: &Db) -> anyhow::Result<Check> {
     for (event, key, things) in pairs {
         let sql = format!(
             "SELECT t.id || ' ' || count(o.seq) FROM ({things}) t(id) LEFT JOIN outbox_events o \
-             ON o.event_type = '{event}' AND o.published_at IS NOT NULL AND o.payload->'data'->>'{key}' = t.id \
+             ON o.event_type = '{event}' AND o.payload->'data'->>'{key}' = t.id \
+             AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq) \
              GROUP BY t.id HAVING count(o.seq) <> 1"
         );
         looked_at += usize::try_from(db.number(&format!("SELECT count(*) FROM ({things}) t")).await?)?;
@@ -216,7 +217,10 @@ async fn events_recorded_once(db: &Db) -> anyhow::Result<Check> {
 /// subscriber got nothing the outbox does not hold.
 async fn events_delivered(db: &Db, delivered: &HashMap<String, usize>) -> anyhow::Result<Check> {
     let published: HashSet<String> = db
-        .rows("SELECT id::text FROM outbox_events WHERE message = 'event' AND published_at IS NOT NULL")
+        .rows(
+            "SELECT id::text FROM outbox_events o WHERE message = 'event' \
+             AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq)",
+        )
         .await?
         .into_iter()
         .collect();

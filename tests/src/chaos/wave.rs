@@ -169,7 +169,7 @@ impl Wave {
                 .db
                 .number(
                     "SELECT (SELECT count(*) FROM payment_attempts WHERE status IN ('pending', 'sent')) \
-                     + (SELECT count(*) FROM outbox_events WHERE published_at IS NULL)",
+                     + (SELECT count(*) FROM outbox_pending)",
                 )
                 .await?;
             if busy == 0 {

@@ -62,8 +62,8 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
     app.db
         .execute(
             // On a lane no relay serves: the running worker cannot publish it again.
-            "UPDATE outbox_events SET published_at = NULL, inserted_at = now() - interval '1 hour', lane = 32000 \
-             WHERE seq = (SELECT max(seq) FROM outbox_events)",
+            "INSERT INTO outbox_pending (lane, seq, inserted_at) \
+             SELECT 32000, max(seq), now() - interval '1 hour' FROM outbox_events",
         )
         .await;
     app.db

@@ -17,7 +17,7 @@ pub(crate) fn licence_fiscal() -> Value {
 }
 
 /// A VAT-paying service seller (`vat22`, payment object 4).
-fn service_fiscal() -> Value {
+pub(crate) fn service_fiscal() -> Value {
     json!({"inn": "7704211201", "sno": "osn", "vat": "vat22", "settlement_sign": "full_payment",
            "payment_object": 4, "payment_address": "https://orbita.example.ru", "email": "billing@orbita.example.ru"})
 }

@@ -153,6 +153,12 @@ async fn the_worker_exposes_prometheus_metrics() {
     );
     let t = orbita(&app, json!({"dunning_retry_days": [1]})).await;
     let customers = seed(&app, &t, 2).await;
+    // A fiscal tenant's customer: an income receipt for the purchase and one for the renewal.
+    let fiscal = app
+        .fiscal_tenant("Orbita (fiscal)", json!({"dunning_retry_days": [1]}), crate::receipts::service_fiscal())
+        .await;
+    app.plan_monthly(&fiscal, "START", "1990.00").await;
+    seed(&app, &fiscal, 1).await;
     app.sim.script_token(
         &billing_tests::cloudpayments::CloudPaymentsSim::token_for(billing_tests::cloudpayments::CARD_OK),
         &[billing_tests::cloudpayments::TokenScript::Decline { reason_code: 5051 }],
@@ -170,13 +176,14 @@ async fn the_worker_exposes_prometheus_metrics() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for metric in [
-        "billing_charges_total{outcome=\"captured\"} 2",
+        "billing_charges_total{outcome=\"captured\"} 3",
         "billing_charges_total{outcome=\"declined\"} 1",
         "billing_dunning_retries_total 1",
         "billing_outbox_lag_seconds",
         "billing_outbox_published_total",
         "billing_queue_messages_ready{queue=\"billing.renewals\"}",
         "billing_queue_messages_ready{queue=\"billing.webhooks.dead\"}",
+        "billing_receipts_registered_total{kind=\"income\"} 2",
         "billing_scheduler_claimed_total",
     ] {
         assert!(text.contains(metric), "{metric} missing from\n{text}");

@@ -272,12 +272,19 @@ diesel::table! {
         ordering_key -> Uuid,
         payload -> Jsonb,
         created_at -> Timestamptz,
-        published_at -> Nullable<Timestamptz>,
         lane -> Int2,
         inserted_at -> Timestamptz,
         message -> Text,
         delay_step -> Nullable<Int2>,
         trace_context -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    outbox_pending (lane, seq) {
+        lane -> Int2,
+        seq -> Int8,
+        inserted_at -> Timestamptz,
     }
 }
 
@@ -457,6 +464,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     gateway_events,
     outbox_events,
+    outbox_pending,
     test_clock,
     subscription_notices,
     webhook_deliveries,

@@ -275,8 +275,7 @@ impl TestApp {
                         c["now"].as_str().unwrap_or("")
                     ))
                     .await;
-                let unpublished =
-                    self.count("SELECT count(*) AS n FROM outbox_events WHERE published_at IS NULL").await;
+                let unpublished = self.count("SELECT count(*) AS n FROM outbox_pending").await;
                 let open = self.count("SELECT count(*) AS n FROM payment_attempts WHERE status IN ('pending', 'sent', 'unknown') AND channel <> 'widget'").await;
                 let rows =
                     self.rows("SELECT row_to_json(s)::text AS row FROM subscriptions s WHERE due_at IS NOT NULL").await;
