@@ -51,9 +51,11 @@ pub async fn run(conn: Arc<Connection>, every: Duration, mut stop: watch::Receiv
 pub const BUSINESS_EVERY: Duration = Duration::from_secs(30);
 
 /// The longest pause between two business reads, however slow they are: a gauge
-/// series set at every read must outlive the gap between two reads.
+/// series set at every read must outlive the gap between two reads (the pause plus
+/// a read, which gives up after `READ_TIMEOUT`).
 const BUSINESS_MAX_PAUSE: Duration = Duration::from_secs(telemetry::GAUGE_IDLE_TIMEOUT.as_secs() / 2);
 const _: () = assert!(BUSINESS_MAX_PAUSE.as_secs() >= 2 * BUSINESS_EVERY.as_secs());
+const _: () = assert!(BUSINESS_MAX_PAUSE.as_secs() + READ_TIMEOUT.as_secs() < telemetry::GAUGE_IDLE_TIMEOUT.as_secs());
 
 /// The pause after a business read that took `took`: `every`, stretched so that the
 /// reads take at most a twentieth of the sampling connection's time (a read counts
@@ -67,8 +69,8 @@ fn business_pause(every: Duration, took: Duration) -> Duration {
 /// `stop`: `billing_subscriptions{tenant,status}`, `billing_mrr{tenant,currency}`,
 /// `billing_renewals_due{tenant}`, `billing_payments{tenant,status}`,
 /// `billing_refunds{tenant,status}`, `billing_receipts{tenant,status}`,
-/// `billing_receipts_oldest_pending_seconds{tenant}`. A read slower than a
-/// twentieth of `every` stretches the pause after it ([`business_pause`]).
+/// `billing_receipts_oldest_pending_seconds{tenant}`. A read longer than `every`/19
+/// stretches the pause after it ([`business_pause`]).
 ///
 /// One worker replica samples: the one holding the sampler's advisory lock
 /// ([`business_metrics::try_lead`]) on a connection taken out of the pool for as

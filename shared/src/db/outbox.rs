@@ -4,8 +4,10 @@
 //! a [`Job`] for the worker, with the envelope `{id, type, created_at, tenant_id,
 //! data}`, and for a delayed job the retry step it waits on; the relay alone
 //! decides where it goes ([`Route::of`]). `outbox_events` is append-only; what is
-//! still to publish is listed in `outbox_pending` (lane, seq), whose rows the relay
-//! deletes once the broker confirmed them.
+//! still to publish is listed in `outbox_pending` (lane, seq; filled by a statement
+//! trigger on `outbox_events`), whose rows the relay deletes once the broker
+//! confirmed them. (`outbox_events.published_at` is no longer written; it stays one
+//! release for the relays of older binaries.)
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -104,9 +106,9 @@ impl Route {
 }
 
 /// Appends messages in one statement over arrays, in the given order (their `seq`
-/// follows it; the relay publishes a lane in `seq` order), each with its entry in
-/// the relay's work list `outbox_pending`. Its SQL never varies, so it stays
-/// prepared ([`Cached`]). Returns their ids.
+/// follows it; the relay publishes a lane in `seq` order); the table's statement
+/// trigger puts each on the relay's work list `outbox_pending` (migration 000022).
+/// Its SQL never varies, so it stays prepared ([`Cached`]). Returns their ids.
 pub async fn emit_many(
     conn: &AsyncPgConnection,
     created_at: DateTime<Utc>,
@@ -145,12 +147,11 @@ pub async fn emit_many(
     }
     Cached::new(
         diesel::sql_query(
-            "WITH e AS (INSERT INTO outbox_events (id, tenant_id, event_type, ordering_key, payload, message, \
-             delay_step, lane, created_at, trace_context) \
+            "INSERT INTO outbox_events (id, tenant_id, event_type, ordering_key, payload, message, delay_step, lane, \
+             created_at, trace_context) \
              SELECT i, t, e, k, p, m, d, l, $9, c FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], \
              $5::jsonb[], $6::text[], $7::int2[], $8::int2[], $10::text[]) WITH ORDINALITY AS u(i, t, e, k, p, m, d, l, c, n) \
-             ORDER BY n RETURNING lane, seq) \
-             INSERT INTO outbox_pending (lane, seq) SELECT lane, seq FROM e",
+             ORDER BY n",
         )
         .bind::<Array<SqlUuid>, _>(&ids)
         .bind::<Array<SqlUuid>, _>(&tenants)
@@ -189,8 +190,9 @@ pub struct Pending {
 }
 
 /// Lanes that have unpublished messages: one probe per lane of the small
-/// `outbox_pending` table (its rows are deleted as they are published, so a probe
-/// never walks the published history).
+/// `outbox_pending` table. Its rows are deleted as they are published; a probe
+/// steps over their index entries (marked dead after the first pass) until vacuum
+/// clears them, never over the published messages themselves.
 pub async fn busy_lanes(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i16>> {
     #[derive(QueryableByName)]
     struct Lane {
