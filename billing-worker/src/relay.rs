@@ -5,9 +5,8 @@
 //! transaction-scoped advisory lock (another replica skips it), publishes the
 //! lane's oldest messages in sequence order on one confirm-mode channel, waits for
 //! the broker's confirms, then takes them off the work list (`outbox_pending`) and
-//! commits. A crash before
-//! the commit republishes them (consumers deduplicate by message id); nothing is
-//! marked published that the broker did not confirm.
+//! commits. A crash before the commit republishes them (consumers deduplicate by
+//! message id); nothing leaves the work list that the broker did not confirm.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,6 +14,9 @@ use crate::atol::AtolSim;
 use crate::cloudpayments::CloudPaymentsSim;
 
 /// Rows still in flight: charges, refunds, receipts, unpublished events.
+/// SQL condition: the outbox row `o` is published (off the relay's work list).
+pub(super) const PUBLISHED: &str = "NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq)";
+
 const UNRESOLVED: &str = "\
     SELECT 'attempt ' || id || ' of payment ' || payment_id FROM payment_attempts WHERE status IN ('pending', 'sent', 'unknown') \
     UNION ALL SELECT 'refund ' || id FROM refunds WHERE status IN ('pending_review', 'approved', 'processing') \
@@ -202,8 +205,7 @@ async fn events_recorded_once(db: &Db) -> anyhow::Result<Check> {
     for (event, key, things) in pairs {
         let sql = format!(
             "SELECT t.id || ' ' || count(o.seq) FROM ({things}) t(id) LEFT JOIN outbox_events o \
-             ON o.event_type = '{event}' AND o.payload->'data'->>'{key}' = t.id \
-             AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq) \
+             ON o.event_type = '{event}' AND o.payload->'data'->>'{key}' = t.id AND {PUBLISHED} \
              GROUP BY t.id HAVING count(o.seq) <> 1"
         );
         looked_at += usize::try_from(db.number(&format!("SELECT count(*) FROM ({things}) t")).await?)?;
@@ -217,10 +219,7 @@ async fn events_recorded_once(db: &Db) -> anyhow::Result<Check> {
 /// subscriber got nothing the outbox does not hold.
 async fn events_delivered(db: &Db, delivered: &HashMap<String, usize>) -> anyhow::Result<Check> {
     let published: HashSet<String> = db
-        .rows(
-            "SELECT id::text FROM outbox_events o WHERE message = 'event' \
-             AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq)",
-        )
+        .rows(&format!("SELECT id::text FROM outbox_events o WHERE message = 'event' AND {PUBLISHED}"))
         .await?
         .into_iter()
         .collect();

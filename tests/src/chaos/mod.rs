@@ -184,7 +184,10 @@ async fn operations(db: &Db, ops: &wave::Operations) -> anyhow::Result<Vec<(&'st
             n("SELECT count(*) FROM receipts WHERE status = 'registered'").await?,
         ),
         ("receipts failed (dead-lettered)", n("SELECT count(*) FROM receipts WHERE status = 'failed'").await?),
-        ("events published", n("SELECT count(*) FROM outbox_events o WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq)").await?),
+        (
+            "events published",
+            db.number(&format!("SELECT count(*) FROM outbox_events o WHERE {}", checks::PUBLISHED)).await?,
+        ),
         ("dead letters", n("SELECT count(*) FROM dead_letters").await?),
     ])
 }
