@@ -10,7 +10,9 @@ use billing_shared::queue::jobs::Job;
 use billing_shared::queue::topology::{RECEIPTS, RENEWALS, WEBHOOKS, WorkQueue};
 use billing_shared::services::receipt_registration::{self, Registration};
 use billing_shared::services::receipt_waves::{self, ReceiptJob};
-use billing_shared::services::{JobResult, charge_attempts, dead_letters, refund_execution, webhook_delivery};
+use billing_shared::services::{
+    JobResult, charge_attempts, charge_waves, dead_letters, refund_execution, webhook_delivery,
+};
 use futures_util::future::join_all;
 use uuid::Uuid;
 
@@ -33,8 +35,8 @@ pub struct Message<'a> {
 }
 
 /// Whether the consumer of `queue` takes what is waiting in batches
-/// ([`Handlers::handle_batch`]): renewal charges (a wave of renewals is recorded
-/// set-based) and receipt registrations (a wave of receipts is registered together).
+/// ([`Handlers::handle_batch`]): charge jobs (their captured renewals are recorded
+/// set-based) and receipt registrations (registered together).
 pub fn batched(queue: WorkQueue) -> bool {
     queue.name == RENEWALS.name || queue.name == RECEIPTS.name
 }
@@ -79,6 +81,9 @@ impl Handlers {
             Job::ChargeAttempt { attempt_id } | Job::ReconcileAttempt { attempt_id } => {
                 charge_attempts::process_attempt(&self.pool, self.clock, gateways, attempt_id).await
             }
+            Job::ChargeAttempts { attempt_ids } => {
+                charge_waves::process_wave(&self.pool, self.clock, gateways, &attempt_ids, last).await
+            }
             Job::ExecuteRefund { refund_id } | Job::ReconcileRefund { refund_id } => {
                 refund_execution::process(&self.pool, self.clock, gateways, refund_id).await
             }
@@ -93,9 +98,9 @@ impl Handlers {
     }
 
     /// A batch of messages of a batched queue ([`batched`]), handled together: the
-    /// charge jobs of `billing.renewals`, the registration jobs of
-    /// `billing.receipts`; any other message one by one. One result per message, in
-    /// order.
+    /// one-attempt charge jobs of `billing.renewals`, the one-receipt registration
+    /// jobs of `billing.receipts`; any other message (a wave of charges or receipts)
+    /// on its own, concurrently. One result per message, in order.
     pub async fn handle_batch(&self, queue: WorkQueue, messages: &[Message<'_>]) -> Vec<ServiceResult<JobResult>> {
         let jobs: Vec<Option<Job>> =
             messages.iter().map(|m| Job::decode(m.body).ok().filter(|j| j.queue().name == queue.name)).collect();

@@ -41,7 +41,6 @@ async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceRes
             let route = Route::of(row).ok_or_else(|| {
                 ServiceError::Internal(format!("outbox message {} of unknown type {}", row.id, row.event_type))
             })?;
-            let body = serde_json::to_vec(&row.payload).map_err(|e| ServiceError::Internal(e.to_string()))?;
             let mut props = BasicProperties::default()
                 .with_message_id(row.id.to_string().as_str().into())
                 .with_content_type("application/json".into())
@@ -56,7 +55,7 @@ async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceRes
                     route.exchange.into(),
                     route.routing_key.as_str().into(),
                     BasicPublishOptions::default(),
-                    &body,
+                    &row.payload.0,
                     props,
                 )
                 .await

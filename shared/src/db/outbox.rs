@@ -65,6 +65,26 @@ impl NewEvent {
         NewEvent { tenant_id, ordering_key, event_type, data, message: Message::Job, delay_step: None, cause: None }
     }
 
+    /// One job per tenant for a wave of `(tenant, id)` items (a renewal wave's
+    /// charge attempts or receipts): `job` makes it from that tenant's ids, in order
+    /// of first appearance; each is ordered by its first id.
+    pub fn waves(items: impl IntoIterator<Item = (TenantId, Uuid)>, job: impl Fn(Vec<Uuid>) -> Job) -> Vec<Self> {
+        let mut waves: Vec<(TenantId, Vec<Uuid>)> = Vec::new();
+        for (tenant, id) in items {
+            match waves.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, ids)) => ids.push(id),
+                None => waves.push((tenant, vec![id])),
+            }
+        }
+        waves
+            .into_iter()
+            .filter_map(|(tenant, ids)| {
+                let first = ids.iter().next().copied()?;
+                Some(NewEvent::job(tenant, first, job(ids)))
+            })
+            .collect()
+    }
+
     /// Caused by the span `traceparent` names, not by the span writing it.
     pub fn caused_by(mut self, traceparent: Option<String>) -> Self {
         self.cause = traceparent;
@@ -175,6 +195,21 @@ pub async fn emit(conn: &AsyncPgConnection, created_at: DateTime<Utc>, event: Ne
     ids.into_iter().next().ok_or(diesel::result::Error::NotFound)
 }
 
+/// A stored `jsonb` document as the text PostgreSQL sends (its binary form is a
+/// version byte, 1, then the text): the relay publishes it without parsing it into
+/// a [`Value`] and serializing it again. Errors: any other version.
+#[derive(Debug, Clone, diesel::deserialize::FromSqlRow)]
+pub struct RawJson(pub Vec<u8>);
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Jsonb, diesel::pg::Pg> for RawJson {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        match value.as_bytes() {
+            [1, text @ ..] => Ok(RawJson(text.to_vec())),
+            _ => Err("unsupported jsonb version in a stored message".into()),
+        }
+    }
+}
+
 /// An unpublished message, as the relay reads it.
 #[derive(Debug, Clone, Queryable)]
 pub struct Pending {
@@ -184,7 +219,8 @@ pub struct Pending {
     pub message: Message,
     pub event_type: String,
     pub delay_step: Option<i16>,
-    pub payload: Value,
+    /// The envelope, published as PostgreSQL sends it (never parsed by the relay).
+    pub payload: RawJson,
     /// The `traceparent` of the span that wrote it, for the AMQP headers.
     pub trace_context: Option<String>,
 }

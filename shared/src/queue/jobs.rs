@@ -17,6 +17,10 @@ use super::topology::{GATEWAY_FOLLOWUPS, RECEIPTS, REFUNDS, RENEWALS, WorkQueue}
 pub enum Job {
     /// Charge a saved card for a payment attempt (renewals, retries, pay now).
     ChargeAttempt { attempt_id: Uuid },
+    /// Charge the first attempts of a wave of one tenant's plain renewals together
+    /// (a scheduler tick's). An attempt the wave does not settle is handed to its
+    /// own `ChargeAttempt` job (`services::charge_waves::process_wave`).
+    ChargeAttempts { attempt_ids: Vec<Uuid> },
     /// Settle an attempt whose outcome is unknown by asking the provider.
     ReconcileAttempt { attempt_id: Uuid },
     /// Send an approved refund's current try to the gateway.
@@ -43,6 +47,7 @@ impl Job {
     pub fn type_name(&self) -> &'static str {
         match self {
             Job::ChargeAttempt { .. } => "charge_attempt",
+            Job::ChargeAttempts { .. } => "charge_attempts",
             Job::ReconcileAttempt { .. } => "reconcile_attempt",
             Job::ExecuteRefund { .. } => "execute_refund",
             Job::ReconcileRefund { .. } => "reconcile_refund",
@@ -54,7 +59,7 @@ impl Job {
     /// The work queue the job runs on.
     pub fn queue(&self) -> WorkQueue {
         match self {
-            Job::ChargeAttempt { .. } => RENEWALS,
+            Job::ChargeAttempt { .. } | Job::ChargeAttempts { .. } => RENEWALS,
             Job::ReconcileAttempt { .. } | Job::ReconcileRefund { .. } => GATEWAY_FOLLOWUPS,
             Job::ExecuteRefund { .. } => REFUNDS,
             Job::RegisterReceipt { .. } | Job::RegisterReceipts { .. } => RECEIPTS,
@@ -64,7 +69,7 @@ impl Job {
     /// The work queue a job type runs on (the relay routes stored jobs by it).
     pub fn queue_of(type_name: &str) -> Option<WorkQueue> {
         Some(match type_name {
-            "charge_attempt" => RENEWALS,
+            "charge_attempt" | "charge_attempts" => RENEWALS,
             "reconcile_attempt" | "reconcile_refund" => GATEWAY_FOLLOWUPS,
             "execute_refund" => REFUNDS,
             "register_receipt" | "register_receipts" => RECEIPTS,
@@ -95,6 +100,7 @@ mod tests {
         let id = Uuid::now_v7();
         let jobs = [
             Job::ChargeAttempt { attempt_id: id },
+            Job::ChargeAttempts { attempt_ids: vec![id, Uuid::now_v7()] },
             Job::ReconcileAttempt { attempt_id: id },
             Job::ExecuteRefund { refund_id: id },
             Job::ReconcileRefund { refund_id: id },

@@ -11,6 +11,7 @@ pub mod bank_statements;
 pub mod capture_batches;
 pub mod cashback;
 pub mod charge_attempts;
+pub mod charge_waves;
 pub mod collection;
 pub mod console;
 pub mod customers;

@@ -270,21 +270,9 @@ pub async fn create_income_many(
         rows.extend(row_of(conn, now, tenant, &subject, email).await?);
     }
     let inserted: HashSet<Uuid> = db::insert_many(conn, &rows).await?.into_iter().collect();
-    let mut waves: Vec<(TenantId, Vec<Uuid>)> = Vec::new();
-    for r in rows.iter().filter(|r| inserted.contains(&r.id)) {
-        match waves.iter_mut().find(|(t, _)| *t == r.tenant_id) {
-            Some((_, ids)) => ids.push(r.id),
-            None => waves.push((r.tenant_id, vec![r.id])),
-        }
-    }
-    Ok(waves.into_iter().filter_map(|(tenant, ids)| wave_job(tenant, ids)).collect())
-}
-
-/// The wave job of `receipt_ids` (one tenant's, ordered by the first receipt), run
-/// by [`super::receipt_waves::process_wave`]: round 0, delivered at once.
-fn wave_job(tenant_id: TenantId, receipt_ids: Vec<Uuid>) -> Option<NewEvent> {
-    let first = *receipt_ids.first()?;
-    Some(NewEvent::job(tenant_id, first, Job::RegisterReceipts { receipt_ids, round: 0 }))
+    // Round 0 of each wave, delivered at once (super::receipt_waves::process_wave).
+    let waves = rows.iter().filter(|r| inserted.contains(&r.id)).map(|r| (r.tenant_id, r.id));
+    Ok(NewEvent::waves(waves, |receipt_ids| Job::RegisterReceipts { receipt_ids, round: 0 }))
 }
 
 /// The refund receipt of a refund paid back (`payment.refunded_amount` already

@@ -8,14 +8,14 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::collection::{self, charge_job, supersede_pending};
+use super::collection::{self, supersede_pending};
 use super::payments::{self as payments_svc, Line};
 use super::plans::{self, Plan};
 use super::subscriptions::{self, unexpected};
 use super::tenants::Tenant;
 use super::usage;
 use crate::db::attempts::{self as attempts_db, AttemptRow};
-use crate::db::outbox;
+use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::subscriptions as subs_db;
 use crate::domain::ids::{PaymentId, SubscriptionId};
@@ -25,6 +25,7 @@ use crate::domain::states::{AttemptChannel, LineKind, PaymentKind};
 use crate::domain::subscription::renewal::QueuedExtension;
 use crate::domain::subscription::{PlanRef, Subscription, SubscriptionStatus};
 use crate::error::ServiceResult;
+use crate::queue::jobs::Job;
 
 /// The renewal payment for the period starting at the charge time, priced at that
 /// instant (the price in effect at the renewal, SPEC §3) of `plan` (the one that
@@ -154,7 +155,8 @@ pub(crate) fn plain(now: DateTime<Utc>, tenant: &Tenant, plan: &Plan, sub: &Subs
 }
 
 /// Starts plain renewals in a handful of statements: the payments, their first
-/// attempts, the charge jobs, and the subscriptions' link to their renewal.
+/// attempts, one charge wave job per tenant ([`crate::services::charge_waves`]),
+/// and the subscriptions' link to their renewal.
 pub(crate) async fn start_in_bulk(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -168,10 +170,12 @@ pub(crate) async fn start_in_bulk(
         .iter()
         .map(|(_, p, method)| AttemptRow::new(p.tenant_id, p.id, 1, AttemptChannel::Scheduled, Some(*method), now))
         .collect();
-    let jobs = payments.iter().zip(&attempts).map(|(p, a)| charge_job(p, a.id)).collect();
     payments_db::insert_many(conn, &payments).await?;
     attempts_db::insert_attempts(conn, &attempts).await?;
-    outbox::emit_many(conn, now, jobs).await?;
+    let waves = NewEvent::waves(attempts.iter().map(|a| (a.tenant_id, a.id)), |attempt_ids| Job::ChargeAttempts {
+        attempt_ids,
+    });
+    outbox::emit_many(conn, now, waves).await?;
     let started: Vec<(SubscriptionId, PaymentId)> = items.iter().map(|(s, p, _)| (s.id, p.id)).collect();
     crate::db::subscription_batches::start_renewals(conn, &started).await?;
     metrics::counter!("billing_renewals_started_total").increment(items.len() as u64);

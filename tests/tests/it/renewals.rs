@@ -196,3 +196,50 @@ async fn a_wave_of_renewals_keeps_no_more_gateway_calls_open_than_the_bound() {
     assert_eq!(events.iter().filter(|e| *e == "subscription.renewed").count(), 6, "{events:?}");
     app.assert_ledger_balanced().await;
 }
+
+/// A tick's plain renewals go out as one wave job. When the wave cannot record
+/// what the provider captured (a fault injected in the database refuses every
+/// ledger posting, set-based and one by one), each attempt is handed to its own
+/// `charge_attempt` job instead of failing the wave as a whole; once the database
+/// accepts again, each job learns its capture from the provider (`payments/find`)
+/// and records it: every renewal is charged once and paid once.
+#[tokio::test]
+async fn a_wave_that_cannot_record_its_captures_hands_each_attempt_to_its_own_job() {
+    let app = TestApp::with_worker().await;
+    let t = orbita(&app, json!({"renewal_notice_days": 0})).await;
+    let mut bought = Vec::new();
+    for i in 0..3 {
+        bought.push(bought_monthly(&app, &t, &format!("handed-{i}"), "2026-03-05T09:00:00Z").await);
+    }
+    app.settle().await;
+    app.sim.set_token_charge_notifications(false);
+    app.refuse_statements("ledger_entries", "WITH accounts AS").await;
+    let jobs = |ty: &str| format!("SELECT count(*) AS n FROM outbox_events WHERE event_type = '{ty}'");
+
+    app.set_clock("2026-04-05T09:00:00Z").await;
+    assert_eq!(app.count_when(&jobs("charge_attempt"), 3).await, 3, "each attempt handed to its own job");
+    app.accept_statements("ledger_entries").await;
+    app.settle().await;
+
+    assert!(app.refusals().await, "recording the captures was tried and refused");
+    assert_eq!(app.count(&jobs("charge_attempts")).await, 1, "the tick's three renewals went out as one wave");
+    let delayed = "SELECT count(*) AS n FROM outbox_events WHERE event_type = 'charge_attempt' AND delay_step = 0";
+    assert_eq!(app.count(delayed).await, 3, "each handed over after the queue's first retry step");
+    assert_eq!(app.count("SELECT count(*) AS n FROM dead_letters").await, 0);
+    for (customer, sub_id) in &bought {
+        let payments = payments_of(&app, &t, customer).await;
+        let renewals: Vec<&Value> = payments.iter().filter(|p| p["kind"] == "renewal").collect();
+        assert_eq!(renewals.len(), 1, "{payments:#?}");
+        assert_eq!(renewals[0]["status"], "succeeded");
+        assert_eq!(renewals[0]["amount"]["value"], "1990.00");
+        let sub = app.get(&t, &format!("/v1/subscriptions/{sub_id}")).await.expect(200);
+        assert_eq!(sub["status"], "active");
+        assert_eq!(sub["current_period_start"], "2026-04-05T09:00:00Z");
+        assert_eq!(sub["current_period_end"], "2026-05-05T09:00:00Z");
+        assert_eq!(app.captures_of(&t, customer), 2, "the purchase and one renewal charged at the provider");
+    }
+    let events = app.event_types(&t).await;
+    assert_eq!(events.iter().filter(|e| *e == "subscription.renewed").count(), 3, "{events:?}");
+    app.assert_ledger_balanced().await;
+    assert_eq!(app.account_total("revenue").await, "11940.00", "six payments of 1990.00 in revenue, none twice");
+}

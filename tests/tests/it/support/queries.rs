@@ -111,6 +111,11 @@ impl TestApp {
             .await;
     }
 
+    /// Lifts the fault [`Self::refuse_statements`] injected on `table`.
+    pub async fn accept_statements(&self, table: &str) {
+        self.db.execute(&format!("DROP TRIGGER refuse_statements ON {table}")).await;
+    }
+
     /// Whether a statement [`Self::refuse_statements`] refuses ran (a sequence
     /// counts them; it is not rolled back with them).
     pub async fn refusals(&self) -> bool {
