@@ -22,7 +22,9 @@ use billing_shared::clock::Clock;
 use billing_shared::db::gateway_events::Received;
 use billing_shared::db::{PgPool, PooledConn};
 use billing_shared::error::{ServiceError, ServiceResult};
-use billing_shared::gateways::{Notification, NotificationEvent, NotificationReply, PaymentGateway, RawNotification};
+use billing_shared::gateways::{
+    Notification, NotificationEvent, NotificationReply, PaymentGateway, RawNotification, header_in,
+};
 use billing_shared::services::capture_batches::{self, Queued};
 use billing_shared::services::notifications;
 use billing_shared::services::tenants::Tenant;
@@ -49,12 +51,6 @@ struct Work {
     notification: Notification,
     /// The request's span: what the notification causes is traced under it.
     span: tracing::Span,
-}
-
-impl Work {
-    fn raw(&self) -> RawNotification<'_> {
-        RawNotification { path: &self.path, headers: self.headers.clone(), body: &self.body, source_ip: None }
-    }
 }
 
 /// A notification in the queue and where its verdict goes.
@@ -165,11 +161,9 @@ async fn run(pool: PgPool, clock: Clock, linger: Duration, mut receiver: mpsc::U
 /// applied (none when it was rolled back, could not start, or panicked — then
 /// its connection is closed, which ends its transaction and releases its locks).
 async fn apply_batch(pool: &PgPool, clock: Clock, jobs: &[Job]) -> Vec<bool> {
-    let raws: Vec<RawNotification<'_>> = jobs.iter().map(|j| j.work.raw()).collect();
     let queued: Vec<Queued<'_>> = jobs
         .iter()
-        .zip(&raws)
-        .filter_map(|(job, raw)| {
+        .filter_map(|job| {
             let w = &job.work;
             let NotificationEvent::Captured(report) = &w.notification.event else { return None };
             Some(Queued {
@@ -180,8 +174,8 @@ async fn apply_batch(pool: &PgPool, clock: Clock, jobs: &[Job]) -> Vec<bool> {
                     provider: w.gateway.provider(),
                     kind: &w.notification.kind,
                     key: &w.notification.dedup_key,
-                    content_type: raw.content_type(),
-                    raw_body: raw.body,
+                    content_type: header_in(&w.headers, "content-type"),
+                    raw_body: &w.body,
                 },
                 cause: billing_shared::trace::traceparent_of(&w.span),
             })

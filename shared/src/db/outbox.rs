@@ -79,7 +79,7 @@ impl NewEvent {
         waves
             .into_iter()
             .filter_map(|(tenant, ids)| {
-                let first = ids.iter().next().copied()?;
+                let first = *<[Uuid]>::first(&ids)?;
                 Some(NewEvent::job(tenant, first, job(ids)))
             })
             .collect()

@@ -185,10 +185,15 @@ pub struct RawNotification<'a> {
     pub source_ip: Option<std::net::IpAddr>,
 }
 
+/// The value of header `name` (case-insensitive) among `headers` (name, value).
+pub fn header_in<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
 impl RawNotification<'_> {
     /// A header's value by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 
     /// The `Content-Type` header, if sent.

@@ -4,8 +4,8 @@
 //! `ChargeAttempt` per renewal: one message to publish, deliver and acknowledge per
 //! wave rather than per renewal.
 //!
-//! [`process_wave`] runs the wave through the batch path of
-//! [`super::charge_attempts::process_attempts`] (one statement claims it, the calls
+//! [`process_wave`] runs the wave in chunks through the batch path of
+//! [`super::charge_attempts::process_attempts`] (one statement claims a chunk, the calls
 //! run concurrently, the captures are recorded set-based; declines and unknown
 //! outcomes are applied one by one as always). An attempt the wave does not settle
 //! (a request the provider refused, a reconciliation to ask again, an error) is
@@ -29,10 +29,16 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::gateways::registry::Gateways;
 use crate::queue::jobs::Job;
 
-/// Waves this process charges at once (each holds up to a scheduler batch of
-/// attempts): bounds the calls in flight and the documents held in memory however
-/// many wave jobs the consumer has taken.
+/// Waves this process charges at once: with [`CHUNK`], bounds the renewals in
+/// flight (claimed, called, recorded) to 512, however many wave jobs the consumer
+/// has taken and however large a scheduler batch is.
 static WAVES: Semaphore = Semaphore::const_new(4);
+
+/// Attempts of a wave claimed, charged and recorded together; a wave runs its
+/// chunks one after another. (Chunks of a whole 500-renewal tick, four waves at
+/// once, held 2 000 renewals' documents in memory: the worker's peak RSS rose
+/// from 52 to 86 MB at 10 000 due; bench/README.)
+const CHUNK: usize = 128;
 
 /// Charges the attempts `attempt_ids` of a wave (see the module docs). `last`: the
 /// wave's own retries are exhausted (handing its attempts over kept failing):
@@ -59,7 +65,10 @@ pub async fn process_wave(
         return hand_over(pool, clock, &open, false).await;
     }
     let ids: Vec<Uuid> = open.iter().map(|a| a.id).collect();
-    let results = process_attempts(pool, clock, gateways, &ids).await;
+    let mut results = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        results.extend(process_attempts(pool, clock, gateways, chunk).await);
+    }
     let unsettled: Vec<&AttemptRow> = open
         .into_iter()
         .zip(results)
