@@ -120,6 +120,39 @@ async fn a_year_of_monthly_renewals_after_one_clock_jump(gw: Gw) {
     assert_eq!(app.account_total("revenue").await, "25870.00");
 }
 
+/// `n` customers of `t` who bought START on 2026-03-05 09:00 (each renews on
+/// 2026-04-05, all in one wave); only the charges' own answers report the
+/// renewals' captures (no Pay notification takes one of them to the one-by-one
+/// path first). Returns (customer, subscription) pairs.
+async fn bought_for_one_wave(app: &TestApp, t: &Tenant, prefix: &str, n: usize) -> Vec<(String, String)> {
+    let mut bought = Vec::new();
+    for i in 0..n {
+        bought.push(bought_monthly(app, t, &format!("{prefix}-{i}"), "2026-03-05T09:00:00Z").await);
+    }
+    app.settle().await;
+    app.sim.set_token_charge_notifications(false);
+    bought
+}
+
+/// Each of `bought` renewed once on 2026-04-05 for 1990.00, charged once at the
+/// provider, and active for the new period.
+async fn assert_renewed_once(app: &TestApp, t: &Tenant, bought: &[(String, String)]) {
+    for (customer, sub_id) in bought {
+        let payments = payments_of(app, t, customer).await;
+        let renewals: Vec<&Value> = payments.iter().filter(|p| p["kind"] == "renewal").collect();
+        assert_eq!(renewals.len(), 1, "{payments:#?}");
+        assert_eq!(renewals[0]["status"], "succeeded");
+        assert_eq!(renewals[0]["amount"]["value"], "1990.00");
+        assert_eq!(renewals[0]["period_start"], "2026-04-05T09:00:00Z");
+        assert_eq!(renewals[0]["period_end"], "2026-05-05T09:00:00Z");
+        let sub = app.get(t, &format!("/v1/subscriptions/{sub_id}")).await.expect(200);
+        assert_eq!(sub["status"], "active");
+        assert_eq!(sub["current_period_start"], "2026-04-05T09:00:00Z");
+        assert_eq!(sub["current_period_end"], "2026-05-05T09:00:00Z");
+        assert_eq!(app.captures_of(t, customer), 2, "the purchase and one renewal charged at the provider");
+    }
+}
+
 /// A wave of captured renewals whose set-based recording fails (a fault injected in
 /// the database refuses the batch's period move, after its payments were marked
 /// paid in the same transaction) is recorded one by one: nothing of the failed
@@ -128,34 +161,14 @@ async fn a_year_of_monthly_renewals_after_one_clock_jump(gw: Gw) {
 async fn a_wave_whose_set_based_recording_fails_is_recorded_one_by_one() {
     let app = TestApp::with_worker().await;
     let t = orbita(&app, json!({})).await;
-    let mut bought = Vec::new();
-    for i in 0..4 {
-        bought.push(bought_monthly(&app, &t, &format!("one-by-one-{i}"), "2026-03-05T09:00:00Z").await);
-    }
-    app.settle().await;
-    // Only the charges' own answers report the captures: no Pay notification takes
-    // one of them to the one-by-one path first.
-    app.sim.set_token_charge_notifications(false);
+    let bought = bought_for_one_wave(&app, &t, "one-by-one", 4).await;
     // The fault: the set-based period move (`db::subscription_batches::apply_paid_periods`) raises.
     app.refuse_statements("subscriptions", "UPDATE subscriptions s SET status = v.status").await;
 
     app.advance_to("2026-04-05T09:00:00Z").await;
 
     assert!(app.refusals().await, "the set-based recording was tried and refused");
-    for (customer, sub_id) in &bought {
-        let payments = payments_of(&app, &t, customer).await;
-        let renewals: Vec<&Value> = payments.iter().filter(|p| p["kind"] == "renewal").collect();
-        assert_eq!(renewals.len(), 1, "{payments:#?}");
-        assert_eq!(renewals[0]["status"], "succeeded");
-        assert_eq!(renewals[0]["amount"]["value"], "1990.00");
-        assert_eq!(renewals[0]["period_start"], "2026-04-05T09:00:00Z");
-        assert_eq!(renewals[0]["period_end"], "2026-05-05T09:00:00Z");
-        let sub = app.get(&t, &format!("/v1/subscriptions/{sub_id}")).await.expect(200);
-        assert_eq!(sub["status"], "active");
-        assert_eq!(sub["current_period_start"], "2026-04-05T09:00:00Z");
-        assert_eq!(sub["current_period_end"], "2026-05-05T09:00:00Z");
-        assert_eq!(app.captures_of(&t, customer), 2, "the purchase and one renewal charged at the provider");
-    }
+    assert_renewed_once(&app, &t, &bought).await;
     let events = app.event_types(&t).await;
     let count = |ty: &str| events.iter().filter(|e| *e == ty).count();
     assert_eq!(count("subscription.renewed"), 4, "{events:?}");
@@ -207,12 +220,7 @@ async fn a_wave_of_renewals_keeps_no_more_gateway_calls_open_than_the_bound() {
 async fn a_wave_that_cannot_record_its_captures_hands_each_attempt_to_its_own_job() {
     let app = TestApp::with_worker().await;
     let t = orbita(&app, json!({"renewal_notice_days": 0})).await;
-    let mut bought = Vec::new();
-    for i in 0..3 {
-        bought.push(bought_monthly(&app, &t, &format!("handed-{i}"), "2026-03-05T09:00:00Z").await);
-    }
-    app.settle().await;
-    app.sim.set_token_charge_notifications(false);
+    let bought = bought_for_one_wave(&app, &t, "handed", 3).await;
     app.refuse_statements("ledger_entries", "WITH accounts AS").await;
     let jobs = |ty: &str| format!("SELECT count(*) AS n FROM outbox_events WHERE event_type = '{ty}'");
 
@@ -226,18 +234,7 @@ async fn a_wave_that_cannot_record_its_captures_hands_each_attempt_to_its_own_jo
     let delayed = "SELECT count(*) AS n FROM outbox_events WHERE event_type = 'charge_attempt' AND delay_step = 0";
     assert_eq!(app.count(delayed).await, 3, "each handed over after the queue's first retry step");
     assert_eq!(app.count("SELECT count(*) AS n FROM dead_letters").await, 0);
-    for (customer, sub_id) in &bought {
-        let payments = payments_of(&app, &t, customer).await;
-        let renewals: Vec<&Value> = payments.iter().filter(|p| p["kind"] == "renewal").collect();
-        assert_eq!(renewals.len(), 1, "{payments:#?}");
-        assert_eq!(renewals[0]["status"], "succeeded");
-        assert_eq!(renewals[0]["amount"]["value"], "1990.00");
-        let sub = app.get(&t, &format!("/v1/subscriptions/{sub_id}")).await.expect(200);
-        assert_eq!(sub["status"], "active");
-        assert_eq!(sub["current_period_start"], "2026-04-05T09:00:00Z");
-        assert_eq!(sub["current_period_end"], "2026-05-05T09:00:00Z");
-        assert_eq!(app.captures_of(&t, customer), 2, "the purchase and one renewal charged at the provider");
-    }
+    assert_renewed_once(&app, &t, &bought).await;
     let events = app.event_types(&t).await;
     assert_eq!(events.iter().filter(|e| *e == "subscription.renewed").count(), 3, "{events:?}");
     app.assert_ledger_balanced().await;
