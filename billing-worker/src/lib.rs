@@ -81,6 +81,7 @@ pub async fn run_with(config: Config, ports: Ports, shutdown: impl Future<Output
             clock,
             config.scheduler_interval,
             config.scheduler_batch,
+            config.charge_waves,
             stop_rx.clone(),
         ));
     }

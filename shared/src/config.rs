@@ -15,6 +15,7 @@
 //! | `BILLING_SCHEDULER_INTERVAL_MS` | pause between scheduler ticks when idle | `1000` |
 //! | `BILLING_SCHEDULER_BATCH` | subscriptions claimed per tick | `500` |
 //! | `BILLING_SCHEDULER_CONCURRENCY` | scheduler loops per worker | `2` |
+//! | `BILLING_CHARGE_WAVES` | `1`: a tick's plain renewals go out as `charge_attempts` jobs of up to 128 attempts; `0`: one `charge_attempt` job per renewal, as releases before 2026-12-03 did (set it while workers of such a release still run beside this one: they cannot read the wave jobs) | `1` |
 //! | `BILLING_RELAY_INTERVAL_MS` | pause of the outbox relay when idle | `100` |
 //! | `BILLING_RETRY_DELAY_DIVISOR` | divides retry-queue delays (tests) | `1` |
 //! | `BILLING_GATEWAY_TIMEOUT_MS` | payment provider call timeout | `30000` |
@@ -60,6 +61,8 @@ pub struct Config {
     pub scheduler_interval: Duration,
     pub scheduler_batch: i64,
     pub scheduler_concurrency: usize,
+    /// Whether a tick's plain renewals go out as wave jobs (`BILLING_CHARGE_WAVES`).
+    pub charge_waves: bool,
     /// Days usage events are kept before their daily partition is dropped.
     pub usage_retention_days: u32,
     pub relay_interval: Duration,
@@ -128,11 +131,14 @@ impl Config {
         {
             return Err(ConfigError(format!("BILLING_PUBLIC_URL={u:?}: use an http(s) URL")));
         }
-        let test_clock = match var("BILLING_TEST_CLOCK").as_deref() {
-            None | Some("0") | Some("false") => false,
-            Some("1") | Some("true") => true,
-            Some(other) => return Err(ConfigError(format!("BILLING_TEST_CLOCK={other:?}: use 1 or 0"))),
+        let switch = |name: &str, default: bool| match var(name).as_deref() {
+            None => Ok(default),
+            Some("0") | Some("false") => Ok(false),
+            Some("1") | Some("true") => Ok(true),
+            Some(other) => Err(ConfigError(format!("{name}={other:?}: use 1 or 0"))),
         };
+        let test_clock = switch("BILLING_TEST_CLOCK", false)?;
+        let charge_waves = switch("BILLING_CHARGE_WAVES", true)?;
         let db_pool_size = match var("BILLING_DB_POOL_SIZE") {
             None => 10,
             Some(v) => v
@@ -172,6 +178,7 @@ impl Config {
             api_addr: addr("BILLING_API_ADDR", "127.0.0.1:8080")?,
             admin_token,
             test_clock,
+            charge_waves,
             db_pool_size,
             worker_metrics_addr: addr("BILLING_WORKER_METRICS_ADDR", "127.0.0.1:9090")?,
             log_format,

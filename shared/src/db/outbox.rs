@@ -65,10 +65,14 @@ impl NewEvent {
         NewEvent { tenant_id, ordering_key, event_type, data, message: Message::Job, delay_step: None, cause: None }
     }
 
-    /// One job per tenant for a wave of `(tenant, id)` items (a renewal wave's
-    /// charge attempts or receipts): `job` makes it from that tenant's ids, in order
-    /// of first appearance; each is ordered by its first id.
-    pub fn waves(items: impl IntoIterator<Item = (TenantId, Uuid)>, job: impl Fn(Vec<Uuid>) -> Job) -> Vec<Self> {
+    /// The jobs of a wave of `(tenant, id)` items (a renewal wave's charge attempts
+    /// or receipts): per tenant, in order of first appearance, one job for each run
+    /// of at most `per_job` ids, made by `job`; each is ordered by its first id.
+    pub fn waves(
+        items: impl IntoIterator<Item = (TenantId, Uuid)>,
+        per_job: usize,
+        job: impl Fn(Vec<Uuid>) -> Job,
+    ) -> Vec<Self> {
         let mut waves: Vec<(TenantId, Vec<Uuid>)> = Vec::new();
         for (tenant, id) in items {
             match waves.iter_mut().find(|(t, _)| *t == tenant) {
@@ -77,10 +81,11 @@ impl NewEvent {
             }
         }
         waves
-            .into_iter()
-            .filter_map(|(tenant, ids)| {
-                let first = *<[Uuid]>::first(&ids)?;
-                Some(NewEvent::job(tenant, first, job(ids)))
+            .iter()
+            .flat_map(|(tenant, ids)| ids.chunks(per_job.max(1)).map(move |run| (*tenant, run)))
+            .filter_map(|(tenant, run)| {
+                let first = *run.first()?;
+                Some(NewEvent::job(tenant, first, job(run.to_vec())))
             })
             .collect()
     }

@@ -272,7 +272,7 @@ pub async fn create_income_many(
     let inserted: HashSet<Uuid> = db::insert_many(conn, &rows).await?.into_iter().collect();
     // Round 0 of each wave, delivered at once (super::receipt_waves::process_wave).
     let waves = rows.iter().filter(|r| inserted.contains(&r.id)).map(|r| (r.tenant_id, r.id));
-    Ok(NewEvent::waves(waves, |receipt_ids| Job::RegisterReceipts { receipt_ids, round: 0 }))
+    Ok(NewEvent::waves(waves, usize::MAX, |receipt_ids| Job::RegisterReceipts { receipt_ids, round: 0 }))
 }
 
 /// The refund receipt of a refund paid back (`payment.refunded_amount` already

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::collection::{self, supersede_pending};
+use super::charge_waves;
+use super::collection::{self, charge_job, supersede_pending};
 use super::payments::{self as payments_svc, Line};
 use super::plans::{self, Plan};
 use super::subscriptions::{self, unexpected};
@@ -155,12 +156,14 @@ pub(crate) fn plain(now: DateTime<Utc>, tenant: &Tenant, plan: &Plan, sub: &Subs
 }
 
 /// Starts plain renewals in a handful of statements: the payments, their first
-/// attempts, one charge wave job per tenant ([`crate::services::charge_waves`]),
-/// and the subscriptions' link to their renewal.
+/// attempts, their charge jobs (`waves`: one `charge_attempts` job per tenant and
+/// [`charge_waves::CHUNK`] attempts, [`crate::services::charge_waves`]; otherwise
+/// one `charge_attempt` each), and the subscriptions' link to their renewal.
 pub(crate) async fn start_in_bulk(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     items: Vec<(Subscription, PaymentRow, Uuid)>,
+    waves: bool,
 ) -> ServiceResult<()> {
     if items.is_empty() {
         return Ok(());
@@ -172,10 +175,13 @@ pub(crate) async fn start_in_bulk(
         .collect();
     payments_db::insert_many(conn, &payments).await?;
     attempts_db::insert_attempts(conn, &attempts).await?;
-    let waves = NewEvent::waves(attempts.iter().map(|a| (a.tenant_id, a.id)), |attempt_ids| Job::ChargeAttempts {
-        attempt_ids,
-    });
-    outbox::emit_many(conn, now, waves).await?;
+    let jobs = if waves {
+        let ids = attempts.iter().map(|a| (a.tenant_id, a.id));
+        NewEvent::waves(ids, charge_waves::CHUNK, |attempt_ids| Job::ChargeAttempts { attempt_ids })
+    } else {
+        payments.iter().zip(&attempts).map(|(p, a)| charge_job(p, a.id)).collect()
+    };
+    outbox::emit_many(conn, now, jobs).await?;
     let started: Vec<(SubscriptionId, PaymentId)> = items.iter().map(|(s, p, _)| (s.id, p.id)).collect();
     crate::db::subscription_batches::start_renewals(conn, &started).await?;
     metrics::counter!("billing_renewals_started_total").increment(items.len() as u64);

@@ -160,9 +160,11 @@ async fn send_notice(
 /// own savepoint (a failure postpones that subscription, not the others); plain
 /// renewals are started in bulk. Runs in the caller's transaction; returns how
 /// many were claimed.
+/// `waves`: the plain renewals' charges go out as wave jobs
+/// ([`super::charge_waves`]) rather than one job each.
 /// A tick that claims something is one span (`scheduler.claim`), the root of the
 /// traces of the renewals, retries and notices it starts (`crate::trace`).
-pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) -> ServiceResult<usize> {
+pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64, waves: bool) -> ServiceResult<usize> {
     let due = subs_db::claim_due(conn, now, limit).await?;
     let claimed = due.len();
     if claimed == 0 {
@@ -170,12 +172,17 @@ pub async fn tick(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) 
     }
     let span = tracing::info_span!("scheduler.claim", claimed, trace_id = tracing::field::Empty);
     crate::trace::record_trace_id(&span);
-    advance_due(conn, now, due).instrument(span).await?;
+    advance_due(conn, now, due, waves).instrument(span).await?;
     Ok(claimed)
 }
 
 /// Advances claimed subscriptions (see [`tick`]).
-async fn advance_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>, due: Vec<Subscription>) -> ServiceResult<()> {
+async fn advance_due(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    due: Vec<Subscription>,
+    waves: bool,
+) -> ServiceResult<()> {
     let mut tenants_cache: HashMap<TenantId, Tenant> = HashMap::new();
     let mut plans_cache: HashMap<Uuid, Plan> = HashMap::new();
     for sub in &due {
@@ -207,7 +214,7 @@ async fn advance_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>, due: Vec<
             _ => one_by_one.push(sub),
         }
     }
-    renewals::start_in_bulk(conn, now, bulk).await?;
+    renewals::start_in_bulk(conn, now, bulk, waves).await?;
     // In id order, like every other writer of per-subscription rows (usage counters).
     one_by_one.sort_by_key(|s| s.id);
     for mut sub in one_by_one {

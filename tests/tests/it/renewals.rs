@@ -240,3 +240,22 @@ async fn a_wave_that_cannot_record_its_captures_hands_each_attempt_to_its_own_jo
     app.assert_ledger_balanced().await;
     assert_eq!(app.account_total("revenue").await, "11940.00", "six payments of 1990.00 in revenue, none twice");
 }
+
+/// With `BILLING_CHARGE_WAVES=0` (a rolling upgrade from a release that cannot read
+/// wave jobs), a tick's plain renewals go out as one `charge_attempt` job each, and
+/// each is charged and recorded once.
+#[tokio::test]
+async fn without_charge_waves_each_renewal_has_its_own_job() {
+    let mut app = TestApp::spawn().await;
+    app.start_worker_with(&[("BILLING_CHARGE_WAVES", "0")]);
+    let t = orbita(&app, json!({"renewal_notice_days": 0})).await;
+    let bought = bought_for_one_wave(&app, &t, "one-job-each", 3).await;
+
+    app.advance_to("2026-04-05T09:00:00Z").await;
+
+    let jobs = |ty: &str| format!("SELECT count(*) AS n FROM outbox_events WHERE event_type = '{ty}'");
+    assert_eq!(app.count(&jobs("charge_attempts")).await, 0, "no wave job");
+    assert_eq!(app.count(&jobs("charge_attempt")).await, 3, "one job per renewal");
+    assert_renewed_once(&app, &t, &bought).await;
+    app.assert_ledger_balanced().await;
+}
