@@ -17,9 +17,10 @@ use super::topology::{GATEWAY_FOLLOWUPS, RECEIPTS, REFUNDS, RENEWALS, WorkQueue}
 pub enum Job {
     /// Charge a saved card for a payment attempt (renewals, retries, pay now).
     ChargeAttempt { attempt_id: Uuid },
-    /// Charge the first attempts of a wave of one tenant's plain renewals together
-    /// (a scheduler tick's). An attempt the wave does not settle is handed to its
-    /// own `ChargeAttempt` job (`services::charge_waves::process_wave`).
+    /// Charge the first attempts of one tenant's plain renewals together (up to
+    /// `services::charge_waves::CHUNK` of a scheduler tick's). An attempt the wave
+    /// does not settle is handed to its own `ChargeAttempt` job
+    /// (`services::charge_waves::process_wave`).
     ChargeAttempts { attempt_ids: Vec<Uuid> },
     /// Settle an attempt whose outcome is unknown by asking the provider.
     ReconcileAttempt { attempt_id: Uuid },

@@ -12,8 +12,8 @@
 //! queue's back-off; when the retries run out it is dead-lettered with the reason,
 //! to be replayed once the tenant's settings are fixed.
 //!
-//! Charges come in waves (a renewal instant), so they are processed in batches (a
-//! scheduler tick's renewals in one job, [`super::charge_waves`], or the
+//! Charges come in waves (a renewal instant), so they are processed in batches (up
+//! to 128 of a scheduler tick's renewals in one job, [`super::charge_waves`], or the
 //! one-attempt jobs the worker's consumer takes together): one statement claims
 //! the batch, the calls run concurrently (as many at once as the gateways' bound,
 //! `BILLING_GATEWAY_CONCURRENCY`, lets through), and the

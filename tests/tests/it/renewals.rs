@@ -120,6 +120,11 @@ async fn a_year_of_monthly_renewals_after_one_clock_jump(gw: Gw) {
     assert_eq!(app.account_total("revenue").await, "25870.00");
 }
 
+/// The query counting the outbox's messages of type `ty` (a job's type name).
+fn jobs_of_type(ty: &str) -> String {
+    format!("SELECT count(*) AS n FROM outbox_events WHERE event_type = '{ty}'")
+}
+
 /// `n` customers of `t` who bought START on 2026-03-05 09:00 (each renews on
 /// 2026-04-05, all in one wave); only the charges' own answers report the
 /// renewals' captures (no Pay notification takes one of them to the one-by-one
@@ -222,15 +227,14 @@ async fn a_wave_that_cannot_record_its_captures_hands_each_attempt_to_its_own_jo
     let t = orbita(&app, json!({"renewal_notice_days": 0})).await;
     let bought = bought_for_one_wave(&app, &t, "handed", 3).await;
     app.refuse_statements("ledger_entries", "WITH accounts AS").await;
-    let jobs = |ty: &str| format!("SELECT count(*) AS n FROM outbox_events WHERE event_type = '{ty}'");
 
     app.set_clock("2026-04-05T09:00:00Z").await;
-    assert_eq!(app.count_when(&jobs("charge_attempt"), 3).await, 3, "each attempt handed to its own job");
+    assert_eq!(app.count_when(&jobs_of_type("charge_attempt"), 3).await, 3, "each attempt handed to its own job");
     app.accept_statements("ledger_entries").await;
     app.settle().await;
 
     assert!(app.refusals().await, "recording the captures was tried and refused");
-    assert_eq!(app.count(&jobs("charge_attempts")).await, 1, "the tick's three renewals went out as one wave");
+    assert_eq!(app.count(&jobs_of_type("charge_attempts")).await, 1, "the tick's three renewals went out as one wave");
     let delayed = "SELECT count(*) AS n FROM outbox_events WHERE event_type = 'charge_attempt' AND delay_step = 0";
     assert_eq!(app.count(delayed).await, 3, "each handed over after the queue's first retry step");
     assert_eq!(app.count("SELECT count(*) AS n FROM dead_letters").await, 0);
@@ -253,9 +257,8 @@ async fn without_charge_waves_each_renewal_has_its_own_job() {
 
     app.advance_to("2026-04-05T09:00:00Z").await;
 
-    let jobs = |ty: &str| format!("SELECT count(*) AS n FROM outbox_events WHERE event_type = '{ty}'");
-    assert_eq!(app.count(&jobs("charge_attempts")).await, 0, "no wave job");
-    assert_eq!(app.count(&jobs("charge_attempt")).await, 3, "one job per renewal");
+    assert_eq!(app.count(&jobs_of_type("charge_attempts")).await, 0, "no wave job");
+    assert_eq!(app.count(&jobs_of_type("charge_attempt")).await, 3, "one job per renewal");
     assert_renewed_once(&app, &t, &bought).await;
     app.assert_ledger_balanced().await;
 }
