@@ -5,7 +5,13 @@
 mkdir -p .run/bench
 # The processes a script started; `cleanup` (trapped on exit) stops them.
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+# Each started process and its direct children (a wrapper such as `WORKER_WRAP=heaptrack`
+# runs the binary as its child: killing only the wrapper left the worker running into
+# the next run, holding its metrics port and the previous run's secrets key).
+cleanup() {
+  for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true; pids=()
+}
 trap cleanup EXIT
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 

@@ -113,6 +113,9 @@ INSERT INTO subscription_notices SELECT id, 'subscription.renewal_upcoming', cur
   FROM subscriptions WHERE due_at = :'due';
 UPDATE subscriptions SET renewal_notice_for = current_period_end WHERE due_at = :'due';
 ANALYZE;
+-- the seeding's writes flushed before the clock starts: its WAL would otherwise start
+-- checkpoints (and their full-page writes) inside the measured run
+CHECKPOINT;
 SQL
   BILLING_WORKER_METRICS_ADDR="127.0.0.1:$METRICS_PORT" MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} BILLING_DB_POOL_SIZE=${WORKER_POOL:-4} BILLING_WORKER_PREFETCH=${PREFETCH:-512} \
     BILLING_SCHEDULER_INTERVAL_MS=20 BILLING_RELAY_INTERVAL_MS=5 \

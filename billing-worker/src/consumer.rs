@@ -32,6 +32,17 @@ use crate::handlers::{Handlers, Message, batched};
 const BATCH: usize = 128;
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// Batches of a batched queue handled at once by one consumer. Beyond them the
+/// consumer takes nothing more until one finishes: the deliveries wait, bounded by
+/// the prefetch, in the broker's and lapin's buffers instead of as decoded jobs and
+/// started handlers. Four batches are 512 one-attempt charges, as many as the
+/// prefetch lets in, or four batches of waves, each run a few at a time anyway
+/// ([`crate::handlers::WAVES_AT_ONCE`]). Without this bound a backlog of wave jobs
+/// (100 000 renewals due) kept the whole prefetch decoded and started at once: the
+/// worker's live heap at its peak grew from 29 to 44 MB between 10 000 and 100 000
+/// due (heaptrack; bench/README, "The worker's memory, a third time").
+const BATCHES_AT_ONCE: usize = 4;
+
 /// The try number of a delivery (1 for the first), from our attempt header.
 pub fn attempt_of(delivery: &Delivery) -> u32 {
     delivery
@@ -82,7 +93,7 @@ pub async fn run(
                     break;
                 }
             }
-            next = consumer.next() => match next {
+            next = consumer.next(), if !batched(queue) || inflight.len() < BATCHES_AT_ONCE => match next {
                 Some(Ok(delivery)) => {
                     let channel = channel.clone();
                     let handlers = handlers.clone();

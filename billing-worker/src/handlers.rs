@@ -41,9 +41,31 @@ pub fn batched(queue: WorkQueue) -> bool {
     queue.name == RENEWALS.name || queue.name == RECEIPTS.name
 }
 
-/// Whether a decoded message of a batch is handled with the others of its kind.
-fn in_batch(job: &Option<Job>) -> bool {
-    matches!(job, Some(Job::ChargeAttempt { .. } | Job::RegisterReceipt { .. }))
+/// Wave jobs of one batch ([`Handlers::handle_batch`]) handled at once: as many as
+/// the waves this process runs at once (`charge_waves` and `receipt_waves` allow
+/// four each), so a batch of waiting waves holds no started handlers beyond those.
+pub const WAVES_AT_ONCE: usize = 4;
+
+/// Where a message of a batch goes: handled with the others of its kind (a
+/// one-attempt charge, a one-receipt registration), or on its own (a wave, or a
+/// message that does not decode as this queue's job; [`Handlers::handle`] decodes
+/// it again when it runs, so waiting waves are not held decoded).
+enum Route {
+    Charge(Uuid),
+    Receipt(ReceiptJob),
+    Alone,
+}
+
+impl Route {
+    fn of(queue: WorkQueue, m: &Message<'_>) -> Self {
+        match Job::decode(m.body) {
+            Ok(Job::ChargeAttempt { attempt_id }) if queue.name == RENEWALS.name => Route::Charge(attempt_id),
+            Ok(Job::RegisterReceipt { receipt_id }) if queue.name == RECEIPTS.name => {
+                Route::Receipt(ReceiptJob { receipt_id, last: m.last })
+            }
+            _ => Route::Alone,
+        }
+    }
 }
 
 fn invalid(msg: String) -> ServiceError {
@@ -102,17 +124,14 @@ impl Handlers {
     /// jobs of `billing.receipts`; any other message (a wave of charges or receipts)
     /// on its own, concurrently. One result per message, in order.
     pub async fn handle_batch(&self, queue: WorkQueue, messages: &[Message<'_>]) -> Vec<ServiceResult<JobResult>> {
-        let jobs: Vec<Option<Job>> =
-            messages.iter().map(|m| Job::decode(m.body).ok().filter(|j| j.queue().name == queue.name)).collect();
+        let routes: Vec<Route> = messages.iter().map(|m| Route::of(queue, m)).collect();
         let mut charges = Vec::new();
         let mut receipts = Vec::new();
-        for (job, m) in jobs.iter().zip(messages) {
-            match job {
-                Some(Job::ChargeAttempt { attempt_id }) => charges.push(*attempt_id),
-                Some(Job::RegisterReceipt { receipt_id }) => {
-                    receipts.push(ReceiptJob { receipt_id: *receipt_id, last: m.last });
-                }
-                _ => {}
+        for route in &routes {
+            match route {
+                Route::Charge(attempt_id) => charges.push(*attempt_id),
+                Route::Receipt(job) => receipts.push(*job),
+                Route::Alone => {}
             }
         }
         let to = self.registration();
@@ -122,22 +141,27 @@ impl Handlers {
             }
             charge_attempts::process_attempts(&self.pool, self.clock, &self.ports.gateways, &charges).await
         };
-        // Any other message (a wave of receipts, a job of another kind) on its own, concurrently.
-        let alone = join_all(
-            jobs.iter()
-                .zip(messages)
-                .filter(|(job, _)| !in_batch(job))
-                .map(|(_, m)| async move { self.handle(queue, m.body, m.attempt, m.last).await }),
-        );
+        // Any other message (a wave of charges or receipts) on its own, a few at once:
+        // a handler is started only with the few that can run.
+        let waves: Vec<&Message<'_>> =
+            routes.iter().zip(messages).filter(|(route, _)| matches!(route, Route::Alone)).map(|(_, m)| m).collect();
+        let alone = async {
+            let mut results = Vec::with_capacity(waves.len());
+            for few in waves.chunks(WAVES_AT_ONCE) {
+                results.extend(join_all(few.iter().map(|m| self.handle(queue, m.body, m.attempt, m.last))).await);
+            }
+            results
+        };
         let (charged, registered, alone) =
             tokio::join!(charging, receipt_waves::process_many(&self.pool, self.clock, &to, &receipts), alone);
         let (mut charged, mut registered, mut alone) = (charged.into_iter(), registered.into_iter(), alone.into_iter());
-        jobs.iter()
-            .map(|job| {
-                let result = match job {
-                    Some(Job::ChargeAttempt { .. }) => charged.next(),
-                    Some(Job::RegisterReceipt { .. }) => registered.next(),
-                    _ => alone.next(),
+        routes
+            .iter()
+            .map(|route| {
+                let result = match route {
+                    Route::Charge(_) => charged.next(),
+                    Route::Receipt(_) => registered.next(),
+                    Route::Alone => alone.next(),
                 };
                 result.unwrap_or_else(|| Err(ServiceError::Internal("batch result missing".into())))
             })
