@@ -5,11 +5,13 @@
 mkdir -p .run/bench
 # The processes a script started; `cleanup` (trapped on exit) stops them.
 pids=()
-# Each started process and its direct children (a wrapper such as `WORKER_WRAP=heaptrack`
-# runs the binary as its child: killing only the wrapper left the worker running into
-# the next run, holding its metrics port and the previous run's secrets key).
+# Each started process, and a service binary it runs as its child: a wrapper such as
+# `WORKER_WRAP=heaptrack` runs the worker as its child (killing only the wrapper left the
+# worker running into the next run, holding its metrics port and the previous run's
+# secrets key). The wrapper's own helpers (heaptrack's writer) are left to finish their
+# output once the binary is gone.
 cleanup() {
-  for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do pkill -P "$p" -x 'billing-(api|worker)' 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true; pids=()
 }
 trap cleanup EXIT

@@ -20,7 +20,7 @@
 #        RSS grew 24 % from 10 000 to 100 000 due, 16 no faster and 20 MB more; bench/README)
 #        MALLOC_ARENA_MAX=2 (glibc, as deploy/k8s/worker.yaml runs the worker; bench/README, "The worker's memory")
 #        WORKER_WRAP='heaptrack -o /tmp/w' runs the worker under a profiler (its RSS column is then the
-#        wrapper's; stop the profiled worker with pkill afterwards)
+#        wrapper's; the run stops the worker, and heaptrack finishes its file on its own)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh

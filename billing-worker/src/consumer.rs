@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use billing_shared::error::{ServiceError, ServiceResult};
+use billing_shared::queue::jobs::Job;
 use billing_shared::queue::topology::{
     ATTEMPT_HEADER, DEAD_EXCHANGE, DEAD_LETTER_ID_HEADER, REASON_HEADER, RETRY_EXCHANGE, WorkQueue, retry_queue,
 };
@@ -21,27 +22,28 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::handlers::{Handlers, Message, batched};
 
-/// Largest batch of charge or receipt jobs handled together, and how long to wait for more.
+/// Largest batch of charge or receipt jobs handled together (and most deliveries
+/// taken at once), and how long to wait for more.
 const BATCH: usize = 128;
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Batches of a batched queue handled at once by one consumer. Beyond them the
-/// consumer takes nothing more until one finishes: the deliveries wait, bounded by
-/// the prefetch, in the broker's and lapin's buffers instead of as decoded jobs and
-/// started handlers. Four batches are 512 one-attempt charges, as many as the
-/// prefetch lets in, or four batches of waves, each run a few at a time anyway
-/// ([`crate::handlers::WAVES_AT_ONCE`]). Without this bound a backlog of wave jobs
-/// (100 000 renewals due) kept the whole prefetch decoded and started at once: the
-/// worker's live heap at its peak grew from 29 to 44 MB between 10 000 and 100 000
-/// due (heaptrack; bench/README, "The worker's memory, a third time").
-const BATCHES_AT_ONCE: usize = 4;
+/// Wave jobs (`charge_attempts`, `register_receipts`) one consumer runs at once, as
+/// many as the process runs anyway (`charge_waves` and `receipt_waves` allow four
+/// each). A wave waiting for its turn holds its delivery only: its handler is
+/// started, and its state allocated, with the turn. When every wave of a backlog
+/// was started at once (100 000 renewals due), each waited for a permit as a full
+/// handler with its job decoded: the worker's live heap at its peak grew from 29 to
+/// 44 MB between 10 000 and 100 000 due (heaptrack; bench/README, "A renewal's cost
+/// with the harness fixed; the worker's memory, a third time"). One-attempt jobs
+/// are batched as before and never wait behind waves.
+const WAVES_AT_ONCE: usize = 4;
 
 /// The try number of a delivery (1 for the first), from our attempt header.
 pub fn attempt_of(delivery: &Delivery) -> u32 {
@@ -86,6 +88,7 @@ pub async fn run(
         .basic_consume(queue.name.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
     let mut inflight = JoinSet::new();
+    let turns = Arc::new(Semaphore::new(WAVES_AT_ONCE));
     loop {
         tokio::select! {
             changed = stop.changed() => {
@@ -93,22 +96,37 @@ pub async fn run(
                     break;
                 }
             }
-            next = consumer.next(), if !batched(queue) || inflight.len() < BATCHES_AT_ONCE => match next {
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) if !batched(queue) => {
+                    let (channel, handlers) = (channel.clone(), handlers.clone());
+                    inflight.spawn(async move { handle(channel, queue, handlers, delivery).await });
+                }
                 Some(Ok(delivery)) => {
-                    let channel = channel.clone();
-                    let handlers = handlers.clone();
-                    if batched(queue) {
-                        // A wave of charges or receipts: take what is already waiting, up to a batch.
-                        let mut batch = vec![delivery];
-                        while batch.len() < BATCH {
-                            match tokio::time::timeout(GATHER, consumer.next()).await {
-                                Ok(Some(Ok(d))) => batch.push(d),
-                                _ => break,
-                            }
+                    // One-attempt charges or receipts: take what is already waiting, up to a
+                    // batch; a wave met on the way runs on its own, in its turn.
+                    let (mut batch, mut taken) = (Vec::new(), 0);
+                    let mut next = Some(delivery);
+                    while let Some(d) = next.take() {
+                        taken += 1;
+                        if Job::is_wave(&d.data) {
+                            let (channel, handlers, turns) = (channel.clone(), handlers.clone(), turns.clone());
+                            inflight.spawn(async move {
+                                let _turn = turns.acquire_owned().await;
+                                Box::pin(handle(channel, queue, handlers, d)).await
+                            });
+                        } else {
+                            batch.push(d);
                         }
+                        if taken >= BATCH {
+                            break;
+                        }
+                        if let Ok(Some(Ok(d))) = tokio::time::timeout(GATHER, consumer.next()).await {
+                            next = Some(d);
+                        }
+                    }
+                    if !batch.is_empty() {
+                        let (channel, handlers) = (channel.clone(), handlers.clone());
                         inflight.spawn(async move { handle_batch(channel, queue, handlers, batch).await });
-                    } else {
-                        inflight.spawn(async move { handle(channel, queue, handlers, delivery).await });
                     }
                 }
                 Some(Err(e)) => return Err(e),

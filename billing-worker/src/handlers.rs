@@ -41,15 +41,10 @@ pub fn batched(queue: WorkQueue) -> bool {
     queue.name == RENEWALS.name || queue.name == RECEIPTS.name
 }
 
-/// Wave jobs of one batch ([`Handlers::handle_batch`]) handled at once: as many as
-/// the waves this process runs at once (`charge_waves` and `receipt_waves` allow
-/// four each), so a batch of waiting waves holds no started handlers beyond those.
-pub const WAVES_AT_ONCE: usize = 4;
-
 /// Where a message of a batch goes: handled with the others of its kind (a
-/// one-attempt charge, a one-receipt registration), or on its own (a wave, or a
-/// message that does not decode as this queue's job; [`Handlers::handle`] decodes
-/// it again when it runs, so waiting waves are not held decoded).
+/// one-attempt charge, a one-receipt registration), or on its own (anything else:
+/// the consumer gives waves their own turns, so here a message that does not decode
+/// as this queue's job, answered by [`Handlers::handle`]).
 enum Route {
     Charge(Uuid),
     Receipt(ReceiptJob),
@@ -121,8 +116,9 @@ impl Handlers {
 
     /// A batch of messages of a batched queue ([`batched`]), handled together: the
     /// one-attempt charge jobs of `billing.renewals`, the one-receipt registration
-    /// jobs of `billing.receipts`; any other message (a wave of charges or receipts)
-    /// on its own, concurrently. One result per message, in order.
+    /// jobs of `billing.receipts`; any other message (the consumer runs waves on
+    /// their own, so one that does not decode as such a job) on its own,
+    /// concurrently. One result per message, in order.
     pub async fn handle_batch(&self, queue: WorkQueue, messages: &[Message<'_>]) -> Vec<ServiceResult<JobResult>> {
         let routes: Vec<Route> = messages.iter().map(|m| Route::of(queue, m)).collect();
         let mut charges = Vec::new();
@@ -141,17 +137,14 @@ impl Handlers {
             }
             charge_attempts::process_attempts(&self.pool, self.clock, &self.ports.gateways, &charges).await
         };
-        // Any other message (a wave of charges or receipts) on its own, a few at once:
-        // a handler is started only with the few that can run.
-        let waves: Vec<&Message<'_>> =
-            routes.iter().zip(messages).filter(|(route, _)| matches!(route, Route::Alone)).map(|(_, m)| m).collect();
-        let alone = async {
-            let mut results = Vec::with_capacity(waves.len());
-            for few in waves.chunks(WAVES_AT_ONCE) {
-                results.extend(join_all(few.iter().map(|m| self.handle(queue, m.body, m.attempt, m.last))).await);
-            }
-            results
-        };
+        // Any other message on its own, concurrently.
+        let alone = join_all(
+            routes
+                .iter()
+                .zip(messages)
+                .filter(|(route, _)| matches!(route, Route::Alone))
+                .map(|(_, m)| self.handle(queue, m.body, m.attempt, m.last)),
+        );
         let (charged, registered, alone) =
             tokio::join!(charging, receipt_waves::process_many(&self.pool, self.clock, &to, &receipts), alone);
         let (mut charged, mut registered, mut alone) = (charged.into_iter(), registered.into_iter(), alone.into_iter());

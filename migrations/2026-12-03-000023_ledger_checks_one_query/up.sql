@@ -4,8 +4,8 @@
 -- of them plus 128 probes for the transactions' own check). The same guarantees,
 -- one query per trigger call:
 -- * every transaction an inserted entry belongs to exists, has at least two
---   entries, and sums to zero in each currency (the first one that does not is
---   reported, with the same messages and error codes as before);
+--   entries, and sums to zero in each currency (one that does not is reported,
+--   with the same messages and error codes as before);
 -- * every inserted transaction has at least one entry (so none is left empty;
 --   the entries' check then requires two).
 CREATE OR REPLACE FUNCTION ledger_assert_balanced(txns uuid[]) RETURNS void LANGUAGE plpgsql

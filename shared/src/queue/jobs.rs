@@ -86,6 +86,20 @@ impl Job {
         }
     }
 
+    /// Whether a message body (the outbox envelope) holds a wave of jobs
+    /// (`charge_attempts`, `register_receipts`), read from its `type` alone: the
+    /// consumer tells waves from one-attempt jobs without decoding their ids.
+    /// A body that does not parse is not a wave.
+    pub fn is_wave(body: &[u8]) -> bool {
+        #[derive(Deserialize)]
+        struct Tag<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+        }
+        serde_json::from_slice::<Tag<'_>>(body)
+            .is_ok_and(|t| matches!(&*t.kind, "charge_attempts" | "register_receipts"))
+    }
+
     /// Reads a job from a message body (the outbox envelope).
     pub fn decode(body: &[u8]) -> Result<Job, serde_json::Error> {
         serde_json::from_slice(body)
@@ -116,7 +130,14 @@ mod tests {
             let body = serde_json::to_vec(&envelope).unwrap();
             assert_eq!(Job::queue_of(job.type_name()).unwrap().name, job.queue().name);
             assert_eq!(Job::decode(&body).unwrap(), job);
+            let wave = matches!(job, Job::ChargeAttempts { .. } | Job::RegisterReceipts { .. });
+            assert_eq!(Job::is_wave(&body), wave, "{}", job.type_name());
         }
+        // As PostgreSQL returns a stored envelope (the relay publishes its bytes), and bodies that are no job.
+        assert!(Job::is_wave(br#"{"id": "x", "data": {"receipt_ids": []}, "type": "register_receipts"}"#));
+        assert!(!Job::is_wave(br#"{"type": "charge_attempt", "data": {}}"#));
+        assert!(!Job::is_wave(b"not json"));
+        assert!(!Job::is_wave(br#"{"data": {}}"#));
         assert!(Job::decode(br#"{"type": "charge_attempt", "data": {}}"#).is_err());
         assert!(Job::decode(br#"{"type": "no_such_job", "data": {}}"#).is_err());
         assert!(Job::queue_of("no_such_job").is_none());
