@@ -42,7 +42,10 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 /// handler with its job decoded: the worker's live heap at its peak grew from 29 to
 /// 44 MB between 10 000 and 100 000 due (heaptrack; bench/README, "A renewal's cost
 /// with the harness fixed; the worker's memory, a third time"). One-attempt jobs
-/// are batched as before and never wait behind waves.
+/// within the prefetch are batched as before and never wait for a wave's turn (a
+/// backlog of waves larger than the prefetch still delays one queued behind it in
+/// the broker). On stop, waves still waiting for a turn are left unacknowledged: the
+/// broker gives them again once the channel closes.
 const WAVES_AT_ONCE: usize = 4;
 
 /// The try number of a delivery (1 for the first), from our attempt header.
@@ -111,7 +114,9 @@ pub async fn run(
                         if Job::is_wave(&d.data) {
                             let (channel, handlers, turns) = (channel.clone(), handlers.clone(), turns.clone());
                             inflight.spawn(async move {
-                                let _turn = turns.acquire_owned().await;
+                                let Ok(_turn) = turns.acquire_owned().await else {
+                                    return; // stopping: left to the broker, unacknowledged
+                                };
                                 Box::pin(handle(channel, queue, handlers, d)).await
                             });
                         } else {
@@ -120,8 +125,10 @@ pub async fn run(
                         if taken >= BATCH {
                             break;
                         }
-                        if let Ok(Some(Ok(d))) = tokio::time::timeout(GATHER, consumer.next()).await {
-                            next = Some(d);
+                        match tokio::time::timeout(GATHER, consumer.next()).await {
+                            Ok(Some(Ok(d))) => next = Some(d),
+                            Ok(Some(Err(e))) => tracing::warn!(queue = queue.name, error = %e, "consumer error while gathering a batch"),
+                            _ => {}
                         }
                     }
                     if !batch.is_empty() {
@@ -140,6 +147,7 @@ pub async fn run(
         }
     }
     let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+    turns.close();
     while inflight.join_next().await.is_some() {}
     let _ = channel.close(200, "consumer stopping".into()).await;
     Ok(())

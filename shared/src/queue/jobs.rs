@@ -135,6 +135,7 @@ mod tests {
         }
         // As PostgreSQL returns a stored envelope (the relay publishes its bytes), and bodies that are no job.
         assert!(Job::is_wave(br#"{"id": "x", "data": {"receipt_ids": []}, "type": "register_receipts"}"#));
+        assert!(Job::is_wave(br#"{"type": "charge\u005fattempts", "data": {"attempt_ids": []}}"#));
         assert!(!Job::is_wave(br#"{"type": "charge_attempt", "data": {}}"#));
         assert!(!Job::is_wave(b"not json"));
         assert!(!Job::is_wave(br#"{"data": {}}"#));
