@@ -17,36 +17,30 @@ use serde_json::{Value, json};
 use crate::support::TestApp;
 use crate::support::app::ADMIN_TOKEN;
 
+/// `span` and its ancestors in its trace, nearest first.
+fn chain<'a>(spans: &'a [SpanRecord], span: &'a SpanRecord) -> Vec<&'a SpanRecord> {
+    let by_id: HashMap<&str, &SpanRecord> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let mut chain = vec![span];
+    while let Some(p) = chain.last().and_then(|s| by_id.get(s.parent_span_id.as_str())) {
+        chain.push(p);
+    }
+    chain
+}
+
 /// The names of `span` and its ancestors in its trace, nearest first.
 fn lineage(spans: &[SpanRecord], span: &SpanRecord) -> Vec<String> {
-    let by_id: HashMap<&str, &SpanRecord> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
-    let mut names = vec![span.name.clone()];
-    let mut parent = span.parent_span_id.as_str();
-    while let Some(p) = by_id.get(parent) {
-        names.push(p.name.clone());
-        parent = p.parent_span_id.as_str();
-    }
-    names
+    chain(spans, span).into_iter().map(|s| s.name.clone()).collect()
 }
 
 /// The span ids of `span` and its ancestors in its trace, nearest first.
 fn ancestry(spans: &[SpanRecord], span: &SpanRecord) -> Vec<String> {
-    let by_id: HashMap<&str, &SpanRecord> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
-    let mut ids = vec![span.span_id.clone()];
-    let mut parent = span.parent_span_id.as_str();
-    while let Some(p) = by_id.get(parent) {
-        ids.push(p.span_id.clone());
-        parent = p.parent_span_id.as_str();
-    }
-    ids
+    chain(spans, span).into_iter().map(|s| s.span_id.clone()).collect()
 }
 
 /// The id of the nearest `job` span above `span`.
 fn nearest_job(spans: &[SpanRecord], span: &SpanRecord) -> String {
-    let ids = ancestry(spans, span);
-    let names = lineage(spans, span);
-    let at = names.iter().position(|n| n == "job").unwrap_or_else(|| panic!("no job above {}: {names:?}", span.name));
-    ids[at].clone()
+    let found = chain(spans, span).into_iter().find(|s| s.name == "job");
+    found.map(|s| s.span_id.clone()).unwrap_or_else(|| panic!("no job above {}: {:?}", span.name, lineage(spans, span)))
 }
 
 /// The trace id of a `traceparent` value.
