@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use billing_shared::error::{ServiceError, ServiceResult};
-use billing_shared::queue::jobs::Job;
 use billing_shared::queue::topology::{
-    ATTEMPT_HEADER, DEAD_EXCHANGE, DEAD_LETTER_ID_HEADER, REASON_HEADER, RETRY_EXCHANGE, WorkQueue, retry_queue,
+    ATTEMPT_HEADER, DEAD_EXCHANGE, DEAD_LETTER_ID_HEADER, REASON_HEADER, RETRY_EXCHANGE, WorkQueue, prefetch_of,
+    retry_queue,
 };
 use billing_shared::services::JobResult;
 use billing_shared::trace::{self, TRACEPARENT};
@@ -22,7 +22,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -33,20 +33,6 @@ use crate::handlers::{Handlers, Message, batched};
 /// taken at once), and how long to wait for more.
 const BATCH: usize = 128;
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Wave jobs (`charge_attempts`, `register_receipts`) one consumer runs at once, as
-/// many as the process runs anyway (`charge_waves` and `receipt_waves` allow four
-/// each). A wave waiting for its turn holds its delivery only: its handler is
-/// started, and its state allocated, with the turn. When every wave of a backlog
-/// was started at once (100 000 renewals due), each waited for a permit as a full
-/// handler with its job decoded: the worker's live heap at its peak grew from 29 to
-/// 44 MB between 10 000 and 100 000 due (heaptrack; bench/README, "A renewal's cost
-/// with the harness fixed; the worker's memory, a third time"). One-attempt jobs
-/// within the prefetch are batched as before and never wait for a wave's turn (a
-/// backlog of waves larger than the prefetch still delays one queued behind it in
-/// the broker). On stop, waves still waiting for a turn are left unacknowledged: the
-/// broker gives them again once the channel closes.
-const WAVES_AT_ONCE: usize = 4;
 
 /// The try number of a delivery (1 for the first), from our attempt header.
 pub fn attempt_of(delivery: &Delivery) -> u32 {
@@ -75,7 +61,9 @@ fn with_headers(props: &BasicProperties, attempt: u32, reason: &str, dead_letter
     props.clone().with_headers(headers).with_delivery_mode(2)
 }
 
-/// Consumes `queue` until `stop` flips; in-flight deliveries finish first.
+/// Consumes `queue` until `stop` flips; in-flight deliveries finish first. The
+/// broker hands over at most `prefetch` unacknowledged deliveries (a wave queue's
+/// consumer fewer: [`prefetch_of`]).
 pub async fn run(
     conn: Arc<Connection>,
     queue: WorkQueue,
@@ -84,14 +72,13 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), lapin::Error> {
     let channel = conn.create_channel().await?;
-    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    channel.basic_qos(prefetch_of(queue, prefetch), BasicQosOptions::default()).await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     let tag = format!("{}-{}", queue.name, Uuid::new_v4().simple());
     let mut consumer = channel
         .basic_consume(queue.name.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
     let mut inflight = JoinSet::new();
-    let turns = Arc::new(Semaphore::new(WAVES_AT_ONCE));
     loop {
         tokio::select! {
             changed = stop.changed() => {
@@ -105,36 +92,20 @@ pub async fn run(
                     inflight.spawn(async move { handle(channel, queue, handlers, delivery).await });
                 }
                 Some(Ok(delivery)) => {
-                    // One-attempt charges or receipts: take what is already waiting, up to a
-                    // batch; a wave met on the way runs on its own, in its turn.
-                    let (mut batch, mut taken) = (Vec::new(), 0);
-                    let mut next = Some(delivery);
-                    while let Some(d) = next.take() {
-                        taken += 1;
-                        if Job::is_wave(&d.data) {
-                            let (channel, handlers, turns) = (channel.clone(), handlers.clone(), turns.clone());
-                            inflight.spawn(async move {
-                                let Ok(_turn) = turns.acquire_owned().await else {
-                                    return; // stopping: left to the broker, unacknowledged
-                                };
-                                Box::pin(handle(channel, queue, handlers, d)).await
-                            });
-                        } else {
-                            batch.push(d);
-                        }
-                        if taken >= BATCH {
-                            break;
-                        }
+                    // One-attempt charges or receipts: take what is already waiting, up to a batch.
+                    let mut batch = vec![delivery];
+                    while batch.len() < BATCH {
                         match tokio::time::timeout(GATHER, consumer.next()).await {
-                            Ok(Some(Ok(d))) => next = Some(d),
-                            Ok(Some(Err(e))) => tracing::warn!(queue = queue.name, error = %e, "consumer error while gathering a batch"),
-                            _ => {}
+                            Ok(Some(Ok(d))) => batch.push(d),
+                            Ok(Some(Err(e))) => {
+                                tracing::warn!(queue = queue.name, error = %e, "consumer error while gathering a batch");
+                                break;
+                            }
+                            _ => break,
                         }
                     }
-                    if !batch.is_empty() {
-                        let (channel, handlers) = (channel.clone(), handlers.clone());
-                        inflight.spawn(async move { handle_batch(channel, queue, handlers, batch).await });
-                    }
+                    let (channel, handlers) = (channel.clone(), handlers.clone());
+                    inflight.spawn(async move { handle_batch(channel, queue, handlers, batch).await });
                 }
                 Some(Err(e)) => return Err(e),
                 None => break,
@@ -147,7 +118,6 @@ pub async fn run(
         }
     }
     let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
-    turns.close();
     while inflight.join_next().await.is_some() {}
     let _ = channel.close(200, "consumer stopping".into()).await;
     Ok(())

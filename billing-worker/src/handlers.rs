@@ -42,9 +42,9 @@ pub fn batched(queue: WorkQueue) -> bool {
 }
 
 /// Where a message of a batch goes: handled with the others of its kind (a
-/// one-attempt charge, a one-receipt registration), or on its own (anything else:
-/// the consumer gives waves their own turns, so here a message that does not decode
-/// as this queue's job, answered by [`Handlers::handle`]).
+/// one-attempt charge, a one-receipt registration), or on its own by
+/// [`Handlers::handle`] (anything else: a wave published here before waves had
+/// queues of their own, or a message that does not decode as this queue's job).
 enum Route {
     Charge(Uuid),
     Receipt(ReceiptJob),
@@ -90,7 +90,7 @@ impl Handlers {
             return webhook_delivery::deliver(&self.pool, &self.webhook_http, body, attempt, last).await;
         }
         let job = Job::decode(body).map_err(|e| invalid(format!("undecodable job: {e}")))?;
-        if job.queue().name != queue.name {
+        if !job.runs_on(queue) {
             return Err(invalid(format!("job {} does not belong on {}", job.type_name(), queue.name)));
         }
         let gateways = &self.ports.gateways;
@@ -116,9 +116,8 @@ impl Handlers {
 
     /// A batch of messages of a batched queue ([`batched`]), handled together: the
     /// one-attempt charge jobs of `billing.renewals`, the one-receipt registration
-    /// jobs of `billing.receipts`; any other message (the consumer runs waves on
-    /// their own, so one that does not decode as such a job) on its own,
-    /// concurrently. One result per message, in order.
+    /// jobs of `billing.receipts`; any other message on its own, concurrently.
+    /// One result per message, in order.
     pub async fn handle_batch(&self, queue: WorkQueue, messages: &[Message<'_>]) -> Vec<ServiceResult<JobResult>> {
         let routes: Vec<Route> = messages.iter().map(|m| Route::of(queue, m)).collect();
         let mut charges = Vec::new();

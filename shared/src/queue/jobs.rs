@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::topology::{GATEWAY_FOLLOWUPS, RECEIPTS, REFUNDS, RENEWALS, WorkQueue};
+use super::topology::{GATEWAY_FOLLOWUPS, RECEIPT_WAVES, RECEIPTS, REFUNDS, RENEWAL_WAVES, RENEWALS, WorkQueue};
 
 /// A unit of work for the worker (see the module docs for its wire form).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +32,7 @@ pub enum Job {
     RegisterReceipt { receipt_id: Uuid },
     /// Register a wave of one tenant's receipts together (a renewal wave's), then
     /// poll their reports: `round` 0 is the first pass; each later round is
-    /// delivered after the receipts queue's retry step `round - 1` and carries only
+    /// delivered after `billing.receipt-waves`' retry step `round - 1` and carries only
     /// the receipts still awaiting their reports. A receipt the wave cannot carry
     /// through is handed to its own `RegisterReceipt` job
     /// (`services::receipt_waves::process_wave`).
@@ -60,22 +60,39 @@ impl Job {
     /// The work queue the job runs on.
     pub fn queue(&self) -> WorkQueue {
         match self {
-            Job::ChargeAttempt { .. } | Job::ChargeAttempts { .. } => RENEWALS,
+            Job::ChargeAttempt { .. } => RENEWALS,
+            Job::ChargeAttempts { .. } => RENEWAL_WAVES,
             Job::ReconcileAttempt { .. } | Job::ReconcileRefund { .. } => GATEWAY_FOLLOWUPS,
             Job::ExecuteRefund { .. } => REFUNDS,
-            Job::RegisterReceipt { .. } | Job::RegisterReceipts { .. } => RECEIPTS,
+            Job::RegisterReceipt { .. } => RECEIPTS,
+            Job::RegisterReceipts { .. } => RECEIPT_WAVES,
         }
     }
 
     /// The work queue a job type runs on (the relay routes stored jobs by it).
     pub fn queue_of(type_name: &str) -> Option<WorkQueue> {
         Some(match type_name {
-            "charge_attempt" | "charge_attempts" => RENEWALS,
+            "charge_attempt" => RENEWALS,
+            "charge_attempts" => RENEWAL_WAVES,
             "reconcile_attempt" | "reconcile_refund" => GATEWAY_FOLLOWUPS,
             "execute_refund" => REFUNDS,
-            "register_receipt" | "register_receipts" => RECEIPTS,
+            "register_receipt" => RECEIPTS,
+            "register_receipts" => RECEIPT_WAVES,
             _ => return None,
         })
+    }
+
+    /// Whether a consumer of `queue` runs the job: on its own queue, and a wave also
+    /// on the one it ran on before waves had queues of their own (2026-12-03): a
+    /// wave an older relay published, or one waiting in that queue's retry steps at
+    /// the upgrade, still runs there.
+    pub fn runs_on(&self, queue: WorkQueue) -> bool {
+        let before = match self {
+            Job::ChargeAttempts { .. } => Some(RENEWALS),
+            Job::RegisterReceipts { .. } => Some(RECEIPTS),
+            _ => None,
+        };
+        self.queue().name == queue.name || before.is_some_and(|q| q.name == queue.name)
     }
 
     /// The job's `data` (its fields, without the tag).
@@ -84,20 +101,6 @@ impl Job {
             Ok(serde_json::Value::Object(mut m)) => m.remove("data").unwrap_or_default(),
             _ => serde_json::Value::Null,
         }
-    }
-
-    /// Whether a message body (the outbox envelope) holds a wave of jobs
-    /// (`charge_attempts`, `register_receipts`), read from its `type` alone: the
-    /// consumer tells waves from one-attempt jobs without decoding their ids.
-    /// A body that does not parse is not a wave.
-    pub fn is_wave(body: &[u8]) -> bool {
-        #[derive(Deserialize)]
-        struct Tag<'a> {
-            #[serde(rename = "type", borrow)]
-            kind: std::borrow::Cow<'a, str>,
-        }
-        serde_json::from_slice::<Tag<'_>>(body)
-            .is_ok_and(|t| matches!(&*t.kind, "charge_attempts" | "register_receipts"))
     }
 
     /// Reads a job from a message body (the outbox envelope).
@@ -130,15 +133,19 @@ mod tests {
             let body = serde_json::to_vec(&envelope).unwrap();
             assert_eq!(Job::queue_of(job.type_name()).unwrap().name, job.queue().name);
             assert_eq!(Job::decode(&body).unwrap(), job);
-            let wave = matches!(job, Job::ChargeAttempts { .. } | Job::RegisterReceipts { .. });
-            assert_eq!(Job::is_wave(&body), wave, "{}", job.type_name());
+            assert!(job.runs_on(job.queue()), "{}", job.type_name());
         }
-        // As PostgreSQL returns a stored envelope (the relay publishes its bytes), and bodies that are no job.
-        assert!(Job::is_wave(br#"{"id": "x", "data": {"receipt_ids": []}, "type": "register_receipts"}"#));
-        assert!(Job::is_wave(br#"{"type": "charge\u005fattempts", "data": {"attempt_ids": []}}"#));
-        assert!(!Job::is_wave(br#"{"type": "charge_attempt", "data": {}}"#));
-        assert!(!Job::is_wave(b"not json"));
-        assert!(!Job::is_wave(br#"{"data": {}}"#));
+        // A wave also runs on the queue it shared with one-attempt jobs before waves
+        // had their own; a one-attempt job runs on its queue only.
+        let (id, ids) = (Uuid::now_v7(), vec![Uuid::now_v7()]);
+        assert!(Job::ChargeAttempts { attempt_ids: ids.clone() }.runs_on(RENEWALS));
+        assert!(Job::RegisterReceipts { receipt_ids: ids.clone(), round: 0 }.runs_on(RECEIPTS));
+        assert!(!Job::ChargeAttempts { attempt_ids: ids }.runs_on(RECEIPTS));
+        assert!(!Job::ChargeAttempt { attempt_id: id }.runs_on(RENEWAL_WAVES));
+        assert!(!Job::RegisterReceipt { receipt_id: id }.runs_on(RECEIPT_WAVES));
+        assert!(!Job::ExecuteRefund { refund_id: id }.runs_on(RENEWALS));
+        assert_eq!(Job::queue_of("charge_attempts").unwrap().name, "billing.renewal-waves");
+        assert_eq!(Job::queue_of("register_receipts").unwrap().name, "billing.receipt-waves");
         assert!(Job::decode(br#"{"type": "charge_attempt", "data": {}}"#).is_err());
         assert!(Job::decode(br#"{"type": "no_such_job", "data": {}}"#).is_err());
         assert!(Job::queue_of("no_such_job").is_none());

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! billing.events (topic)  --<tenant_id>.#-->  billing.webhooks   (tenants with a webhook URL)
-//! billing.work   (direct) --<queue>-->  <queue>
+//! billing.work   (direct) --<queue>-->  <queue>   (billing.renewals, billing.renewal-waves, billing.gateway-followups,
+//!                                                  billing.refunds, billing.receipts, billing.receipt-waves)
 //! billing.retry  (direct) --<queue>.retry.<n>-->  <queue>.retry.<n>  --TTL, dead-letter-->  billing.work/<queue>
 //! billing.dlx    (direct) --<queue>-->  <queue>.dead
 //! ```
@@ -43,9 +44,18 @@ pub struct WorkQueue {
     pub retry_delays_ms: &'static [u64],
 }
 
-/// Renewal charges, dunning retries, pay-now and extension charges.
+/// Renewal charges one attempt at a time: dunning retries, pay-now and extension
+/// charges, and an attempt a wave handed over.
 pub const RENEWALS: WorkQueue =
     WorkQueue { name: "billing.renewals", retry_delays_ms: &[5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, HOUR] };
+
+/// Waves of renewal charges (`charge_attempts`, up to 128 attempts each), apart
+/// from `billing.renewals` so that a renewal peak's backlog of waves never delays
+/// a one-attempt charge (a customer's "pay now") queued behind it; the consumer
+/// takes [`WAVES_AT_ONCE`] at a time. Two retries: a wave that keeps failing hands
+/// each attempt to its own job on `billing.renewals`, with its whole ladder.
+pub const RENEWAL_WAVES: WorkQueue =
+    WorkQueue { name: "billing.renewal-waves", retry_delays_ms: &[5 * SECOND, 30 * SECOND] };
 
 /// Follow-ups of gateway calls whose outcome was unknown (reconciliation).
 pub const GATEWAY_FOLLOWUPS: WorkQueue = WorkQueue {
@@ -78,6 +88,19 @@ pub const RECEIPTS: WorkQueue = WorkQueue {
     ],
 };
 
+/// Waves of receipt registrations (`register_receipts`, a renewal wave's receipts),
+/// apart from `billing.receipts` for the same reason as [`RENEWAL_WAVES`]. Its
+/// retry steps are also the delays between a wave's rounds of report polls: a
+/// receipt still awaiting its report after the last round is handed to its own
+/// job on `billing.receipts`, which follows it through that queue's whole ladder.
+pub const RECEIPT_WAVES: WorkQueue =
+    WorkQueue { name: "billing.receipt-waves", retry_delays_ms: &[2 * SECOND, 10 * SECOND, 30 * SECOND] };
+
+/// Wave jobs one consumer of a wave queue takes at once (its prefetch), as many
+/// as the process runs anyway (`charge_waves` and `receipt_waves` allow four
+/// each): a wave waiting in the broker holds no memory here.
+pub const WAVES_AT_ONCE: u16 = 4;
+
 /// Signed webhook delivery to tenants: about three days of back-off.
 pub const WEBHOOKS: WorkQueue = WorkQueue {
     name: "billing.webhooks",
@@ -109,7 +132,17 @@ pub async fn bind_webhooks(channel: &Channel, tenant_id: TenantId, on: bool) -> 
     }
 }
 
-pub const ALL: &[WorkQueue] = &[RENEWALS, GATEWAY_FOLLOWUPS, REFUNDS, RECEIPTS, WEBHOOKS];
+pub const ALL: &[WorkQueue] = &[RENEWALS, RENEWAL_WAVES, GATEWAY_FOLLOWUPS, REFUNDS, RECEIPTS, RECEIPT_WAVES, WEBHOOKS];
+
+/// The prefetch a consumer of `queue` uses, given the configured one: wave queues
+/// take [`WAVES_AT_ONCE`] at most.
+pub fn prefetch_of(queue: WorkQueue, configured: u16) -> u16 {
+    if queue.name == RENEWAL_WAVES.name || queue.name == RECEIPT_WAVES.name {
+        configured.min(WAVES_AT_ONCE)
+    } else {
+        configured
+    }
+}
 
 pub fn by_name(name: &str) -> Option<&'static WorkQueue> {
     ALL.iter().find(|q| q.name == name)

@@ -3,7 +3,9 @@
 //! [`CHUNK`] first attempts ([`super::renewals::start_in_bulk`]) instead of one
 //! `ChargeAttempt` per renewal: one message to publish, deliver and acknowledge per
 //! chunk rather than per renewal (`BILLING_CHARGE_WAVES=0` turns it off while
-//! workers of an older release, which cannot read these jobs, still run).
+//! workers of an older release, which cannot read these jobs, still run). Waves
+//! have their own queue, `billing.renewal-waves`, so a peak's backlog of them never
+//! delays a one-attempt charge on `billing.renewals`.
 //!
 //! [`process_wave`] charges the wave's `pending` attempts through the batch path of
 //! [`super::charge_attempts::process_attempts`] (one statement claims them, the

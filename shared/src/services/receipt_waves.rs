@@ -37,7 +37,7 @@ use crate::domain::states::{ReceiptKind, ReceiptStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::fiscal::FiscalRegistrar;
 use crate::queue::jobs::Job;
-use crate::queue::topology::RECEIPTS;
+use crate::queue::topology::RECEIPT_WAVES;
 
 /// Provider calls one wave has in flight at once.
 const CALLS_PER_WAVE: usize = 32;
@@ -56,7 +56,7 @@ pub struct ReceiptJob {
 
 /// Runs round `round` of a wave: registers (or polls) every receipt still
 /// `pending`. The receipts awaiting their reports go on in one wave job of the
-/// next round, delivered after the receipts queue's retry step `round`; after the
+/// next round, delivered after `billing.receipt-waves` retry step `round`; after the
 /// last step, and for any other outcome, a receipt is handed to its own
 /// `RegisterReceipt` job, which decides it by the one-by-one rules (its own retries,
 /// failure, dead letter). An accepted document id or a registration that the
@@ -104,7 +104,7 @@ pub async fn process_wave(
         }
     }
     let next_step = usize::from(round);
-    if next_step >= RECEIPTS.retry_delays_ms.len() {
+    if next_step >= RECEIPT_WAVES.retry_delays_ms.len() {
         apart.append(&mut awaiting);
     }
     let mut messages = Vec::new();
