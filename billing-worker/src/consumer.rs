@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use billing_shared::error::{ServiceError, ServiceResult};
 use billing_shared::queue::topology::{
-    ATTEMPT_HEADER, DEAD_EXCHANGE, DEAD_LETTER_ID_HEADER, REASON_HEADER, RETRY_EXCHANGE, WorkQueue, prefetch_of,
-    retry_queue,
+    ATTEMPT_HEADER, DEAD_EXCHANGE, DEAD_LETTER_ID_HEADER, REASON_HEADER, RETRY_EXCHANGE, WorkQueue, retry_queue,
 };
 use billing_shared::services::JobResult;
 use billing_shared::trace::{self, TRACEPARENT};
@@ -63,7 +62,7 @@ fn with_headers(props: &BasicProperties, attempt: u32, reason: &str, dead_letter
 
 /// Consumes `queue` until `stop` flips; in-flight deliveries finish first. The
 /// broker hands over at most `prefetch` unacknowledged deliveries (a wave queue's
-/// consumer fewer: [`prefetch_of`]).
+/// consumer fewer: [`WorkQueue::prefetch`]).
 pub async fn run(
     conn: Arc<Connection>,
     queue: WorkQueue,
@@ -72,7 +71,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), lapin::Error> {
     let channel = conn.create_channel().await?;
-    channel.basic_qos(prefetch_of(queue, prefetch), BasicQosOptions::default()).await?;
+    channel.basic_qos(queue.prefetch(prefetch), BasicQosOptions::default()).await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     let tag = format!("{}-{}", queue.name, Uuid::new_v4().simple());
     let mut consumer = channel

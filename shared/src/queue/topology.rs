@@ -42,25 +42,42 @@ pub struct WorkQueue {
     /// Delay before each retry, in milliseconds; after the last one the message is
     /// dead-lettered.
     pub retry_delays_ms: &'static [u64],
+    /// Most unacknowledged deliveries a consumer takes, whatever the configured
+    /// prefetch (`None`: the configured one): a wave queue's [`WAVES_AT_ONCE`].
+    pub prefetch_cap: Option<u16>,
+}
+
+impl WorkQueue {
+    /// The prefetch a consumer of this queue uses, given the configured one.
+    pub fn prefetch(self, configured: u16) -> u16 {
+        self.prefetch_cap.map_or(configured, |cap| configured.min(cap))
+    }
 }
 
 /// Renewal charges one attempt at a time: dunning retries, pay-now and extension
 /// charges, and an attempt a wave handed over.
-pub const RENEWALS: WorkQueue =
-    WorkQueue { name: "billing.renewals", retry_delays_ms: &[5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, HOUR] };
+pub const RENEWALS: WorkQueue = WorkQueue {
+    name: "billing.renewals",
+    retry_delays_ms: &[5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, HOUR],
+    prefetch_cap: None,
+};
 
 /// Waves of renewal charges (`charge_attempts`, up to 128 attempts each), apart
 /// from `billing.renewals` so that a renewal peak's backlog of waves never delays
 /// a one-attempt charge (a customer's "pay now") queued behind it; the consumer
 /// takes [`WAVES_AT_ONCE`] at a time. Two retries: a wave that keeps failing hands
 /// each attempt to its own job on `billing.renewals`, with its whole ladder.
-pub const RENEWAL_WAVES: WorkQueue =
-    WorkQueue { name: "billing.renewal-waves", retry_delays_ms: &[5 * SECOND, 30 * SECOND] };
+pub const RENEWAL_WAVES: WorkQueue = WorkQueue {
+    name: "billing.renewal-waves",
+    retry_delays_ms: &[5 * SECOND, 30 * SECOND],
+    prefetch_cap: Some(WAVES_AT_ONCE),
+};
 
 /// Follow-ups of gateway calls whose outcome was unknown (reconciliation).
 pub const GATEWAY_FOLLOWUPS: WorkQueue = WorkQueue {
     name: "billing.gateway-followups",
     retry_delays_ms: &[5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, 30 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR],
+    prefetch_cap: None,
 };
 
 /// Executing approved refunds through the gateway (and retrying a try whose
@@ -68,6 +85,7 @@ pub const GATEWAY_FOLLOWUPS: WorkQueue = WorkQueue {
 pub const REFUNDS: WorkQueue = WorkQueue {
     name: "billing.refunds",
     retry_delays_ms: &[5 * SECOND, 30 * SECOND, 2 * MINUTE, 10 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR],
+    prefetch_cap: None,
 };
 
 /// Registering 54-FZ receipts with the fiscal provider and polling their reports.
@@ -86,6 +104,7 @@ pub const RECEIPTS: WorkQueue = WorkQueue {
         12 * HOUR,
         24 * HOUR,
     ],
+    prefetch_cap: None,
 };
 
 /// Waves of receipt registrations (`register_receipts`, a renewal wave's receipts),
@@ -93,8 +112,11 @@ pub const RECEIPTS: WorkQueue = WorkQueue {
 /// retry steps are also the delays between a wave's rounds of report polls: a
 /// receipt still awaiting its report after the last round is handed to its own
 /// job on `billing.receipts`, which follows it through that queue's whole ladder.
-pub const RECEIPT_WAVES: WorkQueue =
-    WorkQueue { name: "billing.receipt-waves", retry_delays_ms: &[2 * SECOND, 10 * SECOND, 30 * SECOND] };
+pub const RECEIPT_WAVES: WorkQueue = WorkQueue {
+    name: "billing.receipt-waves",
+    retry_delays_ms: &[2 * SECOND, 10 * SECOND, 30 * SECOND],
+    prefetch_cap: Some(WAVES_AT_ONCE),
+};
 
 /// Wave jobs one consumer of a wave queue takes at once (its prefetch), as many
 /// as the process runs anyway (`charge_waves` and `receipt_waves` allow four
@@ -105,6 +127,7 @@ pub const WAVES_AT_ONCE: u16 = 4;
 pub const WEBHOOKS: WorkQueue = WorkQueue {
     name: "billing.webhooks",
     retry_delays_ms: &[30 * SECOND, 2 * MINUTE, 10 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, 24 * HOUR, 24 * HOUR],
+    prefetch_cap: None,
 };
 
 /// Routing-key pattern of one tenant's events.
@@ -133,16 +156,6 @@ pub async fn bind_webhooks(channel: &Channel, tenant_id: TenantId, on: bool) -> 
 }
 
 pub const ALL: &[WorkQueue] = &[RENEWALS, RENEWAL_WAVES, GATEWAY_FOLLOWUPS, REFUNDS, RECEIPTS, RECEIPT_WAVES, WEBHOOKS];
-
-/// The prefetch a consumer of `queue` uses, given the configured one: wave queues
-/// take [`WAVES_AT_ONCE`] at most.
-pub fn prefetch_of(queue: WorkQueue, configured: u16) -> u16 {
-    if queue.name == RENEWAL_WAVES.name || queue.name == RECEIPT_WAVES.name {
-        configured.min(WAVES_AT_ONCE)
-    } else {
-        configured
-    }
-}
 
 pub fn by_name(name: &str) -> Option<&'static WorkQueue> {
     ALL.iter().find(|q| q.name == name)
