@@ -98,6 +98,10 @@ INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, met
          now() - interval '1 day'
   FROM subscriptions;
 ANALYZE;
+-- the ceilings' and this seeding's writes flushed before wrk starts, as renewals.sh
+-- does after its seeding: the measured run does not pay for its setup's WAL (it did
+-- not end the rare p99 stalls of 2026-12-04; bench/README, "The all.sh runs of 2026-12-04")
+CHECKPOINT;
 SQL
 q -c "SELECT id FROM customers WHERE external_id LIKE 'ent-%'" > .run/bench/ent-customers.txt
 stmt_reset
@@ -137,6 +141,8 @@ if failed: print(failed[:2], file=sys.stderr); sys.exit(1)
 print("\n".join(out))
 PY
 $BIN/bench-notifications bench-secret 3000000000 < .run/bench/confirmations.jsonl > .run/bench/notifications.txt
+# the purchases' writes flushed before wrk starts, as for the entitlement reads
+q -c "CHECKPOINT"
 stmt_reset
 t0=$(busy_ticks)
 BODIES=.run/bench/notifications.txt NOTIFY_PATH="/v1/webhooks/cloudpayments/$tid/pay" WRK_THREADS=2 \

@@ -114,13 +114,16 @@ PY
   python3 -c "print(round($rows / ($t1 - $t0)))"
 }
 
-# PROFILE=1: pg_stat_statements (when the server preloads it) around one measured
-# run. `stmt_reset` before it; `stmt_top FILE OPS` after writes every statement's
-# calls per operation and mean/total execution time, heaviest first.
+# pg_stat_statements (when the server preloads it) around one measured run.
+# `stmt_reset` before it empties the statistics, PROFILE or not: a full table
+# (pg_stat_statements.max) evicts entries and may rewrite its query-text file under
+# an exclusive lock that every statement waits for, which stalled entitlement reads
+# for 0.1-0.4 s (bench/README, "The all.sh runs of 2026-12-04"). With PROFILE=1,
+# `stmt_top FILE OPS` after the run writes every statement's calls per operation and
+# mean/total execution time, heaviest first.
 stmt_reset() {
-  [ -n "${PROFILE:-}" ] || return 0
   if [[ "$(q -c 'SHOW shared_preload_libraries')" != *pg_stat_statements* ]]; then
-    log "PROFILE: the server does not preload pg_stat_statements (ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements', then restart PostgreSQL)"
+    [ -n "${PROFILE:-}" ] && log "PROFILE: the server does not preload pg_stat_statements (ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements', then restart PostgreSQL)"
     PROFILE=; return 0
   fi
   q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null

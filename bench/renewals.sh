@@ -125,6 +125,7 @@ SQL
     ${WORKER_WRAP:-} $BIN/billing-worker >.run/bench/worker.log 2>&1 & local worker=$!; pids+=($worker)
   wait_port "$METRICS_PORT" worker 30
   local t0 t1
+  stmt_reset
   t0=$(date +%s.%N)
   curl -sf -X POST "$API/v1/admin/clock" -H "Authorization: Bearer $BILLING_ADMIN_TOKEN" -d "{\"now\":\"$DUE\"}" >/dev/null
   local done=0 receipts=0 want_receipts=0
