@@ -108,6 +108,9 @@ stmt_reset
 t0=$(busy_ticks)
 CUSTOMERS=.run/bench/ent-customers.txt API_KEY="$key" \
   wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency -s bench/wrk/entitlements.lua "$API" > .run/bench/wrk-entitlements.txt
+# the API's own view of the same requests (http_request_duration_seconds): tells the
+# time spent in the service from the time wrk waited (bench/README, "The all.sh runs of 2026-12-04")
+curl -s "$API/metrics" > .run/bench/api-metrics.txt
 ent_ms=$(ms_per_op "$(( $(busy_ticks) - t0 ))" "$(awk '/requests in/ {print $1}' .run/bench/wrk-entitlements.txt)")
 read -r ent_rps ent_p50 ent_p99 < <(wrk_figures < .run/bench/wrk-entitlements.txt)
 stmt_top .run/bench/entitlements-statements.txt "$(awk '/requests in/ {print $1}' .run/bench/wrk-entitlements.txt)"
