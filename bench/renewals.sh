@@ -99,6 +99,14 @@ INSERT INTO customers (id, tenant_id, external_id, email, time_zone, created_at)
   FROM generate_series(1, :n + :idle) g;
 INSERT INTO payment_methods (id, tenant_id, customer_id, gateway, token, created_at)
   SELECT gen_random_uuid(), :'tid', id, :'gw', 'tk_bench_' || substr(external_id, 7), '2026-05-01T09:00:00Z' FROM customers;
+-- every customer renewing has paid before: the posting of that payment opened their
+-- pass-through ledger account (the id the service derives: UUID v5 in the OID namespace
+-- of "<tenant>/customer_balance/<customer>/RUB", domain::ledger::Account::id)
+CREATE EXTENSION IF NOT EXISTS "uuid-ossp";
+INSERT INTO ledger_accounts (id, tenant_id, code, customer_id, currency, created_at)
+  SELECT uuid_generate_v5(uuid_ns_oid(), :'tid' || '/customer_balance/' || id || '/RUB'), :'tid', 'customer_balance', id,
+         'RUB', '2026-05-01T09:00:00Z'
+  FROM customers;
 -- renewal notices of the due period went out days ago (renewal_notice_for set here, not
 -- by a later UPDATE that would move every due row to the table's end)
 INSERT INTO subscriptions (id, tenant_id, customer_id, plan_id, status, auto_renew, current_period_start, current_period_end,
@@ -152,6 +160,8 @@ SQL
   local secs; secs=$(python3 -c "print(round($t1-$t0, 1))")
   curl -s "http://127.0.0.1:$METRICS_PORT/metrics" > ".run/bench/metrics-$n.txt" || true
   local unbalanced; unbalanced=$(q -c "SELECT count(*) FROM (SELECT transaction_id FROM ledger_entries GROUP BY transaction_id HAVING sum(amount) <> 0) s")
+  local accounts; accounts=$(q -c "SELECT count(*) FROM ledger_accounts WHERE code = 'customer_balance'")
+  [ "$accounts" = $((n + IDLE)) ] || log "warning: $accounts customer accounts after the run, $((n + IDLE)) seeded: the seeded ids are not the service's"
   local doubles; doubles=$(q -c "SELECT count(*) FROM (SELECT subscription_id FROM payments WHERE kind = 'renewal' GROUP BY subscription_id HAVING count(*) > 1) s")
   cleanup
   local fiscal_col="-"; [ "$FISCAL" = 1 ] && fiscal_col="$receipts"

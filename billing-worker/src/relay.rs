@@ -9,6 +9,7 @@
 //! message id); nothing leaves the work list that the broker did not confirm.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use billing_shared::db::outbox::{self, LANES, Route};
@@ -34,7 +35,7 @@ async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceRes
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut confirms = Vec::with_capacity(rows.len());
+        let mut sends = Vec::with_capacity(rows.len());
         for row in &rows {
             // A stored job no queue of this binary knows stops its lane, loudly:
             // skipping it would lose it, publishing it nowhere would too.
@@ -50,17 +51,30 @@ async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceRes
                 headers.insert(TRACEPARENT.into(), AMQPValue::LongString(tp.as_str().into()));
                 props = props.with_headers(headers);
             }
-            let confirm = channel
-                .basic_publish(
-                    route.exchange.into(),
-                    route.routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &row.payload.0,
-                    props,
-                )
-                .await
-                .map_err(|e| ServiceError::Internal(format!("publish: {e}")))?;
-            confirms.push(confirm);
+            let mut send = Box::pin(channel.basic_publish(
+                route.exchange.into(),
+                route.routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &row.payload.0,
+                props,
+            ));
+            // The first poll of a publish takes its delivery tag and queues its
+            // frames before it awaits anything (lapin 4,
+            // `Channel::send_method_frame_with_body`); what it then waits for is the
+            // connection's I/O thread writing them. Polling each once here, in seq
+            // order, queues the whole lane in order and lets that thread write it
+            // in a few socket writes, instead of a round trip between the two
+            // threads per message.
+            let first = std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await;
+            sends.push((send, first));
+        }
+        let mut confirms = Vec::with_capacity(sends.len());
+        for (send, first) in sends {
+            let sent = match first {
+                Poll::Ready(sent) => sent,
+                Poll::Pending => send.await,
+            };
+            confirms.push(sent.map_err(|e| ServiceError::Internal(format!("publish: {e}")))?);
         }
         for confirm in confirms {
             let c = confirm.await.map_err(|e| ServiceError::Internal(format!("confirm: {e}")))?;
