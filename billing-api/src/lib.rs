@@ -131,11 +131,16 @@ impl Application {
     }
 }
 
+/// A request answered after this long is logged at `warn` ("slow request"), not
+/// `info`: visible at the default `RUST_LOG=warn`.
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Logs every request and counts it by route pattern and status, inside its
 /// `http.request` span: a child of the caller's trace when the request carries a
 /// W3C `traceparent` header (`billing_shared::trace`; not on provider callbacks),
 /// else a new trace. Probes and scrapes (`/healthz`, `/readyz`, `/metrics`) are not
-/// traced.
+/// traced. A 5xx is logged at `error`, a request slower than [`SLOW_REQUEST`] at
+/// `warn`.
 async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -173,6 +178,8 @@ async fn observe(
     let _entered = span.enter();
     if status.is_server_error() {
         tracing::error!(%method, %path, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request");
+    } else if elapsed >= SLOW_REQUEST {
+        tracing::warn!(%method, %path, status = status.as_u16(), ms = elapsed.as_millis() as u64, "slow request");
     } else {
         tracing::info!(%method, %path, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request");
     }
