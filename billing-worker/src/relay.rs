@@ -68,17 +68,16 @@ async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceRes
             let first = std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await;
             sends.push((send, first));
         }
-        let mut confirms = Vec::with_capacity(sends.len());
+        // Every message is queued already: waiting for one's write and confirm does
+        // not hold back the others'.
         for (send, first) in sends {
             let sent = match first {
                 Poll::Ready(sent) => sent,
                 Poll::Pending => send.await,
             };
-            confirms.push(sent.map_err(|e| ServiceError::Internal(format!("publish: {e}")))?);
-        }
-        for confirm in confirms {
-            let c = confirm.await.map_err(|e| ServiceError::Internal(format!("confirm: {e}")))?;
-            if !c.is_ack() {
+            let confirm = sent.map_err(|e| ServiceError::Internal(format!("publish: {e}")))?;
+            let confirmation = confirm.await.map_err(|e| ServiceError::Internal(format!("confirm: {e}")))?;
+            if !confirmation.is_ack() {
                 return Err(ServiceError::Internal("the broker refused a message".into()));
             }
         }

@@ -238,12 +238,12 @@ async fn a_wave_that_cannot_record_its_captures_hands_each_attempt_to_its_own_jo
     // (each claims what the other has not locked), never send one twice.
     let waves = app.count(&jobs_of_type("charge_attempts")).await;
     assert!((1..=replicas() as i64).contains(&waves), "{waves} waves: one per worker's tick at most");
-    let in_waves = "SELECT count(*) AS n FROM outbox_events, jsonb_array_elements_text(payload->'data'->'attempt_ids') a \
-                    WHERE event_type = 'charge_attempts'";
-    assert_eq!(app.count(in_waves).await, 3, "the tick's three renewals went out in waves");
-    let distinct = "SELECT count(DISTINCT a) AS n FROM outbox_events, \
-                    jsonb_array_elements_text(payload->'data'->'attempt_ids') a WHERE event_type = 'charge_attempts'";
-    assert_eq!(app.count(distinct).await, 3, "each attempt in one wave only");
+    let attempts_in_waves = "FROM outbox_events, jsonb_array_elements_text(payload->'data'->'attempt_ids') a \
+                             WHERE event_type = 'charge_attempts'";
+    let in_waves = format!("SELECT count(*) AS n {attempts_in_waves}");
+    assert_eq!(app.count(&in_waves).await, 3, "the tick's three renewals went out in waves");
+    let distinct = format!("SELECT count(DISTINCT a) AS n {attempts_in_waves}");
+    assert_eq!(app.count(&distinct).await, 3, "each attempt in one wave only");
     let delayed = "SELECT count(*) AS n FROM outbox_events WHERE event_type = 'charge_attempt' AND delay_step = 0";
     assert_eq!(app.count(delayed).await, 3, "each handed over after the queue's first retry step");
     assert_eq!(app.count("SELECT count(*) AS n FROM dead_letters").await, 0);
