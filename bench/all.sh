@@ -19,6 +19,8 @@
 #        NO_BUILD=1 (use the release binaries already built)
 #        PROFILE=1 (pg_stat_statements per operation into .run/bench/*-statements.txt)
 #        ONLY="entitlements webhooks usage renewals" (a subset, e.g. while tuning one path)
+#        AUTOGROUP=keep (leave the kernel's session autogroups on; bench/lib.sh turns them
+#        off for the run when it may, and back on after)
 #        API_POOL=8 (the API's BILLING_DB_POOL_SIZE, four per HTTP worker: 8 beat 4 on
 #        both wrk paths, 16 had a long tail; bench/README "Connections, again")
 set -euo pipefail
@@ -210,3 +212,4 @@ if runs entitlements || runs webhooks; then
   runs webhooks && echo "| CloudPayments Pay applied | $wh_ms | payment-shaped: $payment_ms_before / $payment_ms_after |"
 fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), PostgreSQL $(psql -h 127.0.0.1 -U postgres -qAt -c 'SHOW server_version')"
+autogroup_line

@@ -14,7 +14,30 @@ cleanup() {
   for p in "${pids[@]}"; do pkill -P "$p" -x 'billing-(api|worker)' 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true; pids=()
 }
-trap cleanup EXIT
+# Session autogroups (`kernel.sched_autogroup_enabled`, on in Debian's kernels) give
+# each login session one share of the CPU: PostgreSQL, started in a session of its
+# own, gets one, and everything a benchmark starts (the API, the worker, wrk,
+# pgbench) shares another. Under full load a woken backend then waited up to 0.25 s
+# for its group's turn, with both cores busy: the entitlement reads' p99 stalls
+# (bench/README, "The entitlement stalls: session autogroups"). Database servers
+# turn them off. The scripts do too for the run, when they may (as root), and put the
+# setting back on exit; AUTOGROUP=keep leaves it as it is.
+AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
+AUTOGROUP_WAS=$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo absent)
+if [ "$AUTOGROUP_WAS" = 1 ] && [ "${AUTOGROUP:-off}" != keep ] && [ -w "$AUTOGROUP_FILE" ]; then
+  echo 0 > "$AUTOGROUP_FILE"
+fi
+restore_autogroup() { [ "$AUTOGROUP_WAS" != 1 ] || [ ! -w "$AUTOGROUP_FILE" ] || echo 1 > "$AUTOGROUP_FILE"; }
+# How the run was scheduled, for the table's footer.
+autogroup_line() {
+  case "$AUTOGROUP_WAS/$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo absent)" in
+    1/0) echo "session autogroups: off for the run (the host has them on)" ;;
+    */1) echo "session autogroups: ON (AUTOGROUP=keep, or not root): expect stalls of up to 0.25 s in the p99" ;;
+    */0) echo "session autogroups: off" ;;
+    *) echo "session autogroups: not in this kernel" ;;
+  esac
+}
+trap 'cleanup; restore_autogroup' EXIT
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 # psql itself, not Debian's Perl wrapper in front of it: the wrapper costs about
