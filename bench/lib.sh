@@ -25,9 +25,11 @@ cleanup() {
 AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
 AUTOGROUP_WAS=$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo absent)
 if [ "$AUTOGROUP_WAS" = 1 ] && [ "${AUTOGROUP:-off}" != keep ] && [ -w "$AUTOGROUP_FILE" ]; then
-  echo 0 > "$AUTOGROUP_FILE"
+  echo 0 2>/dev/null > "$AUTOGROUP_FILE" || true
 fi
-restore_autogroup() { [ "$AUTOGROUP_WAS" != 1 ] || [ ! -w "$AUTOGROUP_FILE" ] || echo 1 > "$AUTOGROUP_FILE"; }
+restore_autogroup() {
+  if [ "$AUTOGROUP_WAS" = 1 ] && [ -w "$AUTOGROUP_FILE" ]; then echo 1 2>/dev/null > "$AUTOGROUP_FILE" || true; fi
+}
 # How the run was scheduled, for the table's footer.
 autogroup_line() {
   case "$AUTOGROUP_WAS/$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo absent)" in
