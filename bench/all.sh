@@ -205,13 +205,13 @@ fi
 echo
 echo "Hot paths against PostgreSQL's own ceilings, same run ($(date -u +%F), ${SECONDS_EACH} s per wrk/pgbench run, test clock off but for renewals)"
 echo
-printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' path throughput "p50 ms" "p99 ms" ceiling "ceiling/s" ratio target "RSS MB"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------------------------------" "--------------" "---------" "---------" "------------------------------------" "------------" "-------" "--------" "---------"
-runs entitlements && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "GET entitlements (wrk, 16 connections)" "$ent_rps req/s" "$ent_p50" "$ent_p99" "pgbench select-only, 16 clients" "$select_tps" "$(ratio "$ent_rps" "$select_tps")" 0.35 "$api_rss"
-runs webhooks && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "CloudPayments Pay applied (wrk, 16 conn.)" "$wh_rate /s" "$wh_p50" "$wh_p99" "pgbench payment-shaped tx, 8 clients" "$payment_tps" "$(ratio "$wh_rate" "$payment_tps")" 0.30 "$api_rss"
-runs usage && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "usage ingest, 10 000-event batches" "$usage_rate ev/s" "-" "-" "COPY of the same rows, 4 sessions" "$copy_rows" "$(ratio "$usage_rate" "$copy_rows")" 0.50 "${usage_rss:--}"
-runs renewals && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals (CloudPayments), $renewal_due due + ${IDLE:-1000000} idle$([ "$renewal_fiscal" = 1 ] && echo ', fiscal')" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
-runs renewals && [ "$renewal_yookassa" = 1 ] && printf '| %-44s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals (YooKassa), the same" "$yk_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$yk_ceiling" "$(ratio "$yk_rate" "$yk_ceiling")" 0.45 "$yk_rss"
+printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' path throughput "p50 ms" "p99 ms" ceiling "ceiling/s" ratio target "RSS MB"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------------------------------------------------" "--------------" "---------" "---------" "------------------------------------" "------------" "-------" "--------" "---------"
+runs entitlements && printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "GET entitlements (wrk, 16 connections)" "$ent_rps req/s" "$ent_p50" "$ent_p99" "pgbench select-only, 16 clients" "$select_tps" "$(ratio "$ent_rps" "$select_tps")" 0.35 "$api_rss"
+runs webhooks && printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "CloudPayments Pay applied (wrk, 16 conn.)" "$wh_rate /s" "$wh_p50" "$wh_p99" "pgbench payment-shaped tx, 8 clients" "$payment_tps" "$(ratio "$wh_rate" "$payment_tps")" 0.30 "$api_rss"
+runs usage && printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "usage ingest, 10 000-event batches" "$usage_rate ev/s" "-" "-" "COPY of the same rows, 4 sessions" "$copy_rows" "$(ratio "$usage_rate" "$copy_rows")" 0.50 "${usage_rss:--}"
+runs renewals && printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals (CloudPayments), $renewal_due due + ${IDLE:-1000000} idle$([ "$renewal_fiscal" = 1 ] && echo ', fiscal')" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
+runs renewals && [ "$renewal_yookassa" = 1 ] && printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals (YooKassa), the same" "$yk_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$yk_ceiling" "$(ratio "$yk_rate" "$yk_ceiling")" 0.45 "$yk_rss"
 echo
 runs webhooks && echo "Pay notifications applied: $applied of $WEBHOOK_N prepared (rate = applied / span of their capture times)."
 runs renewals && echo "Worker peak RSS: $small_rss MB at $renewal_small due, $worker_rss MB at $renewal_due due ($(python3 -c "print(f'{($worker_rss - $small_rss) * 100 / $small_rss:+.0f} %')"); target: within 20 %)."
