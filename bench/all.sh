@@ -21,7 +21,7 @@
 #        PROFILE=1 (pg_stat_statements per operation into .run/bench/*-statements.txt)
 #        ONLY="entitlements webhooks usage renewals" (a subset, e.g. while tuning one path)
 #        AUTOGROUP=keep (leave the kernel's session autogroups on; bench/lib.sh turns them
-#        off for the run when it may, and back on after)
+#        off for the run when it may, and restores what it changed on exit)
 #        API_POOL=8 (the API's BILLING_DB_POOL_SIZE, four per HTTP worker: 8 beat 4 on
 #        both wrk paths, 16 had a long tail; bench/README "Connections, again")
 set -euo pipefail
@@ -181,13 +181,6 @@ renewal_small=${RENEWAL_SMALL:-10000} renewal_due=${RENEWAL_DUE:-100000} renewal
 renewal_sizes=("$renewal_small"); [ "$renewal_small" = "$renewal_due" ] || renewal_sizes+=("$renewal_due")
 log "renewals (bench/renewals.sh ${renewal_sizes[*]}, ${IDLE:-1000000} idle, CloudPayments, FISCAL=$renewal_fiscal)"
 NO_BUILD=1 FISCAL=$renewal_fiscal GATEWAYS=cloudpayments bench/renewals.sh "${renewal_sizes[@]}" > .run/bench/renewals-out.txt
-# The same with YooKassa (issue 15, part 4), at the issue's size only: its own run,
-# with the ceiling measured after it. RENEWAL_YOOKASSA=0 leaves it out.
-renewal_yookassa=${RENEWAL_YOOKASSA:-1}
-if [ "$renewal_yookassa" = 1 ]; then
-  log "renewals (bench/renewals.sh $renewal_due, ${IDLE:-1000000} idle, YooKassa, FISCAL=$renewal_fiscal)"
-  NO_BUILD=1 FISCAL=$renewal_fiscal GATEWAYS=yookassa bench/renewals.sh "$renewal_due" > .run/bench/renewals-yookassa-out.txt
-fi
 # A column (5: seconds, 6: renewals/s, 7: worker RSS MB) of GATEWAY's row with N due: GATEWAY N COLUMN FILE
 renewal_col() { awk -F'|' -v g="$1" -v n="$2" -v c="$3" '$2 ~ g && $3 + 0 == n {gsub(/ /, "", $c); print $c}' "$4"; }
 renewal_ceiling_of() { awk -F': ' '/^Ceiling/ {print $NF}' "$1" | awk '{print $1}'; }
@@ -195,23 +188,30 @@ renewal_rate=$(renewal_col cloudpayments "$renewal_due" 6 .run/bench/renewals-ou
 worker_rss=$(renewal_col cloudpayments "$renewal_due" 7 .run/bench/renewals-out.txt)
 small_rss=$(renewal_col cloudpayments "$renewal_small" 7 .run/bench/renewals-out.txt)
 renewal_ceiling=$(renewal_ceiling_of .run/bench/renewals-out.txt)
+# The same with YooKassa (issue 15, part 4), at the issue's size only: its own run,
+# with the ceiling measured after it. RENEWAL_YOOKASSA=0 leaves it out.
+renewal_yookassa=${RENEWAL_YOOKASSA:-1}
 if [ "$renewal_yookassa" = 1 ]; then
+  log "renewals (bench/renewals.sh $renewal_due, ${IDLE:-1000000} idle, YooKassa, FISCAL=$renewal_fiscal)"
+  NO_BUILD=1 FISCAL=$renewal_fiscal GATEWAYS=yookassa bench/renewals.sh "$renewal_due" > .run/bench/renewals-yookassa-out.txt
   yk_rate=$(renewal_col yookassa "$renewal_due" 6 .run/bench/renewals-yookassa-out.txt)
   yk_rss=$(renewal_col yookassa "$renewal_due" 7 .run/bench/renewals-yookassa-out.txt)
   yk_ceiling=$(renewal_ceiling_of .run/bench/renewals-yookassa-out.txt)
 fi
 fi
 
+# One row of the table: path, throughput, p50, p99, ceiling, ceiling/s, ratio, target, RSS.
+row() { printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "$@"; }
 echo
 echo "Hot paths against PostgreSQL's own ceilings, same run ($(date -u +%F), ${SECONDS_EACH} s per wrk/pgbench run, test clock off but for renewals)"
 echo
-printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' path throughput "p50 ms" "p99 ms" ceiling "ceiling/s" ratio target "RSS MB"
+row path throughput "p50 ms" "p99 ms" ceiling "ceiling/s" ratio target "RSS MB"
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------------------------------------------------" "--------------" "---------" "---------" "------------------------------------" "------------" "-------" "--------" "---------"
-runs entitlements && printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "GET entitlements (wrk, 16 connections)" "$ent_rps req/s" "$ent_p50" "$ent_p99" "pgbench select-only, 16 clients" "$select_tps" "$(ratio "$ent_rps" "$select_tps")" 0.35 "$api_rss"
-runs webhooks && printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "CloudPayments Pay applied (wrk, 16 conn.)" "$wh_rate /s" "$wh_p50" "$wh_p99" "pgbench payment-shaped tx, 8 clients" "$payment_tps" "$(ratio "$wh_rate" "$payment_tps")" 0.30 "$api_rss"
-runs usage && printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "usage ingest, 10 000-event batches" "$usage_rate ev/s" "-" "-" "COPY of the same rows, 4 sessions" "$copy_rows" "$(ratio "$usage_rate" "$copy_rows")" 0.50 "${usage_rss:--}"
-runs renewals && printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals (CloudPayments), $renewal_due due + ${IDLE:-1000000} idle$([ "$renewal_fiscal" = 1 ] && echo ', fiscal')" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
-runs renewals && [ "$renewal_yookassa" = 1 ] && printf '| %-60s | %12s | %7s | %7s | %-34s | %10s | %5s | %6s | %7s |\n' "renewals (YooKassa), the same" "$yk_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$yk_ceiling" "$(ratio "$yk_rate" "$yk_ceiling")" 0.45 "$yk_rss"
+runs entitlements && row "GET entitlements (wrk, 16 connections)" "$ent_rps req/s" "$ent_p50" "$ent_p99" "pgbench select-only, 16 clients" "$select_tps" "$(ratio "$ent_rps" "$select_tps")" 0.35 "$api_rss"
+runs webhooks && row "CloudPayments Pay applied (wrk, 16 conn.)" "$wh_rate /s" "$wh_p50" "$wh_p99" "pgbench payment-shaped tx, 8 clients" "$payment_tps" "$(ratio "$wh_rate" "$payment_tps")" 0.30 "$api_rss"
+runs usage && row "usage ingest, 10 000-event batches" "$usage_rate ev/s" "-" "-" "COPY of the same rows, 4 sessions" "$copy_rows" "$(ratio "$usage_rate" "$copy_rows")" 0.50 "${usage_rss:--}"
+runs renewals && row "renewals (CloudPayments), $renewal_due due + ${IDLE:-1000000} idle$([ "$renewal_fiscal" = 1 ] && echo ', fiscal')" "$renewal_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$renewal_ceiling" "$(ratio "$renewal_rate" "$renewal_ceiling")" 0.45 "$worker_rss"
+runs renewals && [ "$renewal_yookassa" = 1 ] && row "renewals (YooKassa), the same" "$yk_rate /s" "-" "-" "pgbench payment-shaped tx, 8 clients" "$yk_ceiling" "$(ratio "$yk_rate" "$yk_ceiling")" 0.45 "$yk_rss"
 echo
 runs webhooks && echo "Pay notifications applied: $applied of $WEBHOOK_N prepared (rate = applied / span of their capture times)."
 runs renewals && echo "Worker peak RSS: $small_rss MB at $renewal_small due, $worker_rss MB at $renewal_due due ($(python3 -c "print(f'{($worker_rss - $small_rss) * 100 / $small_rss:+.0f} %')"); target: within 20 %)."
