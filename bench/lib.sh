@@ -121,7 +121,8 @@ select_ceiling() {
 
 # COPY of ROWS (default 1 000 000) usage events into the same shape as ingestion
 # writes (a day partition of usage_events and a generation of usage_event_keys
-# with its primary key), the ids MD5 hex strings as bench/usage.sh sends, from
+# with its primary key, the ids' 16-byte digests as the service computes them), the
+# ids MD5 hex strings as bench/usage.sh sends, from
 # STREAMS (default 4, as many as bench/usage.sh's clients) sessions at once: rows/s.
 copy_ceiling() {
   local rows=${1:-1000000} streams=${STREAMS:-4}
@@ -129,19 +130,20 @@ copy_ceiling() {
 import hashlib, sys, uuid
 n, streams, prefix = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 t = "00000000-0000-0000-0000-000000000001"
+tb = uuid.UUID(t).bytes
 files = [(open(f"{prefix}-events-{k}.csv", "w"), open(f"{prefix}-keys-{k}.csv", "w")) for k in range(streams)]
 for i in range(n):
     events, keys = files[i % streams]
     eid = hashlib.md5(f"copy-{i}".encode()).hexdigest()
     events.write(f"{t},{eid},{uuid.UUID(int=i % 10000 + 1)},{uuid.UUID(int=i % 10000 + 2)},messages,1,"
                  "2026-04-30 09:00:00+00,2026-04-20 09:00:00+00,2026-05-01 09:00:00+00\n")
-    keys.write(f"587,{t},{eid}\n")
+    keys.write(f"587,{uuid.UUID(bytes=hashlib.sha256(tb + eid.encode()).digest()[:16])}\n")
 for events, keys in files:
     events.close(); keys.close()
 PY
   q -c "DROP TABLE IF EXISTS copy_events, copy_keys" \
     -c "CREATE TABLE copy_events (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)" \
-    -c "CREATE TABLE copy_keys (LIKE usage_event_keys INCLUDING DEFAULTS, PRIMARY KEY (generation, tenant_id, event_id))"
+    -c "CREATE TABLE copy_keys (LIKE usage_event_keys INCLUDING DEFAULTS, PRIMARY KEY (generation, key))"
   local t0 t1 k copiers=()
   t0=$(date +%s.%N)
   for ((k = 0; k < streams; k++)); do

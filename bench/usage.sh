@@ -91,8 +91,8 @@ INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, met
          (:'day')::date + time '09:00'
   FROM generate_series(:lo, :hi) g
   JOIN (SELECT id, customer_id, row_number() OVER (ORDER BY id) - 1 AS k FROM subscriptions) s ON s.k = g % :n;
-INSERT INTO usage_event_keys (generation, tenant_id, event_id)
-  SELECT :gen, :'tid', md5('stored-' || g) FROM generate_series(:lo, :hi) g WHERE :gen >= 586;
+INSERT INTO usage_event_keys (generation, key)
+  SELECT :gen, usage_event_key(:'tid', md5('stored-' || g)) FROM generate_series(:lo, :hi) g WHERE :gen >= 586;
 SQL
   done
   q -c "VACUUM ANALYZE usage_events" -c "VACUUM ANALYZE usage_event_keys" >/dev/null

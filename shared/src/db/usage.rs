@@ -62,61 +62,51 @@ pub struct NewEvent<'a> {
 }
 
 #[derive(QueryableByName)]
-struct EventId {
-    #[diesel(sql_type = Text)]
-    event_id: String,
+struct ClaimedKey {
+    #[diesel(sql_type = SqlUuid)]
+    key: Uuid,
 }
 
-/// Claims the event ids of a batch in `usage_event_keys` and returns those claimed
-/// now; the others are duplicates (one statement). `ids` must be sorted (concurrent
-/// batches then lock them in the same order). An id is new when neither generation
-/// `at.current` nor the previous one holds it: outside the overlap day it is
-/// inserted in the current generation and looked up in the previous one; within it,
-/// inserted in both, and new only when both inserts went through.
+/// Claims the keys of a batch's event ids ([`crate::domain::usage::event_key`]) in
+/// `usage_event_keys` and returns those claimed now; the others are duplicates (one
+/// statement). `keys` must be sorted (concurrent batches then lock them in the same
+/// order). A key is new when neither generation `at.current` nor the previous one
+/// holds it: outside the overlap day it is inserted in the current generation and
+/// looked up in the previous one; within it, inserted in both, and new only when
+/// both inserts went through.
 pub async fn claim_keys(
     conn: &mut AsyncPgConnection,
-    tenant_id: TenantId,
     at: KeyGeneration,
-    ids: &[&str],
-) -> diesel::QueryResult<Vec<String>> {
+    keys: &[Uuid],
+) -> diesel::QueryResult<Vec<Uuid>> {
     let sql = if at.overlap {
-        "WITH claimed AS (INSERT INTO usage_event_keys (generation, tenant_id, event_id) \
-             SELECT g, $1, id FROM unnest($3::text[]) AS v(id), (VALUES ($2 - 1), ($2)) AS gs(g) ORDER BY id, g \
-             ON CONFLICT DO NOTHING RETURNING event_id) \
-         SELECT event_id FROM claimed GROUP BY event_id HAVING count(*) = 2"
+        "WITH claimed AS (INSERT INTO usage_event_keys (generation, key) \
+             SELECT g, k FROM unnest($2::uuid[]) AS v(k), (VALUES ($1 - 1), ($1)) AS gs(g) ORDER BY k, g \
+             ON CONFLICT DO NOTHING RETURNING key) \
+         SELECT key FROM claimed GROUP BY key HAVING count(*) = 2"
     } else {
-        "INSERT INTO usage_event_keys (generation, tenant_id, event_id) \
-         SELECT $2, $1, id FROM unnest($3::text[]) AS v(id) \
-          WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys k \
-                             WHERE k.generation = $2 - 1 AND k.tenant_id = $1 AND k.event_id = v.id) \
-         ON CONFLICT DO NOTHING RETURNING event_id"
+        "INSERT INTO usage_event_keys (generation, key) \
+         SELECT $1, k FROM unnest($2::uuid[]) AS v(k) \
+          WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys o WHERE o.generation = $1 - 1 AND o.key = v.k) \
+         ON CONFLICT DO NOTHING RETURNING key"
     };
-    let rows: Vec<EventId> = Cached::new(
-        diesel::sql_query(sql).bind::<SqlUuid, _>(tenant_id).bind::<Integer, _>(at.current).bind::<Array<Text>, _>(ids),
-    )
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.event_id).collect())
+    let rows: Vec<ClaimedKey> =
+        Cached::new(diesel::sql_query(sql).bind::<Integer, _>(at.current).bind::<Array<SqlUuid>, _>(keys))
+            .load(conn)
+            .await?;
+    Ok(rows.into_iter().map(|r| r.key).collect())
 }
 
-/// Gives back ids claimed in this transaction by [`claim_keys`] whose events were
+/// Gives back keys claimed in this transaction by [`claim_keys`] whose events were
 /// rejected after all (their period closed meanwhile): a retry is rejected the same
 /// way, not taken for a duplicate.
-pub async fn release_keys(
-    conn: &mut AsyncPgConnection,
-    tenant_id: TenantId,
-    at: KeyGeneration,
-    ids: &[&str],
-) -> diesel::QueryResult<()> {
+pub async fn release_keys(conn: &mut AsyncPgConnection, at: KeyGeneration, keys: &[Uuid]) -> diesel::QueryResult<()> {
     let oldest = if at.overlap { at.current - 1 } else { at.current };
     Cached::new(
-        diesel::sql_query(
-            "DELETE FROM usage_event_keys WHERE generation BETWEEN $2 AND $3 AND tenant_id = $1 AND event_id = ANY($4)",
-        )
-        .bind::<SqlUuid, _>(tenant_id)
-        .bind::<Integer, _>(oldest)
-        .bind::<Integer, _>(at.current)
-        .bind::<Array<Text>, _>(ids),
+        diesel::sql_query("DELETE FROM usage_event_keys WHERE generation BETWEEN $1 AND $2 AND key = ANY($3)")
+            .bind::<Integer, _>(oldest)
+            .bind::<Integer, _>(at.current)
+            .bind::<Array<SqlUuid>, _>(keys),
     )
     .execute(conn)
     .await

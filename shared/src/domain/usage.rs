@@ -10,7 +10,9 @@
 
 use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
+use sha2::{Digest, Sha256};
 
+use super::ids::TenantId;
 use super::money::{Money, UnitPrice};
 use super::period::{local_date, resolve_local};
 use super::plan::{AboveQuota, MetricKind, Quota, QuotaMode, QuotaReset};
@@ -139,6 +141,25 @@ impl KeyGeneration {
             overlap: secs - number * KEY_GENERATION_SECONDS < 86_400,
         }
     }
+}
+
+/// The key an event id is claimed under in `usage_event_keys`: the first 16 bytes
+/// of SHA-256 over the tenant's id (its 16 bytes) followed by the event id (UTF-8),
+/// as a UUID. The same as the database's `usage_event_key(tenant, event_id)`
+/// (migration 000024), which converts stored ids and seeds benchmarks.
+///
+/// Fixed at 16 bytes whatever the id's length (up to 255 characters) and with the
+/// tenant folded in, a key's index entry is half the size of `(tenant_id,
+/// event_id)`'s, so more of the de-duplication window's index stays in memory and
+/// each claim is cheaper (bench/README, "Usage keys as digests"). Two different
+/// ids of one tenant share a key with probability about n² / 2¹²⁹ for n ids in a
+/// window (about 10⁻¹⁵ at a trillion); the later one would be taken for a
+/// duplicate. Ids of different tenants never compete: the tenant is hashed in.
+pub fn event_key(tenant: TenantId, event_id: &str) -> uuid::Uuid {
+    let digest = Sha256::new().chain_update(tenant.0.as_bytes()).chain_update(event_id.as_bytes()).finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    uuid::Uuid::from_bytes(key)
 }
 
 #[cfg(test)]
@@ -300,5 +321,15 @@ mod tests {
         assert_eq!(KeyGeneration::at(t("2026-04-03T00:00:00Z")), KeyGeneration { current: 587, overlap: false });
         assert_eq!(KeyGeneration::at(t("2026-04-01T23:59:59Z")), KeyGeneration { current: 586, overlap: false });
         assert_eq!(KeyGeneration::at(t("2026-05-07T00:00:00Z")).current, 588);
+    }
+
+    #[test]
+    fn event_keys_are_the_sha256_prefix_of_tenant_and_id() {
+        // Vectors computed outside: Python's hashlib and PostgreSQL's sha256().
+        let tenant = TenantId("00000000-0000-0000-0000-000000000001".parse().unwrap());
+        assert_eq!(event_key(tenant, "e1").to_string(), "a2bd2128-9639-0ce5-d0cc-549138d81a00");
+        assert_eq!(event_key(tenant, "заказ-42").to_string(), "7fc586ed-4ad0-0000-0e58-5e9142aba844");
+        let other = TenantId("00000000-0000-0000-0000-000000000002".parse().unwrap());
+        assert_ne!(event_key(other, "e1"), event_key(tenant, "e1"));
     }
 }

@@ -2,9 +2,10 @@
 //! (SPEC §5).
 //!
 //! A batch is handled in a fixed number of statements whatever its size: the
-//! customers and their subscriptions are read once, the event ids are claimed with
-//! one `INSERT .. SELECT unnest(..) ON CONFLICT DO NOTHING` into `usage_event_keys`
-//! (a duplicate within the window of [`KeyGeneration`], at least 35 days, counts
+//! customers and their subscriptions are read once, the event ids' keys
+//! ([`event_key`]: 16 bytes of SHA-256 over tenant and id) are claimed with one
+//! `INSERT .. SELECT unnest(..) ON CONFLICT DO NOTHING` into `usage_event_keys` (a
+//! duplicate within the window of [`KeyGeneration`], at least 35 days, counts
 //! once), the batch's per-counter sums are added to pre-aggregated counters with one
 //! upsert, and the counted events are stored with one insert (partitioned by the
 //! day received). Entitlements read the counters, never the events.
@@ -32,7 +33,7 @@ use crate::domain::money::Money;
 use crate::domain::plan::{MetricKind, QuotaReset};
 use crate::domain::states::{AttemptChannel, LineKind, PaymentKind};
 use crate::domain::subscription::{Standing, Subscription, SubscriptionStatus};
-use crate::domain::usage::{KeyGeneration, PeriodFacts, Unattributable, Usage, overage, period_of};
+use crate::domain::usage::{KeyGeneration, PeriodFacts, Unattributable, Usage, event_key, overage, period_of};
 use crate::error::{ServiceError, ServiceResult};
 
 /// Events per call.
@@ -126,6 +127,8 @@ pub struct UsageResult {
 /// An event that passed validation and attribution.
 struct Valid {
     index: usize,
+    /// The event id's key in `usage_event_keys` ([`event_key`]).
+    key: Uuid,
     event: UsageEvent,
     subscription_id: SubscriptionId,
     period_start: DateTime<Utc>,
@@ -177,8 +180,9 @@ pub async fn ingest(
     }
     let mut rejected = Vec::new();
     let mut duplicates = 0;
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut parsed: Vec<(usize, UsageEvent)> = Vec::with_capacity(batch.events.len());
+    // Ids are told apart by their keys, within the batch as across batches.
+    let mut seen: HashSet<Uuid> = HashSet::new();
+    let mut parsed: Vec<(usize, Uuid, UsageEvent)> = Vec::with_capacity(batch.events.len());
     for (index, raw) in batch.events.into_iter().enumerate() {
         let event: UsageEvent = match serde_json::from_str(raw.get()) {
             Ok(e) => e,
@@ -200,15 +204,18 @@ pub async fn ingest(
             rejected.push(reject(index, "invalid_quantity", format!("quantity must be 0 to {MAX_QUANTITY}")));
         } else if event.occurred_at > now + FUTURE_TOLERANCE {
             rejected.push(reject(index, "occurred_in_future", format!("occurred_at is after {now}")));
-        } else if !seen.insert(event.event_id.clone()) {
-            duplicates += 1;
         } else {
-            parsed.push((index, event));
+            let key = event_key(tenant.id, &event.event_id);
+            if seen.insert(key) {
+                parsed.push((index, key, event));
+            } else {
+                duplicates += 1;
+            }
         }
     }
 
     // Customers, subscriptions and plans of the whole batch.
-    let mut customers: Vec<CustomerId> = parsed.iter().map(|(_, e)| e.customer_id).collect();
+    let mut customers: Vec<CustomerId> = parsed.iter().map(|(_, _, e)| e.customer_id).collect();
     customers.sort_unstable();
     customers.dedup();
     let targets: HashMap<CustomerId, db::Target> =
@@ -221,7 +228,7 @@ pub async fn ingest(
     }
 
     let mut valid = Vec::with_capacity(parsed.len());
-    for (index, event) in parsed {
+    for (index, key, event) in parsed {
         let Some(target) = targets.get(&event.customer_id) else {
             rejected.push(reject(index, "customer_not_found", None));
             continue;
@@ -245,6 +252,7 @@ pub async fn ingest(
         match attributed {
             Ok(period_start) => valid.push(Valid {
                 index,
+                key,
                 subscription_id: sub.id,
                 period_start,
                 kind: quota.kind(),
@@ -255,13 +263,13 @@ pub async fn ingest(
         }
     }
 
-    // Ids are claimed in order: concurrent batches lock them in the same order.
-    valid.sort_by(|a, b| a.event.event_id.cmp(&b.event.event_id));
+    // Keys are claimed in order: concurrent batches lock them in the same order.
+    valid.sort_by_key(|v| v.key);
     let generation = KeyGeneration::at(now);
-    let ids: Vec<&str> = valid.iter().map(|v| v.event.event_id.as_str()).collect();
-    let claimed: HashSet<String> = db::claim_keys(conn, tenant.id, generation, &ids).await?.into_iter().collect();
-    drop(ids);
-    let (fresh, dup): (Vec<Valid>, Vec<Valid>) = valid.into_iter().partition(|v| claimed.contains(&v.event.event_id));
+    let keys: Vec<Uuid> = valid.iter().map(|v| v.key).collect();
+    let claimed: HashSet<Uuid> = db::claim_keys(conn, generation, &keys).await?.into_iter().collect();
+    drop(keys);
+    let (fresh, dup): (Vec<Valid>, Vec<Valid>) = valid.into_iter().partition(|v| claimed.contains(&v.key));
     duplicates += dup.len();
 
     let increments = aggregate(&fresh);
@@ -273,8 +281,8 @@ pub async fn ingest(
     let (counted, closed): (Vec<&Valid>, Vec<&Valid>) =
         fresh.iter().partition(|v| peaks.contains_key(&(v.subscription_id, v.period_start, v.event.metric.as_str())));
     if !closed.is_empty() {
-        let ids: Vec<&str> = closed.iter().map(|v| v.event.event_id.as_str()).collect();
-        db::release_keys(conn, tenant.id, generation, &ids).await?;
+        let keys: Vec<Uuid> = closed.iter().map(|v| v.key).collect();
+        db::release_keys(conn, generation, &keys).await?;
         rejected.extend(closed.iter().map(|v| reject(v.index, "period_closed", None)));
     }
     let new_events: Vec<db::NewEvent<'_>> = counted

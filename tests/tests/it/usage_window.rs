@@ -63,8 +63,12 @@ async fn ids_count_once_across_a_generation_turn_and_old_days_are_dropped_whole(
     // day yet: the default one takes it.
     app.set_clock("2026-04-02T10:00:00Z").await;
     assert_eq!(report(&app, &t, &c, &[("e1", 2), ("e3", 5)]).await, (1, 1));
-    let keys = "SELECT generation::text || ' ' || event_id AS row FROM usage_event_keys ORDER BY 1";
+    // Keys are digests of tenant and id (the service computes them, the database's
+    // usage_event_key must agree): matched back to the stored events' ids.
+    let keys = "SELECT DISTINCT k.generation::text || ' ' || e.event_id AS row FROM usage_event_keys k \
+                JOIN usage_events e ON k.key = usage_event_key(e.tenant_id, e.event_id) ORDER BY 1";
     assert_eq!(app.rows(keys).await, ["586 e1", "586 e2", "586 e3", "587 e1", "587 e3"]);
+    assert_eq!(app.count("SELECT count(*) AS n FROM usage_event_keys").await, 5);
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_events_default").await, 1);
     let second = upkeep_at(&app, "2026-04-02T10:00:00Z", 400).await;
     assert!(second.created.contains(&"usage_events_20260402".to_owned()), "{second:?}");
