@@ -88,6 +88,7 @@ pub async fn claim_keys(
         "INSERT INTO usage_event_keys (generation, key) \
          SELECT $1, k FROM unnest($2::uuid[]) AS v(k) \
           WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys o WHERE o.generation = $1 - 1 AND o.key = v.k) \
+          ORDER BY k \
          ON CONFLICT DO NOTHING RETURNING key"
     };
     let rows: Vec<ClaimedKey> =

@@ -150,11 +150,12 @@ impl KeyGeneration {
 ///
 /// Fixed at 16 bytes whatever the id's length (up to 255 characters) and with the
 /// tenant folded in, a key's index entry is half the size of `(tenant_id,
-/// event_id)`'s, so more of the de-duplication window's index stays in memory and
-/// each claim is cheaper (bench/README, "Usage keys as digests"). Two different
-/// ids of one tenant share a key with probability about n² / 2¹²⁹ for n ids in a
+/// event_id)`'s for a 32-character id (MD5 hex), so more of the de-duplication
+/// window's index stays in memory and each claim is cheaper (bench/README, "Usage
+/// keys as digests"). Any two different (tenant, id) pairs, of one tenant or of two,
+/// share a key with probability about n² / 2¹²⁹ for n ids of all tenants in a
 /// window (about 10⁻¹⁵ at a trillion); the later one would be taken for a
-/// duplicate. Ids of different tenants never compete: the tenant is hashed in.
+/// duplicate.
 pub fn event_key(tenant: TenantId, event_id: &str) -> uuid::Uuid {
     let digest = Sha256::new().chain_update(tenant.0.as_bytes()).chain_update(event_id.as_bytes()).finalize();
     let mut key = [0u8; 16];
