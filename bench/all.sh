@@ -226,5 +226,5 @@ if runs entitlements || runs webhooks; then
   runs entitlements && echo "| GET entitlements | $ent_ms | select-only: $select_ms_before / $select_ms_after |"
   runs webhooks && echo "| CloudPayments Pay applied | $wh_ms | payment-shaped: $payment_ms_before / $payment_ms_after |"
 fi
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), PostgreSQL $(psql -h 127.0.0.1 -U postgres -qAt -c 'SHOW server_version')"
+machine_line
 autogroup_line

@@ -56,6 +56,16 @@ autogroup_line() {
     *) echo "session autogroups: not in this kernel" ;;
   esac
 }
+# The host and the PostgreSQL settings the figures depend on, for the table's footer:
+# WAL and checkpoint settings set how often a random index page is written whole to
+# the WAL again (bench/README, "Usage at scale and the server's settings").
+machine_line() {
+  local pg
+  pg=$(psql -h 127.0.0.1 -U postgres -qAt -F ' ' -c "SELECT current_setting('server_version'), current_setting('shared_buffers'),
+    current_setting('max_wal_size'), current_setting('checkpoint_timeout'), current_setting('wal_compression')" | awk '{
+      printf "PostgreSQL %s (shared_buffers %s, max_wal_size %s, checkpoint_timeout %s, wal_compression %s)", $1, $(NF-3), $(NF-2), $(NF-1), $NF }')
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $pg$*"
+}
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 # psql itself, not Debian's Perl wrapper in front of it: the wrapper costs about

@@ -178,4 +178,4 @@ printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "---------------" "----------" "--------
 cat .run/bench/rows.txt
 echo
 echo "Ceiling: pgbench, payment-shaped durable transaction (insert payment, update subscription, 4 ledger entries, 2 outbox rows), 8 clients: ${ceiling} tx/s"
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), PostgreSQL $(psql -h 127.0.0.1 -U postgres -qAt -c 'SHOW server_version'), RabbitMQ $(rabbitmqctl version 2>/dev/null || echo '?')"
+machine_line ", RabbitMQ $(rabbitmqctl version 2>/dev/null || echo '?')"

@@ -22,7 +22,7 @@
 #
 # PROFILE=1 writes pg_stat_statements per call to .run/bench/usage-statements.txt.
 #
-# usage: bench/usage.sh [BATCH ...]      env: EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous|current|old
+# usage: bench/usage.sh [BATCH ...]      env: NO_BUILD=1 (the release API already built) EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous|current|old
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -36,8 +36,10 @@ case "${STORED_IN:-previous}" in
   old) STORED_DAY=2026-02-10 STORED_GEN=585 ;;
   *) echo "STORED_IN: previous, current or old" >&2; exit 2 ;;
 esac
-log "building the release API"
-cargo build --release --quiet -p billing-api
+if [ -z "${NO_BUILD:-}" ]; then
+  log "building the release API"
+  cargo build --release --quiet -p billing-api
+fi
 DB=billing_bench_usage
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
 export BILLING_ADMIN_TOKEN="bench-operator-token-0123456789"
@@ -157,4 +159,4 @@ cat .run/bench/usage-rows.txt
 echo
 echo "API peak RSS MB: $(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$api/status")"
 echo "check: counter events stored = $events, sum of counters = $messages (must be equal)"
-echo "machine: $(nproc) cores, PostgreSQL $(psql -h 127.0.0.1 -U postgres -qAt -c 'SHOW server_version')"
+machine_line
