@@ -249,12 +249,23 @@ async fn overage_is_its_own_line_of_the_next_renewal_and_counters_restart() {
     assert_eq!(lines[1]["amount"]["value"], "18.52");
     let s = app.get(&t, &format!("/v1/subscriptions/{id}")).await.expect(200);
     assert_eq!(s["paid_amount"]["value"], "1000.00", "the tariff, without the overage");
-    // A new period starts from zero; a late event for the billed period is refused.
+    // A new period starts from zero; a late event for the billed period is refused,
+    // and the events beside it in the batch count (stored and counted once).
     assert_eq!(metric(&app, &t, &c, "requests").await["used"], 0);
-    let late = report(&app, &t, vec![event("r3", &c, "requests", 5, "2026-04-09T09:00:00Z")]).await;
+    let batch = vec![
+        event("r3", &c, "requests", 5, "2026-04-09T09:00:00Z"),
+        event("r4", &c, "requests", 100, "2026-04-10T09:00:00Z"),
+    ];
+    let late = report(&app, &t, batch.clone()).await;
+    assert_eq!((late["accepted"].as_i64(), late["duplicates"].as_i64()), (Some(1), Some(0)));
     assert_eq!(codes(&late), vec![(0, "period_closed".to_owned())]);
+    // Retried, the late event is refused again (its id was given back), not a duplicate.
+    let again = report(&app, &t, batch).await;
+    assert_eq!((again["accepted"].as_i64(), again["duplicates"].as_i64()), (Some(0), Some(1)));
+    assert_eq!(codes(&again), vec![(0, "period_closed".to_owned())]);
+    assert_eq!(app.count("SELECT count(*) AS n FROM usage_events WHERE event_id IN ('r3', 'r4')").await, 1);
     // A period within the quota adds no line.
-    report(&app, &t, vec![event("r4", &c, "requests", 100, "2026-04-11T09:00:00Z")]).await;
+    assert_eq!(metric(&app, &t, &c, "requests").await["used"], 100);
     app.advance_to("2026-05-10T09:00:00Z").await;
     let payments = payments_of(&app, &t, &c).await;
     let second = payments.iter().filter(|p| p["kind"] == "renewal").nth(1).unwrap();
