@@ -43,43 +43,81 @@ pub enum Job {
     },
 }
 
-impl Job {
-    /// The job's type name (the envelope's `type`).
-    pub fn type_name(&self) -> &'static str {
+/// A job's type without its fields: its name on the wire and its work queue, each
+/// stated once here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ChargeAttempt,
+    ChargeAttempts,
+    ReconcileAttempt,
+    ExecuteRefund,
+    ReconcileRefund,
+    RegisterReceipt,
+    RegisterReceipts,
+}
+
+impl Kind {
+    const ALL: [Kind; 7] = [
+        Kind::ChargeAttempt,
+        Kind::ChargeAttempts,
+        Kind::ReconcileAttempt,
+        Kind::ExecuteRefund,
+        Kind::ReconcileRefund,
+        Kind::RegisterReceipt,
+        Kind::RegisterReceipts,
+    ];
+
+    fn name(self) -> &'static str {
         match self {
-            Job::ChargeAttempt { .. } => "charge_attempt",
-            Job::ChargeAttempts { .. } => "charge_attempts",
-            Job::ReconcileAttempt { .. } => "reconcile_attempt",
-            Job::ExecuteRefund { .. } => "execute_refund",
-            Job::ReconcileRefund { .. } => "reconcile_refund",
-            Job::RegisterReceipt { .. } => "register_receipt",
-            Job::RegisterReceipts { .. } => "register_receipts",
+            Kind::ChargeAttempt => "charge_attempt",
+            Kind::ChargeAttempts => "charge_attempts",
+            Kind::ReconcileAttempt => "reconcile_attempt",
+            Kind::ExecuteRefund => "execute_refund",
+            Kind::ReconcileRefund => "reconcile_refund",
+            Kind::RegisterReceipt => "register_receipt",
+            Kind::RegisterReceipts => "register_receipts",
         }
+    }
+
+    fn queue(self) -> WorkQueue {
+        match self {
+            Kind::ChargeAttempt => RENEWALS,
+            Kind::ChargeAttempts => RENEWAL_WAVES,
+            Kind::ReconcileAttempt | Kind::ReconcileRefund => GATEWAY_FOLLOWUPS,
+            Kind::ExecuteRefund => REFUNDS,
+            Kind::RegisterReceipt => RECEIPTS,
+            Kind::RegisterReceipts => RECEIPT_WAVES,
+        }
+    }
+}
+
+impl Job {
+    fn kind(&self) -> Kind {
+        match self {
+            Job::ChargeAttempt { .. } => Kind::ChargeAttempt,
+            Job::ChargeAttempts { .. } => Kind::ChargeAttempts,
+            Job::ReconcileAttempt { .. } => Kind::ReconcileAttempt,
+            Job::ExecuteRefund { .. } => Kind::ExecuteRefund,
+            Job::ReconcileRefund { .. } => Kind::ReconcileRefund,
+            Job::RegisterReceipt { .. } => Kind::RegisterReceipt,
+            Job::RegisterReceipts { .. } => Kind::RegisterReceipts,
+        }
+    }
+
+    /// The job's type name (the envelope's `type`, serde's tag).
+    pub fn type_name(&self) -> &'static str {
+        self.kind().name()
     }
 
     /// The work queue the job runs on.
     pub fn queue(&self) -> WorkQueue {
-        match self {
-            Job::ChargeAttempt { .. } => RENEWALS,
-            Job::ChargeAttempts { .. } => RENEWAL_WAVES,
-            Job::ReconcileAttempt { .. } | Job::ReconcileRefund { .. } => GATEWAY_FOLLOWUPS,
-            Job::ExecuteRefund { .. } => REFUNDS,
-            Job::RegisterReceipt { .. } => RECEIPTS,
-            Job::RegisterReceipts { .. } => RECEIPT_WAVES,
-        }
+        self.kind().queue()
     }
 
-    /// The work queue a job type runs on (the relay routes stored jobs by it).
+    /// The work queue a job type runs on (the relay routes stored jobs by it);
+    /// `None` for a name no job has.
     pub fn queue_of(type_name: &str) -> Option<WorkQueue> {
-        Some(match type_name {
-            "charge_attempt" => RENEWALS,
-            "charge_attempts" => RENEWAL_WAVES,
-            "reconcile_attempt" | "reconcile_refund" => GATEWAY_FOLLOWUPS,
-            "execute_refund" => REFUNDS,
-            "register_receipt" => RECEIPTS,
-            "register_receipts" => RECEIPT_WAVES,
-            _ => return None,
-        })
+        Kind::ALL.into_iter().find(|k| k.name() == type_name).map(Kind::queue)
     }
 
     /// Whether a consumer of `queue` runs the job: on its own queue, and a wave also
