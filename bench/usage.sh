@@ -17,12 +17,14 @@
 # 35 days of ids in one index); STORED_IN=old as received on 2026-02-10, two
 # generations back: past the de-duplication window, so (as the worker's upkeep does)
 # only the events are kept, not their ids.
+# HASHED=0 leaves out the hash index the worker's upkeep builds on the previous
+# generation (the claim then probes its primary key's B-tree).
 # Event ids, stored and sent, are MD5 hex strings: spread over the key space as
 # products' own ids are, so every insert lands on a random page of the id index.
 #
 # PROFILE=1 writes pg_stat_statements per call to .run/bench/usage-statements.txt.
 #
-# usage: bench/usage.sh [BATCH ...]      env: NO_BUILD=1 (the release API already built) EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous|current|old
+# usage: bench/usage.sh [BATCH ...]      env: NO_BUILD=1 (the release API already built) EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous|current|old HASHED=1|0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -99,6 +101,17 @@ SQL
   done
   q -c "VACUUM ANALYZE usage_events" -c "VACUUM ANALYZE usage_event_keys" >/dev/null
 fi
+# The hash index the worker's upkeep gives the previous key generation once the
+# current one's first day is over (db::usage_partitions::hash_generation), through
+# which the claim looks new ids up; HASHED=0 leaves it out (the B-tree probe).
+if [ "${HASHED:-1}" != 0 ]; then
+  log "building the hash index of key generation 586"
+  q -c "CREATE INDEX CONCURRENTLY IF NOT EXISTS usage_event_keys_586_key_hash ON usage_event_keys_586 USING hash (key)" \
+    -c "ANALYZE usage_event_keys_586" >/dev/null
+fi
+# The seeding's WAL would otherwise start checkpoints that run into the measurement
+# (as in renewals.sh).
+q -c "CHECKPOINT" >/dev/null
 
 : > .run/bench/usage-rows.txt
 stmt_reset
@@ -152,7 +165,7 @@ stmt_top .run/bench/usage-statements.txt "$(awk -F'|' '{calls += $3} END {print 
 messages=$(q -c "SELECT coalesce(sum(used), 0) FROM usage_counters WHERE metric = 'messages'")
 events=$(q -c "SELECT count(*) FROM usage_events WHERE metric = 'messages'")
 echo
-echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers, $STORED events stored before (${STORED_IN:-previous} key generation); each call one transaction)"
+echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers, $STORED events stored before (${STORED_IN:-previous} key generation, its hash index: ${HASHED:-1}); each call one transaction)"
 printf '| %6s | %7s | %8s | %8s | %7s | %9s | %9s |\n' "batch" "calls" "events" "accepted" "seconds" "calls/s" "events/s"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------" "---------" "----------" "----------" "---------" "-----------" "-----------"
 cat .run/bench/usage-rows.txt

@@ -24,8 +24,8 @@ async fn once(pool: &PgPool, clock: Clock, retention_days: u32) -> ServiceResult
 pub async fn run(pool: PgPool, clock: Clock, retention_days: u32, every: Duration, mut stop: watch::Receiver<bool>) {
     loop {
         match once(&pool, clock, retention_days).await {
-            Ok(Some(done)) if !done.created.is_empty() || !done.dropped.is_empty() => {
-                tracing::info!(created = ?done.created, dropped = ?done.dropped, "usage partitions kept up");
+            Ok(Some(done)) if !done.created.is_empty() || !done.dropped.is_empty() || done.hashed.is_some() => {
+                tracing::info!(created = ?done.created, dropped = ?done.dropped, hashed = ?done.hashed, "usage partitions kept up");
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "usage partition upkeep failed; retrying at the next run"),

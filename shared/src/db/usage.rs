@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -69,32 +69,26 @@ struct ClaimedKey {
 
 /// Claims the keys of a batch's event ids ([`crate::domain::usage::event_key`]) in
 /// `usage_event_keys` and returns those claimed now; the others are duplicates (one
-/// statement). `keys` must be sorted (concurrent batches then lock them in the same
-/// order). A key is new when neither generation `at.current` nor the previous one
-/// holds it: outside the overlap day it is inserted in the current generation and
-/// looked up in the previous one; within it, inserted in both, and new only when
-/// both inserts went through.
+/// statement: the database's `usage_claim_keys`, migration 000025). `keys` must be
+/// sorted (concurrent batches then lock them in the same order). A key is new when
+/// neither generation `at.current` nor the previous one holds it: outside the
+/// overlap day it is inserted in the current generation and looked up in the
+/// previous one (through that partition's hash index once the upkeep has built it,
+/// [`super::usage_partitions::hash_generation`]); within it, inserted in both, and
+/// new only when both inserts went through.
 pub async fn claim_keys(
     conn: &mut AsyncPgConnection,
     at: KeyGeneration,
     keys: &[Uuid],
 ) -> diesel::QueryResult<Vec<Uuid>> {
-    let sql = if at.overlap {
-        "WITH claimed AS (INSERT INTO usage_event_keys (generation, key) \
-             SELECT g, k FROM unnest($2::uuid[]) AS v(k), (VALUES ($1 - 1), ($1)) AS gs(g) ORDER BY k, g \
-             ON CONFLICT DO NOTHING RETURNING key) \
-         SELECT key FROM claimed GROUP BY key HAVING count(*) = 2"
-    } else {
-        "INSERT INTO usage_event_keys (generation, key) \
-         SELECT $1, k FROM unnest($2::uuid[]) AS v(k) \
-          WHERE NOT EXISTS (SELECT 1 FROM usage_event_keys o WHERE o.generation = $1 - 1 AND o.key = v.k) \
-          ORDER BY k \
-         ON CONFLICT DO NOTHING RETURNING key"
-    };
-    let rows: Vec<ClaimedKey> =
-        Cached::new(diesel::sql_query(sql).bind::<Integer, _>(at.current).bind::<Array<SqlUuid>, _>(keys))
-            .load(conn)
-            .await?;
+    let rows: Vec<ClaimedKey> = Cached::new(
+        diesel::sql_query("SELECT key FROM usage_claim_keys($1, $2, $3) AS key")
+            .bind::<Integer, _>(at.current)
+            .bind::<Bool, _>(at.overlap)
+            .bind::<Array<SqlUuid>, _>(keys),
+    )
+    .load(conn)
+    .await?;
     Ok(rows.into_iter().map(|r| r.key).collect())
 }
 

@@ -2,12 +2,14 @@
 //! they were received, event ids are recognised as duplicates for at least 35 days
 //! across a key generation's turn, and the worker's upkeep creates partitions ahead,
 //! moves rows out of the default partitions, drops days past retention (their
-//! totals archived, so the audit still adds up) and forgets key generations past
-//! the window.
+//! totals archived, so the audit still adds up), forgets key generations past
+//! the window, and gives the generation before the one being written a hash index
+//! its ids are then looked up through.
 
 use billing_shared::services::usage_partitions::{Upkeep, upkeep};
 use billing_tests::cloudpayments::CARD_OK;
 use chrono::{DateTime, Utc};
+use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
 use crate::support::{Tenant, TestApp};
@@ -72,12 +74,29 @@ async fn ids_count_once_across_a_generation_turn_and_old_days_are_dropped_whole(
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_events_default").await, 1);
     let second = upkeep_at(&app, "2026-04-02T10:00:00Z", 400).await;
     assert!(second.created.contains(&"usage_events_20260402".to_owned()), "{second:?}");
+    assert_eq!(second.hashed, None, "586 is still written on 587's first day");
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_events_default").await, 0);
     assert!(app.rows(where_stored).await.contains(&"usage_events_20260402 e3".to_owned()));
 
-    // Later in 587: e1 and e2 are found in 586, e3 in 587; e4 is new.
-    upkeep_at(&app, "2026-04-20T09:00:00Z", 400).await;
+    // Later in 587: 586 gets its hash index, once; an index left invalid by an
+    // interrupted build is built again. e1 and e2 are found in 586 through it, e3 in
+    // 587; e4 is new.
+    let later = upkeep_at(&app, "2026-04-20T09:00:00Z", 400).await;
+    assert_eq!(later.hashed.as_deref(), Some("usage_event_keys_586_key_hash"));
+    assert_eq!(upkeep_at(&app, "2026-04-20T09:00:00Z", 400).await.hashed, None);
+    let valid = "SELECT count(*) AS n FROM pg_index WHERE indexrelid = 'usage_event_keys_586_key_hash'::regclass AND indisvalid";
+    let invalidate =
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'usage_event_keys_586_key_hash'::regclass";
+    diesel::sql_query(invalidate).execute(&mut app.db.conn().await).await.unwrap();
+    assert_eq!(app.count(valid).await, 0);
+    assert_eq!(
+        upkeep_at(&app, "2026-04-20T09:00:00Z", 400).await.hashed.as_deref(),
+        Some("usage_event_keys_586_key_hash")
+    );
+    assert_eq!(app.count(valid).await, 1);
     assert_eq!(report(&app, &t, &c, &[("e1", 2), ("e2", 3), ("e3", 5), ("e4", 7)]).await, (1, 3));
+    let keys_586 = "SELECT count(*) AS n FROM usage_event_keys WHERE generation = 586";
+    assert_eq!(app.count(keys_586).await, 3, "nothing claimed in 586 after its successor's first day");
     let used = || async {
         app.get(&t, &format!("/v1/customers/{c}/entitlements")).await.expect(200)["metrics"]["messages"]["used"].clone()
     };
@@ -91,6 +110,7 @@ async fn ids_count_once_across_a_generation_turn_and_old_days_are_dropped_whole(
         assert!(third.dropped.contains(&name.to_owned()), "{name} not in {third:?}");
     }
     assert!(third.created.contains(&"usage_event_keys_589".to_owned()), "{third:?}");
+    assert_eq!(third.hashed.as_deref(), Some("usage_event_keys_587_key_hash"));
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_events").await, 0);
     let archived = "SELECT metric || ' ' || quantity::text || ' ' || events::text AS row FROM usage_archived";
     assert_eq!(app.rows(archived).await, ["messages 17 4"]);
