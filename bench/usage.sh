@@ -103,8 +103,9 @@ SQL
 fi
 # The hash index the worker's upkeep gives the previous key generation once the
 # current one's first day is over (db::usage_partitions::hash_generation), through
-# which the claim looks new ids up; HASHED=0 leaves it out (the B-tree probe).
-if [ "${HASHED:-1}" != 0 ]; then
+# which the claim looks new ids up (with STORED_IN=current there is no generation
+# 586); HASHED=0 leaves it out (the B-tree probe).
+if [ "${HASHED:-1}" != 0 ] && [ "$(q -c "SELECT to_regclass('usage_event_keys_586') IS NOT NULL")" = t ]; then
   log "building the hash index of key generation 586"
   q -c "CREATE INDEX CONCURRENTLY IF NOT EXISTS usage_event_keys_586_key_hash ON usage_event_keys_586 USING hash (key)" \
     -c "ANALYZE usage_event_keys_586" >/dev/null

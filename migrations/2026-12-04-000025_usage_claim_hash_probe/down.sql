@@ -1,3 +1,5 @@
+-- Run with the workers of this release stopped: one of them could be building a hash
+-- index concurrently, which the DROP INDEX below would wait for.
 DROP FUNCTION usage_claim_keys(integer, boolean, uuid[]);
 DO $$
 DECLARE

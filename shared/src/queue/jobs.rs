@@ -43,10 +43,24 @@ pub enum Job {
     },
 }
 
-/// A job's type without its fields: its name on the wire and its work queue, each
-/// stated once here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+/// Declares [`Kind`] and `Kind::ALL` from one list, so no kind can be missing
+/// from `ALL` (which `Job::queue_of` searches).
+macro_rules! kinds {
+    ($($kind:ident),+ $(,)?) => {
+        /// A job's type without its fields: its name on the wire (the same as serde's
+        /// snake_case tag of [`Job`], checked by the tests) and its work queue.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Kind {
+            $($kind),+
+        }
+
+        impl Kind {
+            const ALL: &[Kind] = &[$(Kind::$kind),+];
+        }
+    };
+}
+
+kinds!(
     ChargeAttempt,
     ChargeAttempts,
     ReconcileAttempt,
@@ -54,19 +68,9 @@ enum Kind {
     ReconcileRefund,
     RegisterReceipt,
     RegisterReceipts,
-}
+);
 
 impl Kind {
-    const ALL: [Kind; 7] = [
-        Kind::ChargeAttempt,
-        Kind::ChargeAttempts,
-        Kind::ReconcileAttempt,
-        Kind::ExecuteRefund,
-        Kind::ReconcileRefund,
-        Kind::RegisterReceipt,
-        Kind::RegisterReceipts,
-    ];
-
     fn name(self) -> &'static str {
         match self {
             Kind::ChargeAttempt => "charge_attempt",
@@ -117,7 +121,7 @@ impl Job {
     /// The work queue a job type runs on (the relay routes stored jobs by it);
     /// `None` for a name no job has.
     pub fn queue_of(type_name: &str) -> Option<WorkQueue> {
-        Kind::ALL.into_iter().find(|k| k.name() == type_name).map(Kind::queue)
+        Kind::ALL.iter().find(|k| k.name() == type_name).map(|k| k.queue())
     }
 
     /// Whether a consumer of `queue` runs the job: on its own queue, and a wave also

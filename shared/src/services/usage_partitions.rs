@@ -2,10 +2,11 @@
 //! generations ingestion is about to write get their own partitions ahead of time,
 //! rows that landed in a default partition move to theirs, days past retention are
 //! dropped whole (their totals archived for the audit) and key generations past the
-//! de-duplication window are dropped. Once a generation's first day is over, the
-//! previous generation (no longer written) gets a hash index on its keys, through
-//! which each claim looks its ids up at about half a B-tree probe's cost. Run by the worker every few minutes, by one
-//! replica at a time (a transaction-scoped advisory lock).
+//! de-duplication window are dropped. Run by the worker every few minutes, by one
+//! replica at a time (a transaction-scoped advisory lock). Once a generation's first
+//! day is over, the previous generation gets a hash index on its keys, through which
+//! each claim looks its ids up at about half a B-tree probe's cost (one replica at a
+//! time too, under a session-level lock: the build runs outside a transaction).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::AsyncPgConnection;
@@ -19,23 +20,18 @@ use crate::error::ServiceResult;
 /// and it gives up until the next run rather than hold ingestion up.
 const LOCK_WAIT_MS: u32 = 2_000;
 
-/// What one upkeep did: the partitions created and dropped (table names), and the
-/// previous key generation's hash index when built by this run (its name).
+/// What one upkeep did: the partitions created and dropped (table names).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Upkeep {
     pub created: Vec<String>,
     pub dropped: Vec<String>,
-    pub hashed: Option<String>,
 }
 
 /// Runs the upkeep at business instant `now`, keeping events received on the last
 /// `retention_days` UTC days; `None` when another replica holds the upkeep's lock.
 /// Two transactions: creation, then expiry (each takes
-/// the lock; expiry waits for ingestion in flight, then drops); then, outside the
-/// first day of the current generation, the previous generation's hash index
-/// ([`db::hash_generation`], concurrently, outside a transaction; nothing when it
-/// exists). Errors: database errors, including a lock not obtained within 2 s (the
-/// next run tries again).
+/// the lock; expiry waits for ingestion in flight, then drops). Errors: database
+/// errors, including a lock not obtained within 2 s (the next run tries again).
 pub async fn upkeep(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -43,8 +39,7 @@ pub async fn upkeep(
 ) -> ServiceResult<Option<Upkeep>> {
     let today = now.date_naive();
     let keep_from = today - TimeDelta::days(i64::from(retention_days) - 1);
-    let at = KeyGeneration::at(now);
-    let generation = at.current;
+    let generation = KeyGeneration::at(now).current;
     let created = in_transaction(conn, async |c| -> ServiceResult<Option<Vec<String>>> {
         Ok(if db::lead(c, LOCK_WAIT_MS).await? {
             Some(db::prepare(c, today, generation, keep_from).await?)
@@ -58,6 +53,23 @@ pub async fn upkeep(
         Ok(if db::lead(c, LOCK_WAIT_MS).await? { db::expire(c, generation, keep_from).await? } else { Vec::new() })
     })
     .await?;
-    let hashed = if at.overlap { None } else { db::hash_generation(conn, generation - 1).await? };
-    Ok(Some(Upkeep { created, dropped, hashed }))
+    Ok(Some(Upkeep { created, dropped }))
+}
+
+/// Gives the key generation before the one of business instant `now` its hash index
+/// ([`db::hash_generation`]: concurrently, outside a transaction, one replica at a
+/// time), once the current generation's first day is over: from then on only a
+/// replica whose clock lags by up to a day still writes there, which the concurrent
+/// build copes with. Returns the index's name when built now; `None` on the first
+/// day, when it exists, or when another replica is building it. Errors: database
+/// errors (the next upkeep tries again).
+pub async fn hash_previous_generation(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> ServiceResult<Option<String>> {
+    let at = KeyGeneration::at(now);
+    if at.overlap {
+        return Ok(None);
+    }
+    Ok(db::hash_generation(conn, at.current - 1).await?)
 }

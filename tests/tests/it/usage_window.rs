@@ -6,7 +6,7 @@
 //! the window, and gives the generation before the one being written a hash index
 //! its ids are then looked up through.
 
-use billing_shared::services::usage_partitions::{Upkeep, upkeep};
+use billing_shared::services::usage_partitions::{Upkeep, hash_previous_generation, upkeep};
 use billing_tests::cloudpayments::CARD_OK;
 use chrono::{DateTime, Utc};
 use diesel_async::RunQueryDsl;
@@ -32,6 +32,13 @@ async fn upkeep_at(app: &TestApp, at: &str, retention_days: u32) -> Upkeep {
     let now: DateTime<Utc> = at.parse().unwrap();
     let mut conn = app.db.conn().await;
     upkeep(&mut conn, now, retention_days).await.unwrap().expect("no other upkeep holds the lock")
+}
+
+/// The upkeep's hash index of the previous key generation at `at` (the clock set
+/// there by an `upkeep_at` before).
+async fn hash_at(app: &TestApp, at: &str) -> Option<String> {
+    let mut conn = app.db.conn().await;
+    hash_previous_generation(&mut conn, at.parse().unwrap()).await.unwrap()
 }
 
 #[tokio::test]
@@ -74,29 +81,40 @@ async fn ids_count_once_across_a_generation_turn_and_old_days_are_dropped_whole(
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_events_default").await, 1);
     let second = upkeep_at(&app, "2026-04-02T10:00:00Z", 400).await;
     assert!(second.created.contains(&"usage_events_20260402".to_owned()), "{second:?}");
-    assert_eq!(second.hashed, None, "586 is still written on 587's first day");
+    assert_eq!(hash_at(&app, "2026-04-02T10:00:00Z").await, None, "586 is still written on 587's first day");
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_events_default").await, 0);
     assert!(app.rows(where_stored).await.contains(&"usage_events_20260402 e3".to_owned()));
 
     // Later in 587: 586 gets its hash index, once; an index left invalid by an
     // interrupted build is built again. e1 and e2 are found in 586 through it, e3 in
     // 587; e4 is new.
-    let later = upkeep_at(&app, "2026-04-20T09:00:00Z", 400).await;
-    assert_eq!(later.hashed.as_deref(), Some("usage_event_keys_586_key_hash"));
-    assert_eq!(upkeep_at(&app, "2026-04-20T09:00:00Z", 400).await.hashed, None);
+    upkeep_at(&app, "2026-04-20T09:00:00Z", 400).await;
+    // 100 000 more ids of other tenants in 586, so that the planner probes it through
+    // an index rather than reading it whole.
+    let others = "INSERT INTO usage_event_keys SELECT 586, gen_random_uuid() FROM generate_series(1, 100000)";
+    diesel::sql_query(others).execute(&mut app.db.conn().await).await.unwrap();
+    assert_eq!(hash_at(&app, "2026-04-20T09:00:00Z").await.as_deref(), Some("usage_event_keys_586_key_hash"));
+    assert_eq!(hash_at(&app, "2026-04-20T09:00:00Z").await, None);
     let valid = "SELECT count(*) AS n FROM pg_index WHERE indexrelid = 'usage_event_keys_586_key_hash'::regclass AND indisvalid";
     let invalidate =
         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'usage_event_keys_586_key_hash'::regclass";
     diesel::sql_query(invalidate).execute(&mut app.db.conn().await).await.unwrap();
     assert_eq!(app.count(valid).await, 0);
-    assert_eq!(
-        upkeep_at(&app, "2026-04-20T09:00:00Z", 400).await.hashed.as_deref(),
-        Some("usage_event_keys_586_key_hash")
-    );
+    assert_eq!(hash_at(&app, "2026-04-20T09:00:00Z").await.as_deref(), Some("usage_event_keys_586_key_hash"));
     assert_eq!(app.count(valid).await, 1);
     assert_eq!(report(&app, &t, &c, &[("e1", 2), ("e2", 3), ("e3", 5), ("e4", 7)]).await, (1, 3));
+    // A batch of 32 ids or more probes 586 through the hash index (a smaller one keeps
+    // the B-tree probe's prepared plan): e1 and e2 are found, 30 new ids count.
+    let new_ids: Vec<String> = (1..=30).map(|i| format!("z{i}")).collect();
+    let mut batch: Vec<(&str, i64)> = new_ids.iter().map(|id| (id.as_str(), 0)).collect();
+    batch.extend([("e1", 2), ("e2", 3)]);
+    assert_eq!(report(&app, &t, &c, &batch).await, (30, 2));
+    // (The API's statistics reach the view within seconds.)
+    let probed = "SELECT count(*) AS n FROM pg_stat_user_indexes \
+                  WHERE indexrelname = 'usage_event_keys_586_key_hash' AND idx_scan >= 32";
+    assert_eq!(app.count_when(probed, 1).await, 1);
     let keys_586 = "SELECT count(*) AS n FROM usage_event_keys WHERE generation = 586";
-    assert_eq!(app.count(keys_586).await, 3, "nothing claimed in 586 after its successor's first day");
+    assert_eq!(app.count(keys_586).await, 100_003, "nothing claimed in 586 after its successor's first day");
     let used = || async {
         app.get(&t, &format!("/v1/customers/{c}/entitlements")).await.expect(200)["metrics"]["messages"]["used"].clone()
     };
@@ -110,10 +128,10 @@ async fn ids_count_once_across_a_generation_turn_and_old_days_are_dropped_whole(
         assert!(third.dropped.contains(&name.to_owned()), "{name} not in {third:?}");
     }
     assert!(third.created.contains(&"usage_event_keys_589".to_owned()), "{third:?}");
-    assert_eq!(third.hashed.as_deref(), Some("usage_event_keys_587_key_hash"));
+    assert_eq!(hash_at(&app, "2026-05-20T09:00:00Z").await.as_deref(), Some("usage_event_keys_587_key_hash"));
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_events").await, 0);
     let archived = "SELECT metric || ' ' || quantity::text || ' ' || events::text AS row FROM usage_archived";
-    assert_eq!(app.rows(archived).await, ["messages 17 4"]);
+    assert_eq!(app.rows(archived).await, ["messages 17 34"]);
     app.assert_ledger_balanced().await;
     // e1 and e4 (generation 587) are still duplicates; e2, last seen in 586, is past
     // the window (35 to 70 days) and counts again.
