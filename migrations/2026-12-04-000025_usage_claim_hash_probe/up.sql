@@ -2,8 +2,9 @@
 -- a generation's first day it can probe the previous generation through a hash index
 -- on its partition's key once the worker's upkeep has built one
 -- (db::usage_partitions::hash_generation, after that first day, when only a replica
--- whose clock lags by up to a day still writes there; the concurrent build copes). A B-tree probe of a 20 000 000-key generation costs about 6 µs
--- an id even when cached (four levels of random memory), a hash probe about half
+-- whose clock lags by up to a day still writes there; the concurrent build copes).
+-- A B-tree probe of a 20 000 000-key generation costs about 6 µs an id even when
+-- cached (four levels of random memory), a hash probe about half
 -- (bench/README, "The previous generation probed through a hash index"). The
 -- planner keeps the primary key's index-only scan when the probe names the parent
 -- table, so the function names the partition, in a statement planned at each call

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Bool, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -21,9 +21,7 @@ const SAMPLER_LOCK_KEY: i64 = 0x6269_6c6c_7361_6d70;
 /// keeps that connection out of any pool) — which needs PostgreSQL sessions, not a
 /// transaction-mode pooler, like the migration lock (`deploy/k8s/README.md`).
 pub async fn try_lead(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::sql::<Bool>("pg_try_advisory_lock(").bind::<BigInt, _>(SAMPLER_LOCK_KEY).sql(")"))
-        .get_result(conn)
-        .await
+    super::try_session_lock(conn, SAMPLER_LOCK_KEY).await
 }
 
 /// One sample: gauge `metric` for `tenant`, with its second label's value

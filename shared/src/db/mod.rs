@@ -176,3 +176,13 @@ where
 fn transaction_span() -> tracing::Span {
     if tracing::Span::current().is_none() { tracing::Span::none() } else { tracing::info_span!("db.transaction") }
 }
+
+/// Tries for the session-level advisory lock `key` on this connection: true when
+/// the session now holds it, false when another one does. Held until
+/// `pg_advisory_unlock(key)` or the session's end, across commits — so it needs
+/// PostgreSQL sessions, not a transaction-mode pooler (`deploy/k8s/README.md`).
+pub async fn try_session_lock(conn: &mut AsyncPgConnection, key: i64) -> diesel::QueryResult<bool> {
+    use diesel::sql_types::{BigInt, Bool};
+    let query = diesel::select(diesel::dsl::sql::<Bool>("pg_try_advisory_lock(").bind::<BigInt, _>(key).sql(")"));
+    diesel_async::RunQueryDsl::get_result(query, conn).await
+}

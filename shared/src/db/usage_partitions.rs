@@ -104,11 +104,7 @@ struct HashIndexState {
 /// [`HASH_LOCK_WAIT`] for an older transaction (the lock and the connection's
 /// `lock_timeout` are given back either way).
 pub async fn hash_generation(conn: &mut AsyncPgConnection, generation: i32) -> diesel::QueryResult<Option<String>> {
-    let locked: bool =
-        diesel::select(diesel::dsl::sql::<Bool>("pg_try_advisory_lock(").bind::<BigInt, _>(HASH_LOCK_KEY).sql(")"))
-            .get_result(conn)
-            .await?;
-    if !locked {
+    if !super::try_session_lock(conn, HASH_LOCK_KEY).await? {
         return Ok(None);
     }
     let built = build_hash(conn, generation).await;

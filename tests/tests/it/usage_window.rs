@@ -34,8 +34,7 @@ async fn upkeep_at(app: &TestApp, at: &str, retention_days: u32) -> Upkeep {
     upkeep(&mut conn, now, retention_days).await.unwrap().expect("no other upkeep holds the lock")
 }
 
-/// The upkeep's hash index of the previous key generation at `at` (the clock set
-/// there by an `upkeep_at` before).
+/// The upkeep's hash index of the previous key generation at business instant `at`.
 async fn hash_at(app: &TestApp, at: &str) -> Option<String> {
     let mut conn = app.db.conn().await;
     hash_previous_generation(&mut conn, at.parse().unwrap()).await.unwrap()
