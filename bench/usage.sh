@@ -17,14 +17,12 @@
 # 35 days of ids in one index); STORED_IN=old as received on 2026-02-10, two
 # generations back: past the de-duplication window, so (as the worker's upkeep does)
 # only the events are kept, not their ids.
-# HASHED=0 leaves out the hash index the worker's upkeep builds on the previous
-# generation (the claim then probes its primary key's B-tree).
 # Event ids, stored and sent, are MD5 hex strings: spread over the key space as
 # products' own ids are, so every insert lands on a random page of the id index.
 #
 # PROFILE=1 writes pg_stat_statements per call to .run/bench/usage-statements.txt.
 #
-# usage: bench/usage.sh [BATCH ...]      env: NO_BUILD=1 (the release API already built) EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous|current|old HASHED=1|0
+# usage: bench/usage.sh [BATCH ...]      env: NO_BUILD=1 (the release API already built) EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous|current|old
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -86,6 +84,9 @@ q -c "SELECT usage_partitions_prepare('$STORED_DAY', $STORED_GEN, '2025-01-01')"
   -c "SELECT usage_partitions_prepare('2026-05-01', 587, '2025-01-01')" >/dev/null
 if [ "$STORED" -gt 0 ]; then
   log "storing $STORED older events first (received $STORED_DAY, key generation $STORED_GEN)"
+  # The generation's unique hash index is built once the keys are in (faster than
+  # entry by entry), as migration 000026 builds it.
+  [ "$STORED_GEN" -lt 586 ] || q -c "ALTER TABLE usage_event_keys_$STORED_GEN DROP CONSTRAINT usage_event_keys_${STORED_GEN}_key" >/dev/null
   for ((from = 1; from <= STORED; from += 5000000)); do
     to=$((from + 5000000 - 1)); [ "$to" -le "$STORED" ] || to=$STORED
     q -v tid="$tid" -v lo="$from" -v hi="$to" -v n="$CUSTOMERS" -v day="$STORED_DAY" -v gen="$STORED_GEN" <<'SQL'
@@ -99,16 +100,8 @@ INSERT INTO usage_event_keys (generation, key)
   SELECT :gen, usage_event_key(:'tid', md5('stored-' || g)) FROM generate_series(:lo, :hi) g WHERE :gen >= 586;
 SQL
   done
+  [ "$STORED_GEN" -lt 586 ] || q -c "SELECT usage_keys_unique('usage_event_keys_$STORED_GEN')" >/dev/null
   q -c "VACUUM ANALYZE usage_events" -c "VACUUM ANALYZE usage_event_keys" >/dev/null
-fi
-# The hash index the worker's upkeep gives the previous key generation once the
-# current one's first day is over (db::usage_partitions::hash_generation), through
-# which the claim looks new ids up (with STORED_IN=current there is no generation
-# 586); HASHED=0 leaves it out (the B-tree probe).
-if [ "${HASHED:-1}" != 0 ] && [ "$(q -c "SELECT to_regclass('usage_event_keys_586') IS NOT NULL")" = t ]; then
-  log "building the hash index of key generation 586"
-  q -c "CREATE INDEX CONCURRENTLY IF NOT EXISTS usage_event_keys_586_key_hash ON usage_event_keys_586 USING hash (key)" \
-    -c "ANALYZE usage_event_keys_586" >/dev/null
 fi
 # The seeding's WAL would otherwise start checkpoints that run into the measurement
 # (as in renewals.sh).
@@ -166,7 +159,7 @@ stmt_top .run/bench/usage-statements.txt "$(awk -F'|' '{calls += $3} END {print 
 messages=$(q -c "SELECT coalesce(sum(used), 0) FROM usage_counters WHERE metric = 'messages'")
 events=$(q -c "SELECT count(*) FROM usage_events WHERE metric = 'messages'")
 echo
-echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers, $STORED events stored before (${STORED_IN:-previous} key generation, its hash index: ${HASHED:-1}); each call one transaction)"
+echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers, $STORED events stored before (${STORED_IN:-previous} key generation); each call one transaction)"
 printf '| %6s | %7s | %8s | %8s | %7s | %9s | %9s |\n' "batch" "calls" "events" "accepted" "seconds" "calls/s" "events/s"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------" "---------" "----------" "----------" "---------" "-----------" "-----------"
 cat .run/bench/usage-rows.txt

@@ -69,13 +69,12 @@ struct ClaimedKey {
 
 /// Claims the keys of a batch's event ids ([`crate::domain::usage::event_key`]) in
 /// `usage_event_keys` and returns those claimed now; the others are duplicates (one
-/// statement: the database's `usage_claim_keys`, migration 000025). `keys` must be
+/// statement: the database's `usage_claim_keys`, migration 000026). `keys` must be
 /// sorted (concurrent batches then lock them in the same order). A key is new when
 /// neither generation `at.current` nor the previous one holds it: outside the
 /// overlap day it is inserted in the current generation and looked up in the
-/// previous one (through that partition's hash index once the upkeep has built it,
-/// [`super::usage_partitions::hash_generation`]); within it, inserted in both, and
-/// new only when both inserts went through.
+/// previous one (each generation's partition keeps its keys in a unique hash index);
+/// within it, inserted in both, and new only when both inserts went through.
 pub async fn claim_keys(
     conn: &mut AsyncPgConnection,
     at: KeyGeneration,

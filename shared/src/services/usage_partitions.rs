@@ -3,10 +3,7 @@
 //! rows that landed in a default partition move to theirs, days past retention are
 //! dropped whole (their totals archived for the audit) and key generations past the
 //! de-duplication window are dropped. Run by the worker every few minutes, by one
-//! replica at a time (a transaction-scoped advisory lock). Once a generation's first
-//! day is over, the previous generation gets a hash index on its keys, through which
-//! each claim looks its ids up at about half a B-tree probe's cost (one replica at a
-//! time too, under a session-level lock: the build runs outside a transaction).
+//! replica at a time (a transaction-scoped advisory lock).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::AsyncPgConnection;
@@ -54,22 +51,4 @@ pub async fn upkeep(
     })
     .await?;
     Ok(Some(Upkeep { created, dropped }))
-}
-
-/// Gives the key generation before the one of business instant `now` its hash index
-/// ([`db::hash_generation`]: concurrently, outside a transaction, one replica at a
-/// time), once the current generation's first day is over: from then on only a
-/// replica whose clock lags by up to a day still writes there, which the concurrent
-/// build copes with. Returns the index's name when built now; `None` on the first
-/// day, when it exists, or when another replica is building it. Errors: database
-/// errors (the next upkeep tries again).
-pub async fn hash_previous_generation(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-) -> ServiceResult<Option<String>> {
-    let at = KeyGeneration::at(now);
-    if at.overlap {
-        return Ok(None);
-    }
-    Ok(db::hash_generation(conn, at.current - 1).await?)
 }
