@@ -18,7 +18,9 @@
 --
 -- The ACCESS EXCLUSIVE lock holds ingestion while the existing generations' hash
 -- indexes are built (about 30 s for 20 000 000 keys here); the window is never
--- without its uniqueness, since all of it is one transaction.
+-- without its uniqueness, since all of it is one transaction. Run it with the workers
+-- of the earlier release stopped: their upkeep would build a `_key_hash` index again,
+-- which nothing reads now (deploy/k8s/README.md).
 LOCK TABLE usage_event_keys IN ACCESS EXCLUSIVE MODE;
 
 CREATE FUNCTION usage_keys_unique(partition text) RETURNS void LANGUAGE plpgsql AS $$
