@@ -31,9 +31,11 @@ ensure_services
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1 100 10000)
 EVENTS="${EVENTS:-200000}" CLIENTS="${CLIENTS:-4}" CUSTOMERS="${CUSTOMERS:-1000}" STORED="${STORED:-0}"
 case "${STORED_IN:-previous}" in
-  previous) STORED_DAY=2026-03-30 STORED_GEN=586 ;;
-  current) STORED_DAY=2026-04-20 STORED_GEN=587 ;;
-  old) STORED_DAY=2026-02-10 STORED_GEN=585 ;;
+  # KEYED: whether the stored ids' key generation is still within the window
+  # (generation 585 has no keys left when the run's clock stands in 587).
+  previous) STORED_DAY=2026-03-30 STORED_GEN=586 KEYED=1 ;;
+  current) STORED_DAY=2026-04-20 STORED_GEN=587 KEYED=1 ;;
+  old) STORED_DAY=2026-02-10 STORED_GEN=585 KEYED=0 ;;
   *) echo "STORED_IN: previous, current or old" >&2; exit 2 ;;
 esac
 if [ -z "${NO_BUILD:-}" ]; then
@@ -86,10 +88,11 @@ if [ "$STORED" -gt 0 ]; then
   log "storing $STORED older events first (received $STORED_DAY, key generation $STORED_GEN)"
   # The generation's unique hash index is built once the keys are in (faster than
   # entry by entry), as migration 000026 builds it.
-  [ "$STORED_GEN" -lt 586 ] || q -c "ALTER TABLE usage_event_keys_$STORED_GEN DROP CONSTRAINT usage_event_keys_${STORED_GEN}_key" >/dev/null
+  [ "$KEYED" = 0 ] || q -c "ALTER TABLE usage_event_keys_$STORED_GEN DROP CONSTRAINT usage_event_keys_${STORED_GEN}_key" >/dev/null
   for ((from = 1; from <= STORED; from += 5000000)); do
     to=$((from + 5000000 - 1)); [ "$to" -le "$STORED" ] || to=$STORED
-    q -v tid="$tid" -v lo="$from" -v hi="$to" -v n="$CUSTOMERS" -v day="$STORED_DAY" -v gen="$STORED_GEN" <<'SQL'
+    q -v tid="$tid" -v lo="$from" -v hi="$to" -v n="$CUSTOMERS" -v day="$STORED_DAY" -v gen="$STORED_GEN" \
+      -v keyed="$KEYED" <<'SQL'
 INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start,
     received_at)
   SELECT :'tid', md5('stored-' || g), s.customer_id, s.id, 'stored', 1, '2026-03-30T09:00:00Z', '2026-03-20T09:00:00Z',
@@ -97,10 +100,10 @@ INSERT INTO usage_events (tenant_id, event_id, customer_id, subscription_id, met
   FROM generate_series(:lo, :hi) g
   JOIN (SELECT id, customer_id, row_number() OVER (ORDER BY id) - 1 AS k FROM subscriptions) s ON s.k = g % :n;
 INSERT INTO usage_event_keys (generation, key)
-  SELECT :gen, usage_event_key(:'tid', md5('stored-' || g)) FROM generate_series(:lo, :hi) g WHERE :gen >= 586;
+  SELECT :gen, usage_event_key(:'tid', md5('stored-' || g)) FROM generate_series(:lo, :hi) g WHERE :keyed = 1;
 SQL
   done
-  [ "$STORED_GEN" -lt 586 ] || q -c "SELECT usage_keys_unique('usage_event_keys_$STORED_GEN')" >/dev/null
+  [ "$KEYED" = 0 ] || q -c "SELECT usage_keys_unique('usage_event_keys_$STORED_GEN')" >/dev/null
   q -c "VACUUM ANALYZE usage_events" -c "VACUUM ANALYZE usage_event_keys" >/dev/null
 fi
 # The seeding's WAL would otherwise start checkpoints that run into the measurement

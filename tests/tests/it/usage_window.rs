@@ -102,9 +102,10 @@ async fn ids_count_once_across_a_generation_turn_and_old_days_are_dropped_whole(
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_events_default").await, 0);
     assert!(app.rows(where_stored).await.contains(&"usage_events_20260402 e3".to_owned()));
 
-    // Later in 587: e1 and e2 are found in 586, e3 in 587; e4 is new. 100 000 more ids
-    // of other tenants in 586 make the planner probe it through its index rather than
-    // read it whole.
+    // Later in 587: e1 and e2 are found in 586, e3 in 587; e4 is new. With 100 000
+    // more ids of other tenants in 586 its partition is no longer trivially small,
+    // and a second batch of 30 new ids beside two known ones must still find only
+    // the known ones there and add nothing to 586.
     upkeep_at(&app, "2026-04-20T09:00:00Z", 400).await;
     let others = "INSERT INTO usage_event_keys SELECT 586, gen_random_uuid() FROM generate_series(1, 100000)";
     diesel::sql_query(others).execute(&mut app.db.conn().await).await.unwrap();
