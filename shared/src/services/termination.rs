@@ -75,9 +75,13 @@ pub async fn terminate(
     if reason.is_empty() {
         return Err(ServiceError::validation("reason must not be empty"));
     }
-    // Payments are locked before the subscription, the order of every capture.
-    let paid = payments_db::lock_paid_periods(conn, tenant.id, id, now).await?;
+    // Payments are locked before the subscription, the order of every capture, and
+    // read again once the subscription is held: a writer that held it before us may
+    // have captured one meanwhile (an extension paid from the balance is inserted
+    // and captured under the subscription's lock), and it is refunded too.
+    payments_db::lock_paid_periods(conn, tenant.id, id, now).await?;
     let (mut sub, plan) = super::subscriptions::lock(conn, tenant, id).await?;
+    let paid = payments_db::lock_paid_periods(conn, tenant.id, id, now).await?;
     let status = sub.status;
     if !status.is_live() || status == SubscriptionStatus::PendingPayment {
         return Err(ServiceError::conflict(

@@ -281,6 +281,59 @@ async fn provider_termination_refunds_unused_days_unless_the_customer_is_at_faul
     assert_eq!(app.count("SELECT count(*) AS n FROM refunds").await, 2);
 }
 
+/// A termination reads the paid payments again once it holds the subscription: a
+/// payment captured meanwhile by a writer that held the subscription (an extension
+/// paid from the balance is inserted and captured under its lock) is refunded too.
+#[tokio::test]
+async fn termination_refunds_a_payment_captured_while_it_waited_for_the_subscription() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Alfa CRM", "Europe/Moscow", json!({})).await;
+    app.plan_monthly(&t, "CLIENTS_100_M", "1690.00").await;
+    app.set_clock("2026-03-10T09:00:00Z").await;
+    let customer = app.customer(&t, "alfa-t3").await;
+    let bought = app.purchase(&t, &customer, "CLIENTS_100_M").await;
+    assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+    let id = bought["subscription"]["id"].as_str().unwrap();
+    let ext = app.post(&t, &format!("/v1/subscriptions/{id}/extend"), json!({"pay_with": "card"})).await.expect(200);
+    let ext_id = ext["payment"]["id"].as_str().unwrap();
+    app.set_clock("2026-03-24T09:00:00Z").await;
+    // The writer holds the subscription and captures the extension; it commits once
+    // the termination waits for the subscription.
+    let mut writer = app.db.conn().await;
+    for sql in [
+        "BEGIN".to_owned(),
+        format!("SELECT id FROM subscriptions WHERE id = '{id}' FOR UPDATE"),
+        format!(
+            "UPDATE payments SET status = 'succeeded', captured_at = now(), gateway_transaction_id = 'held-1', \
+             period_start = '2026-04-10T09:00:00Z', period_end = '2026-05-10T09:00:00Z' WHERE id = '{ext_id}'"
+        ),
+    ] {
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut writer).await.unwrap();
+    }
+    let path = format!("/v1/subscriptions/{id}/terminate");
+    let terminate = app.post(&t, &path, json!({"customer_fault": false, "reason": "сервис закрывается"}));
+    let waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock'";
+    let commit = async {
+        while app.count(waiting).await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        diesel_async::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut writer).await.unwrap();
+    };
+    let (done, ()) = tokio::join!(terminate, commit);
+    let done = done.expect(200);
+    assert_eq!(done["subscription"]["status"], "terminated");
+    assert_eq!(done["refund"]["payment_id"], bought["payment"]["id"]);
+    assert_eq!(done["refund"]["amount"]["value"], "926.77");
+    let extra = done["additional_refunds"].as_array().unwrap();
+    assert_eq!(extra.len(), 1, "{done}");
+    assert_eq!(extra[0]["payment_id"], ext_id);
+    assert_eq!(
+        (extra[0]["amount"]["value"].as_str(), extra[0]["status"].as_str()),
+        (Some("1690.00"), Some("approved"))
+    );
+}
+
 #[tokio::test]
 async fn smm_gpt_five_business_days_from_access_skip_the_march_9_holiday() {
     let app = TestApp::spawn().await;
