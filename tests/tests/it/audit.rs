@@ -86,6 +86,14 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
                      'application/json', '\\x7b7d', 'recorded')",
         )
         .await;
+    // Nor the renewal's references (migration 000027): its attempt names a saved
+    // card that does not exist.
+    app.db
+        .execute(&format!(
+            "UPDATE payment_attempts SET payment_method_id = gen_random_uuid() WHERE payment_id IN \
+             (SELECT id FROM payments WHERE subscription_id = '{sub}' AND kind = 'renewal')"
+        ))
+        .await;
     app.db.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_balanced").await;
     app.db
         .execute(&format!(
@@ -117,11 +125,13 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
     assert!(row(&table, "ledger_balanced").contains("|        0 |"), "{table}");
     let refs = row(&table, "references_exist");
     assert!(
-        refs.contains("|        2 |") && refs.contains("gateway_events of tenant 00000000-0000-0000-0000-00000000dead"),
+        refs.contains("|        3 |") && refs.contains("gateway_events of tenant 00000000-0000-0000-0000-00000000dead"),
         "{table}"
     );
-    assert!(row(&own, "references_exist").contains("|        1 | payment "), "the tenant's own audit: {own}");
-    assert!(table.ends_with("12 invariants checked, 9 breaches\n"), "{table}");
+    let own_refs = row(&own, "references_exist");
+    assert!(own_refs.contains("|        2 | payment "), "the tenant's own audit: {own}");
+    assert!(own_refs.contains("payment attempt "), "the tenant's own audit: {own}");
+    assert!(table.ends_with("12 invariants checked, 10 breaches\n"), "{table}");
 
     // Per tenant: the other tenant's data is clean.
     let (code, table) = audit(&app, &["--tenant", &other.id]);
@@ -141,9 +151,16 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
         "DELETE FROM plans".to_owned(),
         "DELETE FROM plan_prices".to_owned(),
         "TRUNCATE tenants CASCADE".to_owned(),
+        format!("DELETE FROM subscriptions WHERE id = '{sub}'"),
+        format!("UPDATE subscriptions SET id = gen_random_uuid() WHERE id = '{sub}'"),
+        "DELETE FROM payments".to_owned(),
+        "DELETE FROM customers".to_owned(),
+        "DELETE FROM payment_methods".to_owned(),
+        "TRUNCATE payments CASCADE".to_owned(),
     ] {
         let err = diesel_async::RunQueryDsl::execute(diesel::sql_query(&sql), &mut conn).await.unwrap_err().to_string();
         assert!(err.contains("rows are never deleted or renumbered"), "{sql}: {err}");
     }
     assert_eq!(app.count("SELECT count(*) AS n FROM tenants").await, 2);
+    assert!(app.count("SELECT count(*) AS n FROM payments").await >= 4);
 }
