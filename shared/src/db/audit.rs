@@ -59,10 +59,10 @@ pub const INVARIANTS: [Invariant; 12] = [
     },
     // No foreign key holds these since migration 000021 (they locked one tenant,
     // plan or price row from every concurrent writer) and 000027 (the references a
-    // renewal writes: its checks were about 7 % of a renewal's CPU): tenants, plans,
-    // prices, customers, subscriptions, payments and saved cards are never deleted
-    // or renumbered (triggers refuse it); this finds a row naming one that does not
-    // exist (a partial restore, a bug).
+    // renewal writes: their checks were about 7 % of the machine in a renewal run):
+    // tenants, plans, prices, customers, subscriptions, payments and saved cards are
+    // never deleted, truncated or renumbered (triggers refuse it); this finds a row
+    // naming one that does not exist (a partial restore, a bug).
     Invariant {
         name: "references_exist",
         promise: "the rows whose foreign keys migrations 000021 and 000027 dropped name existing rows: \

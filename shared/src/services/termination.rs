@@ -78,7 +78,10 @@ pub async fn terminate(
     // Payments are locked before the subscription, the order of every capture, and
     // read again once the subscription is held: a writer that held it before us may
     // have captured one meanwhile (an extension paid from the balance is inserted
-    // and captured under the subscription's lock), and it is refunded too.
+    // and captured under the subscription's lock), and it is refunded too. Such a
+    // payment is locked after the subscription, out of that order: a transaction
+    // that locked it in the instant between and then waits for the subscription
+    // deadlocks with this one, and PostgreSQL rolls one of them back whole.
     payments_db::lock_paid_periods(conn, tenant.id, id, now).await?;
     let (mut sub, plan) = super::subscriptions::lock(conn, tenant, id).await?;
     let paid = payments_db::lock_paid_periods(conn, tenant.id, id, now).await?;

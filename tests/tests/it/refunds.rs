@@ -315,7 +315,11 @@ async fn termination_refunds_a_payment_captured_while_it_waited_for_the_subscrip
     let waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
                    AND wait_event_type = 'Lock'";
     let commit = async {
-        while app.count(waiting).await == 0 {
+        for tries in 0.. {
+            if app.count(waiting).await > 0 {
+                break;
+            }
+            assert!(tries < 1000, "the termination never waited for the subscription");
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         diesel_async::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut writer).await.unwrap();
