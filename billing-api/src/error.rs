@@ -109,6 +109,17 @@ impl From<ServiceError> for ApiError {
                     "the payment provider could not be reached or refused the call",
                 )
             }
+            // A deadlock or serialization failure with a concurrent request: the
+            // transaction was rolled back whole, so the same request (same
+            // Idempotency-Key) can be sent again.
+            other if other.is_retryable() => {
+                tracing::warn!(error = %other, "request rolled back by a concurrent one");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "concurrent_update",
+                    "the request collided with a concurrent change and nothing of it was written; send it again",
+                )
+            }
             other => {
                 tracing::error!(error = %other, error_debug = ?other, "request failed");
                 ApiError::internal()
@@ -131,5 +142,29 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for ApiError {
             "database_unavailable",
             "the database is not reachable; retry later",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+    use super::*;
+
+    fn database(kind: DatabaseErrorKind, message: &str) -> ServiceError {
+        ServiceError::Database(DieselError::DatabaseError(kind, Box::new(message.to_owned())))
+    }
+
+    #[test]
+    fn a_transaction_rolled_back_by_a_concurrent_one_is_503_to_send_again() {
+        for e in [
+            database(DatabaseErrorKind::SerializationFailure, "could not serialize access"),
+            database(DatabaseErrorKind::Unknown, "deadlock detected"),
+        ] {
+            let api = ApiError::from(e);
+            assert_eq!((api.status, api.code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "concurrent_update"));
+        }
+        let other = ApiError::from(database(DatabaseErrorKind::Unknown, "relation does not exist"));
+        assert_eq!((other.status, other.code.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"));
     }
 }

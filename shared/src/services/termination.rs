@@ -81,7 +81,8 @@ pub async fn terminate(
     // and captured under the subscription's lock), and it is refunded too. Such a
     // payment is locked after the subscription, out of that order: a transaction
     // that locked it in the instant between and then waits for the subscription
-    // deadlocks with this one, and PostgreSQL rolls one of them back whole.
+    // deadlocks with this one, and PostgreSQL rolls one of them back whole (a request
+    // answers 503 `concurrent_update`, a job is retried).
     payments_db::lock_paid_periods(conn, tenant.id, id, now).await?;
     let (mut sub, plan) = super::subscriptions::lock(conn, tenant, id).await?;
     let paid = payments_db::lock_paid_periods(conn, tenant.id, id, now).await?;
