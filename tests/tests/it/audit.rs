@@ -87,7 +87,8 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
         )
         .await;
     // Nor the renewal's references (migration 000027): its attempt names a saved
-    // card, and its payment a customer, that do not exist.
+    // card, its payment a customer, and the subscription a renewal payment, that do
+    // not exist.
     app.db
         .execute(&format!(
             "UPDATE payment_attempts SET payment_method_id = gen_random_uuid() WHERE payment_id IN \
@@ -98,6 +99,9 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
         .execute(&format!(
             "UPDATE payments SET customer_id = gen_random_uuid() WHERE subscription_id = '{sub}' AND kind = 'renewal'"
         ))
+        .await;
+    app.db
+        .execute(&format!("UPDATE subscriptions SET renewal_payment_id = gen_random_uuid() WHERE id = '{sub}'"))
         .await;
     app.db.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_balanced").await;
     app.db
@@ -130,13 +134,16 @@ async fn the_audit_passes_on_real_traffic_and_names_every_breach() {
     assert!(row(&table, "ledger_balanced").contains("|        0 |"), "{table}");
     let refs = row(&table, "references_exist");
     assert!(
-        refs.contains("|        4 |") && refs.contains("gateway_events of tenant 00000000-0000-0000-0000-00000000dead"),
+        refs.contains("|        5 |") && refs.contains("gateway_events of tenant 00000000-0000-0000-0000-00000000dead"),
         "{table}"
     );
     let own_refs = row(&own, "references_exist");
-    assert!(own_refs.contains("|        3 | payment "), "the tenant's own audit: {own}");
+    // Four: the purchase (its price), the renewal payment (its customer), its attempt
+    // (the saved card) and the subscription (its renewal payment); the table shows
+    // three examples.
+    assert!(own_refs.contains("|        4 | payment "), "the tenant's own audit: {own}");
     assert!(own_refs.contains("payment attempt "), "the tenant's own audit: {own}");
-    assert!(table.ends_with("12 invariants checked, 11 breaches\n"), "{table}");
+    assert!(table.ends_with("12 invariants checked, 12 breaches\n"), "{table}");
 
     // Per tenant: the other tenant's data is clean.
     let (code, table) = audit(&app, &["--tenant", &other.id]);
