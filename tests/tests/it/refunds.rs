@@ -216,15 +216,23 @@ async fn overdue(app: &TestApp, t: &Tenant) -> usize {
     app.event_types(t).await.iter().filter(|e| *e == "refund.review_overdue").count()
 }
 
-#[tokio::test]
-async fn provider_termination_refunds_unused_days_unless_the_customer_is_at_fault() {
-    let app = TestApp::spawn().await;
+/// An Alfa CRM tenant selling CLIENTS_100_M at 1 690.00 a month, and the customer
+/// `external_id` who bought it on 2026-03-10 at 09:00 UTC and paid by card:
+/// (tenant, customer id, the purchase's answer).
+async fn alfa_paid(app: &TestApp, external_id: &str) -> (Tenant, String, Value) {
     let t = app.tenant("Alfa CRM", "Europe/Moscow", json!({})).await;
     app.plan_monthly(&t, "CLIENTS_100_M", "1690.00").await;
     app.set_clock("2026-03-10T09:00:00Z").await;
-    let customer = app.customer(&t, "alfa-t1").await;
+    let customer = app.customer(&t, external_id).await;
     let bought = app.purchase(&t, &customer, "CLIENTS_100_M").await;
     assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+    (t, customer, bought)
+}
+
+#[tokio::test]
+async fn provider_termination_refunds_unused_days_unless_the_customer_is_at_fault() {
+    let app = TestApp::spawn().await;
+    let (t, customer, bought) = alfa_paid(&app, "alfa-t1").await;
     let id = bought["subscription"]["id"].as_str().unwrap();
     let guilty_customer = app.customer(&t, "alfa-t2").await;
     let other = app.purchase(&t, &guilty_customer, "CLIENTS_100_M").await;
@@ -287,12 +295,7 @@ async fn provider_termination_refunds_unused_days_unless_the_customer_is_at_faul
 #[tokio::test]
 async fn termination_refunds_a_payment_captured_while_it_waited_for_the_subscription() {
     let app = TestApp::spawn().await;
-    let t = app.tenant("Alfa CRM", "Europe/Moscow", json!({})).await;
-    app.plan_monthly(&t, "CLIENTS_100_M", "1690.00").await;
-    app.set_clock("2026-03-10T09:00:00Z").await;
-    let customer = app.customer(&t, "alfa-t3").await;
-    let bought = app.purchase(&t, &customer, "CLIENTS_100_M").await;
-    assert_eq!(app.pay(&bought, CARD_OK).await.status, "Completed");
+    let (t, _, bought) = alfa_paid(&app, "alfa-t3").await;
     let id = bought["subscription"]["id"].as_str().unwrap();
     let ext = app.post(&t, &format!("/v1/subscriptions/{id}/extend"), json!({"pay_with": "card"})).await.expect(200);
     let ext_id = ext["payment"]["id"].as_str().unwrap();
@@ -315,13 +318,7 @@ async fn termination_refunds_a_payment_captured_while_it_waited_for_the_subscrip
     let waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
                    AND wait_event_type = 'Lock'";
     let commit = async {
-        for tries in 0.. {
-            if app.count(waiting).await > 0 {
-                break;
-            }
-            assert!(tries < 1000, "the termination never waited for the subscription");
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        assert_eq!(app.count_when(waiting, 1).await, 1, "the termination never waited for the subscription");
         diesel_async::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut writer).await.unwrap();
     };
     let (done, ()) = tokio::join!(terminate, commit);
