@@ -111,8 +111,9 @@ async fn provider_notification(
 }
 
 /// ATOL Online callback (the document's report). Only a hint: the receipt it names
-/// (by the provider's uuid) is polled again by the worker, which trusts the report
-/// it reads itself, never this body. Answered `{}`.
+/// (by the `external_id` we sent and the document's `uuid`) is polled again by the
+/// worker, which trusts the report it reads itself, never this body. Answered `{}`;
+/// 422 `invalid_callback` without both fields.
 #[utoipa::path(post, path = "/v1/webhooks/atol/{tenant_id}", tag = "webhooks",
     params(("tenant_id" = String, Path)),
     request_body(content = Object, content_type = "application/json"),

@@ -166,17 +166,23 @@ pub async fn list(
     q.order(receipts::id.asc()).limit(limit).select(ReceiptRow::as_select()).load(conn).await
 }
 
-/// The tenant's pending receipt the provider knows as `provider_id`: (receipt, payment).
-pub async fn pending_by_provider_id(
+/// The tenant's receipt `id`, pending at registration attempt `attempt` under the
+/// provider's document id `provider_id`: its payment. `None` for any other receipt,
+/// attempt or document (by primary key: ATOL's callback names the receipt by the
+/// `external_id` we sent).
+pub async fn pending_document(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,
+    (id, attempt): (Uuid, i32),
     provider_id: &str,
-) -> QueryResult<Option<(Uuid, PaymentId)>> {
+) -> QueryResult<Option<PaymentId>> {
     receipts::table
+        .find(id)
         .filter(receipts::tenant_id.eq(tenant_id))
+        .filter(receipts::attempt.eq(attempt))
         .filter(receipts::provider_uuid.eq(provider_id))
         .filter(receipts::status.eq(ReceiptStatus::Pending))
-        .select((receipts::id, receipts::payment_id))
+        .select(receipts::payment_id)
         .first(conn)
         .await
         .optional()

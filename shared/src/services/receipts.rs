@@ -111,6 +111,13 @@ pub(crate) fn external_id(r: &ReceiptRow) -> String {
     format!("{}-{}", r.id, r.attempt)
 }
 
+/// The receipt and registration attempt an [`external_id`] names: `(id, attempt)`,
+/// `None` unless the text is `<uuid>-<attempt ≥ 1>`.
+fn parse_external_id(text: &str) -> Option<(Uuid, i32)> {
+    let (id, attempt) = text.rsplit_once('-')?;
+    Some((Uuid::parse_str(id).ok()?, attempt.parse().ok().filter(|a: &i32| *a > 0)?))
+}
+
 /// Whether `tenant` issues receipts for `payment` at all: it has fiscal settings,
 /// and the payment is not an invoice paid by a legal entity's bank transfer (54-FZ
 /// art. 2 p. 9: settlements between organisations and entrepreneurs by bank
@@ -362,15 +369,38 @@ pub(crate) async fn enqueue_again(
     Ok(())
 }
 
-/// The fiscal provider's callback (ATOL's): only a hint that a report is ready. The receipt it names (by
-/// the provider's uuid) is polled by the worker; nothing is taken from the body.
+/// The fiscal provider's callback (ATOL's): only a hint that a report is ready. The
+/// receipt it names — by the `external_id` we sent (`<receipt id>-<attempt>`), at the
+/// document `uuid` we recorded for that attempt — is polled by the worker; nothing
+/// else is taken from the body, and a callback naming no such pending receipt does
+/// nothing. Errors: `invalid_callback` (422) without both fields.
 pub async fn hint(conn: &mut AsyncPgConnection, now: DateTime<Utc>, tenant: &Tenant, body: &[u8]) -> ServiceResult<()> {
-    let uuid = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("uuid").and_then(Value::as_str).map(str::to_owned))
-        .ok_or_else(|| ServiceError::invalid("invalid_callback", "an ATOL callback needs the document's uuid"))?;
-    if let Some((id, payment_id)) = db::pending_by_provider_id(conn, tenant.id, &uuid).await? {
-        enqueue_again(conn, now, tenant.id, payment_id, id).await?;
+    let body = serde_json::from_slice::<Value>(body).ok();
+    let field = |name: &str| body.as_ref().and_then(|v| v.get(name)).and_then(Value::as_str);
+    let (Some(uuid), Some(document)) = (field("uuid"), field("external_id").and_then(parse_external_id)) else {
+        return Err(ServiceError::invalid(
+            "invalid_callback",
+            "an ATOL callback needs the document's uuid and the external_id it was registered with",
+        ));
+    };
+    if let Some(payment_id) = db::pending_document(conn, tenant.id, document, uuid).await? {
+        enqueue_again(conn, now, tenant.id, payment_id, document.0).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_external_id;
+    use uuid::Uuid;
+
+    #[test]
+    fn an_external_id_names_its_receipt_and_attempt() {
+        let id = Uuid::parse_str("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap();
+        assert_eq!(parse_external_id(&format!("{id}-1")), Some((id, 1)));
+        assert_eq!(parse_external_id(&format!("{id}-12")), Some((id, 12)));
+        for bad in [format!("{id}"), format!("{id}-0"), format!("{id}-x"), "rcpt-inv-1-sell".into(), String::new()] {
+            assert_eq!(parse_external_id(&bad), None, "{bad}");
+        }
+    }
 }

@@ -203,10 +203,25 @@ async fn each_receipt_is_registered_exactly_once_whatever_goes_wrong() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     let uuid = app.atol.documents().into_iter().find(|d| d.external_id == format!("{id4}-1")).unwrap().uuid;
+    // A callback is found by the external_id we sent and the document's uuid: one
+    // naming another document or attempt asks for nothing, one without an
+    // external_id is refused.
+    let jobs = format!(
+        "SELECT count(*) AS n FROM outbox_events WHERE event_type = 'register_receipt' AND payload->'data'->>'receipt_id' = '{id4}'"
+    );
+    let queued = app.count(&jobs).await;
+    let callback = format!("/v1/webhooks/atol/{}", t.id);
+    let post = async |body: Value| app.send(reqwest::Method::POST, &callback, None, None, Some(&body)).await;
+    post(json!({"uuid": uuid})).await.problem(422, "invalid_callback");
+    post(json!({"uuid": uuid, "external_id": "rcpt-1"})).await.problem(422, "invalid_callback");
+    post(json!({"uuid": "another-document", "external_id": format!("{id4}-1")})).await.expect(200);
+    post(json!({"uuid": uuid, "external_id": format!("{id4}-2")})).await.expect(200);
+    assert_eq!(app.count(&jobs).await, queued, "a callback naming another document queued a poll");
     let polls = app.atol.report_requests();
     for _ in 0..3 {
         assert_eq!(app.atol.resend_callback(&uuid).await.unwrap(), 200);
     }
+    assert_eq!(app.count(&jobs).await, queued + 3);
     let start = std::time::Instant::now();
     while app.atol.report_requests() < polls + 3 {
         assert!(start.elapsed() < std::time::Duration::from_secs(30), "the callbacks did not make the worker look");
