@@ -203,6 +203,9 @@ async fn each_receipt_is_registered_exactly_once_whatever_goes_wrong() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     let uuid = app.atol.documents().into_iter().find(|d| d.external_id == format!("{id4}-1")).unwrap().uuid;
+    // The simulator holds the document before we have stored its uuid.
+    let stored = format!("SELECT count(*) AS n FROM receipts WHERE id = '{id4}' AND provider_uuid = '{uuid}'");
+    assert_eq!(app.count_when(&stored, 1).await, 1, "the document's uuid was not stored");
     // A callback is found by the external_id we sent and the document's uuid: one
     // naming another document or attempt asks for nothing, one without an
     // external_id is refused.
