@@ -71,8 +71,9 @@ pub async fn sample(
           WHERE s.status IN ('active', 'past_due') AND ($2::uuid IS NULL OR s.tenant_id = $2) \
           GROUP BY s.tenant_id, pp.currency \
          UNION ALL \
-         SELECT 'renewals_due', tenant_id, '', count(*)::numeric FROM subscriptions \
-          WHERE due_at <= $1 AND ($2::uuid IS NULL OR tenant_id = $2) GROUP BY tenant_id \
+         SELECT 'renewals_due', s.tenant_id, '', count(*)::numeric \
+           FROM due_subscriptions d JOIN subscriptions s ON s.id = d.subscription_id \
+          WHERE d.due_at <= $1 AND ($2::uuid IS NULL OR s.tenant_id = $2) GROUP BY s.tenant_id \
          UNION ALL \
          SELECT 'payments', tenant_id, status, count(*)::numeric FROM payments \
           WHERE $2::uuid IS NULL OR tenant_id = $2 GROUP BY tenant_id, status \

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
+use diesel::sql_types::{BigInt, Bool, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use super::schema::{subscription_notices, subscription_transitions, subscription
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId, TenantId};
 use crate::domain::subscription::{Cause, HistoryEntry, Standing, Subscription, SubscriptionStatus};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = subscriptions, check_for_backend(diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
 struct Row {
@@ -324,17 +324,23 @@ pub async fn using_of_customers(
 }
 
 /// Up to `limit` subscriptions due at `now`, oldest due first, locked (skipping
-/// those another scheduler holds): the scheduler's claim, through a partial index.
+/// those another scheduler holds): the scheduler's claim. The due list
+/// (`due_subscriptions`, kept equal to the subscriptions' `due_at` by triggers,
+/// migration 000029) is read in due order through its key; only the subscriptions
+/// are locked, and their own `due_at` is compared again (a subscription moved by a
+/// transaction that committed after this statement's snapshot is re-read when
+/// locked, and left alone when no longer due).
 pub async fn claim_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<Subscription>> {
-    let rows: Vec<Row> = subscriptions::table
-        .filter(subscriptions::due_at.le(now))
-        .order(subscriptions::due_at.asc())
-        .limit(limit)
-        .for_update()
-        .skip_locked()
-        .select(Row::as_select())
-        .load(conn)
-        .await?;
+    let rows: Vec<Row> = Cached::new(
+        diesel::sql_query(
+            "SELECT s.* FROM due_subscriptions d JOIN subscriptions s ON s.id = d.subscription_id \
+             WHERE d.due_at <= $1 AND s.due_at <= $1 ORDER BY d.due_at LIMIT $2 FOR UPDATE OF s SKIP LOCKED",
+        )
+        .bind::<Timestamptz, _>(now)
+        .bind::<BigInt, _>(limit),
+    )
+    .load(conn)
+    .await?;
     Ok(rows.into_iter().map(Subscription::from).collect())
 }
 

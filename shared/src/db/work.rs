@@ -5,7 +5,7 @@ use diesel::dsl::{exists, select};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::schema::{outbox_pending, payment_attempts, receipts, refunds, subscriptions};
+use super::schema::{due_subscriptions, outbox_pending, payment_attempts, receipts, refunds};
 use crate::domain::states::{AttemptChannel, ReceiptStatus, RefundStatus};
 
 /// True when some work is due at or before `now`: a due subscription, an
@@ -15,7 +15,7 @@ use crate::domain::states::{AttemptChannel, ReceiptStatus, RefundStatus};
 /// checks see one snapshot (a charge recorded between separate checks could
 /// otherwise hide both its in-flight state and the work it made due).
 pub async fn busy(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> diesel::QueryResult<bool> {
-    let due = subscriptions::table.filter(subscriptions::due_at.le(now));
+    let due = due_subscriptions::table.filter(due_subscriptions::due_at.le(now));
     let unpublished = outbox_pending::table.select(outbox_pending::seq);
     let charging = payment_attempts::table
         .filter(payment_attempts::status.eq_any(super::attempts::OPEN))
