@@ -323,25 +323,44 @@ pub async fn using_of_customers(
     Ok(rows.into_iter().map(Subscription::from).collect())
 }
 
+/// A subscription named by the scheduler's list, with the instant the list gives.
+#[derive(QueryableByName)]
+struct Listed {
+    #[diesel(embed)]
+    subscription: Row,
+    #[diesel(sql_type = Timestamptz)]
+    listed_due_at: DateTime<Utc>,
+}
+
 /// Up to `limit` subscriptions due at `now`, oldest due first, locked (skipping
 /// those another scheduler holds): the scheduler's claim. The due list
 /// (`due_subscriptions`, kept equal to the subscriptions' `due_at` by triggers,
-/// migration 000029) is read in due order through its key; only the subscriptions
-/// are locked, and their own `due_at` is compared again (a subscription moved by a
-/// transaction that committed after this statement's snapshot is re-read when
-/// locked, and left alone when no longer due).
+/// migration 000029) is read in due order through its key, and only the
+/// subscriptions are locked. A subscription whose `due_at` no longer is the listed
+/// instant is left out: one moved by a transaction that committed after this
+/// statement's snapshot (another scheduler's claim; the row is re-read when
+/// locked), or a second list row of a list that drifted (the audit's
+/// `due_subscriptions_follow`). That comparison is made here, not in the SQL: the
+/// planner takes the two due conditions for independent, under-estimates the rows
+/// and may choose a scan of the whole table.
 pub async fn claim_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<Subscription>> {
-    let rows: Vec<Row> = Cached::new(
+    let rows: Vec<Listed> = Cached::new(
         diesel::sql_query(
-            "SELECT s.* FROM due_subscriptions d JOIN subscriptions s ON s.id = d.subscription_id \
-             WHERE d.due_at <= $1 AND s.due_at <= $1 ORDER BY d.due_at LIMIT $2 FOR UPDATE OF s SKIP LOCKED",
+            "SELECT s.*, d.due_at AS listed_due_at FROM due_subscriptions d \
+             JOIN subscriptions s ON s.id = d.subscription_id \
+             WHERE d.due_at <= $1 ORDER BY d.due_at LIMIT $2 FOR UPDATE OF s SKIP LOCKED",
         )
         .bind::<Timestamptz, _>(now)
         .bind::<BigInt, _>(limit),
     )
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(Subscription::from).collect())
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    Ok(rows
+        .into_iter()
+        .filter(|l| l.subscription.due_at == Some(l.listed_due_at) && seen.insert(l.subscription.id))
+        .map(|l| Subscription::from(l.subscription))
+        .collect())
 }
 
 /// Postpones a subscription whose step failed.

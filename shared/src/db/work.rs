@@ -1,11 +1,12 @@
 //! Whether any work is due: the test clock's `settled` check.
 
 use chrono::{DateTime, Utc};
-use diesel::dsl::{exists, select};
+use diesel::dsl::{exists, select, sql};
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::schema::{due_subscriptions, outbox_pending, payment_attempts, receipts, refunds};
+use super::schema::{outbox_pending, payment_attempts, receipts, refunds};
 use crate::domain::states::{AttemptChannel, ReceiptStatus, RefundStatus};
 
 /// True when some work is due at or before `now`: a due subscription, an
@@ -15,7 +16,14 @@ use crate::domain::states::{AttemptChannel, ReceiptStatus, RefundStatus};
 /// checks see one snapshot (a charge recorded between separate checks could
 /// otherwise hide both its in-flight state and the work it made due).
 pub async fn busy(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> diesel::QueryResult<bool> {
-    let due = due_subscriptions::table.filter(due_subscriptions::due_at.le(now));
+    // The scheduler's list, where it agrees with the subscription (a row left by a
+    // list that drifted is never claimed: db::subscriptions::claim_due).
+    let due = sql::<Bool>(
+        "EXISTS (SELECT 1 FROM due_subscriptions d JOIN subscriptions s ON s.id = d.subscription_id \
+         AND s.due_at = d.due_at WHERE d.due_at <= ",
+    )
+    .bind::<Timestamptz, _>(now)
+    .sql(")");
     let unpublished = outbox_pending::table.select(outbox_pending::seq);
     let charging = payment_attempts::table
         .filter(payment_attempts::status.eq_any(super::attempts::OPEN))
@@ -27,8 +35,7 @@ pub async fn busy(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> diesel::Q
     let refunding = refunds::table.filter(refunds::status.eq_any([RefundStatus::Approved, RefundStatus::Processing]));
     let registering = receipts::table.filter(receipts::status.eq(ReceiptStatus::Pending));
     select(
-        exists(due)
-            .or(exists(unpublished))
+        due.or(exists(unpublished))
             .or(exists(charging))
             .or(exists(overdue))
             .or(exists(refunding))

@@ -271,3 +271,40 @@ async fn without_charge_waves_each_renewal_has_its_own_job() {
     assert_renewed_once(&app, &t, &bought).await;
     app.assert_ledger_balanced().await;
 }
+
+/// The scheduler's list (`due_subscriptions`, migration 000029) holds each due
+/// subscription once, at its `due_at`, and renews it once; a list that drifted (a
+/// second row at an earlier instant, as a restore of one table could leave) still
+/// renews each subscription once (the claim takes a subscription only at its own
+/// due instant, and one renewal per period is unique in the database besides), and
+/// the stale row is left for the audit to name.
+#[tokio::test]
+async fn the_schedulers_list_follows_due_at_and_a_stale_row_renews_nothing_twice() {
+    let app = TestApp::with_worker().await;
+    let t = orbita(&app, json!({"renewal_notice_days": 0})).await;
+    let bought = bought_for_one_wave(&app, &t, "listed", 2).await;
+    let listed = |sub: &str| {
+        format!(
+            "SELECT count(*) AS n FROM due_subscriptions d JOIN subscriptions s ON s.id = d.subscription_id \
+             WHERE s.id = '{sub}' AND d.due_at = s.due_at AND s.due_at = '2026-04-05T09:00:00Z'"
+        )
+    };
+    for (_, sub) in &bought {
+        assert_eq!(app.count(&listed(sub)).await, 1, "listed once, at the renewal instant");
+    }
+    let stale = &bought[0].1;
+    app.db
+        .execute(&format!(
+            "INSERT INTO due_subscriptions SELECT due_at - interval '1 day', id FROM subscriptions WHERE id = '{stale}'"
+        ))
+        .await;
+
+    app.advance_to("2026-04-05T09:00:00Z").await;
+
+    assert_renewed_once(&app, &t, &bought).await;
+    let moved = "SELECT count(*) AS n FROM due_subscriptions d JOIN subscriptions s ON s.id = d.subscription_id \
+                 AND d.due_at = s.due_at WHERE s.due_at > '2026-04-05T09:00:00Z'";
+    assert_eq!(app.count(moved).await, 2, "both listed again at their next instant");
+    let left = format!("SELECT count(*) AS n FROM due_subscriptions WHERE subscription_id = '{stale}'");
+    assert_eq!(app.count(&left).await, 2, "the stale row stays for the audit");
+}

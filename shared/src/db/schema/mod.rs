@@ -139,13 +139,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    due_subscriptions (due_at, subscription_id) {
-        due_at -> Timestamptz,
-        subscription_id -> Uuid,
-    }
-}
-
-diesel::table! {
     subscription_transitions (id) {
         id -> Int8,
         subscription_id -> Uuid,

@@ -271,7 +271,7 @@ impl TestApp {
             if start.elapsed() > Duration::from_secs(90) {
                 let due = self
                     .count(&format!(
-                        "SELECT count(*) AS n FROM subscriptions WHERE due_at <= '{}'",
+                        "SELECT count(*) AS n FROM due_subscriptions WHERE due_at <= '{}'",
                         c["now"].as_str().unwrap_or("")
                     ))
                     .await;
