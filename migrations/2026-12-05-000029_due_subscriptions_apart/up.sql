@@ -6,8 +6,9 @@
 -- index `subscriptions_due` indexed: neither could be a heap-only (HOT) update, so
 -- each wrote an entry into every index of the table (five for the claim, six for the
 -- period move), most of them on random leaf pages of uuid keys, each page's first
--- change after a checkpoint a full-page image in the WAL. 500 claimed rows wrote 13 MB of WAL and took 36-45 ms; with no
--- indexed column changed and room on the page, 0.2 MB and 5 ms.
+-- change after a checkpoint a full-page image in the WAL. 500 claimed rows wrote
+-- 13 MB of WAL and took 36-45 ms; with no indexed column changed and room on the
+-- page, 0.2 MB and 5 ms.
 --
 -- `due_at` stays the subscription's own column, the one truth every use case writes
 -- (services::subscriptions::set_due_at). The scheduler's work list, ordered by due

@@ -46,7 +46,8 @@ pub struct Sample {
 ///   counts past-due ones until they end), normalised to a month (a year is 12,
 ///   a day 365/12 of it);
 /// * `renewals_due` — subscriptions whose scheduled action (renewal, retry,
-///   expiry) is due at `now` and not yet taken: the scheduler's backlog;
+///   expiry) is due at `now` and not yet taken: the scheduler's backlog (its list's
+///   rows that agree with the subscription's `due_at`, as the claim takes them);
 /// * `payments`, `refunds`, `receipts` — rows per tenant and status;
 /// * `receipts_oldest_pending` — seconds from the creation of the tenant's oldest
 ///   `pending` receipt to `now` (tenants with pending receipts only): registration
@@ -72,7 +73,7 @@ pub async fn sample(
           GROUP BY s.tenant_id, pp.currency \
          UNION ALL \
          SELECT 'renewals_due', s.tenant_id, '', count(*)::numeric \
-           FROM due_subscriptions d JOIN subscriptions s ON s.id = d.subscription_id \
+           FROM due_subscriptions d JOIN subscriptions s ON s.id = d.subscription_id AND s.due_at = d.due_at \
           WHERE d.due_at <= $1 AND ($2::uuid IS NULL OR s.tenant_id = $2) GROUP BY s.tenant_id \
          UNION ALL \
          SELECT 'payments', tenant_id, status, count(*)::numeric FROM payments \

@@ -4,9 +4,9 @@
 //!
 //! A tick claims rows with `due_at <= now` through the due list
 //! (`db::subscriptions::claim_due`; `FOR UPDATE SKIP LOCKED`, so replicas share the
-//! work and the cost grows with what is due, not with what is stored) and advances each one: it performs every step that is
-//! due, in order, and stops where an outcome has to wait (a charge in flight) or in
-//! the future. After a clock jump a subscription catches up period by period: each
+//! work and the cost grows with what is due, not with what is stored) and advances
+//! each one: it performs every step that is due, in order, and stops where an
+//! outcome has to wait (a charge in flight) or in the future. After a clock jump a subscription catches up period by period: each
 //! renewal's success makes the next one due.
 
 use std::collections::HashMap;
