@@ -92,13 +92,25 @@ run_size() { # GATEWAY N
   curl -sf -X POST "$API/v1/plans" -H "Authorization: Bearer $key" \
     -d '{"code":"START","name":"START","price":{"value":"1990.00","currency":"RUB"},"period":{"unit":"month","count":1}}' >/dev/null
   log "$gw: seeding $n due and $IDLE idle subscriptions"
-  q -v tid="$tid" -v n="$n" -v idle="$IDLE" -v due="$DUE" -v gw="$gw" <<'SQL'
+  q -v tid="$tid" -v n="$n" -v idle="$IDLE" -v due="$DUE" -v gw="$gw" -v seed_ids="${SEED_IDS:-v7}" <<'SQL'
 SELECT p.id AS plan_id, pp.id AS price_id FROM plans p JOIN plan_prices pp ON pp.plan_id = p.id \gset
+-- ids as the service makes them (UUID v7, domain::ids): time-ordered by the instant a
+-- row stands for (its first 48 bits), random after; one millisecond apart in seeding
+-- order. With random (v4) ids, as seeded before, every index keyed by a customer or a
+-- subscription took each renewal's entry on a random leaf page (bench/README, "Seeded
+-- ids as the service makes them"); SEED_IDS=v4 seeds those.
+SELECT set_config('bench.seed_ids', :'seed_ids', false) \gset
+CREATE FUNCTION pg_temp.uuid7(at timestamptz) RETURNS uuid LANGUAGE sql VOLATILE AS $$
+  SELECT CASE WHEN current_setting('bench.seed_ids') = 'v4' THEN gen_random_uuid() ELSE
+    (lpad(to_hex(floor(extract(epoch FROM at) * 1000)::bigint), 12, '0') || '7'
+     || substr(md5(random()::text), 1, 3) || to_hex(8 + floor(random() * 4)::int)
+     || substr(md5(random()::text), 1, 15))::uuid END
+$$;
 INSERT INTO customers (id, tenant_id, external_id, email, time_zone, created_at)
-  SELECT gen_random_uuid(), :'tid', 'bench-' || g, 'c' || g || '@example.ru', 'Europe/Moscow', '2026-05-01T09:00:00Z'
+  SELECT pg_temp.uuid7(timestamptz '2026-05-01T09:00:00Z' + g * interval '1 ms'), :'tid', 'bench-' || g, 'c' || g || '@example.ru', 'Europe/Moscow', '2026-05-01T09:00:00Z'
   FROM generate_series(1, :n + :idle) g;
 INSERT INTO payment_methods (id, tenant_id, customer_id, gateway, token, created_at)
-  SELECT gen_random_uuid(), :'tid', id, :'gw', 'tk_bench_' || substr(external_id, 7), '2026-05-01T09:00:00Z' FROM customers;
+  SELECT pg_temp.uuid7(created_at + substr(external_id, 7)::int * interval '1 ms'), :'tid', id, :'gw', 'tk_bench_' || substr(external_id, 7), '2026-05-01T09:00:00Z' FROM customers;
 -- every customer renewing has paid before: the posting of that payment opened their
 -- pass-through ledger account (the id the service derives: UUID v5 in the OID namespace
 -- of "<tenant>/customer_balance/<customer>/RUB", domain::ledger::Account::id)
@@ -111,11 +123,11 @@ INSERT INTO ledger_accounts (id, tenant_id, code, customer_id, currency, created
 -- by a later UPDATE that would move every due row to the table's end)
 INSERT INTO subscriptions (id, tenant_id, customer_id, plan_id, status, auto_renew, current_period_start, current_period_end,
     anchor_at, paid_amount, price_id, next_charge_at, due_at, renewal_notice_for, created_at)
-  SELECT gen_random_uuid(), :'tid', c.id, :'plan_id', 'active', true,
+  SELECT pg_temp.uuid7(start + g * interval '1 ms'), :'tid', c.id, :'plan_id', 'active', true,
          start, start + interval '1 month', start, 1990.00, :'price_id', start + interval '1 month',
          start + interval '1 month' - CASE WHEN due THEN interval '0' ELSE interval '3 days' END,
          CASE WHEN due THEN start + interval '1 month' END, '2026-05-01T09:00:00Z'
-  FROM (SELECT id, substr(external_id, 7)::int <= :n AS due,
+  FROM (SELECT id, substr(external_id, 7)::int AS g, substr(external_id, 7)::int <= :n AS due,
                CASE WHEN substr(external_id, 7)::int <= :n THEN timestamptz :'due' - interval '1 month'
                     ELSE timestamptz :'due' + interval '20 days' - interval '1 month' END AS start
         FROM customers) c;
