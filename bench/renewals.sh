@@ -15,6 +15,7 @@
 #
 # usage: bench/renewals.sh [N ...]      env: IDLE=1000000 NOTIFY=0 (simulator notifications)
 #        GATEWAYS="cloudpayments yookassa" FISCAL=1
+#        SEED_IDS=v4 seeds random ids (default v7: time-ordered, as the service makes them)
 #        NO_BUILD=1 uses the release binaries already built
 #        WORKER_POOL=4 (the worker's BILLING_DB_POOL_SIZE: 8 renewed about a fifth faster but its
 #        RSS grew 24 % from 10 000 to 100 000 due, 16 no faster and 20 MB more; bench/README)
