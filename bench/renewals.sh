@@ -45,6 +45,8 @@ FISCAL="${FISCAL:-0}"
 GATEWAYS="${GATEWAYS:-cloudpayments yookassa}"
 API="http://127.0.0.1:$API_PORT"
 DUE="2026-06-01T09:00:00Z"
+SEED_IDS="${SEED_IDS:-v7}"
+case "$SEED_IDS" in v4|v7) ;; *) echo "SEED_IDS must be v4 or v7, not $SEED_IDS" >&2; exit 2 ;; esac
 
 source bench/lib.sh
 
@@ -93,14 +95,14 @@ run_size() { # GATEWAY N
   curl -sf -X POST "$API/v1/plans" -H "Authorization: Bearer $key" \
     -d '{"code":"START","name":"START","price":{"value":"1990.00","currency":"RUB"},"period":{"unit":"month","count":1}}' >/dev/null
   log "$gw: seeding $n due and $IDLE idle subscriptions"
-  q -v tid="$tid" -v n="$n" -v idle="$IDLE" -v due="$DUE" -v gw="$gw" -v seed_ids="${SEED_IDS:-v7}" <<'SQL'
+  q -v tid="$tid" -v n="$n" -v idle="$IDLE" -v due="$DUE" -v gw="$gw" -v seed_ids="$SEED_IDS" <<'SQL'
 SELECT p.id AS plan_id, pp.id AS price_id FROM plans p JOIN plan_prices pp ON pp.plan_id = p.id \gset
 -- ids as the service makes them (UUID v7, domain::ids): time-ordered by the instant a
 -- row stands for (its first 48 bits), random after; one millisecond apart in seeding
 -- order. With random (v4) ids, as seeded before, every index keyed by a customer or a
 -- subscription took each renewal's entry on a random leaf page (bench/README, "Seeded
 -- ids as the service makes them"); SEED_IDS=v4 seeds those.
-SELECT set_config('bench.seed_ids', :'seed_ids', false) \gset
+SET bench.seed_ids = :'seed_ids';
 CREATE FUNCTION pg_temp.uuid7(at timestamptz) RETURNS uuid LANGUAGE sql VOLATILE AS $$
   SELECT CASE WHEN current_setting('bench.seed_ids') = 'v4' THEN gen_random_uuid() ELSE
     (lpad(to_hex(floor(extract(epoch FROM at) * 1000)::bigint), 12, '0') || '7'

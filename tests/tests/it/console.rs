@@ -217,3 +217,35 @@ async fn an_operator_resends_a_stuck_receipt_in_the_console() {
     b.screenshot("receipt-registered").await;
     b.close().await;
 }
+
+/// The tenants page reads the business sample (`db::business_metrics::sample`, as
+/// the worker's gauges do). A subscription naming a plan that is gone (no foreign
+/// key since migration 000021; the audit lists it) counts by its status and adds no
+/// MRR: its tenant shows no MRR row, never a failed page.
+#[tokio::test]
+async fn the_tenants_page_counts_a_subscription_whose_plan_is_gone_and_leaves_it_out_of_mrr() {
+    let app = TestApp::spawn().await;
+    let t = orbita_on(&app, Gw::CloudPayments, json!({})).await;
+    bought_monthly(&app, &t, "mrr-1", "2026-03-10T09:00:00Z").await;
+    let other = app.tenant_on(Gw::CloudPayments, "Kosmos", "Europe/Moscow", json!({})).await;
+    app.plan_monthly(&other, "START", "1990.00").await;
+    let (_, orphan) = bought_monthly(&app, &other, "mrr-2", "2026-03-10T10:00:00Z").await;
+    app.db.execute(&format!("UPDATE subscriptions SET plan_id = gen_random_uuid() WHERE id = '{orphan}'")).await;
+
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = client
+        .post(format!("{}/console/login", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}"));
+    let r = login.send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = client.get(format!("{}/console/", app.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    let row =
+        |id: &str| html.split("<tr>").find(|r| r.contains(id)).unwrap_or_else(|| panic!("{id}: {html}")).to_owned();
+    let (orbita, kosmos) = (row(&t.id), row(&other.id));
+    assert!(orbita.contains("active: 1") && orbita.contains("1990.00 RUB"), "{orbita}");
+    assert!(kosmos.contains("active: 1") && !kosmos.contains("RUB"), "{kosmos}");
+}
