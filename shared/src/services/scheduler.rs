@@ -6,8 +6,9 @@
 //! (`db::subscriptions::claim_due`; `FOR UPDATE SKIP LOCKED`, so replicas share the
 //! work and the cost grows with what is due, not with what is stored) and advances
 //! each one: it performs every step that is due, in order, and stops where an
-//! outcome has to wait (a charge in flight) or in the future. After a clock jump a subscription catches up period by period: each
-//! renewal's success makes the next one due.
+//! outcome has to wait (a charge in flight) or in the future. After a clock jump
+//! a subscription catches up period by period: each renewal's success makes the
+//! next one due.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
