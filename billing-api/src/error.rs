@@ -136,6 +136,19 @@ impl From<diesel::result::Error> for ApiError {
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for ApiError {
     fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        ApiError::database_unavailable(&e)
+    }
+}
+
+impl From<diesel::ConnectionError> for ApiError {
+    fn from(e: diesel::ConnectionError) -> Self {
+        ApiError::database_unavailable(&e)
+    }
+}
+
+impl ApiError {
+    /// 503 `database_unavailable`: no connection could be had (`e` is logged).
+    fn database_unavailable(e: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %e, "no database connection");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

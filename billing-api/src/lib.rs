@@ -10,6 +10,7 @@ pub mod extract;
 pub mod fallback;
 pub mod openapi;
 pub mod rate_limit;
+pub mod read_lane;
 pub mod routes;
 pub mod state;
 
@@ -70,10 +71,12 @@ impl Application {
             (0..workers).map(|_| build_pool(&config.database_url, per_worker)).collect::<Result<Vec<_>, _>>()?;
         let next_pool = Arc::new(AtomicUsize::new(0));
         let capture_linger = config.capture_linger;
+        let database_url = config.database_url.clone();
         let listener = TcpListener::bind(config.api_addr)?;
         let port = listener.local_addr()?.port();
         let state = AppState {
             pool: pools[0].clone(),
+            reads: Arc::new(read_lane::ReadLane::new(config.database_url.clone())),
             ports,
             clock: Clock::from_test_flag(config.test_clock),
             admin_token: config.admin_token.clone(),
@@ -86,9 +89,10 @@ impl Application {
         let server = HttpServer::new(move || {
             // Called once per worker (again if a worker is restarted).
             let pool = pools[next_pool.fetch_add(1, Ordering::Relaxed) % pools.len()].clone();
+            let reads = Arc::new(read_lane::ReadLane::new(database_url.clone()));
             App::new()
                 .app_data(Data::new(captures::CaptureQueue::new(pool.clone(), state.clock, capture_linger)))
-                .app_data(Data::new(AppState { pool, ..state.clone() }))
+                .app_data(Data::new(AppState { pool, reads, ..state.clone() }))
                 .app_data(routes.clone())
                 .app_data(limits.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))

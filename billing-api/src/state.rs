@@ -2,6 +2,8 @@
 //! database transaction, with the clock read inside it, and with `Idempotency-Key`
 //! replay handled in that same transaction.
 
+use std::sync::Arc;
+
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use billing_shared::clock::Clock;
@@ -15,10 +17,13 @@ use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 
 use crate::error::ApiError;
+use crate::read_lane::ReadLane;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// The worker's connection for reads outside transactions ([`AppState::read`]).
+    pub reads: Arc<ReadLane>,
     /// The adapters behind the payment gateway and fiscal ports.
     pub ports: Ports,
     pub clock: Clock,
@@ -82,13 +87,20 @@ impl AppState {
     /// Runs a read outside any transaction — no BEGIN/COMMIT round trips — and
     /// answers 200 with its JSON result. Only for reads whose answer comes from one
     /// statement (or from statements that need no common snapshot).
+    ///
+    /// Runs on the worker's [`ReadLane`], pipelined with the other reads in flight.
     pub async fn read<T: Serialize>(
         &self,
-        f: impl AsyncFnOnce(&mut AsyncPgConnection, DateTime<Utc>) -> Result<T, ServiceError>,
+        f: impl AsyncFn(&AsyncPgConnection, DateTime<Utc>) -> Result<T, ServiceError>,
     ) -> Result<HttpResponse, ApiError> {
-        let mut conn = self.conn().await?;
-        let now = self.clock.now(&mut conn).await?;
-        let value = f(&mut conn, now).await?;
+        let clock = self.clock;
+        let value = self
+            .reads
+            .run(async |conn| {
+                let now = clock.now(conn).await?;
+                f(conn, now).await
+            })
+            .await?;
         Ok(HttpResponse::Ok().json(value))
     }
 

@@ -17,7 +17,7 @@ pub const UPKEEP_EVERY: Duration = Duration::from_secs(600);
 /// connection, the business clock unreadable, or the upkeep's own.
 async fn once(pool: &PgPool, clock: Clock, retention_days: u32) -> ServiceResult<()> {
     let mut conn = pool.get().await?;
-    let now = clock.now(&mut conn).await?;
+    let now = clock.now(&conn).await?;
     if let Some(done) = usage_partitions::upkeep(&mut conn, now, retention_days).await?
         && (!done.created.is_empty() || !done.dropped.is_empty())
     {

@@ -34,7 +34,7 @@ impl Clock {
     }
 
     /// The current business instant.
-    pub async fn now(&self, conn: &mut AsyncPgConnection) -> QueryResult<DateTime<Utc>> {
+    pub async fn now(&self, conn: &AsyncPgConnection) -> QueryResult<DateTime<Utc>> {
         match self {
             Clock::System => Ok(real_now()),
             Clock::Shared => Ok(test_clock::read(conn).await?.unwrap_or_else(real_now)),

@@ -26,16 +26,12 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &CustomerRow) -> QueryRes
     Cached::new(diesel::insert_into(customers::table).values(row)).execute(conn).await.map(|_| ())
 }
 
-pub async fn find(
-    conn: &mut AsyncPgConnection,
-    tenant_id: TenantId,
-    id: CustomerId,
-) -> QueryResult<Option<CustomerRow>> {
+pub async fn find(conn: &AsyncPgConnection, tenant_id: TenantId, id: CustomerId) -> QueryResult<Option<CustomerRow>> {
     customers::table
         .filter(customers::tenant_id.eq(tenant_id))
         .filter(customers::id.eq(id))
         .select(CustomerRow::as_select())
-        .first(conn)
+        .first(&mut &*conn)
         .await
         .optional()
 }

@@ -63,8 +63,8 @@ pub async fn find_by_code(
         .optional()
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<PlanRow>> {
-    plans::table.find(id).select(PlanRow::as_select()).first(conn).await.optional()
+pub async fn find(conn: &AsyncPgConnection, id: Uuid) -> QueryResult<Option<PlanRow>> {
+    plans::table.find(id).select(PlanRow::as_select()).first(&mut &*conn).await.optional()
 }
 
 /// Locks the plan row: price changes of one plan are serialised.
@@ -94,12 +94,12 @@ pub async fn list(
     q.order(plans::id.asc()).limit(limit).select(PlanRow::as_select()).load(conn).await
 }
 
-pub async fn prices_of(conn: &mut AsyncPgConnection, plan_ids: &[Uuid]) -> QueryResult<Vec<PriceRow>> {
+pub async fn prices_of(conn: &AsyncPgConnection, plan_ids: &[Uuid]) -> QueryResult<Vec<PriceRow>> {
     plan_prices::table
         .filter(plan_prices::plan_id.eq_any(plan_ids))
         .order((plan_prices::effective_from.asc().nulls_first(), plan_prices::announced_at.asc()))
         .select(PriceRow::as_select())
-        .load(conn)
+        .load(&mut &*conn)
         .await
 }
 

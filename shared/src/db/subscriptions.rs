@@ -211,7 +211,7 @@ type CounterColumns = Option<(String, DateTime<Utc>, i64, i64)>;
 /// in one prepared statement and one round trip. `None` when the customer does not
 /// exist for the tenant or has no live subscription.
 pub async fn live_with_counters(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     tenant_id: TenantId,
     customer_id: CustomerId,
 ) -> QueryResult<Option<LiveWithCounters>> {
@@ -238,7 +238,7 @@ pub async fn live_with_counters(
             (usage_counters::metric, usage_counters::period_start, usage_counters::used, usage_counters::peak)
                 .nullable(),
         ))
-        .load(conn)
+        .load(&mut &*conn)
         .await?;
     // A live subscription before a pending purchase (ORDER BY status = 'pending_payment').
     let pending = |r: &StandingRow| r.status == SubscriptionStatus::PendingPayment;

@@ -14,8 +14,8 @@ use super::schema::test_clock;
 const CLOCK_LOCK: i64 = 0x636c_6f6b;
 
 /// The stored instant (`None` until first set).
-pub async fn read(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
-    test_clock::table.select(test_clock::now).first(conn).await.optional()
+pub async fn read(conn: &AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
+    test_clock::table.select(test_clock::now).first(&mut &*conn).await.optional()
 }
 
 /// The stored instant (`None` until first set), read under the clock lock held

@@ -101,8 +101,8 @@ async fn hand_over(pool: &PgPool, clock: Clock, attempts: &[&AttemptRow]) -> Ser
         .iter()
         .map(|a| NewEvent::job(a.tenant_id, a.id, Job::ChargeAttempt { attempt_id: a.id }).delayed(0))
         .collect();
-    let mut conn = pool.get().await?;
-    let now = clock.now(&mut conn).await?;
+    let conn = pool.get().await?;
+    let now = clock.now(&conn).await?;
     outbox::emit_many(&conn, now, jobs).await?;
     Ok(JobResult::Done)
 }

@@ -153,7 +153,7 @@ pub async fn create(
     Ok(row.into())
 }
 
-pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant, id: CustomerId) -> ServiceResult<CustomerRow> {
+pub async fn load(conn: &AsyncPgConnection, tenant: &Tenant, id: CustomerId) -> ServiceResult<CustomerRow> {
     db::find(conn, tenant.id, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("customer_not_found", "no such customer"))

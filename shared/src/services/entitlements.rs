@@ -54,7 +54,7 @@ pub struct Entitlements {
 ///
 /// Errors: 404 `customer_not_found`; stored data that does not parse.
 pub async fn get(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
     customer_id: CustomerId,

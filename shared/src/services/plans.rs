@@ -124,7 +124,7 @@ static CACHE: std::sync::LazyLock<Expiring<Uuid, Plan>> = std::sync::LazyLock::n
 /// A plan read at most [`crate::cache::TTL`] ago, for paths that need its code,
 /// period and quotas (none of which ever change) but never price it (prices are
 /// always read fresh where they are charged).
-pub async fn load_cached(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Plan> {
+pub async fn load_cached(conn: &AsyncPgConnection, id: Uuid) -> ServiceResult<Plan> {
     if let Some(plan) = CACHE.get(&id) {
         return Ok(plan);
     }
@@ -139,7 +139,7 @@ pub async fn code_of(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<St
 }
 
 /// Loads a plan by id (the caller knows it belongs to the tenant).
-pub async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> ServiceResult<Plan> {
+pub async fn load(conn: &AsyncPgConnection, id: Uuid) -> ServiceResult<Plan> {
     let row = db::find(conn, id).await?.ok_or_else(|| ServiceError::Internal(format!("plan {id} vanished")))?;
     let prices = db::prices_of(conn, &[row.id]).await?;
     Plan::from_rows(row, prices)

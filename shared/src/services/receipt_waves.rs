@@ -115,7 +115,7 @@ pub async fn process_wave(
     }
     let mut conn = pool.get().await?;
     messages.extend(hand_over(&mut conn, &apart).await?);
-    let now = clock.now(&mut conn).await?;
+    let now = clock.now(&conn).await?;
     outbox::emit_many(&conn, now, messages).await?;
     Ok(JobResult::Done)
 }

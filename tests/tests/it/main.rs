@@ -25,6 +25,7 @@ mod pay_batches;
 mod plan_change;
 mod ports;
 mod purchase;
+mod reads;
 mod receipts;
 mod refund_execution;
 mod refunds;

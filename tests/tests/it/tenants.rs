@@ -204,8 +204,8 @@ async fn a_move_of_the_test_clock_waits_for_the_transactions_that_claim_work_at_
     assert!(early.is_err(), "the clock moved back while a transaction still acted at the old time");
     tick.batch_execute("COMMIT").await.unwrap();
     assert_eq!(moved.await["now"], "2026-03-01T09:00:00Z", "moved once that transaction ended");
-    let mut later = app.db.conn().await;
-    let read = Clock::Shared.now(&mut later).await.unwrap();
+    let later = app.db.conn().await;
+    let read = Clock::Shared.now(&later).await.unwrap();
     assert_eq!(read.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "2026-03-01T09:00:00Z");
 }
 
