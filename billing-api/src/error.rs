@@ -148,7 +148,7 @@ impl From<diesel::ConnectionError> for ApiError {
 
 impl ApiError {
     /// 503 `database_unavailable`: no connection could be had (`e` is logged).
-    fn database_unavailable(e: &dyn std::fmt::Display) -> Self {
+    pub(crate) fn database_unavailable(e: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %e, "no database connection");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
