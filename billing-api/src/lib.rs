@@ -74,14 +74,9 @@ impl Application {
         let database_url = config.database_url.clone();
         let listener = TcpListener::bind(config.api_addr)?;
         let port = listener.local_addr()?.port();
-        let state = AppState {
-            pool: pools[0].clone(),
-            reads: Arc::new(read_lane::ReadLane::new(config.database_url.clone())),
-            ports,
-            clock: Clock::from_test_flag(config.test_clock),
-            admin_token: config.admin_token.clone(),
-            amqp_url: config.amqp_url.clone(),
-        };
+        let clock = Clock::from_test_flag(config.test_clock);
+        let admin_token = config.admin_token.clone();
+        let amqp_url = config.amqp_url.clone();
         let _ = billing_shared::telemetry::prometheus();
         let openapi = openapi::ApiDoc::openapi();
         let routes = Data::new(fallback::RouteTable::from_openapi(&openapi));
@@ -89,10 +84,17 @@ impl Application {
         let server = HttpServer::new(move || {
             // Called once per worker (again if a worker is restarted).
             let pool = pools[next_pool.fetch_add(1, Ordering::Relaxed) % pools.len()].clone();
-            let reads = Arc::new(read_lane::ReadLane::new(database_url.clone()));
+            let state = AppState {
+                pool: pool.clone(),
+                reads: Arc::new(read_lane::ReadLane::new(database_url.clone())),
+                ports: ports.clone(),
+                clock,
+                admin_token: admin_token.clone(),
+                amqp_url: amqp_url.clone(),
+            };
             App::new()
-                .app_data(Data::new(captures::CaptureQueue::new(pool.clone(), state.clock, capture_linger)))
-                .app_data(Data::new(AppState { pool, reads, ..state.clone() }))
+                .app_data(Data::new(captures::CaptureQueue::new(pool, clock, capture_linger)))
+                .app_data(Data::new(state))
                 .app_data(routes.clone())
                 .app_data(limits.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
