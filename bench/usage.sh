@@ -17,12 +17,16 @@
 # 35 days of ids in one index); STORED_IN=old as received on 2026-02-10, two
 # generations back: past the de-duplication window, so (as the worker's upkeep does)
 # only the events are kept, not their ids.
+# With STORED_IN=previous (stored ids or none) the worker's upkeep (`billing-worker
+# upkeep`) then builds generation 586's key filter, as it would two days into the
+# run's generation, so new ids skip their lookup there; KEY_FILTER=0 leaves it out,
+# so both ways run on one build.
 # Event ids, stored and sent, are MD5 hex strings: spread over the key space as
 # products' own ids are, so every insert lands on a random page of the id index.
 #
 # PROFILE=1 writes pg_stat_statements per call to .run/bench/usage-statements.txt.
 #
-# usage: bench/usage.sh [BATCH ...]      env: NO_BUILD=1 (the release API already built) EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous|current|old
+# usage: bench/usage.sh [BATCH ...]      env: NO_BUILD=1 (the release API and worker already built) EVENTS=200000 CLIENTS=4 CUSTOMERS=1000 STORED=0 STORED_IN=previous|current|old KEY_FILTER=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -39,8 +43,8 @@ case "${STORED_IN:-previous}" in
   *) echo "STORED_IN: previous, current or old" >&2; exit 2 ;;
 esac
 if [ -z "${NO_BUILD:-}" ]; then
-  log "building the release API"
-  cargo build --release --quiet -p billing-api
+  log "building the release API and worker"
+  cargo build --release --quiet -p billing-api -p billing-worker
 fi
 DB=billing_bench_usage
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
@@ -106,6 +110,12 @@ SQL
   [ "$KEYED" = 0 ] || q -c "SELECT usage_keys_unique('usage_event_keys_$STORED_GEN')" >/dev/null
   q -c "VACUUM ANALYZE usage_events" -c "VACUUM ANALYZE usage_event_keys" >/dev/null
 fi
+if [ "$STORED_GEN" = 586 ] && [ "${KEY_FILTER:-1}" != 0 ]; then
+  log "building generation 586's key filter (billing-worker upkeep)"
+  started=$(date +%s%N)
+  RUST_LOG=info target/release/billing-worker upkeep 2>&1 | grep 'key filter' || true
+  q -c "SELECT 'key filter: generation ' || generation || ', ' || keys || ' keys, ' || length(bits) || ' bytes, built in $(( ($(date +%s%N) - started) / 1000000 )) ms' FROM usage_key_filters"
+fi
 # The seeding's WAL would otherwise start checkpoints that run into the measurement
 # (as in renewals.sh).
 q -c "CHECKPOINT" >/dev/null
@@ -162,7 +172,8 @@ stmt_top .run/bench/usage-statements.txt "$(awk -F'|' '{calls += $3} END {print 
 messages=$(q -c "SELECT coalesce(sum(used), 0) FROM usage_counters WHERE metric = 'messages'")
 events=$(q -c "SELECT count(*) FROM usage_events WHERE metric = 'messages'")
 echo
-echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers, $STORED events stored before (${STORED_IN:-previous} key generation); each call one transaction)"
+filtered=$(q -c "SELECT count(*) FROM usage_key_filters")
+echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers, $STORED events stored before (${STORED_IN:-previous} key generation, $filtered key filter); each call one transaction)"
 printf '| %6s | %7s | %8s | %8s | %7s | %9s | %9s |\n' "batch" "calls" "events" "accepted" "seconds" "calls/s" "events/s"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------" "---------" "----------" "----------" "---------" "-----------" "-----------"
 cat .run/bench/usage-rows.txt

@@ -77,6 +77,7 @@ impl Application {
         let clock = Clock::from_test_flag(config.test_clock);
         let admin_token = config.admin_token.clone();
         let amqp_url = config.amqp_url.clone();
+        let key_filters = Arc::new(billing_shared::services::usage_key_filter::KeyFilters::default());
         let _ = billing_shared::telemetry::prometheus();
         let openapi = openapi::ApiDoc::openapi();
         let routes = Data::new(fallback::RouteTable::from_openapi(&openapi));
@@ -91,6 +92,7 @@ impl Application {
                 clock,
                 admin_token: admin_token.clone(),
                 amqp_url: amqp_url.clone(),
+                key_filters: key_filters.clone(),
             };
             App::new()
                 .app_data(Data::new(captures::CaptureQueue::new(pool, clock, capture_linger)))

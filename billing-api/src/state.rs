@@ -12,6 +12,7 @@ use billing_shared::db::{PgPool, PooledConn, in_transaction};
 use billing_shared::error::ServiceError;
 use billing_shared::ports::Ports;
 use billing_shared::services::idempotency::{self, Claim, IdempotentRequest};
+use billing_shared::services::usage_key_filter::KeyFilters;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub clock: Clock,
     pub admin_token: Option<Secret>,
     pub amqp_url: Secret,
+    /// The usage key filters this process has loaded, shared by its workers.
+    pub key_filters: Arc<KeyFilters>,
 }
 
 /// How an answer may be stored for `Idempotency-Key` replays.

@@ -1,6 +1,8 @@
-//! `billing-worker [migrate | definitions]`: runs the worker (applying pending
-//! migrations first); `migrate` only applies migrations; `definitions` prints the
-//! RabbitMQ topology as definitions JSON (deploy/rabbitmq/definitions.json).
+//! `billing-worker [migrate | upkeep | definitions]`: runs the worker (applying
+//! pending migrations first); `migrate` only applies migrations; `upkeep` runs the
+//! usage tables' upkeep once at the business clock (partitions, the frozen key
+//! generation's filter) and exits; `definitions` prints the RabbitMQ topology as
+//! definitions JSON (deploy/rabbitmq/definitions.json).
 
 use anyhow::Context;
 use billing_shared::config::Config;
@@ -26,8 +28,15 @@ async fn main() -> anyhow::Result<()> {
     if !missing.is_empty() {
         anyhow::bail!("the database lacks migrations this binary needs: {missing:?}");
     }
-    if command.as_deref() == Some("migrate") {
-        return Ok(());
+    match command.as_deref() {
+        Some("migrate") => return Ok(()),
+        Some("upkeep") => {
+            let pool = billing_shared::db::build_pool(&config.database_url, 1)?;
+            let clock = billing_shared::clock::Clock::from_test_flag(config.test_clock);
+            billing_worker::partitions::once(&pool, clock, config.usage_retention_days).await?;
+            return Ok(());
+        }
+        _ => {}
     }
     billing_worker::run(config, billing_worker::shutdown_signal()).await
 }

@@ -122,6 +122,10 @@ fn describe() {
         "54-FZ receipts registered with the fiscal provider, by kind"
     );
     describe_counter!("billing_renewals_started_total", "Renewal payments started by the scheduler");
+    describe_counter!(
+        "billing_usage_key_lookups_skipped_total",
+        "New usage event ids the previous key generation's filter ruled out, so not looked up there"
+    );
     describe_counter!("billing_scheduler_claimed_total", "Subscriptions claimed by scheduler ticks");
     describe_counter!(
         "billing_webhook_deliveries_total",

@@ -25,5 +25,5 @@ async fn report_usage(
     TenantAuth(tenant): TenantAuth,
     body: JsonBody<UsageBatch>,
 ) -> Result<HttpResponse, ApiError> {
-    state.ok(async |conn, now| usage::ingest(conn, now, &tenant, body.value).await).await
+    state.ok(async |conn, now| usage::ingest(conn, now, &tenant, &state.key_filters, body.value).await).await
 }

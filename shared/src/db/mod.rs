@@ -30,6 +30,7 @@ pub mod tenants;
 pub mod test_clock;
 pub mod trials;
 pub mod usage;
+pub mod usage_key_filters;
 pub mod usage_partitions;
 pub mod webhook_deliveries;
 pub mod work;

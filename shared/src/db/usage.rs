@@ -69,22 +69,27 @@ struct ClaimedKey {
 
 /// Claims the keys of a batch's event ids ([`crate::domain::usage::event_key`]) in
 /// `usage_event_keys` and returns those claimed now; the others are duplicates (one
-/// statement: the database's `usage_claim_keys`, migration 000026). `keys` must be
-/// sorted (concurrent batches then lock them in the same order). A key is new when
-/// neither generation `at.current` nor the previous one holds it: outside the
-/// overlap day it is inserted in the current generation and looked up in the
-/// previous one (each generation's partition keeps its keys in a unique hash index);
-/// within it, inserted in both, and new only when both inserts went through.
+/// statement: the database's `usage_claim_keys`, migration 000030). `keys` and
+/// `unseen` must each be sorted (concurrent batches then lock them in the same
+/// order). A key is new when neither generation `at.current` nor the previous one
+/// holds it: outside the overlap day it is inserted in the current generation and,
+/// when in `keys`, looked up in the previous one (each generation's partition keeps
+/// its keys in a unique hash index); `unseen` are keys the previous generation's
+/// filter rules out, not looked up ([`crate::domain::usage_filter`]). Within the
+/// overlap day every key is inserted in both generations, and new only when both
+/// inserts went through.
 pub async fn claim_keys(
     conn: &mut AsyncPgConnection,
     at: KeyGeneration,
     keys: &[Uuid],
+    unseen: &[Uuid],
 ) -> diesel::QueryResult<Vec<Uuid>> {
     let rows: Vec<ClaimedKey> = Cached::new(
-        diesel::sql_query("SELECT key FROM usage_claim_keys($1, $2, $3) AS key")
+        diesel::sql_query("SELECT key FROM usage_claim_keys($1, $2, $3, $4) AS key")
             .bind::<Integer, _>(at.current)
             .bind::<Bool, _>(at.overlap)
-            .bind::<Array<SqlUuid>, _>(keys),
+            .bind::<Array<SqlUuid>, _>(keys)
+            .bind::<Array<SqlUuid>, _>(unseen),
     )
     .load(conn)
     .await?;

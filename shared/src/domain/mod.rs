@@ -20,6 +20,7 @@ pub mod states;
 pub mod subscription;
 pub mod tenant;
 pub mod usage;
+pub mod usage_filter;
 
 /// A deliberately loose e-mail check: one `@`, something on both sides, a dot in
 /// the domain, no spaces. Deliverability is the mail system's business.

@@ -6,7 +6,8 @@
 //! ([`event_key`]: 16 bytes of SHA-256 over tenant and id) are claimed with one
 //! `INSERT .. SELECT unnest(..) ON CONFLICT DO NOTHING` into `usage_event_keys` (a
 //! duplicate within the window of [`KeyGeneration`], at least 35 days, counts
-//! once), the batch's per-counter sums are added to pre-aggregated counters with one
+//! once; ids the previous generation's filter rules out skip their lookup there,
+//! [`super::usage_key_filter`]), the batch's per-counter sums are added to pre-aggregated counters with one
 //! upsert, and the counted events are stored with one insert (partitioned by the
 //! day received). Entitlements read the counters, never the events.
 
@@ -24,6 +25,7 @@ use super::collection;
 use super::payments::{self, Line};
 use super::plans::{self, Plan};
 use super::tenants::Tenant;
+use super::usage_key_filter::KeyFilters;
 use crate::db::attempts as attempts_db;
 use crate::db::outbox::{self, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
@@ -166,10 +168,15 @@ pub fn facts(sub: &Standing, plan: &Plan, customer_tz: chrono_tz::Tz) -> Option<
     })
 }
 
+/// Ingests a batch at `now` for `tenant`: each event accepted, counted as a
+/// duplicate, or rejected by index with a code (SPEC §5). `filters` are the API
+/// replica's key filters. Errors: `too_many_events` (more than 10 000), database
+/// errors (nothing written: the caller's transaction rolls back).
 pub async fn ingest(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
+    filters: &KeyFilters,
     batch: UsageBatch,
 ) -> ServiceResult<UsageResult> {
     if batch.events.len() > MAX_EVENTS {
@@ -267,8 +274,13 @@ pub async fn ingest(
     valid.sort_by_key(|v| v.key);
     let generation = KeyGeneration::at(now);
     let keys: Vec<Uuid> = valid.iter().map(|v| v.key).collect();
-    let claimed: HashSet<Uuid> = db::claim_keys(conn, generation, &keys).await?.into_iter().collect();
-    drop(keys);
+    let (keys, unseen) = match filters.for_claim(conn, generation).await? {
+        Some(filter) => filter.split(keys),
+        None => (keys, Vec::new()),
+    };
+    metrics::counter!("billing_usage_key_lookups_skipped_total").increment(unseen.len() as u64);
+    let claimed: HashSet<Uuid> = db::claim_keys(conn, generation, &keys, &unseen).await?.into_iter().collect();
+    drop((keys, unseen));
     let (fresh, dup): (Vec<Valid>, Vec<Valid>) = valid.into_iter().partition(|v| claimed.contains(&v.key));
     duplicates += dup.len();
 

@@ -6,6 +6,8 @@
 //! the window. Each generation's keys are unique through a hash index (an exclusion
 //! constraint), which concurrent batches claim each id through once.
 
+use billing_shared::domain::usage_filter::FORMAT;
+use billing_shared::services::usage_key_filter::{Built, build_due};
 use billing_shared::services::usage_partitions::{Upkeep, upkeep};
 use billing_tests::cloudpayments::CARD_OK;
 use chrono::{DateTime, Utc};
@@ -163,5 +165,57 @@ async fn concurrent_batches_claim_each_id_once() {
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_events").await, 100);
     let used = app.get(&t, &format!("/v1/customers/{c}/entitlements")).await.expect(200);
     assert_eq!(used["metrics"]["messages"]["used"], 100, "{used}");
+    app.assert_ledger_balanced().await;
+}
+
+/// The stored key filters: generation, format, keys, bytes.
+async fn stored_filters(app: &TestApp) -> Vec<String> {
+    app.rows(
+        "SELECT generation::text || ' ' || format || ' ' || keys::text || ' ' || length(bits)::text AS row \
+           FROM usage_key_filters ORDER BY generation",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_frozen_generations_filter_skips_lookups_of_new_ids_and_misses_no_duplicate() {
+    let app = TestApp::spawn().await;
+    let (t, c) = paying_customer(&app).await;
+    let build_at = |at: &'static str| {
+        let app = &app;
+        async move {
+            app.set_clock(at).await;
+            build_due(&mut app.db.conn().await, at.parse().unwrap()).await.unwrap()
+        }
+    };
+    upkeep_at(&app, "2026-03-06T09:00:00Z", 400).await;
+    assert_eq!(report(&app, &t, &c, &[("e1", 2), ("e2", 3)]).await, (2, 0));
+
+    // Generation 587 starts on 2026-04-02; 586's filter is built two days in, not
+    // on the overlap day nor the day after.
+    assert_eq!(build_at("2026-04-02T10:00:00Z").await, None);
+    assert_eq!(build_at("2026-04-03T23:59:59Z").await, None);
+    let built = build_at("2026-04-04T00:00:00Z").await;
+    assert_eq!(built, Some(Built { generation: 586, keys: 2, bytes: 64 }));
+    assert_eq!(stored_filters(&app).await, [format!("586 {FORMAT} 2 64")]);
+    assert_eq!(build_at("2026-04-04T10:00:00Z").await, None, "built once");
+
+    // An id slipped into 586 behind the filter's back (nothing does that: 586 is
+    // frozen) shows which answered: the filter rules it out, so it is not looked up
+    // and counts. e1 and e2, which the filter may hold, are looked up and found.
+    let ghost = format!("INSERT INTO usage_event_keys VALUES (586, usage_event_key('{}', 'ghost'))", t.id);
+    diesel::sql_query(ghost).execute(&mut app.db.conn().await).await.unwrap();
+    assert_eq!(report(&app, &t, &c, &[("e1", 2), ("e2", 3), ("ghost", 4), ("e5", 5)]).await, (2, 2));
+    assert_eq!(report(&app, &t, &c, &[("ghost", 4), ("e5", 5), ("e6", 6)]).await, (1, 2), "now in 587");
+    let used = app.get(&t, &format!("/v1/customers/{c}/entitlements")).await.expect(200);
+    assert_eq!(used["metrics"]["messages"]["used"], 2 + 3 + 4 + 5 + 6, "{used}");
+
+    // In 588, a day in: 587 has no filter yet, so its ids are looked up (e5 is a
+    // duplicate), and 586's filter, past the window, is deleted by the next build.
+    assert_eq!(build_at("2026-05-08T10:00:00Z").await, None);
+    assert_eq!(stored_filters(&app).await, Vec::<String>::new());
+    assert_eq!(report(&app, &t, &c, &[("e5", 5), ("e7", 7)]).await, (1, 1));
+    let built = build_at("2026-05-09T10:00:00Z").await;
+    assert_eq!(built, Some(Built { generation: 587, keys: 3, bytes: 64 }), "ghost, e5 and e6");
     app.assert_ledger_balanced().await;
 }
