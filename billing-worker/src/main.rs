@@ -1,7 +1,7 @@
 //! `billing-worker [migrate | upkeep | definitions]`: runs the worker (applying
-//! pending migrations first); `migrate` only applies migrations; `upkeep` runs the
-//! usage tables' upkeep once at the business clock (partitions, the frozen key
-//! generation's filter) and exits; `definitions` prints the RabbitMQ topology as
+//! pending migrations first); `migrate` only applies migrations; `upkeep` applies
+//! them, then runs the usage tables' upkeep once at the business clock (partitions,
+//! the frozen key generation's filter) and exits; `definitions` prints the RabbitMQ topology as
 //! definitions JSON (deploy/rabbitmq/definitions.json).
 
 use anyhow::Context;

@@ -7,14 +7,16 @@
 -- rule out (a filter has no false negatives, so an id it rules out is not there;
 -- about 1 % of new ids are false positives and are looked up as before).
 -- `bits` is the filter's bit vector, 64-bit words little-endian; `format` names how
--- a key maps to bits (a replica uses only a filter of its own format).
+-- a key maps to bits: a replica uses only a filter of its own format, and during a
+-- rolling update that changes it the two releases' filters stand side by side.
 CREATE TABLE usage_key_filters (
-    generation integer PRIMARY KEY,
+    generation integer NOT NULL,
     format text NOT NULL,
     hashes integer NOT NULL CHECK (hashes > 0),
     keys bigint NOT NULL CHECK (keys >= 0),
     bits bytea NOT NULL CHECK (length(bits) > 0 AND length(bits) % 8 = 0),
-    built_at timestamptz NOT NULL
+    built_at timestamptz NOT NULL,
+    PRIMARY KEY (generation, format)
 );
 -- Random bits do not compress: stored out of line without trying.
 ALTER TABLE usage_key_filters ALTER COLUMN bits SET STORAGE EXTERNAL;

@@ -11,10 +11,12 @@ use uuid::Uuid;
 
 use super::cached::Cached;
 
-/// One slice of a stored filter: its description and bytes `from..` of its bit
-/// vector.
+/// One slice of a stored filter: its description and the bytes of its bit vector
+/// from byte `at` (1-based).
 #[derive(QueryableByName)]
 pub struct FilterSlice {
+    #[diesel(sql_type = Integer)]
+    pub at: i32,
     #[diesel(sql_type = Integer)]
     pub hashes: i32,
     #[diesel(sql_type = BigInt)]
@@ -27,9 +29,9 @@ pub struct FilterSlice {
 }
 
 #[derive(QueryableByName)]
-struct Format {
-    #[diesel(sql_type = Text)]
-    format: String,
+struct Stored {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    stored: bool,
 }
 
 #[derive(QueryableByName)]
@@ -45,10 +47,11 @@ struct Key {
 }
 
 /// Passes `generation`'s filter of `format`, if one is stored, to `each` in slices
-/// of `slice` bytes, in order. One statement, so one snapshot: slices of two builds
-/// never mix. The column is stored out of line uncompressed, so each slice reads
-/// only its own pages and rows stream as they come: the caller never holds the
-/// whole vector twice.
+/// of `slice` bytes, in no set order (each slice says where it starts). One
+/// statement, so one snapshot: slices of two builds never mix. The column is
+/// stored out of line uncompressed and nothing is sorted, so each slice reads only
+/// its own pages and rows stream as they come: the caller never holds the whole
+/// vector twice.
 pub async fn stream_filter(
     conn: &mut AsyncPgConnection,
     generation: i32,
@@ -57,9 +60,9 @@ pub async fn stream_filter(
     mut each: impl FnMut(FilterSlice),
 ) -> diesel::QueryResult<()> {
     let mut rows = diesel::sql_query(
-        "SELECT f.hashes, f.keys, length(f.bits)::bigint AS length, substring(f.bits FROM s FOR $3) AS bits \
+        "SELECT s AS at, f.hashes, f.keys, length(f.bits)::bigint AS length, substring(f.bits FROM s FOR $3) AS bits \
            FROM usage_key_filters f, generate_series(1, length(f.bits), $3) AS s \
-          WHERE f.generation = $1 AND f.format = $2 ORDER BY s",
+          WHERE f.generation = $1 AND f.format = $2",
     )
     .bind::<Integer, _>(generation)
     .bind::<Text, _>(format)
@@ -72,13 +75,16 @@ pub async fn stream_filter(
     Ok(())
 }
 
-/// The format of `generation`'s stored filter, if one is stored (its bits not read).
-pub async fn format_of(conn: &mut AsyncPgConnection, generation: i32) -> diesel::QueryResult<Option<String>> {
-    let rows: Vec<Format> = diesel::sql_query("SELECT format FROM usage_key_filters WHERE generation = $1")
-        .bind::<Integer, _>(generation)
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().next().map(|r| r.format))
+/// Whether `generation`'s filter of `format` is stored (its bits not read).
+pub async fn is_stored(conn: &mut AsyncPgConnection, generation: i32, format: &str) -> diesel::QueryResult<bool> {
+    let row: Stored = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM usage_key_filters WHERE generation = $1 AND format = $2) AS stored",
+    )
+    .bind::<Integer, _>(generation)
+    .bind::<Text, _>(format)
+    .get_result(conn)
+    .await?;
+    Ok(row.stored)
 }
 
 /// Pages (8 KiB blocks) of `generation`'s own partition of `usage_event_keys`;
@@ -92,21 +98,6 @@ pub async fn partition_blocks(conn: &mut AsyncPgConnection, generation: i32) -> 
     .load(conn)
     .await?;
     Ok(rows.into_iter().next().and_then(|r| r.blocks))
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// Keys of `generation` (a scan of its partition).
-pub async fn count_keys(conn: &mut AsyncPgConnection, generation: i32) -> diesel::QueryResult<i64> {
-    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM usage_event_keys WHERE generation = $1")
-        .bind::<Integer, _>(generation)
-        .get_result(conn)
-        .await?;
-    Ok(row.n)
 }
 
 /// The keys on pages `from..to` of `generation`'s partition (a TID range scan: the
@@ -131,7 +122,8 @@ pub async fn keys_on_pages(
     Ok(rows.into_iter().map(|r| r.key).collect())
 }
 
-/// Stores `generation`'s filter, replacing one of another format.
+/// Stores `generation`'s filter of `format` (filters of other formats, another
+/// release's, stay beside it), replacing one of the same format.
 pub async fn store(
     conn: &mut AsyncPgConnection,
     generation: i32,
@@ -143,7 +135,7 @@ pub async fn store(
 ) -> diesel::QueryResult<()> {
     diesel::sql_query(
         "INSERT INTO usage_key_filters (generation, format, hashes, keys, bits, built_at) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (generation) DO UPDATE SET format = excluded.format, hashes = excluded.hashes, \
+         ON CONFLICT (generation, format) DO UPDATE SET hashes = excluded.hashes, \
              keys = excluded.keys, bits = excluded.bits, built_at = excluded.built_at",
     )
     .bind::<Integer, _>(generation)

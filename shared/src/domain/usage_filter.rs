@@ -48,7 +48,7 @@ impl KeyFilter {
     }
 
     /// Reads a stored filter back (`usage_key_filters`): `hashes` per key, `keys`
-    /// inserted, `words` its bit vector ([`append_words`]). Errors: no words, or a
+    /// inserted, `words` its bit vector ([`put_words`]). Errors: no words, or a
     /// count out of range.
     pub fn from_stored(generation: i32, hashes: i32, keys: i64, words: Vec<u64>) -> Result<Self, String> {
         let hashes = u32::try_from(hashes).ok().filter(|h| *h > 0);
@@ -100,13 +100,17 @@ impl KeyFilter {
     }
 }
 
-/// Appends the 64-bit words of a stored bit vector's `bytes` (little-endian) to
-/// `words`. Errors: a length that is not whole words.
-pub fn append_words(words: &mut Vec<u64>, bytes: &[u8]) -> Result<(), String> {
-    if !bytes.len().is_multiple_of(8) {
-        return Err(format!("key filter bits: {} bytes, not whole 64-bit words", bytes.len()));
+/// Writes a slice of a stored bit vector, `bytes` from byte `at` (0-based) on, into
+/// `words` (the vector's 64-bit words, little-endian). Errors: a slice that does
+/// not start and end on a whole word, or reaches past the vector's end.
+pub fn put_words(words: &mut [u64], at: usize, bytes: &[u8]) -> Result<(), String> {
+    let whole = at.is_multiple_of(8) && bytes.len().is_multiple_of(8);
+    let Some(target) = words.get_mut(at / 8..(at + bytes.len()) / 8).filter(|_| whole) else {
+        return Err(format!("key filter bits: {} bytes at byte {at} of {} words", bytes.len(), words.len()));
+    };
+    for (word, b) in target.iter_mut().zip(bytes.chunks_exact(8)) {
+        *word = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
     }
-    words.extend(bytes.chunks_exact(8).map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])));
     Ok(())
 }
 
@@ -148,9 +152,10 @@ mod tests {
         let mut filter = KeyFilter::sized_for(587, 1_000);
         held.iter().for_each(|k| filter.insert(k));
         let bytes = filter.to_bytes();
-        let mut words = Vec::new();
-        for slice in bytes.chunks(64) {
-            append_words(&mut words, slice).unwrap();
+        let mut words = vec![0; bytes.len() / 8];
+        // Slices in any order, as the database may send them.
+        for (i, slice) in bytes.chunks(64).enumerate().rev() {
+            put_words(&mut words, i * 64, slice).unwrap();
         }
         let back = KeyFilter::from_stored(587, 7, 1_000, words).unwrap();
         assert_eq!((back.generation(), back.keys(), back.hashes()), (587, 1_000, 7));
@@ -162,7 +167,9 @@ mod tests {
     #[test]
     fn a_stored_filter_that_does_not_parse_is_an_error() {
         let error = |r: Result<KeyFilter, String>| r.err().unwrap_or_default();
-        assert!(append_words(&mut Vec::new(), &[0; 12]).unwrap_err().contains("12 bytes"));
+        assert!(put_words(&mut [0; 4], 0, &[0; 12]).unwrap_err().contains("12 bytes at byte 0"));
+        assert!(put_words(&mut [0; 4], 4, &[0; 8]).unwrap_err().contains("at byte 4"));
+        assert!(put_words(&mut [0; 4], 24, &[0; 16]).unwrap_err().contains("of 4 words"));
         assert!(error(KeyFilter::from_stored(1, 7, 10, Vec::new())).contains("no bits"));
         assert!(error(KeyFilter::from_stored(1, 0, 10, vec![0; 8])).contains("None hashes"));
         assert!(error(KeyFilter::from_stored(1, 7, -1, vec![0; 8])).contains("None keys"));

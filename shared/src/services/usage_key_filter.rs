@@ -10,7 +10,9 @@
 //! generation (the overlap day, then a day's margin for a worker whose clock runs
 //! ahead of the API's), and a claim uses it only outside the overlap day and only
 //! for the generation right before its own. Until a filter exists every new id is
-//! looked up, as before.
+//! looked up, as before. (The test clock may be moved back into a generation whose
+//! successor's filter exists; ids claimed then are not in that filter. Production
+//! clocks do not run back by days.)
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,7 +24,7 @@ use crate::db::in_transaction;
 use crate::db::usage_key_filters as db;
 use crate::db::usage_partitions::lead;
 use crate::domain::usage::{KEY_GENERATION_SECONDS, KeyGeneration};
-use crate::domain::usage_filter::{FORMAT, KeyFilter, append_words};
+use crate::domain::usage_filter::{FORMAT, KeyFilter, put_words};
 use crate::error::{ServiceError, ServiceResult};
 
 /// Seconds into a generation before the previous one's filter is built: its
@@ -31,6 +33,10 @@ const BUILD_AFTER_SECONDS: i64 = 2 * 86_400;
 /// Pages of the generation's partition read per statement (32 MiB, about 600 000
 /// keys).
 const PAGES_PER_READ: i64 = 4_096;
+/// Keys a full page of `usage_event_keys` holds (a 48-byte tuple and its 4-byte
+/// line pointer in 8 168 bytes): the filter is sized for a full partition, so its
+/// keys are read once, without counting them first.
+const KEYS_PER_PAGE: i64 = 157;
 /// Bytes of a filter's bit vector per row read (4 MiB).
 const SLICE_BYTES: i32 = 4 << 20;
 /// How long a replica that found no usable filter waits before looking again.
@@ -53,9 +59,10 @@ pub struct Built {
 /// stored already; deletes filters of generations past the window. `None` when
 /// there is nothing to build: too early, already built, the generation has no
 /// partition of its own, or another replica holds the upkeep's lock. One
-/// transaction under that lock: the partition read 32 MiB a statement (23 s for
-/// 50 000 000 keys on the benchmark's host; memory: twice the filter's 60 MB at the
-/// peak). Errors: database errors.
+/// transaction under that lock: the partition read once, 32 MiB a statement (24 s
+/// for 50 000 000 keys on the benchmark's host; memory: three times the filter's
+/// 60 MB at the peak, while the statement storing it holds its copies). Errors:
+/// database errors.
 pub async fn build_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> ServiceResult<Option<Built>> {
     let current = KeyGeneration::at(now).current;
     db::forget_before(conn, current - 1).await?;
@@ -63,16 +70,15 @@ pub async fn build_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Serv
         return Ok(None);
     }
     let frozen = current - 1;
-    if db::format_of(conn, frozen).await?.as_deref() == Some(FORMAT) {
+    if db::is_stored(conn, frozen, FORMAT).await? {
         return Ok(None);
     }
     in_transaction(conn, async |c| -> ServiceResult<Option<Built>> {
-        if !lead(c, LOCK_WAIT_MS).await? || db::format_of(c, frozen).await?.as_deref() == Some(FORMAT) {
+        if !lead(c, LOCK_WAIT_MS).await? || db::is_stored(c, frozen, FORMAT).await? {
             return Ok(None);
         }
         let Some(blocks) = db::partition_blocks(c, frozen).await? else { return Ok(None) };
-        let expected = db::count_keys(c, frozen).await?;
-        let mut filter = KeyFilter::sized_for(frozen, u64::try_from(expected).unwrap_or(0));
+        let mut filter = KeyFilter::sized_for(frozen, u64::try_from(blocks * KEYS_PER_PAGE).unwrap_or(0));
         let mut from = 0;
         while from < blocks {
             let keys = db::keys_on_pages(c, frozen, from, from + PAGES_PER_READ).await?;
@@ -113,8 +119,9 @@ impl KeyFilters {
     /// The filter a claim at `at` may use: that of generation `at.current - 1`,
     /// outside the overlap day. Loaded on first need through `conn`, 4 MiB a row
     /// (the replica's other batches meanwhile look every id up); when none of this
-    /// release's format is stored, looked for again after a minute. Errors:
-    /// database errors, or a stored filter that does not parse.
+    /// release's format is stored, looked for again after a minute. A stored filter
+    /// that does not parse is logged as an error and not used (every id is then
+    /// looked up). Errors: database errors.
     pub async fn for_claim(
         &self,
         conn: &mut AsyncPgConnection,
@@ -139,26 +146,34 @@ impl KeyFilters {
         }
         let mut words = Vec::new();
         let mut stored = None;
-        let mut bad = Ok(());
+        let mut read = Ok(0);
         db::stream_filter(conn, wanted, FORMAT, SLICE_BYTES, |slice| {
             if stored.is_none() {
-                words.reserve_exact(usize::try_from(slice.length / 8).unwrap_or(0));
+                words = vec![0; usize::try_from(slice.length / 8).unwrap_or(0)];
             }
             stored = Some((slice.hashes, slice.keys, slice.length));
-            if bad.is_ok() {
-                bad = append_words(&mut words, &slice.bits);
+            let at = usize::try_from(slice.at - 1).unwrap_or(usize::MAX);
+            if let Ok(n) = read {
+                read = put_words(&mut words, at, &slice.bits).map(|()| n + slice.bits.len());
             }
         })
         .await?;
         let Some((hashes, keys, length)) = stored else { return Ok(None) };
-        bad.map_err(ServiceError::Internal)?;
-        if i64::try_from(words.len()).ok().and_then(|n| n.checked_mul(8)) != Some(length) {
-            return Err(ServiceError::Internal(format!(
-                "key filter {wanted}: {} words of {length} bytes",
-                words.len()
-            )));
-        }
-        let filter = KeyFilter::from_stored(wanted, hashes, keys, words).map_err(ServiceError::Internal)?;
+        let parsed = read
+            .and_then(|n| match i64::try_from(n) {
+                Ok(n) if n == length => Ok(()),
+                _ => Err(format!("{n} bytes read of {length}")),
+            })
+            .and_then(|()| KeyFilter::from_stored(wanted, hashes, keys, words));
+        // Stored bits that do not parse are an error in the log and the filter is
+        // not used: every id is looked up, as without one.
+        let filter = match parsed {
+            Ok(filter) => filter,
+            Err(e) => {
+                tracing::error!(generation = wanted, error = %e, "usage key filter does not parse; not used");
+                return Ok(None);
+            }
+        };
         tracing::info!(generation = wanted, keys = filter.keys(), bytes = length, "usage key filter loaded");
         let filter = Arc::new(filter);
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);

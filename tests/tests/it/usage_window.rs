@@ -196,8 +196,9 @@ async fn a_frozen_generations_filter_skips_lookups_of_new_ids_and_misses_no_dupl
     assert_eq!(build_at("2026-04-02T10:00:00Z").await, None);
     assert_eq!(build_at("2026-04-03T23:59:59Z").await, None);
     let built = build_at("2026-04-04T00:00:00Z").await;
-    assert_eq!(built, Some(Built { generation: 586, keys: 2, bytes: 64 }));
-    assert_eq!(stored_filters(&app).await, [format!("586 {FORMAT} 2 64")]);
+    // Sized for a full page of keys (157): 1 536 bits.
+    assert_eq!(built, Some(Built { generation: 586, keys: 2, bytes: 192 }));
+    assert_eq!(stored_filters(&app).await, [format!("586 {FORMAT} 2 192")]);
     assert_eq!(build_at("2026-04-04T10:00:00Z").await, None, "built once");
 
     // An id slipped into 586 behind the filter's back (nothing does that: 586 is
@@ -216,6 +217,29 @@ async fn a_frozen_generations_filter_skips_lookups_of_new_ids_and_misses_no_dupl
     assert_eq!(stored_filters(&app).await, Vec::<String>::new());
     assert_eq!(report(&app, &t, &c, &[("e5", 5), ("e7", 7)]).await, (1, 1));
     let built = build_at("2026-05-09T10:00:00Z").await;
-    assert_eq!(built, Some(Built { generation: 587, keys: 3, bytes: 64 }), "ghost, e5 and e6");
+    assert_eq!(built, Some(Built { generation: 587, keys: 3, bytes: 192 }), "ghost, e5 and e6");
     app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_filter_of_another_format_is_not_used_and_the_earlier_claim_still_looks_up() {
+    let app = TestApp::spawn().await;
+    let (t, c) = paying_customer(&app).await;
+    upkeep_at(&app, "2026-03-06T09:00:00Z", 400).await;
+    assert_eq!(report(&app, &t, &c, &[("e1", 2)]).await, (1, 0));
+    // Another release's filter of 586 that rules every key out: this release does
+    // not read it, so e1 is looked up in 586 and found.
+    let other = "INSERT INTO usage_key_filters VALUES (586, 'another-format', 7, 1, '\\x0000000000000000', now())";
+    diesel::sql_query(other).execute(&mut app.db.conn().await).await.unwrap();
+    app.set_clock("2026-04-04T09:00:00Z").await;
+    assert_eq!(report(&app, &t, &c, &[("e1", 2), ("e2", 3)]).await, (1, 1));
+    // The earlier release's three-argument claim looks every key up: e1 and e2
+    // are known, e3 is new and claimed in 587.
+    let claim = format!(
+        "SELECT count(*) AS n FROM usage_claim_keys(587, false, ARRAY[usage_event_key('{0}', 'e1'), \
+         usage_event_key('{0}', 'e2'), usage_event_key('{0}', 'e3')])",
+        t.id
+    );
+    assert_eq!(app.count(&claim).await, 1);
+    assert_eq!(app.count("SELECT count(*) AS n FROM usage_event_keys WHERE generation = 587").await, 2);
 }
