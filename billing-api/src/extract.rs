@@ -141,11 +141,12 @@ pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
 }
 
 /// True when a JSON string in `raw` holds `\u0000` (an escape, not a literal
-/// backslash followed by `u0000`). Raw NUL bytes are not valid JSON at all.
+/// backslash followed by `u0000`). Raw NUL bytes are not valid JSON at all, nor
+/// is `\U` (the body has been parsed by then). A vectorised substring search:
+/// a usage batch's megabytes are scanned in well under a millisecond.
 fn has_escaped_nul(raw: &[u8]) -> bool {
-    raw.windows(6).enumerate().any(|(i, w)| {
-        w.eq_ignore_ascii_case(b"\\u0000") && raw[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
-    })
+    memchr::memmem::find_iter(raw, b"\\u0000")
+        .any(|i| raw[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0)
 }
 
 /// Rewrites every number with a zero fraction (`5.0`) as an integer; true when

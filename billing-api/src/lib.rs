@@ -78,6 +78,9 @@ impl Application {
         let admin_token = config.admin_token.clone();
         let amqp_url = config.amqp_url.clone();
         let key_filters = Arc::new(billing_shared::services::usage_key_filter::KeyFilters::default());
+        let usage_turns = Arc::new(tokio::sync::Semaphore::new(
+            config.usage_concurrency.unwrap_or(cores) * billing_shared::services::usage::MAX_EVENTS,
+        ));
         let _ = billing_shared::telemetry::prometheus();
         let openapi = openapi::ApiDoc::openapi();
         let routes = Data::new(fallback::RouteTable::from_openapi(&openapi));
@@ -93,6 +96,7 @@ impl Application {
                 admin_token: admin_token.clone(),
                 amqp_url: amqp_url.clone(),
                 key_filters: key_filters.clone(),
+                usage_turns: usage_turns.clone(),
             };
             App::new()
                 .app_data(Data::new(captures::CaptureQueue::new(pool, clock, capture_linger)))

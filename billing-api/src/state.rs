@@ -16,6 +16,7 @@ use billing_shared::services::usage_key_filter::KeyFilters;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 use crate::read_lane::ReadLane;
@@ -32,6 +33,10 @@ pub struct AppState {
     pub amqp_url: Secret,
     /// The usage key filters this process has loaded, shared by its workers.
     pub key_filters: Arc<KeyFilters>,
+    /// Turns for writing usage batches, shared by the process's workers: one
+    /// permit per event, [`billing_shared::services::usage::MAX_EVENTS`] per turn
+    /// (`BILLING_USAGE_CONCURRENCY` turns, one per core by default).
+    pub usage_turns: Arc<Semaphore>,
 }
 
 /// How an answer may be stored for `Idempotency-Key` replays.

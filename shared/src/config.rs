@@ -9,6 +9,7 @@
 //! | `BILLING_TEST_CLOCK` | `1` enables the shared test clock | off |
 //! | `BILLING_DB_POOL_SIZE` | connections per process (the API: split between its HTTP workers, one pool each, no more workers than connections); the sum over all processes two to four per PostgreSQL core | `10` |
 //! | `BILLING_HTTP_WORKERS` | the API's HTTP worker threads (no more than `BILLING_DB_POOL_SIZE`) | one per core |
+//! | `BILLING_USAGE_CONCURRENCY` | full usage batches (`POST /v1/usage`, 10 000 events) the API writes at once, a smaller one taking its events' share of a turn; more wait, parsed already | one per core |
 //! | `BILLING_WORKER_METRICS_ADDR` | worker `/metrics` and `/healthz` | `127.0.0.1:9090` |
 //! | `BILLING_LOG_FORMAT` | `json` or `text` | `json` |
 //! | `BILLING_WORKER_PREFETCH` | messages in flight per worker queue | `512` |
@@ -82,6 +83,11 @@ pub struct Config {
     /// How long the API's capture queue waits after a capture notification for
     /// others to join its batch (zero: it takes only what is queued already).
     pub capture_linger: Duration,
+    /// Full usage batches (`POST /v1/usage`, 10 000 events) an API process writes
+    /// at once, smaller ones taking a share by their events; `None`: one per core.
+    /// More wait for a turn, already parsed (bench/README, "Usage batches in
+    /// turns").
+    pub usage_concurrency: Option<usize>,
     /// The keyring of `BILLING_SECRETS_KEY` and `BILLING_SECRETS_KEY_PREVIOUS`.
     secrets_keys: Option<Arc<Keyring>>,
 }
@@ -191,6 +197,10 @@ impl Config {
                 Some(_) => Some(usize::try_from(number("BILLING_HTTP_WORKERS", 1, 1..=256)?).unwrap_or(1)),
             },
             capture_linger: Duration::from_millis(number("BILLING_CAPTURE_LINGER_MS", 0, 0..=10_000)?),
+            usage_concurrency: match var("BILLING_USAGE_CONCURRENCY") {
+                None => None,
+                Some(_) => Some(usize::try_from(number("BILLING_USAGE_CONCURRENCY", 1, 1..=1024)?).unwrap_or(1)),
+            },
             secrets_keys,
         })
     }
@@ -228,6 +238,7 @@ mod tests {
         assert_eq!(c.api_addr.to_string(), "127.0.0.1:8080");
         assert!(c.admin_token.is_none());
         assert!(!c.test_clock);
+        assert_eq!(c.usage_concurrency, None);
     }
 
     #[test]
@@ -238,6 +249,9 @@ mod tests {
         assert!(cfg(&[("DATABASE_URL", "mysql://x")]).is_err());
         assert!(cfg(&[("BILLING_ADMIN_TOKEN", "short")]).is_err());
         assert!(cfg(&[("BILLING_TEST_CLOCK", "1")]).unwrap().test_clock);
+        let err = cfg(&[("BILLING_USAGE_CONCURRENCY", "0")]).unwrap_err().to_string();
+        assert!(err.contains("BILLING_USAGE_CONCURRENCY"), "{err}");
+        assert_eq!(cfg(&[("BILLING_USAGE_CONCURRENCY", "3")]).unwrap().usage_concurrency, Some(3));
     }
 
     #[test]

@@ -62,9 +62,10 @@ pub struct NewEvent<'a> {
 }
 
 #[derive(QueryableByName)]
-struct ClaimedKey {
-    #[diesel(sql_type = SqlUuid)]
-    key: Uuid,
+struct ClaimedKeys {
+    /// `NULL` when none was claimed.
+    #[diesel(sql_type = Nullable<Array<SqlUuid>>)]
+    keys: Option<Vec<Uuid>>,
 }
 
 /// Claims the keys of a batch's event ids ([`crate::domain::usage::event_key`]) in
@@ -77,23 +78,24 @@ struct ClaimedKey {
 /// its keys in a unique hash index); `unseen` are keys the previous generation's
 /// filter rules out, not looked up ([`crate::domain::usage_filter`]). Within the
 /// overlap day every key is inserted in both generations, and new only when both
-/// inserts went through.
+/// inserts went through. The keys come back in one array (one row to send and read
+/// instead of one per key).
 pub async fn claim_keys(
     conn: &mut AsyncPgConnection,
     at: KeyGeneration,
     keys: &[Uuid],
     unseen: &[Uuid],
 ) -> diesel::QueryResult<Vec<Uuid>> {
-    let rows: Vec<ClaimedKey> = Cached::new(
-        diesel::sql_query("SELECT key FROM usage_claim_keys($1, $2, $3, $4) AS key")
+    let claimed: ClaimedKeys = Cached::new(
+        diesel::sql_query("SELECT array_agg(key) AS keys FROM usage_claim_keys($1, $2, $3, $4) AS key")
             .bind::<Integer, _>(at.current)
             .bind::<Bool, _>(at.overlap)
             .bind::<Array<SqlUuid>, _>(keys)
             .bind::<Array<SqlUuid>, _>(unseen),
     )
-    .load(conn)
+    .get_result(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| r.key).collect())
+    Ok(claimed.keys.unwrap_or_default())
 }
 
 /// Gives back keys claimed in this transaction by [`claim_keys`] whose events were

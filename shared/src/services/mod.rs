@@ -50,6 +50,7 @@ pub mod termination;
 pub mod test_clock;
 pub mod top_ups;
 pub mod usage;
+pub mod usage_batch;
 pub mod usage_key_filter;
 pub mod usage_partitions;
 pub mod webhook_delivery;

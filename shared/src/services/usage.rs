@@ -1,9 +1,10 @@
 //! Usage ingestion (`POST /v1/usage`), quota state, and billing a period's usage
 //! (SPEC §5).
 //!
-//! A batch is handled in a fixed number of statements whatever its size: the
+//! A batch is parsed and checked first, without the database ([`check`]). It is
+//! then handled in a fixed number of statements whatever its size: the
 //! customers and their subscriptions are read once, the event ids' keys
-//! ([`event_key`]: 16 bytes of SHA-256 over tenant and id) are claimed with one
+//! ([`crate::domain::usage::event_key`]: 16 bytes of SHA-256 over tenant and id) are claimed with one
 //! `INSERT .. SELECT unnest(..) ON CONFLICT DO NOTHING` into `usage_event_keys` (a
 //! duplicate within the window of [`KeyGeneration`], at least 35 days, counts
 //! once; ids the previous generation's filter rules out skip their lookup there,
@@ -11,20 +12,20 @@
 //! upsert, and the counted events are stored with one insert (partitioned by the
 //! day received). Entitlements read the counters, never the events.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::AsyncPgConnection;
-use serde::{Deserialize, Serialize};
+use foldhash::fast::RandomState;
 use serde_json::json;
-use serde_json::value::RawValue;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::collection;
 use super::payments::{self, Line};
 use super::plans::{self, Plan};
 use super::tenants::Tenant;
+use super::usage_batch::reject;
+pub use super::usage_batch::{Checked, MAX_EVENTS, MAX_QUANTITY, Rejected, UsageBatch, UsageEvent, UsageResult, check};
 use super::usage_key_filter::KeyFilters;
 use crate::db::attempts as attempts_db;
 use crate::db::outbox::{self, NewEvent};
@@ -35,111 +36,22 @@ use crate::domain::money::Money;
 use crate::domain::plan::{MetricKind, QuotaReset};
 use crate::domain::states::{AttemptChannel, LineKind, PaymentKind};
 use crate::domain::subscription::{Standing, Subscription, SubscriptionStatus};
-use crate::domain::usage::{KeyGeneration, PeriodFacts, Unattributable, Usage, event_key, overage, period_of};
-use crate::error::{ServiceError, ServiceResult};
+use crate::domain::usage::{KeyGeneration, PeriodFacts, Unattributable, Usage, overage, period_of};
+use crate::error::ServiceResult;
 
-/// Events per call.
-pub const MAX_EVENTS: usize = 10_000;
-/// Largest quantity of one event (keeps counters and overage amounts in range).
-pub const MAX_QUANTITY: i64 = 1_000_000_000;
 /// Clock skew tolerated for `occurred_at` in the future.
 const FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
-
-/// `POST /v1/usage` body. Events are checked one by one: an invalid event is
-/// listed in `rejected`, the others are accepted.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(examples(json!({"events": [{"event_id": "evt-1", "customer_id": "01926f6e-8d40-7b3a-9c1e-2f4a5b6c7d8e", "metric": "messages", "quantity": 1, "occurred_at": "2026-03-05T09:00:00Z"}]})))]
-pub struct UsageBatch {
-    /// Kept raw so each event is parsed (and rejected) on its own, straight into
-    /// [`UsageEvent`] without an intermediate JSON tree.
-    #[schema(value_type = Vec<UsageEvent>)]
-    pub events: Vec<Box<RawValue>>,
-}
-
-/// One usage event.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UsageEvent {
-    /// Unique per tenant: the same id again within at least 35 days (up to 70)
-    /// counts once, as a duplicate. 1 to 255 characters, no control characters
-    /// (else the event is rejected: `invalid_event_id`).
-    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
-    pub event_id: String,
-    pub customer_id: CustomerId,
-    /// A quota metric of the customer's plan (plan metric names follow this
-    /// pattern; any other is rejected: `unknown_metric`).
-    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
-    pub metric: String,
-    /// Counter: units used (summed). Gauge: the absolute level measured. An
-    /// integer; `5.0` counts as 5 (JSON Schema's integers), `5.5` is refused.
-    #[serde(deserialize_with = "integer")]
-    pub quantity: i64,
-    pub occurred_at: DateTime<Utc>,
-}
-
-/// An `i64` written as a JSON integer or as a number with a zero fraction.
-fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    struct Integer;
-    impl serde::de::Visitor<'_> for Integer {
-        type Value = i64;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an integer")
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
-            Ok(v)
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
-            i64::try_from(v).map_err(|_| E::custom("integer out of range"))
-        }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
-            if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                // Exact: |v| < 2^53, so the conversion loses nothing.
-                #[allow(clippy::cast_possible_truncation)]
-                Ok(v as i64)
-            } else {
-                Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
-            }
-        }
-    }
-    d.deserialize_any(Integer)
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Rejected {
-    /// Position of the event in `events`.
-    pub index: usize,
-    /// `validation_failed`, `invalid_event_id`, `invalid_quantity`,
-    /// `occurred_in_future`, `customer_not_found`, `no_active_subscription`,
-    /// `unknown_metric`, `period_closed`.
-    pub code: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct UsageResult {
-    /// Events counted now.
-    pub accepted: usize,
-    /// Events whose id was already counted (earlier, or earlier in this batch).
-    pub duplicates: usize,
-    pub rejected: Vec<Rejected>,
-}
 
 /// An event that passed validation and attribution.
 struct Valid {
     index: usize,
-    /// The event id's key in `usage_event_keys` ([`event_key`]).
+    /// The event id's key in `usage_event_keys` ([`crate::domain::usage::event_key`]).
     key: Uuid,
     event: UsageEvent,
     subscription_id: SubscriptionId,
     period_start: DateTime<Utc>,
     kind: MetricKind,
     limit: i64,
-}
-
-fn reject(index: usize, code: &'static str, detail: impl Into<Option<String>>) -> Rejected {
-    Rejected { index, code, detail: detail.into() }
 }
 
 fn kind_str(kind: MetricKind) -> &'static str {
@@ -168,56 +80,30 @@ pub fn facts(sub: &Standing, plan: &Plan, customer_tz: chrono_tz::Tz) -> Option<
     })
 }
 
-/// Ingests a batch at `now` for `tenant`: each event accepted, counted as a
-/// duplicate, or rejected by index with a code (SPEC §5). `filters` are the API
-/// replica's key filters. Errors: `too_many_events` (more than 10 000), database
-/// errors (nothing written: the caller's transaction rolls back).
+/// Ingests a batch checked by [`check`] at `now` for `tenant`: each event
+/// accepted, counted as a duplicate, or rejected by index with a code (SPEC §5;
+/// `occurred_in_future` and the codes after it are decided here). `filters` are
+/// the API replica's key filters. Errors: database errors (nothing written: the
+/// caller's transaction rolls back).
 pub async fn ingest(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     tenant: &Tenant,
     filters: &KeyFilters,
-    batch: UsageBatch,
+    batch: Checked,
 ) -> ServiceResult<UsageResult> {
-    if batch.events.len() > MAX_EVENTS {
-        return Err(ServiceError::invalid(
-            "too_many_events",
-            format!("at most {MAX_EVENTS} events per call ({} sent)", batch.events.len()),
-        ));
-    }
-    let mut rejected = Vec::new();
+    let Checked { events, mut rejected } = batch;
     let mut duplicates = 0;
     // Ids are told apart by their keys, within the batch as across batches.
-    let mut seen: HashSet<Uuid> = HashSet::new();
-    let mut parsed: Vec<(usize, Uuid, UsageEvent)> = Vec::with_capacity(batch.events.len());
-    for (index, raw) in batch.events.into_iter().enumerate() {
-        let event: UsageEvent = match serde_json::from_str(raw.get()) {
-            Ok(e) => e,
-            Err(e) => {
-                rejected.push(reject(index, "validation_failed", e.to_string()));
-                continue;
-            }
-        };
-        if event.event_id.is_empty()
-            || event.event_id.chars().count() > 255
-            || event.event_id.chars().any(char::is_control)
-        {
-            rejected.push(reject(
-                index,
-                "invalid_event_id",
-                "event_id must be 1 to 255 printable characters".to_owned(),
-            ));
-        } else if !(0..=MAX_QUANTITY).contains(&event.quantity) {
-            rejected.push(reject(index, "invalid_quantity", format!("quantity must be 0 to {MAX_QUANTITY}")));
-        } else if event.occurred_at > now + FUTURE_TOLERANCE {
+    let mut seen: HashSet<Uuid, RandomState> = HashSet::with_capacity_and_hasher(events.len(), RandomState::default());
+    let mut parsed: Vec<(usize, Uuid, UsageEvent)> = Vec::with_capacity(events.len());
+    for (index, key, event) in events {
+        if event.occurred_at > now + FUTURE_TOLERANCE {
             rejected.push(reject(index, "occurred_in_future", format!("occurred_at is after {now}")));
+        } else if seen.insert(key) {
+            parsed.push((index, key, event));
         } else {
-            let key = event_key(tenant.id, &event.event_id);
-            if seen.insert(key) {
-                parsed.push((index, key, event));
-            } else {
-                duplicates += 1;
-            }
+            duplicates += 1;
         }
     }
 
@@ -225,9 +111,9 @@ pub async fn ingest(
     let mut customers: Vec<CustomerId> = parsed.iter().map(|(_, _, e)| e.customer_id).collect();
     customers.sort_unstable();
     customers.dedup();
-    let targets: HashMap<CustomerId, db::Target> =
+    let targets: HashMap<CustomerId, db::Target, RandomState> =
         db::targets(conn, tenant.id, &customers).await?.into_iter().map(|t| (t.customer_id, t)).collect();
-    let mut plans_of: HashMap<Uuid, Plan> = HashMap::new();
+    let mut plans_of: HashMap<Uuid, Plan, RandomState> = HashMap::default();
     for sub in targets.values().filter_map(|t| t.subscription.as_ref()) {
         if let std::collections::hash_map::Entry::Vacant(slot) = plans_of.entry(sub.plan_id) {
             slot.insert(plans::load_cached(conn, sub.plan_id).await?);
@@ -279,7 +165,8 @@ pub async fn ingest(
         None => (keys, Vec::new()),
     };
     metrics::counter!("billing_usage_key_lookups_skipped_total").increment(unseen.len() as u64);
-    let claimed: HashSet<Uuid> = db::claim_keys(conn, generation, &keys, &unseen).await?.into_iter().collect();
+    let claimed: HashSet<Uuid, RandomState> =
+        db::claim_keys(conn, generation, &keys, &unseen).await?.into_iter().collect();
     drop((keys, unseen));
     let (fresh, dup): (Vec<Valid>, Vec<Valid>) = valid.into_iter().partition(|v| claimed.contains(&v.key));
     duplicates += dup.len();
@@ -288,7 +175,7 @@ pub async fn ingest(
     let states = db::add(conn, tenant.id, &increments).await?;
     // Counters not updated belong to a period billed meanwhile: their events are
     // rejected and their ids given back.
-    let peaks: HashMap<(SubscriptionId, DateTime<Utc>, &str), i64> =
+    let peaks: HashMap<(SubscriptionId, DateTime<Utc>, &str), i64, RandomState> =
         states.iter().map(|s| ((s.subscription_id, s.period_start, s.metric.as_str()), s.peak)).collect();
     let (counted, closed): (Vec<&Valid>, Vec<&Valid>) =
         fresh.iter().partition(|v| peaks.contains_key(&(v.subscription_id, v.period_start, v.event.metric.as_str())));
@@ -329,7 +216,7 @@ pub async fn ingest(
 /// One increment per (subscription, period, metric): counters sum, gauges keep the
 /// latest level (by `occurred_at`) and the highest.
 fn aggregate(events: &[Valid]) -> Vec<Increment<'_>> {
-    let mut by_key: BTreeMap<(SubscriptionId, DateTime<Utc>, &str), Increment<'_>> = BTreeMap::new();
+    let mut by_key: HashMap<(SubscriptionId, DateTime<Utc>, &str), Increment<'_>, RandomState> = HashMap::default();
     for v in events {
         let q = v.event.quantity;
         let at = v.event.occurred_at;
