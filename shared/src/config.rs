@@ -9,7 +9,7 @@
 //! | `BILLING_TEST_CLOCK` | `1` enables the shared test clock | off |
 //! | `BILLING_DB_POOL_SIZE` | connections per process (the API: split between its HTTP workers, one pool each, no more workers than connections); the sum over all processes two to four per PostgreSQL core | `10` |
 //! | `BILLING_HTTP_WORKERS` | the API's HTTP worker threads (no more than `BILLING_DB_POOL_SIZE`) | one per core |
-//! | `BILLING_USAGE_CONCURRENCY` | full usage batches (`POST /v1/usage`, 10 000 events) the API writes at once, a smaller one taking its events' share of a turn; more wait, parsed already | one per core |
+//! | `BILLING_USAGE_CONCURRENCY` | full usage batches (`POST /v1/usage`, 10 000 events) the API writes at once (1 to 1 024), a smaller one taking its events' share of a turn; more wait, parsed already | one per core |
 //! | `BILLING_WORKER_METRICS_ADDR` | worker `/metrics` and `/healthz` | `127.0.0.1:9090` |
 //! | `BILLING_LOG_FORMAT` | `json` or `text` | `json` |
 //! | `BILLING_WORKER_PREFETCH` | messages in flight per worker queue | `512` |

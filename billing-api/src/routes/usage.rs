@@ -31,9 +31,13 @@ async fn report_usage(
     // on each other's counters and index pages; bench/README, "Usage batches in
     // turns"), while the next batches are parsed meanwhile. A batch takes a share of
     // a turn by its size, so small ones, bound by their commits, still run many at
-    // once.
-    let batch = usage::check(tenant.id, body.value)?;
-    let share = u32::try_from(batch.len().clamp(1, usage::MAX_EVENTS)).unwrap_or(1);
-    let _turn = state.usage_turns.acquire_many(share).await.map_err(|e| ServiceError::Internal(e.to_string()))?;
+    // once. Turns are handed out in arrival order: a small batch behind a waiting
+    // full one waits too.
+    // The raw body is not needed past parsing: not held while waiting.
+    let JsonBody { value, raw } = body;
+    drop(raw);
+    let batch = usage::check(tenant.id, value)?;
+    let _turn =
+        state.usage_turns.acquire_many(batch.share()).await.map_err(|e| ServiceError::Internal(e.to_string()))?;
     state.ok(async |conn, now| usage::ingest(conn, now, &tenant, &state.key_filters, batch).await).await
 }

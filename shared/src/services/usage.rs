@@ -206,7 +206,11 @@ pub async fn ingest(
         .filter(|i| peaks.get(&(i.subscription_id, i.period_start, i.metric)).is_some_and(|&p| p > 0 && p >= i.limit))
         .collect();
     if !candidates.is_empty() {
-        let exhausted = db::mark_exhausted(conn, Uuid::now_v7(), now, &candidates).await?;
+        let mut exhausted = db::mark_exhausted(conn, Uuid::now_v7(), now, &candidates).await?;
+        // Emitted in the counters' order, whatever order the update returned them in.
+        exhausted.sort_by(|a, b| {
+            (a.subscription_id, a.period_start, &a.metric).cmp(&(b.subscription_id, b.period_start, &b.metric))
+        });
         emit_exhausted(conn, now, tenant, &fresh, &exhausted).await?;
     }
     rejected.sort_by_key(|r| r.index);

@@ -40,6 +40,8 @@ pub struct UsageEvent {
     /// (else the event is rejected: `invalid_event_id`).
     #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub event_id: String,
+    /// The tenant's customer the event is of (else `customer_not_found`); it needs
+    /// a live subscription (else `no_active_subscription`).
     pub customer_id: CustomerId,
     /// A quota metric of the customer's plan (plan metric names follow this
     /// pattern; any other is rejected: `unknown_metric`).
@@ -49,6 +51,8 @@ pub struct UsageEvent {
     /// integer; `5.0` counts as 5 (JSON Schema's integers), `5.5` is refused.
     #[serde(deserialize_with = "integer")]
     pub quantity: i64,
+    /// When the usage happened (RFC 3339): chooses the paid period it counts in; at
+    /// most 5 minutes ahead of the service's clock (else `occurred_in_future`).
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -79,6 +83,7 @@ fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     d.deserialize_any(Integer)
 }
 
+/// An event of the batch that was not counted, and why.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Rejected {
     /// Position of the event in `events`.
@@ -87,16 +92,20 @@ pub struct Rejected {
     /// `occurred_in_future`, `customer_not_found`, `no_active_subscription`,
     /// `unknown_metric`, `period_closed`.
     pub code: &'static str,
+    /// What was wrong, for people (absent when the code says it all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
+/// `POST /v1/usage` answer: every event of the batch is accepted, a duplicate, or
+/// rejected.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UsageResult {
     /// Events counted now.
     pub accepted: usize,
     /// Events whose id was already counted (earlier, or earlier in this batch).
     pub duplicates: usize,
+    /// The events not counted, by index.
     pub rejected: Vec<Rejected>,
 }
 
@@ -108,14 +117,10 @@ pub struct Checked {
 }
 
 impl Checked {
-    /// Events that passed the checks.
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    /// True when no event passed.
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+    /// The batch's share of the API's usage turns: one permit per event that
+    /// passed, 1 when none did, at most [`MAX_EVENTS`] (a full batch's turn).
+    pub fn share(&self) -> u32 {
+        u32::try_from(self.events.len().clamp(1, MAX_EVENTS)).unwrap_or(1)
     }
 }
 
