@@ -167,6 +167,13 @@ impl Config {
             }
         };
         let millis = |k: &str, default: u64| number(k, default, 1..=3_600_000).map(Duration::from_millis);
+        // A count whose default is derived elsewhere (the cores): `None` when unset.
+        let count = |k: &str, range: std::ops::RangeInclusive<u64>| -> Result<Option<usize>, ConfigError> {
+            match var(k) {
+                None => Ok(None),
+                Some(_) => Ok(Some(usize::try_from(number(k, 1, range)?).unwrap_or(1))),
+            }
+        };
         Ok(Config {
             worker_prefetch: u16::try_from(number("BILLING_WORKER_PREFETCH", 512, 1..=1000)?).unwrap_or(512),
             scheduler_interval: millis("BILLING_SCHEDULER_INTERVAL_MS", 1000)?,
@@ -192,15 +199,9 @@ impl Config {
             rate_limit_per_second: u32::try_from(number("BILLING_RATE_LIMIT_PER_SECOND", 1000, 0..=1_000_000)?)
                 .unwrap_or(1000),
             rate_limit_burst: u32::try_from(number("BILLING_RATE_LIMIT_BURST", 2000, 1..=10_000_000)?).unwrap_or(2000),
-            http_workers: match var("BILLING_HTTP_WORKERS") {
-                None => None,
-                Some(_) => Some(usize::try_from(number("BILLING_HTTP_WORKERS", 1, 1..=256)?).unwrap_or(1)),
-            },
+            http_workers: count("BILLING_HTTP_WORKERS", 1..=256)?,
             capture_linger: Duration::from_millis(number("BILLING_CAPTURE_LINGER_MS", 0, 0..=10_000)?),
-            usage_concurrency: match var("BILLING_USAGE_CONCURRENCY") {
-                None => None,
-                Some(_) => Some(usize::try_from(number("BILLING_USAGE_CONCURRENCY", 1, 1..=1024)?).unwrap_or(1)),
-            },
+            usage_concurrency: count("BILLING_USAGE_CONCURRENCY", 1..=1024)?,
             secrets_keys,
         })
     }
@@ -252,6 +253,8 @@ mod tests {
         let err = cfg(&[("BILLING_USAGE_CONCURRENCY", "0")]).unwrap_err().to_string();
         assert!(err.contains("BILLING_USAGE_CONCURRENCY"), "{err}");
         assert_eq!(cfg(&[("BILLING_USAGE_CONCURRENCY", "3")]).unwrap().usage_concurrency, Some(3));
+        assert!(cfg(&[("BILLING_HTTP_WORKERS", "257")]).is_err());
+        assert_eq!(cfg(&[("BILLING_HTTP_WORKERS", "2")]).unwrap().http_workers, Some(2));
     }
 
     #[test]
