@@ -6,8 +6,10 @@
 # It builds the release API, seeds CUSTOMERS (default 1000) customers with an active
 # subscription to a plan with two metrics (a counter and a gauge), and sends EVENTS
 # events (unique ids) in batches of 1, 100 and 10 000 from CLIENTS (default 4)
-# concurrent keep-alive connections, then prints events/s per batch size, and
-# checks that the counters add up to what was sent.
+# concurrent keep-alive connections, then prints events/s per batch size with the
+# machine's busy CPU per event while sending (µs: API, PostgreSQL and the client
+# together; unlike the rate, it does not follow the host's speed of the moment),
+# and checks that the counters add up to what was sent.
 #
 # STORED=N first stores N older events (metric `stored`, an earlier period, no
 # counters) so the rate can be compared with an empty table (issue 15, part 5).
@@ -158,14 +160,19 @@ def worker(k):
         accepted[k] += res["accepted"]
         if res["rejected"]:
             errors.append(res["rejected"][:3])
+def busy():  # the machine's busy ticks (1/100 s), as bench/lib.sh's busy_ticks
+    f = open("/proc/stat").readline().split()
+    return sum(int(f[i]) for i in (1, 2, 3, 6, 7))
 threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+b0 = busy()
 t0 = time.perf_counter()
 for t in threads: t.start()
 for t in threads: t.join()
 secs = time.perf_counter() - t0
+cpu_us = (busy() - b0) * 10000 / sent
 if errors:
     print("errors:", errors[:3], file=sys.stderr); sys.exit(1)
-print(f"| {batch:>6} | {calls:>7} | {sent:>8} | {sum(accepted):>8} | {secs:>7.2f} | {calls/secs:>9.0f} | {sent/secs:>9.0f} |")
+print(f"| {batch:>6} | {calls:>7} | {sent:>8} | {sum(accepted):>8} | {secs:>7.2f} | {calls/secs:>9.0f} | {sent/secs:>9.0f} | {cpu_us:>6.2f} |")
 PY
 done
 stmt_top .run/bench/usage-statements.txt "$(awk -F'|' '{calls += $3} END {print calls}' .run/bench/usage-rows.txt)"
@@ -174,8 +181,8 @@ events=$(q -c "SELECT count(*) FROM usage_events WHERE metric = 'messages'")
 echo
 filtered=$(q -c "SELECT count(*) FROM usage_key_filters")
 echo "Usage ingestion over HTTP ($CLIENTS connections, $CUSTOMERS customers, $STORED events stored before (${STORED_IN:-previous} key generation, $filtered key filter); each call one transaction)"
-printf '| %6s | %7s | %8s | %8s | %7s | %9s | %9s |\n' "batch" "calls" "events" "accepted" "seconds" "calls/s" "events/s"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------" "---------" "----------" "----------" "---------" "-----------" "-----------"
+printf '| %6s | %7s | %8s | %8s | %7s | %9s | %9s | %6s |\n' "batch" "calls" "events" "accepted" "seconds" "calls/s" "events/s" "CPU µs"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------" "---------" "----------" "----------" "---------" "-----------" "-----------" "--------"
 cat .run/bench/usage-rows.txt
 echo
 echo "API peak RSS MB: $(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$api/status")"

@@ -63,14 +63,13 @@ pub struct NewEvent<'a> {
 
 #[derive(QueryableByName)]
 struct ClaimedKeys {
-    /// `NULL` when none was claimed.
-    #[diesel(sql_type = Nullable<Array<SqlUuid>>)]
-    keys: Option<Vec<Uuid>>,
+    #[diesel(sql_type = Array<SqlUuid>)]
+    keys: Vec<Uuid>,
 }
 
 /// Claims the keys of a batch's event ids ([`crate::domain::usage::event_key`]) in
 /// `usage_event_keys` and returns those claimed now; the others are duplicates (one
-/// statement: the database's `usage_claim_keys`, migration 000030). `keys` and
+/// statement: the database's `usage_claim`, migration 000031). `keys` and
 /// `unseen` must each be sorted (concurrent batches then lock them in the same
 /// order). A key is new when neither generation `at.current` nor the previous one
 /// holds it: outside the overlap day it is inserted in the current generation and,
@@ -78,8 +77,10 @@ struct ClaimedKeys {
 /// its keys in a unique hash index); `unseen` are keys the previous generation's
 /// filter rules out, not looked up ([`crate::domain::usage_filter`]). Within the
 /// overlap day every key is inserted in both generations, and new only when both
-/// inserts went through. The keys come back in one array (one row to send and read
-/// instead of one per key).
+/// inserts went through. Outside the overlap day the keys are inserted without
+/// `ON CONFLICT` (one index probe a key instead of two) and, when one of them was
+/// claimed before, claimed again the `ON CONFLICT` way. The keys come back in one
+/// array (one row to send and read instead of one per key).
 pub async fn claim_keys(
     conn: &mut AsyncPgConnection,
     at: KeyGeneration,
@@ -87,7 +88,7 @@ pub async fn claim_keys(
     unseen: &[Uuid],
 ) -> diesel::QueryResult<Vec<Uuid>> {
     let claimed: ClaimedKeys = Cached::new(
-        diesel::sql_query("SELECT array_agg(key) AS keys FROM usage_claim_keys($1, $2, $3, $4) AS key")
+        diesel::sql_query("SELECT usage_claim($1, $2, $3, $4) AS keys")
             .bind::<Integer, _>(at.current)
             .bind::<Bool, _>(at.overlap)
             .bind::<Array<SqlUuid>, _>(keys)
@@ -95,7 +96,7 @@ pub async fn claim_keys(
     )
     .get_result(conn)
     .await?;
-    Ok(claimed.keys.unwrap_or_default())
+    Ok(claimed.keys)
 }
 
 /// Gives back keys claimed in this transaction by [`claim_keys`] whose events were
@@ -115,7 +116,9 @@ pub async fn release_keys(conn: &mut AsyncPgConnection, at: KeyGeneration, keys:
 }
 
 /// Stores counted events (ids claimed by [`claim_keys`]), received at `received_at`
-/// (the partition's day): one statement.
+/// (the partition's day): one statement. The arrays are unnested in the select list,
+/// side by side (equal lengths), so no tuplestore holds the rows first as `unnest`
+/// in `FROM` does (about 15 % of the statement's time for 10 000 rows, measured in SQL).
 pub async fn insert_events(
     conn: &mut AsyncPgConnection,
     tenant_id: TenantId,
@@ -131,7 +134,8 @@ pub async fn insert_events(
     let periods: Vec<DateTime<Utc>> = events.iter().map(|e| e.period_start).collect();
     Cached::new(diesel::sql_query(
         "INSERT INTO usage_events (tenant_id, received_at, event_id, customer_id, subscription_id, metric, quantity, occurred_at, period_start) \
-         SELECT $1, $2, * FROM unnest($3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::int8[], $8::timestamptz[], $9::timestamptz[])",
+         SELECT $1, $2, unnest($3::text[]), unnest($4::uuid[]), unnest($5::uuid[]), unnest($6::text[]), unnest($7::int8[]), \
+                unnest($8::timestamptz[]), unnest($9::timestamptz[])",
     )
     .bind::<SqlUuid, _>(tenant_id)
     .bind::<Timestamptz, _>(received_at)

@@ -243,3 +243,35 @@ async fn a_filter_of_another_format_is_not_used_and_the_earlier_claim_still_look
     assert_eq!(app.count(&claim).await, 1);
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_event_keys WHERE generation = 587").await, 2);
 }
+
+/// The event ids among `ids` that `usage_claim` claims now in generation 586
+/// (every id looked up in 585), sorted.
+async fn claim(app: &TestApp, t: &Tenant, ids: &[&str]) -> Vec<String> {
+    let ids = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+    app.rows(&format!(
+        "WITH ids AS (SELECT unnest(ARRAY[{ids}]) AS id), \
+              claimed AS (SELECT usage_claim(586, false, ARRAY(SELECT usage_event_key('{0}', id) FROM ids ORDER BY 1), \
+                                             '{{}}') AS keys) \
+         SELECT id AS row FROM ids, claimed WHERE usage_event_key('{0}', id) = ANY(claimed.keys) ORDER BY 1",
+        t.id
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_claim_that_meets_a_claimed_id_claims_the_rest_the_on_conflict_way() {
+    let app = TestApp::spawn().await;
+    let (t, _) = paying_customer(&app).await;
+    // No partition for 586 yet: keys land in the default partition, whose B-tree
+    // primary key stops the plain insert at "a" (unique_violation).
+    assert_eq!(claim(&app, &t, &["a"]).await, ["a"]);
+    assert_eq!(claim(&app, &t, &["a", "b", "c"]).await, ["b", "c"]);
+    assert_eq!(claim(&app, &t, &["a", "c"]).await, Vec::<String>::new());
+    // The upkeep moves them into 586's partition, whose exclusion constraint stops
+    // the plain insert at "c" (exclusion_violation).
+    upkeep_at(&app, "2026-03-06T09:00:00Z", 400).await;
+    assert_eq!(claim(&app, &t, &["c", "d"]).await, ["d"]);
+    assert_eq!(claim(&app, &t, &["e", "f"]).await, ["e", "f"]);
+    assert_eq!(app.count("SELECT count(*) AS n FROM usage_event_keys_586").await, 6);
+    assert_eq!(app.count("SELECT count(*) AS n FROM usage_event_keys_default").await, 0);
+}

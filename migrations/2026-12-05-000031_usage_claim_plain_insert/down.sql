@@ -1,0 +1,1 @@
+DROP FUNCTION usage_claim(integer, boolean, uuid[], uuid[]);
