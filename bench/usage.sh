@@ -8,7 +8,8 @@
 # events (unique ids) in batches of 1, 100 and 10 000 from CLIENTS (default 4)
 # concurrent keep-alive connections, then prints events/s per batch size with the
 # machine's busy CPU per event while sending (µs: API, PostgreSQL and the client
-# together; unlike the rate, it does not follow the host's speed of the moment),
+# together; it follows the host's speed of the moment too, so compare builds in runs
+# side by side),
 # and checks that the counters add up to what was sent.
 #
 # STORED=N first stores N older events (metric `stored`, an earlier period, no

@@ -14,7 +14,12 @@
 -- does deadlock_detected: two plain inserts of one key can each see the other's
 -- in-progress key in their constraint check and wait for each other (an exclusion
 -- constraint's check comes after the insertion); the one the deadlock detector ends
--- then waits for the other's commit in the `ON CONFLICT` claim. Within `overlap` (a
+-- then waits for the other's commit in the `ON CONFLICT` claim. That victim's
+-- batch has waited `deadlock_timeout` (1 s by default) first: two batches claiming one
+-- id at the same instant are a client's retry racing its first try. Catching
+-- deadlock_detected here is safe because the claim is its transaction's first write:
+-- every lock in such a cycle is the subtransaction's, and rolling it back frees
+-- them. usage_claim_keys stays while this function falls back to it. Within `overlap` (a
 -- generation's first day) every key is claimed in both generations the
 -- `ON CONFLICT` way as before.
 --

@@ -78,8 +78,12 @@ struct ClaimedKeys {
 /// filter rules out, not looked up ([`crate::domain::usage_filter`]). Within the
 /// overlap day every key is inserted in both generations, and new only when both
 /// inserts went through. Outside the overlap day the keys are inserted without
-/// `ON CONFLICT` (one index probe a key instead of two) and, when one of them was
-/// claimed before, claimed again the `ON CONFLICT` way. The keys come back in one
+/// `ON CONFLICT` (one index probe a key instead of two) and, when one of them is
+/// claimed already (a retry) or by a batch still in flight (then after waiting for
+/// it), claimed again the `ON CONFLICT` way; two batches inserting one key at the
+/// same instant wait for each other until PostgreSQL's deadlock check (its
+/// `deadlock_timeout`, 1 s by default) ends one's plain insert, which then claims
+/// the `ON CONFLICT` way. The keys come back in one
 /// array (one row to send and read instead of one per key).
 pub async fn claim_keys(
     conn: &mut AsyncPgConnection,

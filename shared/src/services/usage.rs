@@ -5,7 +5,8 @@
 //! then handled in a fixed number of statements whatever its size: the
 //! customers and their subscriptions are read once, the event ids' keys
 //! ([`crate::domain::usage::event_key`]: 16 bytes of SHA-256 over tenant and id) are claimed with one
-//! `INSERT .. SELECT unnest(..) ON CONFLICT DO NOTHING` into `usage_event_keys` (a
+//! statement into `usage_event_keys` (`db::usage::claim_keys`: a plain insert, or
+//! `INSERT .. ON CONFLICT DO NOTHING` when an id of the batch is claimed already; a
 //! duplicate within the window of [`KeyGeneration`], at least 35 days, counts
 //! once; ids the previous generation's filter rules out skip their lookup there,
 //! [`super::usage_key_filter`]), the batch's per-counter sums are added to pre-aggregated counters with one

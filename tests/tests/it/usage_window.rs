@@ -244,34 +244,119 @@ async fn a_filter_of_another_format_is_not_used_and_the_earlier_claim_still_look
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_event_keys WHERE generation = 587").await, 2);
 }
 
-/// The event ids among `ids` that `usage_claim` claims now in generation 586
-/// (every id looked up in 585), sorted.
-async fn claim(app: &TestApp, t: &Tenant, ids: &[&str]) -> Vec<String> {
-    let ids = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
-    app.rows(&format!(
-        "WITH ids AS (SELECT unnest(ARRAY[{ids}]) AS id), \
-              claimed AS (SELECT usage_claim(586, false, ARRAY(SELECT usage_event_key('{0}', id) FROM ids ORDER BY 1), \
-                                             '{{}}') AS keys) \
-         SELECT id AS row FROM ids, claimed WHERE usage_event_key('{0}', id) = ANY(claimed.keys) ORDER BY 1",
-        t.id
-    ))
-    .await
+/// A connection with a transaction open, claiming ids in generation 586 (every id
+/// looked up in 585) as `usage_claim` does.
+struct Claimer {
+    conn: diesel_async::AsyncPgConnection,
+    tenant: String,
+}
+
+impl Claimer {
+    async fn begin(app: &TestApp, t: &Tenant) -> Self {
+        use diesel_async::SimpleAsyncConnection;
+        let mut conn = app.db.conn().await;
+        conn.batch_execute("BEGIN").await.unwrap();
+        Claimer { conn, tenant: t.id.to_string() }
+    }
+
+    async fn rows(&mut self, sql: String) -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct R {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            row: String,
+        }
+        let rows: Vec<R> = diesel::sql_query(&sql).load(&mut self.conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().map(|r| r.row).collect()
+    }
+
+    /// The ids among `ids` claimed now, and those of them the transaction itself
+    /// wrote (the `ON CONFLICT` way, after the plain insert failed): the plain
+    /// insert writes in the function's subtransaction, whose rows carry another
+    /// `xmin`. Both sorted.
+    async fn claim(&mut self, ids: &[&str]) -> (Vec<String>, Vec<String>) {
+        let ids = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+        let t = self.tenant.clone();
+        let claimed = self
+            .rows(format!(
+                "WITH ids AS (SELECT unnest(ARRAY[{ids}]) AS id), \
+                      claimed AS (SELECT usage_claim(586, false, ARRAY(SELECT usage_event_key('{t}', id) FROM ids ORDER BY 1), \
+                                                     '{{}}') AS keys) \
+                 SELECT id AS row FROM ids, claimed WHERE usage_event_key('{t}', id) = ANY(claimed.keys) ORDER BY 1"
+            ))
+            .await;
+        let by_transaction = self
+            .rows(format!(
+                "SELECT id AS row FROM unnest(ARRAY[{ids}]) AS id \
+                   JOIN usage_event_keys k ON k.generation = 586 AND k.key = usage_event_key('{t}', id) \
+                  WHERE k.xmin = pg_current_xact_id()::xid ORDER BY 1"
+            ))
+            .await;
+        (claimed, by_transaction)
+    }
+
+    async fn end(mut self, how: &str) {
+        use diesel_async::SimpleAsyncConnection;
+        self.conn.batch_execute(how).await.unwrap();
+    }
+}
+
+/// `Claimer::claim` in a transaction of its own, committed.
+async fn claim(app: &TestApp, t: &Tenant, ids: &[&str]) -> (Vec<String>, Vec<String>) {
+    let mut c = Claimer::begin(app, t).await;
+    let claimed = c.claim(ids).await;
+    c.end("COMMIT").await;
+    claimed
+}
+
+fn ids(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|id| id.to_string()).collect()
 }
 
 #[tokio::test]
-async fn a_claim_that_meets_a_claimed_id_claims_the_rest_the_on_conflict_way() {
+async fn a_claim_inserts_plainly_and_when_it_meets_a_claimed_id_claims_the_rest_the_on_conflict_way() {
     let app = TestApp::spawn().await;
     let (t, _) = paying_customer(&app).await;
     // No partition for 586 yet: keys land in the default partition, whose B-tree
     // primary key stops the plain insert at "a" (unique_violation).
-    assert_eq!(claim(&app, &t, &["a"]).await, ["a"]);
-    assert_eq!(claim(&app, &t, &["a", "b", "c"]).await, ["b", "c"]);
-    assert_eq!(claim(&app, &t, &["a", "c"]).await, Vec::<String>::new());
+    assert_eq!(claim(&app, &t, &["a"]).await, (ids(&["a"]), ids(&[])), "plain");
+    assert_eq!(claim(&app, &t, &["a", "b", "c"]).await, (ids(&["b", "c"]), ids(&["b", "c"])));
+    assert_eq!(claim(&app, &t, &["a", "c"]).await, (ids(&[]), ids(&[])));
     // The upkeep moves them into 586's partition, whose exclusion constraint stops
     // the plain insert at "c" (exclusion_violation).
     upkeep_at(&app, "2026-03-06T09:00:00Z", 400).await;
-    assert_eq!(claim(&app, &t, &["c", "d"]).await, ["d"]);
-    assert_eq!(claim(&app, &t, &["e", "f"]).await, ["e", "f"]);
+    assert_eq!(claim(&app, &t, &["c", "d"]).await, (ids(&["d"]), ids(&["d"])));
+    assert_eq!(claim(&app, &t, &["e", "f"]).await, (ids(&["e", "f"]), ids(&[])), "plain");
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_event_keys_586").await, 6);
     assert_eq!(app.count("SELECT count(*) AS n FROM usage_event_keys_default").await, 0);
+}
+
+#[tokio::test]
+async fn a_claim_waits_for_a_batch_in_flight_holding_one_of_its_ids() {
+    let app = TestApp::spawn().await;
+    let (t, _) = paying_customer(&app).await;
+    upkeep_at(&app, "2026-03-06T09:00:00Z", 400).await;
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(300));
+    // x is claimed by a batch still in flight; the second waits for it, and once it
+    // commits, x is a duplicate and the rest are claimed.
+    let mut first = Claimer::begin(&app, &t).await;
+    assert_eq!(first.claim(&["x"]).await, (ids(&["x"]), ids(&[])));
+    let mut second = Claimer::begin(&app, &t).await;
+    let (claimed, ()) = tokio::join!(second.claim(&["w", "x", "y"]), async {
+        pause().await;
+        first.end("COMMIT").await
+    });
+    assert_eq!(claimed, (ids(&["w", "y"]), ids(&["w", "y"])));
+    second.end("COMMIT").await;
+    // When the batch in flight rolls back instead, its id is free: the plain insert
+    // goes through.
+    let mut first = Claimer::begin(&app, &t).await;
+    assert_eq!(first.claim(&["z"]).await, (ids(&["z"]), ids(&[])));
+    let mut second = Claimer::begin(&app, &t).await;
+    let (claimed, ()) = tokio::join!(second.claim(&["z", "zz"]), async {
+        pause().await;
+        first.end("ROLLBACK").await
+    });
+    assert_eq!(claimed, (ids(&["z", "zz"]), ids(&[])));
+    second.end("COMMIT").await;
+    assert_eq!(app.rows("SELECT count(*)::text AS row FROM usage_event_keys_586").await, ["5"]);
 }
