@@ -1,7 +1,7 @@
 //! Capture notifications applied in batches (`services::capture_batches`): each
 //! HTTP worker keeps one queue of verified capture notifications and one task
 //! that takes everything queued at once — up to [`MAX_BATCH`], waiting
-//! `BILLING_CAPTURE_LINGER_MS` for more (default 0: not at all) — applies it in
+//! `BILLING_CAPTURE_LINGER_MS` for more (default 1 ms; 0: not at all) — applies it in
 //! one transaction, and answers each waiting request after the commit. The task
 //! applies nothing else: a notification the batch leaves (not a plain capture,
 //! a lone one, or all of them when the batch is rolled back, waits longer than
