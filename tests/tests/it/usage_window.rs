@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
-use crate::support::{Tenant, TestApp};
+use crate::support::{Tenant, TestApp, rows_on};
 
 async fn report(app: &TestApp, t: &Tenant, c: &str, events: &[(&str, i64)]) -> (i64, i64) {
     let events: Vec<Value> = events
@@ -259,38 +259,32 @@ impl Claimer {
         Claimer { conn, tenant: t.id.to_string() }
     }
 
-    async fn rows(&mut self, sql: String) -> Vec<String> {
-        #[derive(diesel::QueryableByName)]
-        struct R {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            row: String,
-        }
-        let rows: Vec<R> = diesel::sql_query(&sql).load(&mut self.conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        rows.into_iter().map(|r| r.row).collect()
-    }
-
     /// The ids among `ids` claimed now, and those of them the transaction itself
     /// wrote (the `ON CONFLICT` way, after the plain insert failed): the plain
     /// insert writes in the function's subtransaction, whose rows carry another
     /// `xmin`. Both sorted.
     async fn claim(&mut self, ids: &[&str]) -> (Vec<String>, Vec<String>) {
         let ids = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
-        let t = self.tenant.clone();
-        let claimed = self
-            .rows(format!(
+        let t = &self.tenant;
+        let claimed = rows_on(
+            &mut self.conn,
+            &format!(
                 "WITH ids AS (SELECT unnest(ARRAY[{ids}]) AS id), \
                       claimed AS (SELECT usage_claim(586, false, ARRAY(SELECT usage_event_key('{t}', id) FROM ids ORDER BY 1), \
                                                      '{{}}') AS keys) \
                  SELECT id AS row FROM ids, claimed WHERE usage_event_key('{t}', id) = ANY(claimed.keys) ORDER BY 1"
-            ))
-            .await;
-        let by_transaction = self
-            .rows(format!(
+            ),
+        )
+        .await;
+        let by_transaction = rows_on(
+            &mut self.conn,
+            &format!(
                 "SELECT id AS row FROM unnest(ARRAY[{ids}]) AS id \
                    JOIN usage_event_keys k ON k.generation = 586 AND k.key = usage_event_key('{t}', id) \
                   WHERE k.xmin = pg_current_xact_id()::xid ORDER BY 1"
-            ))
-            .await;
+            ),
+        )
+        .await;
         (claimed, by_transaction)
     }
 
@@ -358,5 +352,5 @@ async fn a_claim_waits_for_a_batch_in_flight_holding_one_of_its_ids() {
     });
     assert_eq!(claimed, (ids(&["z", "zz"]), ids(&[])));
     second.end("COMMIT").await;
-    assert_eq!(app.rows("SELECT count(*)::text AS row FROM usage_event_keys_586").await, ["5"]);
+    assert_eq!(app.count("SELECT count(*) AS n FROM usage_event_keys_586").await, 5);
 }

@@ -7,3 +7,4 @@ mod queries;
 
 pub use app::{Answer, T0, Tenant, TestApp};
 pub use gateways::{Card, ChargeScript, Gw};
+pub use queries::rows_on;

@@ -1,22 +1,27 @@
 //! Reading the test database from outside the service: rows, counts, the
 //! audit's invariants and the outbox's events.
 
+use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 
 use super::{Tenant, TestApp};
 
+/// [`TestApp::rows`] on a given connection (inside a transaction it holds open).
+pub async fn rows_on(conn: &mut AsyncPgConnection, sql: &str) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct R {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        row: String,
+    }
+    let rows: Vec<R> = diesel::sql_query(sql).load(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter().map(|r| r.row).collect()
+}
+
 impl TestApp {
     /// The text of each row of `sql`, which names its one column `row`.
     pub async fn rows(&self, sql: &str) -> Vec<String> {
-        use diesel_async::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct R {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            row: String,
-        }
-        let mut conn = self.db.conn().await;
-        let rows: Vec<R> = diesel::sql_query(sql).load(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        rows.into_iter().map(|r| r.row).collect()
+        rows_on(&mut self.db.conn().await, sql).await
     }
 
     /// The sum of every ledger entry on the accounts with this code (`revenue`,
