@@ -29,7 +29,7 @@ pub const INVARIANTS: [Invariant; 13] = [
               GROUP BY t.id, e.currency HAVING sum(e.amount) <> 0",
     },
     // No foreign key holds this since migrations 000003 (accounts) and 000015
-    // (transactions): the statement-level checks (ledger_assert_balanced) enforce
+    // (transactions): the statement-level checks (ledger_entries_balanced) enforce
     // the transaction on insert and 000016 refuses TRUNCATE; this finds what got
     // past them (a partial restore, triggers disabled). An entry is the tenant's
     // through its account or its transaction (entries have no tenant column; one
