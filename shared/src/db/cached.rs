@@ -29,9 +29,11 @@ pub struct Cached<Q> {
 
 /// Multi-row inserts of up to this many rows are kept (one form per row count);
 /// larger ones, rare and each a batch's single statement, are prepared once. A
-/// batch of captured Pay notifications (`billing-api` `captures::MAX_BATCH`) is
-/// mostly 4–10 strong under load, and its history rows and stored notifications were
-/// parsed and planned anew at 4 (bench/README, "Two triggers set-based").
+/// batch of captured Pay notifications (`billing-api` `captures::MAX_BATCH`) held
+/// about 8 under the benchmark's load, and its history rows and stored
+/// notifications were parsed and planned anew at 4 (bench/README, "Two triggers
+/// set-based"). The price: up to this many kept forms per insert shape and
+/// connection, for the connection's life.
 pub const FEW_ROWS: usize = 16;
 
 impl<Q> Cached<Q> {
