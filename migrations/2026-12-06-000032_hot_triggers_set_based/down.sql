@@ -1,4 +1,5 @@
--- Back to the row trigger of migration 000029 and the entry check of 000023.
+-- Back to the row trigger of migration 000029 and the entry check of 000015 (which
+-- calls 000023's `ledger_assert_balanced`).
 SET LOCAL lock_timeout = '3s';
 DROP TRIGGER subscriptions_due_moved ON subscriptions;
 DROP FUNCTION due_subscriptions_follow_moves();
