@@ -194,7 +194,7 @@ async fn activate<'a>(
         NewEvent::event(tenant.id, payment.ordering_key(), "payment.succeeded", payments::event_data(payment)?);
     batch.events.push(succeeded.caused_by(cause.clone()));
     for e in change.events {
-        batch.events.push(subscriptions::event(tenant, &sub, &plan.code, e.kind, e.extra).caused_by(cause.clone()));
+        batch.events.push(subscriptions::event(tenant, &sub, &plan.code, e.kind, e.extra)?.caused_by(cause.clone()));
     }
     batch.history.push((sub.id, change.history));
     batch.activated.push(sub);

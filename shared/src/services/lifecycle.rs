@@ -53,7 +53,7 @@ pub async fn cancel(
         if ends && !change.events.is_empty() {
             // The product sees it canceled, then its unpaid payments fail, then it expires.
             let canceled = change.events.remove(0);
-            let event = subscriptions::event(tenant, &sub, &plan.code, canceled.kind, canceled.extra);
+            let event = subscriptions::event(tenant, &sub, &plan.code, canceled.kind, canceled.extra)?;
             crate::db::outbox::emit(conn, now, event).await?;
             subscriptions::fail_pending_payments(conn, now, tenant, &sub, crate::domain::subscription::Cause::Canceled)
                 .await?;

@@ -331,7 +331,7 @@ async fn activate_purchase(
     let change = sub.activate(now, purchase_paid(now, tenant, payment, plan.period)?).map_err(unexpected)?;
     payment.period_start = sub.current_period_start;
     payment.period_end = sub.current_period_end;
-    let (staged, events) = subscriptions::stage(now, tenant, &mut sub, &plan.code, change);
+    let (staged, events) = subscriptions::stage(now, tenant, &mut sub, &plan.code, change)?;
     Ok(Some(Applied { events, posting: None, staged: Some(staged) }))
 }
 
@@ -389,7 +389,7 @@ async fn renew(
     }
     payment.period_start = sub.current_period_start;
     payment.period_end = sub.current_period_end;
-    let (staged, events) = subscriptions::stage(now, tenant, &mut sub, &plan.code, change);
+    let (staged, events) = subscriptions::stage(now, tenant, &mut sub, &plan.code, change)?;
     Ok(Some(Applied { events, posting: None, staged: Some(staged) }))
 }
 
@@ -408,7 +408,7 @@ async fn extend(
     let Ok(change) = sub.record_extension(now, payment.id, start, end) else { return Ok(None) };
     payment.period_start = Some(start);
     payment.period_end = Some(end);
-    let (staged, events) = subscriptions::stage(now, tenant, &mut sub, &paid_plan.code, change);
+    let (staged, events) = subscriptions::stage(now, tenant, &mut sub, &paid_plan.code, change)?;
     Ok(Some(Applied { events, posting: None, staged: Some(staged) }))
 }
 

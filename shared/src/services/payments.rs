@@ -3,13 +3,14 @@
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::plans::Plan;
 use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt, stored_money};
 use crate::db::customers as customers_db;
+use crate::db::outbox::EventData;
 use crate::db::payments::{self as db, Payer, PaymentRow};
 use crate::domain::ids::{CustomerId, PaymentId, SubscriptionId};
 use crate::domain::ledger::Funding;
@@ -140,7 +141,7 @@ pub fn tariff_payment(
 /// amount named by the payment's kind.
 pub fn lines_of(p: &PaymentRow) -> ServiceResult<Vec<Line>> {
     match &p.lines {
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| corrupt("payment lines", e)),
+        Some(v) => Vec::<Line>::deserialize(v).map_err(|e| corrupt("payment lines", e)),
         None => Ok(vec![Line::new(p.kind.line_kind(), p.description.clone(), money_of(p)?)]),
     }
 }
@@ -303,23 +304,50 @@ pub async fn list(
     Ok(Page::from_rows(views, page, |v| v))
 }
 
-/// `data` of `payment.succeeded` / `payment.failed`.
-pub fn event_data(p: &PaymentRow) -> ServiceResult<Value> {
-    Ok(json!({
-        "payment_id": p.id,
-        "customer_id": p.customer_id,
-        "subscription_id": p.subscription_id,
-        "kind": p.kind,
-        "status": p.status,
-        "amount": MoneyView::from(money_of(p)?),
-        "from_prepaid": MoneyView::from(stored_money(p.from_prepaid, &p.currency, "payment prepaid part")?),
-        "from_cashback": MoneyView::from(stored_money(p.from_cashback, &p.currency, "payment cashback part")?),
-        "gateway_transaction_id": p.gateway_transaction_id,
-        "failure_reason": p.failure_reason,
-        "failure_code": p.failure_code,
-        "duplicate_of": p.duplicate_of,
-        "period_start": p.period_start,
-        "period_end": p.period_end,
-        "lines": lines_of(p)?,
-    }))
+/// `data` of the payment events (`payment.succeeded`, `.failed`, `.refunded`):
+/// the payment's ids, kind and status, `amount` with its `from_prepaid` and
+/// `from_cashback` parts, the gateway's transaction id, why it failed, what it
+/// duplicates, the period it pays for and its `lines` (API.md, "Events to product
+/// backends").
+#[derive(Serialize)]
+struct PaymentEvent<'a> {
+    payment_id: PaymentId,
+    customer_id: CustomerId,
+    subscription_id: Option<SubscriptionId>,
+    kind: PaymentKind,
+    status: PaymentStatus,
+    amount: MoneyView,
+    from_prepaid: MoneyView,
+    from_cashback: MoneyView,
+    gateway_transaction_id: &'a Option<String>,
+    failure_reason: &'a Option<String>,
+    failure_code: &'a Option<String>,
+    duplicate_of: Option<PaymentId>,
+    period_start: Option<DateTime<Utc>>,
+    period_end: Option<DateTime<Utc>>,
+    lines: Vec<Line>,
+}
+
+/// `data` of `payment.succeeded` / `payment.failed` / `payment.refunded`, serialized
+/// from [`PaymentEvent`]. Errors: `Internal` when the stored amounts or lines do not
+/// parse (or, never in practice, the payload does not serialize).
+pub fn event_data(p: &PaymentRow) -> ServiceResult<EventData> {
+    let data = PaymentEvent {
+        payment_id: p.id,
+        customer_id: p.customer_id,
+        subscription_id: p.subscription_id,
+        kind: p.kind,
+        status: p.status,
+        amount: money_of(p)?.into(),
+        from_prepaid: stored_money(p.from_prepaid, &p.currency, "payment prepaid part")?.into(),
+        from_cashback: stored_money(p.from_cashback, &p.currency, "payment cashback part")?.into(),
+        gateway_transaction_id: &p.gateway_transaction_id,
+        failure_reason: &p.failure_reason,
+        failure_code: &p.failure_code,
+        duplicate_of: p.duplicate_of,
+        period_start: p.period_start,
+        period_end: p.period_end,
+        lines: lines_of(p)?,
+    };
+    EventData::of(&data).map_err(|e| ServiceError::Internal(format!("payment {} event: {e}", p.id)))
 }

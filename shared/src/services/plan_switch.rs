@@ -120,7 +120,7 @@ pub async fn apply(
     }
     // Written with the caller's writes; the events go out after the payment's own
     // (when there is one).
-    let (staged, events) = subscriptions::stage(now, tenant, sub, &target.code, change);
+    let (staged, events) = subscriptions::stage(now, tenant, sub, &target.code, change)?;
     let total = money(&stored.total)?;
     // Below the minimum charge nothing was collected: the difference is waived.
     let waived = if payment.is_none() && total.amount() > rust_decimal::Decimal::ZERO {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::tenants::Tenant;
 use super::{Page, PageRequest, corrupt, stored_money};
 use crate::db::customers as customers_db;
-use crate::db::outbox::{self, NewEvent};
+use crate::db::outbox::{self, EventData, NewEvent};
 use crate::db::payments::{self as payments_db, PaymentRow};
 use crate::db::receipts::{self as db, ReceiptRow};
 use crate::db::refunds::RefundRow;
@@ -336,21 +336,49 @@ pub(crate) async fn emit(
     Ok(())
 }
 
+/// `data` of the receipt events: the receipt without its document (GET
+/// /v1/receipts has it), with its payment's subscription, `external_id` and the
+/// fiscal attributes once registered (API.md, "Events to product backends").
+#[derive(Serialize)]
+struct ReceiptEvent<'a> {
+    id: Uuid,
+    payment_id: PaymentId,
+    refund_id: Option<Uuid>,
+    subscription_id: Option<SubscriptionId>,
+    kind: ReceiptKind,
+    status: ReceiptStatus,
+    total: MoneyView,
+    attempt: i32,
+    external_id: String,
+    fiscal: Option<Value>,
+    failure_reason: &'a Option<String>,
+    registered_at: Option<DateTime<Utc>>,
+}
+
 /// A receipt event of `ty` for `row` of a payment made by `payer` (its subscription,
-/// if any, and customer): the receipt without its document (GET /v1/receipts has
-/// it), ordered with the payment's messages (by its subscription, else customer).
+/// if any, and customer): [`ReceiptEvent`], ordered with the payment's messages (by
+/// its subscription, else customer). Errors: `Internal` when the stored total or
+/// fiscal attributes do not parse.
 pub(crate) fn event_of(
     row: &ReceiptRow,
     (subscription_id, customer_id): (Option<SubscriptionId>, CustomerId),
     ty: &'static str,
 ) -> ServiceResult<NewEvent> {
-    let total: MoneyView = stored_money(row.total, &row.currency, "receipt total")?.into();
-    let data = json!({
-        "id": row.id, "payment_id": row.payment_id, "refund_id": row.refund_id, "subscription_id": subscription_id,
-        "kind": row.kind, "status": row.status, "total": total, "attempt": row.attempt, "external_id": external_id(row),
-        "fiscal": row.fiscal.as_deref().map(fiscal_view).transpose()?, "failure_reason": row.failure_reason,
-        "registered_at": row.registered_at,
-    });
+    let data = ReceiptEvent {
+        id: row.id,
+        payment_id: row.payment_id,
+        refund_id: row.refund_id,
+        subscription_id,
+        kind: row.kind,
+        status: row.status,
+        total: stored_money(row.total, &row.currency, "receipt total")?.into(),
+        attempt: row.attempt,
+        external_id: external_id(row),
+        fiscal: row.fiscal.as_deref().map(fiscal_view).transpose()?,
+        failure_reason: &row.failure_reason,
+        registered_at: row.registered_at,
+    };
+    let data = EventData::of(&data).map_err(|e| ServiceError::Internal(format!("receipt {} event: {e}", row.id)))?;
     Ok(NewEvent::event(row.tenant_id, ordering((subscription_id, customer_id)), ty, data))
 }
 

@@ -153,7 +153,7 @@ async fn renew_plainly<'a>(
     batch.postings.push((tenant.id, payment.id, posting));
     batch.events.push(NewEvent::event(tenant.id, sub.id, "payment.succeeded", payments::event_data(payment)?));
     for e in change.events {
-        batch.events.push(subscriptions::event(tenant, &next, &plan.code, e.kind, e.extra));
+        batch.events.push(subscriptions::event(tenant, &next, &plan.code, e.kind, e.extra)?);
     }
     batch.paid.push((payment.clone(), tenant));
     batch.history.push((sub.id, change.history));

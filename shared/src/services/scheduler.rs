@@ -153,7 +153,7 @@ async fn send_notice(
         }
         Notice::ExpiringSoon => json!({"ends_at": end}),
     };
-    crate::db::outbox::emit(conn, now, subscriptions::event(tenant, sub, &plan.code, kind, extra)).await?;
+    crate::db::outbox::emit(conn, now, subscriptions::event(tenant, sub, &plan.code, kind, extra)?).await?;
     Ok(())
 }
 
