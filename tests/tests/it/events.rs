@@ -242,3 +242,54 @@ async fn during_a_secret_rotation_webhooks_carry_both_signatures() {
         assert!(verify(&t.webhook_secret, &header, &r.body));
     }
 }
+
+/// The three events of a renewal recorded by a wave carry the data API.md names,
+/// key for key: `payment.succeeded` (the payment), `subscription.renewed` (the
+/// subscription with the payment and amount) and `receipt.registered` (the receipt
+/// without its document, with its fiscal attributes).
+pub(crate) async fn renewal_events_carry_their_data(
+    app: &TestApp,
+    t: &Tenant,
+    customer: &str,
+    renewal: &Value,
+    receipt: &Value,
+) {
+    let events = app.events(t).await;
+    let payment_id = renewal["id"].as_str().unwrap();
+    let data_of = |ty: &str| -> Value {
+        let found: Vec<&Value> =
+            events.iter().filter(|e| e["type"] == ty && e["data"]["payment_id"] == payment_id).collect();
+        assert_eq!(found.len(), 1, "one {ty} of the renewal: {events:#?}");
+        found[0]["data"].clone()
+    };
+    let rub = |value: &str| json!({"value": value, "currency": "RUB"});
+    let sub = renewal["subscription_id"].clone();
+    assert_eq!(
+        data_of("payment.succeeded"),
+        json!({
+            "payment_id": payment_id, "customer_id": customer, "subscription_id": sub, "kind": "renewal",
+            "status": "succeeded", "amount": rub("1990.00"), "from_prepaid": rub("0.00"), "from_cashback": rub("0.00"),
+            "gateway_transaction_id": renewal["gateway_transaction_id"], "failure_reason": null, "failure_code": null,
+            "duplicate_of": null, "period_start": "2026-04-05T09:00:00Z", "period_end": "2026-05-05T09:00:00Z",
+            "lines": [{"kind": "tariff", "description": renewal["lines"][0]["description"], "amount": rub("1990.00")}],
+        })
+    );
+    assert_eq!(
+        data_of("subscription.renewed"),
+        json!({
+            "subscription_id": sub, "customer_id": customer, "plan": "START", "status": "active", "auto_renew": true,
+            "current_period_start": "2026-04-05T09:00:00Z", "current_period_end": "2026-05-05T09:00:00Z",
+            "next_charge_at": "2026-05-05T09:00:00Z", "payment_id": payment_id, "amount": rub("1990.00"),
+        })
+    );
+    assert!(receipt["fiscal"]["fiscal_document_number"].is_number(), "{receipt:#}");
+    assert_eq!(
+        data_of("receipt.registered"),
+        json!({
+            "id": receipt["id"], "payment_id": payment_id, "refund_id": null, "subscription_id": sub, "kind": "income",
+            "status": "registered", "total": rub("1990.00"), "attempt": 1,
+            "external_id": format!("{}-1", receipt["id"].as_str().unwrap()), "fiscal": receipt["fiscal"],
+            "failure_reason": null, "registered_at": receipt["registered_at"],
+        })
+    );
+}
