@@ -123,6 +123,38 @@ async fn events_reach_the_topic_exchange_in_order_per_subscription() {
     }
 }
 
+/// 6 000 events committed at once, spread over the relay's 16 lanes: the work list
+/// empties, and every one of them reaches RabbitMQ.
+#[tokio::test]
+async fn the_relay_publishes_a_burst_of_events_across_its_lanes() {
+    let app = TestApp::with_worker().await;
+    let tap = Tap::start(&app).await;
+    let t = orbita(&app, json!({})).await;
+    app.db
+        .execute(&format!(
+            "INSERT INTO outbox_events (id, tenant_id, event_type, ordering_key, payload, message, lane, created_at) \
+             SELECT id, '{tid}', 'test.burst', id, jsonb_build_object('id', id, 'type', 'test.burst', \
+                    'tenant_id', '{tid}', 'created_at', now(), 'data', jsonb_build_object('n', n)), \
+                    'event', n % 16, now() \
+               FROM (SELECT gen_random_uuid() AS id, n FROM generate_series(1, 6000) n) burst",
+            tid = t.id
+        ))
+        .await;
+    let pending = "SELECT count(*) AS n FROM outbox_pending";
+    assert_eq!(app.count_when(pending, 0).await, 0, "every message confirmed by the broker");
+    wait_for("the burst on RabbitMQ", || tap.seen().iter().filter(|(k, _)| k.ends_with(".test.burst")).count() >= 6000)
+        .await;
+    let mut numbers: Vec<i64> = tap
+        .seen()
+        .iter()
+        .filter(|(k, _)| k == &format!("{}.test.burst", t.id))
+        .map(|(_, body)| body["data"]["n"].as_i64().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers, (1..=6000).collect::<Vec<_>>(), "each event of the burst published");
+}
+
 async fn with_webhook(app: &TestApp, sink: &WebhookSink) -> Tenant {
     let t = orbita(app, json!({})).await;
     app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", t.id), Some(&json!({"webhook_url": sink.url})))
