@@ -142,14 +142,10 @@ async fn the_relay_publishes_a_burst_of_events_across_its_lanes() {
         .await;
     let pending = "SELECT count(*) AS n FROM outbox_pending";
     assert_eq!(app.count_when(pending, 0).await, 0, "every message confirmed by the broker");
-    wait_for("the burst on RabbitMQ", || tap.seen().iter().filter(|(k, _)| k.ends_with(".test.burst")).count() >= 6000)
-        .await;
-    let mut numbers: Vec<i64> = tap
-        .seen()
-        .iter()
-        .filter(|(k, _)| k == &format!("{}.test.burst", t.id))
-        .map(|(_, body)| body["data"]["n"].as_i64().unwrap())
-        .collect();
+    let key = format!("{}.test.burst", t.id);
+    let burst = || tap.seen().into_iter().filter(|(k, _)| *k == key).collect::<Vec<_>>();
+    wait_for("the burst on RabbitMQ", || burst().len() >= 6000).await;
+    let mut numbers: Vec<i64> = burst().iter().map(|(_, body)| body["data"]["n"].as_i64().unwrap()).collect();
     numbers.sort_unstable();
     numbers.dedup();
     assert_eq!(numbers, (1..=6000).collect::<Vec<_>>(), "each event of the burst published");
