@@ -13,7 +13,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use billing_shared::db::outbox::{self, LANES, Route};
-use billing_shared::db::{PgPool, in_transaction};
+use billing_shared::db::{PgPool, in_transaction_by_index};
 use billing_shared::error::{ServiceError, ServiceResult};
 use billing_shared::trace::TRACEPARENT;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -27,7 +27,7 @@ const BATCH: i64 = 500;
 
 async fn publish_lane(pool: &PgPool, channel: &Channel, lane: i16) -> ServiceResult<usize> {
     let mut conn = pool.get().await?;
-    in_transaction(&mut conn, async |c| {
+    in_transaction_by_index(&mut conn, async |c| {
         if !outbox::try_lock_lane(c, RELAY_LOCK, lane).await? {
             return Ok(0);
         }
@@ -114,7 +114,9 @@ pub async fn run(
             break;
         }
         let lanes = match pool.get().await {
-            Ok(mut c) => outbox::busy_lanes(&mut c).await.unwrap_or_else(|_| (0..LANES).collect()),
+            Ok(mut c) => in_transaction_by_index(&mut c, async |c| outbox::busy_lanes(c).await)
+                .await
+                .unwrap_or_else(|_: diesel::result::Error| (0..LANES).collect()),
             Err(_) => Vec::new(),
         };
         let mut published = 0;

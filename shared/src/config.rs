@@ -16,7 +16,7 @@
 //! | `BILLING_SCHEDULER_INTERVAL_MS` | pause between scheduler ticks when idle | `1000` |
 //! | `BILLING_SCHEDULER_BATCH` | subscriptions claimed per tick | `500` |
 //! | `BILLING_SCHEDULER_CONCURRENCY` | scheduler loops per worker | `2` |
-//! | `BILLING_CHARGE_WAVES` | `1`: a tick's plain renewals go out as `charge_attempts` jobs of up to 128 attempts; `0`: one `charge_attempt` job per renewal, as releases before 2026-12-03 did (set it while workers of such a release still run beside this one: they cannot read the wave jobs) | `1` |
+//! | `BILLING_CHARGE_WAVES` | `1`: a tick's plain renewals go out as `charge_attempts` jobs of up to 256 attempts; `0`: one `charge_attempt` job per renewal, as releases before 2026-12-03 did (set it while workers of such a release still run beside this one: they cannot read the wave jobs) | `1` |
 //! | `BILLING_RELAY_INTERVAL_MS` | pause of the outbox relay when idle | `100` |
 //! | `BILLING_RETRY_DELAY_DIVISOR` | divides retry-queue delays (tests) | `1` |
 //! | `BILLING_GATEWAY_TIMEOUT_MS` | payment provider call timeout | `30000` |

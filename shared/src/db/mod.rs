@@ -131,14 +131,43 @@ pub async fn in_transaction_bounded<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    run_transaction(conn, Some(lock_wait_ms), f).await
+    run_transaction(conn, Some(&format!("BEGIN; SET LOCAL lock_timeout = {lock_wait_ms}")), f).await
 }
 
-/// A transaction (a savepoint inside another), or with `lock_wait_ms` a
-/// top-level one with its lock waits bounded.
+/// The settings of [`in_transaction_by_index`]: every statement planned when it
+/// runs, sequential scans, hash and merge joins priced out, for the transaction only.
+const BY_INDEX: &str = "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_seqscan = off; \
+                        SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
+/// [`in_transaction`] whose statements are planned each time they run, with the
+/// tables' sizes of the moment, and reach their rows by index (one round trip
+/// begins it). For statements over tables that swing from empty to large, whose
+/// prepared plan must not be one made at another size: once a prepared statement's
+/// custom plans are no cheaper than a generic one, PostgreSQL keeps the generic plan
+/// for the connection, priced with the sizes of that moment, until new statistics
+/// invalidate it. The relay's read of a lane, first planned while the outbox was
+/// empty, kept a sequential scan of `outbox_events` hashed against the lane's rows:
+/// 25 ms a read at 120 000 events and growing (bench/README, "The relay's plan").
+/// Without the custom plans, a generic plan made on empty tables with the scans
+/// priced out read `outbox_events` by whole-index scans instead; without the scans
+/// priced out, a custom plan at 30 000 events still hashed the table. Planning each
+/// run costs about 0.3 ms of the server's time a read. Every execution of such a
+/// statement must run inside this.
+pub async fn in_transaction_by_index<T, E>(
+    conn: &mut AsyncPgConnection,
+    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    run_transaction(conn, Some(BY_INDEX), f).await
+}
+
+/// A transaction (a savepoint inside another), or with `begin` (`BEGIN` and the
+/// transaction's `SET LOCAL`s, one round trip) a top-level one so set.
 async fn run_transaction<T, E>(
     conn: &mut AsyncPgConnection,
-    lock_wait_ms: Option<u32>,
+    begin: Option<&str>,
     f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
 ) -> Result<T, E>
 where
@@ -147,12 +176,9 @@ where
     use diesel_async::{AnsiTransactionManager, TransactionManager};
     use tracing::Instrument;
     async move {
-        match lock_wait_ms {
+        match begin {
             None => AnsiTransactionManager::begin_transaction(conn).await?,
-            Some(ms) => {
-                AnsiTransactionManager::begin_transaction_sql(conn, &format!("BEGIN; SET LOCAL lock_timeout = {ms}"))
-                    .await?
-            }
+            Some(sql) => AnsiTransactionManager::begin_transaction_sql(conn, sql).await?,
         }
         match f(conn).await {
             Ok(value) => {

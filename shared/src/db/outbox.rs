@@ -303,7 +303,9 @@ pub struct Pending {
 /// Lanes that have unpublished messages: one probe per lane of the small
 /// `outbox_pending` table. Its rows are deleted as they are published; a probe
 /// steps over their index entries (marked dead after the first pass) until vacuum
-/// clears them, never over the published messages themselves.
+/// clears them, never over the published messages themselves. Run it inside
+/// [`super::in_transaction_by_index`], like [`pending`] and [`mark_published`]: a
+/// plan made while the table was small would scan its dead rows instead.
 pub async fn busy_lanes(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i16>> {
     #[derive(QueryableByName)]
     struct Lane {
@@ -322,7 +324,10 @@ pub async fn busy_lanes(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i16>> {
     Ok(lanes.into_iter().map(|l| l.lane).collect())
 }
 
-/// The oldest unpublished messages of a lane, in order, at most `limit`.
+/// The oldest unpublished messages of a lane, in order, at most `limit`: by the
+/// lane's index, each message by its `seq` (inside
+/// [`super::in_transaction_by_index`], planned at each read for the outbox's size
+/// of the moment).
 pub async fn pending(conn: &mut AsyncPgConnection, lane: i16, limit: i64) -> QueryResult<Vec<Pending>> {
     outbox_pending::table
         .inner_join(outbox_events::table.on(outbox_events::seq.eq(outbox_pending::seq)))
@@ -344,7 +349,7 @@ pub async fn pending(conn: &mut AsyncPgConnection, lane: i16, limit: i64) -> Que
 }
 
 /// Takes the messages `seqs` of `lane` off the work list (the broker confirmed
-/// them); returns how many were on it.
+/// them); returns how many were on it. Inside [`super::in_transaction_by_index`].
 pub async fn mark_published(conn: &mut AsyncPgConnection, lane: i16, seqs: &[i64]) -> QueryResult<usize> {
     Cached::new(diesel::delete(
         outbox_pending::table.filter(outbox_pending::lane.eq(lane)).filter(outbox_pending::seq.eq_any(seqs)),

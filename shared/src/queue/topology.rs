@@ -62,7 +62,7 @@ pub const RENEWALS: WorkQueue = WorkQueue {
     prefetch_cap: None,
 };
 
-/// Waves of renewal charges (`charge_attempts`, up to 128 attempts each), apart
+/// Waves of renewal charges (`charge_attempts`, up to 256 attempts each), apart
 /// from `billing.renewals` so that a renewal peak's backlog of waves never delays
 /// a one-attempt charge (a customer's "pay now") queued behind it; the consumer
 /// takes [`WAVES_AT_ONCE`] at a time. Two retries: a wave that keeps failing hands
@@ -118,9 +118,10 @@ pub const RECEIPT_WAVES: WorkQueue = WorkQueue {
     prefetch_cap: Some(WAVES_AT_ONCE),
 };
 
-/// Wave jobs one consumer of a wave queue takes at once (its prefetch), as many
-/// as the process runs anyway (`charge_waves` and `receipt_waves` allow four
-/// each): a wave waiting in the broker holds no memory here.
+/// Wave jobs one consumer of a wave queue takes at once (its prefetch): twice as
+/// many as the process runs at once (`charge_waves` and `receipt_waves` run two
+/// each), so that the next wave is at hand when one ends; a wave taken and waiting
+/// holds only its ids, one waiting in the broker nothing here.
 pub const WAVES_AT_ONCE: u16 = 4;
 
 /// Signed webhook delivery to tenants: about three days of back-off.

@@ -13,7 +13,7 @@
 //! to be replayed once the tenant's settings are fixed.
 //!
 //! Charges come in waves (a renewal instant), so they are processed in batches (up
-//! to 128 of a scheduler tick's renewals in one job, [`super::charge_waves`], or the
+//! to 256 of a scheduler tick's renewals in one job, [`super::charge_waves`], or the
 //! one-attempt jobs the worker's consumer takes together): one statement claims
 //! the batch, the calls run concurrently (as many at once as the gateways' bound,
 //! `BILLING_GATEWAY_CONCURRENCY`, lets through), and the

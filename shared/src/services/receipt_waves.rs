@@ -43,9 +43,10 @@ use crate::queue::topology::RECEIPT_WAVES;
 const CALLS_PER_WAVE: usize = 32;
 
 /// Waves this process registers at once ([`process_wave`]; each holds up to a
-/// renewal batch of receipts): bounds the documents held in memory and the calls in
-/// flight to the provider however many wave jobs the consumer has taken.
-static WAVES: Semaphore = Semaphore::const_new(4);
+/// renewal wave's receipts, [`super::charge_waves::CHUNK`]): bounds the documents
+/// held in memory and the calls in flight to the provider however many wave jobs
+/// the consumer has taken.
+static WAVES: Semaphore = Semaphore::const_new(2);
 
 /// One `RegisterReceipt` job of a batch; `last`: its retries are exhausted.
 #[derive(Debug, Clone, Copy)]

@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::renewals::{bought_monthly, orbita};
-use crate::support::{Tenant, TestApp};
+use crate::support::{Tenant, TestApp, rows_on};
 
 /// A consumer bound to `billing.events` with `#`, like a product backend's.
 struct Tap {
@@ -175,6 +175,65 @@ fn verify(secret: &str, header: &str, body: &[u8]) -> bool {
     let expected = hex::encode(billing_tests::cloudpayments::hmac_sha256(secret.as_bytes(), &msg));
     let fresh = t.parse::<i64>().is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 300);
     fresh && sigs.contains(&expected)
+}
+
+/// The relay's read of a lane, as diesel sends it (`db::outbox::pending`).
+const RELAY_READ: &str = "SELECT \"outbox_events\".\"seq\", \"outbox_events\".\"id\", \"outbox_events\".\"tenant_id\", \
+    \"outbox_events\".\"message\", \"outbox_events\".\"event_type\", \"outbox_events\".\"delay_step\", \"outbox_events\".\"payload\", \
+    \"outbox_events\".\"trace_context\" FROM (\"outbox_pending\" INNER JOIN \"outbox_events\" ON (\"outbox_events\".\"seq\" = \
+    \"outbox_pending\".\"seq\")) WHERE (\"outbox_pending\".\"lane\" = $1) ORDER BY \"outbox_pending\".\"seq\" ASC LIMIT $2";
+
+/// The plan of the relay's read of a lane on `conn` (`EXPLAIN EXECUTE` of the
+/// prepared `relay_read`), one line of text per plan line.
+async fn relay_plan(conn: &mut diesel_async::AsyncPgConnection) -> String {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let plan: Vec<Line> = diesel::sql_query("EXPLAIN EXECUTE relay_read(3, 500)").load(conn).await.unwrap();
+    plan.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n")
+}
+
+/// The relay runs its statements in `db::in_transaction_by_index`. A connection
+/// that prepared its read of a lane on an analyzed, empty outbox keeps a generic
+/// plan of sequential scans, and still uses it once the outbox holds 30 000 events;
+/// inside `in_transaction_by_index` the read is planned for the outbox of the
+/// moment and reaches each message by its index. The settings end with the
+/// transaction.
+#[tokio::test]
+async fn the_relays_read_is_planned_for_the_outbox_of_the_moment() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    let settings = "SELECT current_setting('plan_cache_mode') || ' ' || current_setting('enable_seqscan') \
+                    || current_setting('enable_hashjoin') || current_setting('enable_mergejoin') AS row";
+    let mut conn = app.db.conn().await;
+    let runs = "EXECUTE relay_read(3, 500); ".repeat(7);
+    conn.batch_execute("VACUUM ANALYZE outbox_events, outbox_pending").await.unwrap();
+    conn.batch_execute(&format!("PREPARE relay_read AS {RELAY_READ}; {runs}")).await.unwrap();
+    conn.batch_execute(
+        "INSERT INTO outbox_events (id, tenant_id, event_type, ordering_key, payload, message, lane, created_at) \
+         SELECT gen_random_uuid(), gen_random_uuid(), 'bench.event', gen_random_uuid(), '{}', 'event', (g % 16)::int2, now() \
+           FROM generate_series(1, 30000) g; \
+         DELETE FROM outbox_pending WHERE seq <= (SELECT max(seq) - 1000 FROM outbox_events)",
+    )
+    .await
+    .unwrap();
+    let kept = relay_plan(&mut conn).await;
+    assert!(kept.contains("Seq Scan on outbox_events"), "the hazard this guards against: {kept}");
+    let (inside, plan) = billing_shared::db::in_transaction_by_index(&mut conn, async |c| {
+        Ok::<_, diesel::result::Error>((rows_on(c, settings).await, relay_plan(c).await))
+    })
+    .await
+    .unwrap();
+    assert_eq!(inside, ["force_custom_plan offoffoff"]);
+    // Planned for this read (its lane a constant, not a parameter), by the lane's index.
+    assert!(plan.contains("on outbox_pending_pkey") && plan.contains("Index Cond: (lane = '3'::smallint)"), "{plan}");
+    assert!(plan.contains("Index Scan using outbox_events_pkey on outbox_events"), "{plan}");
+    assert!(plan.contains("Index Cond: (seq = outbox_pending.seq)"), "{plan}");
+    assert!(!plan.contains("Seq Scan") && !plan.contains("Hash"), "{plan}");
+    assert_eq!(rows_on(&mut conn, settings).await, ["auto ononon"], "the settings outlived the transaction");
 }
 
 #[tokio::test]
