@@ -45,7 +45,7 @@ static WAVES: Semaphore = Semaphore::const_new(2);
 /// Attempts in one wave job, claimed, charged and recorded together. (Chunks of a
 /// whole 500-renewal tick, four at once, held 2 000 renewals' documents in memory:
 /// the worker's peak RSS rose from 52 to 86 MB at 10 000 due. Two waves of 256
-/// hold as many renewals as four of 128 did, in half the statements: 7 % less
+/// hold as many renewals as four of 128 did, in half the statements: about 6 % less
 /// CPU per fiscal renewal; bench/README, "Waves of 256".)
 pub const CHUNK: usize = 256;
 
